@@ -1,0 +1,346 @@
+//! secp256k1 scalars and points: strict parsing, canonical encoding, and the
+//! second generator `H`.
+//!
+//! Parsing is strict everywhere: hex without `0x`, exact lengths (or a
+//! documented upper bound where the Torus wire format sends unpadded
+//! numbers), scalars below the group order, points on the curve and not the
+//! identity unless a function says it allows it.
+
+use std::sync::LazyLock;
+
+use k256::elliptic_curve::group::GroupEncoding;
+use k256::elliptic_curve::sec1::{FromSec1Point, ToSec1Point};
+use k256::elliptic_curve::{Group, PrimeField};
+use k256::hash2curve::{ExpandMsgXmd, GroupDigest};
+use k256::{FieldBytes, Secp256k1, U256};
+
+use crate::error::{CryptoError, Result};
+
+pub use k256::{AffinePoint, NonZeroScalar, ProjectivePoint as Point, PublicKey, Scalar};
+
+/// Bytes in a canonical scalar or field element.
+pub const SCALAR_LEN: usize = 32;
+/// Bytes in a compressed SEC1 point.
+pub const COMPRESSED_POINT_LEN: usize = 33;
+/// Bytes in an uncompressed SEC1 point (`04 ‖ X ‖ Y`).
+pub const UNCOMPRESSED_POINT_LEN: usize = 65;
+
+/// Domain separation tag for hashing to the curve to get `H` (RFC 9380 suite
+/// `secp256k1_XMD:SHA-256_SSWU_RO_`, with our own DST).
+pub const GENERATOR_H_DST: &[u8] = b"QUORUMKEY-V1-GENERATOR-H-secp256k1_XMD:SHA-256_SSWU_RO_";
+/// The message hashed to the curve to get `H`.
+pub const GENERATOR_H_MESSAGE: &[u8] = b"quorumkey pedersen generator H";
+
+static GENERATOR_H: LazyLock<Point> = LazyLock::new(|| {
+    // The DST and message are constants well inside RFC 9380's limits, so
+    // expand_message_xmd cannot fail here; a unit test pins the result.
+    Secp256k1::hash_from_bytes(&[GENERATOR_H_MESSAGE], &[GENERATOR_H_DST])
+        .expect("hash_to_curve with a constant, valid DST")
+});
+
+/// The standard generator `G`.
+pub fn generator() -> Point {
+    Point::GENERATOR
+}
+
+/// The second generator `H` for Pedersen commitments.
+///
+/// `H` is `hash_to_curve(GENERATOR_H_MESSAGE)` under [`GENERATOR_H_DST`]
+/// (RFC 9380, random-oracle variant), so nobody knows `log_G(H)`: finding it
+/// would break the discrete logarithm on secp256k1 for a random-oracle point.
+pub fn generator_h() -> Point {
+    *GENERATOR_H
+}
+
+/// Hashes `message` (the concatenation of its parts) to a uniformly
+/// distributed scalar under the domain separation tag `dst` (RFC 9380
+/// `hash_to_field` with expand_message_xmd over SHA-256, 64 bytes reduced).
+pub fn hash_to_scalar(message: &[&[u8]], dst: &[u8]) -> Scalar {
+    // `dst` comes from this crate's own constant domain tags; XMD accepts any
+    // non-empty DST (long ones are hashed first), so an error is a bug here.
+    k256::hash2curve::hash_to_scalar::<Secp256k1, ExpandMsgXmd<sha2::Sha256>, k256::elliptic_curve::consts::U64>(
+        message,
+        &[dst],
+    )
+    .expect("hash_to_scalar with a non-empty constant DST")
+}
+
+fn decode_hex(what: &'static str, s: &str) -> Result<Vec<u8>> {
+    hex::decode(s).map_err(|_| CryptoError::InvalidHex { what })
+}
+
+/// Parses a canonical 32-byte big-endian scalar (must be below the order).
+pub fn scalar_from_bytes(bytes: &[u8]) -> Result<Scalar> {
+    scalar_from_bytes_named("scalar", bytes)
+}
+
+fn scalar_from_bytes_named(what: &'static str, bytes: &[u8]) -> Result<Scalar> {
+    let array: [u8; SCALAR_LEN] = bytes.try_into().map_err(|_| CryptoError::InvalidLength {
+        what,
+        expected: "32 bytes",
+        actual: bytes.len(),
+    })?;
+    Option::from(Scalar::from_repr(FieldBytes::from(array))).ok_or(CryptoError::ScalarOutOfRange { what })
+}
+
+/// Parses a big-endian scalar of 1 to 32 bytes, as Go's `big.Int.Bytes()`
+/// writes it (leading zero bytes stripped). It must be below the order.
+pub fn scalar_from_unpadded_bytes(bytes: &[u8]) -> Result<Scalar> {
+    scalar_from_unpadded_named("scalar", bytes)
+}
+
+fn scalar_from_unpadded_named(what: &'static str, bytes: &[u8]) -> Result<Scalar> {
+    if bytes.is_empty() || bytes.len() > SCALAR_LEN {
+        return Err(CryptoError::InvalidLength { what, expected: "1 to 32 bytes", actual: bytes.len() });
+    }
+    let mut padded = [0u8; SCALAR_LEN];
+    padded[SCALAR_LEN - bytes.len()..].copy_from_slice(bytes);
+    scalar_from_bytes_named(what, &padded)
+}
+
+/// Parses a scalar from 1 to 64 hex digits (the Torus wire format sends
+/// both zero-padded and unpadded numbers). It must be below the order.
+pub fn scalar_from_hex(s: &str) -> Result<Scalar> {
+    scalar_from_hex_named("scalar", s)
+}
+
+/// Like [`scalar_from_hex`], naming the field in the error.
+pub fn scalar_from_hex_named(what: &'static str, s: &str) -> Result<Scalar> {
+    if s.is_empty() || s.len() > 2 * SCALAR_LEN {
+        return Err(CryptoError::InvalidLength { what, expected: "1 to 64 hex digits", actual: s.len() });
+    }
+    if !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(CryptoError::InvalidHex { what });
+    }
+    let mut padded = String::with_capacity(2 * SCALAR_LEN);
+    padded.extend(std::iter::repeat_n('0', 2 * SCALAR_LEN - s.len()));
+    padded.push_str(s);
+    scalar_from_bytes_named(what, &decode_hex(what, &padded)?)
+}
+
+/// Returns the scalar, or [`CryptoError::ZeroScalar`] if it is zero.
+pub fn require_nonzero(what: &'static str, scalar: Scalar) -> Result<NonZeroScalar> {
+    Option::from(NonZeroScalar::new(scalar)).ok_or(CryptoError::ZeroScalar { what })
+}
+
+/// Parses a non-zero scalar from 1 to 64 hex digits (e.g. a private key).
+pub fn nonzero_scalar_from_hex(what: &'static str, s: &str) -> Result<NonZeroScalar> {
+    require_nonzero(what, scalar_from_hex_named(what, s)?)
+}
+
+/// The scalar as 32 big-endian bytes.
+pub fn scalar_to_bytes(scalar: &Scalar) -> [u8; SCALAR_LEN] {
+    scalar.to_bytes().into()
+}
+
+/// The scalar as 64 lowercase hex digits.
+pub fn scalar_to_hex(scalar: &Scalar) -> String {
+    hex::encode(scalar_to_bytes(scalar))
+}
+
+/// The scalar as lowercase hex without leading zeros (`"0"` for zero), the
+/// way Go's `big.Int.Text(16)` writes it.
+pub fn scalar_to_unpadded_hex(scalar: &Scalar) -> String {
+    let full = scalar_to_hex(scalar);
+    let trimmed = full.trim_start_matches('0');
+    if trimmed.is_empty() { "0".to_owned() } else { trimmed.to_owned() }
+}
+
+/// A small integer as a scalar (share indexes, counters).
+pub fn scalar_from_u64(value: u64) -> Scalar {
+    Scalar::from(value)
+}
+
+/// The scalar as an unsigned 256-bit integer.
+pub fn scalar_to_uint(scalar: &Scalar) -> U256 {
+    U256::from_be_slice(&scalar_to_bytes(scalar))
+}
+
+/// Parses a SEC1 point (33 bytes compressed or 65 bytes uncompressed); it
+/// must be on the curve and not the identity.
+pub fn public_key_from_sec1(bytes: &[u8]) -> Result<PublicKey> {
+    public_key_from_sec1_named("public key", bytes)
+}
+
+/// Like [`public_key_from_sec1`], naming the field in the error.
+pub fn public_key_from_sec1_named(what: &'static str, bytes: &[u8]) -> Result<PublicKey> {
+    match bytes.len() {
+        COMPRESSED_POINT_LEN | UNCOMPRESSED_POINT_LEN => {}
+        1 if bytes[0] == 0 => return Err(CryptoError::IdentityPoint { what }),
+        actual => {
+            return Err(CryptoError::InvalidLength { what, expected: "33 or 65 bytes", actual });
+        }
+    }
+    let encoded = k256::Sec1Point::from_bytes(bytes).map_err(|_| CryptoError::PointNotOnCurve { what })?;
+    let affine: AffinePoint =
+        Option::from(AffinePoint::from_sec1_point(&encoded)).ok_or(CryptoError::PointNotOnCurve { what })?;
+    PublicKey::from_affine(affine).map_err(|_| CryptoError::IdentityPoint { what })
+}
+
+/// Parses a public key from its affine coordinates, each 1 to 64 hex
+/// digits (the Torus `pub_key_X`/`pub_key_Y` and `nodepubx`/`nodepuby`
+/// fields; the Go node sends them unpadded).
+pub fn public_key_from_xy_hex(x: &str, y: &str) -> Result<PublicKey> {
+    let mut bytes = [0u8; UNCOMPRESSED_POINT_LEN];
+    bytes[0] = 0x04;
+    for (what, coordinate, range) in [("point X", x, 1..33), ("point Y", y, 33..65)] {
+        if coordinate.is_empty() || coordinate.len() > 64 {
+            return Err(CryptoError::InvalidLength {
+                what,
+                expected: "1 to 64 hex digits",
+                actual: coordinate.len(),
+            });
+        }
+        if !coordinate.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(CryptoError::InvalidHex { what });
+        }
+        let padded = format!("{coordinate:0>64}");
+        let decoded = decode_hex(what, &padded)?;
+        bytes[range].copy_from_slice(&decoded);
+    }
+    public_key_from_sec1_named("point", &bytes)
+}
+
+/// Parses a public key from hex SEC1 (66 or 130 hex digits).
+pub fn public_key_from_hex(what: &'static str, s: &str) -> Result<PublicKey> {
+    if s.len() != 2 * COMPRESSED_POINT_LEN && s.len() != 2 * UNCOMPRESSED_POINT_LEN {
+        return Err(CryptoError::InvalidLength { what, expected: "66 or 130 hex digits", actual: s.len() });
+    }
+    public_key_from_sec1_named(what, &decode_hex(what, s)?)
+}
+
+/// The public key as 65 bytes `04 ‖ X ‖ Y`.
+pub fn public_key_to_uncompressed(key: &PublicKey) -> [u8; UNCOMPRESSED_POINT_LEN] {
+    let encoded = key.to_sec1_point(false);
+    let mut out = [0u8; UNCOMPRESSED_POINT_LEN];
+    // A `PublicKey` is never the identity, so its uncompressed form is 65 bytes.
+    out.copy_from_slice(encoded.as_bytes());
+    out
+}
+
+/// The affine coordinates as two 64-digit lowercase hex strings.
+pub fn public_key_to_xy_hex(key: &PublicKey) -> (String, String) {
+    let bytes = public_key_to_uncompressed(key);
+    (hex::encode(&bytes[1..33]), hex::encode(&bytes[33..65]))
+}
+
+/// The point as a public key, refusing the identity.
+pub fn point_to_public_key(what: &'static str, point: &Point) -> Result<PublicKey> {
+    PublicKey::from_affine(point.to_affine()).map_err(|_| CryptoError::IdentityPoint { what })
+}
+
+/// The point in 33-byte compressed form; the identity encodes as 33 zero
+/// bytes. This is the canonical encoding for hashing and for commitments.
+pub fn point_to_bytes(point: &Point) -> [u8; COMPRESSED_POINT_LEN] {
+    point.to_bytes().into()
+}
+
+/// Parses a 33-byte compressed point, refusing the identity.
+pub fn point_from_bytes(what: &'static str, bytes: &[u8]) -> Result<Point> {
+    let point = point_from_bytes_allow_identity(what, bytes)?;
+    if bool::from(point.is_identity()) {
+        return Err(CryptoError::IdentityPoint { what });
+    }
+    Ok(point)
+}
+
+/// Parses a 33-byte compressed point; 33 zero bytes are the identity.
+pub fn point_from_bytes_allow_identity(what: &'static str, bytes: &[u8]) -> Result<Point> {
+    let array: [u8; COMPRESSED_POINT_LEN] = bytes.try_into().map_err(|_| CryptoError::InvalidLength {
+        what,
+        expected: "33 bytes",
+        actual: bytes.len(),
+    })?;
+    Option::from(Point::from_bytes(&array.into())).ok_or(CryptoError::PointNotOnCurve { what })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORDER_HEX: &str = "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141";
+
+    #[test]
+    fn h_is_pinned_and_independent_of_g() {
+        let h = generator_h();
+        assert_ne!(h, generator());
+        assert!(!bool::from(h.is_identity()));
+        // Pinned so that an accidental change of the DST or message fails.
+        assert_eq!(
+            hex::encode(point_to_bytes(&h)),
+            "030e3dacf58a29815af6cd2b5914945d7826316f06f374397520d5169a59d7d23d"
+        );
+    }
+
+    #[test]
+    fn scalar_hex_is_strict() {
+        assert_eq!(scalar_from_hex("1").unwrap(), Scalar::ONE);
+        assert_eq!(scalar_from_hex(&"0".repeat(64)).unwrap(), Scalar::ZERO);
+        assert!(matches!(scalar_from_hex(""), Err(CryptoError::InvalidLength { .. })));
+        assert!(matches!(scalar_from_hex(&"1".repeat(65)), Err(CryptoError::InvalidLength { .. })));
+        assert!(matches!(scalar_from_hex("0x12"), Err(CryptoError::InvalidHex { .. })));
+        assert!(matches!(scalar_from_hex("zz"), Err(CryptoError::InvalidHex { .. })));
+        assert!(matches!(scalar_from_hex(ORDER_HEX), Err(CryptoError::ScalarOutOfRange { .. })));
+        assert!(matches!(scalar_from_hex(&"f".repeat(64)), Err(CryptoError::ScalarOutOfRange { .. })));
+        let below = "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364140";
+        assert_eq!(scalar_from_hex(below).unwrap(), -Scalar::ONE);
+        assert!(matches!(nonzero_scalar_from_hex("key", "00"), Err(CryptoError::ZeroScalar { what: "key" })));
+        assert!(matches!(scalar_from_bytes(&[1u8; 31]), Err(CryptoError::InvalidLength { .. })));
+        assert!(matches!(scalar_from_unpadded_bytes(&[]), Err(CryptoError::InvalidLength { .. })));
+        assert_eq!(scalar_from_unpadded_bytes(&[1, 0]).unwrap(), Scalar::from(256u64));
+    }
+
+    #[test]
+    fn scalar_formats_round_trip() {
+        let s = Scalar::from(0xabcdu64);
+        assert_eq!(scalar_to_unpadded_hex(&s), "abcd");
+        assert_eq!(scalar_to_unpadded_hex(&Scalar::ZERO), "0");
+        assert_eq!(scalar_to_hex(&s).len(), 64);
+        assert_eq!(scalar_from_hex(&scalar_to_hex(&s)).unwrap(), s);
+    }
+
+    #[test]
+    fn points_are_strict() {
+        let g = point_to_public_key("g", &generator()).unwrap();
+        let unc = public_key_to_uncompressed(&g);
+        assert_eq!(public_key_from_sec1(&unc).unwrap(), g);
+        let comp = point_to_bytes(&generator());
+        assert_eq!(public_key_from_sec1(&comp).unwrap(), g);
+
+        // Off the curve: flip the last byte of Y.
+        let mut off = unc;
+        off[64] ^= 1;
+        assert!(matches!(public_key_from_sec1(&off), Err(CryptoError::PointNotOnCurve { .. })));
+        // An X with no point on the curve (x = 5 has no square root of x^3+7).
+        let mut bad_x = [0u8; 33];
+        bad_x[0] = 2;
+        bad_x[32] = 5;
+        assert!(matches!(public_key_from_sec1(&bad_x), Err(CryptoError::PointNotOnCurve { .. })));
+        assert!(matches!(public_key_from_sec1(&[0u8]), Err(CryptoError::IdentityPoint { .. })));
+        assert!(matches!(public_key_from_sec1(&unc[..64]), Err(CryptoError::InvalidLength { .. })));
+        let mut bad_tag = unc;
+        bad_tag[0] = 0x05;
+        assert!(public_key_from_sec1(&bad_tag).is_err());
+
+        assert!(matches!(point_from_bytes("c", &[0u8; 33]), Err(CryptoError::IdentityPoint { .. })));
+        assert_eq!(point_from_bytes_allow_identity("c", &[0u8; 33]).unwrap(), Point::IDENTITY);
+        assert!(matches!(point_to_public_key("p", &Point::IDENTITY), Err(CryptoError::IdentityPoint { .. })));
+
+        let (x, y) = public_key_to_xy_hex(&g);
+        assert_eq!(public_key_from_xy_hex(&x, &y).unwrap(), g);
+        assert_eq!(public_key_from_xy_hex(x.trim_start_matches('0'), &y).unwrap(), g);
+        assert!(matches!(public_key_from_xy_hex("", &y), Err(CryptoError::InvalidLength { .. })));
+        assert!(matches!(public_key_from_xy_hex(&x, "xyz"), Err(CryptoError::InvalidHex { .. })));
+        assert!(matches!(public_key_from_xy_hex(&x, &x), Err(CryptoError::PointNotOnCurve { .. })));
+        assert!(public_key_from_hex("k", &hex::encode(unc)).is_ok());
+        assert!(matches!(public_key_from_hex("k", "04"), Err(CryptoError::InvalidLength { .. })));
+    }
+
+    #[test]
+    fn hash_to_scalar_is_domain_separated() {
+        let a = hash_to_scalar(&[b"m"], b"DST-A");
+        let b = hash_to_scalar(&[b"m"], b"DST-B");
+        assert_ne!(a, b);
+        assert_eq!(a, hash_to_scalar(&[b"m"], b"DST-A"));
+    }
+}
