@@ -70,7 +70,7 @@ fn derive_keys(shared_x: &[u8]) -> DerivedKeys {
 }
 
 fn mac_over(mac_key: &[u8; 32], iv: &[u8; IV_LEN], ephemeral: &[u8], ciphertext: &[u8]) -> HmacSha256 {
-    // HMAC takes keys of any length, so this cannot fail.
+    #[allow(clippy::expect_used, reason = "HMAC accepts keys of any length")]
     let mut mac = <HmacSha256 as KeyInit>::new_from_slice(mac_key).expect("HMAC accepts 32-byte keys");
     mac.update(iv);
     mac.update(ephemeral);
@@ -103,8 +103,8 @@ pub(crate) fn encrypt_with_ephemeral(
 ) -> EciesCiphertext {
     let x = shared_x(ephemeral, recipient);
     let keys = derive_keys(x.as_ref());
-    let ciphertext = Aes256CbcEncryptor::new((&*keys.encryption).into(), &iv.into())
-        .encrypt_padded_vec::<Pkcs7>(plaintext);
+    let ciphertext =
+        Aes256CbcEncryptor::new((&*keys.encryption).into(), &iv.into()).encrypt_padded_vec::<Pkcs7>(plaintext);
     let ephemeral_public_key = PublicKey::from_secret_scalar(ephemeral);
     let mac = mac_over(&keys.mac, &iv, &public_key_to_uncompressed(&ephemeral_public_key), &ciphertext)
         .finalize()
@@ -117,7 +117,7 @@ pub(crate) fn encrypt_with_ephemeral(
 /// time against the 32-byte shared X and against its leading-zero-stripped
 /// form (both are always computed), before any decryption.
 pub fn decrypt(recipient: &NonZeroScalar, message: &EciesCiphertext) -> Result<Zeroizing<Vec<u8>>> {
-    if message.ciphertext.is_empty() || message.ciphertext.len() % 16 != 0 {
+    if message.ciphertext.is_empty() || !message.ciphertext.len().is_multiple_of(16) {
         return Err(CryptoError::InvalidLength {
             what: "ECIES ciphertext",
             expected: "a non-zero multiple of 16 bytes",
@@ -136,12 +136,10 @@ pub fn decrypt(recipient: &NonZeroScalar, message: &EciesCiphertext) -> Result<Z
     let stripped_start = x.iter().position(|&b| b != 0).unwrap_or(x.len());
     let padded_keys = derive_keys(x.as_ref());
     let stripped_keys = derive_keys(&x[stripped_start..]);
-    let padded_ok = mac_over(&padded_keys.mac, &message.iv, &ephemeral, &message.ciphertext)
-        .verify_slice(&message.mac)
-        .is_ok();
-    let stripped_ok = mac_over(&stripped_keys.mac, &message.iv, &ephemeral, &message.ciphertext)
-        .verify_slice(&message.mac)
-        .is_ok();
+    let padded_ok =
+        mac_over(&padded_keys.mac, &message.iv, &ephemeral, &message.ciphertext).verify_slice(&message.mac).is_ok();
+    let stripped_ok =
+        mac_over(&stripped_keys.mac, &message.iv, &ephemeral, &message.ciphertext).verify_slice(&message.mac).is_ok();
     let keys = match (padded_ok, stripped_ok) {
         (true, _) => padded_keys,
         (false, true) => stripped_keys,
@@ -268,7 +266,9 @@ mod tests {
                 0 => tampered.iv[0] ^= 1,
                 1 => tampered.ciphertext[5] ^= 1,
                 2 => tampered.mac[31] ^= 1,
-                _ => tampered.ephemeral_public_key = point_to_public_key("e", &k256::ProjectivePoint::GENERATOR).unwrap(),
+                _ => {
+                    tampered.ephemeral_public_key = point_to_public_key("e", &k256::ProjectivePoint::GENERATOR).unwrap()
+                }
             }
             assert_eq!(decrypt(&secret, &tampered), Err(CryptoError::MacMismatch), "field {field}");
         }

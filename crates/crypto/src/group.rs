@@ -31,12 +31,13 @@ pub const GENERATOR_H_DST: &[u8] = b"QUORUMKEY-V1-GENERATOR-H-secp256k1_XMD:SHA-
 /// The message hashed to the curve to get `H`.
 pub const GENERATOR_H_MESSAGE: &[u8] = b"quorumkey pedersen generator H";
 
+#[allow(clippy::expect_used, reason = "constant DST and message, well inside RFC 9380's limits; a unit test pins H")]
 static GENERATOR_H: LazyLock<Point> = LazyLock::new(|| {
-    // The DST and message are constants well inside RFC 9380's limits, so
-    // expand_message_xmd cannot fail here; a unit test pins the result.
-    Secp256k1::hash_from_bytes(&[GENERATOR_H_MESSAGE], &[GENERATOR_H_DST])
-        .expect("hash_to_curve with a constant, valid DST")
+    Secp256k1::hash_from_bytes(&[GENERATOR_H_MESSAGE], &[GENERATOR_H_DST]).expect("hash_to_curve with a valid DST")
 });
+
+/// Prefix of every domain separation tag [`hash_to_scalar`] uses.
+pub const HASH_TO_SCALAR_DST_PREFIX: &[u8] = b"QUORUMKEY-V1-";
 
 /// The standard generator `G`.
 pub fn generator() -> Point {
@@ -53,16 +54,19 @@ pub fn generator_h() -> Point {
 }
 
 /// Hashes `message` (the concatenation of its parts) to a uniformly
-/// distributed scalar under the domain separation tag `dst` (RFC 9380
-/// `hash_to_field` with expand_message_xmd over SHA-256, 64 bytes reduced).
-pub fn hash_to_scalar(message: &[&[u8]], dst: &[u8]) -> Scalar {
-    // `dst` comes from this crate's own constant domain tags; XMD accepts any
-    // non-empty DST (long ones are hashed first), so an error is a bug here.
+/// distributed scalar under the domain separation tag
+/// `QUORUMKEY-V1-‖domain` (RFC 9380 `hash_to_field` with
+/// expand_message_xmd over SHA-256, 64 bytes reduced modulo the order).
+#[allow(
+    clippy::expect_used,
+    reason = "expand_message_xmd fails only for an empty DST or an output over 8160 bytes; ours has a non-empty prefix and 64 bytes"
+)]
+pub fn hash_to_scalar(message: &[&[u8]], domain: &[u8]) -> Scalar {
     k256::hash2curve::hash_to_scalar::<Secp256k1, ExpandMsgXmd<sha2::Sha256>, k256::elliptic_curve::consts::U64>(
         message,
-        &[dst],
+        &[HASH_TO_SCALAR_DST_PREFIX, domain],
     )
-    .expect("hash_to_scalar with a non-empty constant DST")
+    .expect("non-empty DST, 64-byte output")
 }
 
 fn decode_hex(what: &'static str, s: &str) -> Result<Vec<u8>> {
@@ -75,11 +79,8 @@ pub fn scalar_from_bytes(bytes: &[u8]) -> Result<Scalar> {
 }
 
 fn scalar_from_bytes_named(what: &'static str, bytes: &[u8]) -> Result<Scalar> {
-    let array: [u8; SCALAR_LEN] = bytes.try_into().map_err(|_| CryptoError::InvalidLength {
-        what,
-        expected: "32 bytes",
-        actual: bytes.len(),
-    })?;
+    let array: [u8; SCALAR_LEN] =
+        bytes.try_into().map_err(|_| CryptoError::InvalidLength { what, expected: "32 bytes", actual: bytes.len() })?;
     Option::from(Scalar::from_repr(FieldBytes::from(array))).ok_or(CryptoError::ScalarOutOfRange { what })
 }
 
@@ -185,11 +186,7 @@ pub fn public_key_from_xy_hex(x: &str, y: &str) -> Result<PublicKey> {
     bytes[0] = 0x04;
     for (what, coordinate, range) in [("point X", x, 1..33), ("point Y", y, 33..65)] {
         if coordinate.is_empty() || coordinate.len() > 64 {
-            return Err(CryptoError::InvalidLength {
-                what,
-                expected: "1 to 64 hex digits",
-                actual: coordinate.len(),
-            });
+            return Err(CryptoError::InvalidLength { what, expected: "1 to 64 hex digits", actual: coordinate.len() });
         }
         if !coordinate.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(CryptoError::InvalidHex { what });
@@ -246,11 +243,8 @@ pub fn point_from_bytes(what: &'static str, bytes: &[u8]) -> Result<Point> {
 
 /// Parses a 33-byte compressed point; 33 zero bytes are the identity.
 pub fn point_from_bytes_allow_identity(what: &'static str, bytes: &[u8]) -> Result<Point> {
-    let array: [u8; COMPRESSED_POINT_LEN] = bytes.try_into().map_err(|_| CryptoError::InvalidLength {
-        what,
-        expected: "33 bytes",
-        actual: bytes.len(),
-    })?;
+    let array: [u8; COMPRESSED_POINT_LEN] =
+        bytes.try_into().map_err(|_| CryptoError::InvalidLength { what, expected: "33 bytes", actual: bytes.len() })?;
     Option::from(Point::from_bytes(&array.into())).ok_or(CryptoError::PointNotOnCurve { what })
 }
 

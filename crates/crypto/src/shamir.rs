@@ -160,9 +160,8 @@ pub fn lagrange_coefficients(indexes: &[u32], at: &Scalar) -> Result<Vec<Scalar>
         prefixes.push(product);
         product *= denominator;
     }
-    let mut inverse = Option::<Scalar>::from(product.invert()).ok_or(CryptoError::InvalidSharingParameters(
-        "share indexes must be distinct modulo the group order",
-    ))?;
+    let mut inverse = Option::<Scalar>::from(product.invert())
+        .ok_or(CryptoError::InvalidSharingParameters("share indexes must be distinct modulo the group order"))?;
     let mut coefficients = vec![Scalar::ZERO; xs.len()];
     for i in (0..xs.len()).rev() {
         // inverse = 1 / (d_0 · … · d_i), so inverse · prefix_i = 1 / d_i.
@@ -218,7 +217,10 @@ mod tests {
         assert_eq!(reconstruct_secret(&[share(0), share(1)]), Err(CryptoError::ZeroShareIndex));
         assert_eq!(reconstruct_secret(&[share(2), share(1), share(2)]), Err(CryptoError::DuplicateShareIndex(2)));
         assert!(Polynomial::from_coefficients(vec![]).is_err());
-        assert_eq!(Polynomial::random(1, &mut ChaCha20Rng::seed_from_u64(1)).share(0), Err(CryptoError::ZeroShareIndex));
+        assert_eq!(
+            Polynomial::random(1, &mut ChaCha20Rng::seed_from_u64(1)).share(0),
+            Err(CryptoError::ZeroShareIndex)
+        );
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         assert!(split(Scalar::ONE, 0, 3, &mut rng).is_err());
         assert!(split(Scalar::ONE, 4, 3, &mut rng).is_err());

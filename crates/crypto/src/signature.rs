@@ -42,11 +42,7 @@ impl RecoverableSignature {
     /// low, `v` in 27..=30.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         if bytes.len() != RECOVERABLE_SIGNATURE_LEN {
-            return Err(CryptoError::InvalidLength {
-                what: "signature",
-                expected: "65 bytes",
-                actual: bytes.len(),
-            });
+            return Err(CryptoError::InvalidLength { what: "signature", expected: "65 bytes", actual: bytes.len() });
         }
         let signature = Signature::from_slice(&bytes[..64])
             .map_err(|_| CryptoError::InvalidSignature("r or s is zero or not below the group order"))?;
@@ -68,11 +64,7 @@ impl RecoverableSignature {
     /// Parses 130 hex digits (no `0x`).
     pub fn from_torus_hex(s: &str) -> Result<Self> {
         if s.len() != TORUS_SIGNATURE_HEX_LEN {
-            return Err(CryptoError::InvalidLength {
-                what: "signature",
-                expected: "130 hex digits",
-                actual: s.len(),
-            });
+            return Err(CryptoError::InvalidLength { what: "signature", expected: "130 hex digits", actual: s.len() });
         }
         let bytes = hex::decode(s).map_err(|_| CryptoError::InvalidHex { what: "signature" })?;
         Self::from_bytes(&bytes)
@@ -139,9 +131,6 @@ mod tests {
             Err(CryptoError::InvalidSignature("s is not in the lower half of the order"))
         );
         assert!(matches!(RecoverableSignature::from_torus_hex("00"), Err(CryptoError::InvalidLength { .. })));
-        assert!(matches!(
-            RecoverableSignature::from_torus_hex(&"g".repeat(130)),
-            Err(CryptoError::InvalidHex { .. })
-        ));
+        assert!(matches!(RecoverableSignature::from_torus_hex(&"g".repeat(130)), Err(CryptoError::InvalidHex { .. })));
     }
 }

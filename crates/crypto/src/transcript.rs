@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::group::{Point, Scalar, hash_to_scalar, point_to_bytes, scalar_to_bytes};
 
-/// Prefix of every transcript's domain separation tag.
-const DST_PREFIX: &[u8] = b"QUORUMKEY-V1-TRANSCRIPT-";
+/// Prefix of every transcript's domain (after the crate-wide `QUORUMKEY-V1-`).
+const DST_PREFIX: &[u8] = b"TRANSCRIPT-";
 
 /// A running transcript of a proof's statement and messages.
 #[derive(Clone)]

@@ -2,6 +2,8 @@
 //! the public Torus client uses). A copy lives in `tests/data`; when the
 //! project's `shared/vectors` is beside the checkout, the copy must match it.
 
+#![allow(clippy::panic, reason = "test helpers name the missing vector field")]
+
 use serde_json::Value;
 
 use crate::address::eth_address;

@@ -6,8 +6,8 @@
 //! whole batch of keys' shares with one multi-scalar multiplication, which no
 //! VSS crate offers.
 
-use k256::elliptic_curve::ops::LinearCombination;
 use k256::elliptic_curve::Group;
+use k256::elliptic_curve::ops::LinearCombination;
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -189,11 +189,7 @@ impl PedersenCommitment {
             return Err(CryptoError::ZeroShareIndex);
         }
         let lhs = Point::lincomb_vartime(&[(generator(), share.value), (generator_h(), share.blinding)]);
-        if lhs == self.evaluate(share.index) {
-            Ok(())
-        } else {
-            Err(CryptoError::InvalidShare { index: share.index })
-        }
+        if lhs == self.evaluate(share.index) { Ok(()) } else { Err(CryptoError::InvalidShare { index: share.index }) }
     }
 }
 

@@ -1,1 +1,124 @@
-fn main(){}
+//! The `quorumkey` command. Thin: parsing and printing only; the work lives
+//! in the library crates.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use quorumkey_crypto::address::eth_address;
+use quorumkey_crypto::group::{public_key_from_hex, public_key_from_xy_hex, public_key_to_xy_hex};
+use quorumkey_crypto::hash::token_commitment_hex;
+
+/// Distributed key generation as a service: n nodes keep secp256k1 keys
+/// Shamir-shared among them and hand each signed-in user the shares of its
+/// key, compatible with the public Torus client.
+#[derive(Debug, Parser)]
+#[command(name = "quorumkey", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compute the values a Torus client and a node exchange, to debug an
+    /// integration by hand.
+    #[command(subcommand)]
+    Inspect(Inspect),
+}
+
+#[derive(Debug, Subcommand)]
+enum Inspect {
+    /// The token commitment a client sends in CommitmentRequest:
+    /// keccak256 of the ID token, as 64 hex digits. Reads the token from
+    /// standard input unless --id-token is given (keeps it out of shell
+    /// history).
+    TokenCommitment {
+        /// The ID token; omit to read it from standard input.
+        #[arg(long)]
+        id_token: Option<String>,
+    },
+    /// The EIP-55 Ethereum address of a secp256k1 public key.
+    Address(AddressArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = true)]
+struct AddressArgs {
+    /// The public key as SEC1 hex (66 or 130 hex digits).
+    #[arg(long, conflicts_with_all = ["pub_key_x", "pub_key_y"])]
+    public_key: Option<String>,
+    /// The X coordinate in hex, as in a lookup's `pub_key_X`.
+    #[arg(long, requires = "pub_key_y")]
+    pub_key_x: Option<String>,
+    /// The Y coordinate in hex, as in a lookup's `pub_key_Y`.
+    #[arg(long, requires = "pub_key_x")]
+    pub_key_y: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Inspect(Inspect::TokenCommitment { id_token }) => {
+            let token = match id_token {
+                Some(token) => token,
+                None => read_token_from_stdin()?,
+            };
+            println!("{}", token_commitment_hex(&token));
+        }
+        Command::Inspect(Inspect::Address(args)) => {
+            let key = match (&args.public_key, &args.pub_key_x, &args.pub_key_y) {
+                (Some(sec1), _, _) => public_key_from_hex("--public-key", sec1),
+                (None, Some(x), Some(y)) => public_key_from_xy_hex(x, y),
+                _ => return Err("give --public-key, or both --pub-key-x and --pub-key-y".to_owned()),
+            }
+            .map_err(|e| e.to_string())?;
+            let (x, y) = public_key_to_xy_hex(&key);
+            println!("address    {}", eth_address(&key));
+            println!("pub_key_X  {x}");
+            println!("pub_key_Y  {y}");
+        }
+    }
+    Ok(())
+}
+
+/// Reads one token from standard input, trimming the trailing newline that
+/// `echo` or a terminal adds (a token never ends in white space).
+fn read_token_from_stdin() -> Result<String, String> {
+    // ID tokens are a few kilobytes; refuse to buffer an unbounded stream.
+    const MAX_TOKEN_BYTES: u64 = 64 * 1024;
+    let mut token = String::new();
+    std::io::stdin()
+        .take(MAX_TOKEN_BYTES + 1)
+        .read_to_string(&mut token)
+        .map_err(|e| format!("cannot read the ID token from standard input: {e}"))?;
+    if token.len() as u64 > MAX_TOKEN_BYTES {
+        return Err(format!("the ID token on standard input is longer than {MAX_TOKEN_BYTES} bytes"));
+    }
+    let trimmed = token.trim_end_matches(['\n', '\r']);
+    if trimmed.is_empty() {
+        return Err("no ID token on standard input (or pass --id-token)".to_owned());
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,79 @@
+//! Smoke tests of the real `quorumkey` binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn quorumkey() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_quorumkey"))
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = quorumkey()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start quorumkey");
+    if let Some(input) = stdin {
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    }
+    drop(child.stdin.take());
+    let output = child.wait_with_output().expect("wait for quorumkey");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let (ok, out, _) = run(&["--help"], None);
+    assert!(ok);
+    assert!(out.contains("inspect"), "{out}");
+    let (ok, out, _) = run(&["--version"], None);
+    assert!(ok && out.starts_with("quorumkey "), "{out}");
+}
+
+#[test]
+fn token_commitment_from_argument_and_stdin() {
+    let expected = "7daa7a21f597b73614736f405adf156138637ed7c689bb73226dc818620bf583\n";
+    let (ok, out, _) = run(&["inspect", "token-commitment", "--id-token", "dummy.id.token"], None);
+    assert!(ok);
+    assert_eq!(out, expected);
+    let (ok, out, _) = run(&["inspect", "token-commitment"], Some("dummy.id.token\n"));
+    assert!(ok);
+    assert_eq!(out, expected);
+    let (ok, _, err) = run(&["inspect", "token-commitment"], Some(""));
+    assert!(!ok);
+    assert!(err.contains("no ID token"), "{err}");
+}
+
+#[test]
+fn address_from_coordinates_or_sec1() {
+    let x = "1b84c5567b126440995d3ed5aaba0565d71e1834604819ff9c17f5e9d5dd078f";
+    let y = "70beaf8f588b541507fed6a642c5ab42dfdf8120a7f639de5122d47a69a8e8d1";
+    let (ok, out, _) = run(&["inspect", "address", "--pub-key-x", x, "--pub-key-y", y], None);
+    assert!(ok);
+    assert!(out.contains("0x1a642f0E3c3aF545E7AcBD38b07251B3990914F1"), "{out}");
+    let sec1 = format!("04{x}{y}");
+    let (ok, out, _) = run(&["inspect", "address", "--public-key", &sec1], None);
+    assert!(ok);
+    assert!(out.contains("0x1a642f0E3c3aF545E7AcBD38b07251B3990914F1"), "{out}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let x = "1b84c5567b126440995d3ed5aaba0565d71e1834604819ff9c17f5e9d5dd078f";
+    let (ok, _, err) = run(&["inspect", "address", "--pub-key-x", x, "--pub-key-y", x], None);
+    assert!(!ok);
+    assert!(err.contains("not a point on secp256k1"), "{err}");
+    let (ok, _, err) = run(&["inspect", "address", "--public-key", "04zz"], None);
+    assert!(!ok);
+    assert!(err.contains("--public-key"), "{err}");
+    let (ok, _, err) = run(&["inspect", "address"], None);
+    assert!(!ok);
+    assert!(err.contains("required"), "{err}");
+}
