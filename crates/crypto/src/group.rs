@@ -165,10 +165,13 @@ pub fn public_key_from_sec1(bytes: &[u8]) -> Result<PublicKey> {
 
 /// Like [`public_key_from_sec1`], naming the field in the error.
 pub fn public_key_from_sec1_named(what: &'static str, bytes: &[u8]) -> Result<PublicKey> {
-    match bytes.len() {
-        COMPRESSED_POINT_LEN | UNCOMPRESSED_POINT_LEN => {}
-        1 if bytes[0] == 0 => return Err(CryptoError::IdentityPoint { what }),
-        actual => {
+    // Only the standard SEC1 forms: `02`/`03` compressed, `04` uncompressed.
+    // (The `sec1` crate also takes a `05` "compact" and other tags.)
+    match (bytes.len(), bytes.first()) {
+        (COMPRESSED_POINT_LEN, Some(0x02 | 0x03)) | (UNCOMPRESSED_POINT_LEN, Some(0x04)) => {}
+        (1, Some(0x00)) => return Err(CryptoError::IdentityPoint { what }),
+        (COMPRESSED_POINT_LEN | UNCOMPRESSED_POINT_LEN, _) => return Err(CryptoError::PointNotOnCurve { what }),
+        (actual, _) => {
             return Err(CryptoError::InvalidLength { what, expected: "33 or 65 bytes", actual });
         }
     }
@@ -245,6 +248,13 @@ pub fn point_from_bytes(what: &'static str, bytes: &[u8]) -> Result<Point> {
 pub fn point_from_bytes_allow_identity(what: &'static str, bytes: &[u8]) -> Result<Point> {
     let array: [u8; COMPRESSED_POINT_LEN] =
         bytes.try_into().map_err(|_| CryptoError::InvalidLength { what, expected: "33 bytes", actual: bytes.len() })?;
+    if array == [0u8; COMPRESSED_POINT_LEN] {
+        return Ok(Point::IDENTITY);
+    }
+    // Only `02`/`03` (k256's decoder also takes a `05` "compact" tag).
+    if !matches!(array[0], 0x02 | 0x03) {
+        return Err(CryptoError::PointNotOnCurve { what });
+    }
     Option::from(Point::from_bytes(&array.into())).ok_or(CryptoError::PointNotOnCurve { what })
 }
 
@@ -312,11 +322,25 @@ mod tests {
         assert!(matches!(public_key_from_sec1(&bad_x), Err(CryptoError::PointNotOnCurve { .. })));
         assert!(matches!(public_key_from_sec1(&[0u8]), Err(CryptoError::IdentityPoint { .. })));
         assert!(matches!(public_key_from_sec1(&unc[..64]), Err(CryptoError::InvalidLength { .. })));
-        let mut bad_tag = unc;
-        bad_tag[0] = 0x05;
-        assert!(public_key_from_sec1(&bad_tag).is_err());
+        for tag in [0x00, 0x01, 0x05, 0x06, 0x07] {
+            let mut bad_tag = unc;
+            bad_tag[0] = tag;
+            assert!(public_key_from_sec1(&bad_tag).is_err(), "65 bytes, tag {tag}");
+            let mut bad_tag = comp;
+            bad_tag[0] = tag;
+            assert!(public_key_from_sec1(&bad_tag).is_err(), "33 bytes, tag {tag}");
+        }
+        let mut wrong_form = comp;
+        wrong_form[0] = 0x04;
+        assert!(public_key_from_sec1(&wrong_form).is_err());
 
         assert!(matches!(point_from_bytes("c", &[0u8; 33]), Err(CryptoError::IdentityPoint { .. })));
+        let mut compact = comp;
+        compact[0] = 0x05;
+        assert!(matches!(point_from_bytes("c", &compact), Err(CryptoError::PointNotOnCurve { .. })));
+        let mut zero_tag_nonzero_body = [0u8; 33];
+        zero_tag_nonzero_body[32] = 1;
+        assert!(point_from_bytes_allow_identity("c", &zero_tag_nonzero_body).is_err());
         assert_eq!(point_from_bytes_allow_identity("c", &[0u8; 33]).unwrap(), Point::IDENTITY);
         assert!(matches!(point_to_public_key("p", &Point::IDENTITY), Err(CryptoError::IdentityPoint { .. })));
 

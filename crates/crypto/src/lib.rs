@@ -15,6 +15,33 @@
 //!
 //! No function panics on malformed input: every parse returns a
 //! [`CryptoError`].
+//!
+//! A share's life in a login, end to end:
+//!
+//! ```
+//! use quorumkey_crypto::{ecies, group, hash, random, shamir};
+//! use quorumkey_crypto::k256::elliptic_curve::Generate;
+//!
+//! let mut rng = random::os_rng();
+//! // The nodes hold shares of a key (t = 3 of n = 5).
+//! let key = group::Scalar::generate_from_rng(&mut rng);
+//! let shares = shamir::split(key, shamir::majority_threshold(5), 5, &mut rng)?;
+//! // The client commits to its token and makes a temporary key.
+//! assert_eq!(hash::token_commitment_hex("dummy.id.token").len(), 64);
+//! let temporary = group::NonZeroScalar::generate_from_rng(&mut rng);
+//! let temporary_public = group::PublicKey::from_secret_scalar(&temporary);
+//! // Each node encrypts its share (always 32 bytes) to the temporary key.
+//! let mut received = Vec::new();
+//! for share in &shares[1..4] {
+//!     let sealed = ecies::encrypt(&temporary_public, &group::scalar_to_bytes(&share.value), &mut rng);
+//!     let wire = ecies::TorusEncryptedShare::from(&sealed);
+//!     // The client parses, decrypts and interpolates.
+//!     let opened = ecies::decrypt(&temporary, &ecies::EciesCiphertext::try_from(&wire)?)?;
+//!     received.push(shamir::Share { index: share.index, value: group::scalar_from_bytes(&opened)? });
+//! }
+//! assert_eq!(shamir::reconstruct_secret(&received)?, key);
+//! # Ok::<(), quorumkey_crypto::CryptoError>(())
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

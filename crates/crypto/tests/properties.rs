@@ -210,6 +210,10 @@ proptest! {
             prop_assert!(tag == 2 || tag == 3);
             prop_assert_eq!(point_to_bytes(&Point::from(key.as_affine())), point);
         }
+        if let Ok(decoded) = point_from_bytes_allow_identity("p", &point) {
+            prop_assert!(tag == 2 || tag == 3 || point == [0u8; 33]);
+            prop_assert_eq!(point_to_bytes(&decoded), point);
+        }
         let mut signature = [0u8; 65];
         signature[..32].copy_from_slice(&bytes);
         signature[32..64].copy_from_slice(&bytes);
