@@ -12,7 +12,7 @@ use k256::elliptic_curve::group::GroupEncoding;
 use k256::elliptic_curve::sec1::{FromSec1Point, ToSec1Point};
 use k256::elliptic_curve::{Group, PrimeField};
 use k256::hash2curve::{ExpandMsgXmd, GroupDigest};
-use k256::{FieldBytes, Secp256k1, U256};
+use k256::{FieldBytes, Secp256k1};
 
 use crate::error::{CryptoError, Result};
 
@@ -150,11 +150,6 @@ pub fn scalar_to_unpadded_hex(scalar: &Scalar) -> String {
 /// A small integer as a scalar (share indexes, counters).
 pub fn scalar_from_u64(value: u64) -> Scalar {
     Scalar::from(value)
-}
-
-/// The scalar as an unsigned 256-bit integer.
-pub fn scalar_to_uint(scalar: &Scalar) -> U256 {
-    U256::from_be_slice(&scalar_to_bytes(scalar))
 }
 
 /// Parses a SEC1 point (33 bytes compressed or 65 bytes uncompressed); it
