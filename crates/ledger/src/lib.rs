@@ -1,0 +1,28 @@
+//! The replicated ledger of a quorumkey network as a pure, deterministic
+//! state machine: it is given finalized blocks of transactions and returns
+//! the writes to persist, a receipt per transaction and the state root. It
+//! does no I/O; the node reads its state through [`StateRead`] and persists
+//! [`WriteSet`]s atomically.
+//!
+//! - [`Genesis`]: the nodes and the verifiers a network starts with.
+//! - [`SignedTransaction`]: key assignment (node-signed), verifier
+//!   registration and updates (owner-signed), and, with the `test-dealer`
+//!   feature only, keys from a trusted dealer.
+//! - [`Ledger`]: applies blocks; [`LedgerView`]: reads the state.
+//! - The state root is an LtHash ([`lthash`]) of every state entry, updated
+//!   per change, so two nodes agree on the root iff they agree on the state.
+
+pub mod genesis;
+pub mod lthash;
+pub mod machine;
+pub mod state;
+#[cfg(feature = "test-dealer")]
+pub mod testkit;
+pub mod transaction;
+pub mod types;
+
+pub use genesis::{Genesis, GenesisError, GenesisNode, GenesisVerifier};
+pub use machine::{BlockOutcome, Effect, Ledger, LedgerError, LedgerView, Receipt, Rejection, state_root};
+pub use state::{MemoryState, StateRead, StorageError, WriteSet};
+pub use transaction::{Authorization, SignedTransaction, TransactionBody, transaction_hash};
+pub use types::{Assignment, KeyRecord, VerifierId, VerifierName, VerifierRecord};

@@ -1,0 +1,529 @@
+//! The ledger state machine: applies finalized blocks of transactions to
+//! the state, deterministically, and returns the writes, a receipt per
+//! transaction and the new state root.
+
+use commonware_codec::{Copying, Decode, DecodeExt, Encode};
+use quorumkey_crypto::group::public_key_from_sec1_named;
+use quorumkey_crypto::signature::RecoverableSignature;
+use thiserror::Error;
+
+use crate::genesis::{Genesis, GenesisError};
+use crate::lthash::LtHash;
+use crate::state::{Overlay, StateRead, StorageError, Table, WriteSet, read_accumulator, state_key};
+use crate::transaction::{
+    Authorization, SignedTransaction, TransactionBody, TransactionLimits, owner_message, transaction_hash,
+};
+#[cfg(feature = "test-dealer")]
+use crate::types::KeyRecord;
+use crate::types::{Assignment, VerifierId, VerifierName, VerifierRecord, pair_key, parse_pair_key};
+
+const META_HEIGHT: &[u8] = b"height";
+const META_NEXT_KEY: &[u8] = b"next_key";
+const META_NEXT_UNASSIGNED: &[u8] = b"next_unassigned";
+const META_PENDING_HEAD: &[u8] = b"pending_head";
+const META_PENDING_TAIL: &[u8] = b"pending_tail";
+
+/// Largest encoded transaction accepted, in bytes.
+pub const MAX_TRANSACTION_LEN: usize = 256 * 1024;
+
+/// What an applied transaction did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// The pair got this key now.
+    KeyAssigned {
+        /// The key's index.
+        key_index: u64,
+    },
+    /// The pair already had this key; nothing changed.
+    AlreadyAssigned {
+        /// The key's index.
+        key_index: u64,
+    },
+    /// The pool was empty: the pair waits for the next ready key.
+    AssignmentPending {
+        /// Its place in the queue.
+        sequence: u64,
+    },
+    /// A verifier was registered.
+    VerifierRegistered,
+    /// A verifier was updated.
+    VerifierUpdated {
+        /// Its new nonce.
+        nonce: u64,
+    },
+    /// Keys entered the pool (test dealer).
+    KeysAdded {
+        /// Index of the first new key.
+        first_index: u64,
+        /// How many.
+        count: u64,
+    },
+}
+
+/// Why a transaction in a finalized block was not applied. The block still
+/// is; the rejection is recorded the same way on every node.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum Rejection {
+    /// Not a transaction of this ledger.
+    #[error("malformed transaction: {0}")]
+    Malformed(String),
+    /// Signed by a node index that does not exist.
+    #[error("unknown node index {0}")]
+    UnknownNode(u16),
+    /// A bad signature, or the wrong kind of signer for this transaction.
+    #[error("bad authorization: {0}")]
+    BadAuthorization(&'static str),
+    /// The verifier is not registered.
+    #[error("verifier {0} is not registered")]
+    UnknownVerifier(String),
+    /// The verifier is disabled.
+    #[error("verifier {0} is disabled")]
+    VerifierDisabled(String),
+    /// The name is taken.
+    #[error("verifier {0} is already registered")]
+    VerifierExists(String),
+    /// The update's nonce is not the next one.
+    #[error("verifier {name}: nonce {got}, expected {expected}")]
+    StaleNonce {
+        /// The verifier.
+        name: String,
+        /// The nonce required.
+        expected: u64,
+        /// The nonce given.
+        got: u64,
+    },
+    /// A key in a dealer transaction is not valid.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+}
+
+/// What one transaction of a block came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The transaction's hash ([`transaction_hash`] of its bytes).
+    pub transaction: [u8; 32],
+    /// What it did, or why not.
+    pub result: Result<Effect, Rejection>,
+}
+
+/// The outcome of applying a block.
+#[derive(Clone, Debug)]
+pub struct BlockOutcome {
+    /// The height applied.
+    pub height: u64,
+    /// The writes to persist atomically, with the height.
+    pub writes: WriteSet,
+    /// The state root after the block.
+    pub state_root: [u8; 32],
+    /// One receipt per transaction, in block order.
+    pub receipts: Vec<Receipt>,
+}
+
+/// A block that cannot be applied at all.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum LedgerError {
+    /// The block's height is not the next one.
+    #[error("block at height {got}, but the next height is {expected}")]
+    UnexpectedHeight {
+        /// The next height.
+        expected: u64,
+        /// The block's.
+        got: u64,
+    },
+    /// The stored state cannot be read: corrupted storage.
+    #[error("corrupted ledger state: {0}")]
+    CorruptState(&'static str),
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The state root for an accumulator.
+pub fn state_root(accumulator: &LtHash) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"quorumkey/state-root/v1");
+    hasher.update(&accumulator.to_bytes());
+    *hasher.finalize().as_bytes()
+}
+
+/// The ledger of one network.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    genesis: Genesis,
+    network_id: [u8; 32],
+}
+
+fn read_u64<S: StateRead + ?Sized>(overlay: &Overlay<'_, S>, key: &[u8]) -> Result<u64, LedgerError> {
+    match overlay.get(Table::Meta, key)? {
+        None => Ok(0),
+        Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| LedgerError::CorruptState("a counter is not 8 bytes")),
+    }
+}
+
+fn write_u64<S: StateRead + ?Sized>(overlay: &mut Overlay<'_, S>, key: &[u8], value: u64) {
+    overlay.put(Table::Meta, key, value.to_be_bytes().to_vec());
+}
+
+impl Ledger {
+    /// The ledger of the network with this genesis.
+    pub fn new(genesis: Genesis) -> Result<Self, GenesisError> {
+        genesis.validate()?;
+        let network_id = genesis.network_id();
+        Ok(Self { genesis, network_id })
+    }
+
+    /// The genesis.
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// The network id every signature commits to.
+    pub fn network_id(&self) -> &[u8; 32] {
+        &self.network_id
+    }
+
+    /// Decoding limits for this network.
+    pub fn limits(&self) -> TransactionLimits {
+        TransactionLimits { nodes: self.genesis.node_count() }
+    }
+
+    /// The state at height 0, for an empty store.
+    pub fn genesis_outcome<S: StateRead + ?Sized>(&self, empty: &S) -> Result<BlockOutcome, LedgerError> {
+        let mut overlay = Overlay::new(empty);
+        write_u64(&mut overlay, META_HEIGHT, 0);
+        for verifier in &self.genesis.verifiers {
+            let record =
+                VerifierRecord { owner: verifier.owner, config: verifier.config.clone(), nonce: 0, enabled: true };
+            overlay.put(Table::Verifiers, verifier.name.as_str().as_bytes(), record.encode().to_vec());
+        }
+        let (writes, accumulator) = overlay.finish()?;
+        Ok(BlockOutcome { height: 0, writes, state_root: state_root(&accumulator), receipts: Vec::new() })
+    }
+
+    /// The height of the committed state (`None` before genesis).
+    pub fn height<S: StateRead + ?Sized>(&self, state: &S) -> Result<Option<u64>, LedgerError> {
+        match state.get(&state_key(Table::Meta, META_HEIGHT))? {
+            None => Ok(None),
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
+                .map(|b| Some(u64::from_be_bytes(b)))
+                .map_err(|_| LedgerError::CorruptState("height is not 8 bytes")),
+        }
+    }
+
+    /// The state root of the committed state.
+    pub fn committed_root<S: StateRead + ?Sized>(&self, state: &S) -> Result<[u8; 32], LedgerError> {
+        Ok(state_root(&read_accumulator(state)?))
+    }
+
+    /// Decodes a transaction and checks what can be checked without state:
+    /// the encoding, and a node's signature. Consensus uses this to refuse
+    /// blocks that carry garbage.
+    pub fn check_transaction(&self, bytes: &[u8]) -> Result<SignedTransaction, Rejection> {
+        if bytes.len() > MAX_TRANSACTION_LEN {
+            return Err(Rejection::Malformed(format!(
+                "{} bytes, over the limit of {MAX_TRANSACTION_LEN}",
+                bytes.len()
+            )));
+        }
+        let transaction = SignedTransaction::decode_cfg(Copying(bytes), &self.limits())
+            .map_err(|e| Rejection::Malformed(e.to_string()))?;
+        let node_transaction = match &transaction.body {
+            TransactionBody::AssignKey { .. } => true,
+            #[cfg(feature = "test-dealer")]
+            TransactionBody::DealKeys { .. } => true,
+            TransactionBody::RegisterVerifier { .. } | TransactionBody::UpdateVerifier { .. } => false,
+        };
+        match (&transaction.authorization, node_transaction) {
+            (Authorization::Node { index, .. }, true) => {
+                let node = self.genesis.node(*index).ok_or(Rejection::UnknownNode(*index))?;
+                if !transaction.node_signature_valid(&self.network_id, &node.consensus_key) {
+                    return Err(Rejection::BadAuthorization("node signature does not verify"));
+                }
+            }
+            (Authorization::Owner { .. }, false) => {}
+            (_, true) => return Err(Rejection::BadAuthorization("this transaction must be signed by a node")),
+            (_, false) => return Err(Rejection::BadAuthorization("this transaction must be signed by its owner")),
+        }
+        Ok(transaction)
+    }
+
+    /// Applies the block at `height` on top of `state`. Heights must follow
+    /// each other; a caller that may see a block twice (at-least-once
+    /// delivery) skips heights at or below [`Ledger::height`] first.
+    pub fn apply_block<S: StateRead + ?Sized, T: AsRef<[u8]>>(
+        &self,
+        state: &S,
+        height: u64,
+        transactions: &[T],
+    ) -> Result<BlockOutcome, LedgerError> {
+        let expected = match self.height(state)? {
+            Some(current) => current + 1,
+            None => 0,
+        };
+        if height != expected || height == 0 {
+            return Err(LedgerError::UnexpectedHeight { expected: expected.max(1), got: height });
+        }
+        let mut overlay = Overlay::new(state);
+        write_u64(&mut overlay, META_HEIGHT, height);
+        let mut receipts = Vec::with_capacity(transactions.len());
+        for bytes in transactions {
+            let bytes = bytes.as_ref();
+            let result = match self.check_transaction(bytes) {
+                Ok(transaction) => self.apply_transaction(&mut overlay, transaction)?,
+                Err(rejection) => Err(rejection),
+            };
+            receipts.push(Receipt { transaction: transaction_hash(bytes), result });
+        }
+        let (writes, accumulator) = overlay.finish()?;
+        Ok(BlockOutcome { height, writes, state_root: state_root(&accumulator), receipts })
+    }
+
+    fn apply_transaction<S: StateRead + ?Sized>(
+        &self,
+        overlay: &mut Overlay<'_, S>,
+        transaction: SignedTransaction,
+    ) -> Result<Result<Effect, Rejection>, LedgerError> {
+        let owner_signature = match &transaction.authorization {
+            Authorization::Owner { signature } => Some(*signature),
+            Authorization::Node { .. } => None,
+        };
+        let message = owner_message(&self.network_id, &transaction.body);
+        match transaction.body {
+            TransactionBody::AssignKey { verifier, verifier_id } => self.assign_key(overlay, &verifier, &verifier_id),
+            TransactionBody::RegisterVerifier { name, owner, config } => {
+                let owner_key = match public_key_from_sec1_named("owner", &owner) {
+                    Ok(key) => key,
+                    Err(e) => return Ok(Err(Rejection::InvalidKey(e.to_string()))),
+                };
+                if let Err(rejection) = check_owner_signature(owner_signature, &owner_key, &message) {
+                    return Ok(Err(rejection));
+                }
+                if overlay.get(Table::Verifiers, name.as_str().as_bytes())?.is_some() {
+                    return Ok(Err(Rejection::VerifierExists(name.as_str().to_owned())));
+                }
+                let record = VerifierRecord { owner, config, nonce: 0, enabled: true };
+                overlay.put(Table::Verifiers, name.as_str().as_bytes(), record.encode().to_vec());
+                Ok(Ok(Effect::VerifierRegistered))
+            }
+            TransactionBody::UpdateVerifier { name, nonce, config, enabled } => {
+                let Some(mut record) = read_verifier(overlay, &name)? else {
+                    return Ok(Err(Rejection::UnknownVerifier(name.as_str().to_owned())));
+                };
+                let owner_key = public_key_from_sec1_named("owner", &record.owner)
+                    .map_err(|_| LedgerError::CorruptState("a stored owner key is not a point"))?;
+                if let Err(rejection) = check_owner_signature(owner_signature, &owner_key, &message) {
+                    return Ok(Err(rejection));
+                }
+                let expected = record.nonce + 1;
+                if nonce != expected {
+                    return Ok(Err(Rejection::StaleNonce { name: name.as_str().to_owned(), expected, got: nonce }));
+                }
+                record = VerifierRecord { owner: record.owner, config, nonce, enabled };
+                overlay.put(Table::Verifiers, name.as_str().as_bytes(), record.encode().to_vec());
+                Ok(Ok(Effect::VerifierUpdated { nonce }))
+            }
+            #[cfg(feature = "test-dealer")]
+            TransactionBody::DealKeys { keys } => self.add_keys(overlay, keys),
+        }
+    }
+
+    fn assign_key<S: StateRead + ?Sized>(
+        &self,
+        overlay: &mut Overlay<'_, S>,
+        verifier: &VerifierName,
+        verifier_id: &VerifierId,
+    ) -> Result<Result<Effect, Rejection>, LedgerError> {
+        match read_verifier(overlay, verifier)? {
+            None => return Ok(Err(Rejection::UnknownVerifier(verifier.as_str().to_owned()))),
+            Some(record) if !record.enabled => {
+                return Ok(Err(Rejection::VerifierDisabled(verifier.as_str().to_owned())));
+            }
+            Some(_) => {}
+        }
+        let pair = pair_key(verifier, verifier_id);
+        if let Some(bytes) = overlay.get(Table::Assignments, &pair)? {
+            let existing = Assignment::decode(Copying(&bytes))
+                .map_err(|_| LedgerError::CorruptState("an assignment does not decode"))?;
+            return Ok(Ok(match existing {
+                Assignment::Assigned { key_index } => Effect::AlreadyAssigned { key_index },
+                Assignment::Pending { sequence } => Effect::AssignmentPending { sequence },
+            }));
+        }
+        let next_unassigned = read_u64(overlay, META_NEXT_UNASSIGNED)?;
+        let next_key = read_u64(overlay, META_NEXT_KEY)?;
+        if next_unassigned < next_key {
+            give_key(overlay, &pair, next_unassigned);
+            write_u64(overlay, META_NEXT_UNASSIGNED, next_unassigned + 1);
+            Ok(Ok(Effect::KeyAssigned { key_index: next_unassigned }))
+        } else {
+            let sequence = read_u64(overlay, META_PENDING_TAIL)?;
+            overlay.put(Table::Assignments, &pair, Assignment::Pending { sequence }.encode().to_vec());
+            overlay.put(Table::Pending, &sequence.to_be_bytes(), pair);
+            write_u64(overlay, META_PENDING_TAIL, sequence + 1);
+            Ok(Ok(Effect::AssignmentPending { sequence }))
+        }
+    }
+
+    /// Adds keys to the pool, then serves waiting pairs in order. The DKG
+    /// calls this when a batch completes; the test dealer through its
+    /// transaction.
+    #[cfg(feature = "test-dealer")]
+    fn add_keys<S: StateRead + ?Sized>(
+        &self,
+        overlay: &mut Overlay<'_, S>,
+        keys: Vec<KeyRecord>,
+    ) -> Result<Result<Effect, Rejection>, LedgerError> {
+        for (position, key) in keys.iter().enumerate() {
+            for point in std::iter::once(&key.public_key).chain(&key.public_shares) {
+                if let Err(e) = public_key_from_sec1_named("dealt key", point) {
+                    return Ok(Err(Rejection::InvalidKey(format!("key {position}: {e}"))));
+                }
+            }
+        }
+        let first_index = read_u64(overlay, META_NEXT_KEY)?;
+        let count = keys.len() as u64;
+        for (offset, key) in keys.into_iter().enumerate() {
+            overlay.put(Table::Keys, &(first_index + offset as u64).to_be_bytes(), key.encode().to_vec());
+        }
+        write_u64(overlay, META_NEXT_KEY, first_index + count);
+        serve_pending(overlay)?;
+        Ok(Ok(Effect::KeysAdded { first_index, count }))
+    }
+}
+
+fn check_owner_signature(
+    signature: Option<[u8; 65]>,
+    owner: &quorumkey_crypto::group::PublicKey,
+    message: &[u8],
+) -> Result<(), Rejection> {
+    let signature = signature.ok_or(Rejection::BadAuthorization("must be signed by the owner"))?;
+    let signature = RecoverableSignature::from_bytes(&signature)
+        .map_err(|_| Rejection::BadAuthorization("owner signature does not parse"))?;
+    signature
+        .verify_keccak(owner, message)
+        .map_err(|_| Rejection::BadAuthorization("owner signature does not verify under the owner's key"))
+}
+
+fn read_verifier<S: StateRead + ?Sized>(
+    overlay: &Overlay<'_, S>,
+    name: &VerifierName,
+) -> Result<Option<VerifierRecord>, LedgerError> {
+    overlay
+        .get(Table::Verifiers, name.as_str().as_bytes())?
+        .map(|bytes| {
+            VerifierRecord::decode_cfg(Copying(&bytes), &crate::genesis::MAX_VERIFIER_CONFIG_LEN)
+                .map_err(|_| LedgerError::CorruptState("a verifier record does not decode"))
+        })
+        .transpose()
+}
+
+fn give_key<S: StateRead + ?Sized>(overlay: &mut Overlay<'_, S>, pair: &[u8], key_index: u64) {
+    overlay.put(Table::Assignments, pair, Assignment::Assigned { key_index }.encode().to_vec());
+    overlay.put(Table::KeyOwners, &key_index.to_be_bytes(), pair.to_vec());
+}
+
+/// Gives ready keys to waiting pairs, oldest first.
+#[cfg_attr(not(feature = "test-dealer"), allow(dead_code, reason = "called when keys arrive; the DKG will call it"))]
+fn serve_pending<S: StateRead + ?Sized>(overlay: &mut Overlay<'_, S>) -> Result<(), LedgerError> {
+    let mut head = read_u64(overlay, META_PENDING_HEAD)?;
+    let tail = read_u64(overlay, META_PENDING_TAIL)?;
+    let mut next_unassigned = read_u64(overlay, META_NEXT_UNASSIGNED)?;
+    let next_key = read_u64(overlay, META_NEXT_KEY)?;
+    while head < tail && next_unassigned < next_key {
+        let pair = overlay
+            .get(Table::Pending, &head.to_be_bytes())?
+            .ok_or(LedgerError::CorruptState("a pending entry is missing"))?;
+        parse_pair_key(&pair).map_err(|_| LedgerError::CorruptState("a pending entry does not decode"))?;
+        overlay.delete(Table::Pending, &head.to_be_bytes());
+        give_key(overlay, &pair, next_unassigned);
+        next_unassigned += 1;
+        head += 1;
+    }
+    write_u64(overlay, META_PENDING_HEAD, head);
+    write_u64(overlay, META_NEXT_UNASSIGNED, next_unassigned);
+    Ok(())
+}
+
+/// Read-only queries over a committed state.
+pub struct LedgerView<'a, S: StateRead + ?Sized> {
+    state: &'a S,
+    nodes: usize,
+}
+
+impl<'a, S: StateRead + ?Sized> LedgerView<'a, S> {
+    /// A view of `state` for the network of `ledger`.
+    pub fn new(ledger: &Ledger, state: &'a S) -> Self {
+        Self { state, nodes: ledger.genesis.node_count() }
+    }
+
+    /// Where a pair stands, if it ever asked for a key.
+    pub fn assignment(
+        &self,
+        verifier: &VerifierName,
+        verifier_id: &VerifierId,
+    ) -> Result<Option<Assignment>, LedgerError> {
+        self.state
+            .get(&state_key(Table::Assignments, &pair_key(verifier, verifier_id)))?
+            .map(|bytes| {
+                Assignment::decode(Copying(&bytes))
+                    .map_err(|_| LedgerError::CorruptState("an assignment does not decode"))
+            })
+            .transpose()
+    }
+
+    /// A key of the pool, assigned or not.
+    pub fn key(&self, index: u64) -> Result<Option<crate::types::KeyRecord>, LedgerError> {
+        self.state
+            .get(&state_key(Table::Keys, &index.to_be_bytes()))?
+            .map(|bytes| {
+                crate::types::KeyRecord::decode_cfg(Copying(&bytes), &self.nodes)
+                    .map_err(|_| LedgerError::CorruptState("a key record does not decode"))
+            })
+            .transpose()
+    }
+
+    /// The pair a key is assigned to.
+    pub fn key_owner(&self, index: u64) -> Result<Option<(VerifierName, VerifierId)>, LedgerError> {
+        self.state
+            .get(&state_key(Table::KeyOwners, &index.to_be_bytes()))?
+            .map(|bytes| parse_pair_key(&bytes).map_err(|_| LedgerError::CorruptState("a key owner does not decode")))
+            .transpose()
+    }
+
+    /// A registered verifier.
+    pub fn verifier(&self, name: &VerifierName) -> Result<Option<VerifierRecord>, LedgerError> {
+        self.state
+            .get(&state_key(Table::Verifiers, name.as_str().as_bytes()))?
+            .map(|bytes| {
+                VerifierRecord::decode_cfg(Copying(&bytes), &crate::genesis::MAX_VERIFIER_CONFIG_LEN)
+                    .map_err(|_| LedgerError::CorruptState("a verifier record does not decode"))
+            })
+            .transpose()
+    }
+
+    fn counter(&self, key: &[u8]) -> Result<u64, LedgerError> {
+        match self.state.get(&state_key(Table::Meta, key))? {
+            None => Ok(0),
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
+                .map(u64::from_be_bytes)
+                .map_err(|_| LedgerError::CorruptState("a counter is not 8 bytes")),
+        }
+    }
+
+    /// Keys in the pool not yet assigned.
+    pub fn ready_keys(&self) -> Result<u64, LedgerError> {
+        Ok(self.counter(META_NEXT_KEY)?.saturating_sub(self.counter(META_NEXT_UNASSIGNED)?))
+    }
+
+    /// Keys ever added to the pool.
+    pub fn total_keys(&self) -> Result<u64, LedgerError> {
+        self.counter(META_NEXT_KEY)
+    }
+
+    /// Pairs waiting for a key.
+    pub fn pending_assignments(&self) -> Result<u64, LedgerError> {
+        Ok(self.counter(META_PENDING_TAIL)?.saturating_sub(self.counter(META_PENDING_HEAD)?))
+    }
+}

@@ -1,0 +1,291 @@
+//! Transactions, their authorization, and their canonical encoding.
+//!
+//! Every transaction is signed over `network_id ‖ encode(body)`:
+//! - node transactions (key assignment, the test dealer) by a current
+//!   node's ed25519 key under the namespace [`TX_NAMESPACE`];
+//! - owner transactions (verifier registration and updates) by the
+//!   owner's secp256k1 key: recoverable ECDSA over
+//!   `keccak256(TX_NAMESPACE ‖ network_id ‖ encode(body))`.
+
+use bytes::{BufMut, Bytes};
+use commonware_codec::{Buf, Encode, EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
+use commonware_cryptography::{Signer as _, Verifier as _, ed25519};
+use quorumkey_crypto::k256::ecdsa::SigningKey;
+use quorumkey_crypto::signature::{RECOVERABLE_SIGNATURE_LEN, RecoverableSignature};
+
+use crate::genesis::MAX_VERIFIER_CONFIG_LEN;
+#[cfg(feature = "test-dealer")]
+use crate::types::KeyRecord;
+use crate::types::{PointBytes, VerifierId, VerifierName};
+
+/// Namespace of every transaction signature.
+pub const TX_NAMESPACE: &[u8] = b"quorumkey/ledger-tx/v1";
+/// Most keys one dealer transaction may add.
+#[cfg(feature = "test-dealer")]
+pub const MAX_DEALT_KEYS: usize = 1024;
+
+/// What a transaction does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransactionBody {
+    /// Give the pair a key from the pool (idempotent: a pair keeps its first
+    /// key). Signed by a node.
+    AssignKey {
+        /// The verifier.
+        verifier: VerifierName,
+        /// The user within it.
+        verifier_id: VerifierId,
+    },
+    /// Register a new verifier; names are first come, first served. Signed
+    /// by `owner`.
+    RegisterVerifier {
+        /// Its name.
+        name: VerifierName,
+        /// Compressed secp256k1 key of the owner.
+        owner: PointBytes,
+        /// Its configuration.
+        config: Bytes,
+    },
+    /// Replace a verifier's configuration or enable or disable it. Signed by
+    /// its owner; `nonce` must be the record's nonce plus one.
+    UpdateVerifier {
+        /// Its name.
+        name: VerifierName,
+        /// The record's nonce plus one.
+        nonce: u64,
+        /// The new configuration.
+        config: Bytes,
+        /// Whether it takes assignments and logins.
+        enabled: bool,
+    },
+    /// Test only: add keys dealt by a trusted dealer to the pool. Signed by
+    /// a node. Release builds do not have this variant at all.
+    #[cfg(feature = "test-dealer")]
+    DealKeys {
+        /// The keys, with every node's public share.
+        keys: Vec<KeyRecord>,
+    },
+}
+
+/// Who signed a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Authorization {
+    /// A node, by index, with its ed25519 consensus key.
+    Node {
+        /// The node's index (1..=n).
+        index: u16,
+        /// ed25519 signature.
+        signature: ed25519::Signature,
+    },
+    /// The owner named in, or recorded for, the transaction's verifier.
+    Owner {
+        /// `r ‖ s ‖ v` recoverable ECDSA signature.
+        signature: [u8; RECOVERABLE_SIGNATURE_LEN],
+    },
+}
+
+/// A transaction with its authorization.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedTransaction {
+    /// What it does.
+    pub body: TransactionBody,
+    /// Who signed it.
+    pub authorization: Authorization,
+}
+
+/// Bounds on decoding that depend on the network.
+#[derive(Clone, Copy, Debug)]
+pub struct TransactionLimits {
+    /// Number of nodes (the length of a key's public shares).
+    pub nodes: usize,
+}
+
+/// The bytes a signature covers.
+pub fn signing_payload(network_id: &[u8; 32], body: &TransactionBody) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(32 + body.encode_size());
+    payload.extend_from_slice(network_id);
+    body.write(&mut payload);
+    payload
+}
+
+/// The message an owner signs (keccak256 is applied by the signature).
+pub fn owner_message(network_id: &[u8; 32], body: &TransactionBody) -> Vec<u8> {
+    let mut message = TX_NAMESPACE.to_vec();
+    message.extend_from_slice(&signing_payload(network_id, body));
+    message
+}
+
+impl SignedTransaction {
+    /// Signs a node transaction.
+    pub fn sign_as_node(network_id: &[u8; 32], body: TransactionBody, index: u16, key: &ed25519::PrivateKey) -> Self {
+        let signature = key.sign(TX_NAMESPACE, &signing_payload(network_id, &body));
+        Self { body, authorization: Authorization::Node { index, signature } }
+    }
+
+    /// Signs an owner transaction.
+    pub fn sign_as_owner(network_id: &[u8; 32], body: TransactionBody, key: &SigningKey) -> Self {
+        let signature = RecoverableSignature::sign_keccak(key, &owner_message(network_id, &body)).to_bytes();
+        Self { body, authorization: Authorization::Owner { signature } }
+    }
+
+    /// Checks a node signature against the node's key.
+    pub fn node_signature_valid(&self, network_id: &[u8; 32], key: &ed25519::PublicKey) -> bool {
+        match &self.authorization {
+            Authorization::Node { signature, .. } => {
+                key.verify(TX_NAMESPACE, &signing_payload(network_id, &self.body), signature)
+            }
+            Authorization::Owner { .. } => false,
+        }
+    }
+
+    /// The transaction's hash: blake3 of its encoding.
+    pub fn hash(&self) -> [u8; 32] {
+        transaction_hash(&self.encode())
+    }
+}
+
+/// The hash of an encoded transaction, as the ledger names it.
+pub fn transaction_hash(encoded: &[u8]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"quorumkey/tx-hash/v1");
+    hasher.update(encoded);
+    *hasher.finalize().as_bytes()
+}
+
+const TAG_ASSIGN_KEY: u8 = 0;
+const TAG_REGISTER_VERIFIER: u8 = 1;
+const TAG_UPDATE_VERIFIER: u8 = 2;
+#[cfg(feature = "test-dealer")]
+const TAG_DEAL_KEYS: u8 = 200;
+
+impl Write for TransactionBody {
+    fn write(&self, buf: &mut impl BufMut) {
+        match self {
+            Self::AssignKey { verifier, verifier_id } => {
+                TAG_ASSIGN_KEY.write(buf);
+                verifier.write(buf);
+                verifier_id.write(buf);
+            }
+            Self::RegisterVerifier { name, owner, config } => {
+                TAG_REGISTER_VERIFIER.write(buf);
+                name.write(buf);
+                owner.write(buf);
+                config.write(buf);
+            }
+            Self::UpdateVerifier { name, nonce, config, enabled } => {
+                TAG_UPDATE_VERIFIER.write(buf);
+                name.write(buf);
+                nonce.write(buf);
+                config.write(buf);
+                enabled.write(buf);
+            }
+            #[cfg(feature = "test-dealer")]
+            Self::DealKeys { keys } => {
+                TAG_DEAL_KEYS.write(buf);
+                keys.write(buf);
+            }
+        }
+    }
+}
+
+impl EncodeSize for TransactionBody {
+    fn encode_size(&self) -> usize {
+        1 + match self {
+            Self::AssignKey { verifier, verifier_id } => verifier.encode_size() + verifier_id.encode_size(),
+            Self::RegisterVerifier { name, owner, config } => {
+                name.encode_size() + owner.encode_size() + config.encode_size()
+            }
+            Self::UpdateVerifier { name, nonce, config, enabled } => {
+                name.encode_size() + nonce.encode_size() + config.encode_size() + enabled.encode_size()
+            }
+            #[cfg(feature = "test-dealer")]
+            Self::DealKeys { keys } => keys.encode_size(),
+        }
+    }
+}
+
+impl Read for TransactionBody {
+    type Cfg = TransactionLimits;
+    fn read_cfg(buf: &mut impl Buf, limits: &TransactionLimits) -> Result<Self, CodecError> {
+        let config_range = RangeCfg::new(0..=MAX_VERIFIER_CONFIG_LEN);
+        match u8::read(buf)? {
+            TAG_ASSIGN_KEY => {
+                Ok(Self::AssignKey { verifier: VerifierName::read(buf)?, verifier_id: VerifierId::read(buf)? })
+            }
+            TAG_REGISTER_VERIFIER => Ok(Self::RegisterVerifier {
+                name: VerifierName::read(buf)?,
+                owner: PointBytes::read(buf)?,
+                config: Bytes::read_cfg(buf, &config_range)?,
+            }),
+            TAG_UPDATE_VERIFIER => Ok(Self::UpdateVerifier {
+                name: VerifierName::read(buf)?,
+                nonce: u64::read(buf)?,
+                config: Bytes::read_cfg(buf, &config_range)?,
+                enabled: bool::read(buf)?,
+            }),
+            #[cfg(feature = "test-dealer")]
+            TAG_DEAL_KEYS => Ok(Self::DealKeys {
+                keys: Vec::<KeyRecord>::read_cfg(buf, &(RangeCfg::new(1..=MAX_DEALT_KEYS), limits.nodes))?,
+            }),
+            tag => {
+                let _ = limits;
+                Err(CodecError::InvalidEnum(tag))
+            }
+        }
+    }
+}
+
+impl Write for Authorization {
+    fn write(&self, buf: &mut impl BufMut) {
+        match self {
+            Self::Node { index, signature } => {
+                0u8.write(buf);
+                index.write(buf);
+                signature.write(buf);
+            }
+            Self::Owner { signature } => {
+                1u8.write(buf);
+                signature.write(buf);
+            }
+        }
+    }
+}
+
+impl EncodeSize for Authorization {
+    fn encode_size(&self) -> usize {
+        1 + match self {
+            Self::Node { index, signature } => index.encode_size() + signature.encode_size(),
+            Self::Owner { signature } => signature.encode_size(),
+        }
+    }
+}
+
+impl Read for Authorization {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        match u8::read(buf)? {
+            0 => Ok(Self::Node { index: u16::read(buf)?, signature: ed25519::Signature::read(buf)? }),
+            1 => Ok(Self::Owner { signature: <[u8; RECOVERABLE_SIGNATURE_LEN]>::read(buf)? }),
+            tag => Err(CodecError::InvalidEnum(tag)),
+        }
+    }
+}
+
+impl Write for SignedTransaction {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.body.write(buf);
+        self.authorization.write(buf);
+    }
+}
+
+impl EncodeSize for SignedTransaction {
+    fn encode_size(&self) -> usize {
+        self.body.encode_size() + self.authorization.encode_size()
+    }
+}
+
+impl Read for SignedTransaction {
+    type Cfg = TransactionLimits;
+    fn read_cfg(buf: &mut impl Buf, limits: &TransactionLimits) -> Result<Self, CodecError> {
+        Ok(Self { body: TransactionBody::read_cfg(buf, limits)?, authorization: Authorization::read(buf)? })
+    }
+}

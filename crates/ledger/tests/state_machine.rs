@@ -1,0 +1,334 @@
+//! The ledger state machine, driven through signed transactions as a node
+//! would see them in finalized blocks.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg(feature = "test-dealer")]
+
+use bytes::Bytes;
+use commonware_codec::Encode;
+use commonware_cryptography::{Signer, ed25519};
+use proptest::prelude::*;
+use quorumkey_crypto::k256::ecdsa::SigningKey;
+use quorumkey_crypto::k256::elliptic_curve::Generate;
+use quorumkey_ledger::testkit::{TestNetwork, compressed, id, name};
+use quorumkey_ledger::*;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+struct Network {
+    kit: TestNetwork,
+    ledger: Ledger,
+    node_keys: Vec<ed25519::PrivateKey>,
+    owner: SigningKey,
+    state: MemoryState,
+    roots: Vec<[u8; 32]>,
+}
+
+impl Network {
+    fn new(n: u16, seed: u64) -> Self {
+        let kit = TestNetwork::new(n, seed);
+        let mut state = MemoryState::default();
+        let outcome = kit.ledger.genesis_outcome(&state).unwrap();
+        state.commit(&outcome.writes);
+        Self {
+            ledger: kit.ledger.clone(),
+            node_keys: kit.node_keys.clone(),
+            owner: kit.owner.clone(),
+            kit,
+            state,
+            roots: vec![outcome.state_root],
+        }
+    }
+
+    fn node_tx(&self, node: u16, body: TransactionBody) -> Vec<u8> {
+        self.kit.node_tx(node, body)
+    }
+
+    fn owner_tx(&self, key: &SigningKey, body: TransactionBody) -> Vec<u8> {
+        self.kit.owner_tx(key, body)
+    }
+
+    fn assign(&self, verifier: &str, user: &str) -> Vec<u8> {
+        self.kit.assign(1, verifier, user)
+    }
+
+    fn deal(&self, count: usize, seed: u64) -> Vec<u8> {
+        self.kit.deal(2, count, seed)
+    }
+
+    fn apply(&mut self, transactions: &[Vec<u8>]) -> Vec<Result<Effect, Rejection>> {
+        let height = self.ledger.height(&self.state).unwrap().unwrap() + 1;
+        let outcome = self.ledger.apply_block(&self.state, height, transactions).unwrap();
+        self.state.commit(&outcome.writes);
+        assert_eq!(self.ledger.committed_root(&self.state).unwrap(), outcome.state_root);
+        self.roots.push(outcome.state_root);
+        outcome.receipts.into_iter().map(|r| r.result).collect()
+    }
+
+    fn view(&self) -> LedgerView<'_, MemoryState> {
+        LedgerView::new(&self.ledger, &self.state)
+    }
+}
+
+#[test]
+fn assignment_is_idempotent_and_never_gives_a_second_key() {
+    let mut net = Network::new(4, 1);
+    let deal = net.deal(3, 10);
+    assert_eq!(net.apply(&[deal]), vec![Ok(Effect::KeysAdded { first_index: 0, count: 3 })]);
+    let alice = net.assign("test-verifier", "alice@example.com");
+    // Twice in one block, and again later from another node.
+    let results = net.apply(&[alice.clone(), alice.clone()]);
+    assert_eq!(results, vec![Ok(Effect::KeyAssigned { key_index: 0 }), Ok(Effect::AlreadyAssigned { key_index: 0 })]);
+    let again = net.node_tx(
+        3,
+        TransactionBody::AssignKey { verifier: name("test-verifier"), verifier_id: id("alice@example.com") },
+    );
+    assert_eq!(net.apply(&[again]), vec![Ok(Effect::AlreadyAssigned { key_index: 0 })]);
+    assert_eq!(net.view().ready_keys().unwrap(), 2);
+    assert_eq!(
+        net.view().assignment(&name("test-verifier"), &id("alice@example.com")).unwrap(),
+        Some(Assignment::Assigned { key_index: 0 })
+    );
+    assert_eq!(net.view().key_owner(0).unwrap(), Some((name("test-verifier"), id("alice@example.com"))));
+    assert!(net.view().key(0).unwrap().is_some());
+}
+
+#[test]
+fn an_empty_pool_queues_assignments_in_order() {
+    let mut net = Network::new(4, 2);
+    let bob = net.assign("test-verifier", "bob");
+    let carol = net.assign("test-verifier", "carol");
+    let dave = net.assign("test-verifier", "dave");
+    assert_eq!(
+        net.apply(&[bob.clone(), carol, bob.clone()]),
+        vec![
+            Ok(Effect::AssignmentPending { sequence: 0 }),
+            Ok(Effect::AssignmentPending { sequence: 1 }),
+            Ok(Effect::AssignmentPending { sequence: 0 }),
+        ]
+    );
+    assert_eq!(net.view().pending_assignments().unwrap(), 2);
+    // One key arrives: bob (first in line) gets it; carol still waits.
+    let deal = net.deal(1, 20);
+    net.apply(&[deal, dave]);
+    assert_eq!(
+        net.view().assignment(&name("test-verifier"), &id("bob")).unwrap(),
+        Some(Assignment::Assigned { key_index: 0 })
+    );
+    assert_eq!(
+        net.view().assignment(&name("test-verifier"), &id("carol")).unwrap(),
+        Some(Assignment::Pending { sequence: 1 })
+    );
+    assert_eq!(
+        net.view().assignment(&name("test-verifier"), &id("dave")).unwrap(),
+        Some(Assignment::Pending { sequence: 2 })
+    );
+    let deal = net.deal(5, 21);
+    net.apply(&[deal]);
+    assert_eq!(
+        net.view().assignment(&name("test-verifier"), &id("carol")).unwrap(),
+        Some(Assignment::Assigned { key_index: 1 })
+    );
+    assert_eq!(
+        net.view().assignment(&name("test-verifier"), &id("dave")).unwrap(),
+        Some(Assignment::Assigned { key_index: 2 })
+    );
+    assert_eq!(net.view().pending_assignments().unwrap(), 0);
+    assert_eq!(net.view().ready_keys().unwrap(), 3);
+    assert_eq!(net.apply(&[bob]), vec![Ok(Effect::AlreadyAssigned { key_index: 0 })]);
+}
+
+#[test]
+fn verifier_names_are_first_come_first_served_and_changed_only_by_the_owner() {
+    let mut net = Network::new(4, 3);
+    let mut rng = ChaCha20Rng::seed_from_u64(33);
+    let mallory = SigningKey::generate_from_rng(&mut rng);
+    let register = |key: &SigningKey, verifier: &str| TransactionBody::RegisterVerifier {
+        name: name(verifier),
+        owner: compressed(key),
+        config: Bytes::from_static(b"{\"type\":\"jwt\"}"),
+    };
+    let owner = net.owner.clone();
+    let results = net.apply(&[
+        net.owner_tx(&owner, register(&owner, "app-one")),
+        net.owner_tx(&mallory, register(&mallory, "app-one")),
+        net.owner_tx(&mallory, register(&mallory, "test-verifier")),
+        // Claims owner's key but is signed by mallory.
+        net.owner_tx(&mallory, register(&owner, "app-two")),
+    ]);
+    assert_eq!(results[0], Ok(Effect::VerifierRegistered));
+    assert_eq!(results[1], Err(Rejection::VerifierExists("app-one".into())));
+    assert_eq!(results[2], Err(Rejection::VerifierExists("test-verifier".into())));
+    assert!(matches!(results[3], Err(Rejection::BadAuthorization(_))));
+
+    let update = |nonce, enabled| TransactionBody::UpdateVerifier {
+        name: name("app-one"),
+        nonce,
+        config: Bytes::from_static(b"{\"type\":\"jwt\",\"v\":2}"),
+        enabled,
+    };
+    let good = net.owner_tx(&owner, update(1, false));
+    let results = net.apply(&[
+        net.owner_tx(&mallory, update(1, false)),
+        good.clone(),
+        good,
+        net.owner_tx(&owner, update(5, true)),
+        net.node_tx(1, update(2, true)),
+    ]);
+    assert!(matches!(results[0], Err(Rejection::BadAuthorization(_))));
+    assert_eq!(results[1], Ok(Effect::VerifierUpdated { nonce: 1 }));
+    assert_eq!(results[2], Err(Rejection::StaleNonce { name: "app-one".into(), expected: 2, got: 1 }));
+    assert_eq!(results[3], Err(Rejection::StaleNonce { name: "app-one".into(), expected: 2, got: 5 }));
+    assert!(matches!(results[4], Err(Rejection::BadAuthorization(_))));
+    let record = net.view().verifier(&name("app-one")).unwrap().unwrap();
+    assert!(!record.enabled);
+    assert_eq!(record.nonce, 1);
+
+    // A disabled or unknown verifier gets no assignments.
+    let deal = net.deal(2, 30);
+    let results = net.apply(&[deal, net.assign("app-one", "x"), net.assign("nobody", "x")]);
+    assert_eq!(results[1], Err(Rejection::VerifierDisabled("app-one".into())));
+    assert_eq!(results[2], Err(Rejection::UnknownVerifier("nobody".into())));
+}
+
+#[test]
+fn hostile_transactions_are_rejected_and_the_block_still_applies() {
+    let mut net = Network::new(4, 4);
+    let body = TransactionBody::AssignKey { verifier: name("test-verifier"), verifier_id: id("eve") };
+    let stranger = ed25519::PrivateKey::from_seed(999);
+    let forged = SignedTransaction::sign_as_node(net.ledger.network_id(), body.clone(), 2, &stranger).encode().to_vec();
+    let unknown =
+        SignedTransaction::sign_as_node(net.ledger.network_id(), body.clone(), 9, &stranger).encode().to_vec();
+    let other_network =
+        SignedTransaction::sign_as_node(&[7u8; 32], body.clone(), 1, &net.node_keys[0]).encode().to_vec();
+    let owner_signed = net.owner_tx(&net.owner.clone(), body);
+    let mut truncated = net.assign("test-verifier", "eve");
+    truncated.truncate(truncated.len() - 1);
+    let mut trailing = net.assign("test-verifier", "eve");
+    trailing.push(0);
+    let huge = vec![0u8; 300 * 1024];
+    let results =
+        net.apply(&[forged, unknown, other_network, owner_signed, truncated, trailing, vec![], vec![0xff; 40], huge]);
+    assert!(matches!(results[0], Err(Rejection::BadAuthorization(_))));
+    assert_eq!(results[1], Err(Rejection::UnknownNode(9)));
+    assert!(matches!(results[2], Err(Rejection::BadAuthorization(_))));
+    assert!(matches!(results[3], Err(Rejection::BadAuthorization(_))));
+    for result in &results[4..] {
+        assert!(matches!(result, Err(Rejection::Malformed(_))), "{result:?}");
+    }
+    assert_eq!(net.view().assignment(&name("test-verifier"), &id("eve")).unwrap(), None);
+    // Names and ids are validated on decode too.
+    assert!(VerifierName::new("has space").is_err());
+    assert!(VerifierName::new(&"a".repeat(65)).is_err());
+    assert!(VerifierId::new("line\nbreak").is_err());
+    assert!(VerifierId::new("").is_err());
+}
+
+#[test]
+fn heights_must_follow_each_other() {
+    let mut net = Network::new(4, 5);
+    let empty: [&[u8]; 0] = [];
+    assert_eq!(
+        net.ledger.apply_block(&net.state, 2, &empty).unwrap_err(),
+        LedgerError::UnexpectedHeight { expected: 1, got: 2 }
+    );
+    net.apply(&[]);
+    assert_eq!(
+        net.ledger.apply_block(&net.state, 1, &empty).unwrap_err(),
+        LedgerError::UnexpectedHeight { expected: 2, got: 1 }
+    );
+    // Empty blocks still move the root (the height is state).
+    assert_ne!(net.roots[0], net.roots[1]);
+}
+
+#[test]
+fn genesis_is_validated() {
+    let net = Network::new(3, 6);
+    let mut genesis = net.ledger.genesis().clone();
+    genesis.nodes[1].index = 5;
+    assert!(matches!(Ledger::new(genesis).unwrap_err(), GenesisError::NodeIndex { position: 2, index: 5 }));
+    let mut genesis = net.ledger.genesis().clone();
+    genesis.nodes[2].consensus_key = genesis.nodes[0].consensus_key.clone();
+    assert_eq!(Ledger::new(genesis).unwrap_err(), GenesisError::DuplicateKey("consensus"));
+    let mut genesis = net.ledger.genesis().clone();
+    genesis.nodes[0].secp256k1_key = [0u8; 33];
+    assert!(matches!(Ledger::new(genesis).unwrap_err(), GenesisError::InvalidPoint(_)));
+    let mut genesis = net.ledger.genesis().clone();
+    genesis.verifiers.push(genesis.verifiers[0].clone());
+    assert!(matches!(Ledger::new(genesis).unwrap_err(), GenesisError::DuplicateVerifier(_)));
+    let genesis = Genesis { nodes: vec![], verifiers: vec![] };
+    assert_eq!(Ledger::new(genesis).unwrap_err(), GenesisError::NodeCount(0));
+    // The network id changes with any change to the genesis.
+    let mut other = net.ledger.genesis().clone();
+    other.verifiers.clear();
+    assert_ne!(other.network_id(), net.ledger.genesis().network_id());
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Assign { user: u8, node: u16 },
+    Deal { count: u8 },
+    EndBlock,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..40, 1u16..=4).prop_map(|(user, node)| Op::Assign { user, node }),
+        1 => (1u8..6).prop_map(|count| Op::Deal { count }),
+        2 => Just(Op::EndBlock),
+    ]
+}
+
+fn run(ops: &[Op], seed: u64) -> Network {
+    let mut net = Network::new(4, seed);
+    let mut block = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            Op::Assign { user, node } => block.push(net.node_tx(
+                *node,
+                TransactionBody::AssignKey { verifier: name("test-verifier"), verifier_id: id(&format!("user{user}")) },
+            )),
+            Op::Deal { count } => block.push(net.deal(usize::from(*count), i as u64)),
+            Op::EndBlock => {
+                net.apply(&std::mem::take(&mut block));
+            }
+        }
+    }
+    net.apply(&block);
+    net
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn state_root_is_a_function_of_the_state_and_assignments_stay_unique(ops in proptest::collection::vec(op(), 1..80)) {
+        let net = run(&ops, 7);
+        // The incremental root equals the root of the state rebuilt from scratch.
+        prop_assert_eq!(net.ledger.committed_root(&net.state).unwrap(), state_root(&net.state.recompute_lthash()));
+        // Replaying the same blocks gives the same roots at every height.
+        let again = run(&ops, 7);
+        prop_assert_eq!(&net.roots, &again.roots);
+        prop_assert_eq!(&net.state, &again.state);
+
+        // No pair has two keys and no key has two pairs.
+        let view = net.view();
+        let total = view.total_keys().unwrap();
+        let mut owners = std::collections::BTreeSet::new();
+        for index in 0..total {
+            if let Some(owner) = view.key_owner(index).unwrap() {
+                prop_assert_eq!(view.assignment(&owner.0, &owner.1).unwrap(), Some(Assignment::Assigned { key_index: index }));
+                prop_assert!(owners.insert(owner));
+            }
+        }
+        prop_assert_eq!(owners.len() as u64 + view.ready_keys().unwrap(), total);
+        // Every pair that asked is assigned or pending, and pending only while the pool is empty.
+        for user in 0..40u8 {
+            let asked = ops.iter().any(|op| matches!(op, Op::Assign { user: u, .. } if *u == user));
+            let state = view.assignment(&name("test-verifier"), &id(&format!("user{user}"))).unwrap();
+            prop_assert_eq!(asked, state.is_some());
+            if let Some(Assignment::Pending { .. }) = state {
+                prop_assert_eq!(view.ready_keys().unwrap(), 0);
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! A node's durable storage on `redb`.
+//!
+//! One database file per node. The ledger's state lives in one table of
+//! full keys (see `quorumkey_ledger::state`); a second table keeps the state
+//! root of every height, so a node can compare its root with the network's
+//! at any height it has applied. A block's state changes, its height and its
+//! root are written in one `redb` transaction with immediate durability:
+//! after a crash the store holds every block it acknowledged and no part of
+//! any other.
+
+use std::path::Path;
+
+use quorumkey_ledger::{BlockOutcome, Ledger, LedgerError, StateRead, StorageError, WriteSet};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition};
+use thiserror::Error;
+
+const LEDGER_STATE: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("ledger_state");
+const STATE_ROOTS: TableDefinition<'static, u64, &'static [u8; 32]> = TableDefinition::new("state_roots");
+
+/// Why the store failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database could not be opened or created.
+    #[error("cannot open the node database at {path}: {reason}")]
+    Open {
+        /// The file.
+        path: String,
+        /// What redb said.
+        reason: String,
+    },
+    /// A read or write failed.
+    #[error("node database {operation} failed: {reason}")]
+    Database {
+        /// What was being done.
+        operation: &'static str,
+        /// What redb said.
+        reason: String,
+    },
+    /// The ledger refused the block or the stored state.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The database holds the state of another network.
+    #[error("the node database belongs to another network (its genesis root differs)")]
+    WrongNetwork,
+}
+
+fn db_error(operation: &'static str) -> impl Fn(redb::Error) -> StoreError {
+    move |e| StoreError::Database { operation, reason: e.to_string() }
+}
+
+/// The outcome of handing a finalized block to the store.
+#[derive(Debug)]
+pub enum Applied {
+    /// The block was applied and committed.
+    Applied(BlockOutcome),
+    /// The block was applied before (at-least-once delivery): nothing done.
+    AlreadyApplied {
+        /// The store's height.
+        height: u64,
+    },
+}
+
+/// A node's database.
+pub struct NodeStore {
+    db: Database,
+}
+
+impl std::fmt::Debug for NodeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeStore").finish_non_exhaustive()
+    }
+}
+
+impl NodeStore {
+    /// Opens the database at `path`, creating it if absent, and writes the
+    /// genesis state if it is new. Refuses a database of another network.
+    pub fn open(path: &Path, ledger: &Ledger) -> Result<Self, StoreError> {
+        let db = Database::create(path)
+            .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+        let store = Self { db };
+        let snapshot = store.snapshot()?;
+        match ledger.height(&snapshot)? {
+            None => {
+                let outcome = ledger.genesis_outcome(&snapshot)?;
+                drop(snapshot);
+                store.commit(&outcome.writes, 0, &outcome.state_root)?;
+            }
+            Some(_) => {
+                let genesis = ledger.genesis_outcome(&quorumkey_ledger::MemoryState::default())?;
+                if store.state_root(0)? != Some(genesis.state_root) {
+                    return Err(StoreError::WrongNetwork);
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    /// A consistent read-only view of the committed ledger state.
+    pub fn snapshot(&self) -> Result<LedgerSnapshot, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
+        let table = match txn.open_table(LEDGER_STATE) {
+            Ok(table) => Some(table),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(db_error("open ledger table")(e.into())),
+        };
+        Ok(LedgerSnapshot { table })
+    }
+
+    /// The state root after `height`, if that height was applied.
+    pub fn state_root(&self, height: u64) -> Result<Option<[u8; 32]>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
+        let table = match txn.open_table(STATE_ROOTS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_error("open roots table")(e.into())),
+        };
+        let root = table.get(height).map_err(|e| db_error("read root")(e.into()))?;
+        Ok(root.map(|guard| *guard.value()))
+    }
+
+    /// Applies a finalized block exactly once: a height already applied is
+    /// skipped (and reported as such), the next height is applied and
+    /// committed durably before this returns, any other height is an error.
+    pub fn apply_finalized<T: AsRef<[u8]>>(
+        &self,
+        ledger: &Ledger,
+        height: u64,
+        transactions: &[T],
+    ) -> Result<Applied, StoreError> {
+        let snapshot = self.snapshot()?;
+        let current = ledger.height(&snapshot)?.unwrap_or(0);
+        if height <= current {
+            return Ok(Applied::AlreadyApplied { height: current });
+        }
+        let outcome = ledger.apply_block(&snapshot, height, transactions)?;
+        drop(snapshot);
+        self.commit(&outcome.writes, outcome.height, &outcome.state_root)?;
+        Ok(Applied::Applied(outcome))
+    }
+
+    fn commit(&self, writes: &WriteSet, height: u64, root: &[u8; 32]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
+        {
+            let mut state = txn.open_table(LEDGER_STATE).map_err(|e| db_error("open ledger table")(e.into()))?;
+            for (key, value) in writes.changes() {
+                match value {
+                    Some(value) => state.insert(key, value).map(|_| ()),
+                    None => state.remove(key).map(|_| ()),
+                }
+                .map_err(|e| db_error("write ledger state")(e.into()))?;
+            }
+            let mut roots = txn.open_table(STATE_ROOTS).map_err(|e| db_error("open roots table")(e.into()))?;
+            roots.insert(height, root).map_err(|e| db_error("write state root")(e.into()))?;
+        }
+        txn.commit().map_err(|e| db_error("commit")(e.into()))
+    }
+}
+
+/// A read-only view of the committed ledger state at one point in time.
+pub struct LedgerSnapshot {
+    table: Option<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+}
+
+impl StateRead for LedgerSnapshot {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let Some(table) = &self.table else { return Ok(None) };
+        table.get(key).map(|value| value.map(|guard| guard.value().to_vec())).map_err(|e| StorageError(e.to_string()))
+    }
+}
