@@ -130,6 +130,9 @@ pub enum LedgerError {
         /// The block's.
         got: u64,
     },
+    /// The state has no genesis yet.
+    #[error("the ledger state is empty: apply the genesis first")]
+    NotInitialized,
     /// The stored state cannot be read: corrupted storage.
     #[error("corrupted ledger state: {0}")]
     CorruptState(&'static str),
@@ -218,8 +221,9 @@ impl Ledger {
     }
 
     /// Decodes a transaction and checks what can be checked without state:
-    /// the encoding, and a node's signature. Consensus uses this to refuse
-    /// blocks that carry garbage.
+    /// the encoding, a node's signature, and the signature of a
+    /// registration (whose owner key it carries). Consensus uses this to
+    /// refuse blocks that carry garbage.
     pub fn check_transaction(&self, bytes: &[u8]) -> Result<SignedTransaction, Rejection> {
         if bytes.len() > MAX_TRANSACTION_LEN {
             return Err(Rejection::Malformed(format!(
@@ -242,7 +246,17 @@ impl Ledger {
                     return Err(Rejection::BadAuthorization("node signature does not verify"));
                 }
             }
-            (Authorization::Owner { .. }, false) => {}
+            (Authorization::Owner { signature }, false) => {
+                if let TransactionBody::RegisterVerifier { owner, .. } = &transaction.body {
+                    let owner_key =
+                        public_key_from_sec1_named("owner", owner).map_err(|e| Rejection::InvalidKey(e.to_string()))?;
+                    check_owner_signature(
+                        Some(*signature),
+                        &owner_key,
+                        &owner_message(&self.network_id, &transaction.body),
+                    )?;
+                }
+            }
             (_, true) => return Err(Rejection::BadAuthorization("this transaction must be signed by a node")),
             (_, false) => return Err(Rejection::BadAuthorization("this transaction must be signed by its owner")),
         }
@@ -258,12 +272,9 @@ impl Ledger {
         height: u64,
         transactions: &[T],
     ) -> Result<BlockOutcome, LedgerError> {
-        let expected = match self.height(state)? {
-            Some(current) => current + 1,
-            None => 0,
-        };
-        if height != expected || height == 0 {
-            return Err(LedgerError::UnexpectedHeight { expected: expected.max(1), got: height });
+        let expected = self.height(state)?.ok_or(LedgerError::NotInitialized)? + 1;
+        if height != expected {
+            return Err(LedgerError::UnexpectedHeight { expected, got: height });
         }
         let mut overlay = Overlay::new(state);
         write_u64(&mut overlay, META_HEIGHT, height);
@@ -289,17 +300,10 @@ impl Ledger {
             Authorization::Owner { signature } => Some(*signature),
             Authorization::Node { .. } => None,
         };
-        let message = owner_message(&self.network_id, &transaction.body);
         match transaction.body {
             TransactionBody::AssignKey { verifier, verifier_id } => self.assign_key(overlay, &verifier, &verifier_id),
             TransactionBody::RegisterVerifier { name, owner, config } => {
-                let owner_key = match public_key_from_sec1_named("owner", &owner) {
-                    Ok(key) => key,
-                    Err(e) => return Ok(Err(Rejection::InvalidKey(e.to_string()))),
-                };
-                if let Err(rejection) = check_owner_signature(owner_signature, &owner_key, &message) {
-                    return Ok(Err(rejection));
-                }
+                // The owner's signature was checked with the encoding.
                 if overlay.get(Table::Verifiers, name.as_str().as_bytes())?.is_some() {
                     return Ok(Err(Rejection::VerifierExists(name.as_str().to_owned())));
                 }
@@ -308,6 +312,10 @@ impl Ledger {
                 Ok(Ok(Effect::VerifierRegistered))
             }
             TransactionBody::UpdateVerifier { name, nonce, config, enabled } => {
+                let message = owner_message(
+                    &self.network_id,
+                    &TransactionBody::UpdateVerifier { name: name.clone(), nonce, config: config.clone(), enabled },
+                );
                 let Some(mut record) = read_verifier(overlay, &name)? else {
                     return Ok(Err(Rejection::UnknownVerifier(name.as_str().to_owned())));
                 };

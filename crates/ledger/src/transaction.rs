@@ -205,6 +205,10 @@ impl EncodeSize for TransactionBody {
 
 impl Read for TransactionBody {
     type Cfg = TransactionLimits;
+    #[cfg_attr(
+        not(feature = "test-dealer"),
+        allow(unused_variables, reason = "only dealer transactions need the node count")
+    )]
     fn read_cfg(buf: &mut impl Buf, limits: &TransactionLimits) -> Result<Self, CodecError> {
         let config_range = RangeCfg::new(0..=MAX_VERIFIER_CONFIG_LEN);
         match u8::read(buf)? {
@@ -226,10 +230,7 @@ impl Read for TransactionBody {
             TAG_DEAL_KEYS => Ok(Self::DealKeys {
                 keys: Vec::<KeyRecord>::read_cfg(buf, &(RangeCfg::new(1..=MAX_DEALT_KEYS), limits.nodes))?,
             }),
-            tag => {
-                let _ = limits;
-                Err(CodecError::InvalidEnum(tag))
-            }
+            tag => Err(CodecError::InvalidEnum(tag)),
         }
     }
 }

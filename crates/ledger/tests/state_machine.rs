@@ -236,6 +236,7 @@ fn heights_must_follow_each_other() {
         net.ledger.apply_block(&net.state, 1, &empty).unwrap_err(),
         LedgerError::UnexpectedHeight { expected: 2, got: 1 }
     );
+    assert_eq!(net.ledger.apply_block(&MemoryState::default(), 1, &empty).unwrap_err(), LedgerError::NotInitialized);
     // Empty blocks still move the root (the height is state).
     assert_ne!(net.roots[0], net.roots[1]);
 }
