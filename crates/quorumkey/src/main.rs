@@ -2,12 +2,14 @@
 //! in the library crates.
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use quorumkey_crypto::address::eth_address;
 use quorumkey_crypto::group::{public_key_from_hex, public_key_from_xy_hex, public_key_to_xy_hex};
 use quorumkey_crypto::hash::token_commitment_hex;
+use quorumkey_node::config::{InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, init_network};
 
 /// Distributed key generation as a service: n nodes keep secp256k1 keys
 /// Shamir-shared among them and hand each signed-in user the shares of its
@@ -21,10 +23,55 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create a network's configuration.
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Compute the values a Torus client and a node exchange, to debug an
     /// integration by hand.
     #[command(subcommand)]
     Inspect(Inspect),
+}
+
+/// Create a network's configuration.
+#[derive(Debug, Subcommand)]
+enum NetworkCommand {
+    /// Write a new network into --out: for each node a directory with its
+    /// keys (files of mode 0600, one key per role) and node.toml, and the
+    /// public network.toml that every node shares. Nodes listen on
+    /// 127.0.0.1; edit network.toml for other hosts before first start.
+    Init {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=256))]
+        nodes: u16,
+        /// The directory to create (must not exist, or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Node i listens for peers on this port + i.
+        #[arg(long, default_value_t = 27000)]
+        p2p_base_port: u16,
+        /// Node i serves JSON-RPC on this port + i.
+        #[arg(long, default_value_t = 17000)]
+        rpc_base_port: u16,
+    },
+}
+
+fn network_init(nodes: u16, out: &Path, p2p_base_port: u16, rpc_base_port: u16) -> Result<(), String> {
+    let options = InitOptions { nodes, p2p_base_port, rpc_base_port, verifiers: Vec::new() };
+    let network = init_network(out, &options).map_err(|e| e.to_string())?;
+    let genesis = network.genesis()?;
+    println!("network id  {}", hex::encode(genesis.network_id()));
+    println!("nodes       {} (threshold {})", genesis.node_count(), genesis.threshold());
+    println!("network     {}", out.join(NETWORK_FILE).display());
+    for node in &network.nodes {
+        println!(
+            "node {:<3}    {}  p2p {}  rpc {}",
+            node.index,
+            out.join(format!("node-{}", node.index)).join(NODE_CONFIG_FILE).display(),
+            node.p2p_address,
+            node.rpc_address
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +116,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::Network(NetworkCommand::Init { nodes, out, p2p_base_port, rpc_base_port }) => {
+            network_init(nodes, &out, p2p_base_port, rpc_base_port)?;
+        }
         Command::Inspect(Inspect::TokenCommitment { id_token }) => {
             let token = match id_token {
                 Some(token) => token,

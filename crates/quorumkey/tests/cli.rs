@@ -32,7 +32,7 @@ fn run(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
 fn help_lists_the_subcommands() {
     let (ok, out, _) = run(&["--help"], None);
     assert!(ok);
-    assert!(out.contains("inspect"), "{out}");
+    assert!(out.contains("inspect") && out.contains("network"), "{out}");
     let (ok, out, _) = run(&["--version"], None);
     assert!(ok && out.starts_with("quorumkey "), "{out}");
 }
@@ -76,4 +76,25 @@ fn bad_input_is_a_clear_error() {
     let (ok, _, err) = run(&["inspect", "address"], None);
     assert!(!ok);
     assert!(err.contains("required"), "{err}");
+}
+
+#[test]
+fn network_init_writes_configs_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("net");
+    let out_arg = out.to_str().unwrap();
+    let (ok, stdout, stderr) = run(&["network", "init", "--nodes", "4", "--out", out_arg], None);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("nodes       4 (threshold 3)"), "{stdout}");
+    assert!(out.join("network.toml").exists());
+    for i in 1..=4 {
+        assert!(out.join(format!("node-{i}/node.toml")).exists());
+        assert!(out.join(format!("node-{i}/consensus.key")).exists());
+    }
+    let (ok, _, stderr) = run(&["network", "init", "--nodes", "4", "--out", out_arg], None);
+    assert!(!ok);
+    assert!(stderr.contains("not empty"), "{stderr}");
+    let (ok, _, stderr) = run(&["network", "init", "--nodes", "0", "--out", out_arg], None);
+    assert!(!ok);
+    assert!(stderr.contains("0 is not in 1..=256"), "{stderr}");
 }

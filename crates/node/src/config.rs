@@ -1,0 +1,254 @@
+//! Configuration files of a network and its nodes.
+//!
+//! - `network.toml` (public, the same for every node): each node's index,
+//!   public keys and addresses, and the verifiers registered at genesis.
+//!   The ledger's genesis, and so the network id, derive from it.
+//! - `node-<i>/node.toml` (one per node): which node this is, where its
+//!   keys, data and the network file are. Relative paths are relative to
+//!   the directory of the file that names them.
+//!
+//! `quorumkey network init` writes both, and each node's keys.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use commonware_codec::DecodeExt;
+use commonware_cryptography::{Signer as _, ed25519};
+use quorumkey_crypto::random::os_rng;
+use quorumkey_ledger::types::PointBytes;
+use quorumkey_ledger::{Genesis, GenesisNode, GenesisVerifier, VerifierName};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::identity::{KeyFileError, NodeIdentity};
+
+/// File name of the network description.
+pub const NETWORK_FILE: &str = "network.toml";
+/// File name of a node's configuration.
+pub const NODE_CONFIG_FILE: &str = "node.toml";
+
+/// Why a configuration could not be written or read.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// I/O failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("{path}: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value in the file is not valid.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A key file problem.
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    /// `network init` into a directory that is not empty.
+    #[error("{0} exists and is not empty; choose a new directory")]
+    NotEmpty(PathBuf),
+}
+
+/// One node in `network.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkNode {
+    /// Index from 1.
+    pub index: u16,
+    /// ed25519 public key, 64 hex digits.
+    pub consensus_key: String,
+    /// Compressed secp256k1 public key, 66 hex digits.
+    pub secp256k1_key: String,
+    /// Where its peers reach it.
+    pub p2p_address: SocketAddr,
+    /// Where clients reach its JSON-RPC API.
+    pub rpc_address: SocketAddr,
+}
+
+/// A verifier registered at genesis, in `network.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkVerifier {
+    /// Its name.
+    pub name: String,
+    /// Compressed secp256k1 key of its owner, 66 hex digits.
+    pub owner: String,
+    /// Its configuration document.
+    pub config: String,
+}
+
+/// `network.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkFile {
+    /// The nodes, by index.
+    pub nodes: Vec<NetworkNode>,
+    /// Verifiers registered at genesis.
+    #[serde(default)]
+    pub verifiers: Vec<NetworkVerifier>,
+}
+
+fn parse_point(hex_digits: &str) -> Result<PointBytes, String> {
+    let bytes = hex::decode(hex_digits).map_err(|_| "not hex".to_owned())?;
+    quorumkey_crypto::group::public_key_from_sec1(&bytes).map_err(|e| e.to_string())?;
+    bytes.try_into().map_err(|_| "not a 33-byte compressed point".to_owned())
+}
+
+impl NetworkFile {
+    /// Reads and checks `network.toml`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file: Self = read_toml(path)?;
+        file.genesis().map_err(|reason| ConfigError::Invalid { path: path.to_owned(), reason })?;
+        Ok(file)
+    }
+
+    /// The ledger genesis this file describes.
+    pub fn genesis(&self) -> Result<Genesis, String> {
+        let mut nodes = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            let key_bytes = hex::decode(&node.consensus_key)
+                .map_err(|_| format!("node {}: consensus_key is not hex", node.index))?;
+            let consensus_key = ed25519::PublicKey::decode(key_bytes)
+                .map_err(|e| format!("node {}: consensus_key: {e}", node.index))?;
+            let secp256k1_key =
+                parse_point(&node.secp256k1_key).map_err(|e| format!("node {}: secp256k1_key: {e}", node.index))?;
+            nodes.push(GenesisNode { index: node.index, consensus_key, secp256k1_key });
+        }
+        let mut verifiers = Vec::with_capacity(self.verifiers.len());
+        for verifier in &self.verifiers {
+            let name = VerifierName::new(&verifier.name).map_err(|e| format!("verifier {:?}: {e}", verifier.name))?;
+            let owner = parse_point(&verifier.owner).map_err(|e| format!("verifier {}: owner: {e}", verifier.name))?;
+            verifiers.push(GenesisVerifier { name, owner, config: Bytes::from(verifier.config.clone().into_bytes()) });
+        }
+        let genesis = Genesis { nodes, verifiers };
+        genesis.validate().map_err(|e| e.to_string())?;
+        Ok(genesis)
+    }
+}
+
+/// `node-<i>/node.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's index in the network file.
+    pub index: u16,
+    /// The network description.
+    pub network_file: PathBuf,
+    /// The directory of this node's key files.
+    pub key_dir: PathBuf,
+    /// The directory of this node's database and consensus storage.
+    pub data_dir: PathBuf,
+}
+
+impl NodeConfig {
+    /// Reads `node.toml`, resolving its paths against the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = read_toml(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for field in [&mut config.network_file, &mut config.key_dir, &mut config.data_dir] {
+            if field.is_relative() {
+                *field = base.join(&*field);
+            }
+        }
+        Ok(config)
+    }
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), reason: e.to_string() })
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), ConfigError> {
+    std::fs::write(path, text).map_err(|source| ConfigError::Io { path: path.to_owned(), source })
+}
+
+fn to_toml<T: Serialize>(value: &T, path: &Path) -> Result<String, ConfigError> {
+    toml::to_string_pretty(value).map_err(|e| ConfigError::Invalid { path: path.to_owned(), reason: e.to_string() })
+}
+
+/// Ports and verifiers for a new network.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// Number of nodes.
+    pub nodes: u16,
+    /// Node i listens for peers on `p2p_base_port + i` and for clients on
+    /// `rpc_base_port + i`, on 127.0.0.1.
+    pub p2p_base_port: u16,
+    /// See `p2p_base_port`.
+    pub rpc_base_port: u16,
+    /// Verifiers registered at genesis.
+    pub verifiers: Vec<NetworkVerifier>,
+}
+
+/// Writes a new network into `out`: `network.toml`, and for each node
+/// `node-<i>/node.toml` and its keys (mode 0600, in a 0700 directory).
+/// Refuses a directory that exists and is not empty.
+pub fn init_network(out: &Path, options: &InitOptions) -> Result<NetworkFile, ConfigError> {
+    if options.nodes == 0 || usize::from(options.nodes) > quorumkey_ledger::genesis::MAX_NODES {
+        return Err(ConfigError::Invalid {
+            path: out.to_owned(),
+            reason: format!("a network has 1 to {} nodes", quorumkey_ledger::genesis::MAX_NODES),
+        });
+    }
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ConfigError::Io { path, source }
+    };
+    if out.exists() && std::fs::read_dir(out).map_err(io(out))?.next().is_some() {
+        return Err(ConfigError::NotEmpty(out.to_owned()));
+    }
+    let highest = u32::from(options.nodes);
+    for base in [options.p2p_base_port, options.rpc_base_port] {
+        if u32::from(base) + highest > u32::from(u16::MAX) {
+            return Err(ConfigError::Invalid {
+                path: out.to_owned(),
+                reason: format!("base port {base} + {highest} nodes exceeds 65535"),
+            });
+        }
+    }
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let mut rng = os_rng();
+    let mut nodes = Vec::with_capacity(usize::from(options.nodes));
+    for index in 1..=options.nodes {
+        let dir = out.join(format!("node-{index}"));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io(&dir))?;
+        let identity = NodeIdentity::generate(&mut rng);
+        identity.save(&dir)?;
+        let config = NodeConfig {
+            index,
+            network_file: PathBuf::from("..").join(NETWORK_FILE),
+            key_dir: PathBuf::from("."),
+            data_dir: PathBuf::from("data"),
+        };
+        let config_path = dir.join(NODE_CONFIG_FILE);
+        write_file(&config_path, &to_toml(&config, &config_path)?)?;
+        nodes.push(NetworkNode {
+            index,
+            consensus_key: hex::encode(identity.consensus.public_key().as_ref()),
+            secp256k1_key: hex::encode(identity.secp256k1_public_bytes()),
+            p2p_address: SocketAddr::from(([127, 0, 0, 1], options.p2p_base_port + index)),
+            rpc_address: SocketAddr::from(([127, 0, 0, 1], options.rpc_base_port + index)),
+        });
+    }
+    let network = NetworkFile { nodes, verifiers: options.verifiers.clone() };
+    let path = out.join(NETWORK_FILE);
+    network.genesis().map_err(|reason| ConfigError::Invalid { path: path.clone(), reason })?;
+    write_file(&path, &to_toml(&network, &path)?)?;
+    Ok(network)
+}

@@ -1,0 +1,9 @@
+//! The quorumkey node: the I/O shell around the pure protocol crates. It
+//! loads its configuration and keys, and (as it is built) wires the ledger
+//! to the consensus engine, storage and the network.
+//!
+//! - [`config`]: `network.toml` and `node.toml`, and `network init`.
+//! - [`identity`]: the node's secret keys, one per role, in 0600 files.
+
+pub mod config;
+pub mod identity;
