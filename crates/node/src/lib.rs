@@ -4,6 +4,8 @@
 //!
 //! - [`config`]: `network.toml` and `node.toml`, and `network init`.
 //! - [`identity`]: the node's secret keys, one per role, in 0600 files.
+//! - [`observability`]: `GET /health` and Prometheus `GET /metrics`.
 
 pub mod config;
 pub mod identity;
+pub mod observability;

@@ -1,0 +1,170 @@
+//! What a node tells its operator: `GET /health` (JSON: the node's index,
+//! height, state root and status) and `GET /metrics` (Prometheus text:
+//! finalized height, finalization latency, mempool size, connected peers,
+//! applied and rejected transactions).
+//!
+//! Metrics go through the `metrics` facade to a Prometheus recorder that
+//! [`Telemetry::install`] sets up once per process (one node per process);
+//! where no recorder is installed (in-process simulations) the calls cost
+//! nothing.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+use thiserror::Error;
+
+/// Gauge: the highest finalized height this node has applied.
+pub const METRIC_FINALIZED_HEIGHT: &str = "quorumkey_finalized_height";
+/// Histogram: seconds from a block's proposal timestamp to its application here.
+pub const METRIC_FINALIZATION_LATENCY: &str = "quorumkey_finalization_latency_seconds";
+/// Gauge: transactions waiting in the mempool.
+pub const METRIC_MEMPOOL_SIZE: &str = "quorumkey_mempool_transactions";
+/// Gauge: peers this node is connected to.
+pub const METRIC_CONNECTED_PEERS: &str = "quorumkey_connected_peers";
+/// Counter: transactions applied, by outcome (`applied` or `rejected`).
+pub const METRIC_TRANSACTIONS: &str = "quorumkey_transactions_total";
+
+/// Why telemetry could not start.
+#[derive(Debug, Error)]
+#[error("cannot install the metrics recorder: {0}")]
+pub struct TelemetryError(String);
+
+/// The process's metrics recorder.
+#[derive(Clone)]
+pub struct Telemetry {
+    handle: PrometheusHandle,
+}
+
+impl Telemetry {
+    /// Installs the Prometheus recorder for this process, with latency
+    /// buckets from 5 ms to 30 s.
+    pub fn install() -> Result<Self, TelemetryError> {
+        let buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(METRIC_FINALIZATION_LATENCY.to_owned()),
+                &buckets,
+            )
+            .map_err(|e| TelemetryError(e.to_string()))?
+            .install_recorder()
+            .map_err(|e| TelemetryError(e.to_string()))?;
+        Ok(Self { handle })
+    }
+
+    /// The current metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}
+
+/// Whether the node serves answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status", content = "reason")]
+pub enum NodeStatus {
+    /// Starting: replaying or catching up.
+    Starting,
+    /// Applying finalized blocks and serving.
+    Ok,
+    /// Stopped applying blocks (e.g. its state root differs from the
+    /// network's): it must not serve answers.
+    Halted(String),
+}
+
+/// The node's health, as `GET /health` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// The node's index.
+    pub index: u16,
+    /// The network id, hex.
+    pub network_id: String,
+    /// Highest applied height.
+    pub height: u64,
+    /// State root after that height, hex.
+    pub state_root: String,
+    /// Status.
+    #[serde(flatten)]
+    pub status: NodeStatus,
+    /// Software version.
+    pub version: &'static str,
+}
+
+/// Shared, updatable health of a node.
+#[derive(Clone, Debug)]
+pub struct HealthCell(Arc<RwLock<Health>>);
+
+impl HealthCell {
+    /// A node that is starting.
+    pub fn new(index: u16, network_id: [u8; 32]) -> Self {
+        Self(Arc::new(RwLock::new(Health {
+            index,
+            network_id: hex::encode(network_id),
+            height: 0,
+            state_root: hex::encode([0u8; 32]),
+            status: NodeStatus::Starting,
+            version: env!("CARGO_PKG_VERSION"),
+        })))
+    }
+
+    /// Records an applied height.
+    pub fn applied(&self, height: u64, state_root: &[u8; 32]) {
+        let mut health = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        health.height = height;
+        health.state_root = hex::encode(state_root);
+        if health.status == NodeStatus::Starting {
+            health.status = NodeStatus::Ok;
+        }
+        metrics::gauge!(METRIC_FINALIZED_HEIGHT).set(height as f64);
+    }
+
+    /// Marks the node halted; it stays halted.
+    pub fn halt(&self, reason: String) {
+        let mut health = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        health.status = NodeStatus::Halted(reason);
+    }
+
+    /// The current health.
+    pub fn get(&self) -> Health {
+        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
+#[derive(Clone)]
+struct ObservabilityState {
+    health: HealthCell,
+    telemetry: Option<Telemetry>,
+}
+
+async fn health(State(state): State<ObservabilityState>) -> Response {
+    let health = state.health.get();
+    let code = match health.status {
+        NodeStatus::Ok => StatusCode::OK,
+        NodeStatus::Starting | NodeStatus::Halted(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (code, axum::Json(health)).into_response()
+}
+
+async fn metrics_text(State(state): State<ObservabilityState>) -> Response {
+    match &state.telemetry {
+        Some(telemetry) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], telemetry.render()).into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled in this process\n").into_response(),
+    }
+}
+
+/// The `/health` and `/metrics` routes, with a request timeout.
+pub fn router(health_cell: HealthCell, telemetry: Option<Telemetry>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(10),
+        ))
+        .with_state(ObservabilityState { health: health_cell, telemetry })
+}
