@@ -1,0 +1,170 @@
+//! Applies finalized blocks to the node's ledger, exactly once, and stops
+//! the node loudly when its state can no longer be trusted.
+//!
+//! The consensus layer hands every finalized block here, in height order,
+//! at least once; this commits it durably (see `quorumkey_store`) before
+//! returning, so consensus may acknowledge it. Two things halt the node for
+//! good: a storage failure, and a state root that differs from one the
+//! network agreed on at the same height. A halted node applies nothing more
+//! and reports itself halted on `/health`, instead of serving wrong answers.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use quorumkey_ledger::{Ledger, Rejection};
+use quorumkey_store::{Applied, NodeStore, StoreError};
+use thiserror::Error;
+
+use crate::observability::{HealthCell, METRIC_FINALIZATION_LATENCY, METRIC_TRANSACTIONS};
+
+/// A block as consensus finalized it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinalizedBlock {
+    /// Its height (the genesis is 0 and is never delivered here).
+    pub height: u64,
+    /// The proposer's timestamp, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Its transactions, opaque to consensus.
+    pub transactions: Vec<Vec<u8>>,
+}
+
+/// What applying a block did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApplyReport {
+    /// Applied now.
+    Applied {
+        /// Transactions that took effect.
+        accepted: usize,
+        /// Transactions rejected (recorded the same way on every node).
+        rejected: usize,
+        /// The state root after the block.
+        state_root: [u8; 32],
+    },
+    /// Applied before; nothing to do.
+    AlreadyApplied,
+}
+
+/// Why a block was not applied.
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    /// The node is halted.
+    #[error("node halted: {0}")]
+    Halted(String),
+    /// The store failed; the node is now halted.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The node's state root differs from the network's.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("state root at height {height} is {local}, the network's is {network}: this node's state has diverged")]
+pub struct RootMismatch {
+    /// The height compared.
+    pub height: u64,
+    /// This node's root, hex.
+    pub local: String,
+    /// The network's, hex.
+    pub network: String,
+}
+
+/// Applies finalized blocks to one node's store.
+pub struct BlockApplier {
+    ledger: Ledger,
+    store: NodeStore,
+    health: HealthCell,
+    halted: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for BlockApplier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockApplier").field("health", &self.health.get()).finish_non_exhaustive()
+    }
+}
+
+impl BlockApplier {
+    /// Opens (or creates, with the genesis) the node's database at `path`.
+    pub fn open(ledger: Ledger, path: &Path, health: HealthCell) -> Result<Self, StoreError> {
+        let store = NodeStore::open(path, &ledger)?;
+        let snapshot = store.snapshot()?;
+        let height = ledger.height(&snapshot)?.unwrap_or(0);
+        let root = ledger.committed_root(&snapshot)?;
+        health.applied(height, &root);
+        Ok(Self { ledger, store, health, halted: Mutex::new(None) })
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The store (for reads).
+    pub fn store(&self) -> &NodeStore {
+        &self.store
+    }
+
+    /// Why the node is halted, if it is.
+    pub fn halted(&self) -> Option<String> {
+        self.halted.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn halt(&self, reason: String) {
+        tracing::error!(%reason, "halting: this node stops applying blocks and serving answers");
+        self.health.halt(reason.clone());
+        let mut halted = self.halted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        halted.get_or_insert(reason);
+    }
+
+    /// Applies a finalized block, durably, unless it was applied before.
+    /// `now_ms` is the local clock, for the latency metric only.
+    pub fn apply(&self, block: &FinalizedBlock, now_ms: u64) -> Result<ApplyReport, ApplyError> {
+        if let Some(reason) = self.halted() {
+            return Err(ApplyError::Halted(reason));
+        }
+        let outcome = match self.store.apply_finalized(&self.ledger, block.height, &block.transactions) {
+            Ok(Applied::Applied(outcome)) => outcome,
+            Ok(Applied::AlreadyApplied { .. }) => return Ok(ApplyReport::AlreadyApplied),
+            Err(error) => {
+                self.halt(format!("cannot apply height {}: {error}", block.height));
+                return Err(ApplyError::Store(error));
+            }
+        };
+        let mut rejected = 0;
+        for receipt in &outcome.receipts {
+            if let Err(rejection) = &receipt.result {
+                rejected += 1;
+                log_rejection(block.height, &receipt.transaction, rejection);
+            }
+        }
+        let accepted = outcome.receipts.len() - rejected;
+        metrics::counter!(METRIC_TRANSACTIONS, "outcome" => "applied").increment(accepted as u64);
+        metrics::counter!(METRIC_TRANSACTIONS, "outcome" => "rejected").increment(rejected as u64);
+        let latency_ms = now_ms.saturating_sub(block.timestamp_ms);
+        metrics::histogram!(METRIC_FINALIZATION_LATENCY).record(latency_ms as f64 / 1000.0);
+        self.health.applied(outcome.height, &outcome.state_root);
+        Ok(ApplyReport::Applied { accepted, rejected, state_root: outcome.state_root })
+    }
+
+    /// Compares this node's root at `height` with the root the network
+    /// agreed on there. A mismatch halts the node. A height this node has
+    /// not applied yet is not checked.
+    pub fn check_root(&self, height: u64, network_root: &[u8; 32]) -> Result<(), RootMismatch> {
+        let local = match self.store.state_root(height) {
+            Ok(Some(root)) => root,
+            Ok(None) => return Ok(()),
+            Err(error) => {
+                self.halt(format!("cannot read the state root of height {height}: {error}"));
+                return Ok(());
+            }
+        };
+        if &local == network_root {
+            return Ok(());
+        }
+        let mismatch = RootMismatch { height, local: hex::encode(local), network: hex::encode(network_root) };
+        self.halt(mismatch.to_string());
+        Err(mismatch)
+    }
+}
+
+fn log_rejection(height: u64, transaction: &[u8; 32], rejection: &Rejection) {
+    tracing::info!(height, transaction = %hex::encode(transaction), %rejection, "transaction rejected");
+}
