@@ -2,20 +2,18 @@
 //! the state, deterministically, and returns the writes, a receipt per
 //! transaction and the new state root.
 
-use commonware_codec::{Copying, Decode, DecodeExt, Encode};
+use commonware_codec::{Copying, Decode, Encode, Read};
 use quorumkey_crypto::group::public_key_from_sec1_named;
 use quorumkey_crypto::signature::RecoverableSignature;
 use thiserror::Error;
 
-use crate::genesis::{Genesis, GenesisError};
+use crate::genesis::{Genesis, GenesisError, MAX_VERIFIER_CONFIG_LEN};
 use crate::lthash::LtHash;
 use crate::state::{Overlay, StateRead, StorageError, Table, WriteSet, read_accumulator, state_key};
 use crate::transaction::{
     Authorization, SignedTransaction, TransactionBody, TransactionLimits, owner_message, transaction_hash,
 };
-#[cfg(feature = "test-dealer")]
-use crate::types::KeyRecord;
-use crate::types::{Assignment, VerifierId, VerifierName, VerifierRecord, pair_key, parse_pair_key};
+use crate::types::{Assignment, KeyRecord, VerifierId, VerifierName, VerifierRecord, pair_key, parse_pair_key};
 
 const META_HEIGHT: &[u8] = b"height";
 const META_NEXT_KEY: &[u8] = b"next_key";
@@ -156,13 +154,24 @@ pub struct Ledger {
     network_id: [u8; 32],
 }
 
-fn read_u64<S: StateRead + ?Sized>(overlay: &Overlay<'_, S>, key: &[u8]) -> Result<u64, LedgerError> {
-    match overlay.get(Table::Meta, key)? {
+/// A stored counter (absent means 0).
+fn parse_counter(bytes: Option<Vec<u8>>) -> Result<u64, LedgerError> {
+    match bytes {
         None => Ok(0),
         Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
             .map(u64::from_be_bytes)
             .map_err(|_| LedgerError::CorruptState("a counter is not 8 bytes")),
     }
+}
+
+/// A stored record, decoded; a record that does not decode means the store
+/// is corrupt.
+fn parse_record<T: Read>(bytes: Option<Vec<u8>>, cfg: &T::Cfg, what: &'static str) -> Result<Option<T>, LedgerError> {
+    bytes.map(|bytes| T::decode_cfg(Copying(&bytes), cfg).map_err(|_| LedgerError::CorruptState(what))).transpose()
+}
+
+fn read_u64<S: StateRead + ?Sized>(overlay: &Overlay<'_, S>, key: &[u8]) -> Result<u64, LedgerError> {
+    parse_counter(overlay.get(Table::Meta, key)?)
 }
 
 fn write_u64<S: StateRead + ?Sized>(overlay: &mut Overlay<'_, S>, key: &[u8], value: u64) {
@@ -351,9 +360,9 @@ impl Ledger {
             Some(_) => {}
         }
         let pair = pair_key(verifier, verifier_id);
-        if let Some(bytes) = overlay.get(Table::Assignments, &pair)? {
-            let existing = Assignment::decode(Copying(&bytes))
-                .map_err(|_| LedgerError::CorruptState("an assignment does not decode"))?;
+        if let Some(existing) =
+            parse_record::<Assignment>(overlay.get(Table::Assignments, &pair)?, &(), "an assignment does not decode")?
+        {
             return Ok(Ok(match existing {
                 Assignment::Assigned { key_index } => Effect::AlreadyAssigned { key_index },
                 Assignment::Pending { sequence } => Effect::AssignmentPending { sequence },
@@ -418,13 +427,11 @@ fn read_verifier<S: StateRead + ?Sized>(
     overlay: &Overlay<'_, S>,
     name: &VerifierName,
 ) -> Result<Option<VerifierRecord>, LedgerError> {
-    overlay
-        .get(Table::Verifiers, name.as_str().as_bytes())?
-        .map(|bytes| {
-            VerifierRecord::decode_cfg(Copying(&bytes), &crate::genesis::MAX_VERIFIER_CONFIG_LEN)
-                .map_err(|_| LedgerError::CorruptState("a verifier record does not decode"))
-        })
-        .transpose()
+    parse_record(
+        overlay.get(Table::Verifiers, name.as_str().as_bytes())?,
+        &MAX_VERIFIER_CONFIG_LEN,
+        "a verifier record does not decode",
+    )
 }
 
 fn give_key<S: StateRead + ?Sized>(overlay: &mut Overlay<'_, S>, pair: &[u8], key_index: u64) {
@@ -472,24 +479,14 @@ impl<'a, S: StateRead + ?Sized> LedgerView<'a, S> {
         verifier: &VerifierName,
         verifier_id: &VerifierId,
     ) -> Result<Option<Assignment>, LedgerError> {
-        self.state
-            .get(&state_key(Table::Assignments, &pair_key(verifier, verifier_id)))?
-            .map(|bytes| {
-                Assignment::decode(Copying(&bytes))
-                    .map_err(|_| LedgerError::CorruptState("an assignment does not decode"))
-            })
-            .transpose()
+        let bytes = self.state.get(&state_key(Table::Assignments, &pair_key(verifier, verifier_id)))?;
+        parse_record(bytes, &(), "an assignment does not decode")
     }
 
     /// A key of the pool, assigned or not.
-    pub fn key(&self, index: u64) -> Result<Option<crate::types::KeyRecord>, LedgerError> {
-        self.state
-            .get(&state_key(Table::Keys, &index.to_be_bytes()))?
-            .map(|bytes| {
-                crate::types::KeyRecord::decode_cfg(Copying(&bytes), &self.nodes)
-                    .map_err(|_| LedgerError::CorruptState("a key record does not decode"))
-            })
-            .transpose()
+    pub fn key(&self, index: u64) -> Result<Option<KeyRecord>, LedgerError> {
+        let bytes = self.state.get(&state_key(Table::Keys, &index.to_be_bytes()))?;
+        parse_record(bytes, &self.nodes, "a key record does not decode")
     }
 
     /// The pair a key is assigned to.
@@ -502,22 +499,12 @@ impl<'a, S: StateRead + ?Sized> LedgerView<'a, S> {
 
     /// A registered verifier.
     pub fn verifier(&self, name: &VerifierName) -> Result<Option<VerifierRecord>, LedgerError> {
-        self.state
-            .get(&state_key(Table::Verifiers, name.as_str().as_bytes()))?
-            .map(|bytes| {
-                VerifierRecord::decode_cfg(Copying(&bytes), &crate::genesis::MAX_VERIFIER_CONFIG_LEN)
-                    .map_err(|_| LedgerError::CorruptState("a verifier record does not decode"))
-            })
-            .transpose()
+        let bytes = self.state.get(&state_key(Table::Verifiers, name.as_str().as_bytes()))?;
+        parse_record(bytes, &MAX_VERIFIER_CONFIG_LEN, "a verifier record does not decode")
     }
 
     fn counter(&self, key: &[u8]) -> Result<u64, LedgerError> {
-        match self.state.get(&state_key(Table::Meta, key))? {
-            None => Ok(0),
-            Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
-                .map(u64::from_be_bytes)
-                .map_err(|_| LedgerError::CorruptState("a counter is not 8 bytes")),
-        }
+        parse_counter(self.state.get(&state_key(Table::Meta, key))?)
     }
 
     /// Keys in the pool not yet assigned.
