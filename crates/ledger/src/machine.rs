@@ -309,37 +309,35 @@ impl Ledger {
             Authorization::Owner { signature } => Some(*signature),
             Authorization::Node { .. } => None,
         };
-        match transaction.body {
-            TransactionBody::AssignKey { verifier, verifier_id } => self.assign_key(overlay, &verifier, &verifier_id),
+        match &transaction.body {
+            TransactionBody::AssignKey { verifier, verifier_id } => self.assign_key(overlay, verifier, verifier_id),
             TransactionBody::RegisterVerifier { name, owner, config } => {
                 // The owner's signature was checked with the encoding.
                 if overlay.get(Table::Verifiers, name.as_str().as_bytes())?.is_some() {
                     return Ok(Err(Rejection::VerifierExists(name.as_str().to_owned())));
                 }
-                let record = VerifierRecord { owner, config, nonce: 0, enabled: true };
+                let record = VerifierRecord { owner: *owner, config: config.clone(), nonce: 0, enabled: true };
                 overlay.put(Table::Verifiers, name.as_str().as_bytes(), record.encode().to_vec());
                 Ok(Ok(Effect::VerifierRegistered))
             }
             TransactionBody::UpdateVerifier { name, nonce, config, enabled } => {
-                let message = owner_message(
-                    &self.network_id,
-                    &TransactionBody::UpdateVerifier { name: name.clone(), nonce, config: config.clone(), enabled },
-                );
-                let Some(mut record) = read_verifier(overlay, &name)? else {
+                let Some(record) = read_verifier(overlay, name)? else {
                     return Ok(Err(Rejection::UnknownVerifier(name.as_str().to_owned())));
                 };
                 let owner_key = public_key_from_sec1_named("owner", &record.owner)
                     .map_err(|_| LedgerError::CorruptState("a stored owner key is not a point"))?;
+                let message = owner_message(&self.network_id, &transaction.body);
                 if let Err(rejection) = check_owner_signature(owner_signature, &owner_key, &message) {
                     return Ok(Err(rejection));
                 }
                 let expected = record.nonce + 1;
-                if nonce != expected {
-                    return Ok(Err(Rejection::StaleNonce { name: name.as_str().to_owned(), expected, got: nonce }));
+                if *nonce != expected {
+                    return Ok(Err(Rejection::StaleNonce { name: name.as_str().to_owned(), expected, got: *nonce }));
                 }
-                record = VerifierRecord { owner: record.owner, config, nonce, enabled };
+                let record =
+                    VerifierRecord { owner: record.owner, config: config.clone(), nonce: *nonce, enabled: *enabled };
                 overlay.put(Table::Verifiers, name.as_str().as_bytes(), record.encode().to_vec());
-                Ok(Ok(Effect::VerifierUpdated { nonce }))
+                Ok(Ok(Effect::VerifierUpdated { nonce: *nonce }))
             }
             #[cfg(feature = "test-dealer")]
             TransactionBody::DealKeys { keys } => self.add_keys(overlay, keys),
@@ -390,7 +388,7 @@ impl Ledger {
     fn add_keys<S: StateRead + ?Sized>(
         &self,
         overlay: &mut Overlay<'_, S>,
-        keys: Vec<KeyRecord>,
+        keys: &[KeyRecord],
     ) -> Result<Result<Effect, Rejection>, LedgerError> {
         for (position, key) in keys.iter().enumerate() {
             for point in std::iter::once(&key.public_key).chain(&key.public_shares) {
@@ -401,7 +399,7 @@ impl Ledger {
         }
         let first_index = read_u64(overlay, META_NEXT_KEY)?;
         let count = keys.len() as u64;
-        for (offset, key) in keys.into_iter().enumerate() {
+        for (offset, key) in keys.iter().enumerate() {
             overlay.put(Table::Keys, &(first_index + offset as u64).to_be_bytes(), key.encode().to_vec());
         }
         write_u64(overlay, META_NEXT_KEY, first_index + count);

@@ -58,54 +58,37 @@ impl VerifierId {
     }
 }
 
-fn write_str(value: &str, buf: &mut impl BufMut) {
-    value.as_bytes().to_vec().write(buf);
-}
-
-fn str_size(value: &str) -> usize {
-    value.as_bytes().to_vec().encode_size()
-}
-
 fn read_string(buf: &mut impl Buf, max: usize, context: &'static str) -> Result<String, CodecError> {
     let bytes = Vec::<u8>::read_range(buf, 1..=max)?;
     String::from_utf8(bytes).map_err(|_| CodecError::Invalid(context, "not UTF-8"))
 }
 
-impl Write for VerifierName {
-    fn write(&self, buf: &mut impl BufMut) {
-        write_str(&self.0, buf);
-    }
-}
-impl EncodeSize for VerifierName {
-    fn encode_size(&self) -> usize {
-        str_size(&self.0)
-    }
-}
-impl Read for VerifierName {
-    type Cfg = ();
-    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
-        let name = read_string(buf, MAX_VERIFIER_NAME_LEN, "verifier name")?;
-        Self::new(&name).map_err(|reason| CodecError::Invalid("verifier name", reason))
-    }
+/// The codec of a validated string type: the bytes, length-prefixed as a
+/// `Vec<u8>`, checked again by the type's constructor when read.
+macro_rules! validated_string_codec {
+    ($type:ident, $max:expr, $what:literal) => {
+        impl Write for $type {
+            fn write(&self, buf: &mut impl BufMut) {
+                self.0.as_bytes().write(buf);
+            }
+        }
+        impl EncodeSize for $type {
+            fn encode_size(&self) -> usize {
+                self.0.as_bytes().encode_size()
+            }
+        }
+        impl Read for $type {
+            type Cfg = ();
+            fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+                let value = read_string(buf, $max, $what)?;
+                Self::new(&value).map_err(|reason| CodecError::Invalid($what, reason))
+            }
+        }
+    };
 }
 
-impl Write for VerifierId {
-    fn write(&self, buf: &mut impl BufMut) {
-        write_str(&self.0, buf);
-    }
-}
-impl EncodeSize for VerifierId {
-    fn encode_size(&self) -> usize {
-        str_size(&self.0)
-    }
-}
-impl Read for VerifierId {
-    type Cfg = ();
-    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
-        let id = read_string(buf, MAX_VERIFIER_ID_LEN, "verifier_id")?;
-        Self::new(&id).map_err(|reason| CodecError::Invalid("verifier_id", reason))
-    }
-}
+validated_string_codec!(VerifierName, MAX_VERIFIER_NAME_LEN, "verifier name");
+validated_string_codec!(VerifierId, MAX_VERIFIER_ID_LEN, "verifier_id");
 
 /// A ready key: its public key and every node's public share `s_j·G`
 /// (node j at position j-1), so a client can check each share it gets.
