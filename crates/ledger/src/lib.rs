@@ -22,7 +22,9 @@ pub mod transaction;
 pub mod types;
 
 pub use genesis::{Genesis, GenesisError, GenesisNode, GenesisVerifier};
-pub use machine::{BlockOutcome, Effect, Ledger, LedgerError, LedgerView, Receipt, Rejection, state_root};
+pub use machine::{
+    BlockOutcome, Effect, Ledger, LedgerError, LedgerView, MAX_TRANSACTION_LEN, Receipt, Rejection, state_root,
+};
 pub use state::{MemoryState, StateRead, StorageError, WriteSet};
 pub use transaction::{Authorization, SignedTransaction, TransactionBody, transaction_hash};
 pub use types::{Assignment, KeyRecord, VerifierId, VerifierName, VerifierRecord};

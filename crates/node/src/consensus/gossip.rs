@@ -1,0 +1,129 @@
+//! Submitting transactions: the ledger's stateless checks, the mempool, and
+//! gossip to every peer on the application channel, so whichever node leads
+//! next can propose a transaction that any node received.
+//!
+//! A peer's gossip is checked exactly like a local submission; a peer that
+//! sends something that fails the checks is blocked (honest nodes check
+//! before they gossip, so only a faulty or malicious peer does that).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use commonware_cryptography::ed25519;
+use commonware_p2p::{Blocker, Receiver, Recipients, Sender};
+use futures::StreamExt;
+use futures::channel::mpsc;
+use quorumkey_ledger::{MAX_TRANSACTION_LEN, Rejection};
+use thiserror::Error;
+
+use super::mempool::{Admission, Mempool, MempoolError, TransactionHash};
+use crate::applier::BlockApplier;
+use crate::observability::METRIC_MEMPOOL_SIZE;
+
+/// Why a submitted transaction was refused.
+#[derive(Debug, Error)]
+pub enum SubmitError {
+    /// The ledger refuses it whatever the state (bad encoding, signature).
+    #[error("invalid transaction: {0}")]
+    Invalid(#[from] Rejection),
+    /// The mempool is full.
+    #[error(transparent)]
+    Busy(#[from] MempoolError),
+    /// The node is halted and accepts nothing.
+    #[error("the node is halted: {0}")]
+    Halted(String),
+}
+
+/// Hands transactions to consensus. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct TransactionSubmitter {
+    applier: Arc<BlockApplier>,
+    mempool: Mempool,
+    outbound: mpsc::UnboundedSender<Bytes>,
+}
+
+/// Transactions a submitter accepted, for [`run_gossip`] to send to peers.
+#[derive(Debug)]
+pub struct OutboundTransactions(mpsc::UnboundedReceiver<Bytes>);
+
+/// A submitter and the stream of what it accepted. The stream is bounded
+/// by the mempool: only newly added transactions enter it.
+pub fn submitter(applier: Arc<BlockApplier>, mempool: Mempool) -> (TransactionSubmitter, OutboundTransactions) {
+    let (outbound, receiver) = mpsc::unbounded();
+    (TransactionSubmitter { applier, mempool, outbound }, OutboundTransactions(receiver))
+}
+
+impl TransactionSubmitter {
+    /// Checks a transaction, adds it to the mempool and gossips it.
+    /// Submitting one that is already pending or finalized is not an error.
+    pub fn submit(&self, transaction: Bytes) -> Result<(TransactionHash, Admission), SubmitError> {
+        if let Some(reason) = self.applier.halted() {
+            return Err(SubmitError::Halted(reason));
+        }
+        self.applier.ledger().check_transaction(&transaction)?;
+        let (hash, admission) = self.mempool.insert(transaction.clone())?;
+        if admission == Admission::Added {
+            metrics::gauge!(METRIC_MEMPOOL_SIZE).set(self.mempool.len() as f64);
+            // A closed channel means the node is shutting down; the
+            // transaction still waits in this node's mempool.
+            let _ = self.outbound.unbounded_send(transaction);
+        }
+        Ok((hash, admission))
+    }
+
+    /// The mempool behind this submitter.
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+}
+
+/// Sends accepted transactions to every peer and admits theirs, until the
+/// network closes the channel.
+pub async fn run_gossip<S, R, B>(
+    mut sender: S,
+    mut receiver: R,
+    mut blocker: B,
+    OutboundTransactions(mut outbound): OutboundTransactions,
+    applier: Arc<BlockApplier>,
+    mempool: Mempool,
+) where
+    S: Sender<PublicKey = ed25519::PublicKey>,
+    R: Receiver<PublicKey = ed25519::PublicKey>,
+    B: Blocker<PublicKey = ed25519::PublicKey>,
+{
+    let mut outbound_open = true;
+    loop {
+        let next_outbound =
+            async { if outbound_open { outbound.next().await } else { futures::future::pending().await } };
+        futures::pin_mut!(next_outbound);
+        let incoming = receiver.recv();
+        futures::pin_mut!(incoming);
+        match futures::future::select(next_outbound, incoming).await {
+            futures::future::Either::Left((Some(transaction), _)) => {
+                sender.send(Recipients::All, transaction, false);
+            }
+            futures::future::Either::Left((None, _)) => outbound_open = false,
+            futures::future::Either::Right((Ok((peer, message)), _)) => {
+                let message = message.as_ref();
+                if message.len() > MAX_TRANSACTION_LEN {
+                    tracing::warn!(%peer, len = message.len(), "blocking peer: gossiped an oversized transaction");
+                    blocker.block(peer);
+                    continue;
+                }
+                if let Err(rejection) = applier.ledger().check_transaction(message) {
+                    tracing::warn!(%peer, %rejection, "blocking peer: gossiped an invalid transaction");
+                    blocker.block(peer);
+                    continue;
+                }
+                match mempool.insert(Bytes::copy_from_slice(message)) {
+                    Ok(_) => metrics::gauge!(METRIC_MEMPOOL_SIZE).set(mempool.len() as f64),
+                    Err(error) => tracing::debug!(%peer, %error, "gossiped transaction dropped"),
+                }
+            }
+            futures::future::Either::Right((Err(error), _)) => {
+                tracing::debug!(%error, "gossip channel closed");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Consensus, behind a small interface of ours: submit a transaction
+//! ([`TransactionSubmitter::submit`]); receive finalized blocks in order
+//! (they go to the [`BlockApplier`](crate::applier::BlockApplier), which
+//! applies each exactly once). The engine behind it is commonware's simplex
+//! with marshal ([`engine`]); nothing outside this module names it.
+//!
+//! - [`block`]: the block format and its bounds.
+//! - [`mempool`]: pending transactions, deduplicated and bounded.
+//! - [`application`]: what a leader proposes and what validators check.
+//! - [`finalized`]: finalized blocks to the ledger, acknowledged after commit.
+//! - [`gossip`]: transaction submission and gossip between nodes.
+//! - [`tip`]: the applied height and root, awaitable.
+//! - [`engine`]: the wiring of the commonware components.
+
+pub mod application;
+pub mod block;
+pub mod engine;
+pub mod finalized;
+pub mod gossip;
+pub mod mempool;
+pub mod tip;
+
+pub use application::LedgerApplication;
+pub use block::{Block, BlockLimits, StateCheckpoint};
+pub use engine::{
+    Channels, ConsensusConfig, ConsensusError, ConsensusRuntime, RunningConsensus, Timing, channel,
+    consensus_namespace, max_message_size, start_consensus,
+};
+pub use gossip::{SubmitError, TransactionSubmitter};
+pub use mempool::{Admission, Mempool, MempoolLimits, TransactionHash};
+pub use tip::AppliedTip;
