@@ -2,14 +2,22 @@
 //! loads its configuration and keys, and (as it is built) wires the ledger
 //! to the consensus engine, storage and the network.
 //!
+//! - [`api`]: the HTTP API (transactions, status, assignments, health).
+//! - [`api_client`]: a typed client of that API.
 //! - [`applier`]: applies finalized blocks exactly once; halts on divergence.
 //! - [`consensus`]: simplex consensus, the mempool, finalized blocks.
 //! - [`config`]: `network.toml` and `node.toml`, and `network init`.
+//! - [`devnet`]: a supervised local network of node processes.
 //! - [`identity`]: the node's secret keys, one per role, in 0600 files.
 //! - [`observability`]: `GET /health` and Prometheus `GET /metrics`.
+//! - [`run`]: one node as a process (`quorumkey node run`).
 
+pub mod api;
+pub mod api_client;
 pub mod applier;
 pub mod config;
 pub mod consensus;
+pub mod devnet;
 pub mod identity;
 pub mod observability;
+pub mod run;

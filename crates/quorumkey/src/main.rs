@@ -4,12 +4,16 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use quorumkey_crypto::address::eth_address;
 use quorumkey_crypto::group::{public_key_from_hex, public_key_from_xy_hex, public_key_to_xy_hex};
 use quorumkey_crypto::hash::token_commitment_hex;
 use quorumkey_node::config::{InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, init_network};
+use quorumkey_node::devnet::{Devnet, DevnetOptions};
+use quorumkey_node::observability::Telemetry;
+use quorumkey_node::run::run_node;
 
 /// Distributed key generation as a service: n nodes keep secp256k1 keys
 /// Shamir-shared among them and hand each signed-in user the shares of its
@@ -26,6 +30,27 @@ enum Command {
     /// Create a network's configuration.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Run a node.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Run a whole network on this machine (127.0.0.1), one node process
+    /// each, until interrupted. Creates the network in --dir on first use
+    /// and reuses it (keys and data) afterwards. Writes DIR/network.json
+    /// once every node has finalized a block.
+    Devnet {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=256))]
+        nodes: u16,
+        /// The devnet directory.
+        #[arg(long, default_value = "devnet")]
+        dir: PathBuf,
+        /// Node i listens for peers on this port + i (new network only).
+        #[arg(long, default_value_t = 27000)]
+        p2p_base_port: u16,
+        /// Node i serves its API on this port + i (new network only).
+        #[arg(long, default_value_t = 17000)]
+        rpc_base_port: u16,
+    },
     /// Compute the values a Torus client and a node exchange, to debug an
     /// integration by hand.
     #[command(subcommand)]
@@ -74,6 +99,19 @@ fn network_init(nodes: u16, out: &Path, p2p_base_port: u16, rpc_base_port: u16) 
     Ok(())
 }
 
+/// Run a node.
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Run one node until SIGINT or SIGTERM. Logs go to standard error
+    /// (filter with RUST_LOG, default `info`); the API (health, metrics,
+    /// transactions, status) listens on the node's rpc_address.
+    Run {
+        /// The node's node.toml (as written by `network init`).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum Inspect {
     /// The token commitment a client sends in CommitmentRequest:
@@ -119,6 +157,17 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Network(NetworkCommand::Init { nodes, out, p2p_base_port, rpc_base_port }) => {
             network_init(nodes, &out, p2p_base_port, rpc_base_port)?;
         }
+        Command::Node(NodeCommand::Run { config }) => {
+            init_logging();
+            let telemetry = Telemetry::install().map_err(|e| e.to_string())?;
+            run_node(&config, Some(telemetry)).map_err(|e| e.to_string())?;
+        }
+        Command::Devnet { nodes, dir, p2p_base_port, rpc_base_port } => {
+            let binary = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
+            let options = DevnetOptions { nodes, dir, p2p_base_port, rpc_base_port, binary };
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            runtime.block_on(devnet(options))?;
+        }
         Command::Inspect(Inspect::TokenCommitment { id_token }) => {
             let token = match id_token {
                 Some(token) => token,
@@ -140,6 +189,52 @@ fn run(cli: Cli) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn init_logging() {
+    use std::io::IsTerminal;
+    // The consensus stack logs every storage restore at info; keep a node's
+    // log about the node unless RUST_LOG asks for more.
+    const DEFAULT_FILTER: &str = "info,commonware_consensus=warn,commonware_storage=warn,commonware_p2p=warn,\
+                                  commonware_broadcast=warn,commonware_resolver=warn,commonware_runtime=warn";
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Runs a devnet until interrupted or until one of its nodes dies.
+async fn devnet(options: DevnetOptions) -> Result<(), String> {
+    let mut devnet = Devnet::launch(&options).map_err(|e| e.to_string())?;
+    println!("starting {} nodes in {} ...", devnet.network().nodes.len(), devnet.dir().display());
+    if let Err(error) = devnet.wait_for_height(1, Duration::from_secs(120)).await {
+        devnet.stop().await;
+        return Err(error.to_string());
+    }
+    let path = devnet.write_network_json().map_err(|e| e.to_string())?;
+    let description = devnet.network_json().map_err(|e| e.to_string())?;
+    println!("network id  {}", description.network_id);
+    println!("threshold   {} of {}", description.threshold, description.nodes.len());
+    for node in &description.nodes {
+        println!("node {:<3}    {}  log {}", node.index, node.endpoint, node.log);
+    }
+    println!("ready: {} (Ctrl-C stops the network; its data stays in {})", path.display(), devnet.dir().display());
+    let outcome = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+            () = tokio::time::sleep(Duration::from_secs(1)) => {
+                if let Err(error) = devnet.check_alive() {
+                    break Err(error.to_string());
+                }
+            }
+        }
+    };
+    println!("stopping ...");
+    devnet.stop().await;
+    outcome
 }
 
 /// Reads one token from standard input, trimming the trailing newline that

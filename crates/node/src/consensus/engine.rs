@@ -35,9 +35,11 @@ use thiserror::Error;
 
 use super::application::{ConsensusContext, LedgerApplication};
 use super::block::{Block, BlockLimits, StateCheckpoint};
+use super::finality::FinalityWaiters;
 use super::finalized::{apply_finalized_blocks, finalized_channel};
 use super::gossip::{TransactionSubmitter, run_gossip, submitter};
 use super::mempool::{Mempool, MempoolLimits};
+use super::peers::{ObservedReceiver, PeerActivity};
 use super::tip::AppliedTip;
 use crate::applier::BlockApplier;
 
@@ -184,6 +186,10 @@ pub struct RunningConsensus {
     pub submitter: TransactionSubmitter,
     /// The applied tip.
     pub tip: AppliedTip,
+    /// Which peers this node hears from.
+    pub peers: PeerActivity,
+    /// Clients waiting for their transactions.
+    pub waiters: FinalityWaiters,
     /// The consensus engine; it runs until aborted or the runtime stops.
     pub engine: Handle<()>,
 }
@@ -193,6 +199,9 @@ impl std::fmt::Debug for RunningConsensus {
         f.debug_struct("RunningConsensus").field("tip", &self.tip.get()).finish_non_exhaustive()
     }
 }
+
+/// The most clients waiting for finality at once.
+pub const MAX_FINALITY_WAITERS: usize = 16_384;
 
 const PAGE_SIZE: std::num::NonZeroU16 = commonware_utils::NZU16!(4096);
 const PAGE_CACHE_PAGES: NonZeroUsize = commonware_utils::NZUsize!(1024);
@@ -249,6 +258,17 @@ where
     let scheme = Scheme::signer(&config.namespace, participants, config.signer.clone())
         .ok_or(ConsensusError::NotAParticipant)?;
     let prefix = config.partition_prefix.clone();
+    let peers = PeerActivity::default();
+    let clock = Arc::new(context.child("peers"));
+    let observe = |(sender, receiver): (S, R)| (sender, ObservedReceiver::new(receiver, peers.clone(), clock.clone()));
+    let channels = Channels {
+        votes: observe(channels.votes),
+        certificates: observe(channels.certificates),
+        resolver: observe(channels.resolver),
+        blocks: observe(channels.blocks),
+        backfill: observe(channels.backfill),
+        transactions: observe(channels.transactions),
+    };
     let page_cache = CacheRef::new(PAGE_SIZE, PAGE_CACHE_PAGES);
 
     // The ledger side: applied tip, mempool, submissions.
@@ -348,11 +368,12 @@ where
     marshal_actor.start(reporter, buffer, backfill);
 
     // The ledger's tasks.
-    let apply_clock = context.child("applier");
-    let (apply_applier, apply_mempool, apply_tip) = (applier.clone(), mempool.clone(), tip.clone());
-    context
-        .child("applier")
-        .spawn(move |_| apply_finalized_blocks(apply_clock, finalized, apply_applier, apply_mempool, apply_tip));
+    let waiters = FinalityWaiters::new(MAX_FINALITY_WAITERS);
+    let (apply_applier, apply_mempool, apply_tip, apply_waiters) =
+        (applier.clone(), mempool.clone(), tip.clone(), waiters.clone());
+    context.child("applier").spawn(move |context| {
+        apply_finalized_blocks(context, finalized, apply_applier, apply_mempool, apply_tip, apply_waiters)
+    });
     let (gossip_sender, gossip_receiver) = channels.transactions;
     let (gossip_applier, gossip_mempool, gossip_blocker) = (applier.clone(), mempool.clone(), blocker.clone());
     context.child("gossip").spawn(move |_| {
@@ -394,7 +415,7 @@ where
         },
     );
     let engine = engine.start(channels.votes, channels.certificates, channels.resolver);
-    Ok(RunningConsensus { submitter, tip, engine })
+    Ok(RunningConsensus { submitter, tip, peers, waiters, engine })
 }
 
 /// The genesis block's parent seed: the namespace already commits to the

@@ -18,6 +18,7 @@ use quorumkey_ledger::transaction_hash;
 
 use super::application::unix_ms;
 use super::block::{Block, StateCheckpoint};
+use super::finality::FinalityWaiters;
 use super::mempool::Mempool;
 use super::tip::AppliedTip;
 use crate::applier::{ApplyReport, BlockApplier, FinalizedBlock};
@@ -63,13 +64,15 @@ impl Reporter for FinalizedBlockReporter {
 
 /// Applies finalized blocks until the stream ends or the node halts.
 /// Acknowledges each block only after it is committed, removes its
-/// transactions from the mempool, and advances the tip.
+/// transactions from the mempool, advances the tip and tells clients
+/// waiting for those transactions.
 pub async fn apply_finalized_blocks(
     clock: impl Clock,
     FinalizedBlocks(mut blocks): FinalizedBlocks,
     applier: Arc<BlockApplier>,
     mempool: Mempool,
     tip: AppliedTip,
+    waiters: FinalityWaiters,
 ) {
     while let Some((block, acknowledgement)) = blocks.next().await {
         let block = block.inner();
@@ -102,7 +105,9 @@ pub async fn apply_finalized_blocks(
                 return;
             }
         }
-        mempool.remove_finalized(block.transactions.iter().map(|transaction| transaction_hash(transaction)));
+        let hashes: Vec<_> = block.transactions.iter().map(|transaction| transaction_hash(transaction)).collect();
+        waiters.finalized(&hashes, block.height);
+        mempool.remove_finalized(hashes);
         metrics::gauge!(METRIC_MEMPOOL_SIZE).set(mempool.len() as f64);
         acknowledgement.acknowledge();
     }

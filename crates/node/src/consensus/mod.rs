@@ -8,16 +8,20 @@
 //! - [`mempool`]: pending transactions, deduplicated and bounded.
 //! - [`application`]: what a leader proposes and what validators check.
 //! - [`finalized`]: finalized blocks to the ledger, acknowledged after commit.
+//! - [`finality`]: clients waiting for their transaction to finalize.
 //! - [`gossip`]: transaction submission and gossip between nodes.
+//! - [`peers`]: which peers this node hears from.
 //! - [`tip`]: the applied height and root, awaitable.
 //! - [`engine`]: the wiring of the commonware components.
 
 pub mod application;
 pub mod block;
 pub mod engine;
+pub mod finality;
 pub mod finalized;
 pub mod gossip;
 pub mod mempool;
+pub mod peers;
 pub mod tip;
 
 pub use application::LedgerApplication;
@@ -26,6 +30,8 @@ pub use engine::{
     Channels, ConsensusConfig, ConsensusError, ConsensusRuntime, RunningConsensus, Timing, channel,
     consensus_namespace, max_message_size, start_consensus,
 };
+pub use finality::FinalityWaiters;
 pub use gossip::{SubmitError, TransactionSubmitter};
 pub use mempool::{Admission, Mempool, MempoolLimits, TransactionHash};
+pub use peers::PeerActivity;
 pub use tip::AppliedTip;

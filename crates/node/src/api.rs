@@ -1,0 +1,264 @@
+//! The node's HTTP API for operators and tools: health and metrics (see
+//! [`observability`](crate::observability)), transaction submission (with
+//! an optional wait for finality), status, state roots by height, and
+//! assignment lookups. Every body is bounded and every error is JSON with a
+//! precise message. The client-facing JSON-RPC API is added next to these
+//! routes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use quorumkey_ledger::{Assignment, LedgerView, MAX_TRANSACTION_LEN, VerifierId, VerifierName};
+use serde::{Deserialize, Serialize};
+
+use crate::applier::BlockApplier;
+use crate::consensus::{Admission, AppliedTip, FinalityWaiters, PeerActivity, SubmitError, TransactionSubmitter};
+use crate::observability::{self, HealthCell, Telemetry};
+
+/// How long a submission with `wait` waits for finality.
+pub const MAX_FINALITY_WAIT: Duration = Duration::from_secs(30);
+
+/// A peer heard from within this window counts as connected.
+pub const PEER_WINDOW: Duration = Duration::from_secs(10);
+
+/// What the API reads and writes.
+#[derive(Clone, Debug)]
+pub struct NodeApi {
+    /// This node's index.
+    pub index: u16,
+    /// The ledger and its store.
+    pub applier: Arc<BlockApplier>,
+    /// Consensus submissions.
+    pub submitter: TransactionSubmitter,
+    /// The applied tip.
+    pub tip: AppliedTip,
+    /// Peer liveness.
+    pub peers: PeerActivity,
+    /// Clients waiting for finality.
+    pub waiters: FinalityWaiters,
+}
+
+/// An error as the API returns it.
+#[derive(Debug, Serialize)]
+pub struct ApiError {
+    /// What went wrong.
+    pub error: String,
+    #[serde(skip)]
+    status: StatusCode,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        Self { error: error.into(), status }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self)).into_response()
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(error: SubmitError) -> Self {
+        let status = match &error {
+            SubmitError::Invalid(_) => StatusCode::BAD_REQUEST,
+            SubmitError::Busy(_) | SubmitError::Halted(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
+/// `POST /v1/transactions` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The encoded transaction, hex.
+    pub transaction: String,
+    /// Answer only once it is finalized (up to 30 s).
+    #[serde(default)]
+    pub wait: bool,
+}
+
+/// `POST /v1/transactions` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    /// The transaction's hash, hex.
+    pub hash: String,
+    /// `added`, `already_pending`, `already_finalized`, or, with `wait`,
+    /// `finalized` or `pending` (not finalized within the wait).
+    pub status: String,
+    /// With `wait` and `finalized`: the height it was applied at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u64>,
+}
+
+async fn submit(
+    State(api): State<NodeApi>,
+    body: Result<Json<SubmitRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<SubmitResponse>, ApiError> {
+    let Json(request) = body.map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    let transaction = hex::decode(request.transaction.trim_start_matches("0x"))
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "`transaction` is not hex"))?;
+    if transaction.len() > MAX_TRANSACTION_LEN {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("transaction is {} bytes, over the limit of {MAX_TRANSACTION_LEN}", transaction.len()),
+        ));
+    }
+    let hash = quorumkey_ledger::transaction_hash(&transaction);
+    let waiter = if request.wait {
+        Some(api.waiters.register(hash).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?)
+    } else {
+        None
+    };
+    let (_, admission) = api.submitter.submit(Bytes::from(transaction))?;
+    let status = match admission {
+        Admission::Added => "added",
+        Admission::AlreadyPending => "already_pending",
+        Admission::AlreadyFinalized => "already_finalized",
+    };
+    let mut response = SubmitResponse { hash: hex::encode(hash), status: status.into(), height: None };
+    if let (Some(waiter), false) = (waiter, admission == Admission::AlreadyFinalized) {
+        match tokio::time::timeout(MAX_FINALITY_WAIT, waiter).await {
+            Ok(Ok(height)) => {
+                response.status = "finalized".into();
+                response.height = Some(height);
+            }
+            Ok(Err(_)) | Err(_) => response.status = "pending".into(),
+        }
+    }
+    Ok(Json(response))
+}
+
+/// `GET /v1/status` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// This node's index.
+    pub index: u16,
+    /// The network id, hex.
+    pub network_id: String,
+    /// The highest applied height.
+    pub height: u64,
+    /// The state root there, hex.
+    pub state_root: String,
+    /// Transactions waiting in the mempool.
+    pub mempool_transactions: usize,
+    /// Peers heard from in the last 10 s.
+    pub connected_peers: usize,
+    /// Why the node is halted, if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub halted: Option<String>,
+}
+
+async fn status(State(api): State<NodeApi>) -> Json<StatusResponse> {
+    let tip = api.tip.get();
+    Json(StatusResponse {
+        index: api.index,
+        network_id: hex::encode(api.applier.ledger().network_id()),
+        height: tip.height,
+        state_root: hex::encode(tip.state_root),
+        mempool_transactions: api.submitter.mempool().len(),
+        connected_peers: api.peers.active(now_ms(), PEER_WINDOW),
+        halted: api.applier.halted(),
+    })
+}
+
+/// The wall clock in milliseconds (for peer liveness only).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `GET /v1/state-roots/{height}` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StateRootResponse {
+    /// The height.
+    pub height: u64,
+    /// The state root after it, hex.
+    pub state_root: String,
+}
+
+async fn state_root(State(api): State<NodeApi>, Path(height): Path<u64>) -> Result<Json<StateRootResponse>, ApiError> {
+    match api.applier.store().state_root(height) {
+        Ok(Some(root)) => Ok(Json(StateRootResponse { height, state_root: hex::encode(root) })),
+        Ok(None) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("height {height} is not applied here yet"))),
+        Err(error) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())),
+    }
+}
+
+/// `GET /v1/assignment` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignmentQuery {
+    /// The verifier's name.
+    pub verifier: String,
+    /// The user's id at that verifier.
+    pub verifier_id: String,
+}
+
+/// `GET /v1/assignment` answer.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AssignmentResponse {
+    /// `assigned` or `pending` (waiting for the key pool).
+    pub status: String,
+    /// With `assigned`: the key's index in the pool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_index: Option<u64>,
+    /// With `assigned`: the key's public key, compressed, hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// With `pending`: its place in the queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+}
+
+async fn assignment(
+    State(api): State<NodeApi>,
+    query: Result<Query<AssignmentQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AssignmentResponse>, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    let verifier = VerifierName::new(&query.verifier)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("verifier: {e}")))?;
+    let verifier_id = VerifierId::new(&query.verifier_id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("verifier_id: {e}")))?;
+    let internal = |e: &dyn std::fmt::Display| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let snapshot = api.applier.store().snapshot().map_err(|e| internal(&e))?;
+    let view = LedgerView::new(api.applier.ledger(), &snapshot);
+    match view.assignment(&verifier, &verifier_id).map_err(|e| internal(&e))? {
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "no key is assigned to this verifier and verifier_id")),
+        Some(Assignment::Pending { sequence }) => Ok(Json(AssignmentResponse {
+            status: "pending".into(),
+            key_index: None,
+            public_key: None,
+            sequence: Some(sequence),
+        })),
+        Some(Assignment::Assigned { key_index }) => {
+            let key = view.key(key_index).map_err(|e| internal(&e))?;
+            Ok(Json(AssignmentResponse {
+                status: "assigned".into(),
+                key_index: Some(key_index),
+                public_key: key.map(|key| hex::encode(key.public_key)),
+                sequence: None,
+            }))
+        }
+    }
+}
+
+/// The whole API: `/health`, `/metrics`, and `/v1/...`.
+pub fn router(api: NodeApi, health: HealthCell, telemetry: Option<Telemetry>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/transactions", post(submit))
+        .route("/v1/status", get(status))
+        .route("/v1/state-roots/{height}", get(state_root))
+        .route("/v1/assignment", get(assignment))
+        // Hex doubles a transaction; leave room for the JSON around it.
+        .layer(DefaultBodyLimit::max(2 * MAX_TRANSACTION_LEN + 4096))
+        .with_state(api);
+    v1.merge(observability::router(health, telemetry))
+}

@@ -1,0 +1,117 @@
+//! A typed client of the node's HTTP API ([`crate::api`]), for the CLI,
+//! the devnet supervisor, tests and benchmarks.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+use crate::api::{AssignmentResponse, StateRootResponse, StatusResponse, SubmitResponse};
+
+/// Why a call failed.
+#[derive(Debug, Error)]
+pub enum ApiClientError {
+    /// The node could not be reached or did not answer in time.
+    #[error("{url}: {source}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: reqwest::Error,
+    },
+    /// The node answered with an error.
+    #[error("{url}: HTTP {status}: {message}")]
+    Node {
+        /// The URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The node's message.
+        message: String,
+    },
+}
+
+impl ApiClientError {
+    /// The HTTP status, when the node answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Node { status, .. } => Some(*status),
+            Self::Transport { .. } => None,
+        }
+    }
+}
+
+/// A client of one node.
+#[derive(Clone, Debug)]
+pub struct NodeApiClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl NodeApiClient {
+    /// A client of the node at `base` (e.g. `http://127.0.0.1:17001`).
+    pub fn new(base: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(45))
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap_or_default();
+        Self { base: base.into().trim_end_matches('/').to_owned(), http }
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn answer<T: DeserializeOwned>(
+        url: String,
+        sent: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<T, ApiClientError> {
+        let response = sent.map_err(|source| ApiClientError::Transport { url: url.clone(), source })?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|value| value.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                .unwrap_or(body);
+            return Err(ApiClientError::Node { url, status: status.as_u16(), message });
+        }
+        response.json().await.map_err(|source| ApiClientError::Transport { url, source })
+    }
+
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> Result<StatusResponse, ApiClientError> {
+        let url = format!("{}/v1/status", self.base);
+        Self::answer(url.clone(), self.http.get(&url).send().await).await
+    }
+
+    /// `GET /v1/state-roots/{height}`.
+    pub async fn state_root(&self, height: u64) -> Result<StateRootResponse, ApiClientError> {
+        let url = format!("{}/v1/state-roots/{height}", self.base);
+        Self::answer(url.clone(), self.http.get(&url).send().await).await
+    }
+
+    /// `GET /v1/assignment`; `None` when nothing is assigned.
+    pub async fn assignment(
+        &self,
+        verifier: &str,
+        verifier_id: &str,
+    ) -> Result<Option<AssignmentResponse>, ApiClientError> {
+        let url = format!("{}/v1/assignment", self.base);
+        let sent = self.http.get(&url).query(&[("verifier", verifier), ("verifier_id", verifier_id)]).send().await;
+        match Self::answer(url, sent).await {
+            Ok(answer) => Ok(Some(answer)),
+            Err(error) if error.status() == Some(404) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `POST /v1/transactions`; with `wait`, answers once it is finalized.
+    pub async fn submit(&self, transaction: &[u8], wait: bool) -> Result<SubmitResponse, ApiClientError> {
+        let url = format!("{}/v1/transactions", self.base);
+        let body = serde_json::json!({ "transaction": hex::encode(transaction), "wait": wait });
+        Self::answer(url.clone(), self.http.post(&url).json(&body).send().await).await
+    }
+}

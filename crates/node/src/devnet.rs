@@ -1,0 +1,301 @@
+//! A local network on 127.0.0.1: one `quorumkey node run` process per node,
+//! supervised. Creates the network's configuration on first use and reuses
+//! it (and each node's data) afterwards, so a devnet can be stopped and
+//! started again without losing anything. Writes `network.json`, the
+//! description clients need, once every node has finalized a block.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use quorumkey_crypto::group::{public_key_from_hex, public_key_to_xy_hex};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::process::{Child, Command};
+
+use crate::api_client::NodeApiClient;
+use crate::config::{ConfigError, InitOptions, NETWORK_FILE, NetworkFile, init_network};
+use crate::run::node_config_path;
+
+/// The file clients read.
+pub const NETWORK_JSON: &str = "network.json";
+
+/// Why a devnet could not run.
+#[derive(Debug, Error)]
+pub enum DevnetError {
+    /// The configuration could not be written or read.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The directory holds a network of another size.
+    #[error("{dir} holds a network of {found} nodes, not {wanted}; use another --dir or --nodes {found}")]
+    OtherNetwork {
+        /// The directory.
+        dir: PathBuf,
+        /// Nodes there.
+        found: usize,
+        /// Nodes asked for.
+        wanted: usize,
+    },
+    /// A file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A node process exited.
+    #[error("node {index} exited ({status}); its log is {log}:\n{tail}")]
+    NodeExited {
+        /// The node.
+        index: u16,
+        /// How it exited.
+        status: String,
+        /// Its log file.
+        log: String,
+        /// The end of its log.
+        tail: String,
+    },
+    /// The network did not become ready in time.
+    #[error("the network did not finalize a block within {0:?}; see the node logs in the devnet directory")]
+    NotReady(Duration),
+}
+
+/// How to start a devnet.
+#[derive(Clone, Debug)]
+pub struct DevnetOptions {
+    /// Number of nodes (for a new network).
+    pub nodes: u16,
+    /// The devnet directory.
+    pub dir: PathBuf,
+    /// Node i listens for peers on this + i (new network only).
+    pub p2p_base_port: u16,
+    /// Node i serves clients on this + i (new network only).
+    pub rpc_base_port: u16,
+    /// The `quorumkey` binary to run nodes with.
+    pub binary: PathBuf,
+}
+
+/// One node as `network.json` lists it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkJsonNode {
+    /// Index from 1.
+    pub index: u16,
+    /// The node's API endpoint.
+    pub endpoint: String,
+    /// X of its secp256k1 public key, 64 hex digits.
+    #[serde(rename = "pub_key_X")]
+    pub pub_key_x: String,
+    /// Y of its secp256k1 public key, 64 hex digits.
+    #[serde(rename = "pub_key_Y")]
+    pub pub_key_y: String,
+    /// Where its peers reach it.
+    pub p2p_address: String,
+    /// Its log file.
+    pub log: String,
+}
+
+/// `network.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkJson {
+    /// The network id, hex.
+    pub network_id: String,
+    /// Shares needed to rebuild a key.
+    pub threshold: usize,
+    /// The nodes.
+    pub nodes: Vec<NetworkJsonNode>,
+}
+
+/// A running devnet. Dropping it kills its nodes.
+#[derive(Debug)]
+pub struct Devnet {
+    dir: PathBuf,
+    binary: PathBuf,
+    network: NetworkFile,
+    children: Vec<Option<Child>>,
+}
+
+impl Devnet {
+    /// Creates (or reuses) the network in `options.dir` and starts every node.
+    pub fn launch(options: &DevnetOptions) -> Result<Self, DevnetError> {
+        let network_path = options.dir.join(NETWORK_FILE);
+        let network = if network_path.exists() {
+            let network = NetworkFile::load(&network_path)?;
+            if network.nodes.len() != usize::from(options.nodes) {
+                return Err(DevnetError::OtherNetwork {
+                    dir: options.dir.clone(),
+                    found: network.nodes.len(),
+                    wanted: usize::from(options.nodes),
+                });
+            }
+            network
+        } else {
+            init_network(
+                &options.dir,
+                &InitOptions {
+                    nodes: options.nodes,
+                    p2p_base_port: options.p2p_base_port,
+                    rpc_base_port: options.rpc_base_port,
+                    verifiers: Vec::new(),
+                },
+            )?
+        };
+        let mut devnet = Self {
+            dir: options.dir.clone(),
+            binary: options.binary.clone(),
+            children: network.nodes.iter().map(|_| None).collect(),
+            network,
+        };
+        for index in 1..=options.nodes {
+            devnet.start_node(index)?;
+        }
+        Ok(devnet)
+    }
+
+    /// The network description.
+    pub fn network(&self) -> &NetworkFile {
+        &self.network
+    }
+
+    /// The devnet directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A client of node `index`.
+    pub fn client(&self, index: u16) -> Option<NodeApiClient> {
+        self.network
+            .nodes
+            .iter()
+            .find(|node| node.index == index)
+            .map(|node| NodeApiClient::new(format!("http://{}", node.rpc_address)))
+    }
+
+    fn log_path(&self, index: u16) -> PathBuf {
+        self.dir.join(format!("node-{index}")).join("node.log")
+    }
+
+    /// Starts node `index` (again).
+    pub fn start_node(&mut self, index: u16) -> Result<(), DevnetError> {
+        let log_path = self.log_path(index);
+        let io = |source| DevnetError::Io { path: log_path.clone(), source };
+        let log = OpenOptions::new().create(true).append(true).open(&log_path).map_err(io)?;
+        let log_err = log.try_clone().map_err(io)?;
+        let child = Command::new(&self.binary)
+            .arg("node")
+            .arg("run")
+            .arg("--config")
+            .arg(node_config_path(&self.dir, index))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| DevnetError::Io { path: self.binary.clone(), source })?;
+        if let Some(slot) = self.children.get_mut(usize::from(index) - 1) {
+            *slot = Some(child);
+        }
+        Ok(())
+    }
+
+    /// Kills node `index` at once (SIGKILL), as a crash would.
+    pub async fn kill_node(&mut self, index: u16) {
+        if let Some(Some(mut child)) = self.children.get_mut(usize::from(index) - 1).map(Option::take) {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Asks every node to stop (SIGTERM) and waits for them.
+    pub async fn stop(mut self) {
+        for child in self.children.iter_mut().flatten() {
+            if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+        }
+        for child in self.children.iter_mut().flatten() {
+            if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+    }
+
+    /// An error if a node process has exited.
+    pub fn check_alive(&mut self) -> Result<(), DevnetError> {
+        for (position, slot) in self.children.iter_mut().enumerate() {
+            let Some(child) = slot else { continue };
+            if let Ok(Some(status)) = child.try_wait() {
+                let index = position as u16 + 1;
+                let log = self.dir.join(format!("node-{index}")).join("node.log");
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+                *slot = None;
+                return Err(DevnetError::NodeExited {
+                    index,
+                    status: status.to_string(),
+                    log: log.display().to_string(),
+                    tail,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every running node has applied at least `height`.
+    pub async fn wait_for_height(&mut self, height: u64, limit: Duration) -> Result<(), DevnetError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.check_alive()?;
+            let mut ready = true;
+            for (position, child) in self.children.iter().enumerate() {
+                if child.is_none() {
+                    continue;
+                }
+                let Some(client) = self.client(position as u16 + 1) else { continue };
+                match client.status().await {
+                    Ok(status) if status.height >= height => {}
+                    _ => ready = false,
+                }
+            }
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(DevnetError::NotReady(limit));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The client description of this network.
+    pub fn network_json(&self) -> Result<NetworkJson, DevnetError> {
+        let genesis = self
+            .network
+            .genesis()
+            .map_err(|reason| ConfigError::Invalid { path: self.dir.join(NETWORK_FILE), reason })?;
+        let mut nodes = Vec::with_capacity(self.network.nodes.len());
+        for node in &self.network.nodes {
+            let key = public_key_from_hex("secp256k1_key", &node.secp256k1_key)
+                .map_err(|e| ConfigError::Invalid { path: self.dir.join(NETWORK_FILE), reason: e.to_string() })?;
+            let (pub_key_x, pub_key_y) = public_key_to_xy_hex(&key);
+            nodes.push(NetworkJsonNode {
+                index: node.index,
+                endpoint: format!("http://{}", node.rpc_address),
+                pub_key_x,
+                pub_key_y,
+                p2p_address: node.p2p_address.to_string(),
+                log: self.log_path(node.index).display().to_string(),
+            });
+        }
+        Ok(NetworkJson { network_id: hex::encode(genesis.network_id()), threshold: genesis.threshold(), nodes })
+    }
+
+    /// Writes `network.json` into the devnet directory.
+    pub fn write_network_json(&self) -> Result<PathBuf, DevnetError> {
+        let path = self.dir.join(NETWORK_JSON);
+        let json = serde_json::to_string_pretty(&self.network_json()?).unwrap_or_default();
+        std::fs::write(&path, json + "\n").map_err(|source| DevnetError::Io { path: path.clone(), source })?;
+        Ok(path)
+    }
+}

@@ -1,0 +1,154 @@
+//! Multi-process: five real `quorumkey node` processes on 127.0.0.1 (started
+//! by the devnet supervisor, as `quorumkey devnet` does), real TCP, real
+//! storage. Transactions finalize; after `kill -9` of one node the other
+//! four still finalize; the killed node restarts from its storage, catches
+//! up and reaches the same state root.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use commonware_codec::Encode;
+use quorumkey_crypto::group::point_to_bytes;
+use quorumkey_crypto::k256::ecdsa::SigningKey;
+use quorumkey_crypto::k256::elliptic_curve::Generate;
+use quorumkey_crypto::random::os_rng;
+use quorumkey_ledger::{Ledger, SignedTransaction, TransactionBody, VerifierId, VerifierName};
+use quorumkey_node::api_client::NodeApiClient;
+use quorumkey_node::config::NetworkFile;
+use quorumkey_node::devnet::{Devnet, DevnetOptions, NETWORK_JSON, NetworkJson};
+use quorumkey_node::identity::NodeIdentity;
+
+const NODES: u16 = 5;
+const VERIFIER: &str = "devnet-test";
+
+/// A base port such that base+1..=base+NODES are all free.
+fn free_base(avoid: u16) -> u16 {
+    let start = 20_000 + (std::process::id() % 20_000) as u16;
+    (0..200u16)
+        .map(|k| start.wrapping_add(k * 97) % 40_000 + 20_000)
+        .find(|&base| {
+            base.abs_diff(avoid) > NODES && (1..=NODES).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        })
+        .expect("free ports")
+}
+
+struct Signers {
+    ledger: Ledger,
+    nodes: Vec<NodeIdentity>,
+}
+
+impl Signers {
+    fn load(dir: &Path) -> Self {
+        let network = NetworkFile::load(&dir.join("network.toml")).unwrap();
+        let ledger = Ledger::new(network.genesis().unwrap()).unwrap();
+        let nodes = (1..=NODES).map(|i| NodeIdentity::load(&dir.join(format!("node-{i}"))).unwrap()).collect();
+        Self { ledger, nodes }
+    }
+
+    fn assign(&self, node: u16, user: &str) -> Vec<u8> {
+        let body = TransactionBody::AssignKey {
+            verifier: VerifierName::new(VERIFIER).unwrap(),
+            verifier_id: VerifierId::new(user).unwrap(),
+        };
+        let key = &self.nodes[usize::from(node) - 1].consensus;
+        SignedTransaction::sign_as_node(self.ledger.network_id(), body, node, key).encode().to_vec()
+    }
+
+    fn register(&self, owner: &SigningKey) -> Vec<u8> {
+        let point = quorumkey_crypto::group::Point::from(*owner.verifying_key().as_affine());
+        let body = TransactionBody::RegisterVerifier {
+            name: VerifierName::new(VERIFIER).unwrap(),
+            owner: point_to_bytes(&point),
+            config: Bytes::from_static(b"{}"),
+        };
+        SignedTransaction::sign_as_owner(self.ledger.network_id(), body, owner).encode().to_vec()
+    }
+}
+
+fn user(i: usize) -> String {
+    format!("user-{i}@example.com")
+}
+
+/// Submits assignments for `users` to the listed nodes, round robin, and
+/// waits for each to finalize.
+async fn assign_all(devnet: &Devnet, signers: &Signers, nodes: &[u16], users: std::ops::Range<usize>) {
+    let submissions = users.map(|i| {
+        let node = nodes[i % nodes.len()];
+        let client = devnet.client(node).unwrap();
+        let transaction = signers.assign(node, &user(i));
+        async move {
+            let answer = client.submit(&transaction, true).await.unwrap();
+            assert_eq!(answer.status, "finalized", "{} via node {node}: {answer:?}", user(i));
+        }
+    });
+    futures::future::join_all(submissions).await;
+}
+
+async fn roots_agree(devnet: &Devnet, height: u64) {
+    let mut roots = Vec::new();
+    for node in 1..=NODES {
+        roots.push(devnet.client(node).unwrap().state_root(height).await.unwrap().state_root);
+    }
+    assert!(roots.windows(2).all(|pair| pair[0] == pair[1]), "roots at height {height} differ: {roots:?}");
+}
+
+#[test]
+fn five_processes_finalize_survive_kill_and_catch_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let p2p = free_base(0);
+    let rpc = free_base(p2p);
+    let options = DevnetOptions {
+        nodes: NODES,
+        dir: dir.path().join("devnet"),
+        p2p_base_port: p2p,
+        rpc_base_port: rpc,
+        binary: env!("CARGO_BIN_EXE_quorumkey").into(),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut devnet = Devnet::launch(&options).unwrap();
+        devnet.wait_for_height(1, Duration::from_secs(120)).await.unwrap();
+        devnet.write_network_json().unwrap();
+        let description: NetworkJson =
+            serde_json::from_str(&std::fs::read_to_string(options.dir.join(NETWORK_JSON)).unwrap()).unwrap();
+        assert_eq!(description.nodes.len(), usize::from(NODES));
+        assert!(description.nodes.iter().all(|node| node.pub_key_x.len() == 64 && node.pub_key_y.len() == 64));
+
+        let signers = Signers::load(&options.dir);
+        let owner = SigningKey::generate_from_rng(&mut os_rng());
+        let registered = devnet.client(1).unwrap().submit(&signers.register(&owner), true).await.unwrap();
+        assert_eq!(registered.status, "finalized");
+
+        // All five up: assignments submitted to every node finalize.
+        assign_all(&devnet, &signers, &[1, 2, 3, 4, 5], 0..40).await;
+
+        // kill -9 node 5: the other four still finalize.
+        devnet.kill_node(5).await;
+        assign_all(&devnet, &signers, &[1, 2, 3, 4], 40..70).await;
+        let status = devnet.client(1).unwrap().status().await.unwrap();
+        assert!(status.connected_peers <= 3, "node 5 is dead: {status:?}");
+
+        // Restart it from its storage: it catches up to the same root.
+        devnet.start_node(5).unwrap();
+        let target = devnet.client(1).unwrap().status().await.unwrap().height + 1;
+        devnet.wait_for_height(target, Duration::from_secs(120)).await.unwrap();
+        roots_agree(&devnet, target).await;
+        let restarted = devnet.client(5).unwrap();
+        let mut sequences = std::collections::HashSet::new();
+        for i in 0..70 {
+            let record = restarted.assignment(VERIFIER, &user(i)).await.unwrap().expect("assigned on node 5");
+            // No key pool yet (the DKG fills it): every pair waits in the
+            // queue, each with its own place.
+            assert_eq!(record.status, "pending");
+            assert!(sequences.insert(record.sequence.unwrap()), "{} has a duplicate place", user(i));
+        }
+        // And it takes part again: a transaction submitted to it finalizes.
+        assign_all(&devnet, &signers, &[5], 70..75).await;
+        let status = NodeApiClient::new(restarted.base()).status().await.unwrap();
+        assert!(status.halted.is_none());
+        devnet.stop().await;
+    });
+}
