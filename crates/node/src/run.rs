@@ -10,11 +10,11 @@ use std::time::Duration;
 use commonware_cryptography::{ChaCha20Poly1305, Signer, ed25519};
 use commonware_p2p::authenticated::lookup;
 use commonware_p2p::{Address, AddressableManager};
-use commonware_runtime::{Quota, Runner as _, Supervisor as _, tokio as cw_tokio};
+use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use commonware_stream::cups::{self, Cups};
 use commonware_stream::sake::{self, Sake};
+use commonware_utils::NZUsize;
 use commonware_utils::ordered::Map;
-use commonware_utils::{NZU32, NZUsize};
 use quorumkey_ledger::Ledger;
 use thiserror::Error;
 
@@ -32,9 +32,6 @@ use crate::observability::{HealthCell, METRIC_CONNECTED_PEERS, Telemetry};
 pub const LEDGER_FILE: &str = "ledger.redb";
 /// Consensus storage inside the data directory.
 pub const CONSENSUS_DIR: &str = "consensus";
-
-/// Messages per second each peer may send on each channel.
-const CHANNEL_QUOTA: Quota = Quota::per_second(NZU32!(10_000));
 
 /// Why a node could not run.
 #[derive(Debug, Error)]
@@ -177,7 +174,7 @@ async fn serve(
     let _ = oracle.track(0, Map::from_iter_dedup(addresses));
     let mut pairs = Vec::with_capacity(channel::ALL.len());
     for ch in channel::ALL {
-        pairs.push(network.register(ch, CHANNEL_QUOTA));
+        pairs.push(network.register(ch, channel::quota(ch)));
     }
     network.start();
     let mut pairs = pairs.into_iter();

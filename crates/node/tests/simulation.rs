@@ -23,8 +23,8 @@ use commonware_consensus::simplex::scheme::ed25519::Scheme;
 use commonware_cryptography::{Digested, Digestible, Signer, ed25519};
 use commonware_p2p::simulated::{self, Link, Oracle};
 use commonware_p2p::{Recipients, Sender as _};
-use commonware_runtime::{Clock, Handle, Quota, Runner as _, Spawner as _, Supervisor as _, deterministic};
-use commonware_utils::{NZU32, NZUsize, probability};
+use commonware_runtime::{Clock, Handle, Runner as _, Spawner as _, Supervisor as _, deterministic};
+use commonware_utils::{NZUsize, probability};
 use quorumkey_ledger::testkit::{TEST_VERIFIER, TestNetwork, id, name};
 use quorumkey_ledger::{Assignment, LedgerView};
 use quorumkey_node::applier::BlockApplier;
@@ -39,7 +39,6 @@ use rand_core::{Rng, SeedableRng};
 type Context = deterministic::Context;
 type Sim = Oracle<ed25519::PublicKey, Context>;
 
-const QUOTA: Quota = Quota::per_second(NZU32!(10_000));
 const USERS: usize = 240;
 
 /// What goes wrong during a run.
@@ -145,7 +144,7 @@ impl Harness {
         let control = self.oracle.control(self.keys[node].clone());
         let mut pairs = Vec::new();
         for ch in channel::ALL {
-            pairs.push(control.register(ch, QUOTA).await.unwrap());
+            pairs.push(control.register(ch, channel::quota(ch)).await.unwrap());
         }
         let mut pairs = pairs.into_iter();
         let mut next = || pairs.next().unwrap();
@@ -429,7 +428,7 @@ async fn spawn_garbage_sender(harness: &Harness, node: usize) {
     let control = harness.oracle.control(harness.keys[node].clone());
     let mut senders = Vec::new();
     for ch in channel::ALL {
-        let (sender, receiver) = control.register(ch, QUOTA).await.unwrap();
+        let (sender, receiver) = control.register(ch, channel::quota(ch)).await.unwrap();
         drop(receiver);
         senders.push(sender);
     }

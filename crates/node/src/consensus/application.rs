@@ -71,9 +71,8 @@ impl LedgerApplication {
         Self { applier, mempool, tip, limits, heartbeat }
     }
 
-    /// Why `block` (whose parent is `parent`) is invalid, if it is, given
-    /// that this node's clock reads `now_ms`. Does not look at the
-    /// checkpoint, which may need waiting for.
+    /// Why `block` (whose parent is `parent`) is invalid, if it is. Looks
+    /// at neither the clock nor the checkpoint, which may need waiting for.
     pub fn check_contents(&self, block: &Block, parent: &Block) -> Result<(), String> {
         if block.height != parent.height + 1 || block.parent != parent.digest() {
             return Err("does not extend its parent".into());

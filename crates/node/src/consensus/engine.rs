@@ -59,6 +59,19 @@ pub mod channel {
     pub const TRANSACTIONS: u64 = 5;
     /// All of them.
     pub const ALL: [u64; 6] = [VOTES, CERTIFICATES, RESOLVER, BLOCKS, BACKFILL, TRANSACTIONS];
+
+    /// Messages per second each peer may send on `channel`. The network
+    /// sizes each channel's inbound mailbox for one burst from every peer,
+    /// so a quota costs memory up front: consensus sends a few messages per
+    /// view and peer, far below these; gossip carries one message per
+    /// submitted transaction.
+    pub fn quota(channel: u64) -> commonware_runtime::Quota {
+        if channel == TRANSACTIONS {
+            commonware_runtime::Quota::per_second(commonware_utils::NZU32!(4096))
+        } else {
+            commonware_runtime::Quota::per_second(commonware_utils::NZU32!(1024))
+        }
+    }
 }
 
 /// A runtime the consensus stack can run on.

@@ -1,0 +1,210 @@
+//! Finalization latency and assignments per second on a 5-node devnet on
+//! this machine: five real `quorumkey node` processes (release build), real
+//! TCP and storage, all sharing this machine's cores.
+//!
+//! `cargo bench -p quorumkey --bench devnet`
+//!
+//! - latency: one `AssignKey` at a time, to a random node, with `wait`;
+//!   the time from sending it to the node answering that it is finalized.
+//! - throughput: many `AssignKey` in flight at once, round robin over the
+//!   nodes, each waited for; assignments finalized per second.
+//! - floor: every node must check each transaction's ed25519 signature at
+//!   least once, and apply it; measured here in process, that bounds the
+//!   devnet at `cores / (nodes * (check + apply))` assignments per second.
+//!
+//! Under `cargo test` (no `--bench`) it runs a short smoke version.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use commonware_codec::Encode;
+use futures::StreamExt;
+use quorumkey_crypto::group::{Point, point_to_bytes};
+use quorumkey_crypto::k256::ecdsa::SigningKey;
+use quorumkey_crypto::k256::elliptic_curve::Generate;
+use quorumkey_crypto::random::os_rng;
+use quorumkey_ledger::{Ledger, MemoryState, SignedTransaction, TransactionBody, VerifierId, VerifierName};
+use quorumkey_node::config::NetworkFile;
+use quorumkey_node::devnet::{Devnet, DevnetOptions};
+use quorumkey_node::identity::NodeIdentity;
+
+const NODES: u16 = 5;
+const VERIFIER: &str = "bench";
+
+fn free_base(avoid: u16) -> u16 {
+    let start = 20_000 + (std::process::id() % 20_000) as u16;
+    (0..200u16)
+        .map(|k| start.wrapping_add(k * 89) % 40_000 + 20_000)
+        .find(|&base| {
+            base.abs_diff(avoid) > NODES && (1..=NODES).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        })
+        .expect("free ports")
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+struct Signer {
+    ledger: Ledger,
+    nodes: Vec<NodeIdentity>,
+}
+
+impl Signer {
+    fn assign(&self, node: u16, user: &str) -> Vec<u8> {
+        let body = TransactionBody::AssignKey {
+            verifier: VerifierName::new(VERIFIER).unwrap(),
+            verifier_id: VerifierId::new(user).unwrap(),
+        };
+        SignedTransaction::sign_as_node(
+            self.ledger.network_id(),
+            body,
+            node,
+            &self.nodes[usize::from(node) - 1].consensus,
+        )
+        .encode()
+        .to_vec()
+    }
+}
+
+/// In-process cost of checking and applying one new assignment.
+fn floor_per_assignment(signer: &Signer, samples: usize) -> (Duration, Duration) {
+    let transactions: Vec<Vec<u8>> = (0..samples).map(|i| signer.assign(1, &format!("floor-{i}"))).collect();
+    let start = Instant::now();
+    for transaction in &transactions {
+        assert!(signer.ledger.check_transaction(transaction).is_ok());
+    }
+    let check = start.elapsed() / samples as u32;
+    let mut state = MemoryState::default();
+    state.commit(&signer.ledger.genesis_outcome(&state).unwrap().writes);
+    let owner = SigningKey::generate_from_rng(&mut os_rng());
+    let register = SignedTransaction::sign_as_owner(
+        signer.ledger.network_id(),
+        TransactionBody::RegisterVerifier {
+            name: VerifierName::new(VERIFIER).unwrap(),
+            owner: point_to_bytes(&Point::from(*owner.verifying_key().as_affine())),
+            config: Bytes::from_static(b"{}"),
+        },
+        &owner,
+    )
+    .encode()
+    .to_vec();
+    state.commit(&signer.ledger.apply_block(&state, 1, &[register]).unwrap().writes);
+    let start = Instant::now();
+    signer.ledger.apply_block(&state, 2, &transactions).unwrap();
+    let apply = start.elapsed() / samples as u32;
+    (check, apply)
+}
+
+fn main() {
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let (latency_samples, throughput_count, in_flight) = if full { (300, 4000, 256) } else { (10, 100, 32) };
+    let dir = tempfile::tempdir().unwrap();
+    let p2p = free_base(0);
+    let rpc = free_base(p2p);
+    let options = DevnetOptions {
+        nodes: NODES,
+        dir: dir.path().join("devnet"),
+        p2p_base_port: p2p,
+        rpc_base_port: rpc,
+        binary: env!("CARGO_BIN_EXE_quorumkey").into(),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut devnet = Devnet::launch(&options).unwrap();
+        devnet.wait_for_height(1, Duration::from_secs(120)).await.unwrap();
+        let network = NetworkFile::load(&options.dir.join("network.toml")).unwrap();
+        let signer = Signer {
+            ledger: Ledger::new(network.genesis().unwrap()).unwrap(),
+            nodes: (1..=NODES).map(|i| NodeIdentity::load(&options.dir.join(format!("node-{i}"))).unwrap()).collect(),
+        };
+        let owner = SigningKey::generate_from_rng(&mut os_rng());
+        let register = SignedTransaction::sign_as_owner(
+            signer.ledger.network_id(),
+            TransactionBody::RegisterVerifier {
+                name: VerifierName::new(VERIFIER).unwrap(),
+                owner: point_to_bytes(&Point::from(*owner.verifying_key().as_affine())),
+                config: Bytes::from_static(b"{}"),
+            },
+            &owner,
+        );
+        let answer = devnet.client(1).unwrap().submit(&register.encode(), true).await.unwrap();
+        assert_eq!(answer.status, "finalized");
+        let clients: Vec<_> = (1..=NODES).map(|i| devnet.client(i).unwrap()).collect();
+
+        // Latency: one at a time.
+        let mut latencies = Vec::with_capacity(latency_samples);
+        for i in 0..latency_samples {
+            let node = 1 + (i as u16 * 7 + 3) % NODES;
+            let transaction = signer.assign(node, &format!("latency-{i}"));
+            let start = Instant::now();
+            let answer = clients[usize::from(node) - 1].submit(&transaction, true).await.unwrap();
+            assert_eq!(answer.status, "finalized");
+            latencies.push(start.elapsed());
+        }
+        latencies.sort();
+
+        // Throughput: many in flight.
+        let transactions: Vec<(u16, Vec<u8>)> = (0..throughput_count)
+            .map(|i| {
+                let node = 1 + (i % usize::from(NODES)) as u16;
+                (node, signer.assign(node, &format!("throughput-{i}")))
+            })
+            .collect();
+        let start = Instant::now();
+        let finalized = futures::stream::iter(transactions.iter().map(|(node, transaction)| {
+            let client = clients[usize::from(*node) - 1].clone();
+            async move { client.submit(transaction, true).await.map(|answer| answer.status == "finalized") }
+        }))
+        .buffer_unordered(in_flight)
+        .filter(|outcome| futures::future::ready(matches!(outcome, Ok(true))))
+        .count()
+        .await;
+        let elapsed = start.elapsed();
+        assert_eq!(finalized, throughput_count, "every assignment finalizes");
+        let per_second = throughput_count as f64 / elapsed.as_secs_f64();
+        let height = clients[0].status().await.unwrap().height;
+        devnet.stop().await;
+
+        let (check, apply) = floor_per_assignment(&signer, 2000);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let floor = cores / (f64::from(NODES) * (check + apply).as_secs_f64());
+        println!("devnet benchmark ({} nodes, one process each, on {})", NODES, machine());
+        println!(
+            "  finalization latency (submit -> finalized, {latency_samples} sequential): p50 {}  p99 {}  max {}",
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.99)),
+            ms(*latencies.last().unwrap())
+        );
+        println!(
+            "  throughput: {throughput_count} assignments, {in_flight} in flight: {:.2} s, {per_second:.0} assignments/s (height {height})",
+            elapsed.as_secs_f64()
+        );
+        println!(
+            "  floor: check {:.1} us + apply {:.1} us per assignment per node, x{NODES} nodes on {cores} cores = {floor:.0} assignments/s",
+            check.as_secs_f64() * 1e6,
+            apply.as_secs_f64() * 1e6
+        );
+        println!("  ratio to the floor: {:.3}", per_second / floor);
+    });
+}
