@@ -165,13 +165,14 @@ async fn status(State(api): State<NodeApi>) -> Json<StatusResponse> {
         height: tip.height,
         state_root: hex::encode(tip.state_root),
         mempool_transactions: api.submitter.mempool().len(),
-        connected_peers: api.peers.active(now_ms(), PEER_WINDOW),
+        connected_peers: api.peers.active(wall_clock_ms(), PEER_WINDOW),
         halted: api.applier.halted(),
     })
 }
 
-/// The wall clock in milliseconds (for peer liveness only).
-fn now_ms() -> u64 {
+/// The wall clock in milliseconds since the Unix epoch (for peer
+/// liveness only; consensus reads its runtime's clock).
+pub fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 

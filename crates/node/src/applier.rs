@@ -9,6 +9,8 @@
 //! and reports itself halted on `/health`, instead of serving wrong answers.
 
 use std::path::Path;
+
+use bytes::Bytes;
 use std::sync::Mutex;
 
 use quorumkey_ledger::{Ledger, Rejection};
@@ -25,7 +27,7 @@ pub struct FinalizedBlock {
     /// The proposer's timestamp, milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
     /// Its transactions, opaque to consensus.
-    pub transactions: Vec<Vec<u8>>,
+    pub transactions: Vec<Bytes>,
 }
 
 /// What applying a block did.
@@ -73,6 +75,8 @@ pub struct BlockApplier {
     store: NodeStore,
     health: HealthCell,
     halted: Mutex<Option<String>>,
+    genesis_root: [u8; 32],
+    applied: Mutex<(u64, [u8; 32])>,
 }
 
 impl std::fmt::Debug for BlockApplier {
@@ -88,8 +92,10 @@ impl BlockApplier {
         let snapshot = store.snapshot()?;
         let height = ledger.height(&snapshot)?.unwrap_or(0);
         let root = ledger.committed_root(&snapshot)?;
+        drop(snapshot);
+        let genesis_root = store.state_root(0)?.unwrap_or(root);
         health.applied(height, &root);
-        Ok(Self { ledger, store, health, halted: Mutex::new(None) })
+        Ok(Self { ledger, store, health, halted: Mutex::new(None), genesis_root, applied: Mutex::new((height, root)) })
     }
 
     /// The ledger.
@@ -100,6 +106,16 @@ impl BlockApplier {
     /// The store (for reads).
     pub fn store(&self) -> &NodeStore {
         &self.store
+    }
+
+    /// The highest applied height and the state root after it.
+    pub fn applied(&self) -> (u64, [u8; 32]) {
+        *self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The state root of the genesis (height 0).
+    pub fn genesis_root(&self) -> [u8; 32] {
+        self.genesis_root
     }
 
     /// Why the node is halted, if it is.
@@ -141,6 +157,7 @@ impl BlockApplier {
         let latency_ms = now_ms.saturating_sub(block.timestamp_ms);
         metrics::histogram!(METRIC_FINALIZATION_LATENCY).record(latency_ms as f64 / 1000.0);
         self.health.applied(outcome.height, &outcome.state_root);
+        *self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (outcome.height, outcome.state_root);
         Ok(ApplyReport::Applied { accepted, rejected, state_root: outcome.state_root })
     }
 

@@ -107,6 +107,11 @@ pub struct NetworkJson {
     pub nodes: Vec<NetworkJsonNode>,
 }
 
+/// Node `index`'s log file in a devnet directory.
+fn node_log_path(dir: &Path, index: u16) -> PathBuf {
+    dir.join(format!("node-{index}")).join("node.log")
+}
+
 /// A running devnet. Dropping it kills its nodes.
 #[derive(Debug)]
 pub struct Devnet {
@@ -172,13 +177,9 @@ impl Devnet {
             .map(|node| NodeApiClient::new(format!("http://{}", node.rpc_address)))
     }
 
-    fn log_path(&self, index: u16) -> PathBuf {
-        self.dir.join(format!("node-{index}")).join("node.log")
-    }
-
     /// Starts node `index` (again).
     pub fn start_node(&mut self, index: u16) -> Result<(), DevnetError> {
-        let log_path = self.log_path(index);
+        let log_path = node_log_path(&self.dir, index);
         let io = |source| DevnetError::Io { path: log_path.clone(), source };
         let log = OpenOptions::new().create(true).append(true).open(&log_path).map_err(io)?;
         let log_err = log.try_clone().map_err(io)?;
@@ -226,7 +227,7 @@ impl Devnet {
             let Some(child) = slot else { continue };
             if let Ok(Some(status)) = child.try_wait() {
                 let index = position as u16 + 1;
-                let log = self.dir.join(format!("node-{index}")).join("node.log");
+                let log = node_log_path(&self.dir, index);
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(15).collect();
                 let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
@@ -285,7 +286,7 @@ impl Devnet {
                 pub_key_x,
                 pub_key_y,
                 p2p_address: node.p2p_address.to_string(),
-                log: self.log_path(node.index).display().to_string(),
+                log: node_log_path(&self.dir, node.index).display().to_string(),
             });
         }
         Ok(NetworkJson { network_id: hex::encode(genesis.network_id()), threshold: genesis.threshold(), nodes })

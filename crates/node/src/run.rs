@@ -18,9 +18,9 @@ use commonware_utils::ordered::Map;
 use quorumkey_ledger::Ledger;
 use thiserror::Error;
 
-use crate::api::{self, NodeApi, PEER_WINDOW};
+use crate::api::{self, NodeApi, PEER_WINDOW, wall_clock_ms};
 use crate::applier::BlockApplier;
-use crate::config::{ConfigError, NetworkFile, NodeConfig};
+use crate::config::{ConfigError, NetworkFile, NetworkNode, NodeConfig};
 use crate::consensus::{
     BlockLimits, Channels, ConsensusConfig, ConsensusError, MempoolLimits, Timing, channel, consensus_namespace,
     max_message_size, start_consensus,
@@ -72,6 +72,8 @@ pub struct LoadedNode {
     pub ledger: Ledger,
     /// This node's keys.
     pub identity: NodeIdentity,
+    /// This node's entry in the network file.
+    pub me: NetworkNode,
 }
 
 impl LoadedNode {
@@ -83,11 +85,11 @@ impl LoadedNode {
         let genesis = network.genesis().map_err(NodeError::Mismatch)?;
         let ledger = Ledger::new(genesis).map_err(|e| NodeError::Mismatch(e.to_string()))?;
         let identity = NodeIdentity::load(&config.key_dir)?;
-        let entry = network.nodes.iter().find(|node| node.index == config.index).ok_or_else(|| {
+        let me = network.nodes.iter().find(|node| node.index == config.index).cloned().ok_or_else(|| {
             NodeError::Mismatch(format!("node {} is not in {}", config.index, config.network_file.display()))
         })?;
-        if entry.consensus_key != hex::encode(identity.consensus.public_key().as_ref())
-            || entry.secp256k1_key != hex::encode(identity.secp256k1_public_bytes())
+        if me.consensus_key != hex::encode(identity.consensus.public_key().as_ref())
+            || me.secp256k1_key != hex::encode(identity.secp256k1_public_bytes())
         {
             return Err(NodeError::Mismatch(format!(
                 "the keys in {} are not the ones {} lists for node {}",
@@ -96,12 +98,7 @@ impl LoadedNode {
                 config.index
             )));
         }
-        Ok(Self { config, network, ledger, identity })
-    }
-
-    /// Where this node's clients connect.
-    pub fn rpc_address(&self) -> Option<SocketAddr> {
-        self.network.nodes.iter().find(|node| node.index == self.config.index).map(|node| node.rpc_address)
+        Ok(Self { config, network, ledger, identity, me })
     }
 }
 
@@ -131,13 +128,7 @@ async fn serve(
     telemetry: Option<Telemetry>,
 ) -> Result<(), NodeError> {
     let index = node.config.index;
-    let me = node
-        .network
-        .nodes
-        .iter()
-        .find(|entry| entry.index == index)
-        .ok_or_else(|| NodeError::Mismatch(format!("node {index} is not in the network file")))?
-        .clone();
+    let me = node.me.clone();
     let participants: Vec<ed25519::PublicKey> =
         node.ledger.genesis().nodes.iter().map(|entry| entry.consensus_key.clone()).collect();
     let addresses: Vec<(ed25519::PublicKey, Address)> = node
@@ -229,10 +220,7 @@ async fn serve(
     let peers = running.peers.clone();
     tokio::spawn(async move {
         loop {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |elapsed| elapsed.as_millis() as u64);
-            metrics::gauge!(METRIC_CONNECTED_PEERS).set(peers.active(now, PEER_WINDOW) as f64);
+            metrics::gauge!(METRIC_CONNECTED_PEERS).set(peers.active(wall_clock_ms(), PEER_WINDOW) as f64);
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });

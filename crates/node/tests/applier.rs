@@ -7,7 +7,11 @@ use quorumkey_node::applier::{ApplyError, ApplyReport, BlockApplier, FinalizedBl
 use quorumkey_node::observability::{HealthCell, NodeStatus};
 
 fn block(height: u64, transactions: Vec<Vec<u8>>) -> FinalizedBlock {
-    FinalizedBlock { height, timestamp_ms: 1_000, transactions }
+    FinalizedBlock {
+        height,
+        timestamp_ms: 1_000,
+        transactions: transactions.into_iter().map(bytes::Bytes::from).collect(),
+    }
 }
 
 #[test]

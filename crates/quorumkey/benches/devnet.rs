@@ -15,33 +15,21 @@
 //! Under `cargo test` (no `--bench`) it runs a short smoke version.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::TcpListener;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use commonware_codec::Encode;
 use futures::StreamExt;
-use quorumkey_crypto::group::{Point, point_to_bytes};
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::random::os_rng;
-use quorumkey_ledger::{Ledger, MemoryState, SignedTransaction, TransactionBody, VerifierId, VerifierName};
-use quorumkey_node::config::NetworkFile;
+use quorumkey_ledger::MemoryState;
 use quorumkey_node::devnet::{Devnet, DevnetOptions};
-use quorumkey_node::identity::NodeIdentity;
+use support::{DevnetSigners, free_port_base};
 
 const NODES: u16 = 5;
 const VERIFIER: &str = "bench";
-
-fn free_base(avoid: u16) -> u16 {
-    let start = 20_000 + (std::process::id() % 20_000) as u16;
-    (0..200u16)
-        .map(|k| start.wrapping_add(k * 89) % 40_000 + 20_000)
-        .find(|&base| {
-            base.abs_diff(avoid) > NODES && (1..=NODES).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok())
-        })
-        .expect("free ports")
-}
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -65,53 +53,20 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-struct Signer {
-    ledger: Ledger,
-    nodes: Vec<NodeIdentity>,
-}
-
-impl Signer {
-    fn assign(&self, node: u16, user: &str) -> Vec<u8> {
-        let body = TransactionBody::AssignKey {
-            verifier: VerifierName::new(VERIFIER).unwrap(),
-            verifier_id: VerifierId::new(user).unwrap(),
-        };
-        SignedTransaction::sign_as_node(
-            self.ledger.network_id(),
-            body,
-            node,
-            &self.nodes[usize::from(node) - 1].consensus,
-        )
-        .encode()
-        .to_vec()
-    }
-}
-
 /// In-process cost of checking and applying one new assignment.
-fn floor_per_assignment(signer: &Signer, samples: usize) -> (Duration, Duration) {
-    let transactions: Vec<Vec<u8>> = (0..samples).map(|i| signer.assign(1, &format!("floor-{i}"))).collect();
+fn floor_per_assignment(signers: &DevnetSigners, register: &[u8], samples: usize) -> (Duration, Duration) {
+    let ledger = &signers.ledger;
+    let transactions: Vec<Vec<u8>> = (0..samples).map(|i| signers.assign(1, VERIFIER, &format!("floor-{i}"))).collect();
     let start = Instant::now();
     for transaction in &transactions {
-        assert!(signer.ledger.check_transaction(transaction).is_ok());
+        assert!(ledger.check_transaction(transaction).is_ok());
     }
     let check = start.elapsed() / samples as u32;
     let mut state = MemoryState::default();
-    state.commit(&signer.ledger.genesis_outcome(&state).unwrap().writes);
-    let owner = SigningKey::generate_from_rng(&mut os_rng());
-    let register = SignedTransaction::sign_as_owner(
-        signer.ledger.network_id(),
-        TransactionBody::RegisterVerifier {
-            name: VerifierName::new(VERIFIER).unwrap(),
-            owner: point_to_bytes(&Point::from(*owner.verifying_key().as_affine())),
-            config: Bytes::from_static(b"{}"),
-        },
-        &owner,
-    )
-    .encode()
-    .to_vec();
-    state.commit(&signer.ledger.apply_block(&state, 1, &[register]).unwrap().writes);
+    state.commit(&ledger.genesis_outcome(&state).unwrap().writes);
+    state.commit(&ledger.apply_block(&state, 1, &[register]).unwrap().writes);
     let start = Instant::now();
-    signer.ledger.apply_block(&state, 2, &transactions).unwrap();
+    ledger.apply_block(&state, 2, &transactions).unwrap();
     let apply = start.elapsed() / samples as u32;
     (check, apply)
 }
@@ -120,8 +75,8 @@ fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
     let (latency_samples, throughput_count, in_flight) = if full { (300, 4000, 256) } else { (10, 100, 32) };
     let dir = tempfile::tempdir().unwrap();
-    let p2p = free_base(0);
-    let rpc = free_base(p2p);
+    let p2p = free_port_base(NODES, 0);
+    let rpc = free_port_base(NODES, p2p);
     let options = DevnetOptions {
         nodes: NODES,
         dir: dir.path().join("devnet"),
@@ -133,22 +88,10 @@ fn main() {
     runtime.block_on(async {
         let mut devnet = Devnet::launch(&options).unwrap();
         devnet.wait_for_height(1, Duration::from_secs(120)).await.unwrap();
-        let network = NetworkFile::load(&options.dir.join("network.toml")).unwrap();
-        let signer = Signer {
-            ledger: Ledger::new(network.genesis().unwrap()).unwrap(),
-            nodes: (1..=NODES).map(|i| NodeIdentity::load(&options.dir.join(format!("node-{i}"))).unwrap()).collect(),
-        };
+        let signers = DevnetSigners::load(&options.dir);
         let owner = SigningKey::generate_from_rng(&mut os_rng());
-        let register = SignedTransaction::sign_as_owner(
-            signer.ledger.network_id(),
-            TransactionBody::RegisterVerifier {
-                name: VerifierName::new(VERIFIER).unwrap(),
-                owner: point_to_bytes(&Point::from(*owner.verifying_key().as_affine())),
-                config: Bytes::from_static(b"{}"),
-            },
-            &owner,
-        );
-        let answer = devnet.client(1).unwrap().submit(&register.encode(), true).await.unwrap();
+        let register = signers.register(VERIFIER, &owner);
+        let answer = devnet.client(1).unwrap().submit(&register, true).await.unwrap();
         assert_eq!(answer.status, "finalized");
         let clients: Vec<_> = (1..=NODES).map(|i| devnet.client(i).unwrap()).collect();
 
@@ -156,7 +99,7 @@ fn main() {
         let mut latencies = Vec::with_capacity(latency_samples);
         for i in 0..latency_samples {
             let node = 1 + (i as u16 * 7 + 3) % NODES;
-            let transaction = signer.assign(node, &format!("latency-{i}"));
+            let transaction = signers.assign(node, VERIFIER, &format!("latency-{i}"));
             let start = Instant::now();
             let answer = clients[usize::from(node) - 1].submit(&transaction, true).await.unwrap();
             assert_eq!(answer.status, "finalized");
@@ -168,7 +111,7 @@ fn main() {
         let transactions: Vec<(u16, Vec<u8>)> = (0..throughput_count)
             .map(|i| {
                 let node = 1 + (i % usize::from(NODES)) as u16;
-                (node, signer.assign(node, &format!("throughput-{i}")))
+                (node, signers.assign(node, VERIFIER, &format!("throughput-{i}")))
             })
             .collect();
         let start = Instant::now();
@@ -186,7 +129,7 @@ fn main() {
         let height = clients[0].status().await.unwrap().height;
         devnet.stop().await;
 
-        let (check, apply) = floor_per_assignment(&signer, 2000);
+        let (check, apply) = floor_per_assignment(&signers, &register, 2000);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         let floor = cores / (f64::from(NODES) * (check + apply).as_secs_f64());
         println!("devnet benchmark ({} nodes, one process each, on {})", NODES, machine());

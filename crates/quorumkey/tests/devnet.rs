@@ -5,68 +5,19 @@
 //! up and reaches the same state root.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::TcpListener;
-use std::path::Path;
+mod support;
+
 use std::time::Duration;
 
-use bytes::Bytes;
-use commonware_codec::Encode;
-use quorumkey_crypto::group::point_to_bytes;
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::random::os_rng;
-use quorumkey_ledger::{Ledger, SignedTransaction, TransactionBody, VerifierId, VerifierName};
 use quorumkey_node::api_client::NodeApiClient;
-use quorumkey_node::config::NetworkFile;
 use quorumkey_node::devnet::{Devnet, DevnetOptions, NETWORK_JSON, NetworkJson};
-use quorumkey_node::identity::NodeIdentity;
+use support::{DevnetSigners, free_port_base};
 
 const NODES: u16 = 5;
 const VERIFIER: &str = "devnet-test";
-
-/// A base port such that base+1..=base+NODES are all free.
-fn free_base(avoid: u16) -> u16 {
-    let start = 20_000 + (std::process::id() % 20_000) as u16;
-    (0..200u16)
-        .map(|k| start.wrapping_add(k * 97) % 40_000 + 20_000)
-        .find(|&base| {
-            base.abs_diff(avoid) > NODES && (1..=NODES).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok())
-        })
-        .expect("free ports")
-}
-
-struct Signers {
-    ledger: Ledger,
-    nodes: Vec<NodeIdentity>,
-}
-
-impl Signers {
-    fn load(dir: &Path) -> Self {
-        let network = NetworkFile::load(&dir.join("network.toml")).unwrap();
-        let ledger = Ledger::new(network.genesis().unwrap()).unwrap();
-        let nodes = (1..=NODES).map(|i| NodeIdentity::load(&dir.join(format!("node-{i}"))).unwrap()).collect();
-        Self { ledger, nodes }
-    }
-
-    fn assign(&self, node: u16, user: &str) -> Vec<u8> {
-        let body = TransactionBody::AssignKey {
-            verifier: VerifierName::new(VERIFIER).unwrap(),
-            verifier_id: VerifierId::new(user).unwrap(),
-        };
-        let key = &self.nodes[usize::from(node) - 1].consensus;
-        SignedTransaction::sign_as_node(self.ledger.network_id(), body, node, key).encode().to_vec()
-    }
-
-    fn register(&self, owner: &SigningKey) -> Vec<u8> {
-        let point = quorumkey_crypto::group::Point::from(*owner.verifying_key().as_affine());
-        let body = TransactionBody::RegisterVerifier {
-            name: VerifierName::new(VERIFIER).unwrap(),
-            owner: point_to_bytes(&point),
-            config: Bytes::from_static(b"{}"),
-        };
-        SignedTransaction::sign_as_owner(self.ledger.network_id(), body, owner).encode().to_vec()
-    }
-}
 
 fn user(i: usize) -> String {
     format!("user-{i}@example.com")
@@ -74,11 +25,11 @@ fn user(i: usize) -> String {
 
 /// Submits assignments for `users` to the listed nodes, round robin, and
 /// waits for each to finalize.
-async fn assign_all(devnet: &Devnet, signers: &Signers, nodes: &[u16], users: std::ops::Range<usize>) {
+async fn assign_all(devnet: &Devnet, signers: &DevnetSigners, nodes: &[u16], users: std::ops::Range<usize>) {
     let submissions = users.map(|i| {
         let node = nodes[i % nodes.len()];
         let client = devnet.client(node).unwrap();
-        let transaction = signers.assign(node, &user(i));
+        let transaction = signers.assign(node, VERIFIER, &user(i));
         async move {
             let answer = client.submit(&transaction, true).await.unwrap();
             assert_eq!(answer.status, "finalized", "{} via node {node}: {answer:?}", user(i));
@@ -98,8 +49,8 @@ async fn roots_agree(devnet: &Devnet, height: u64) {
 #[test]
 fn five_processes_finalize_survive_kill_and_catch_up() {
     let dir = tempfile::tempdir().unwrap();
-    let p2p = free_base(0);
-    let rpc = free_base(p2p);
+    let p2p = free_port_base(NODES, 0);
+    let rpc = free_port_base(NODES, p2p);
     let options = DevnetOptions {
         nodes: NODES,
         dir: dir.path().join("devnet"),
@@ -117,9 +68,9 @@ fn five_processes_finalize_survive_kill_and_catch_up() {
         assert_eq!(description.nodes.len(), usize::from(NODES));
         assert!(description.nodes.iter().all(|node| node.pub_key_x.len() == 64 && node.pub_key_y.len() == 64));
 
-        let signers = Signers::load(&options.dir);
+        let signers = DevnetSigners::load(&options.dir);
         let owner = SigningKey::generate_from_rng(&mut os_rng());
-        let registered = devnet.client(1).unwrap().submit(&signers.register(&owner), true).await.unwrap();
+        let registered = devnet.client(1).unwrap().submit(&signers.register(VERIFIER, &owner), true).await.unwrap();
         assert_eq!(registered.status, "finalized");
 
         // All five up: assignments submitted to every node finalize.

@@ -74,7 +74,7 @@ impl LedgerApplication {
     /// Why `block` (whose parent is `parent`) is invalid, if it is. Looks
     /// at neither the clock nor the checkpoint, which may need waiting for.
     pub fn check_contents(&self, block: &Block, parent: &Block) -> Result<(), String> {
-        if block.height != parent.height + 1 || block.parent != parent.digest() {
+        if parent.height.checked_add(1) != Some(block.height) || block.parent != parent.digest() {
             return Err("does not extend its parent".into());
         }
         if block.timestamp_ms < parent.timestamp_ms {
@@ -159,7 +159,7 @@ impl<E: Clock + Send + 'static> Application<E> for LedgerApplication {
         // The tip can be above the parent only while this node is catching
         // up; the parent's checkpoint is then the best one below the block.
         let checkpoint = if tip.height <= parent.height { tip } else { parent.checkpoint };
-        let block = Block::new(parent.digest(), parent.height + 1, timestamp_ms, checkpoint, transactions);
+        let block = Block::new(parent.digest(), parent.height.checked_add(1)?, timestamp_ms, checkpoint, transactions);
         tracing::debug!(height = block.height, transactions = block.transactions.len(), "proposing");
         let digest = block.digest();
         Some(Digested::precomputed(block, digest))

@@ -86,10 +86,11 @@ impl Block {
         block
     }
 
-    /// The genesis block of the network whose id is `network_id`: height 0,
-    /// no transactions, and the genesis state root as its checkpoint.
-    pub fn genesis(network_id: &[u8; 32], genesis_root: [u8; 32]) -> Self {
-        let parent = Sha256::hash(&[BLOCK_DOMAIN, b"genesis-parent", network_id]);
+    /// The genesis block of the network whose consensus namespace (which
+    /// commits to the network id) is `namespace`: height 0, no
+    /// transactions, and the genesis state root as its checkpoint.
+    pub fn genesis(namespace: &[u8], genesis_root: [u8; 32]) -> Self {
+        let parent = Sha256::hash(&[BLOCK_DOMAIN, b"genesis-parent", namespace]);
         Self::new(parent, 0, 0, StateCheckpoint { height: 0, state_root: genesis_root }, Vec::new())
     }
 

@@ -271,6 +271,8 @@ where
     let scheme = Scheme::signer(&config.namespace, participants, config.signer.clone())
         .ok_or(ConsensusError::NotAParticipant)?;
     let prefix = config.partition_prefix.clone();
+    let fetch_timeout = NonZeroDuration::new(config.timing.fetch_timeout)
+        .unwrap_or(commonware_utils::NZDuration!(Duration::from_secs(2)));
     let peers = PeerActivity::default();
     let clock = Arc::new(context.child("peers"));
     let observe = |(sender, receiver): (S, R)| (sender, ObservedReceiver::new(receiver, peers.clone(), clock.clone()));
@@ -285,19 +287,7 @@ where
     let page_cache = CacheRef::new(PAGE_SIZE, PAGE_CACHE_PAGES);
 
     // The ledger side: applied tip, mempool, submissions.
-    let snapshot_error = |error: quorumkey_store::StoreError| ConsensusError::Storage {
-        partition: "ledger".into(),
-        reason: error.to_string(),
-    };
-    let ledger_snapshot = applier.store().snapshot().map_err(snapshot_error)?;
-    let applied_height = applier
-        .ledger()
-        .height(&ledger_snapshot)
-        .map_err(|e| ConsensusError::Storage { partition: "ledger".into(), reason: e.to_string() })?
-        .unwrap_or(0);
-    drop(ledger_snapshot);
-    let applied_root = applier.store().state_root(applied_height).map_err(snapshot_error)?.unwrap_or([0; 32]);
-    let genesis_root = applier.store().state_root(0).map_err(snapshot_error)?.unwrap_or([0; 32]);
+    let (applied_height, applied_root) = applier.applied();
     let tip = AppliedTip::new(StateCheckpoint { height: applied_height, state_root: applied_root });
     let mempool = Mempool::new(config.mempool_limits);
     let (submitter, outbound) = submitter(applier.clone(), mempool.clone());
@@ -323,8 +313,7 @@ where
             peer_provider: peer_provider.clone(),
             blocker: blocker.clone(),
             mailbox_size: config.mailbox_size,
-            fetch_timeout: NonZeroDuration::new(config.timing.fetch_timeout)
-                .unwrap_or(commonware_utils::NZDuration!(Duration::from_secs(2))),
+            fetch_timeout,
             fetch_retry_delay: Duration::from_millis(100),
             priority_requests: false,
             priority_responses: false,
@@ -345,7 +334,7 @@ where
     )
     .await
     .map_err(|e| ConsensusError::Storage { partition: format!("{prefix}-blocks"), reason: e.to_string() })?;
-    let genesis = Block::genesis(&consensus_genesis_seed(&config.namespace), genesis_root);
+    let genesis = Block::genesis(&config.namespace, applier.genesis_root());
     let genesis_digest = genesis.digest();
     let epocher = FixedEpocher::new(commonware_utils::NZU64!(u64::MAX));
     let (marshal_actor, marshal_mailbox, floor) = MarshalActor::init(
@@ -420,8 +409,7 @@ where
             timeout_retry: timing.timeout_retry,
             view_retention: ViewDelta::new(64),
             skip: SkipPolicy::Enabled { timeout: timing.skip_timeout, budget: SkipBudget::Participants },
-            fetch_timeout: NonZeroDuration::new(timing.fetch_timeout)
-                .unwrap_or(commonware_utils::NZDuration!(Duration::from_secs(2))),
+            fetch_timeout,
             fetch_retry_delay: Duration::from_millis(100),
             forward: ForwardPolicy::Disabled,
             track_historical_votes: false,
@@ -429,10 +417,4 @@ where
     );
     let engine = engine.start(channels.votes, channels.certificates, channels.resolver);
     Ok(RunningConsensus { submitter, tip, peers, waiters, engine })
-}
-
-/// The genesis block's parent seed: the namespace already commits to the
-/// network id.
-fn consensus_genesis_seed(namespace: &[u8]) -> [u8; 32] {
-    *blake3::hash(namespace).as_bytes()
 }

@@ -90,7 +90,7 @@ pub async fn apply_finalized_blocks(
         let finalized = FinalizedBlock {
             height: block.height,
             timestamp_ms: block.timestamp_ms,
-            transactions: block.transactions.iter().map(|transaction| transaction.to_vec()).collect(),
+            transactions: block.transactions.clone(),
         };
         match applier.apply(&finalized, unix_ms(&clock)) {
             Ok(ApplyReport::Applied { accepted, rejected, state_root }) => {

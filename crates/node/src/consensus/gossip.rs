@@ -13,7 +13,7 @@ use commonware_cryptography::ed25519;
 use commonware_p2p::{Blocker, Receiver, Recipients, Sender};
 use futures::StreamExt;
 use futures::channel::mpsc;
-use quorumkey_ledger::{MAX_TRANSACTION_LEN, Rejection};
+use quorumkey_ledger::Rejection;
 use thiserror::Error;
 
 use super::mempool::{Admission, Mempool, MempoolError, TransactionHash};
@@ -104,18 +104,15 @@ pub async fn run_gossip<S, R, B>(
             }
             futures::future::Either::Left((None, _)) => outbound_open = false,
             futures::future::Either::Right((Ok((peer, message)), _)) => {
-                let message = message.as_ref();
-                if message.len() > MAX_TRANSACTION_LEN {
-                    tracing::warn!(%peer, len = message.len(), "blocking peer: gossiped an oversized transaction");
-                    blocker.block(peer);
-                    continue;
-                }
-                if let Err(rejection) = applier.ledger().check_transaction(message) {
+                // Oversized, malformed or badly signed: check_transaction
+                // refuses all of them before anything is kept.
+                let message = Bytes::from(message);
+                if let Err(rejection) = applier.ledger().check_transaction(&message) {
                     tracing::warn!(%peer, %rejection, "blocking peer: gossiped an invalid transaction");
                     blocker.block(peer);
                     continue;
                 }
-                match mempool.insert(Bytes::copy_from_slice(message)) {
+                match mempool.insert(message) {
                     Ok(_) => metrics::gauge!(METRIC_MEMPOOL_SIZE).set(mempool.len() as f64),
                     Err(error) => tracing::debug!(%peer, %error, "gossiped transaction dropped"),
                 }

@@ -154,11 +154,6 @@ impl Mempool {
         }
     }
 
-    /// Whether `hash` is pending.
-    pub fn contains(&self, hash: &TransactionHash) -> bool {
-        self.lock().by_hash.contains_key(hash)
-    }
-
     /// Pending transactions.
     pub fn len(&self) -> usize {
         self.lock().by_hash.len()

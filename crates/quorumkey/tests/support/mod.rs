@@ -1,0 +1,67 @@
+//! Shared by the multi-process test and the devnet benchmark: free ports,
+//! and signing ledger transactions with a devnet's own node keys.
+
+use std::net::TcpListener;
+use std::path::Path;
+
+use bytes::Bytes;
+use commonware_codec::Encode;
+use quorumkey_crypto::group::{Point, point_to_bytes};
+use quorumkey_crypto::k256::ecdsa::SigningKey;
+use quorumkey_ledger::{Ledger, SignedTransaction, TransactionBody, VerifierId, VerifierName};
+use quorumkey_node::config::{NETWORK_FILE, NetworkFile};
+use quorumkey_node::identity::NodeIdentity;
+
+/// A base port such that `base+1..=base+nodes` are all free and at least
+/// `nodes + 1` away from `avoid`.
+pub fn free_port_base(nodes: u16, avoid: u16) -> u16 {
+    let start = 20_000 + (std::process::id() % 20_000) as u16;
+    (0..200u16)
+        .map(|k| start.wrapping_add(k * 97) % 40_000 + 20_000)
+        .find(|&base| {
+            base.abs_diff(avoid) > nodes && (1..=nodes).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        })
+        .expect("free ports")
+}
+
+/// Signs transactions as a devnet's nodes, with the keys `network init`
+/// wrote into its directory.
+pub struct DevnetSigners {
+    /// The network's ledger (for the network id and checks).
+    pub ledger: Ledger,
+    nodes: Vec<NodeIdentity>,
+}
+
+impl DevnetSigners {
+    /// Loads the network and every node's keys from `dir`.
+    pub fn load(dir: &Path) -> Self {
+        let network = NetworkFile::load(&dir.join(NETWORK_FILE)).unwrap();
+        let ledger = Ledger::new(network.genesis().unwrap()).unwrap();
+        let nodes = network
+            .nodes
+            .iter()
+            .map(|node| NodeIdentity::load(&dir.join(format!("node-{}", node.index))).unwrap())
+            .collect();
+        Self { ledger, nodes }
+    }
+
+    /// `AssignKey` for `user` of `verifier`, signed by node `node` (from 1).
+    pub fn assign(&self, node: u16, verifier: &str, user: &str) -> Vec<u8> {
+        let body = TransactionBody::AssignKey {
+            verifier: VerifierName::new(verifier).unwrap(),
+            verifier_id: VerifierId::new(user).unwrap(),
+        };
+        let key = &self.nodes[usize::from(node) - 1].consensus;
+        SignedTransaction::sign_as_node(self.ledger.network_id(), body, node, key).encode().to_vec()
+    }
+
+    /// `RegisterVerifier` for `verifier`, owned and signed by `owner`.
+    pub fn register(&self, verifier: &str, owner: &SigningKey) -> Vec<u8> {
+        let body = TransactionBody::RegisterVerifier {
+            name: VerifierName::new(verifier).unwrap(),
+            owner: point_to_bytes(&Point::from(*owner.verifying_key().as_affine())),
+            config: Bytes::from_static(b"{}"),
+        };
+        SignedTransaction::sign_as_owner(self.ledger.network_id(), body, owner).encode().to_vec()
+    }
+}
