@@ -24,7 +24,7 @@ fn main() {
     let mut state = MemoryState::default();
     state.commit(&net.ledger.genesis_outcome(&state).unwrap().writes);
     let deal = net.deal(1, 100_000, 7);
-    state.commit(&net.ledger.apply_block(&state, 1, &[deal]).unwrap().writes);
+    state.commit(&net.ledger.apply_block(&state, 1, 1_000, &[deal]).unwrap().writes);
     let block: Vec<Vec<u8>> =
         (0..BLOCK).map(|i| net.assign(1 + (i % 5) as u16, TEST_VERIFIER, &format!("user{i}@example.com"))).collect();
 
@@ -36,7 +36,7 @@ fn main() {
     group.bench_function("apply_block_256_new_assignments", |b| {
         b.iter_batched(
             || state.clone(),
-            |s| net.ledger.apply_block(&s, 2, black_box(&block)).unwrap(),
+            |s| net.ledger.apply_block(&s, 2, 2_000, black_box(&block)).unwrap(),
             BatchSize::LargeInput,
         )
     });

@@ -10,6 +10,84 @@ use thiserror::Error;
 
 use crate::types::{PointBytes, VerifierName};
 
+/// Bytes a dealing may take in its transaction (the transaction limit less
+/// room for the batch number, the tag and the signature).
+pub const DEALING_BUDGET: usize = crate::machine::MAX_TRANSACTION_LEN - 512;
+/// Most batches a network may run at once.
+pub const MAX_BATCHES_IN_FLIGHT: u8 = 16;
+
+/// How the network keeps its key pool full. Part of the genesis: every
+/// node must decide the same batches at the same heights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DkgSettings {
+    /// Keys per batch `K` (bounded so that a dealing fits in a transaction).
+    pub batch_keys: u16,
+    /// Ready keys the pool refills to.
+    pub pool_target: u32,
+    /// A refill starts when fewer keys than this are ready.
+    pub low_water: u32,
+    /// Batches that may run at once.
+    pub max_batches_in_flight: u8,
+    /// A phase that some node has not finished lasts at least this many
+    /// blocks…
+    pub phase_min_blocks: u32,
+    /// …and at least this many milliseconds of block time.
+    pub phase_min_ms: u64,
+}
+
+impl DkgSettings {
+    /// The defaults for `n` nodes: batches of up to 256 keys, a pool of
+    /// 1024 refilled below 512, four batches at once, and phase deadlines of
+    /// `n + f + 2` blocks and `2 s + 250 ms·n` (both grow with `n`; the
+    /// block count exceeds the `f + 1` views in which Byzantine leaders
+    /// could keep a transaction out).
+    pub fn default_for(nodes: usize) -> Self {
+        let n = u16::try_from(nodes).unwrap_or(u16::MAX);
+        let f = u32::from(n.saturating_sub(1) / 3);
+        let batch_keys =
+            quorumkey_dkg::BatchParams::largest_fitting(n, DEALING_BUDGET).map_or(1, |largest| largest.min(256));
+        Self {
+            batch_keys,
+            pool_target: 1024,
+            low_water: 512,
+            max_batches_in_flight: 4,
+            phase_min_blocks: u32::from(n) + f + 2,
+            phase_min_ms: 2_000 + 250 * u64::from(n),
+        }
+    }
+
+    /// The shape of every batch of a network of `n` nodes.
+    pub fn batch_params(&self, nodes: usize) -> Result<quorumkey_dkg::BatchParams, GenesisError> {
+        let n = u16::try_from(nodes).map_err(|_| GenesisError::NodeCount(nodes))?;
+        quorumkey_dkg::BatchParams::new(n, self.batch_keys).map_err(|e| GenesisError::Dkg(e.to_string()))
+    }
+
+    fn validate(&self, nodes: usize) -> Result<(), GenesisError> {
+        let params = self.batch_params(nodes)?;
+        if params.dealing_len_bound() > DEALING_BUDGET {
+            return Err(GenesisError::Dkg(format!(
+                "a dealing of {} keys for {nodes} nodes does not fit in a transaction; use at most {}",
+                self.batch_keys,
+                quorumkey_dkg::BatchParams::largest_fitting(params.nodes(), DEALING_BUDGET).unwrap_or(0)
+            )));
+        }
+        if self.low_water > self.pool_target {
+            return Err(GenesisError::Dkg("the low-water mark is above the pool target".to_owned()));
+        }
+        if self.max_batches_in_flight == 0 || self.max_batches_in_flight > MAX_BATCHES_IN_FLIGHT {
+            return Err(GenesisError::Dkg(format!("1 to {MAX_BATCHES_IN_FLIGHT} batches may run at once")));
+        }
+        let f = u32::from(params.max_faulty());
+        if self.phase_min_blocks < f + 2 {
+            return Err(GenesisError::Dkg(format!(
+                "phases must last at least f + 2 = {} blocks so that a censored message gets in",
+                f + 2
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Most nodes a network may have.
 pub const MAX_NODES: usize = 256;
 /// Largest verifier configuration, in bytes.
@@ -47,6 +125,8 @@ pub struct Genesis {
     pub nodes: Vec<GenesisNode>,
     /// Verifiers registered at height 0.
     pub verifiers: Vec<GenesisVerifier>,
+    /// How the key pool is kept full.
+    pub dkg: DkgSettings,
 }
 
 /// Why a genesis is not usable.
@@ -75,6 +155,9 @@ pub enum GenesisError {
     /// A verifier configuration over [`MAX_VERIFIER_CONFIG_LEN`].
     #[error("verifier {0} has a configuration over 16 KiB")]
     ConfigTooLarge(String),
+    /// DKG settings that cannot work.
+    #[error("DKG settings: {0}")]
+    Dkg(String),
 }
 
 impl Genesis {
@@ -115,7 +198,7 @@ impl Genesis {
             }
             names.push(verifier.name.as_str());
         }
-        Ok(())
+        self.dkg.validate(n)
     }
 
     /// Number of nodes.
@@ -190,15 +273,45 @@ impl Read for GenesisVerifier {
     }
 }
 
+impl Write for DkgSettings {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.batch_keys.write(buf);
+        self.pool_target.write(buf);
+        self.low_water.write(buf);
+        self.max_batches_in_flight.write(buf);
+        self.phase_min_blocks.write(buf);
+        self.phase_min_ms.write(buf);
+    }
+}
+impl EncodeSize for DkgSettings {
+    fn encode_size(&self) -> usize {
+        2 + 4 + 4 + 1 + 4 + 8
+    }
+}
+impl Read for DkgSettings {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            batch_keys: u16::read(buf)?,
+            pool_target: u32::read(buf)?,
+            low_water: u32::read(buf)?,
+            max_batches_in_flight: u8::read(buf)?,
+            phase_min_blocks: u32::read(buf)?,
+            phase_min_ms: u64::read(buf)?,
+        })
+    }
+}
+
 impl Write for Genesis {
     fn write(&self, buf: &mut impl BufMut) {
         self.nodes.write(buf);
         self.verifiers.write(buf);
+        self.dkg.write(buf);
     }
 }
 impl EncodeSize for Genesis {
     fn encode_size(&self) -> usize {
-        self.nodes.encode_size() + self.verifiers.encode_size()
+        self.nodes.encode_size() + self.verifiers.encode_size() + self.dkg.encode_size()
     }
 }
 impl Read for Genesis {
@@ -207,6 +320,7 @@ impl Read for Genesis {
         Ok(Self {
             nodes: Vec::<GenesisNode>::read_cfg(buf, &(RangeCfg::new(1..=MAX_NODES), ()))?,
             verifiers: Vec::<GenesisVerifier>::read_cfg(buf, &(RangeCfg::new(0..=MAX_GENESIS_VERIFIERS), ()))?,
+            dkg: DkgSettings::read(buf)?,
         })
     }
 }

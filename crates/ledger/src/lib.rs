@@ -9,9 +9,12 @@
 //!   registration and updates (owner-signed), and, with the `test-dealer`
 //!   feature only, keys from a trusted dealer.
 //! - [`Ledger`]: applies blocks; [`LedgerView`]: reads the state.
+//! - [`dkg`]: the batched DKG's phases, decided by the state machine, which
+//!   fill the key pool.
 //! - The state root is an LtHash ([`lthash`]) of every state entry, updated
 //!   per change, so two nodes agree on the root iff they agree on the state.
 
+pub mod dkg;
 pub mod genesis;
 pub mod lthash;
 pub mod machine;
@@ -21,7 +24,8 @@ pub mod testkit;
 pub mod transaction;
 pub mod types;
 
-pub use genesis::{Genesis, GenesisError, GenesisNode, GenesisVerifier};
+pub use dkg::{BatchRecord, DkgEvent, DkgView, Phase};
+pub use genesis::{DkgSettings, Genesis, GenesisError, GenesisNode, GenesisVerifier};
 pub use machine::{
     BlockOutcome, Effect, Ledger, LedgerError, LedgerView, MAX_TRANSACTION_LEN, Receipt, Rejection, state_root,
 };

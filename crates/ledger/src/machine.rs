@@ -7,6 +7,7 @@ use quorumkey_crypto::group::public_key_from_sec1_named;
 use quorumkey_crypto::signature::RecoverableSignature;
 use thiserror::Error;
 
+use crate::dkg::{DkgEvent, DkgMachine, DkgView};
 use crate::genesis::{Genesis, GenesisError, MAX_VERIFIER_CONFIG_LEN};
 use crate::lthash::LtHash;
 use crate::state::{Overlay, StateRead, StorageError, Table, WriteSet, read_accumulator, state_key};
@@ -48,6 +49,23 @@ pub enum Effect {
     VerifierUpdated {
         /// Its new nonce.
         nonce: u64,
+    },
+    /// A DKG dealing was accepted.
+    DkgDealingAccepted {
+        /// Its batch.
+        batch: u64,
+    },
+    /// A DKG response was accepted, its complaints judged.
+    DkgResponseAccepted {
+        /// Its batch.
+        batch: u64,
+        /// Complaints that disqualified their dealer.
+        upheld: u16,
+    },
+    /// DKG public shares were recorded (verified when the phase ends).
+    DkgPublicSharesAccepted {
+        /// Their batch.
+        batch: u64,
     },
     /// Keys entered the pool (test dealer).
     KeysAdded {
@@ -93,6 +111,9 @@ pub enum Rejection {
     /// A key in a dealer transaction is not valid.
     #[error("invalid key: {0}")]
     InvalidKey(String),
+    /// A DKG message that does not fit the batch's state or does not check.
+    #[error("DKG: {0}")]
+    Dkg(String),
 }
 
 /// What one transaction of a block came to.
@@ -115,6 +136,8 @@ pub struct BlockOutcome {
     pub state_root: [u8; 32],
     /// One receipt per transaction, in block order.
     pub receipts: Vec<Receipt>,
+    /// What the DKG did at the end of the block.
+    pub dkg_events: Vec<DkgEvent>,
 }
 
 /// A block that cannot be applied at all.
@@ -152,10 +175,11 @@ pub fn state_root(accumulator: &LtHash) -> [u8; 32] {
 pub struct Ledger {
     genesis: Genesis,
     network_id: [u8; 32],
+    dkg: DkgMachine,
 }
 
 /// A stored counter (absent means 0).
-fn parse_counter(bytes: Option<Vec<u8>>) -> Result<u64, LedgerError> {
+pub(crate) fn parse_counter(bytes: Option<Vec<u8>>) -> Result<u64, LedgerError> {
     match bytes {
         None => Ok(0),
         Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
@@ -166,7 +190,11 @@ fn parse_counter(bytes: Option<Vec<u8>>) -> Result<u64, LedgerError> {
 
 /// A stored record, decoded; a record that does not decode means the store
 /// is corrupt.
-fn parse_record<T: Read>(bytes: Option<Vec<u8>>, cfg: &T::Cfg, what: &'static str) -> Result<Option<T>, LedgerError> {
+pub(crate) fn parse_record<T: Read>(
+    bytes: Option<Vec<u8>>,
+    cfg: &T::Cfg,
+    what: &'static str,
+) -> Result<Option<T>, LedgerError> {
     bytes.map(|bytes| T::decode_cfg(Copying(&bytes), cfg).map_err(|_| LedgerError::CorruptState(what))).transpose()
 }
 
@@ -183,7 +211,8 @@ impl Ledger {
     pub fn new(genesis: Genesis) -> Result<Self, GenesisError> {
         genesis.validate()?;
         let network_id = genesis.network_id();
-        Ok(Self { genesis, network_id })
+        let dkg = DkgMachine::new(&genesis, network_id)?;
+        Ok(Self { genesis, network_id, dkg })
     }
 
     /// The genesis.
@@ -198,7 +227,7 @@ impl Ledger {
 
     /// Decoding limits for this network.
     pub fn limits(&self) -> TransactionLimits {
-        TransactionLimits { nodes: self.genesis.node_count() }
+        TransactionLimits { nodes: self.genesis.node_count(), dkg: self.dkg.params }
     }
 
     /// The state at height 0, for an empty store.
@@ -211,7 +240,13 @@ impl Ledger {
             overlay.put(Table::Verifiers, verifier.name.as_str().as_bytes(), record.encode().to_vec());
         }
         let (writes, accumulator) = overlay.finish()?;
-        Ok(BlockOutcome { height: 0, writes, state_root: state_root(&accumulator), receipts: Vec::new() })
+        Ok(BlockOutcome {
+            height: 0,
+            writes,
+            state_root: state_root(&accumulator),
+            receipts: Vec::new(),
+            dkg_events: Vec::new(),
+        })
     }
 
     /// The height of the committed state (`None` before genesis).
@@ -243,7 +278,10 @@ impl Ledger {
         let transaction = SignedTransaction::decode_cfg(Copying(bytes), &self.limits())
             .map_err(|e| Rejection::Malformed(e.to_string()))?;
         let node_transaction = match &transaction.body {
-            TransactionBody::AssignKey { .. } => true,
+            TransactionBody::AssignKey { .. }
+            | TransactionBody::DkgDeal { .. }
+            | TransactionBody::DkgResponse { .. }
+            | TransactionBody::DkgPublicShares { .. } => true,
             #[cfg(feature = "test-dealer")]
             TransactionBody::DealKeys { .. } => true,
             TransactionBody::RegisterVerifier { .. } | TransactionBody::UpdateVerifier { .. } => false,
@@ -272,13 +310,17 @@ impl Ledger {
         Ok(transaction)
     }
 
-    /// Applies the block at `height` on top of `state`. Heights must follow
-    /// each other; a caller that may see a block twice (at-least-once
-    /// delivery) skips heights at or below [`Ledger::height`] first.
+    /// Applies the block at `height`, proposed at `time_ms` (milliseconds
+    /// since the Unix epoch, as consensus finalized it), on top of `state`.
+    /// Heights must follow each other; a caller that may see a block twice
+    /// (at-least-once delivery) skips heights at or below
+    /// [`Ledger::height`] first. After the transactions, the DKG moves its
+    /// batches along (block time only feeds its phase deadlines).
     pub fn apply_block<S: StateRead + ?Sized, T: AsRef<[u8]>>(
         &self,
         state: &S,
         height: u64,
+        time_ms: u64,
         transactions: &[T],
     ) -> Result<BlockOutcome, LedgerError> {
         let expected = self.height(state)?.ok_or(LedgerError::NotInitialized)? + 1;
@@ -296,8 +338,9 @@ impl Ledger {
             };
             receipts.push(Receipt { transaction: transaction_hash(bytes), result });
         }
+        let dkg_events = self.dkg.end_block(&mut overlay, height, time_ms)?;
         let (writes, accumulator) = overlay.finish()?;
-        Ok(BlockOutcome { height, writes, state_root: state_root(&accumulator), receipts })
+        Ok(BlockOutcome { height, writes, state_root: state_root(&accumulator), receipts, dkg_events })
     }
 
     fn apply_transaction<S: StateRead + ?Sized>(
@@ -305,9 +348,9 @@ impl Ledger {
         overlay: &mut Overlay<'_, S>,
         transaction: SignedTransaction,
     ) -> Result<Result<Effect, Rejection>, LedgerError> {
-        let owner_signature = match &transaction.authorization {
-            Authorization::Owner { signature } => Some(*signature),
-            Authorization::Node { .. } => None,
+        let (owner_signature, signer) = match &transaction.authorization {
+            Authorization::Owner { signature } => (Some(*signature), 0),
+            Authorization::Node { index, .. } => (None, *index),
         };
         match &transaction.body {
             TransactionBody::AssignKey { verifier, verifier_id } => self.assign_key(overlay, verifier, verifier_id),
@@ -338,6 +381,14 @@ impl Ledger {
                     VerifierRecord { owner: record.owner, config: config.clone(), nonce: *nonce, enabled: *enabled };
                 overlay.put(Table::Verifiers, name.as_str().as_bytes(), record.encode().to_vec());
                 Ok(Ok(Effect::VerifierUpdated { nonce: *nonce }))
+            }
+            // The node signature was checked with the encoding.
+            TransactionBody::DkgDeal { batch, dealing } => self.dkg.apply_deal(overlay, signer, *batch, dealing),
+            TransactionBody::DkgResponse { batch, complaints } => {
+                self.dkg.apply_response(overlay, signer, *batch, complaints)
+            }
+            TransactionBody::DkgPublicShares { batch, shares } => {
+                self.dkg.apply_public_shares(overlay, signer, *batch, shares)
             }
             #[cfg(feature = "test-dealer")]
             TransactionBody::DealKeys { keys } => self.add_keys(overlay, keys),
@@ -397,15 +448,39 @@ impl Ledger {
                 }
             }
         }
-        let first_index = read_u64(overlay, META_NEXT_KEY)?;
-        let count = keys.len() as u64;
-        for (offset, key) in keys.iter().enumerate() {
-            overlay.put(Table::Keys, &(first_index + offset as u64).to_be_bytes(), key.encode().to_vec());
-        }
-        write_u64(overlay, META_NEXT_KEY, first_index + count);
-        serve_pending(overlay)?;
-        Ok(Ok(Effect::KeysAdded { first_index, count }))
+        let first_index = append_keys(overlay, keys)?;
+        Ok(Ok(Effect::KeysAdded { first_index, count: keys.len() as u64 }))
     }
+
+    /// The DKG's state.
+    pub fn dkg_view<'a, S: StateRead + ?Sized>(&'a self, state: &'a S) -> DkgView<'a, S> {
+        DkgView { state, machine: &self.dkg }
+    }
+}
+
+/// Adds keys to the pool with consecutive indexes, then serves waiting
+/// pairs in order. Returns the first new index.
+pub(crate) fn append_keys<S: StateRead + ?Sized>(
+    overlay: &mut Overlay<'_, S>,
+    keys: &[KeyRecord],
+) -> Result<u64, LedgerError> {
+    let first_index = read_u64(overlay, META_NEXT_KEY)?;
+    for (offset, key) in keys.iter().enumerate() {
+        overlay.put(Table::Keys, &(first_index + offset as u64).to_be_bytes(), key.encode().to_vec());
+    }
+    write_u64(overlay, META_NEXT_KEY, first_index + keys.len() as u64);
+    serve_pending(overlay)?;
+    Ok(first_index)
+}
+
+/// Keys in the pool not yet assigned.
+pub(crate) fn ready_keys<S: StateRead + ?Sized>(overlay: &Overlay<'_, S>) -> Result<u64, LedgerError> {
+    Ok(read_u64(overlay, META_NEXT_KEY)?.saturating_sub(read_u64(overlay, META_NEXT_UNASSIGNED)?))
+}
+
+/// Pairs waiting for a key.
+pub(crate) fn pending_assignments<S: StateRead + ?Sized>(overlay: &Overlay<'_, S>) -> Result<u64, LedgerError> {
+    Ok(read_u64(overlay, META_PENDING_TAIL)?.saturating_sub(read_u64(overlay, META_PENDING_HEAD)?))
 }
 
 fn check_owner_signature(
@@ -438,7 +513,6 @@ fn give_key<S: StateRead + ?Sized>(overlay: &mut Overlay<'_, S>, pair: &[u8], ke
 }
 
 /// Gives ready keys to waiting pairs, oldest first.
-#[cfg_attr(not(feature = "test-dealer"), allow(dead_code, reason = "called when keys arrive; the DKG will call it"))]
 fn serve_pending<S: StateRead + ?Sized>(overlay: &mut Overlay<'_, S>) -> Result<(), LedgerError> {
     let mut head = read_u64(overlay, META_PENDING_HEAD)?;
     let tail = read_u64(overlay, META_PENDING_TAIL)?;

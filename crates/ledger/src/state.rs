@@ -26,6 +26,14 @@ pub enum Table {
     Verifiers = 4,
     /// Key index (u64 big-endian) → (verifier, verifier_id) it is assigned to.
     KeyOwners = 5,
+    /// DKG batch (u64 big-endian) → [`crate::dkg::BatchRecord`].
+    DkgBatches = 6,
+    /// (batch, dealer) → its accepted dealing, kept a while after the batch.
+    DkgDealings = 7,
+    /// Batch → the qualified set's summed commitments, while publishing.
+    DkgAggregates = 8,
+    /// (batch, node) → its public shares, while publishing.
+    DkgPublications = 9,
     /// Not hashed into the state root: the root's own accumulator.
     Root = 255,
 }

@@ -10,7 +10,7 @@ use quorumkey_crypto::k256::elliptic_curve::Generate;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
-use crate::genesis::{Genesis, GenesisNode, GenesisVerifier};
+use crate::genesis::{DkgSettings, Genesis, GenesisNode, GenesisVerifier};
 use crate::machine::Ledger;
 use crate::transaction::{SignedTransaction, TransactionBody};
 use crate::types::{KeyRecord, PointBytes, VerifierId, VerifierName};
@@ -27,6 +27,8 @@ pub struct TestNetwork {
     pub node_keys: Vec<ed25519::PrivateKey>,
     /// The owner of [`TEST_VERIFIER`].
     pub owner: SigningKey,
+    /// Node i's secp256k1 key at position i-1.
+    pub secp256k1_keys: Vec<SigningKey>,
 }
 
 /// A secp256k1 verifying key in the ledger's compressed form.
@@ -48,19 +50,26 @@ pub fn id(s: &str) -> VerifierId {
 
 impl TestNetwork {
     /// A network of `n` nodes whose keys all derive from `seed`.
-    #[allow(clippy::expect_used, reason = "test kit: the generated genesis is valid by construction")]
     pub fn new(n: u16, seed: u64) -> Self {
+        Self::with_dkg(n, seed, DkgSettings::default_for(usize::from(n)))
+    }
+
+    /// A network of `n` nodes with the given DKG settings.
+    #[allow(clippy::expect_used, reason = "test kit: the generated genesis is valid by construction")]
+    pub fn with_dkg(n: u16, seed: u64, dkg: DkgSettings) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let node_keys: Vec<ed25519::PrivateKey> =
             (0..n).map(|i| ed25519::PrivateKey::from_seed(seed.wrapping_mul(1000) + u64::from(i))).collect();
         let owner = SigningKey::generate_from_rng(&mut rng);
-        let nodes = node_keys
+        let secp256k1_keys: Vec<SigningKey> = (0..n).map(|_| SigningKey::generate_from_rng(&mut rng)).collect();
+        let nodes: Vec<GenesisNode> = node_keys
             .iter()
+            .zip(&secp256k1_keys)
             .zip(1u16..)
-            .map(|(key, index)| GenesisNode {
+            .map(|((key, secp), index)| GenesisNode {
                 index,
                 consensus_key: key.public_key(),
-                secp256k1_key: compressed(&SigningKey::generate_from_rng(&mut rng)),
+                secp256k1_key: compressed(secp),
             })
             .collect();
         let verifiers = vec![GenesisVerifier {
@@ -68,8 +77,8 @@ impl TestNetwork {
             owner: compressed(&owner),
             config: Bytes::from_static(b"{}"),
         }];
-        let ledger = Ledger::new(Genesis { nodes, verifiers }).expect("valid test genesis");
-        Self { ledger, node_keys, owner }
+        let ledger = Ledger::new(Genesis { dkg, nodes, verifiers }).expect("valid test genesis");
+        Self { ledger, node_keys, owner, secp256k1_keys }
     }
 
     /// A transaction signed by node `node` (from 1).
@@ -99,5 +108,18 @@ impl TestNetwork {
             })
             .collect();
         self.node_tx(node, TransactionBody::DealKeys { keys })
+    }
+}
+
+/// Small DKG settings for tests: batches of `keys` keys, a pool of
+/// `2·keys` refilled below `keys`, two batches at once, and the default
+/// phase deadlines for `n` nodes.
+pub fn small_dkg(n: u16, keys: u16) -> DkgSettings {
+    DkgSettings {
+        batch_keys: keys,
+        pool_target: 2 * u32::from(keys),
+        low_water: u32::from(keys),
+        max_batches_in_flight: 2,
+        ..DkgSettings::default_for(usize::from(n))
     }
 }

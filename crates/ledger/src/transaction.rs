@@ -1,7 +1,7 @@
 //! Transactions, their authorization, and their canonical encoding.
 //!
 //! Every transaction is signed over `network_id ‖ encode(body)`:
-//! - node transactions (key assignment, the test dealer) by a current
+//! - node transactions (key assignment, DKG messages, the test dealer) by a current
 //!   node's ed25519 key under the namespace [`TX_NAMESPACE`];
 //! - owner transactions (verifier registration and updates) by the
 //!   owner's secp256k1 key: recoverable ECDSA over
@@ -12,6 +12,8 @@ use commonware_codec::{Buf, Encode, EncodeSize, Error as CodecError, RangeCfg, R
 use commonware_cryptography::{Signer as _, Verifier as _, ed25519};
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::signature::{RECOVERABLE_SIGNATURE_LEN, RecoverableSignature};
+
+use quorumkey_dkg::{BatchParams, Complaint, Dealing, PublicShares};
 
 use crate::genesis::MAX_VERIFIER_CONFIG_LEN;
 #[cfg(feature = "test-dealer")]
@@ -57,6 +59,28 @@ pub enum TransactionBody {
         /// Whether it takes assignments and logins.
         enabled: bool,
     },
+    /// DKG phase 1: the signer's dealing for a batch.
+    DkgDeal {
+        /// The batch.
+        batch: u64,
+        /// Commitments and encrypted shares.
+        dealing: Dealing,
+    },
+    /// DKG phase 2: the signer's complaints against dealers of a batch
+    /// (none if all its shares checked out).
+    DkgResponse {
+        /// The batch.
+        batch: u64,
+        /// At most one per dealer.
+        complaints: Vec<Complaint>,
+    },
+    /// DKG phase 3: the signer's public shares of a batch's keys.
+    DkgPublicShares {
+        /// The batch.
+        batch: u64,
+        /// `s_kj·G` for each key, with the proof.
+        shares: PublicShares,
+    },
     /// Test only: add keys dealt by a trusted dealer to the pool. Signed by
     /// a node. Release builds do not have this variant at all.
     #[cfg(feature = "test-dealer")]
@@ -97,6 +121,8 @@ pub struct SignedTransaction {
 pub struct TransactionLimits {
     /// Number of nodes (the length of a key's public shares).
     pub nodes: usize,
+    /// The shape of a DKG batch.
+    pub dkg: BatchParams,
 }
 
 /// The bytes a signature covers.
@@ -154,6 +180,9 @@ pub fn transaction_hash(encoded: &[u8]) -> [u8; 32] {
 const TAG_ASSIGN_KEY: u8 = 0;
 const TAG_REGISTER_VERIFIER: u8 = 1;
 const TAG_UPDATE_VERIFIER: u8 = 2;
+const TAG_DKG_DEAL: u8 = 3;
+const TAG_DKG_RESPONSE: u8 = 4;
+const TAG_DKG_PUBLIC_SHARES: u8 = 5;
 #[cfg(feature = "test-dealer")]
 const TAG_DEAL_KEYS: u8 = 200;
 
@@ -178,6 +207,21 @@ impl Write for TransactionBody {
                 config.write(buf);
                 enabled.write(buf);
             }
+            Self::DkgDeal { batch, dealing } => {
+                TAG_DKG_DEAL.write(buf);
+                batch.write(buf);
+                dealing.write(buf);
+            }
+            Self::DkgResponse { batch, complaints } => {
+                TAG_DKG_RESPONSE.write(buf);
+                batch.write(buf);
+                complaints.write(buf);
+            }
+            Self::DkgPublicShares { batch, shares } => {
+                TAG_DKG_PUBLIC_SHARES.write(buf);
+                batch.write(buf);
+                shares.write(buf);
+            }
             #[cfg(feature = "test-dealer")]
             Self::DealKeys { keys } => {
                 TAG_DEAL_KEYS.write(buf);
@@ -197,6 +241,9 @@ impl EncodeSize for TransactionBody {
             Self::UpdateVerifier { name, nonce, config, enabled } => {
                 name.encode_size() + nonce.encode_size() + config.encode_size() + enabled.encode_size()
             }
+            Self::DkgDeal { batch, dealing } => batch.encode_size() + dealing.encode_size(),
+            Self::DkgResponse { batch, complaints } => batch.encode_size() + complaints.encode_size(),
+            Self::DkgPublicShares { batch, shares } => batch.encode_size() + shares.encode_size(),
             #[cfg(feature = "test-dealer")]
             Self::DealKeys { keys } => keys.encode_size(),
         }
@@ -205,10 +252,6 @@ impl EncodeSize for TransactionBody {
 
 impl Read for TransactionBody {
     type Cfg = TransactionLimits;
-    #[cfg_attr(
-        not(feature = "test-dealer"),
-        allow(unused_variables, reason = "only dealer transactions need the node count")
-    )]
     fn read_cfg(buf: &mut impl Buf, limits: &TransactionLimits) -> Result<Self, CodecError> {
         let config_range = RangeCfg::new(0..=MAX_VERIFIER_CONFIG_LEN);
         match u8::read(buf)? {
@@ -226,6 +269,14 @@ impl Read for TransactionBody {
                 config: Bytes::read_cfg(buf, &config_range)?,
                 enabled: bool::read(buf)?,
             }),
+            TAG_DKG_DEAL => Ok(Self::DkgDeal { batch: u64::read(buf)?, dealing: Dealing::read_cfg(buf, &limits.dkg)? }),
+            TAG_DKG_RESPONSE => Ok(Self::DkgResponse {
+                batch: u64::read(buf)?,
+                complaints: Vec::<Complaint>::read_cfg(buf, &(RangeCfg::new(0..=limits.nodes), ()))?,
+            }),
+            TAG_DKG_PUBLIC_SHARES => {
+                Ok(Self::DkgPublicShares { batch: u64::read(buf)?, shares: PublicShares::read_cfg(buf, &limits.dkg)? })
+            }
             #[cfg(feature = "test-dealer")]
             TAG_DEAL_KEYS => Ok(Self::DealKeys {
                 keys: Vec::<KeyRecord>::read_cfg(buf, &(RangeCfg::new(1..=MAX_DEALT_KEYS), limits.nodes))?,

@@ -57,7 +57,7 @@ impl Network {
 
     fn apply(&mut self, transactions: &[Vec<u8>]) -> Vec<Result<Effect, Rejection>> {
         let height = self.ledger.height(&self.state).unwrap().unwrap() + 1;
-        let outcome = self.ledger.apply_block(&self.state, height, transactions).unwrap();
+        let outcome = self.ledger.apply_block(&self.state, height, height * 1_000, transactions).unwrap();
         self.state.commit(&outcome.writes);
         assert_eq!(self.ledger.committed_root(&self.state).unwrap(), outcome.state_root);
         self.roots.push(outcome.state_root);
@@ -228,15 +228,15 @@ fn heights_must_follow_each_other() {
     let mut net = Network::new(4, 5);
     let empty: [&[u8]; 0] = [];
     assert_eq!(
-        net.ledger.apply_block(&net.state, 2, &empty).unwrap_err(),
+        net.ledger.apply_block(&net.state, 2, 0, &empty).unwrap_err(),
         LedgerError::UnexpectedHeight { expected: 1, got: 2 }
     );
     net.apply(&[]);
     assert_eq!(
-        net.ledger.apply_block(&net.state, 1, &empty).unwrap_err(),
+        net.ledger.apply_block(&net.state, 1, 0, &empty).unwrap_err(),
         LedgerError::UnexpectedHeight { expected: 2, got: 1 }
     );
-    assert_eq!(net.ledger.apply_block(&MemoryState::default(), 1, &empty).unwrap_err(), LedgerError::NotInitialized);
+    assert_eq!(net.ledger.apply_block(&MemoryState::default(), 1, 0, &empty).unwrap_err(), LedgerError::NotInitialized);
     // Empty blocks still move the root (the height is state).
     assert_ne!(net.roots[0], net.roots[1]);
 }
@@ -256,7 +256,7 @@ fn genesis_is_validated() {
     let mut genesis = net.ledger.genesis().clone();
     genesis.verifiers.push(genesis.verifiers[0].clone());
     assert!(matches!(Ledger::new(genesis).unwrap_err(), GenesisError::DuplicateVerifier(_)));
-    let genesis = Genesis { nodes: vec![], verifiers: vec![] };
+    let genesis = Genesis { nodes: vec![], verifiers: vec![], dkg: DkgSettings::default_for(0) };
     assert_eq!(Ledger::new(genesis).unwrap_err(), GenesisError::NodeCount(0));
     // The network id changes with any change to the genesis.
     let mut other = net.ledger.genesis().clone();

@@ -136,14 +136,15 @@ impl BlockApplier {
         if let Some(reason) = self.halted() {
             return Err(ApplyError::Halted(reason));
         }
-        let outcome = match self.store.apply_finalized(&self.ledger, block.height, &block.transactions) {
-            Ok(Applied::Applied(outcome)) => outcome,
-            Ok(Applied::AlreadyApplied { .. }) => return Ok(ApplyReport::AlreadyApplied),
-            Err(error) => {
-                self.halt(format!("cannot apply height {}: {error}", block.height));
-                return Err(ApplyError::Store(error));
-            }
-        };
+        let outcome =
+            match self.store.apply_finalized(&self.ledger, block.height, block.timestamp_ms, &block.transactions) {
+                Ok(Applied::Applied(outcome)) => outcome,
+                Ok(Applied::AlreadyApplied { .. }) => return Ok(ApplyReport::AlreadyApplied),
+                Err(error) => {
+                    self.halt(format!("cannot apply height {}: {error}", block.height));
+                    return Err(ApplyError::Store(error));
+                }
+            };
         let mut rejected = 0;
         for receipt in &outcome.receipts {
             if let Err(rejection) = &receipt.result {

@@ -18,7 +18,7 @@ use commonware_codec::DecodeExt;
 use commonware_cryptography::{Signer as _, ed25519};
 use quorumkey_crypto::random::os_rng;
 use quorumkey_ledger::types::PointBytes;
-use quorumkey_ledger::{Genesis, GenesisNode, GenesisVerifier, VerifierName};
+use quorumkey_ledger::{DkgSettings, Genesis, GenesisNode, GenesisVerifier, VerifierName};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -135,7 +135,7 @@ impl NetworkFile {
             let owner = parse_point(&verifier.owner).map_err(|e| format!("verifier {}: owner: {e}", verifier.name))?;
             verifiers.push(GenesisVerifier { name, owner, config: Bytes::from(verifier.config.clone().into_bytes()) });
         }
-        let genesis = Genesis { nodes, verifiers };
+        let genesis = Genesis { dkg: DkgSettings::default_for(nodes.len()), nodes, verifiers };
         genesis.validate().map_err(|e| e.to_string())?;
         Ok(genesis)
     }

@@ -20,4 +20,5 @@ pub mod consensus;
 pub mod devnet;
 pub mod identity;
 pub mod observability;
+pub mod participant;
 pub mod run;

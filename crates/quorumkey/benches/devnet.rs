@@ -64,9 +64,9 @@ fn floor_per_assignment(signers: &DevnetSigners, register: &[u8], samples: usize
     let check = start.elapsed() / samples as u32;
     let mut state = MemoryState::default();
     state.commit(&ledger.genesis_outcome(&state).unwrap().writes);
-    state.commit(&ledger.apply_block(&state, 1, &[register]).unwrap().writes);
+    state.commit(&ledger.apply_block(&state, 1, 1_000, &[register]).unwrap().writes);
     let start = Instant::now();
-    ledger.apply_block(&state, 2, &transactions).unwrap();
+    ledger.apply_block(&state, 2, 2_000, &transactions).unwrap();
     let apply = start.elapsed() / samples as u32;
     (check, apply)
 }

@@ -125,6 +125,7 @@ impl NodeStore {
         &self,
         ledger: &Ledger,
         height: u64,
+        time_ms: u64,
         transactions: &[T],
     ) -> Result<Applied, StoreError> {
         let snapshot = self.snapshot()?;
@@ -132,7 +133,7 @@ impl NodeStore {
         if height <= current {
             return Ok(Applied::AlreadyApplied { height: current });
         }
-        let outcome = ledger.apply_block(&snapshot, height, transactions)?;
+        let outcome = ledger.apply_block(&snapshot, height, time_ms, transactions)?;
         drop(snapshot);
         self.commit(&outcome.writes, outcome.height, &outcome.state_root)?;
         Ok(Applied::Applied(outcome))

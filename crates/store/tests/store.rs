@@ -27,23 +27,25 @@ fn blocks_apply_once_and_survive_reopening() {
         assert_eq!(net.ledger.height(&store.snapshot().unwrap()).unwrap(), Some(0));
         assert!(store.state_root(0).unwrap().is_some());
         for (height, transactions) in (1u64..).zip(blocks(&net)) {
-            let Applied::Applied(outcome) = store.apply_finalized(&net.ledger, height, &transactions).unwrap() else {
+            let Applied::Applied(outcome) =
+                store.apply_finalized(&net.ledger, height, height * 1_000, &transactions).unwrap()
+            else {
                 panic!("height {height} must apply");
             };
             assert_eq!(store.state_root(height).unwrap(), Some(outcome.state_root));
             // The same block delivered again changes nothing.
             assert!(matches!(
-                store.apply_finalized(&net.ledger, height, &transactions).unwrap(),
+                store.apply_finalized(&net.ledger, height, height * 1_000, &transactions).unwrap(),
                 Applied::AlreadyApplied { height: h } if h == height
             ));
-            let reference = net.ledger.apply_block(&memory, height, &transactions).unwrap();
+            let reference = net.ledger.apply_block(&memory, height, height * 1_000, &transactions).unwrap();
             memory.commit(&reference.writes);
             assert_eq!(reference.state_root, outcome.state_root, "redb and memory agree at height {height}");
         }
         // A gap is refused.
         let empty: [&[u8]; 0] = [];
         assert!(matches!(
-            store.apply_finalized(&net.ledger, 9, &empty),
+            store.apply_finalized(&net.ledger, 9, 9_000, &empty),
             Err(StoreError::Ledger(LedgerError::UnexpectedHeight { expected: 4, got: 9 }))
         ));
     }

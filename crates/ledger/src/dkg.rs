@@ -1,0 +1,670 @@
+//! The DKG in the state machine: batches open, move through their phases
+//! and finish (or are abandoned) as a deterministic function of the
+//! finalized log. Every node runs this code on the same blocks, so every
+//! node sees the same batch open at the same height, the same qualified
+//! set and the same keys; there is nothing to agree on beside the log.
+//!
+//! Phases of batch `b` (see `docs/dkg.md`):
+//! 1. **Dealing**: each node may post one valid `DkgDeal`.
+//! 2. **Responding**: each node may post one `DkgResponse` with its
+//!    complaints; each complaint is judged as it is applied.
+//! 3. **Publishing**: the qualified set (dealers with a dealing and no
+//!    upheld complaint) is fixed and its commitments summed; each node may
+//!    post `DkgPublicShares`, verified together when the phase ends.
+//!
+//! A phase ends at the end of a block once every node has acted in it, or
+//! once it has lasted both [`DkgSettings::phase_min_blocks`] blocks and
+//! [`DkgSettings::phase_min_ms`] of block time. A batch whose qualified
+//! set has fewer than `f + 1` dealers, or that ends with fewer than `t`
+//! valid public share vectors, is abandoned whole: none of its keys enter
+//! the pool.
+
+use bytes::BufMut;
+use commonware_codec::{Buf, Copying, Decode, Encode, EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
+use quorumkey_crypto::group::public_key_from_sec1_named;
+use quorumkey_dkg::{
+    AggregateCommitments, BatchContext, BatchParams, Complaint, Dealing, PublicShares, Verdict, adjudicate,
+    finish_keys, verify_public_shares,
+};
+
+use crate::genesis::{DkgSettings, Genesis};
+use crate::machine::{Effect, LedgerError, Rejection};
+use crate::state::{Overlay, StateRead, Table};
+use crate::types::KeyRecord;
+
+/// Blocks a finished batch's dealings stay in the state, so that a node
+/// that restarted during the batch can still decrypt its shares.
+pub const DEALING_RETENTION_BLOCKS: u64 = 64;
+
+pub(crate) const META_NEXT_BATCH: &[u8] = b"dkg_next_batch";
+const META_OLDEST_OPEN: &[u8] = b"dkg_oldest_open";
+const META_OLDEST_UNPRUNED: &[u8] = b"dkg_oldest_unpruned";
+const META_REFILLING: &[u8] = b"dkg_refilling";
+
+/// Where a batch stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for dealings.
+    Dealing,
+    /// Waiting for complaints.
+    Responding,
+    /// The qualified set is fixed; waiting for public shares.
+    Publishing,
+    /// Its keys are in the pool from this index on.
+    Finished {
+        /// Index of its first key.
+        first_key: u64,
+    },
+    /// Given up; none of its keys exist.
+    Abandoned,
+}
+
+/// A batch's bookkeeping in the replicated state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchRecord {
+    /// Where it stands.
+    pub phase: Phase,
+    /// Height at which the current phase began (or the batch ended).
+    pub phase_height: u64,
+    /// Block time at which the current phase began (or the batch ended).
+    pub phase_time_ms: u64,
+    /// Nodes whose dealing was accepted.
+    pub dealt: Vec<u16>,
+    /// Nodes that posted their complaints.
+    pub responded: Vec<u16>,
+    /// Dealers with an upheld complaint.
+    pub disqualified: Vec<u16>,
+    /// The qualified set (fixed when Responding ends).
+    pub qualified: Vec<u16>,
+    /// Nodes that posted public shares (verified when Publishing ends).
+    pub published: Vec<u16>,
+    /// Nodes whose public shares failed verification.
+    pub refused: Vec<u16>,
+}
+
+impl BatchRecord {
+    fn new(height: u64, time_ms: u64) -> Self {
+        Self {
+            phase: Phase::Dealing,
+            phase_height: height,
+            phase_time_ms: time_ms,
+            dealt: Vec::new(),
+            responded: Vec::new(),
+            disqualified: Vec::new(),
+            qualified: Vec::new(),
+            published: Vec::new(),
+            refused: Vec::new(),
+        }
+    }
+
+    /// True once the batch finished or was abandoned.
+    pub fn ended(&self) -> bool {
+        matches!(self.phase, Phase::Finished { .. } | Phase::Abandoned)
+    }
+}
+
+fn insert_sorted(set: &mut Vec<u16>, node: u16) {
+    if let Err(position) = set.binary_search(&node) {
+        set.insert(position, node);
+    }
+}
+
+impl Write for Phase {
+    fn write(&self, buf: &mut impl BufMut) {
+        match self {
+            Self::Dealing => 0u8.write(buf),
+            Self::Responding => 1u8.write(buf),
+            Self::Publishing => 2u8.write(buf),
+            Self::Finished { first_key } => {
+                3u8.write(buf);
+                first_key.write(buf);
+            }
+            Self::Abandoned => 4u8.write(buf),
+        }
+    }
+}
+impl EncodeSize for Phase {
+    fn encode_size(&self) -> usize {
+        match self {
+            Self::Finished { .. } => 9,
+            _ => 1,
+        }
+    }
+}
+impl Read for Phase {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        match u8::read(buf)? {
+            0 => Ok(Self::Dealing),
+            1 => Ok(Self::Responding),
+            2 => Ok(Self::Publishing),
+            3 => Ok(Self::Finished { first_key: u64::read(buf)? }),
+            4 => Ok(Self::Abandoned),
+            tag => Err(CodecError::InvalidEnum(tag)),
+        }
+    }
+}
+
+impl Write for BatchRecord {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.phase.write(buf);
+        self.phase_height.write(buf);
+        self.phase_time_ms.write(buf);
+        for set in [&self.dealt, &self.responded, &self.disqualified, &self.qualified, &self.published, &self.refused] {
+            set.write(buf);
+        }
+    }
+}
+impl EncodeSize for BatchRecord {
+    fn encode_size(&self) -> usize {
+        self.phase.encode_size()
+            + 16
+            + [&self.dealt, &self.responded, &self.disqualified, &self.qualified, &self.published, &self.refused]
+                .iter()
+                .map(|set| set.encode_size())
+                .sum::<usize>()
+    }
+}
+impl Read for BatchRecord {
+    /// The number of nodes.
+    type Cfg = usize;
+    fn read_cfg(buf: &mut impl Buf, nodes: &usize) -> Result<Self, CodecError> {
+        let range = (RangeCfg::new(0..=*nodes), ());
+        Ok(Self {
+            phase: Phase::read(buf)?,
+            phase_height: u64::read(buf)?,
+            phase_time_ms: u64::read(buf)?,
+            dealt: Vec::<u16>::read_cfg(buf, &range)?,
+            responded: Vec::<u16>::read_cfg(buf, &range)?,
+            disqualified: Vec::<u16>::read_cfg(buf, &range)?,
+            qualified: Vec::<u16>::read_cfg(buf, &range)?,
+            published: Vec::<u16>::read_cfg(buf, &range)?,
+            refused: Vec::<u16>::read_cfg(buf, &range)?,
+        })
+    }
+}
+
+/// Something the DKG did at the end of a block, for logs and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DkgEvent {
+    /// A batch opened.
+    BatchOpened {
+        /// The batch.
+        batch: u64,
+    },
+    /// The qualified set of a batch was fixed.
+    QualifiedSetFixed {
+        /// The batch.
+        batch: u64,
+        /// The qualified dealers.
+        qualified: Vec<u16>,
+    },
+    /// A batch's keys entered the pool.
+    BatchFinished {
+        /// The batch.
+        batch: u64,
+        /// Index of its first key.
+        first_key: u64,
+        /// How many keys.
+        keys: u64,
+    },
+    /// A batch was given up.
+    BatchAbandoned {
+        /// The batch.
+        batch: u64,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// Key of a per-batch, per-node entry.
+pub(crate) fn batch_node_key(batch: u64, node: u16) -> [u8; 10] {
+    let mut key = [0u8; 10];
+    key[..8].copy_from_slice(&batch.to_be_bytes());
+    key[8..].copy_from_slice(&node.to_be_bytes());
+    key
+}
+
+/// The DKG half of the state machine for one network.
+#[derive(Clone, Debug)]
+pub(crate) struct DkgMachine {
+    pub(crate) settings: DkgSettings,
+    pub(crate) params: BatchParams,
+    pub(crate) network_id: [u8; 32],
+    /// Node j's secp256k1 key at position j - 1.
+    node_keys: Vec<quorumkey_crypto::group::Point>,
+}
+
+fn read_u64<S: StateRead + ?Sized>(overlay: &Overlay<'_, S>, key: &[u8]) -> Result<u64, LedgerError> {
+    crate::machine::parse_counter(overlay.get(Table::Meta, key)?)
+}
+
+fn write_u64<S: StateRead + ?Sized>(overlay: &mut Overlay<'_, S>, key: &[u8], value: u64) {
+    overlay.put(Table::Meta, key, value.to_be_bytes().to_vec());
+}
+
+impl DkgMachine {
+    pub(crate) fn new(genesis: &Genesis, network_id: [u8; 32]) -> Result<Self, crate::GenesisError> {
+        let params = genesis.dkg.batch_params(genesis.node_count())?;
+        let node_keys = genesis
+            .nodes
+            .iter()
+            .map(|node| {
+                public_key_from_sec1_named("node secp256k1 key", &node.secp256k1_key)
+                    .map(|key| key.to_projective())
+                    .map_err(|e| crate::GenesisError::InvalidPoint(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { settings: genesis.dkg, params, network_id, node_keys })
+    }
+
+    pub(crate) fn context(&self, batch: u64) -> BatchContext {
+        BatchContext::new(self.network_id, batch, self.params)
+    }
+
+    pub(crate) fn read_batch<S: StateRead + ?Sized>(
+        &self,
+        overlay: &Overlay<'_, S>,
+        batch: u64,
+    ) -> Result<Option<BatchRecord>, LedgerError> {
+        crate::machine::parse_record(
+            overlay.get(Table::DkgBatches, &batch.to_be_bytes())?,
+            &usize::from(self.params.nodes()),
+            "a DKG batch record does not decode",
+        )
+    }
+
+    fn write_batch<S: StateRead + ?Sized>(&self, overlay: &mut Overlay<'_, S>, batch: u64, record: &BatchRecord) {
+        overlay.put(Table::DkgBatches, &batch.to_be_bytes(), record.encode().to_vec());
+    }
+
+    fn read_dealing<S: StateRead + ?Sized>(
+        &self,
+        overlay: &Overlay<'_, S>,
+        batch: u64,
+        dealer: u16,
+    ) -> Result<Dealing, LedgerError> {
+        let bytes = overlay
+            .get(Table::DkgDealings, &batch_node_key(batch, dealer))?
+            .ok_or(LedgerError::CorruptState("an accepted dealing is missing"))?;
+        Dealing::decode_cfg(Copying(&bytes), &self.params)
+            .map_err(|_| LedgerError::CorruptState("a stored dealing does not decode"))
+    }
+
+    /// Finds the open batch `batch`, or says why a message for it is late
+    /// or early.
+    fn open_batch<S: StateRead + ?Sized>(
+        &self,
+        overlay: &Overlay<'_, S>,
+        batch: u64,
+        phase: Phase,
+    ) -> Result<Result<BatchRecord, Rejection>, LedgerError> {
+        let Some(record) = self.read_batch(overlay, batch)? else {
+            return Ok(Err(Rejection::Dkg(format!("batch {batch} does not exist"))));
+        };
+        if record.phase != phase {
+            return Ok(Err(Rejection::Dkg(format!("batch {batch} is in phase {:?}, not {phase:?}", record.phase))));
+        }
+        Ok(Ok(record))
+    }
+
+    pub(crate) fn apply_deal<S: StateRead + ?Sized>(
+        &self,
+        overlay: &mut Overlay<'_, S>,
+        signer: u16,
+        batch: u64,
+        dealing: &Dealing,
+    ) -> Result<Result<Effect, Rejection>, LedgerError> {
+        let mut record = match self.open_batch(overlay, batch, Phase::Dealing)? {
+            Ok(record) => record,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        if record.dealt.contains(&signer) {
+            return Ok(Err(Rejection::Dkg(format!("node {signer} already dealt in batch {batch}"))));
+        }
+        if let Err(e) = dealing.parse(&self.context(batch), signer) {
+            return Ok(Err(Rejection::Dkg(format!("invalid dealing: {e}"))));
+        }
+        overlay.put(Table::DkgDealings, &batch_node_key(batch, signer), dealing.encode().to_vec());
+        insert_sorted(&mut record.dealt, signer);
+        self.write_batch(overlay, batch, &record);
+        Ok(Ok(Effect::DkgDealingAccepted { batch }))
+    }
+
+    pub(crate) fn apply_response<S: StateRead + ?Sized>(
+        &self,
+        overlay: &mut Overlay<'_, S>,
+        signer: u16,
+        batch: u64,
+        complaints: &[Complaint],
+    ) -> Result<Result<Effect, Rejection>, LedgerError> {
+        let mut record = match self.open_batch(overlay, batch, Phase::Responding)? {
+            Ok(record) => record,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        if record.responded.contains(&signer) {
+            return Ok(Err(Rejection::Dkg(format!("node {signer} already responded in batch {batch}"))));
+        }
+        let mut accused: Vec<u16> = complaints.iter().map(|c| c.dealer).collect();
+        accused.sort_unstable();
+        if accused.windows(2).any(|pair| pair[0] == pair[1]) {
+            return Ok(Err(Rejection::Dkg("two complaints against one dealer".to_owned())));
+        }
+        if let Some(unknown) = accused.iter().find(|dealer| !record.dealt.contains(dealer)) {
+            return Ok(Err(Rejection::Dkg(format!("complaint against node {unknown}, which has no dealing"))));
+        }
+        let context = self.context(batch);
+        let recipient_key = self.node_keys[usize::from(signer) - 1];
+        let mut upheld = 0u16;
+        for complaint in complaints {
+            if record.disqualified.contains(&complaint.dealer) {
+                continue;
+            }
+            let dealing = self.read_dealing(overlay, batch, complaint.dealer)?;
+            let parsed = dealing
+                .parse(&context, complaint.dealer)
+                .map_err(|_| LedgerError::CorruptState("an accepted dealing no longer parses"))?;
+            if let Verdict::DealerFaulty(_) =
+                adjudicate(&context, complaint.dealer, &dealing, &parsed, signer, &recipient_key, complaint)
+            {
+                insert_sorted(&mut record.disqualified, complaint.dealer);
+                upheld += 1;
+            }
+        }
+        insert_sorted(&mut record.responded, signer);
+        self.write_batch(overlay, batch, &record);
+        Ok(Ok(Effect::DkgResponseAccepted { batch, upheld }))
+    }
+
+    pub(crate) fn apply_public_shares<S: StateRead + ?Sized>(
+        &self,
+        overlay: &mut Overlay<'_, S>,
+        signer: u16,
+        batch: u64,
+        shares: &PublicShares,
+    ) -> Result<Result<Effect, Rejection>, LedgerError> {
+        let mut record = match self.open_batch(overlay, batch, Phase::Publishing)? {
+            Ok(record) => record,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        if record.published.contains(&signer) {
+            return Ok(Err(Rejection::Dkg(format!("node {signer} already published in batch {batch}"))));
+        }
+        overlay.put(Table::DkgPublications, &batch_node_key(batch, signer), shares.encode().to_vec());
+        insert_sorted(&mut record.published, signer);
+        self.write_batch(overlay, batch, &record);
+        Ok(Ok(Effect::DkgPublicSharesAccepted { batch }))
+    }
+
+    /// End of block: move batches along, finish or abandon them, prune old
+    /// dealings, and open a batch if the pool needs one.
+    pub(crate) fn end_block<S: StateRead + ?Sized>(
+        &self,
+        overlay: &mut Overlay<'_, S>,
+        height: u64,
+        time_ms: u64,
+    ) -> Result<Vec<DkgEvent>, LedgerError> {
+        let mut events = Vec::new();
+        let next_batch = read_u64(overlay, META_NEXT_BATCH)?;
+        let mut oldest_open = read_u64(overlay, META_OLDEST_OPEN)?;
+        for batch in oldest_open..next_batch {
+            let Some(mut record) = self.read_batch(overlay, batch)? else {
+                return Err(LedgerError::CorruptState("an open DKG batch has no record"));
+            };
+            if record.ended() {
+                continue;
+            }
+            if let Some(event) = self.advance(overlay, batch, &mut record, height, time_ms)? {
+                events.push(event);
+            }
+            self.write_batch(overlay, batch, &record);
+        }
+        while oldest_open < next_batch && self.read_batch(overlay, oldest_open)?.is_some_and(|record| record.ended()) {
+            oldest_open += 1;
+        }
+        write_u64(overlay, META_OLDEST_OPEN, oldest_open);
+        self.prune(overlay, height, oldest_open)?;
+        if let Some(batch) = self.maybe_open(overlay, height, time_ms, next_batch, oldest_open)? {
+            events.push(DkgEvent::BatchOpened { batch });
+        }
+        Ok(events)
+    }
+
+    fn deadline_passed(&self, record: &BatchRecord, height: u64, time_ms: u64) -> bool {
+        height >= record.phase_height.saturating_add(u64::from(self.settings.phase_min_blocks))
+            && time_ms >= record.phase_time_ms.saturating_add(self.settings.phase_min_ms)
+    }
+
+    fn enter(record: &mut BatchRecord, phase: Phase, height: u64, time_ms: u64) {
+        record.phase = phase;
+        record.phase_height = height;
+        record.phase_time_ms = time_ms;
+    }
+
+    fn advance<S: StateRead + ?Sized>(
+        &self,
+        overlay: &mut Overlay<'_, S>,
+        batch: u64,
+        record: &mut BatchRecord,
+        height: u64,
+        time_ms: u64,
+    ) -> Result<Option<DkgEvent>, LedgerError> {
+        let n = usize::from(self.params.nodes());
+        let f = usize::from(self.params.max_faulty());
+        let t = usize::from(self.params.threshold());
+        let deadline = self.deadline_passed(record, height, time_ms);
+        match record.phase {
+            Phase::Dealing if record.dealt.len() == n || deadline => {
+                if record.dealt.len() < f + 1 {
+                    Self::enter(record, Phase::Abandoned, height, time_ms);
+                    return Ok(Some(DkgEvent::BatchAbandoned { batch, reason: "fewer than f + 1 dealings" }));
+                }
+                Self::enter(record, Phase::Responding, height, time_ms);
+                Ok(None)
+            }
+            Phase::Responding if record.responded.len() == n || deadline => {
+                let qualified: Vec<u16> =
+                    record.dealt.iter().copied().filter(|d| !record.disqualified.contains(d)).collect();
+                if qualified.len() < f + 1 {
+                    Self::enter(record, Phase::Abandoned, height, time_ms);
+                    return Ok(Some(DkgEvent::BatchAbandoned { batch, reason: "fewer than f + 1 qualified dealers" }));
+                }
+                let context = self.context(batch);
+                let mut parsed = Vec::with_capacity(qualified.len());
+                for dealer in &qualified {
+                    let dealing = self.read_dealing(overlay, batch, *dealer)?;
+                    parsed.push(
+                        dealing
+                            .parse(&context, *dealer)
+                            .map_err(|_| LedgerError::CorruptState("an accepted dealing no longer parses"))?,
+                    );
+                }
+                let aggregate = AggregateCommitments::sum(self.params, &parsed.iter().collect::<Vec<_>>())
+                    .map_err(|_| LedgerError::CorruptState("the qualified commitments do not sum"))?;
+                overlay.put(Table::DkgAggregates, &batch.to_be_bytes(), aggregate.to_bytes());
+                record.qualified.clone_from(&qualified);
+                Self::enter(record, Phase::Publishing, height, time_ms);
+                Ok(Some(DkgEvent::QualifiedSetFixed { batch, qualified }))
+            }
+            Phase::Publishing if record.published.len() == n || deadline => {
+                let pending: Vec<u16> =
+                    record.published.iter().copied().filter(|p| !record.refused.contains(p)).collect();
+                if pending.len() < t {
+                    if deadline {
+                        self.clear_batch(overlay, batch, record);
+                        Self::enter(record, Phase::Abandoned, height, time_ms);
+                        return Ok(Some(DkgEvent::BatchAbandoned {
+                            batch,
+                            reason: "fewer than t valid public share vectors",
+                        }));
+                    }
+                    return Ok(None);
+                }
+                let aggregate_bytes = overlay
+                    .get(Table::DkgAggregates, &batch.to_be_bytes())?
+                    .ok_or(LedgerError::CorruptState("a publishing batch has no aggregate"))?;
+                let aggregate = AggregateCommitments::from_bytes(self.params, &aggregate_bytes)
+                    .map_err(|_| LedgerError::CorruptState("stored aggregate commitments do not parse"))?;
+                let mut publications = Vec::with_capacity(pending.len());
+                for node in &pending {
+                    let bytes = overlay
+                        .get(Table::DkgPublications, &batch_node_key(batch, *node))?
+                        .ok_or(LedgerError::CorruptState("a publication is missing"))?;
+                    publications.push(
+                        PublicShares::decode_cfg(Copying(&bytes), &self.params)
+                            .map_err(|_| LedgerError::CorruptState("a stored publication does not decode"))?,
+                    );
+                }
+                let items: Vec<(u16, &PublicShares)> = pending.iter().copied().zip(publications.iter()).collect();
+                let verified = verify_public_shares(&self.context(batch), &aggregate, &items);
+                let mut valid = Vec::with_capacity(pending.len());
+                for (node, result) in pending.iter().zip(verified) {
+                    match result {
+                        Ok(points) => valid.push((*node, points)),
+                        Err(_) => insert_sorted(&mut record.refused, *node),
+                    }
+                }
+                if valid.len() < t {
+                    if deadline {
+                        self.clear_batch(overlay, batch, record);
+                        Self::enter(record, Phase::Abandoned, height, time_ms);
+                        return Ok(Some(DkgEvent::BatchAbandoned {
+                            batch,
+                            reason: "fewer than t valid public share vectors",
+                        }));
+                    }
+                    return Ok(None);
+                }
+                let finished = finish_keys(&self.params, &valid)
+                    .map_err(|_| LedgerError::CorruptState("verified public shares do not interpolate"))?;
+                let keys: Vec<KeyRecord> = finished
+                    .into_iter()
+                    .map(|key| KeyRecord { public_key: key.public_key, public_shares: key.public_shares })
+                    .collect();
+                let first_key = crate::machine::append_keys(overlay, &keys)?;
+                self.clear_batch(overlay, batch, record);
+                Self::enter(record, Phase::Finished { first_key }, height, time_ms);
+                Ok(Some(DkgEvent::BatchFinished { batch, first_key, keys: keys.len() as u64 }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Deletes a batch's aggregate and publications (its dealings stay for
+    /// [`DEALING_RETENTION_BLOCKS`]).
+    fn clear_batch<S: StateRead + ?Sized>(&self, overlay: &mut Overlay<'_, S>, batch: u64, record: &BatchRecord) {
+        overlay.delete(Table::DkgAggregates, &batch.to_be_bytes());
+        for node in &record.published {
+            overlay.delete(Table::DkgPublications, &batch_node_key(batch, *node));
+        }
+    }
+
+    fn prune<S: StateRead + ?Sized>(
+        &self,
+        overlay: &mut Overlay<'_, S>,
+        height: u64,
+        oldest_open: u64,
+    ) -> Result<(), LedgerError> {
+        let mut oldest = read_u64(overlay, META_OLDEST_UNPRUNED)?;
+        while oldest < oldest_open {
+            let Some(record) = self.read_batch(overlay, oldest)? else {
+                return Err(LedgerError::CorruptState("an ended DKG batch has no record"));
+            };
+            if height < record.phase_height.saturating_add(DEALING_RETENTION_BLOCKS) {
+                break;
+            }
+            for dealer in &record.dealt {
+                overlay.delete(Table::DkgDealings, &batch_node_key(oldest, *dealer));
+            }
+            oldest += 1;
+        }
+        write_u64(overlay, META_OLDEST_UNPRUNED, oldest);
+        Ok(())
+    }
+
+    fn maybe_open<S: StateRead + ?Sized>(
+        &self,
+        overlay: &mut Overlay<'_, S>,
+        height: u64,
+        time_ms: u64,
+        next_batch: u64,
+        oldest_open: u64,
+    ) -> Result<Option<u64>, LedgerError> {
+        let mut in_flight = 0u64;
+        for batch in oldest_open..next_batch {
+            if self.read_batch(overlay, batch)?.is_some_and(|record| !record.ended()) {
+                in_flight += 1;
+            }
+        }
+        let ready = crate::machine::ready_keys(overlay)?;
+        let pending = crate::machine::pending_assignments(overlay)?;
+        let coming = in_flight * u64::from(self.params.keys());
+        let mut refilling = read_u64(overlay, META_REFILLING)? == 1;
+        if ready < u64::from(self.settings.low_water) || pending > 0 {
+            refilling = true;
+        }
+        let wanted = u64::from(self.settings.pool_target) + pending;
+        if ready + coming >= wanted {
+            refilling = false;
+        }
+        write_u64(overlay, META_REFILLING, u64::from(refilling));
+        if !refilling || in_flight >= u64::from(self.settings.max_batches_in_flight) {
+            return Ok(None);
+        }
+        self.write_batch(overlay, next_batch, &BatchRecord::new(height, time_ms));
+        write_u64(overlay, META_NEXT_BATCH, next_batch + 1);
+        Ok(Some(next_batch))
+    }
+}
+
+/// Read access to the DKG's state for the nodes' participants and the API.
+pub struct DkgView<'a, S: StateRead + ?Sized> {
+    pub(crate) state: &'a S,
+    pub(crate) machine: &'a DkgMachine,
+}
+
+impl<S: StateRead + ?Sized> DkgView<'_, S> {
+    /// The context of a batch (for building and checking its messages).
+    pub fn context(&self, batch: u64) -> BatchContext {
+        self.machine.context(batch)
+    }
+
+    /// The shape of every batch.
+    pub fn params(&self) -> BatchParams {
+        self.machine.params
+    }
+
+    /// Batches opened so far (`0..next_batch`).
+    pub fn next_batch(&self) -> Result<u64, LedgerError> {
+        self.counter(META_NEXT_BATCH)
+    }
+
+    /// The oldest batch that has not ended.
+    pub fn oldest_open(&self) -> Result<u64, LedgerError> {
+        self.counter(META_OLDEST_OPEN)
+    }
+
+    fn counter(&self, key: &[u8]) -> Result<u64, LedgerError> {
+        crate::machine::parse_counter(self.state.get(&crate::state::state_key(Table::Meta, key))?)
+    }
+
+    /// A batch's record.
+    pub fn batch(&self, batch: u64) -> Result<Option<BatchRecord>, LedgerError> {
+        crate::machine::parse_record(
+            self.state.get(&crate::state::state_key(Table::DkgBatches, &batch.to_be_bytes()))?,
+            &usize::from(self.machine.params.nodes()),
+            "a DKG batch record does not decode",
+        )
+    }
+
+    /// A dealer's accepted dealing in a batch (until it is pruned).
+    pub fn dealing(&self, batch: u64, dealer: u16) -> Result<Option<Dealing>, LedgerError> {
+        let bytes = self.state.get(&crate::state::state_key(Table::DkgDealings, &batch_node_key(batch, dealer)))?;
+        bytes
+            .map(|bytes| {
+                Dealing::decode_cfg(Copying(&bytes), &self.machine.params)
+                    .map_err(|_| LedgerError::CorruptState("a stored dealing does not decode"))
+            })
+            .transpose()
+    }
+}

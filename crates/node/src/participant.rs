@@ -1,0 +1,257 @@
+//! A node's part in the DKG, as pure logic: given the committed ledger
+//! state after a block, what to submit and what to persist. The node's
+//! driver ([`crate::participant_driver`]) feeds it applied heights and
+//! carries out its actions in order; tests drive it directly.
+//!
+//! Everything it needs to resume after a restart is in the ledger (open
+//! batches, accepted dealings) or in the node's share store (shares it
+//! already computed): a node that restarts in any phase re-derives its
+//! shares from the dealings with its secp256k1 key and carries on. A
+//! dealing it made before a crash needs nothing: only the first dealing of
+//! a dealer counts.
+
+use std::collections::BTreeMap;
+
+use quorumkey_crypto::group::{NonZeroScalar, Point};
+use quorumkey_dkg::dealing::ShareFault;
+use quorumkey_dkg::recipient::complain;
+use quorumkey_dkg::{DealerSecrets, KeyShares, ReceivedShares, open_dealing};
+use quorumkey_ledger::{Ledger, LedgerError, Phase, StateRead, TransactionBody};
+use rand_core::CryptoRng;
+
+/// Blocks after which a message that has not landed is sent again.
+pub const RESUBMIT_AFTER_BLOCKS: u64 = 8;
+
+/// What the participant wants done, in order.
+#[derive(Debug)]
+pub enum DkgAction {
+    /// Sign as this node and submit.
+    Submit(TransactionBody),
+    /// Persist this node's shares of a batch's keys (before its public
+    /// shares are published).
+    StoreBatchShares {
+        /// The batch.
+        batch: u64,
+        /// The shares.
+        shares: KeyShares,
+    },
+    /// The batch finished: its shares belong to keys `first_key..`.
+    AssignBatchShares {
+        /// The batch.
+        batch: u64,
+        /// Index of the batch's first key.
+        first_key: u64,
+    },
+    /// The batch was abandoned: forget its shares.
+    DropBatchShares {
+        /// The batch.
+        batch: u64,
+    },
+}
+
+/// What the node's share store holds that the participant must know.
+pub trait BatchShareStore {
+    /// This node's stored shares of a batch (not yet assigned to keys).
+    fn load_batch_shares(&self, batch: u64, node: u16) -> Option<KeyShares>;
+    /// Batches with stored shares not yet assigned to keys.
+    fn batches_with_shares(&self) -> Vec<u64>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    Deal,
+    Respond,
+    Publish,
+}
+
+/// One node's DKG participant.
+pub struct DkgParticipant {
+    me: u16,
+    secret: NonZeroScalar,
+    recipients: Vec<Point>,
+    /// What each dealer of a batch sent this node, checked.
+    received: BTreeMap<u64, BTreeMap<u16, Result<ReceivedShares, ShareFault>>>,
+    /// When each message was last submitted (height).
+    submitted: BTreeMap<(u64, Step), u64>,
+    /// Batches this node cannot hold shares of.
+    sitting_out: Vec<u64>,
+}
+
+impl std::fmt::Debug for DkgParticipant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DkgParticipant").field("me", &self.me).finish_non_exhaustive()
+    }
+}
+
+impl DkgParticipant {
+    /// Node `me` of the ledger's network, with its secp256k1 secret key.
+    pub fn new(ledger: &Ledger, me: u16, secret: NonZeroScalar) -> Result<Self, LedgerError> {
+        let recipients = ledger
+            .genesis()
+            .nodes
+            .iter()
+            .map(|node| {
+                quorumkey_crypto::group::point_from_bytes("node secp256k1 key", &node.secp256k1_key)
+                    .map_err(|_| LedgerError::CorruptState("a genesis node key is not a point"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            me,
+            secret,
+            recipients,
+            received: BTreeMap::new(),
+            submitted: BTreeMap::new(),
+            sitting_out: Vec::new(),
+        })
+    }
+
+    /// This node's index.
+    pub fn me(&self) -> u16 {
+        self.me
+    }
+
+    fn due(&mut self, batch: u64, step: Step, height: u64) -> bool {
+        match self.submitted.get(&(batch, step)) {
+            Some(at) if height < at.saturating_add(RESUBMIT_AFTER_BLOCKS) => false,
+            _ => {
+                self.submitted.insert((batch, step), height);
+                true
+            }
+        }
+    }
+
+    /// The actions after the block at `height` was applied to `state`.
+    pub fn on_block<S: StateRead + ?Sized, R: CryptoRng + ?Sized>(
+        &mut self,
+        ledger: &Ledger,
+        state: &S,
+        height: u64,
+        store: &dyn BatchShareStore,
+        rng: &mut R,
+    ) -> Result<Vec<DkgAction>, LedgerError> {
+        let view = ledger.dkg_view(state);
+        let mut actions = Vec::new();
+        // Batches whose shares wait for the batch's end.
+        for batch in store.batches_with_shares() {
+            match view.batch(batch)?.map(|record| record.phase) {
+                Some(Phase::Finished { first_key }) => actions.push(DkgAction::AssignBatchShares { batch, first_key }),
+                Some(Phase::Abandoned) | None => actions.push(DkgAction::DropBatchShares { batch }),
+                _ => {}
+            }
+        }
+        let oldest = view.oldest_open()?;
+        let next = view.next_batch()?;
+        self.received.retain(|batch, _| *batch >= oldest);
+        self.submitted.retain(|(batch, _), _| *batch >= oldest);
+        self.sitting_out.retain(|batch| *batch >= oldest);
+        for batch in oldest..next {
+            let Some(record) = view.batch(batch)? else { continue };
+            let context = view.context(batch);
+            match record.phase {
+                Phase::Dealing if !record.dealt.contains(&self.me) && self.due(batch, Step::Deal, height) => {
+                    let secrets = DealerSecrets::random(view.params(), rng);
+                    match secrets.deal(&context, self.me, &self.recipients, rng) {
+                        Ok(dealing) => actions.push(DkgAction::Submit(TransactionBody::DkgDeal { batch, dealing })),
+                        Err(e) => tracing::error!(batch, error = %e, "cannot build a dealing"),
+                    }
+                }
+                Phase::Responding if !record.responded.contains(&self.me) && self.due(batch, Step::Respond, height) => {
+                    let mut complaints = Vec::new();
+                    for dealer in &record.dealt {
+                        if let Err(fault) = self.open(ledger, state, batch, *dealer, rng)? {
+                            tracing::warn!(batch, dealer, fault = fault.describe(), "complaining about a dealer");
+                            let Some(dealing) = view.dealing(batch, *dealer)? else { continue };
+                            let Ok(parsed) = dealing.parse(&context, *dealer) else { continue };
+                            match complain(&context, *dealer, &parsed, self.me, &self.secret, rng) {
+                                Ok(complaint) => complaints.push(complaint),
+                                Err(e) => tracing::error!(batch, dealer, error = %e, "cannot build a complaint"),
+                            }
+                        }
+                    }
+                    actions.push(DkgAction::Submit(TransactionBody::DkgResponse { batch, complaints }));
+                }
+                Phase::Publishing if !record.published.contains(&self.me) && !self.sitting_out.contains(&batch) => {
+                    let shares = match store.load_batch_shares(batch, self.me) {
+                        Some(shares) => shares,
+                        None => match self.sum_shares(ledger, state, batch, &record.qualified, rng)? {
+                            Some(shares) => {
+                                actions.push(DkgAction::StoreBatchShares { batch, shares: shares.clone() });
+                                shares
+                            }
+                            None => {
+                                self.sitting_out.push(batch);
+                                continue;
+                            }
+                        },
+                    };
+                    if self.due(batch, Step::Publish, height) {
+                        let shares = shares.prove_public_shares(&context, rng);
+                        actions.push(DkgAction::Submit(TransactionBody::DkgPublicShares { batch, shares }));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(actions)
+    }
+
+    /// This node's shares of a batch's keys: the sum of what the qualified
+    /// dealers sent it. `None` if one of them sent wrong shares and the
+    /// node missed the chance to complain (it then sits the batch out; the
+    /// others still rebuild every key).
+    fn sum_shares<S: StateRead + ?Sized, R: CryptoRng + ?Sized>(
+        &mut self,
+        ledger: &Ledger,
+        state: &S,
+        batch: u64,
+        qualified: &[u16],
+        rng: &mut R,
+    ) -> Result<Option<KeyShares>, LedgerError> {
+        for dealer in qualified {
+            if let Err(fault) = self.open(ledger, state, batch, *dealer, rng)? {
+                tracing::error!(
+                    batch,
+                    dealer,
+                    fault = fault.describe(),
+                    "a qualified dealer's shares to this node are wrong; this node sits the batch out"
+                );
+                return Ok(None);
+            }
+        }
+        let Some(received) = self.received.get(&batch) else { return Ok(None) };
+        let mine: Vec<&ReceivedShares> =
+            qualified.iter().filter_map(|dealer| received.get(dealer).and_then(|r| r.as_ref().ok())).collect();
+        if mine.len() != qualified.len() {
+            return Ok(None);
+        }
+        let params = ledger.dkg_view(state).params();
+        Ok(KeyShares::aggregate(&params, self.me, &mine).ok())
+    }
+
+    /// Opens and checks (once, then from memory) what `dealer` sent this
+    /// node in `batch`.
+    fn open<S: StateRead + ?Sized, R: CryptoRng + ?Sized>(
+        &mut self,
+        ledger: &Ledger,
+        state: &S,
+        batch: u64,
+        dealer: u16,
+        rng: &mut R,
+    ) -> Result<Result<(), ShareFault>, LedgerError> {
+        if let Some(result) = self.received.get(&batch).and_then(|r| r.get(&dealer)) {
+            return Ok(result.as_ref().map(|_| ()).map_err(|fault| *fault));
+        }
+        let view = ledger.dkg_view(state);
+        let Some(dealing) = view.dealing(batch, dealer)? else {
+            return Ok(Err(ShareFault::Undecryptable));
+        };
+        let context = view.context(batch);
+        let parsed = dealing
+            .parse(&context, dealer)
+            .map_err(|_| LedgerError::CorruptState("an accepted dealing no longer parses"))?;
+        let result = open_dealing(&context, dealer, &dealing, &parsed, self.me, &self.secret, rng);
+        let outcome = result.as_ref().map(|_| ()).map_err(|fault| *fault);
+        self.received.entry(batch).or_default().insert(dealer, result);
+        Ok(outcome)
+    }
+}
