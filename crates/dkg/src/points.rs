@@ -35,7 +35,7 @@ pub fn encode_affine(points: &[AffinePoint]) -> Vec<u8> {
 
 /// Decodes `X ‖ Y` points, each on the curve (so never the identity).
 pub fn decode_points(bytes: &[u8], what: &'static str) -> Result<Vec<AffinePoint>, DkgError> {
-    if bytes.len() % AFFINE_POINT_LEN != 0 {
+    if !bytes.len().is_multiple_of(AFFINE_POINT_LEN) {
         return Err(DkgError::Malformed(what));
     }
     let mut out = Vec::with_capacity(bytes.len() / AFFINE_POINT_LEN);

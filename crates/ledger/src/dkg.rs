@@ -591,9 +591,13 @@ impl DkgMachine {
         oldest_open: u64,
     ) -> Result<Option<u64>, LedgerError> {
         let mut in_flight = 0u64;
+        let mut dealing = false;
         for batch in oldest_open..next_batch {
-            if self.read_batch(overlay, batch)?.is_some_and(|record| !record.ended()) {
+            if let Some(record) = self.read_batch(overlay, batch)?
+                && !record.ended()
+            {
                 in_flight += 1;
+                dealing |= record.phase == Phase::Dealing;
             }
         }
         let ready = crate::machine::ready_keys(overlay)?;
@@ -608,7 +612,10 @@ impl DkgMachine {
             refilling = false;
         }
         write_u64(overlay, META_REFILLING, u64::from(refilling));
-        if !refilling || in_flight >= u64::from(self.settings.max_batches_in_flight) {
+        // One batch deals at a time: dealing is the costly step for every
+        // node, and the next batch opens as soon as this one's dealings are
+        // in, so batches still overlap in their later phases.
+        if !refilling || dealing || in_flight >= u64::from(self.settings.max_batches_in_flight) {
             return Ok(None);
         }
         self.write_batch(overlay, next_batch, &BatchRecord::new(height, time_ms));
@@ -642,6 +649,11 @@ impl<S: StateRead + ?Sized> DkgView<'_, S> {
     /// The oldest batch that has not ended.
     pub fn oldest_open(&self) -> Result<u64, LedgerError> {
         self.counter(META_OLDEST_OPEN)
+    }
+
+    /// The oldest batch whose dealings are still in the state.
+    pub fn oldest_unpruned(&self) -> Result<u64, LedgerError> {
+        self.counter(META_OLDEST_UNPRUNED)
     }
 
     fn counter(&self, key: &[u8]) -> Result<u64, LedgerError> {

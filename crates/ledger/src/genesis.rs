@@ -38,7 +38,7 @@ pub struct DkgSettings {
 impl DkgSettings {
     /// The defaults for `n` nodes: batches of up to 256 keys, a pool of
     /// 1024 refilled below 512, four batches at once, and phase deadlines of
-    /// `n + f + 2` blocks and `2 s + 250 ms·n` (both grow with `n`; the
+    /// `n + f + 2` blocks and `5 s + 500 ms·n` (both grow with `n`; the
     /// block count exceeds the `f + 1` views in which Byzantine leaders
     /// could keep a transaction out).
     pub fn default_for(nodes: usize) -> Self {
@@ -52,7 +52,7 @@ impl DkgSettings {
             low_water: 512,
             max_batches_in_flight: 4,
             phase_min_blocks: u32::from(n) + f + 2,
-            phase_min_ms: 2_000 + 250 * u64::from(n),
+            phase_min_ms: 5_000 + 500 * u64::from(n),
         }
     }
 

@@ -13,11 +13,13 @@ use std::path::Path;
 use bytes::Bytes;
 use std::sync::Mutex;
 
-use quorumkey_ledger::{Ledger, Rejection};
+use quorumkey_ledger::{DkgEvent, Ledger, Rejection};
 use quorumkey_store::{Applied, NodeStore, StoreError};
 use thiserror::Error;
 
-use crate::observability::{HealthCell, METRIC_FINALIZATION_LATENCY, METRIC_TRANSACTIONS};
+use crate::observability::{
+    HealthCell, METRIC_DKG_ABANDONED, METRIC_DKG_KEYS, METRIC_FINALIZATION_LATENCY, METRIC_TRANSACTIONS,
+};
 
 /// A block as consensus finalized it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +154,7 @@ impl BlockApplier {
                 log_rejection(block.height, &receipt.transaction, rejection);
             }
         }
+        log_dkg_events(block.height, &outcome.dkg_events);
         let accepted = outcome.receipts.len() - rejected;
         metrics::counter!(METRIC_TRANSACTIONS, "outcome" => "applied").increment(accepted as u64);
         metrics::counter!(METRIC_TRANSACTIONS, "outcome" => "rejected").increment(rejected as u64);
@@ -180,6 +183,25 @@ impl BlockApplier {
         let mismatch = RootMismatch { height, local: hex::encode(local), network: hex::encode(network_root) };
         self.halt(mismatch.to_string());
         Err(mismatch)
+    }
+}
+
+fn log_dkg_events(height: u64, events: &[DkgEvent]) {
+    for event in events {
+        match event {
+            DkgEvent::BatchOpened { batch } => tracing::info!(height, batch, "DKG batch opened"),
+            DkgEvent::QualifiedSetFixed { batch, qualified } => {
+                tracing::info!(height, batch, ?qualified, "DKG qualified set fixed");
+            }
+            DkgEvent::BatchFinished { batch, first_key, keys } => {
+                metrics::counter!(METRIC_DKG_KEYS).increment(*keys);
+                tracing::info!(height, batch, first_key, keys, "DKG batch finished: keys added to the pool");
+            }
+            DkgEvent::BatchAbandoned { batch, reason } => {
+                metrics::counter!(METRIC_DKG_ABANDONED).increment(1);
+                tracing::warn!(height, batch, reason, "DKG batch abandoned");
+            }
+        }
     }
 }
 

@@ -92,6 +92,40 @@ pub struct NetworkVerifier {
     pub config: String,
 }
 
+/// The `[dkg]` section of `network.toml`: how the key pool is kept full.
+/// Every field is optional; an absent one takes the default for the
+/// network's size (see `DkgSettings::default_for`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkDkg {
+    /// Keys per batch.
+    pub batch_keys: Option<u16>,
+    /// Ready keys the pool refills to.
+    pub pool_target: Option<u32>,
+    /// A refill starts below this many ready keys.
+    pub low_water: Option<u32>,
+    /// Batches that may run at once.
+    pub max_batches_in_flight: Option<u8>,
+    /// Least blocks a phase waits for a silent node.
+    pub phase_min_blocks: Option<u32>,
+    /// Least milliseconds of block time a phase waits for a silent node.
+    pub phase_min_ms: Option<u64>,
+}
+
+impl NetworkDkg {
+    fn settings(&self, nodes: usize) -> DkgSettings {
+        let defaults = DkgSettings::default_for(nodes);
+        DkgSettings {
+            batch_keys: self.batch_keys.unwrap_or(defaults.batch_keys),
+            pool_target: self.pool_target.unwrap_or(defaults.pool_target),
+            low_water: self.low_water.unwrap_or(defaults.low_water),
+            max_batches_in_flight: self.max_batches_in_flight.unwrap_or(defaults.max_batches_in_flight),
+            phase_min_blocks: self.phase_min_blocks.unwrap_or(defaults.phase_min_blocks),
+            phase_min_ms: self.phase_min_ms.unwrap_or(defaults.phase_min_ms),
+        }
+    }
+}
+
 /// `network.toml`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,6 +135,13 @@ pub struct NetworkFile {
     /// Verifiers registered at genesis.
     #[serde(default)]
     pub verifiers: Vec<NetworkVerifier>,
+    /// DKG settings (defaults for the network's size if absent).
+    #[serde(default, skip_serializing_if = "is_default_dkg")]
+    pub dkg: NetworkDkg,
+}
+
+fn is_default_dkg(dkg: &NetworkDkg) -> bool {
+    dkg == &NetworkDkg::default()
 }
 
 fn parse_point(hex_digits: &str) -> Result<PointBytes, String> {
@@ -135,7 +176,7 @@ impl NetworkFile {
             let owner = parse_point(&verifier.owner).map_err(|e| format!("verifier {}: owner: {e}", verifier.name))?;
             verifiers.push(GenesisVerifier { name, owner, config: Bytes::from(verifier.config.clone().into_bytes()) });
         }
-        let genesis = Genesis { dkg: DkgSettings::default_for(nodes.len()), nodes, verifiers };
+        let genesis = Genesis { dkg: self.dkg.settings(nodes.len()), nodes, verifiers };
         genesis.validate().map_err(|e| e.to_string())?;
         Ok(genesis)
     }
@@ -246,7 +287,7 @@ pub fn init_network(out: &Path, options: &InitOptions) -> Result<NetworkFile, Co
             rpc_address: SocketAddr::from(([127, 0, 0, 1], options.rpc_base_port + index)),
         });
     }
-    let network = NetworkFile { nodes, verifiers: options.verifiers.clone() };
+    let network = NetworkFile { nodes, verifiers: options.verifiers.clone(), dkg: NetworkDkg::default() };
     let path = out.join(NETWORK_FILE);
     network.genesis().map_err(|reason| ConfigError::Invalid { path: path.clone(), reason })?;
     write_file(&path, &to_toml(&network, &path)?)?;

@@ -21,4 +21,5 @@ pub mod devnet;
 pub mod identity;
 pub mod observability;
 pub mod participant;
+pub mod participant_driver;
 pub mod run;

@@ -30,6 +30,10 @@ pub const METRIC_MEMPOOL_SIZE: &str = "quorumkey_mempool_transactions";
 pub const METRIC_CONNECTED_PEERS: &str = "quorumkey_connected_peers";
 /// Counter: transactions applied, by outcome (`applied` or `rejected`).
 pub const METRIC_TRANSACTIONS: &str = "quorumkey_transactions_total";
+/// Counter: keys the DKG added to the pool.
+pub const METRIC_DKG_KEYS: &str = "quorumkey_dkg_keys_total";
+/// Counter: DKG batches abandoned.
+pub const METRIC_DKG_ABANDONED: &str = "quorumkey_dkg_batches_abandoned_total";
 
 /// Why telemetry could not start.
 #[derive(Debug, Error)]

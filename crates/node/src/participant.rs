@@ -20,7 +20,7 @@ use quorumkey_ledger::{Ledger, LedgerError, Phase, StateRead, TransactionBody};
 use rand_core::CryptoRng;
 
 /// Blocks after which a message that has not landed is sent again.
-pub const RESUBMIT_AFTER_BLOCKS: u64 = 8;
+pub const RESUBMIT_AFTER_BLOCKS: u64 = 32;
 
 /// What the participant wants done, in order.
 #[derive(Debug)]
@@ -55,6 +55,8 @@ pub trait BatchShareStore {
     fn load_batch_shares(&self, batch: u64, node: u16) -> Option<KeyShares>;
     /// Batches with stored shares not yet assigned to keys.
     fn batches_with_shares(&self) -> Vec<u64>;
+    /// True if this node holds a share of key `index`.
+    fn has_key_share(&self, index: u64) -> bool;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -141,6 +143,21 @@ impl DkgParticipant {
         }
         let oldest = view.oldest_open()?;
         let next = view.next_batch()?;
+        // Batches that finished while this node was down, whose dealings
+        // are still kept: recover this node's shares from them.
+        for batch in view.oldest_unpruned()?..oldest {
+            let Some(record) = view.batch(batch)? else { continue };
+            let Phase::Finished { first_key } = record.phase else { continue };
+            if store.has_key_share(first_key) || store.load_batch_shares(batch, self.me).is_some() {
+                continue;
+            }
+            if let Some(shares) = self.sum_shares(ledger, state, batch, &record.qualified, rng)? {
+                tracing::info!(batch, "recovered this node's shares of a batch that finished while it was away");
+                actions.push(DkgAction::StoreBatchShares { batch, shares });
+                actions.push(DkgAction::AssignBatchShares { batch, first_key });
+            }
+            self.received.remove(&batch);
+        }
         self.received.retain(|batch, _| *batch >= oldest);
         self.submitted.retain(|(batch, _), _| *batch >= oldest);
         self.sitting_out.retain(|batch| *batch >= oldest);

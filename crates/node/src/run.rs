@@ -19,6 +19,8 @@ use quorumkey_ledger::Ledger;
 use thiserror::Error;
 
 use crate::api::{self, NodeApi, PEER_WINDOW, wall_clock_ms};
+use commonware_runtime::Spawner as _;
+
 use crate::applier::BlockApplier;
 use crate::config::{ConfigError, NetworkFile, NetworkNode, NodeConfig};
 use crate::consensus::{
@@ -27,6 +29,8 @@ use crate::consensus::{
 };
 use crate::identity::{KeyFileError, NodeIdentity};
 use crate::observability::{HealthCell, METRIC_CONNECTED_PEERS, Telemetry};
+use crate::participant::DkgParticipant;
+use crate::participant_driver::{ParticipantIdentity, run_participant};
 
 /// The ledger database inside the data directory.
 pub const LEDGER_FILE: &str = "ledger.redb";
@@ -200,6 +204,23 @@ async fn serve(
     )
     .await?;
     tracing::info!(index, p2p = %me.p2p_address, rpc = %me.rpc_address, "node started");
+
+    // The DKG participant, on a blocking thread (its batch checks are
+    // long computations).
+    let participant = DkgParticipant::new(&node.ledger, index, *node.identity.secp256k1.as_nonzero_scalar())
+        .map_err(|e| NodeError::Mismatch(format!("cannot start the DKG participant: {e}")))?;
+    let identity = ParticipantIdentity { index, node_key: node.identity.consensus.clone() };
+    let (dkg_applier, dkg_tip, dkg_submitter) = (applier.clone(), running.tip.clone(), running.submitter.clone());
+    context.child("dkg").shared(true).spawn(move |_| {
+        run_participant(
+            dkg_applier,
+            dkg_tip,
+            dkg_submitter,
+            identity,
+            Box::new(participant),
+            quorumkey_crypto::random::os_rng(),
+        )
+    });
 
     // The HTTP API.
     let api_state = NodeApi {

@@ -8,36 +8,19 @@
 
 use std::collections::BTreeMap;
 
+mod support;
+
 use commonware_codec::Encode;
-use quorumkey_crypto::group::{Point, Scalar, generator, point_from_bytes};
+use quorumkey_crypto::group::{Scalar, generator, point_from_bytes};
 use quorumkey_crypto::shamir::{Share, reconstruct_secret};
-use quorumkey_dkg::dealing::{SharePair, seal_dealing};
-use quorumkey_dkg::recipient::complain;
-use quorumkey_dkg::{DealerSecrets, KeyShares};
+use quorumkey_dkg::KeyShares;
+use quorumkey_dkg::dealing::SharePair;
 use quorumkey_ledger::testkit::{TestNetwork, small_dkg};
-use quorumkey_ledger::{DkgEvent, LedgerView, MemoryState, Phase, SignedTransaction, TransactionBody};
+use quorumkey_ledger::{DkgEvent, LedgerView, MemoryState, Phase, SignedTransaction};
 use quorumkey_node::participant::{BatchShareStore, DkgAction, DkgParticipant};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Behaviour {
-    Honest,
-    /// Deals a wrong share to one recipient.
-    BadShare,
-    /// Commitments unrelated to the shares.
-    InconsistentCommitments,
-    /// A dealing with a point off the curve (and nothing valid).
-    Malformed,
-    /// Sends nothing at all.
-    Silent,
-    /// Deals, then never responds or publishes.
-    WithholdLater,
-    /// Deals honestly, then accuses every other dealer.
-    FalseAccuser,
-    /// Publishes public shares that are not its own.
-    BadPublicShares,
-}
+use support::dkg::{Behaviour, subsets, tamper};
 
 #[derive(Default)]
 struct MemoryShares {
@@ -51,6 +34,9 @@ impl BatchShareStore for MemoryShares {
     }
     fn batches_with_shares(&self) -> Vec<u64> {
         self.batches.keys().copied().collect()
+    }
+    fn has_key_share(&self, index: u64) -> bool {
+        self.keys.contains_key(&index)
     }
 }
 
@@ -114,7 +100,11 @@ impl Run {
             for action in actions {
                 match action {
                     DkgAction::Submit(body) => {
-                        if let Some(body) = self.misbehave(position, body) {
+                        let (index, behaviour) = (self.nodes[position].index, self.nodes[position].behaviour);
+                        let secret = *self.net.secp256k1_keys[usize::from(index) - 1].as_nonzero_scalar();
+                        if let Some(body) =
+                            tamper(behaviour, index, &self.net.ledger, &self.state, &secret, body, &mut self.rng)
+                        {
                             let index = self.nodes[position].index;
                             let key = &self.net.node_keys[usize::from(index) - 1];
                             let tx = SignedTransaction::sign_as_node(self.net.ledger.network_id(), body, index, key);
@@ -138,76 +128,6 @@ impl Run {
             }
         }
         next
-    }
-
-    fn misbehave(&mut self, position: usize, body: TransactionBody) -> Option<TransactionBody> {
-        let node = &self.nodes[position];
-        let (me, behaviour) = (node.index, node.behaviour);
-        let n = self.net.ledger.genesis().node_count() as u16;
-        let recipients: Vec<Point> = self
-            .net
-            .ledger
-            .genesis()
-            .nodes
-            .iter()
-            .map(|node| point_from_bytes("key", &node.secp256k1_key).unwrap())
-            .collect();
-        let view = self.net.ledger.dkg_view(&self.state);
-        match (behaviour, body) {
-            (Behaviour::Honest, body) => Some(body),
-            (Behaviour::Silent, _) => None,
-            (Behaviour::WithholdLater, body @ TransactionBody::DkgDeal { .. }) => Some(body),
-            (Behaviour::WithholdLater, _) => None,
-            (Behaviour::BadShare, TransactionBody::DkgDeal { batch, .. }) => {
-                let context = view.context(batch);
-                let secrets = DealerSecrets::random(view.params(), &mut self.rng);
-                let mut shares: Vec<Vec<SharePair>> = (1..=n).map(|j| secrets.shares_for(j)).collect();
-                // Victim: the next node (always another one).
-                let victim = usize::from(me % n);
-                shares[victim][0].value += Scalar::ONE;
-                let dealing =
-                    seal_dealing(&context, me, &secrets.commitments(), &shares, &recipients, &mut self.rng).unwrap();
-                Some(TransactionBody::DkgDeal { batch, dealing })
-            }
-            (Behaviour::InconsistentCommitments, TransactionBody::DkgDeal { batch, .. }) => {
-                let context = view.context(batch);
-                let secrets = DealerSecrets::random(view.params(), &mut self.rng);
-                let other = DealerSecrets::random(view.params(), &mut self.rng);
-                let shares: Vec<Vec<SharePair>> = (1..=n).map(|j| secrets.shares_for(j)).collect();
-                let dealing =
-                    seal_dealing(&context, me, &other.commitments(), &shares, &recipients, &mut self.rng).unwrap();
-                Some(TransactionBody::DkgDeal { batch, dealing })
-            }
-            (Behaviour::Malformed, TransactionBody::DkgDeal { batch, mut dealing }) => {
-                let mut commitments = dealing.commitments.to_vec();
-                commitments[5] ^= 0x10;
-                dealing.commitments = commitments.into();
-                Some(TransactionBody::DkgDeal { batch, dealing })
-            }
-            (Behaviour::FalseAccuser, TransactionBody::DkgResponse { batch, .. }) => {
-                let context = view.context(batch);
-                let record = view.batch(batch).unwrap().unwrap();
-                let secret = *self.net.secp256k1_keys[usize::from(me) - 1].as_nonzero_scalar();
-                let complaints = record
-                    .dealt
-                    .iter()
-                    .filter(|dealer| **dealer != me)
-                    .map(|dealer| {
-                        let dealing = view.dealing(batch, *dealer).unwrap().unwrap();
-                        let parsed = dealing.parse(&context, *dealer).unwrap();
-                        complain(&context, *dealer, &parsed, me, &secret, &mut self.rng).unwrap()
-                    })
-                    .collect();
-                Some(TransactionBody::DkgResponse { batch, complaints })
-            }
-            (Behaviour::BadPublicShares, TransactionBody::DkgPublicShares { batch, mut shares }) => {
-                let mut bytes = shares.shares.to_vec();
-                bytes.rotate_left(64);
-                shares.shares = bytes.into();
-                Some(TransactionBody::DkgPublicShares { batch, shares })
-            }
-            (_, body) => Some(body),
-        }
     }
 
     /// Runs until `batches` batches ended, or panics after `max_rounds`.
@@ -257,20 +177,6 @@ fn check_keys(run: &Run, honest: &[u16]) -> usize {
     total as usize
 }
 
-fn subsets(items: &[u16], size: usize) -> Vec<Vec<u16>> {
-    if size == 0 {
-        return vec![Vec::new()];
-    }
-    let mut out = Vec::new();
-    for (i, first) in items.iter().enumerate() {
-        for mut rest in subsets(&items[i + 1..], size - 1) {
-            rest.insert(0, *first);
-            out.push(rest);
-        }
-    }
-    out
-}
-
 fn qualified_sets(run: &Run) -> Vec<Vec<u16>> {
     run.events
         .iter()
@@ -316,7 +222,7 @@ fn byzantine_dealers_are_excluded_and_honest_ones_never() {
                 for h in &honest {
                     assert!(qualified.contains(h), "n={n} {kind:?}: honest dealer {h} excluded from {qualified:?}");
                 }
-                let excluded = matches!(kind, BadShare | InconsistentCommitments | Malformed | Silent);
+                let excluded = kind.excluded();
                 for b in &bad {
                     assert_eq!(!qualified.contains(b), excluded, "n={n} {kind:?}: dealer {b} in {qualified:?}");
                 }

@@ -6,16 +6,23 @@
 //! at any height it has applied. A block's state changes, its height and its
 //! root are written in one `redb` transaction with immediate durability:
 //! after a crash the store holds every block it acknowledged and no part of
-//! any other.
+//! any other. Two more tables hold this node's secret key shares from the
+//! DKG: per batch while the batch runs, then per key index.
 
 use std::path::Path;
 
 use quorumkey_ledger::{BlockOutcome, Ledger, LedgerError, StateRead, StorageError, WriteSet};
-use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 const LEDGER_STATE: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("ledger_state");
 const STATE_ROOTS: TableDefinition<'static, u64, &'static [u8; 32]> = TableDefinition::new("state_roots");
+/// Secret: this node's shares of a DKG batch's keys, between the moment it
+/// computed them and the batch's end (then moved to [`KEY_SHARES`]).
+const BATCH_SHARES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("dkg_batch_shares");
+/// Secret: this node's share of each key, by key index.
+const KEY_SHARES: TableDefinition<'static, u64, &'static [u8; 32]> = TableDefinition::new("key_shares");
 
 /// Why the store failed.
 #[derive(Debug, Error)]
@@ -137,6 +144,83 @@ impl NodeStore {
         drop(snapshot);
         self.commit(&outcome.writes, outcome.height, &outcome.state_root)?;
         Ok(Applied::Applied(outcome))
+    }
+
+    /// Persists this node's shares of a batch (opaque, secret bytes),
+    /// durably, replacing any stored before.
+    pub fn put_batch_shares(&self, batch: u64, shares: &[u8]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
+        {
+            let mut table = txn.open_table(BATCH_SHARES).map_err(|e| db_error("open shares table")(e.into()))?;
+            table.insert(batch, shares).map_err(|e| db_error("write batch shares")(e.into()))?;
+        }
+        txn.commit().map_err(|e| db_error("commit")(e.into()))
+    }
+
+    /// This node's stored shares of a batch, if any.
+    pub fn batch_shares(&self, batch: u64) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
+        let table = match txn.open_table(BATCH_SHARES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_error("open shares table")(e.into())),
+        };
+        let value = table.get(batch).map_err(|e| db_error("read batch shares")(e.into()))?;
+        Ok(value.map(|guard| Zeroizing::new(guard.value().to_vec())))
+    }
+
+    /// Batches whose shares are stored and not yet assigned to keys.
+    pub fn batches_with_shares(&self) -> Result<Vec<u64>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
+        let table = match txn.open_table(BATCH_SHARES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(db_error("open shares table")(e.into())),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| db_error("list batch shares")(e.into()))? {
+            let (key, _) = entry.map_err(|e| db_error("list batch shares")(e.into()))?;
+            out.push(key.value());
+        }
+        Ok(out)
+    }
+
+    /// The batch finished: stores `key_shares[i]` as the share of key
+    /// `first_key + i` and forgets the batch's entry, in one transaction.
+    pub fn assign_batch_shares(&self, batch: u64, first_key: u64, key_shares: &[[u8; 32]]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
+        {
+            let mut keys = txn.open_table(KEY_SHARES).map_err(|e| db_error("open key shares table")(e.into()))?;
+            for (offset, share) in key_shares.iter().enumerate() {
+                keys.insert(first_key + offset as u64, share).map_err(|e| db_error("write key share")(e.into()))?;
+            }
+            let mut batches = txn.open_table(BATCH_SHARES).map_err(|e| db_error("open shares table")(e.into()))?;
+            batches.remove(batch).map_err(|e| db_error("remove batch shares")(e.into()))?;
+        }
+        txn.commit().map_err(|e| db_error("commit")(e.into()))
+    }
+
+    /// The batch was abandoned: forgets its shares.
+    pub fn drop_batch_shares(&self, batch: u64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
+        {
+            let mut batches = txn.open_table(BATCH_SHARES).map_err(|e| db_error("open shares table")(e.into()))?;
+            batches.remove(batch).map_err(|e| db_error("remove batch shares")(e.into()))?;
+        }
+        txn.commit().map_err(|e| db_error("commit")(e.into()))
+    }
+
+    /// This node's share of a key (32 bytes, big-endian scalar), if it
+    /// holds one.
+    pub fn key_share(&self, index: u64) -> Result<Option<Zeroizing<[u8; 32]>>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
+        let table = match txn.open_table(KEY_SHARES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_error("open key shares table")(e.into())),
+        };
+        let value = table.get(index).map_err(|e| db_error("read key share")(e.into()))?;
+        Ok(value.map(|guard| Zeroizing::new(*guard.value())))
     }
 
     fn commit(&self, writes: &WriteSet, height: u64, root: &[u8; 32]) -> Result<(), StoreError> {

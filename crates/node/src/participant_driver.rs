@@ -1,0 +1,202 @@
+//! Runs this node's DKG participant: after every applied block it reads
+//! the committed state, asks the participant what to do, and does it in
+//! order (persist shares durably, then submit signed transactions).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use commonware_codec::Encode;
+use commonware_cryptography::ed25519;
+use quorumkey_crypto::group::{scalar_from_bytes, scalar_to_bytes};
+use quorumkey_dkg::KeyShares;
+use quorumkey_dkg::dealing::SharePair;
+use quorumkey_ledger::{Ledger, LedgerError, SignedTransaction, StateRead};
+use quorumkey_store::{NodeStore, StoreError};
+use rand_core::CryptoRng;
+use zeroize::Zeroizing;
+
+use crate::applier::BlockApplier;
+use crate::consensus::{AppliedTip, TransactionSubmitter};
+use crate::participant::{BatchShareStore, DkgAction, DkgParticipant};
+
+/// What a node does in the DKG after each block: the honest
+/// [`DkgParticipant`], or (in tests) something that misbehaves.
+pub trait DkgRole: Send + 'static {
+    /// The actions after the block at `height` was applied to `state`.
+    fn on_block(
+        &mut self,
+        ledger: &Ledger,
+        state: &dyn StateRead,
+        height: u64,
+        store: &dyn BatchShareStore,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<Vec<DkgAction>, LedgerError>;
+}
+
+impl DkgRole for DkgParticipant {
+    fn on_block(
+        &mut self,
+        ledger: &Ledger,
+        state: &dyn StateRead,
+        height: u64,
+        store: &dyn BatchShareStore,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<Vec<DkgAction>, LedgerError> {
+        DkgParticipant::on_block(self, ledger, state, height, store, rng)
+    }
+}
+
+/// The node's share tables seen as the participant's [`BatchShareStore`].
+struct StoredShares<'a> {
+    store: &'a NodeStore,
+}
+
+/// Bytes of one stored share pair.
+const PAIR_LEN: usize = 64;
+
+fn encode_pairs(pairs: &[SharePair]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(pairs.len() * PAIR_LEN));
+    for pair in pairs {
+        out.extend_from_slice(&scalar_to_bytes(&pair.value));
+        out.extend_from_slice(&scalar_to_bytes(&pair.blinding));
+    }
+    out
+}
+
+fn decode_pairs(bytes: &[u8]) -> Option<Vec<SharePair>> {
+    if !bytes.len().is_multiple_of(PAIR_LEN) {
+        return None;
+    }
+    bytes
+        .chunks_exact(PAIR_LEN)
+        .map(|chunk| {
+            Some(SharePair {
+                value: scalar_from_bytes(&chunk[..32]).ok()?,
+                blinding: scalar_from_bytes(&chunk[32..]).ok()?,
+            })
+        })
+        .collect()
+}
+
+impl BatchShareStore for StoredShares<'_> {
+    fn load_batch_shares(&self, batch: u64, node: u16) -> Option<KeyShares> {
+        match self.store.batch_shares(batch) {
+            Ok(Some(bytes)) => decode_pairs(&bytes).map(|pairs| KeyShares::from_pairs(node, pairs)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(batch, error = %e, "cannot read stored batch shares");
+                None
+            }
+        }
+    }
+
+    fn batches_with_shares(&self) -> Vec<u64> {
+        self.store.batches_with_shares().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot list stored batch shares");
+            Vec::new()
+        })
+    }
+
+    fn has_key_share(&self, index: u64) -> bool {
+        // On a read error, claim the share: recovery is retried next block.
+        self.store.key_share(index).map_or(true, |share| share.is_some())
+    }
+}
+
+/// Who this node is in the DKG.
+pub struct ParticipantIdentity {
+    /// Its index.
+    pub index: u16,
+    /// Its ed25519 key, which signs its DKG transactions.
+    pub node_key: ed25519::PrivateKey,
+}
+
+/// Carries out one action. A storage failure stops the participant (the
+/// node can no longer keep its shares safe); a refused submission is
+/// logged and retried by the participant later.
+fn execute(
+    action: DkgAction,
+    ledger: &Ledger,
+    store: &NodeStore,
+    submitter: &TransactionSubmitter,
+    identity: &ParticipantIdentity,
+) -> Result<(), StoreError> {
+    match action {
+        DkgAction::Submit(body) => {
+            let transaction =
+                SignedTransaction::sign_as_node(ledger.network_id(), body, identity.index, &identity.node_key);
+            if let Err(e) = submitter.submit(Bytes::from(transaction.encode().to_vec())) {
+                tracing::warn!(error = %e, "a DKG transaction was not accepted; it will be sent again");
+            }
+        }
+        DkgAction::StoreBatchShares { batch, shares } => {
+            store.put_batch_shares(batch, &encode_pairs(shares.shares()))?;
+        }
+        DkgAction::AssignBatchShares { batch, first_key } => {
+            if let Some(bytes) = store.batch_shares(batch)? {
+                let values: Zeroizing<Vec<[u8; 32]>> = Zeroizing::new(
+                    bytes
+                        .chunks_exact(PAIR_LEN)
+                        .map(|pair| {
+                            let mut value = [0u8; 32];
+                            value.copy_from_slice(&pair[..32]);
+                            value
+                        })
+                        .collect(),
+                );
+                store.assign_batch_shares(batch, first_key, &values)?;
+                tracing::info!(batch, first_key, keys = values.len(), "stored this node's shares of a finished batch");
+            }
+        }
+        DkgAction::DropBatchShares { batch } => {
+            store.drop_batch_shares(batch)?;
+            tracing::warn!(batch, "dropped this node's shares of an abandoned batch");
+        }
+    }
+    Ok(())
+}
+
+/// Runs the participant until the store fails: acts on the current state
+/// at once (a restarted node resumes), then after every applied block
+/// (skipping heights that went by while it worked: it acts on the latest
+/// state).
+pub async fn run_participant<R: CryptoRng + Send>(
+    applier: Arc<BlockApplier>,
+    tip: AppliedTip,
+    submitter: TransactionSubmitter,
+    identity: ParticipantIdentity,
+    mut role: Box<dyn DkgRole>,
+    mut rng: R,
+) {
+    let mut next = 0;
+    loop {
+        let height = tip.wait_for(next).await.height;
+        next = height + 1;
+        if applier.halted().is_some() {
+            return;
+        }
+        let store = applier.store();
+        let snapshot = match store.snapshot() {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                tracing::error!(error = %e, "DKG participant stopped: cannot read the ledger state");
+                return;
+            }
+        };
+        let shares = StoredShares { store };
+        let actions = match role.on_block(applier.ledger(), &snapshot, height, &shares, &mut rng) {
+            Ok(actions) => actions,
+            Err(e) => {
+                tracing::error!(error = %e, "DKG participant stopped: the ledger state is unreadable");
+                return;
+            }
+        };
+        drop(snapshot);
+        for action in actions {
+            if let Err(e) = execute(action, applier.ledger(), store, &submitter, &identity) {
+                tracing::error!(error = %e, "DKG participant stopped: cannot persist key shares");
+                return;
+            }
+        }
+    }
+}

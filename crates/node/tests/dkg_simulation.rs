@@ -1,0 +1,333 @@
+//! The DKG on the real consensus stack: whole validators (simplex,
+//! marshal, the ledger, redb stores, the node's DKG participant and its
+//! driver) on commonware's deterministic runtime and simulated network,
+//! seeded and reproducible. With n = 4, 5 and 7 and f Byzantine nodes
+//! (each kind of misbehaviour appears in one run), and in one run an
+//! honest node killed mid-DKG and restarted from its storage, every run
+//! checks that all honest nodes agree on the state root and the pool,
+//! that each finished batch's qualified set holds every honest dealer and
+//! none of the excluded ones, and that every key rebuilds, from every
+//! t-subset of the honest nodes' stored shares, to the recorded public key,
+//! with the recorded public shares matching the stored shares.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use commonware_cryptography::{Signer, ed25519};
+use commonware_p2p::simulated::{self, Link, Oracle};
+use commonware_runtime::{Clock, Handle, Runner as _, Spawner as _, Supervisor as _, deterministic};
+use commonware_utils::{NZUsize, probability};
+use quorumkey_crypto::group::{NonZeroScalar, generator, point_from_bytes, scalar_from_bytes};
+use quorumkey_crypto::shamir::{Share, reconstruct_secret};
+use quorumkey_ledger::testkit::{TestNetwork, small_dkg};
+use quorumkey_ledger::{Ledger, LedgerError, LedgerView, Phase, StateRead};
+use quorumkey_node::applier::BlockApplier;
+use quorumkey_node::consensus::{
+    BlockLimits, Channels, ConsensusConfig, MempoolLimits, Timing, channel, consensus_namespace, max_message_size,
+    start_consensus,
+};
+use quorumkey_node::observability::HealthCell;
+use quorumkey_node::participant::{BatchShareStore, DkgAction, DkgParticipant};
+use quorumkey_node::participant_driver::{DkgRole, ParticipantIdentity, run_participant};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, SeedableRng};
+use support::dkg::{Behaviour, subsets, tamper};
+
+type Context = deterministic::Context;
+
+/// An honest participant whose submissions pass through a behaviour.
+struct Misbehaving {
+    inner: DkgParticipant,
+    behaviour: Behaviour,
+    secret: NonZeroScalar,
+}
+
+impl DkgRole for Misbehaving {
+    fn on_block(
+        &mut self,
+        ledger: &Ledger,
+        state: &dyn StateRead,
+        height: u64,
+        store: &dyn BatchShareStore,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<Vec<DkgAction>, LedgerError> {
+        let actions = self.inner.on_block(ledger, state, height, store, rng)?;
+        Ok(actions
+            .into_iter()
+            .filter_map(|action| match action {
+                DkgAction::Submit(body) => {
+                    tamper(self.behaviour, self.inner.me(), ledger, state, &self.secret, body, rng)
+                        .map(DkgAction::Submit)
+                }
+                other => Some(other),
+            })
+            .collect())
+    }
+}
+
+struct Validator {
+    applier: Arc<BlockApplier>,
+    handle: Handle<()>,
+}
+
+struct Harness {
+    context: Context,
+    oracle: Oracle<ed25519::PublicKey, Context>,
+    network: TestNetwork,
+    keys: Vec<ed25519::PublicKey>,
+    dir: PathBuf,
+    validators: BTreeMap<usize, Validator>,
+    seed: u64,
+}
+
+impl Harness {
+    async fn start(&mut self, node: usize, behaviour: Behaviour) {
+        let control = self.oracle.control(self.keys[node].clone());
+        let mut pairs = Vec::new();
+        for ch in channel::ALL {
+            pairs.push(control.register(ch, channel::quota(ch)).await.unwrap());
+        }
+        let mut pairs = pairs.into_iter();
+        let mut next = || pairs.next().unwrap();
+        let channels = Channels {
+            votes: next(),
+            certificates: next(),
+            resolver: next(),
+            blocks: next(),
+            backfill: next(),
+            transactions: next(),
+        };
+        let index = node as u16 + 1;
+        let ledger = self.network.ledger.clone();
+        let health = HealthCell::new(index, *ledger.network_id());
+        let path = self.dir.join(format!("node-{node}.redb"));
+        let applier = Arc::new(BlockApplier::open(ledger.clone(), &path, health).unwrap());
+        let config = ConsensusConfig {
+            namespace: consensus_namespace(ledger.network_id()),
+            participants: self.keys.clone(),
+            signer: self.network.node_keys[node].clone(),
+            partition_prefix: format!("node-{node}"),
+            timing: Timing::default(),
+            block_limits: BlockLimits::default(),
+            mempool_limits: MempoolLimits::default(),
+            mailbox_size: NZUsize!(1024),
+        };
+        let secret = *self.network.secp256k1_keys[node].as_nonzero_scalar();
+        let participant = DkgParticipant::new(&ledger, index, secret).unwrap();
+        let role: Box<dyn DkgRole> = match behaviour {
+            Behaviour::Honest => Box::new(participant),
+            behaviour => Box::new(Misbehaving { inner: participant, behaviour, secret }),
+        };
+        let identity = ParticipantIdentity { index, node_key: self.network.node_keys[node].clone() };
+        let rng = ChaCha20Rng::seed_from_u64(self.seed * 100 + node as u64);
+        let blocker = self.oracle.control(self.keys[node].clone());
+        let provider = self.oracle.manager();
+        let task_applier = applier.clone();
+        let handle = self.context.child("validator").with_attribute("node", node).spawn(move |context| async move {
+            let running = start_consensus(
+                context.child("node"),
+                config,
+                channels,
+                blocker,
+                provider,
+                task_applier.clone(),
+                |a| a,
+            )
+            .await
+            .unwrap();
+            let (tip, submitter) = (running.tip.clone(), running.submitter.clone());
+            context.child("dkg").spawn(move |_| run_participant(task_applier, tip, submitter, identity, role, rng));
+            let _ = running.engine.await;
+        });
+        self.validators.insert(node, Validator { applier, handle });
+    }
+
+    async fn crash(&mut self, node: usize) {
+        let validator = self.validators.remove(&node).unwrap();
+        validator.handle.abort();
+        let _ = validator.handle.await;
+        self.context.sleep(Duration::from_millis(10)).await;
+        assert_eq!(Arc::strong_count(&validator.applier), 1, "the crashed node's store is still referenced");
+    }
+
+    fn finished_keys(&self, node: usize) -> u64 {
+        let applier = &self.validators[&node].applier;
+        let snapshot = applier.store().snapshot().unwrap();
+        LedgerView::new(applier.ledger(), &snapshot).total_keys().unwrap()
+    }
+
+    fn height(&self, node: usize) -> u64 {
+        let applier = &self.validators[&node].applier;
+        applier.applied().0
+    }
+}
+
+/// Runs the DKG with `byzantine` nodes (index from 1) until at least
+/// `keys` keys are in every honest node's pool; `restart` kills an honest
+/// node 2 s in and brings it back 8 s later.
+fn run(n: u16, seed: u64, byzantine: &[(u16, Behaviour)], restart: Option<u16>, keys: u64) {
+    let dir = tempfile::Builder::new()
+        .prefix("quorumkey-dkg-sim-")
+        .tempdir_in(if Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "." })
+        .unwrap();
+    let dir_path = dir.path().to_path_buf();
+    let byzantine = byzantine.to_vec();
+    let runner = deterministic::Runner::new(
+        deterministic::Config::new().with_seed(seed).with_timeout(Some(Duration::from_secs(600))),
+    );
+    runner.start(|context| async move {
+        let network = TestNetwork::with_dkg(n, seed, small_dkg(n, 16));
+        let keys_ed: Vec<ed25519::PublicKey> = network.node_keys.iter().map(|key| key.public_key()).collect();
+        let (sim, oracle) = simulated::Network::new_with_peers(
+            context.child("network"),
+            simulated::Config {
+                max_size: max_message_size(usize::from(n), &BlockLimits::default()),
+                max_peers_per_set: NZUsize!(usize::from(n)),
+                disconnect_on_block: true,
+                tracked_peer_sets: NZUsize!(1),
+            },
+            keys_ed.clone(),
+        )
+        .await;
+        sim.start();
+        let link = Link {
+            latency: Duration::from_millis(20),
+            jitter: Duration::from_millis(5),
+            success_rate: probability!(1.0),
+        };
+        for a in &keys_ed {
+            for b in &keys_ed {
+                if a != b {
+                    oracle.add_link(a.clone(), b.clone(), link.clone()).await.unwrap();
+                }
+            }
+        }
+        let mut harness = Harness {
+            context: context.child("harness"),
+            oracle,
+            network,
+            keys: keys_ed,
+            dir: dir_path,
+            validators: BTreeMap::new(),
+            seed,
+        };
+        let behaviour_of =
+            |index: u16| byzantine.iter().find(|(i, _)| *i == index).map_or(Behaviour::Honest, |(_, b)| *b);
+        for node in 0..usize::from(n) {
+            harness.start(node, behaviour_of(node as u16 + 1)).await;
+        }
+        if let Some(index) = restart {
+            context.sleep(Duration::from_secs(2)).await;
+            harness.crash(usize::from(index) - 1).await;
+            context.sleep(Duration::from_secs(8)).await;
+            harness.start(usize::from(index) - 1, Behaviour::Honest).await;
+        }
+        let honest: Vec<u16> = (1..=n).filter(|i| behaviour_of(*i) == Behaviour::Honest).collect();
+        let deadline = context.current() + Duration::from_secs(300);
+        loop {
+            let done = honest.iter().all(|i| harness.finished_keys(usize::from(*i) - 1) >= keys);
+            if done {
+                break;
+            }
+            assert!(context.current() < deadline, "n={n} seed={seed}: the pool did not reach {keys} keys");
+            context.sleep(Duration::from_millis(250)).await;
+        }
+        // Let every honest node reach a common height, then compare.
+        let target = honest.iter().map(|i| harness.height(usize::from(*i) - 1)).max().unwrap() + 2;
+        loop {
+            if honest.iter().all(|i| harness.height(usize::from(*i) - 1) >= target) {
+                break;
+            }
+            assert!(context.current() < deadline + Duration::from_secs(60), "honest nodes did not reach {target}");
+            context.sleep(Duration::from_millis(100)).await;
+        }
+        let roots: Vec<_> = honest
+            .iter()
+            .map(|i| harness.validators[&(usize::from(*i) - 1)].applier.store().state_root(target).unwrap().unwrap())
+            .collect();
+        assert!(roots.windows(2).all(|w| w[0] == w[1]), "n={n} seed={seed}: honest roots differ at {target}");
+
+        // Qualified sets: every honest dealer, no excluded one.
+        let first = &harness.validators[&(usize::from(honest[0]) - 1)].applier;
+        let snapshot = first.store().snapshot().unwrap();
+        let view = first.ledger().dkg_view(&snapshot);
+        let mut finished = 0;
+        for batch in 0..view.next_batch().unwrap() {
+            let record = view.batch(batch).unwrap().unwrap();
+            if !matches!(record.phase, Phase::Finished { .. }) {
+                continue;
+            }
+            finished += 1;
+            for h in &honest {
+                assert!(
+                    record.qualified.contains(h),
+                    "n={n}: honest {h} not in {:?} (batch {batch})",
+                    record.qualified
+                );
+            }
+            for (b, behaviour) in &byzantine {
+                if behaviour.excluded() {
+                    assert!(!record.qualified.contains(b), "n={n}: {behaviour:?} {b} in {:?}", record.qualified);
+                }
+            }
+        }
+        assert!(finished >= 1);
+
+        // Every key rebuilds from every t-subset of honest stored shares.
+        let ledger_view = LedgerView::new(first.ledger(), &snapshot);
+        let t = first.ledger().genesis().threshold();
+        let total = ledger_view.total_keys().unwrap();
+        for index in 0..total {
+            let record = ledger_view.key(index).unwrap().unwrap();
+            let public_key = point_from_bytes("pk", &record.public_key).unwrap();
+            let mut shares = BTreeMap::new();
+            for h in &honest {
+                let stored = harness.validators[&(usize::from(*h) - 1)].applier.store().key_share(index).unwrap();
+                let stored = stored.unwrap_or_else(|| panic!("n={n}: honest node {h} has no share of key {index}"));
+                let share = scalar_from_bytes(stored.as_ref()).unwrap();
+                let recorded = point_from_bytes("share", &record.public_shares[usize::from(*h) - 1]).unwrap();
+                assert_eq!(recorded, generator() * share, "key {index}: node {h}'s recorded public share");
+                shares.insert(*h, share);
+            }
+            for subset in subsets(&honest, t) {
+                let chosen: Vec<Share> =
+                    subset.iter().map(|j| Share { index: u32::from(*j), value: shares[j] }).collect();
+                assert_eq!(
+                    generator() * reconstruct_secret(&chosen).unwrap(),
+                    public_key,
+                    "key {index} from {subset:?}"
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn four_nodes_with_a_dealer_of_bad_shares() {
+    run(4, 41, &[(4, Behaviour::BadShare)], None, 32);
+}
+
+#[test]
+fn five_nodes_with_a_silent_node_and_a_restart_mid_dkg() {
+    run(5, 51, &[(5, Behaviour::Silent)], Some(2), 32);
+}
+
+#[test]
+fn five_nodes_with_inconsistent_commitments() {
+    run(5, 52, &[(3, Behaviour::InconsistentCommitments)], None, 32);
+}
+
+#[test]
+fn seven_nodes_with_a_false_accuser_and_wrong_public_shares() {
+    run(7, 71, &[(6, Behaviour::FalseAccuser), (7, Behaviour::BadPublicShares)], None, 32);
+}
+
+#[test]
+fn seven_nodes_with_a_malformed_dealer_and_one_that_withholds() {
+    run(7, 72, &[(6, Behaviour::Malformed), (7, Behaviour::WithholdLater)], None, 32);
+}
