@@ -88,13 +88,10 @@ pub(crate) fn weights_from_reader(mut reader: impl std::io::Read, count: usize) 
     out
 }
 
-/// 128-bit weights from the caller's RNG (a recipient's private check).
+/// 64-bit weights from the caller's RNG, for a recipient's private check.
+/// The dealer never sees them, so it cannot search for shares that pass:
+/// wrong shares slip through with probability 2^-64, once, and the
+/// shorter scalars halve the check's cost against 128-bit weights.
 pub(crate) fn random_weights<R: rand_core::CryptoRng + ?Sized>(rng: &mut R, count: usize) -> Vec<Scalar> {
-    let mut out = Vec::with_capacity(count);
-    let mut buf = [0u8; 16];
-    for _ in 0..count {
-        rng.fill_bytes(&mut buf);
-        out.push(Scalar::from(u128::from_be_bytes(buf)));
-    }
-    out
+    (0..count).map(|_| Scalar::from(rng.next_u64())).collect()
 }

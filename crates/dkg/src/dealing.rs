@@ -6,11 +6,10 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use commonware_codec::{Buf, EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
 use quorumkey_crypto::group::{
-    AffinePoint, NonZeroScalar, Point, Scalar, generator, generator_h, point_from_bytes, point_to_bytes,
-    scalar_from_bytes, scalar_to_bytes,
+    AffinePoint, NonZeroScalar, Point, Scalar, generator, generator_h, pedersen_commit, point_from_bytes,
+    point_to_bytes, scalar_from_bytes, scalar_to_bytes,
 };
 use quorumkey_crypto::k256::elliptic_curve::Generate;
-use quorumkey_crypto::k256::elliptic_curve::ops::LinearCombination;
 use quorumkey_crypto::shamir::Polynomial;
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
@@ -155,11 +154,10 @@ impl DealerSecrets {
     /// The Pedersen commitments `a_kl·G + b_kl·H`, key-major (constant
     /// time in the secrets).
     pub fn commitments(&self) -> Vec<Point> {
-        let (g, h) = (generator(), generator_h());
         let mut out = Vec::with_capacity(usize::from(self.params.keys()) * usize::from(self.params.threshold()));
         for (a, b) in self.secret.iter().zip(&self.blinding) {
             for (a_l, b_l) in a.coefficients().iter().zip(b.coefficients()) {
-                out.push(Point::lincomb(&[(g, *a_l), (h, *b_l)]));
+                out.push(pedersen_commit(a_l, b_l));
             }
         }
         out

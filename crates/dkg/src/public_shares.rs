@@ -84,7 +84,7 @@ impl KeyShares {
         let witness = zeroize::Zeroizing::new(
             self.shares().iter().zip(&weights).map(|(pair, r)| pair.blinding * r).sum::<Scalar>(),
         );
-        let blinding_commitment = generator_h() * *witness;
+        let blinding_commitment = quorumkey_crypto::group::mul_by_h(&witness);
         let proof = SchnorrProof::prove(
             proof_transcript(context, self.node(), &shares),
             &generator_h(),
@@ -246,15 +246,27 @@ pub fn finish_keys(params: &BatchParams, published: &[(u16, Vec<AffinePoint>)]) 
     }
     // Row k: public key, then node 1..n's share.
     let mut computed: Vec<Point> = Vec::with_capacity(keys * (1 + missing.len()));
+    // With the basis {1..t} (every node up), all Lagrange coefficients at
+    // integers are small integers: a few additions each instead of a
+    // scalar multiplication.
+    let small_zero: Option<Vec<i64>> = at_zero.iter().map(small_integer).collect();
+    let small_missing: Vec<Option<Vec<i64>>> =
+        missing.iter().map(|(_, lambdas)| lambdas.iter().map(small_integer).collect()).collect();
     for k in 0..keys {
-        let combine = |lambdas: &[Scalar]| {
-            let terms: Vec<(Point, Scalar)> =
-                basis.iter().zip(lambdas).map(|((_, shares), l)| (Point::from(shares[k]), *l)).collect();
-            msm(&terms)
+        let combine = |lambdas: &[Scalar], small: &Option<Vec<i64>>| match small {
+            Some(small) => basis
+                .iter()
+                .zip(small)
+                .fold(Point::IDENTITY, |acc, ((_, shares), l)| acc + small_multiple(&Point::from(shares[k]), *l)),
+            None => {
+                let terms: Vec<(Point, Scalar)> =
+                    basis.iter().zip(lambdas).map(|((_, shares), l)| (Point::from(shares[k]), *l)).collect();
+                msm(&terms)
+            }
         };
-        computed.push(combine(&at_zero));
-        for (_, lambdas) in &missing {
-            computed.push(combine(lambdas));
+        computed.push(combine(&at_zero, &small_zero));
+        for ((_, lambdas), small) in missing.iter().zip(&small_missing) {
+            computed.push(combine(lambdas, small));
         }
     }
     let computed = <Point as BatchNormalize<[Point]>>::batch_normalize_vartime(&computed);
@@ -277,4 +289,33 @@ pub fn finish_keys(params: &BatchParams, published: &[(u16, Vec<AffinePoint>)]) 
         out.push(FinishedKey { public_key: compress(&row_points[0]), public_shares });
     }
     Ok(out)
+}
+
+/// The scalar as a signed integer below 2^32 in magnitude, if it is one.
+fn small_integer(scalar: &Scalar) -> Option<i64> {
+    let fits = |s: &Scalar| -> Option<i64> {
+        let bytes: [u8; 32] = s.to_bytes().into();
+        if bytes[..28].iter().any(|b| *b != 0) {
+            return None;
+        }
+        Some(i64::from(u32::from_be_bytes([bytes[28], bytes[29], bytes[30], bytes[31]])))
+    };
+    fits(scalar).or_else(|| fits(&-*scalar).map(|v| -v))
+}
+
+/// `value·point` by double-and-add (variable time: public values only).
+fn small_multiple(point: &Point, value: i64) -> Point {
+    let mut magnitude = value.unsigned_abs();
+    let mut addend = *point;
+    let mut acc = Point::IDENTITY;
+    while magnitude != 0 {
+        if magnitude & 1 == 1 {
+            acc += addend;
+        }
+        magnitude >>= 1;
+        if magnitude != 0 {
+            addend = addend.double();
+        }
+    }
+    if value < 0 { -acc } else { acc }
 }

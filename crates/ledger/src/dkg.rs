@@ -525,7 +525,8 @@ impl DkgMachine {
                     }
                 }
                 if valid.len() < t {
-                    if deadline {
+                    // Nothing more can come once every node has published.
+                    if deadline || record.published.len() == n {
                         self.clear_batch(overlay, batch, record);
                         Self::enter(record, Phase::Abandoned, height, time_ms);
                         return Ok(Some(DkgEvent::BatchAbandoned {

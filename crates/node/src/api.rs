@@ -152,6 +152,15 @@ pub struct StatusResponse {
     pub mempool_transactions: usize,
     /// Peers heard from in the last 10 s.
     pub connected_peers: usize,
+    /// Keys the DKG has made so far (assigned or not).
+    #[serde(default)]
+    pub total_keys: u64,
+    /// Keys ready for new users.
+    #[serde(default)]
+    pub ready_keys: u64,
+    /// Users waiting for the next DKG batch.
+    #[serde(default)]
+    pub pending_assignments: u64,
     /// Why the node is halted, if it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub halted: Option<String>,
@@ -159,6 +168,18 @@ pub struct StatusResponse {
 
 async fn status(State(api): State<NodeApi>) -> Json<StatusResponse> {
     let tip = api.tip.get();
+    // The pool counters are informational: a store error reads as zero
+    // (the node's health reports the error itself).
+    let (total_keys, ready_keys, pending_assignments) = api
+        .applier
+        .store()
+        .snapshot()
+        .ok()
+        .map(|snapshot| {
+            let view = LedgerView::new(api.applier.ledger(), &snapshot);
+            (view.total_keys().unwrap_or(0), view.ready_keys().unwrap_or(0), view.pending_assignments().unwrap_or(0))
+        })
+        .unwrap_or((0, 0, 0));
     Json(StatusResponse {
         index: api.index,
         network_id: hex::encode(api.applier.ledger().network_id()),
@@ -166,6 +187,9 @@ async fn status(State(api): State<NodeApi>) -> Json<StatusResponse> {
         state_root: hex::encode(tip.state_root),
         mempool_transactions: api.submitter.mempool().len(),
         connected_peers: api.peers.active(wall_clock_ms(), PEER_WINDOW),
+        total_keys,
+        ready_keys,
+        pending_assignments,
         halted: api.applier.halted(),
     })
 }

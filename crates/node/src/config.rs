@@ -235,6 +235,8 @@ pub struct InitOptions {
     pub rpc_base_port: u16,
     /// Verifiers registered at genesis.
     pub verifiers: Vec<NetworkVerifier>,
+    /// DKG settings (absent fields take the defaults).
+    pub dkg: NetworkDkg,
 }
 
 /// Writes a new network into `out`: `network.toml`, and for each node
@@ -287,7 +289,7 @@ pub fn init_network(out: &Path, options: &InitOptions) -> Result<NetworkFile, Co
             rpc_address: SocketAddr::from(([127, 0, 0, 1], options.rpc_base_port + index)),
         });
     }
-    let network = NetworkFile { nodes, verifiers: options.verifiers.clone(), dkg: NetworkDkg::default() };
+    let network = NetworkFile { nodes, verifiers: options.verifiers.clone(), dkg: options.dkg.clone() };
     let path = out.join(NETWORK_FILE);
     network.genesis().map_err(|reason| ConfigError::Invalid { path: path.clone(), reason })?;
     write_file(&path, &to_toml(&network, &path)?)?;

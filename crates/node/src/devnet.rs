@@ -15,7 +15,7 @@ use thiserror::Error;
 use tokio::process::{Child, Command};
 
 use crate::api_client::NodeApiClient;
-use crate::config::{ConfigError, InitOptions, NETWORK_FILE, NetworkFile, init_network};
+use crate::config::{ConfigError, InitOptions, NETWORK_FILE, NetworkDkg, NetworkFile, init_network};
 use crate::run::node_config_path;
 
 /// The file clients read.
@@ -75,6 +75,8 @@ pub struct DevnetOptions {
     pub rpc_base_port: u16,
     /// The `quorumkey` binary to run nodes with.
     pub binary: PathBuf,
+    /// DKG settings (new network only).
+    pub dkg: NetworkDkg,
 }
 
 /// One node as `network.json` lists it.
@@ -143,6 +145,7 @@ impl Devnet {
                     p2p_base_port: options.p2p_base_port,
                     rpc_base_port: options.rpc_base_port,
                     verifiers: Vec::new(),
+                    dkg: options.dkg.clone(),
                 },
             )?
         };

@@ -83,6 +83,7 @@ fn main() {
         p2p_base_port: p2p,
         rpc_base_port: rpc,
         binary: env!("CARGO_BIN_EXE_quorumkey").into(),
+        dkg: Default::default(),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

@@ -81,7 +81,7 @@ enum NetworkCommand {
 }
 
 fn network_init(nodes: u16, out: &Path, p2p_base_port: u16, rpc_base_port: u16) -> Result<(), String> {
-    let options = InitOptions { nodes, p2p_base_port, rpc_base_port, verifiers: Vec::new() };
+    let options = InitOptions { nodes, p2p_base_port, rpc_base_port, verifiers: Vec::new(), dkg: Default::default() };
     let network = init_network(out, &options).map_err(|e| e.to_string())?;
     let genesis = network.genesis()?;
     println!("network id  {}", hex::encode(genesis.network_id()));
@@ -164,7 +164,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Devnet { nodes, dir, p2p_base_port, rpc_base_port } => {
             let binary = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
-            let options = DevnetOptions { nodes, dir, p2p_base_port, rpc_base_port, binary };
+            let options = DevnetOptions { nodes, dir, p2p_base_port, rpc_base_port, binary, dkg: Default::default() };
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
             runtime.block_on(devnet(options))?;
         }

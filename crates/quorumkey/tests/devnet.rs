@@ -2,7 +2,8 @@
 //! by the devnet supervisor, as `quorumkey devnet` does), real TCP, real
 //! storage. Transactions finalize; after `kill -9` of one node the other
 //! four still finalize; the killed node restarts from its storage, catches
-//! up and reaches the same state root.
+//! up and reaches the same state root. Meanwhile the DKG fills the key pool
+//! and every user gets its own key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -13,6 +14,7 @@ use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::random::os_rng;
 use quorumkey_node::api_client::NodeApiClient;
+use quorumkey_node::config::NetworkDkg;
 use quorumkey_node::devnet::{Devnet, DevnetOptions, NETWORK_JSON, NetworkJson};
 use support::{DevnetSigners, free_port_base};
 
@@ -57,6 +59,8 @@ fn five_processes_finalize_survive_kill_and_catch_up() {
         p2p_base_port: p2p,
         rpc_base_port: rpc,
         binary: env!("CARGO_BIN_EXE_quorumkey").into(),
+        // Small batches keep the DKG quick in a debug build.
+        dkg: NetworkDkg { batch_keys: Some(32), pool_target: Some(64), low_water: Some(32), ..NetworkDkg::default() },
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -97,18 +101,31 @@ fn five_processes_finalize_survive_kill_and_catch_up() {
         devnet.wait_for_height(target, Duration::from_secs(120)).await.unwrap();
         roots_agree(&devnet, target).await;
         let restarted = devnet.client(5).unwrap();
-        let mut sequences = std::collections::HashSet::new();
-        for i in 0..70 {
-            let record = restarted.assignment(VERIFIER, &user(i)).await.unwrap().expect("assigned on node 5");
-            // No key pool yet (the DKG fills it): every pair waits in the
-            // queue, each with its own place.
-            assert_eq!(record.status, "pending");
-            assert!(sequences.insert(record.sequence.unwrap()), "{} has a duplicate place", user(i));
-        }
         // And it takes part again: a transaction submitted to it finalizes.
         assign_all(&devnet, &signers, &[5], 70..75).await;
         let status = NodeApiClient::new(restarted.base()).status().await.unwrap();
         assert!(status.halted.is_none());
+
+        // The DKG fills the pool through all this: every user ends up with
+        // its own key, and every node agrees on the pool.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let status = restarted.status().await.unwrap();
+            if status.pending_assignments == 0 && status.total_keys >= 75 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the DKG did not serve every user: {status:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let mut keys = std::collections::HashSet::new();
+        for i in 0..75 {
+            let record = restarted.assignment(VERIFIER, &user(i)).await.unwrap().expect("known on node 5");
+            assert_eq!(record.status, "assigned", "{}: {record:?}", user(i));
+            assert!(keys.insert(record.key_index.unwrap()), "{} shares a key", user(i));
+        }
+        let target = devnet.client(1).unwrap().status().await.unwrap().height + 1;
+        devnet.wait_for_height(target, Duration::from_secs(60)).await.unwrap();
+        roots_agree(&devnet, target).await;
         devnet.stop().await;
     });
 }

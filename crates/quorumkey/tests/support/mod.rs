@@ -1,5 +1,6 @@
 //! Shared by the multi-process test and the devnet benchmark: free ports,
 //! and signing ledger transactions with a devnet's own node keys.
+#![allow(dead_code, reason = "each test and benchmark uses a different part")]
 
 use std::net::TcpListener;
 use std::path::Path;

@@ -1,0 +1,208 @@
+//! DKG keys per second on a 5-node devnet on this machine: five real
+//! `quorumkey node` processes (bench build), real TCP and storage, sharing
+//! this machine's cores, with the pool target set so that batches run back
+//! to back. Next to it, the floor: the cryptographic work one batch needs
+//! across all five nodes, measured in this process in the same run.
+//!
+//! `cargo bench -p quorumkey --bench dkg`
+//!
+//! Under `cargo test` (no `--bench`) it runs a short smoke version with
+//! small batches.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use quorumkey_crypto::group::{NonZeroScalar, Point, Scalar, generator, pedersen_commit};
+use quorumkey_crypto::k256::elliptic_curve::Generate;
+use quorumkey_dkg::msm::msm;
+use quorumkey_dkg::{
+    AggregateCommitments, BatchContext, BatchParams, DealerSecrets, KeyShares, finish_keys, open_dealing,
+    verify_public_shares,
+};
+use quorumkey_node::config::NetworkDkg;
+use quorumkey_node::devnet::{Devnet, DevnetOptions};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use support::free_port_base;
+
+const NODES: u16 = 5;
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cpu}, {} cores", cores())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
+    let start = Instant::now();
+    for _ in 0..runs {
+        black_box(f());
+    }
+    start.elapsed() / runs as u32
+}
+
+/// Unit costs and the per-key count of each required operation, and the
+/// whole protocol's CPU for one batch (every node's part), in process.
+struct Floor {
+    fixed_base: Duration,
+    pedersen: Duration,
+    check_point: Duration,
+    verify_point: Duration,
+    per_key_ops: Duration,
+    protocol_per_key: Duration,
+}
+
+fn measure_floor(keys: u16) -> Floor {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let params = BatchParams::new(NODES, keys).unwrap();
+    let (n, t, k) = (usize::from(NODES), usize::from(params.threshold()), usize::from(keys));
+    let scalars: Vec<Scalar> = (0..64).map(|_| Scalar::generate_from_rng(&mut rng)).collect();
+    let fixed_base = time(200, || Point::mul_by_generator(&scalars[7]));
+    let pedersen = time(200, || pedersen_commit(&scalars[3], &scalars[9]));
+    // A recipient's check: K·t points, 64-bit weights times j^l.
+    let check: Vec<(Point, Scalar)> = (0..k * t)
+        .map(|i| (Point::mul_by_generator(&scalars[i % 64]), Scalar::from(rng.next_u64()) * Scalar::from(343u64)))
+        .collect();
+    let check_point = time(5, || msm(&check)) / (k * t) as u32;
+    // Public share verification: (t + n)·K points, full-size scalars.
+    let verify: Vec<(Point, Scalar)> =
+        (0..(t + n) * k).map(|i| (Point::mul_by_generator(&scalars[i % 64]), scalars[(i * 7) % 64])).collect();
+    let verify_point = time(3, || msm(&verify)) / ((t + n) * k) as u32;
+    // Per key: dealers' commitments (n·t), public shares (n fixed-base),
+    // every recipient's check of every dealing (n·n·t points), and every
+    // node's verification of the public shares ((t + n) points each).
+    let per_key_ops = pedersen * (n * t) as u32
+        + fixed_base * n as u32
+        + check_point * (n * n * t) as u32
+        + verify_point * (n * (t + n)) as u32;
+
+    // The whole protocol, every node's part, for one batch.
+    let context = BatchContext::new([9u8; 32], 0, params);
+    let secrets: Vec<NonZeroScalar> = (0..n).map(|_| NonZeroScalar::generate_from_rng(&mut rng)).collect();
+    let public: Vec<Point> = secrets.iter().map(|s| generator() * s.as_ref()).collect();
+    let start = Instant::now();
+    let dealings: Vec<_> = (1..=NODES)
+        .map(|i| DealerSecrets::random(params, &mut rng).deal(&context, i, &public, &mut rng).unwrap())
+        .collect();
+    let parsed: Vec<_> = dealings.iter().zip(1u16..).map(|(d, i)| d.parse(&context, i).unwrap()).collect();
+    let mut publications = Vec::new();
+    for j in 1..=NODES {
+        let received: Vec<_> = (1..=NODES)
+            .map(|i| {
+                let index = usize::from(i) - 1;
+                open_dealing(&context, i, &dealings[index], &parsed[index], j, &secrets[usize::from(j) - 1], &mut rng)
+                    .unwrap()
+            })
+            .collect();
+        let shares = KeyShares::aggregate(&params, j, &received.iter().collect::<Vec<_>>()).unwrap();
+        publications.push(shares.prove_public_shares(&context, &mut rng));
+    }
+    for _ in 0..n {
+        // Every node parses the dealings, sums them, verifies and finishes.
+        let parsed: Vec<_> = dealings.iter().zip(1u16..).map(|(d, i)| d.parse(&context, i).unwrap()).collect();
+        let aggregate = AggregateCommitments::sum(params, &parsed.iter().collect::<Vec<_>>()).unwrap();
+        let items: Vec<(u16, &_)> = (1u16..).zip(publications.iter()).collect();
+        let verified: Vec<_> = verify_public_shares(&context, &aggregate, &items)
+            .into_iter()
+            .zip(1u16..)
+            .map(|(v, j)| (j, v.unwrap()))
+            .collect();
+        black_box(finish_keys(&params, &verified).unwrap());
+    }
+    let protocol_per_key = start.elapsed() / k as u32;
+    Floor { fixed_base, pedersen, check_point, verify_point, per_key_ops, protocol_per_key }
+}
+
+fn main() {
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let (batch_keys, window) = if full { (256u16, Duration::from_secs(90)) } else { (16, Duration::from_secs(5)) };
+    let dir = tempfile::tempdir().unwrap();
+    let p2p = free_port_base(NODES, 0);
+    let rpc = free_port_base(NODES, p2p);
+    let options = DevnetOptions {
+        nodes: NODES,
+        dir: dir.path().join("devnet"),
+        p2p_base_port: p2p,
+        rpc_base_port: rpc,
+        binary: env!("CARGO_BIN_EXE_quorumkey").into(),
+        // Always below the low-water mark: batches run back to back.
+        dkg: NetworkDkg {
+            batch_keys: Some(batch_keys),
+            pool_target: Some(u32::MAX),
+            low_water: Some(u32::MAX),
+            ..NetworkDkg::default()
+        },
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (keys, elapsed, batches_height) = runtime.block_on(async {
+        let mut devnet = Devnet::launch(&options).unwrap();
+        devnet.wait_for_height(1, Duration::from_secs(120)).await.unwrap();
+        let client = devnet.client(1).unwrap();
+        // Warm up: the first batch done.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let first = loop {
+            let status = client.status().await.unwrap();
+            if status.total_keys > 0 {
+                break status.total_keys;
+            }
+            assert!(Instant::now() < deadline, "no DKG batch finished: {status:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let start = Instant::now();
+        let mut last = first;
+        // Count whole batches: from the first completion to the last one
+        // seen within the window.
+        let mut last_at = start;
+        while start.elapsed() < window {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let status = client.status().await.unwrap();
+            if status.total_keys > last {
+                last = status.total_keys;
+                last_at = Instant::now();
+            }
+        }
+        let height = client.status().await.unwrap().height;
+        devnet.stop().await;
+        (last - first, last_at - start, height)
+    });
+    let per_second = keys as f64 / elapsed.as_secs_f64().max(1e-9);
+    let floor = measure_floor(batch_keys);
+    let cores = cores() as f64;
+    let floor_rate = cores / floor.per_key_ops.as_secs_f64();
+    let protocol_rate = cores / floor.protocol_per_key.as_secs_f64();
+    println!("DKG benchmark ({NODES} nodes, one process each, batches of {batch_keys} keys, on {})", machine());
+    println!(
+        "  devnet: {keys} keys in {:.1} s = {per_second:.0} keys/s (height {batches_height})",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  unit costs: fixed-base mul {:.1} us, Pedersen commitment {:.1} us, MSM {:.2} us/point (share check, 73-bit) and {:.2} us/point (public share verification, 256-bit)",
+        floor.fixed_base.as_secs_f64() * 1e6,
+        floor.pedersen.as_secs_f64() * 1e6,
+        floor.check_point.as_secs_f64() * 1e6,
+        floor.verify_point.as_secs_f64() * 1e6,
+    );
+    println!(
+        "  floor (required scalar multiplications, all {NODES} nodes, per key): {:.0} us -> {floor_rate:.0} keys/s on {cores} cores",
+        floor.per_key_ops.as_secs_f64() * 1e6
+    );
+    println!(
+        "  whole protocol in process (all nodes' crypto, per key): {:.0} us -> {protocol_rate:.0} keys/s on {cores} cores",
+        floor.protocol_per_key.as_secs_f64() * 1e6
+    );
+    println!("  ratio to the floor: {:.3}", per_second / floor_rate);
+}
