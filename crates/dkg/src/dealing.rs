@@ -323,8 +323,8 @@ pub(crate) fn open_shares(
 }
 
 /// Checks all of recipient `j`'s shares against the commitments at once:
-/// `Σ_k r_k·(s_k·G + s'_k·H) = Σ_l j^l·Σ_k r_k·C_kl` for the weights `r_k`
-/// (one multi-scalar multiplication of `K·t + 2` points).
+/// `Σ_l j^l·Σ_k r_k·C_kl − (Σ_k r_k·s_k)·G − (Σ_k r_k·s'_k)·H = 0` for the
+/// weights `r_k` (one multi-scalar multiplication of `K·t + 2` points).
 pub(crate) fn check_shares(
     params: &BatchParams,
     commitments: &[AffinePoint],
@@ -332,26 +332,39 @@ pub(crate) fn check_shares(
     shares: &[SharePair],
     weights: &[Scalar],
 ) -> bool {
+    check_many(params, &[(commitments, shares, weights)], recipient)
+}
+
+/// The same check for several dealings at once (independent weights per
+/// dealing and key), in one multi-scalar multiplication: larger sums are
+/// cheaper per point.
+pub(crate) fn check_many(
+    params: &BatchParams,
+    dealings: &[(&[AffinePoint], &[SharePair], &[Scalar])],
+    recipient: u16,
+) -> bool {
     let t = usize::from(params.threshold());
-    if shares.len() != usize::from(params.keys())
-        || weights.len() != shares.len()
-        || commitments.len() != shares.len() * t
-    {
-        return false;
-    }
+    let keys = usize::from(params.keys());
     let x = Scalar::from(u64::from(recipient));
     let powers: Vec<Scalar> = std::iter::successors(Some(Scalar::ONE), |p| Some(*p * x)).take(t).collect();
-    let mut terms = Vec::with_capacity(commitments.len() + 2);
+    let mut terms = Vec::with_capacity(dealings.len() * keys * t + 2);
     let mut g_scalar = Scalar::ZERO;
     let mut h_scalar = Scalar::ZERO;
-    for ((share, weight), row) in shares.iter().zip(weights).zip(commitments.chunks_exact(t)) {
-        g_scalar += *weight * share.value;
-        h_scalar += *weight * share.blinding;
-        for (commitment, power) in row.iter().zip(&powers) {
-            terms.push((Point::from(*commitment), -(*weight * power)));
+    for (commitments, shares, weights) in dealings {
+        if shares.len() != keys || weights.len() != keys || commitments.len() != keys * t {
+            return false;
+        }
+        for ((share, weight), row) in shares.iter().zip(*weights).zip(commitments.chunks_exact(t)) {
+            g_scalar += *weight * share.value;
+            h_scalar += *weight * share.blinding;
+            // Short, positive scalars (weight times a small power): the
+            // multi-scalar multiplication's cost follows their length.
+            for (commitment, power) in row.iter().zip(&powers) {
+                terms.push((Point::from(*commitment), *weight * power));
+            }
         }
     }
-    terms.push((generator(), g_scalar));
-    terms.push((generator_h(), h_scalar));
+    terms.push((generator(), -g_scalar));
+    terms.push((generator_h(), -h_scalar));
     bool::from(quorumkey_crypto::k256::elliptic_curve::Group::is_identity(&msm(&terms)))
 }

@@ -43,4 +43,4 @@ pub use dealing::{DealerSecrets, Dealing};
 pub use error::DkgError;
 pub use params::BatchParams;
 pub use public_shares::{FinishedKey, PublicShares, finish_keys, verify_public_shares};
-pub use recipient::{KeyShares, ReceivedShares, open_dealing};
+pub use recipient::{KeyShares, ReceivedShares, open_dealing, open_dealings};

@@ -3,13 +3,13 @@
 //! into this node's share of each key.
 
 use quorumkey_crypto::dleq::{DleqProof, DleqStatement};
-use quorumkey_crypto::group::{NonZeroScalar, Point, generator, point_to_bytes};
+use quorumkey_crypto::group::{AffinePoint, NonZeroScalar, Point, Scalar, generator, point_to_bytes};
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::complaint::{Complaint, complaint_transcript};
 use crate::context::{BatchContext, random_weights};
-use crate::dealing::{Dealing, ParsedDealing, ShareFault, SharePair, check_shares, open_shares};
+use crate::dealing::{Dealing, ParsedDealing, ShareFault, SharePair, check_many, check_shares, open_shares};
 use crate::error::DkgError;
 use crate::params::BatchParams;
 
@@ -62,6 +62,56 @@ pub fn open_dealing<R: CryptoRng + ?Sized>(
         return Err(ShareFault::Inconsistent);
     }
     Ok(ReceivedShares { dealer, shares })
+}
+
+/// [`open_dealing`] for several dealings (`(dealer, dealing, parsed)`) at
+/// once: every ciphertext is opened, then all shares are checked in one
+/// multi-scalar multiplication (cheaper per point than one per dealing);
+/// only if that fails is each dealing checked alone to find the bad ones.
+/// Results in the order given.
+pub fn open_dealings<R: CryptoRng + ?Sized>(
+    context: &BatchContext,
+    dealings: &[(u16, &Dealing, &ParsedDealing)],
+    recipient: u16,
+    secret: &NonZeroScalar,
+    rng: &mut R,
+) -> Vec<Result<ReceivedShares, ShareFault>> {
+    let keys = usize::from(context.params().keys());
+    let opened: Vec<Result<(Vec<SharePair>, Vec<Scalar>), ShareFault>> = dealings
+        .iter()
+        .map(|(dealer, dealing, parsed)| {
+            let ciphertext = usize::from(recipient)
+                .checked_sub(1)
+                .and_then(|position| dealing.ciphertexts.get(position))
+                .ok_or(ShareFault::Undecryptable)?;
+            let shared = parsed.ephemeral * secret.as_ref();
+            let shares = open_shares(context, *dealer, recipient, &parsed.ephemeral, &shared, ciphertext)?;
+            Ok((shares, random_weights(rng, keys)))
+        })
+        .collect();
+    let all: Vec<(&[AffinePoint], &[SharePair], &[Scalar])> = dealings
+        .iter()
+        .zip(&opened)
+        .filter_map(|((_, _, parsed), opened)| {
+            opened
+                .as_ref()
+                .ok()
+                .map(|(shares, weights)| (parsed.commitments.as_slice(), shares.as_slice(), weights.as_slice()))
+        })
+        .collect();
+    let all_hold = !all.is_empty() && check_many(context.params(), &all, recipient);
+    dealings
+        .iter()
+        .zip(opened)
+        .map(|((dealer, _, parsed), opened)| {
+            let (shares, weights) = opened?;
+            if all_hold || check_shares(context.params(), &parsed.commitments, recipient, &shares, &weights) {
+                Ok(ReceivedShares { dealer: *dealer, shares })
+            } else {
+                Err(ShareFault::Inconsistent)
+            }
+        })
+        .collect()
 }
 
 /// A complaint against `dealer` by `recipient`: the shared point `sk_j·E`

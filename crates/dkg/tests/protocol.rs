@@ -280,3 +280,39 @@ proptest! {
         check(&outcome);
     }
 }
+
+#[test]
+fn opening_many_dealings_at_once_finds_exactly_the_bad_ones() {
+    let (net, mut rng) = network(5, 8, 33);
+    let params = *net.context.params();
+    let mut dealings = Vec::new();
+    for dealer in 1..=5u16 {
+        let secrets = DealerSecrets::random(params, &mut rng);
+        let mut shares: Vec<Vec<SharePair>> = (1..=5).map(|j| secrets.shares_for(j)).collect();
+        if dealer == 2 || dealer == 5 {
+            shares[2][7].blinding += Scalar::ONE; // recipient 3, last key
+        }
+        dealings
+            .push(seal_dealing(&net.context, dealer, &secrets.commitments(), &shares, &net.keys, &mut rng).unwrap());
+    }
+    let mut garbage = dealings[3].clone();
+    garbage.ciphertexts[2] = vec![0u8; params.ciphertext_len()].into();
+    dealings[3] = garbage;
+    let parsed: Vec<_> = dealings.iter().zip(1u16..).map(|(d, i)| d.parse(&net.context, i).unwrap()).collect();
+    let items: Vec<_> = (1u16..).zip(dealings.iter().zip(&parsed)).map(|(i, (d, p))| (i, d, p)).collect();
+    let results = quorumkey_dkg::open_dealings(&net.context, &items, 3, &net.secrets[2], &mut rng);
+    let faults: Vec<Option<ShareFault>> = results.iter().map(|r| r.as_ref().err().copied()).collect();
+    assert_eq!(
+        faults,
+        vec![
+            None,
+            Some(ShareFault::Inconsistent),
+            None,
+            Some(ShareFault::Undecryptable),
+            Some(ShareFault::Inconsistent)
+        ]
+    );
+    // Another recipient got good shares from everyone.
+    let results = quorumkey_dkg::open_dealings(&net.context, &items, 1, &net.secrets[0], &mut rng);
+    assert!(results.iter().all(Result::is_ok));
+}

@@ -505,23 +505,32 @@ impl DkgMachine {
                     .ok_or(LedgerError::CorruptState("a publishing batch has no aggregate"))?;
                 let aggregate = AggregateCommitments::from_bytes(self.params, &aggregate_bytes)
                     .map_err(|_| LedgerError::CorruptState("stored aggregate commitments do not parse"))?;
-                let mut publications = Vec::with_capacity(pending.len());
-                for node in &pending {
-                    let bytes = overlay
-                        .get(Table::DkgPublications, &batch_node_key(batch, *node))?
-                        .ok_or(LedgerError::CorruptState("a publication is missing"))?;
-                    publications.push(
-                        PublicShares::decode_cfg(Copying(&bytes), &self.params)
-                            .map_err(|_| LedgerError::CorruptState("a stored publication does not decode"))?,
-                    );
-                }
-                let items: Vec<(u16, &PublicShares)> = pending.iter().copied().zip(publications.iter()).collect();
-                let verified = verify_public_shares(&self.context(batch), &aggregate, &items);
-                let mut valid = Vec::with_capacity(pending.len());
-                for (node, result) in pending.iter().zip(verified) {
-                    match result {
-                        Ok(points) => valid.push((*node, points)),
-                        Err(_) => insert_sorted(&mut record.refused, *node),
+                // Verify the lowest-indexed publications first, only as many
+                // as are still needed: with every node honest, one batched
+                // check of t publications decides, and the other nodes'
+                // public shares follow by interpolation.
+                let context = self.context(batch);
+                let mut valid = Vec::with_capacity(t);
+                let mut next = 0;
+                while valid.len() < t && next < pending.len() {
+                    let chunk = &pending[next..pending.len().min(next + t - valid.len())];
+                    next += chunk.len();
+                    let mut publications = Vec::with_capacity(chunk.len());
+                    for node in chunk {
+                        let bytes = overlay
+                            .get(Table::DkgPublications, &batch_node_key(batch, *node))?
+                            .ok_or(LedgerError::CorruptState("a publication is missing"))?;
+                        publications.push(
+                            PublicShares::decode_cfg(Copying(&bytes), &self.params)
+                                .map_err(|_| LedgerError::CorruptState("a stored publication does not decode"))?,
+                        );
+                    }
+                    let items: Vec<(u16, &PublicShares)> = chunk.iter().copied().zip(publications.iter()).collect();
+                    for (node, result) in chunk.iter().zip(verify_public_shares(&context, &aggregate, &items)) {
+                        match result {
+                            Ok(points) => valid.push((*node, points)),
+                            Err(_) => insert_sorted(&mut record.refused, *node),
+                        }
                     }
                 }
                 if valid.len() < t {

@@ -13,9 +13,10 @@
 use std::collections::BTreeMap;
 
 use quorumkey_crypto::group::{NonZeroScalar, Point};
+use quorumkey_dkg::dealing::ParsedDealing;
 use quorumkey_dkg::dealing::ShareFault;
 use quorumkey_dkg::recipient::complain;
-use quorumkey_dkg::{DealerSecrets, KeyShares, ReceivedShares, open_dealing};
+use quorumkey_dkg::{DealerSecrets, Dealing, KeyShares, ReceivedShares, open_dealing, open_dealings};
 use quorumkey_ledger::{Ledger, LedgerError, Phase, StateRead, TransactionBody};
 use rand_core::CryptoRng;
 
@@ -143,24 +144,31 @@ impl DkgParticipant {
         }
         let oldest = view.oldest_open()?;
         let next = view.next_batch()?;
+        let oldest_unpruned = view.oldest_unpruned()?;
         // Batches that finished while this node was down, whose dealings
         // are still kept: recover this node's shares from them.
-        for batch in view.oldest_unpruned()?..oldest {
+        for batch in oldest_unpruned..oldest {
             let Some(record) = view.batch(batch)? else { continue };
             let Phase::Finished { first_key } = record.phase else { continue };
-            if store.has_key_share(first_key) || store.load_batch_shares(batch, self.me).is_some() {
+            if self.sitting_out.contains(&batch)
+                || store.has_key_share(first_key)
+                || store.load_batch_shares(batch, self.me).is_some()
+            {
                 continue;
             }
-            if let Some(shares) = self.sum_shares(ledger, state, batch, &record.qualified, rng)? {
-                tracing::info!(batch, "recovered this node's shares of a batch that finished while it was away");
-                actions.push(DkgAction::StoreBatchShares { batch, shares });
-                actions.push(DkgAction::AssignBatchShares { batch, first_key });
+            match self.sum_shares(ledger, state, batch, &record.qualified, rng)? {
+                Some(shares) => {
+                    tracing::info!(batch, "recovered this node's shares of a batch that finished while it was away");
+                    actions.push(DkgAction::StoreBatchShares { batch, shares });
+                    actions.push(DkgAction::AssignBatchShares { batch, first_key });
+                }
+                None => self.sitting_out.push(batch),
             }
             self.received.remove(&batch);
         }
         self.received.retain(|batch, _| *batch >= oldest);
         self.submitted.retain(|(batch, _), _| *batch >= oldest);
-        self.sitting_out.retain(|batch| *batch >= oldest);
+        self.sitting_out.retain(|batch| *batch >= oldest_unpruned);
         for batch in oldest..next {
             let Some(record) = view.batch(batch)? else { continue };
             let context = view.context(batch);
@@ -173,6 +181,7 @@ impl DkgParticipant {
                     }
                 }
                 Phase::Responding if !record.responded.contains(&self.me) && self.due(batch, Step::Respond, height) => {
+                    self.open_all(ledger, state, batch, &record.dealt, rng)?;
                     let mut complaints = Vec::new();
                     for dealer in &record.dealt {
                         if let Err(fault) = self.open(ledger, state, batch, *dealer, rng)? {
@@ -224,6 +233,7 @@ impl DkgParticipant {
         qualified: &[u16],
         rng: &mut R,
     ) -> Result<Option<KeyShares>, LedgerError> {
+        self.open_all(ledger, state, batch, qualified, rng)?;
         for dealer in qualified {
             if let Err(fault) = self.open(ledger, state, batch, *dealer, rng)? {
                 tracing::error!(
@@ -243,6 +253,43 @@ impl DkgParticipant {
         }
         let params = ledger.dkg_view(state).params();
         Ok(KeyShares::aggregate(&params, self.me, &mine).ok())
+    }
+
+    /// Opens and checks, all in one multi-scalar multiplication, what the
+    /// given dealers sent this node (those not opened before).
+    fn open_all<S: StateRead + ?Sized, R: CryptoRng + ?Sized>(
+        &mut self,
+        ledger: &Ledger,
+        state: &S,
+        batch: u64,
+        dealers: &[u16],
+        rng: &mut R,
+    ) -> Result<(), LedgerError> {
+        let view = ledger.dkg_view(state);
+        let context = view.context(batch);
+        let known = self.received.get(&batch);
+        let mut dealings = Vec::new();
+        for dealer in dealers {
+            if known.is_some_and(|received| received.contains_key(dealer)) {
+                continue;
+            }
+            let Some(dealing) = view.dealing(batch, *dealer)? else { continue };
+            let parsed = dealing
+                .parse(&context, *dealer)
+                .map_err(|_| LedgerError::CorruptState("an accepted dealing no longer parses"))?;
+            dealings.push((*dealer, dealing, parsed));
+        }
+        if dealings.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<(u16, &Dealing, &ParsedDealing)> =
+            dealings.iter().map(|(d, dealing, p)| (*d, dealing, p)).collect();
+        let results = open_dealings(&context, &items, self.me, &self.secret, rng);
+        let received = self.received.entry(batch).or_default();
+        for ((dealer, _, _), result) in dealings.iter().zip(results) {
+            received.insert(*dealer, result);
+        }
+        Ok(())
     }
 
     /// Opens and checks (once, then from memory) what `dealer` sent this

