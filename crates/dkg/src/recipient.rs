@@ -64,6 +64,9 @@ pub fn open_dealing<R: CryptoRng + ?Sized>(
     Ok(ReceivedShares { dealer, shares })
 }
 
+/// One dealing's decrypted shares and the private weights to check them.
+type Opened = (Vec<SharePair>, Vec<Scalar>);
+
 /// [`open_dealing`] for several dealings (`(dealer, dealing, parsed)`) at
 /// once: every ciphertext is opened, then all shares are checked in one
 /// multi-scalar multiplication (cheaper per point than one per dealing);
@@ -77,7 +80,7 @@ pub fn open_dealings<R: CryptoRng + ?Sized>(
     rng: &mut R,
 ) -> Vec<Result<ReceivedShares, ShareFault>> {
     let keys = usize::from(context.params().keys());
-    let opened: Vec<Result<(Vec<SharePair>, Vec<Scalar>), ShareFault>> = dealings
+    let opened: Vec<Result<Opened, ShareFault>> = dealings
         .iter()
         .map(|(dealer, dealing, parsed)| {
             let ciphertext = usize::from(recipient)

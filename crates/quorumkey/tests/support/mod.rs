@@ -14,11 +14,14 @@ use quorumkey_node::config::{NETWORK_FILE, NetworkFile};
 use quorumkey_node::identity::NodeIdentity;
 
 /// A base port such that `base+1..=base+nodes` are all free and at least
-/// `nodes + 1` away from `avoid`.
+/// `nodes + 1` away from `avoid`. Ports stay in 20000..32000, below the
+/// kernel's ephemeral range (32768 and up): a node's outgoing connection
+/// must never take the listening port of a node that is down for a
+/// restart.
 pub fn free_port_base(nodes: u16, avoid: u16) -> u16 {
-    let start = 20_000 + (std::process::id() % 20_000) as u16;
+    let start = (std::process::id() % 12_000) as u16;
     (0..200u16)
-        .map(|k| start.wrapping_add(k * 97) % 40_000 + 20_000)
+        .map(|k| (start + k * 97) % 12_000 + 20_000)
         .find(|&base| {
             base.abs_diff(avoid) > nodes && (1..=nodes).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok())
         })
