@@ -12,6 +12,9 @@
 //!   least once, and apply it; measured here in process, that bounds the
 //!   devnet at `cores / (nodes * (check + apply))` assignments per second.
 //!
+//! It first waits for the DKG to fill the initial pool (1,024 keys); the
+//! throughput run uses the pool up, so the DKG refills it meanwhile.
+//!
 //! Under `cargo test` (no `--bench`) it runs a short smoke version.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -95,6 +98,15 @@ fn main() {
         let answer = devnet.client(1).unwrap().submit(&register, true).await.unwrap();
         assert_eq!(answer.status, "finalized");
         let clients: Vec<_> = (1..=NODES).map(|i| devnet.client(i).unwrap()).collect();
+        // Let the DKG fill the initial pool first, so that the latency
+        // figures are not those of a network busy making keys (the
+        // throughput run then uses up the pool and runs alongside refills).
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let initial_pool = if full { 1024 } else { 0 };
+        while clients[0].status().await.unwrap().ready_keys < initial_pool {
+            assert!(Instant::now() < deadline, "the DKG did not fill the pool");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
 
         // Latency: one at a time.
         let mut latencies = Vec::with_capacity(latency_samples);
