@@ -57,6 +57,23 @@ impl BatchParams {
         (self.nodes - 1) / 3
     }
 
+    /// Dealings a batch takes, `min(n, 2f + 1)`: with at most `f`
+    /// Byzantine nodes among them, at least `f + 1` come from honest
+    /// dealers, who are never disqualified, and one honest qualified dealer
+    /// is all that secrecy and unbiasability need.
+    pub fn dealers(&self) -> u16 {
+        (2 * self.max_faulty() + 1).min(self.nodes)
+    }
+
+    /// True if `node` is one of the batch's designated dealers: `2f + 1`
+    /// consecutive indexes, rotating with the batch number. (Others deal
+    /// only when a designated dealer is late.)
+    pub fn designated_dealer(&self, batch: u64, node: u16) -> bool {
+        let n = u64::from(self.nodes);
+        let position = (u64::from(node) + n - 1 + n - batch % n) % n;
+        node >= 1 && node <= self.nodes && position < u64::from(self.dealers())
+    }
+
     /// Bytes of a dealing's commitments: `K·t` uncompressed points.
     pub fn commitments_len(&self) -> usize {
         usize::from(self.keys) * usize::from(self.threshold) * AFFINE_POINT_LEN
@@ -108,6 +125,16 @@ mod tests {
         assert!(BatchParams::new(4, 1025).is_err());
         assert_eq!(BatchParams::new(7, 1).unwrap().threshold(), 4);
         assert_eq!(BatchParams::new(7, 1).unwrap().max_faulty(), 2);
+        assert_eq!(BatchParams::new(7, 1).unwrap().dealers(), 5);
+        assert_eq!(BatchParams::new(5, 1).unwrap().dealers(), 3);
+        assert_eq!(BatchParams::new(1, 1).unwrap().dealers(), 1);
+        // Batch 0: nodes 1..=3 of 5; batch 1: nodes 2..=4; batch 4: 5, 1, 2.
+        let designated = |batch| (1..=5).filter(|j| p.designated_dealer(batch, *j)).collect::<Vec<_>>();
+        assert_eq!(designated(0), vec![1, 2, 3]);
+        assert_eq!(designated(1), vec![2, 3, 4]);
+        assert_eq!(designated(4), vec![1, 2, 5]);
+        assert_eq!(designated(5), vec![1, 2, 3]);
+        assert!(!p.designated_dealer(0, 0) && !p.designated_dealer(0, 6));
         let fit = BatchParams::largest_fitting(5, 200 * 1024).unwrap();
         assert!(BatchParams::new(5, fit).unwrap().dealing_len_bound() <= 200 * 1024);
         assert!(BatchParams::new(5, fit + 1).unwrap().dealing_len_bound() > 200 * 1024);

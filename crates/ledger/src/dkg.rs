@@ -5,14 +5,16 @@
 //! set and the same keys; there is nothing to agree on beside the log.
 //!
 //! Phases of batch `b` (see `docs/dkg.md`):
-//! 1. **Dealing**: each node may post one valid `DkgDeal`.
+//! 1. **Dealing**: the first `2f + 1` valid `DkgDeal`s count (one per
+//!    node); designated dealers rotate with the batch number.
 //! 2. **Responding**: each node may post one `DkgResponse` with its
 //!    complaints; each complaint is judged as it is applied.
 //! 3. **Publishing**: the qualified set (dealers with a dealing and no
 //!    upheld complaint) is fixed and its commitments summed; each node may
 //!    post `DkgPublicShares`, verified together when the phase ends.
 //!
-//! A phase ends at the end of a block once every node has acted in it, or
+//! A phase ends at the end of a block once every node has acted in it (for
+//! dealing: once it has its `2f + 1` dealings), or
 //! once it has lasted both [`DkgSettings::phase_min_blocks`] blocks and
 //! [`DkgSettings::phase_min_ms`] of block time. A batch whose qualified
 //! set has fewer than `f + 1` dealers, or that ends with fewer than `t`
@@ -322,6 +324,9 @@ impl DkgMachine {
         if record.dealt.contains(&signer) {
             return Ok(Err(Rejection::Dkg(format!("node {signer} already dealt in batch {batch}"))));
         }
+        if record.dealt.len() >= usize::from(self.params.dealers()) {
+            return Ok(Err(Rejection::Dkg(format!("batch {batch} has all the dealings it takes"))));
+        }
         if let Err(e) = dealing.parse(&self.context(batch), signer) {
             return Ok(Err(Rejection::Dkg(format!("invalid dealing: {e}"))));
         }
@@ -454,7 +459,7 @@ impl DkgMachine {
         let t = usize::from(self.params.threshold());
         let deadline = self.deadline_passed(record, height, time_ms);
         match record.phase {
-            Phase::Dealing if record.dealt.len() == n || deadline => {
+            Phase::Dealing if record.dealt.len() >= usize::from(self.params.dealers()) || deadline => {
                 if record.dealt.len() < f + 1 {
                     Self::enter(record, Phase::Abandoned, height, time_ms);
                     return Ok(Some(DkgEvent::BatchAbandoned { batch, reason: "fewer than f + 1 dealings" }));

@@ -123,12 +123,14 @@ impl DkgParticipant {
         }
     }
 
-    /// The actions after the block at `height` was applied to `state`.
+    /// The actions after the block at `height` was applied to `state`, at
+    /// local time `now_ms` (milliseconds since the Unix epoch).
     pub fn on_block<S: StateRead + ?Sized, R: CryptoRng + ?Sized>(
         &mut self,
         ledger: &Ledger,
         state: &S,
         height: u64,
+        now_ms: u64,
         store: &dyn BatchShareStore,
         rng: &mut R,
     ) -> Result<Vec<DkgAction>, LedgerError> {
@@ -169,11 +171,24 @@ impl DkgParticipant {
         self.received.retain(|batch, _| *batch >= oldest);
         self.submitted.retain(|(batch, _), _| *batch >= oldest);
         self.sitting_out.retain(|batch| *batch >= oldest_unpruned);
+        // A node that is not a designated dealer of a batch deals only if
+        // the batch still lacks dealings halfway to the phase deadline, in
+        // blocks and in time (blocks come fast under load; a designated
+        // dealer needs time to compute its dealing).
+        let settings = ledger.genesis().dkg;
+        let standby_blocks = u64::from(settings.phase_min_blocks / 2);
+        let standby_ms = settings.phase_min_ms / 2;
         for batch in oldest..next {
             let Some(record) = view.batch(batch)? else { continue };
             let context = view.context(batch);
             match record.phase {
-                Phase::Dealing if !record.dealt.contains(&self.me) && self.due(batch, Step::Deal, height) => {
+                Phase::Dealing
+                    if !record.dealt.contains(&self.me)
+                        && (view.params().designated_dealer(batch, self.me)
+                            || (height >= record.phase_height.saturating_add(standby_blocks)
+                                && now_ms >= record.phase_time_ms.saturating_add(standby_ms)))
+                        && self.due(batch, Step::Deal, height) =>
+                {
                     let secrets = DealerSecrets::random(view.params(), rng);
                     match secrets.deal(&context, self.me, &self.recipients, rng) {
                         Ok(dealing) => actions.push(DkgAction::Submit(TransactionBody::DkgDeal { batch, dealing })),

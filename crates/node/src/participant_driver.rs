@@ -28,6 +28,7 @@ pub trait DkgRole: Send + 'static {
         ledger: &Ledger,
         state: &dyn StateRead,
         height: u64,
+        now_ms: u64,
         store: &dyn BatchShareStore,
         rng: &mut dyn CryptoRng,
     ) -> Result<Vec<DkgAction>, LedgerError>;
@@ -39,10 +40,11 @@ impl DkgRole for DkgParticipant {
         ledger: &Ledger,
         state: &dyn StateRead,
         height: u64,
+        now_ms: u64,
         store: &dyn BatchShareStore,
         rng: &mut dyn CryptoRng,
     ) -> Result<Vec<DkgAction>, LedgerError> {
-        DkgParticipant::on_block(self, ledger, state, height, store, rng)
+        DkgParticipant::on_block(self, ledger, state, height, now_ms, store, rng)
     }
 }
 
@@ -159,7 +161,7 @@ fn execute(
 /// Runs the participant until the store fails: acts on the current state
 /// at once (a restarted node resumes), then after every applied block
 /// (skipping heights that went by while it worked: it acts on the latest
-/// state).
+/// state). `now_ms` reads the clock (milliseconds since the Unix epoch).
 pub async fn run_participant<R: CryptoRng + Send>(
     applier: Arc<BlockApplier>,
     tip: AppliedTip,
@@ -167,6 +169,7 @@ pub async fn run_participant<R: CryptoRng + Send>(
     identity: ParticipantIdentity,
     mut role: Box<dyn DkgRole>,
     mut rng: R,
+    now_ms: impl Fn() -> u64 + Send,
 ) {
     let mut next = 0;
     loop {
@@ -184,7 +187,7 @@ pub async fn run_participant<R: CryptoRng + Send>(
             }
         };
         let shares = StoredShares { store };
-        let actions = match role.on_block(applier.ledger(), &snapshot, height, &shares, &mut rng) {
+        let actions = match role.on_block(applier.ledger(), &snapshot, height, now_ms(), &shares, &mut rng) {
             Ok(actions) => actions,
             Err(e) => {
                 tracing::error!(error = %e, "DKG participant stopped: the ledger state is unreadable");

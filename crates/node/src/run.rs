@@ -219,6 +219,7 @@ async fn serve(
             identity,
             Box::new(participant),
             quorumkey_crypto::random::os_rng(),
+            wall_clock_ms,
         )
     });
 

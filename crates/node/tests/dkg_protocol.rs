@@ -94,7 +94,14 @@ impl Run {
             let actions = {
                 let node = &mut self.nodes[position];
                 node.participant
-                    .on_block(&self.net.ledger, &self.state, self.height, &node.shares, &mut self.rng)
+                    .on_block(
+                        &self.net.ledger,
+                        &self.state,
+                        self.height,
+                        self.height * 250,
+                        &node.shares,
+                        &mut self.rng,
+                    )
                     .unwrap()
             };
             for action in actions {
@@ -177,11 +184,13 @@ fn check_keys(run: &Run, honest: &[u16]) -> usize {
     total as usize
 }
 
-fn qualified_sets(run: &Run) -> Vec<Vec<u16>> {
+/// The records of the batches that fixed a qualified set.
+fn qualified_batches(run: &Run) -> Vec<quorumkey_ledger::BatchRecord> {
+    let view = run.net.ledger.dkg_view(&run.state);
     run.events
         .iter()
         .filter_map(|e| match e {
-            DkgEvent::QualifiedSetFixed { qualified, .. } => Some(qualified.clone()),
+            DkgEvent::QualifiedSetFixed { batch, .. } => Some(view.batch(*batch).unwrap().unwrap()),
             _ => None,
         })
         .collect()
@@ -194,8 +203,11 @@ fn honest_networks_fill_the_pool() {
         run.until_batches_end(2, 60);
         let honest: Vec<u16> = (1..=n).collect();
         assert_eq!(check_keys(&run, &honest), 16);
-        for qualified in qualified_sets(&run) {
-            assert_eq!(qualified, honest);
+        let dealers = usize::from(2 * ((n - 1) / 3) + 1);
+        for record in qualified_batches(&run) {
+            // The designated 2f + 1 dealers, all qualified.
+            assert_eq!(record.qualified.len(), dealers, "n={n}");
+            assert_eq!(record.qualified, record.dealt);
         }
         // All honest: every phase ends as soon as everyone acted, well
         // before any deadline (3 rounds of messages per batch).
@@ -210,28 +222,35 @@ fn byzantine_dealers_are_excluded_and_honest_ones_never() {
     for n in [4u16, 5, 7] {
         let f = (n - 1) / 3;
         for (round, kind) in kinds.iter().enumerate() {
-            // The state machine verifies the lowest-indexed publications
-            // first: wrong public shares are put where they get checked.
-            let byzantine: Vec<(u16, Behaviour)> = if *kind == BadPublicShares {
-                (1..=f).map(|i| (i, *kind)).collect()
-            } else {
-                (0..f).map(|i| (n - i, *kind)).collect()
-            };
+            // Nodes 1..=f are designated dealers of batch 0, and the state
+            // machine verifies the lowest-indexed publications first: the
+            // misbehaviour is always where it gets checked.
+            let byzantine: Vec<(u16, Behaviour)> = (1..=f).map(|i| (i, *kind)).collect();
             let mut bad: Vec<u16> = byzantine.iter().map(|(i, _)| *i).collect();
             bad.sort_unstable();
             let honest: Vec<u16> = (1..=n).filter(|i| !bad.contains(i)).collect();
             let mut run = Run::new(n, 4, 100 * u64::from(n) + round as u64, &byzantine);
             run.until_batches_end(2, 200);
-            let sets = qualified_sets(&run);
-            assert!(!sets.is_empty());
-            for qualified in &sets {
-                for h in &honest {
+            let records = qualified_batches(&run);
+            assert!(!records.is_empty());
+            for record in &records {
+                let qualified = &record.qualified;
+                // No honest dealer is ever excluded…
+                for h in record.dealt.iter().filter(|d| honest.contains(d)) {
                     assert!(qualified.contains(h), "n={n} {kind:?}: honest dealer {h} excluded from {qualified:?}");
                 }
-                let excluded = kind.excluded();
-                for b in &bad {
-                    assert_eq!(!qualified.contains(b), excluded, "n={n} {kind:?}: dealer {b} in {qualified:?}");
+                // …so at least f + 1 honest dealers are qualified.
+                assert!(qualified.iter().filter(|q| honest.contains(q)).count() > usize::from(f));
+                if kind.excluded() {
+                    for b in &bad {
+                        assert!(!qualified.contains(b), "n={n} {kind:?}: dealer {b} in {qualified:?}");
+                    }
                 }
+            }
+            // The misbehaving dealers did deal (or were silent) in batch 0.
+            let first = &records[0];
+            if matches!(kind, BadShare | InconsistentCommitments) {
+                assert_eq!(first.disqualified, bad, "n={n} {kind:?}");
             }
             assert!(
                 !run.events.iter().any(|e| matches!(e, DkgEvent::BatchAbandoned { .. })),

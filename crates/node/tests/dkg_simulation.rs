@@ -5,8 +5,8 @@
 //! (each kind of misbehaviour appears in one run), and in one run an
 //! honest node killed mid-DKG and restarted from its storage, every run
 //! checks that all honest nodes agree on the state root and the pool,
-//! that each finished batch's qualified set holds every honest dealer and
-//! none of the excluded ones, and that every key rebuilds, from every
+//! that each finished batch's qualified set holds every honest dealer (at
+//! least f + 1 of them) and none of the excluded ones, and that every key rebuilds, from every
 //! t-subset of the honest nodes' stored shares, to the recorded public key,
 //! with the recorded public shares matching the stored shares.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -27,6 +27,7 @@ use quorumkey_crypto::shamir::{Share, reconstruct_secret};
 use quorumkey_ledger::testkit::{TestNetwork, small_dkg};
 use quorumkey_ledger::{Ledger, LedgerError, LedgerView, Phase, StateRead};
 use quorumkey_node::applier::BlockApplier;
+use quorumkey_node::consensus::application::unix_ms;
 use quorumkey_node::consensus::{
     BlockLimits, Channels, ConsensusConfig, MempoolLimits, Timing, channel, consensus_namespace, max_message_size,
     start_consensus,
@@ -53,10 +54,11 @@ impl DkgRole for Misbehaving {
         ledger: &Ledger,
         state: &dyn StateRead,
         height: u64,
+        now_ms: u64,
         store: &dyn BatchShareStore,
         rng: &mut dyn CryptoRng,
     ) -> Result<Vec<DkgAction>, LedgerError> {
-        let actions = self.inner.on_block(ledger, state, height, store, rng)?;
+        let actions = self.inner.on_block(ledger, state, height, now_ms, store, rng)?;
         Ok(actions
             .into_iter()
             .filter_map(|action| match action {
@@ -141,7 +143,10 @@ impl Harness {
             .await
             .unwrap();
             let (tip, submitter) = (running.tip.clone(), running.submitter.clone());
-            context.child("dkg").spawn(move |_| run_participant(task_applier, tip, submitter, identity, role, rng));
+            let clock = context.child("clock");
+            context.child("dkg").spawn(move |_| {
+                run_participant(task_applier, tip, submitter, identity, role, rng, move || unix_ms(&clock))
+            });
             let _ = running.engine.await;
         });
         self.validators.insert(node, Validator { applier, handle });
@@ -263,13 +268,15 @@ fn run(n: u16, seed: u64, byzantine: &[(u16, Behaviour)], restart: Option<u16>, 
                 continue;
             }
             finished += 1;
-            for h in &honest {
+            for h in record.dealt.iter().filter(|d| honest.contains(d)) {
                 assert!(
                     record.qualified.contains(h),
                     "n={n}: honest {h} not in {:?} (batch {batch})",
                     record.qualified
                 );
             }
+            let f = usize::from((n - 1) / 3);
+            assert!(record.qualified.iter().filter(|q| honest.contains(q)).count() > f, "batch {batch}: {record:?}");
             for (b, behaviour) in &byzantine {
                 if behaviour.excluded() {
                     assert!(!record.qualified.contains(b), "n={n}: {behaviour:?} {b} in {:?}", record.qualified);

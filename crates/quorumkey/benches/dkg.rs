@@ -70,26 +70,27 @@ fn measure_floor(keys: u16) -> Floor {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let params = BatchParams::new(NODES, keys).unwrap();
     let (n, t, k) = (usize::from(NODES), usize::from(params.threshold()), usize::from(keys));
+    let dealers = usize::from(params.dealers());
     let scalars: Vec<Scalar> = (0..64).map(|_| Scalar::generate_from_rng(&mut rng)).collect();
     let fixed_base = time(200, || Point::mul_by_generator(&scalars[7]));
     let pedersen = time(200, || pedersen_commit(&scalars[3], &scalars[9]));
-    // A recipient's check of all n dealings at once: n·K·t points, 64-bit
+    // A recipient's check of all D dealings at once: D·K·t points, 64-bit
     // weights times j^l.
-    let check: Vec<(Point, Scalar)> = (0..n * k * t)
+    let check: Vec<(Point, Scalar)> = (0..dealers * k * t)
         .map(|i| (Point::mul_by_generator(&scalars[i % 64]), Scalar::from(rng.next_u64()) * Scalar::from(343u64)))
         .collect();
-    let check_point = time(3, || msm(&check)) / (n * k * t) as u32;
+    let check_point = time(3, || msm(&check)) / (dealers * k * t) as u32;
     // Public share verification: 2t·K points (the aggregate commitments and
     // t publications), full-size scalars.
     let verify: Vec<(Point, Scalar)> =
         (0..2 * t * k).map(|i| (Point::mul_by_generator(&scalars[i % 64]), scalars[(i * 7) % 64])).collect();
     let verify_point = time(3, || msm(&verify)) / (2 * t * k) as u32;
-    // Per key: dealers' commitments (n·t), public shares (n fixed-base),
-    // every recipient's check of every dealing (n·n·t points), and every
-    // node's verification of t publications (2t points per key each).
-    let per_key_ops = pedersen * (n * t) as u32
+    // Per key: the D dealers' commitments (D·t), public shares (n fixed
+    // base), every recipient's check of every dealing (n·D·t points), and
+    // every node's verification of t publications (2t points per key each).
+    let per_key_ops = pedersen * (dealers * t) as u32
         + fixed_base * n as u32
-        + check_point * (n * n * t) as u32
+        + check_point * (n * dealers * t) as u32
         + verify_point * (n * 2 * t) as u32;
 
     // The whole protocol, every node's part, for one batch.
@@ -97,13 +98,13 @@ fn measure_floor(keys: u16) -> Floor {
     let secrets: Vec<NonZeroScalar> = (0..n).map(|_| NonZeroScalar::generate_from_rng(&mut rng)).collect();
     let public: Vec<Point> = secrets.iter().map(|s| generator() * s.as_ref()).collect();
     let start = Instant::now();
-    let dealings: Vec<_> = (1..=NODES)
+    let dealings: Vec<_> = (1..=params.dealers())
         .map(|i| DealerSecrets::random(params, &mut rng).deal(&context, i, &public, &mut rng).unwrap())
         .collect();
     let parsed: Vec<_> = dealings.iter().zip(1u16..).map(|(d, i)| d.parse(&context, i).unwrap()).collect();
     let mut publications = Vec::new();
     for j in 1..=NODES {
-        let received: Vec<_> = (1..=NODES)
+        let received: Vec<_> = (1..=params.dealers())
             .map(|i| {
                 let index = usize::from(i) - 1;
                 open_dealing(&context, i, &dealings[index], &parsed[index], j, &secrets[usize::from(j) - 1], &mut rng)
