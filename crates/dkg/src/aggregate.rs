@@ -3,11 +3,13 @@
 //! key `k`.
 
 use quorumkey_crypto::group::{AffinePoint, Point, Scalar};
+use quorumkey_crypto::k256::elliptic_curve::BatchNormalize;
+use quorumkey_crypto::k256::elliptic_curve::CurveAffine as _;
 
 use crate::dealing::ParsedDealing;
 use crate::error::DkgError;
 use crate::params::BatchParams;
-use crate::points::{decode_points, encode_points};
+use crate::points::decode_points;
 
 /// `A_kl` for every key `k` and coefficient `l`, key-major.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,10 +31,13 @@ impl AggregateCommitments {
                 *sum += commitment;
             }
         }
-        let encoded = encode_points(&sums);
-        // An identity sum happens with negligible probability; encoded as
-        // zeros it would not decode, so re-decoding keeps one code path.
-        Ok(Self { params, points: decode_points(&encoded, "aggregate commitment")? })
+        let points = <Point as BatchNormalize<[Point]>>::batch_normalize_vartime(&sums);
+        // An identity sum happens with negligible probability, but the
+        // stored form cannot hold it.
+        if points.iter().any(|p| bool::from(p.is_identity())) {
+            return Err(DkgError::Malformed("aggregate commitment is the identity"));
+        }
+        Ok(Self { params, points })
     }
 
     /// Parses the stored form.

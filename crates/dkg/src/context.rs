@@ -69,23 +69,15 @@ impl BatchContext {
             hasher.update(&(part.len() as u64).to_be_bytes());
             hasher.update(part);
         }
-        weights_from_reader(hasher.finalize_xof(), count)
+        let mut reader = hasher.finalize_xof();
+        let mut buf = [0u8; 16];
+        (0..count)
+            .map(|_| {
+                reader.fill(&mut buf);
+                Scalar::from(u128::from_be_bytes(buf))
+            })
+            .collect()
     }
-}
-
-/// 128-bit scalars from a byte stream.
-pub(crate) fn weights_from_reader(mut reader: impl std::io::Read, count: usize) -> Vec<Scalar> {
-    let mut out = Vec::with_capacity(count);
-    let mut buf = [0u8; 16];
-    for _ in 0..count {
-        // A blake3 XOF reader never fails; a zero weight on failure would
-        // only weaken a check, never break an honest one.
-        if reader.read_exact(&mut buf).is_err() {
-            buf = [0u8; 16];
-        }
-        out.push(Scalar::from(u128::from_be_bytes(buf)));
-    }
-    out
 }
 
 /// 64-bit weights from the caller's RNG, for a recipient's private check.

@@ -20,7 +20,7 @@ use crate::error::DkgError;
 use crate::msm::msm;
 use crate::params::{BatchParams, SHARE_PAIR_LEN};
 use crate::points::{decode_points, encode_points};
-use crate::schnorr::{SCHNORR_PROOF_LEN, SchnorrProof, prove_nonzero};
+use crate::schnorr::{SCHNORR_PROOF_LEN, SchnorrProof};
 
 /// One recipient's share of one key: a point on each of the dealer's two
 /// polynomials. Secret.
@@ -102,7 +102,16 @@ impl Dealing {
     /// (Whether each recipient's shares are right only that recipient can
     /// tell, or anyone after a complaint.)
     pub fn parse(&self, context: &BatchContext, dealer: u16) -> Result<ParsedDealing, DkgError> {
-        let params = context.params();
+        let parsed = self.parse_accepted(context.params())?;
+        let proof = SchnorrProof::from_bytes(&self.ephemeral_proof)?;
+        proof.verify(ephemeral_transcript(context, dealer), &generator(), &parsed.ephemeral)?;
+        Ok(parsed)
+    }
+
+    /// The public parts of a dealing that [`Dealing::parse`] accepted before
+    /// (one the ledger holds): the shape and the points, without checking
+    /// the ephemeral key's proof again.
+    pub fn parse_accepted(&self, params: &BatchParams) -> Result<ParsedDealing, DkgError> {
         if self.commitments.len() != params.commitments_len()
             || self.ciphertexts.len() != usize::from(params.nodes())
             || self.ciphertexts.iter().any(|c| c.len() != params.ciphertext_len())
@@ -111,8 +120,6 @@ impl Dealing {
         }
         let commitments = decode_points(&self.commitments, "dealing commitment")?;
         let ephemeral = point_from_bytes("dealing ephemeral key", &self.ephemeral)?;
-        let proof = SchnorrProof::from_bytes(&self.ephemeral_proof)?;
-        proof.verify(ephemeral_transcript(context, dealer), &generator(), &ephemeral)?;
         Ok(ParsedDealing { commitments, ephemeral })
     }
 }
@@ -187,12 +194,9 @@ impl DealerSecrets {
         recipients: &[Point],
         rng: &mut R,
     ) -> Result<Dealing, DkgError> {
-        let shares: Vec<Vec<SharePair>> = (1..=self.params.nodes()).map(|j| self.shares_for(j)).collect();
+        let mut shares: Vec<Vec<SharePair>> = (1..=self.params.nodes()).map(|j| self.shares_for(j)).collect();
         let dealing = seal_dealing(context, dealer, &self.commitments(), &shares, recipients, rng);
-        for pairs in shares {
-            let mut pairs = pairs;
-            pairs.zeroize();
-        }
+        shares.zeroize();
         dealing
     }
 }
@@ -220,7 +224,8 @@ pub fn seal_dealing<R: CryptoRng + ?Sized>(
     }
     let ephemeral_secret = NonZeroScalar::generate_from_rng(rng);
     let ephemeral = generator() * ephemeral_secret.as_ref();
-    let proof = prove_nonzero(ephemeral_transcript(context, dealer), &generator(), &ephemeral, &ephemeral_secret, rng);
+    let proof =
+        SchnorrProof::prove(ephemeral_transcript(context, dealer), &generator(), &ephemeral, &ephemeral_secret, rng);
     let mut ciphertexts = Vec::with_capacity(nodes);
     for ((recipient, key), pairs) in (1u16..).zip(recipients).zip(shares) {
         let shared = *key * ephemeral_secret.as_ref();

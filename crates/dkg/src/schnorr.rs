@@ -3,7 +3,7 @@
 //! `z = k + c·w`, so the check `z·B = R + c·P` is one linear equation that
 //! batches with others.
 
-use quorumkey_crypto::group::{NonZeroScalar, Point, Scalar, point_from_bytes, point_to_bytes, scalar_from_bytes};
+use quorumkey_crypto::group::{Point, Scalar, point_from_bytes, point_to_bytes, scalar_from_bytes};
 use quorumkey_crypto::transcript::Transcript;
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
@@ -79,15 +79,4 @@ impl SchnorrProof {
             response: scalar_from_bytes(&bytes[33..])?,
         })
     }
-}
-
-/// Proves with a non-zero witness (convenience for ephemeral keys).
-pub(crate) fn prove_nonzero<R: CryptoRng + ?Sized>(
-    transcript: Transcript,
-    base: &Point,
-    public: &Point,
-    witness: &NonZeroScalar,
-    rng: &mut R,
-) -> SchnorrProof {
-    SchnorrProof::prove(transcript, base, public, witness.as_ref(), rng)
 }

@@ -23,7 +23,8 @@
 
 use bytes::BufMut;
 use commonware_codec::{Buf, Copying, Decode, Encode, EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
-use quorumkey_crypto::group::public_key_from_sec1_named;
+use quorumkey_crypto::group::{AffinePoint, public_key_from_sec1_named};
+use quorumkey_dkg::dealing::ParsedDealing;
 use quorumkey_dkg::{
     AggregateCommitments, BatchContext, BatchParams, Complaint, Dealing, PublicShares, Verdict, adjudicate,
     finish_keys, verify_public_shares,
@@ -264,33 +265,41 @@ impl DkgMachine {
         BatchContext::new(self.network_id, batch, self.params)
     }
 
+    fn parse_batch(&self, bytes: Option<Vec<u8>>) -> Result<Option<BatchRecord>, LedgerError> {
+        crate::machine::parse_record(bytes, &usize::from(self.params.nodes()), "a DKG batch record does not decode")
+    }
+
+    fn parse_dealing(&self, bytes: Option<Vec<u8>>) -> Result<Option<Dealing>, LedgerError> {
+        crate::machine::parse_record(bytes, &self.params, "a stored dealing does not decode")
+    }
+
     pub(crate) fn read_batch<S: StateRead + ?Sized>(
         &self,
         overlay: &Overlay<'_, S>,
         batch: u64,
     ) -> Result<Option<BatchRecord>, LedgerError> {
-        crate::machine::parse_record(
-            overlay.get(Table::DkgBatches, &batch.to_be_bytes())?,
-            &usize::from(self.params.nodes()),
-            "a DKG batch record does not decode",
-        )
+        self.parse_batch(overlay.get(Table::DkgBatches, &batch.to_be_bytes())?)
     }
 
     fn write_batch<S: StateRead + ?Sized>(&self, overlay: &mut Overlay<'_, S>, batch: u64, record: &BatchRecord) {
         overlay.put(Table::DkgBatches, &batch.to_be_bytes(), record.encode().to_vec());
     }
 
+    /// An accepted dealing and its public parts (its proof was checked
+    /// when it was accepted).
     fn read_dealing<S: StateRead + ?Sized>(
         &self,
         overlay: &Overlay<'_, S>,
         batch: u64,
         dealer: u16,
-    ) -> Result<Dealing, LedgerError> {
-        let bytes = overlay
-            .get(Table::DkgDealings, &batch_node_key(batch, dealer))?
+    ) -> Result<(Dealing, ParsedDealing), LedgerError> {
+        let dealing = self
+            .parse_dealing(overlay.get(Table::DkgDealings, &batch_node_key(batch, dealer))?)?
             .ok_or(LedgerError::CorruptState("an accepted dealing is missing"))?;
-        Dealing::decode_cfg(Copying(&bytes), &self.params)
-            .map_err(|_| LedgerError::CorruptState("a stored dealing does not decode"))
+        let parsed = dealing
+            .parse_accepted(&self.params)
+            .map_err(|_| LedgerError::CorruptState("an accepted dealing no longer parses"))?;
+        Ok((dealing, parsed))
     }
 
     /// Finds the open batch `batch`, or says why a message for it is late
@@ -359,16 +368,16 @@ impl DkgMachine {
             return Ok(Err(Rejection::Dkg(format!("complaint against node {unknown}, which has no dealing"))));
         }
         let context = self.context(batch);
-        let recipient_key = self.node_keys[usize::from(signer) - 1];
+        let Some(recipient_key) = usize::from(signer).checked_sub(1).and_then(|i| self.node_keys.get(i)).copied()
+        else {
+            return Ok(Err(Rejection::UnknownNode(signer)));
+        };
         let mut upheld = 0u16;
         for complaint in complaints {
             if record.disqualified.contains(&complaint.dealer) {
                 continue;
             }
-            let dealing = self.read_dealing(overlay, batch, complaint.dealer)?;
-            let parsed = dealing
-                .parse(&context, complaint.dealer)
-                .map_err(|_| LedgerError::CorruptState("an accepted dealing no longer parses"))?;
+            let (dealing, parsed) = self.read_dealing(overlay, batch, complaint.dealer)?;
             if let Verdict::DealerFaulty(_) =
                 adjudicate(&context, complaint.dealer, &dealing, &parsed, signer, &recipient_key, complaint)
             {
@@ -411,26 +420,34 @@ impl DkgMachine {
     ) -> Result<Vec<DkgEvent>, LedgerError> {
         let mut events = Vec::new();
         let next_batch = read_u64(overlay, META_NEXT_BATCH)?;
-        let mut oldest_open = read_u64(overlay, META_OLDEST_OPEN)?;
-        for batch in oldest_open..next_batch {
+        let first_open = read_u64(overlay, META_OLDEST_OPEN)?;
+        // One pass over the batches that may still run: advance each, and
+        // note what the pool and the next opening need to know.
+        let mut oldest_open = next_batch;
+        let mut in_flight = 0u64;
+        let mut dealing = false;
+        for batch in first_open..next_batch {
             let Some(mut record) = self.read_batch(overlay, batch)? else {
                 return Err(LedgerError::CorruptState("an open DKG batch has no record"));
             };
-            if record.ended() {
-                continue;
+            if !record.ended() {
+                if let Some(event) = self.advance(overlay, batch, &mut record, height, time_ms)? {
+                    events.push(event);
+                }
+                self.write_batch(overlay, batch, &record);
             }
-            if let Some(event) = self.advance(overlay, batch, &mut record, height, time_ms)? {
-                events.push(event);
+            if !record.ended() {
+                oldest_open = oldest_open.min(batch);
+                in_flight += 1;
+                dealing |= record.phase == Phase::Dealing;
             }
-            self.write_batch(overlay, batch, &record);
-        }
-        while oldest_open < next_batch && self.read_batch(overlay, oldest_open)?.is_some_and(|record| record.ended()) {
-            oldest_open += 1;
         }
         write_u64(overlay, META_OLDEST_OPEN, oldest_open);
         self.prune(overlay, height, oldest_open)?;
-        if let Some(batch) = self.maybe_open(overlay, height, time_ms, next_batch, oldest_open)? {
-            events.push(DkgEvent::BatchOpened { batch });
+        if self.should_open(overlay, in_flight, dealing)? {
+            self.write_batch(overlay, next_batch, &BatchRecord::new(height, time_ms));
+            write_u64(overlay, META_NEXT_BATCH, next_batch + 1);
+            events.push(DkgEvent::BatchOpened { batch: next_batch });
         }
         Ok(events)
     }
@@ -461,8 +478,14 @@ impl DkgMachine {
         match record.phase {
             Phase::Dealing if record.dealt.len() >= usize::from(self.params.dealers()) || deadline => {
                 if record.dealt.len() < f + 1 {
-                    Self::enter(record, Phase::Abandoned, height, time_ms);
-                    return Ok(Some(DkgEvent::BatchAbandoned { batch, reason: "fewer than f + 1 dealings" }));
+                    return Ok(Some(self.abandon(
+                        overlay,
+                        batch,
+                        record,
+                        height,
+                        time_ms,
+                        "fewer than f + 1 dealings",
+                    )));
                 }
                 Self::enter(record, Phase::Responding, height, time_ms);
                 Ok(None)
@@ -471,18 +494,12 @@ impl DkgMachine {
                 let qualified: Vec<u16> =
                     record.dealt.iter().copied().filter(|d| !record.disqualified.contains(d)).collect();
                 if qualified.len() < f + 1 {
-                    Self::enter(record, Phase::Abandoned, height, time_ms);
-                    return Ok(Some(DkgEvent::BatchAbandoned { batch, reason: "fewer than f + 1 qualified dealers" }));
+                    let reason = "fewer than f + 1 qualified dealers";
+                    return Ok(Some(self.abandon(overlay, batch, record, height, time_ms, reason)));
                 }
-                let context = self.context(batch);
                 let mut parsed = Vec::with_capacity(qualified.len());
                 for dealer in &qualified {
-                    let dealing = self.read_dealing(overlay, batch, *dealer)?;
-                    parsed.push(
-                        dealing
-                            .parse(&context, *dealer)
-                            .map_err(|_| LedgerError::CorruptState("an accepted dealing no longer parses"))?,
-                    );
+                    parsed.push(self.read_dealing(overlay, batch, *dealer)?.1);
                 }
                 let aggregate = AggregateCommitments::sum(self.params, &parsed.iter().collect::<Vec<_>>())
                     .map_err(|_| LedgerError::CorruptState("the qualified commitments do not sum"))?;
@@ -494,59 +511,12 @@ impl DkgMachine {
             Phase::Publishing if record.published.len() == n || deadline => {
                 let pending: Vec<u16> =
                     record.published.iter().copied().filter(|p| !record.refused.contains(p)).collect();
-                if pending.len() < t {
-                    if deadline {
-                        self.clear_batch(overlay, batch, record);
-                        Self::enter(record, Phase::Abandoned, height, time_ms);
-                        return Ok(Some(DkgEvent::BatchAbandoned {
-                            batch,
-                            reason: "fewer than t valid public share vectors",
-                        }));
-                    }
-                    return Ok(None);
-                }
-                let aggregate_bytes = overlay
-                    .get(Table::DkgAggregates, &batch.to_be_bytes())?
-                    .ok_or(LedgerError::CorruptState("a publishing batch has no aggregate"))?;
-                let aggregate = AggregateCommitments::from_bytes(self.params, &aggregate_bytes)
-                    .map_err(|_| LedgerError::CorruptState("stored aggregate commitments do not parse"))?;
-                // Verify the lowest-indexed publications first, only as many
-                // as are still needed: with every node honest, one batched
-                // check of t publications decides, and the other nodes'
-                // public shares follow by interpolation.
-                let context = self.context(batch);
-                let mut valid = Vec::with_capacity(t);
-                let mut next = 0;
-                while valid.len() < t && next < pending.len() {
-                    let chunk = &pending[next..pending.len().min(next + t - valid.len())];
-                    next += chunk.len();
-                    let mut publications = Vec::with_capacity(chunk.len());
-                    for node in chunk {
-                        let bytes = overlay
-                            .get(Table::DkgPublications, &batch_node_key(batch, *node))?
-                            .ok_or(LedgerError::CorruptState("a publication is missing"))?;
-                        publications.push(
-                            PublicShares::decode_cfg(Copying(&bytes), &self.params)
-                                .map_err(|_| LedgerError::CorruptState("a stored publication does not decode"))?,
-                        );
-                    }
-                    let items: Vec<(u16, &PublicShares)> = chunk.iter().copied().zip(publications.iter()).collect();
-                    for (node, result) in chunk.iter().zip(verify_public_shares(&context, &aggregate, &items)) {
-                        match result {
-                            Ok(points) => valid.push((*node, points)),
-                            Err(_) => insert_sorted(&mut record.refused, *node),
-                        }
-                    }
-                }
+                let valid = if pending.len() < t { Vec::new() } else { self.verify(overlay, batch, record, &pending)? };
                 if valid.len() < t {
                     // Nothing more can come once every node has published.
                     if deadline || record.published.len() == n {
-                        self.clear_batch(overlay, batch, record);
-                        Self::enter(record, Phase::Abandoned, height, time_ms);
-                        return Ok(Some(DkgEvent::BatchAbandoned {
-                            batch,
-                            reason: "fewer than t valid public share vectors",
-                        }));
+                        let reason = "fewer than t valid public share vectors";
+                        return Ok(Some(self.abandon(overlay, batch, record, height, time_ms, reason)));
                     }
                     return Ok(None);
                 }
@@ -563,6 +533,65 @@ impl DkgMachine {
             }
             _ => Ok(None),
         }
+    }
+
+    /// Gives the batch up whole: none of its keys will exist.
+    fn abandon<S: StateRead + ?Sized>(
+        &self,
+        overlay: &mut Overlay<'_, S>,
+        batch: u64,
+        record: &mut BatchRecord,
+        height: u64,
+        time_ms: u64,
+        reason: &'static str,
+    ) -> DkgEvent {
+        self.clear_batch(overlay, batch, record);
+        Self::enter(record, Phase::Abandoned, height, time_ms);
+        DkgEvent::BatchAbandoned { batch, reason }
+    }
+
+    /// Verifies the `pending` publications (sorted by node), lowest index
+    /// first and only as many as are still needed: with every node honest,
+    /// one batched check of t publications decides, and the other nodes'
+    /// public shares follow by interpolation. Refused ones are recorded.
+    fn verify<S: StateRead + ?Sized>(
+        &self,
+        overlay: &Overlay<'_, S>,
+        batch: u64,
+        record: &mut BatchRecord,
+        pending: &[u16],
+    ) -> Result<Vec<(u16, Vec<AffinePoint>)>, LedgerError> {
+        let t = usize::from(self.params.threshold());
+        let aggregate_bytes = overlay
+            .get(Table::DkgAggregates, &batch.to_be_bytes())?
+            .ok_or(LedgerError::CorruptState("a publishing batch has no aggregate"))?;
+        let aggregate = AggregateCommitments::from_bytes(self.params, &aggregate_bytes)
+            .map_err(|_| LedgerError::CorruptState("stored aggregate commitments do not parse"))?;
+        let context = self.context(batch);
+        let mut valid = Vec::with_capacity(t);
+        let mut next = 0;
+        while valid.len() < t && next < pending.len() {
+            let chunk = &pending[next..pending.len().min(next + t - valid.len())];
+            next += chunk.len();
+            let mut publications = Vec::with_capacity(chunk.len());
+            for node in chunk {
+                let bytes = overlay
+                    .get(Table::DkgPublications, &batch_node_key(batch, *node))?
+                    .ok_or(LedgerError::CorruptState("a publication is missing"))?;
+                publications.push(
+                    PublicShares::decode_cfg(Copying(&bytes), &self.params)
+                        .map_err(|_| LedgerError::CorruptState("a stored publication does not decode"))?,
+                );
+            }
+            let items: Vec<(u16, &PublicShares)> = chunk.iter().copied().zip(publications.iter()).collect();
+            for (node, result) in chunk.iter().zip(verify_public_shares(&context, &aggregate, &items)) {
+                match result {
+                    Ok(points) => valid.push((*node, points)),
+                    Err(_) => insert_sorted(&mut record.refused, *node),
+                }
+            }
+        }
+        Ok(valid)
     }
 
     /// Deletes a batch's aggregate and publications (its dealings stay for
@@ -597,24 +626,14 @@ impl DkgMachine {
         Ok(())
     }
 
-    fn maybe_open<S: StateRead + ?Sized>(
+    /// Whether the pool needs a new batch now, given the `in_flight`
+    /// batches still running (and whether one of them is dealing).
+    fn should_open<S: StateRead + ?Sized>(
         &self,
         overlay: &mut Overlay<'_, S>,
-        height: u64,
-        time_ms: u64,
-        next_batch: u64,
-        oldest_open: u64,
-    ) -> Result<Option<u64>, LedgerError> {
-        let mut in_flight = 0u64;
-        let mut dealing = false;
-        for batch in oldest_open..next_batch {
-            if let Some(record) = self.read_batch(overlay, batch)?
-                && !record.ended()
-            {
-                in_flight += 1;
-                dealing |= record.phase == Phase::Dealing;
-            }
-        }
+        in_flight: u64,
+        dealing: bool,
+    ) -> Result<bool, LedgerError> {
         let ready = crate::machine::ready_keys(overlay)?;
         let pending = crate::machine::pending_assignments(overlay)?;
         let coming = in_flight * u64::from(self.params.keys());
@@ -630,12 +649,7 @@ impl DkgMachine {
         // One batch deals at a time: dealing is the costly step for every
         // node, and the next batch opens as soon as this one's dealings are
         // in, so batches still overlap in their later phases.
-        if !refilling || dealing || in_flight >= u64::from(self.settings.max_batches_in_flight) {
-            return Ok(None);
-        }
-        self.write_batch(overlay, next_batch, &BatchRecord::new(height, time_ms));
-        write_u64(overlay, META_NEXT_BATCH, next_batch + 1);
-        Ok(Some(next_batch))
+        Ok(refilling && !dealing && in_flight < u64::from(self.settings.max_batches_in_flight))
     }
 }
 
@@ -677,21 +691,13 @@ impl<S: StateRead + ?Sized> DkgView<'_, S> {
 
     /// A batch's record.
     pub fn batch(&self, batch: u64) -> Result<Option<BatchRecord>, LedgerError> {
-        crate::machine::parse_record(
-            self.state.get(&crate::state::state_key(Table::DkgBatches, &batch.to_be_bytes()))?,
-            &usize::from(self.machine.params.nodes()),
-            "a DKG batch record does not decode",
-        )
+        self.machine.parse_batch(self.state.get(&crate::state::state_key(Table::DkgBatches, &batch.to_be_bytes()))?)
     }
 
     /// A dealer's accepted dealing in a batch (until it is pruned).
     pub fn dealing(&self, batch: u64, dealer: u16) -> Result<Option<Dealing>, LedgerError> {
-        let bytes = self.state.get(&crate::state::state_key(Table::DkgDealings, &batch_node_key(batch, dealer)))?;
-        bytes
-            .map(|bytes| {
-                Dealing::decode_cfg(Copying(&bytes), &self.machine.params)
-                    .map_err(|_| LedgerError::CorruptState("a stored dealing does not decode"))
-            })
-            .transpose()
+        self.machine.parse_dealing(
+            self.state.get(&crate::state::state_key(Table::DkgDealings, &batch_node_key(batch, dealer)))?,
+        )
     }
 }

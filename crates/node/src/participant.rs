@@ -16,7 +16,7 @@ use quorumkey_crypto::group::{NonZeroScalar, Point};
 use quorumkey_dkg::dealing::ParsedDealing;
 use quorumkey_dkg::dealing::ShareFault;
 use quorumkey_dkg::recipient::complain;
-use quorumkey_dkg::{DealerSecrets, Dealing, KeyShares, ReceivedShares, open_dealing, open_dealings};
+use quorumkey_dkg::{DealerSecrets, Dealing, KeyShares, ReceivedShares, open_dealings};
 use quorumkey_ledger::{Ledger, LedgerError, Phase, StateRead, TransactionBody};
 use rand_core::CryptoRng;
 
@@ -199,10 +199,10 @@ impl DkgParticipant {
                     self.open_all(ledger, state, batch, &record.dealt, rng)?;
                     let mut complaints = Vec::new();
                     for dealer in &record.dealt {
-                        if let Err(fault) = self.open(ledger, state, batch, *dealer, rng)? {
+                        if let Err(fault) = self.opened(batch, *dealer) {
                             tracing::warn!(batch, dealer, fault = fault.describe(), "complaining about a dealer");
                             let Some(dealing) = view.dealing(batch, *dealer)? else { continue };
-                            let Ok(parsed) = dealing.parse(&context, *dealer) else { continue };
+                            let Ok(parsed) = dealing.parse_accepted(&view.params()) else { continue };
                             match complain(&context, *dealer, &parsed, self.me, &self.secret, rng) {
                                 Ok(complaint) => complaints.push(complaint),
                                 Err(e) => tracing::error!(batch, dealer, error = %e, "cannot build a complaint"),
@@ -250,7 +250,7 @@ impl DkgParticipant {
     ) -> Result<Option<KeyShares>, LedgerError> {
         self.open_all(ledger, state, batch, qualified, rng)?;
         for dealer in qualified {
-            if let Err(fault) = self.open(ledger, state, batch, *dealer, rng)? {
+            if let Err(fault) = self.opened(batch, *dealer) {
                 tracing::error!(
                     batch,
                     dealer,
@@ -290,7 +290,7 @@ impl DkgParticipant {
             }
             let Some(dealing) = view.dealing(batch, *dealer)? else { continue };
             let parsed = dealing
-                .parse(&context, *dealer)
+                .parse_accepted(context.params())
                 .map_err(|_| LedgerError::CorruptState("an accepted dealing no longer parses"))?;
             dealings.push((*dealer, dealing, parsed));
         }
@@ -307,30 +307,12 @@ impl DkgParticipant {
         Ok(())
     }
 
-    /// Opens and checks (once, then from memory) what `dealer` sent this
-    /// node in `batch`.
-    fn open<S: StateRead + ?Sized, R: CryptoRng + ?Sized>(
-        &mut self,
-        ledger: &Ledger,
-        state: &S,
-        batch: u64,
-        dealer: u16,
-        rng: &mut R,
-    ) -> Result<Result<(), ShareFault>, LedgerError> {
-        if let Some(result) = self.received.get(&batch).and_then(|r| r.get(&dealer)) {
-            return Ok(result.as_ref().map(|_| ()).map_err(|fault| *fault));
+    /// What `dealer` sent this node in `batch`, as [`Self::open_all`]
+    /// found it (a dealing that is not there counts as undecryptable).
+    fn opened(&self, batch: u64, dealer: u16) -> Result<(), ShareFault> {
+        match self.received.get(&batch).and_then(|received| received.get(&dealer)) {
+            Some(result) => result.as_ref().map(|_| ()).map_err(|fault| *fault),
+            None => Err(ShareFault::Undecryptable),
         }
-        let view = ledger.dkg_view(state);
-        let Some(dealing) = view.dealing(batch, dealer)? else {
-            return Ok(Err(ShareFault::Undecryptable));
-        };
-        let context = view.context(batch);
-        let parsed = dealing
-            .parse(&context, dealer)
-            .map_err(|_| LedgerError::CorruptState("an accepted dealing no longer parses"))?;
-        let result = open_dealing(&context, dealer, &dealing, &parsed, self.me, &self.secret, rng);
-        let outcome = result.as_ref().map(|_| ()).map_err(|fault| *fault);
-        self.received.entry(batch).or_default().insert(dealer, result);
-        Ok(outcome)
     }
 }

@@ -28,24 +28,12 @@ use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::random::os_rng;
 use quorumkey_ledger::MemoryState;
-use quorumkey_node::devnet::{Devnet, DevnetOptions};
-use support::{DevnetSigners, free_port_base};
+use quorumkey_node::config::NetworkDkg;
+use quorumkey_node::devnet::Devnet;
+use support::{DevnetSigners, cores, devnet_options, machine};
 
 const NODES: u16 = 5;
 const VERIFIER: &str = "bench";
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{cpu}, {cores} cores")
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -78,16 +66,7 @@ fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
     let (latency_samples, throughput_count, in_flight) = if full { (300, 4000, 256) } else { (10, 100, 32) };
     let dir = tempfile::tempdir().unwrap();
-    let p2p = free_port_base(NODES, 0);
-    let rpc = free_port_base(NODES, p2p);
-    let options = DevnetOptions {
-        nodes: NODES,
-        dir: dir.path().join("devnet"),
-        p2p_base_port: p2p,
-        rpc_base_port: rpc,
-        binary: env!("CARGO_BIN_EXE_quorumkey").into(),
-        dkg: Default::default(),
-    };
+    let options = devnet_options(dir.path(), NODES, NetworkDkg::default());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut devnet = Devnet::launch(&options).unwrap();
@@ -143,7 +122,7 @@ fn main() {
         devnet.stop().await;
 
         let (check, apply) = floor_per_assignment(&signers, &register, 2000);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let cores = cores() as f64;
         let floor = cores / (f64::from(NODES) * (check + apply).as_secs_f64());
         println!("devnet benchmark ({} nodes, one process each, on {})", NODES, machine());
         println!(

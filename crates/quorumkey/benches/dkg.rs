@@ -24,28 +24,12 @@ use quorumkey_dkg::{
     verify_public_shares,
 };
 use quorumkey_node::config::NetworkDkg;
-use quorumkey_node::devnet::{Devnet, DevnetOptions};
+use quorumkey_node::devnet::Devnet;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
-use support::free_port_base;
+use support::{cores, devnet_options, machine};
 
 const NODES: u16 = 5;
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cpu}, {} cores", cores())
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
 
 fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
     let start = Instant::now();
@@ -136,22 +120,14 @@ fn main() {
     // The floor first, while nothing else runs.
     let floor = measure_floor(batch_keys);
     let dir = tempfile::tempdir().unwrap();
-    let p2p = free_port_base(NODES, 0);
-    let rpc = free_port_base(NODES, p2p);
-    let options = DevnetOptions {
-        nodes: NODES,
-        dir: dir.path().join("devnet"),
-        p2p_base_port: p2p,
-        rpc_base_port: rpc,
-        binary: env!("CARGO_BIN_EXE_quorumkey").into(),
-        // Always below the low-water mark: batches run back to back.
-        dkg: NetworkDkg {
-            batch_keys: Some(batch_keys),
-            pool_target: Some(u32::MAX),
-            low_water: Some(u32::MAX),
-            ..NetworkDkg::default()
-        },
+    // Always below the low-water mark: batches run back to back.
+    let dkg = NetworkDkg {
+        batch_keys: Some(batch_keys),
+        pool_target: Some(u32::MAX),
+        low_water: Some(u32::MAX),
+        ..NetworkDkg::default()
     };
+    let options = devnet_options(dir.path(), NODES, dkg);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (keys, elapsed, batches_height) = runtime.block_on(async {
         let mut devnet = Devnet::launch(&options).unwrap();

@@ -15,8 +15,8 @@ use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::random::os_rng;
 use quorumkey_node::api_client::NodeApiClient;
 use quorumkey_node::config::NetworkDkg;
-use quorumkey_node::devnet::{Devnet, DevnetOptions, NETWORK_JSON, NetworkJson};
-use support::{DevnetSigners, free_port_base};
+use quorumkey_node::devnet::{Devnet, NETWORK_JSON, NetworkJson};
+use support::{DevnetSigners, devnet_options};
 
 const NODES: u16 = 5;
 const VERIFIER: &str = "devnet-test";
@@ -51,17 +51,9 @@ async fn roots_agree(devnet: &Devnet, height: u64) {
 #[test]
 fn five_processes_finalize_survive_kill_and_catch_up() {
     let dir = tempfile::tempdir().unwrap();
-    let p2p = free_port_base(NODES, 0);
-    let rpc = free_port_base(NODES, p2p);
-    let options = DevnetOptions {
-        nodes: NODES,
-        dir: dir.path().join("devnet"),
-        p2p_base_port: p2p,
-        rpc_base_port: rpc,
-        binary: env!("CARGO_BIN_EXE_quorumkey").into(),
-        // Small batches keep the DKG quick in a debug build.
-        dkg: NetworkDkg { batch_keys: Some(32), pool_target: Some(64), low_water: Some(32), ..NetworkDkg::default() },
-    };
+    // Small batches keep the DKG quick in a debug build.
+    let dkg = NetworkDkg { batch_keys: Some(32), pool_target: Some(64), low_water: Some(32), ..NetworkDkg::default() };
+    let options = devnet_options(dir.path(), NODES, dkg);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut devnet = Devnet::launch(&options).unwrap();

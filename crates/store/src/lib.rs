@@ -102,25 +102,35 @@ impl NodeStore {
         Ok(store)
     }
 
+    /// A table in a fresh read transaction; `None` if nothing was ever
+    /// written to it.
+    fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        definition: TableDefinition<'static, K, V>,
+    ) -> Result<Option<ReadOnlyTable<K, V>>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
+        match txn.open_table(definition) {
+            Ok(table) => Ok(Some(table)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(db_error("open table")(e.into())),
+        }
+    }
+
+    /// Runs `body` in one write transaction and commits it durably.
+    fn write(&self, body: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
+        body(&txn)?;
+        txn.commit().map_err(|e| db_error("commit")(e.into()))
+    }
+
     /// A consistent read-only view of the committed ledger state.
     pub fn snapshot(&self) -> Result<LedgerSnapshot, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
-        let table = match txn.open_table(LEDGER_STATE) {
-            Ok(table) => Some(table),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(db_error("open ledger table")(e.into())),
-        };
-        Ok(LedgerSnapshot { table })
+        Ok(LedgerSnapshot { table: self.read_table(LEDGER_STATE)? })
     }
 
     /// The state root after `height`, if that height was applied.
     pub fn state_root(&self, height: u64) -> Result<Option<[u8; 32]>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
-        let table = match txn.open_table(STATE_ROOTS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(db_error("open roots table")(e.into())),
-        };
+        let Some(table) = self.read_table(STATE_ROOTS)? else { return Ok(None) };
         let root = table.get(height).map_err(|e| db_error("read root")(e.into()))?;
         Ok(root.map(|guard| *guard.value()))
     }
@@ -149,34 +159,23 @@ impl NodeStore {
     /// Persists this node's shares of a batch (opaque, secret bytes),
     /// durably, replacing any stored before.
     pub fn put_batch_shares(&self, batch: u64, shares: &[u8]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
-        {
+        self.write(|txn| {
             let mut table = txn.open_table(BATCH_SHARES).map_err(|e| db_error("open shares table")(e.into()))?;
             table.insert(batch, shares).map_err(|e| db_error("write batch shares")(e.into()))?;
-        }
-        txn.commit().map_err(|e| db_error("commit")(e.into()))
+            Ok(())
+        })
     }
 
     /// This node's stored shares of a batch, if any.
     pub fn batch_shares(&self, batch: u64) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
-        let table = match txn.open_table(BATCH_SHARES) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(db_error("open shares table")(e.into())),
-        };
+        let Some(table) = self.read_table(BATCH_SHARES)? else { return Ok(None) };
         let value = table.get(batch).map_err(|e| db_error("read batch shares")(e.into()))?;
         Ok(value.map(|guard| Zeroizing::new(guard.value().to_vec())))
     }
 
     /// Batches whose shares are stored and not yet assigned to keys.
     pub fn batches_with_shares(&self) -> Result<Vec<u64>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
-        let table = match txn.open_table(BATCH_SHARES) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(db_error("open shares table")(e.into())),
-        };
+        let Some(table) = self.read_table(BATCH_SHARES)? else { return Ok(Vec::new()) };
         let mut out = Vec::new();
         for entry in table.iter().map_err(|e| db_error("list batch shares")(e.into()))? {
             let (key, _) = entry.map_err(|e| db_error("list batch shares")(e.into()))?;
@@ -188,44 +187,36 @@ impl NodeStore {
     /// The batch finished: stores `key_shares[i]` as the share of key
     /// `first_key + i` and forgets the batch's entry, in one transaction.
     pub fn assign_batch_shares(&self, batch: u64, first_key: u64, key_shares: &[[u8; 32]]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
-        {
+        self.write(|txn| {
             let mut keys = txn.open_table(KEY_SHARES).map_err(|e| db_error("open key shares table")(e.into()))?;
             for (offset, share) in key_shares.iter().enumerate() {
                 keys.insert(first_key + offset as u64, share).map_err(|e| db_error("write key share")(e.into()))?;
             }
-            let mut batches = txn.open_table(BATCH_SHARES).map_err(|e| db_error("open shares table")(e.into()))?;
-            batches.remove(batch).map_err(|e| db_error("remove batch shares")(e.into()))?;
-        }
-        txn.commit().map_err(|e| db_error("commit")(e.into()))
+            Self::remove_batch_shares(txn, batch)
+        })
+    }
+
+    fn remove_batch_shares(txn: &redb::WriteTransaction, batch: u64) -> Result<(), StoreError> {
+        let mut batches = txn.open_table(BATCH_SHARES).map_err(|e| db_error("open shares table")(e.into()))?;
+        batches.remove(batch).map_err(|e| db_error("remove batch shares")(e.into()))?;
+        Ok(())
     }
 
     /// The batch was abandoned: forgets its shares.
     pub fn drop_batch_shares(&self, batch: u64) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
-        {
-            let mut batches = txn.open_table(BATCH_SHARES).map_err(|e| db_error("open shares table")(e.into()))?;
-            batches.remove(batch).map_err(|e| db_error("remove batch shares")(e.into()))?;
-        }
-        txn.commit().map_err(|e| db_error("commit")(e.into()))
+        self.write(|txn| Self::remove_batch_shares(txn, batch))
     }
 
     /// This node's share of a key (32 bytes, big-endian scalar), if it
     /// holds one.
     pub fn key_share(&self, index: u64) -> Result<Option<Zeroizing<[u8; 32]>>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
-        let table = match txn.open_table(KEY_SHARES) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(db_error("open key shares table")(e.into())),
-        };
+        let Some(table) = self.read_table(KEY_SHARES)? else { return Ok(None) };
         let value = table.get(index).map_err(|e| db_error("read key share")(e.into()))?;
         Ok(value.map(|guard| Zeroizing::new(*guard.value())))
     }
 
     fn commit(&self, writes: &WriteSet, height: u64, root: &[u8; 32]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
-        {
+        self.write(|txn| {
             let mut state = txn.open_table(LEDGER_STATE).map_err(|e| db_error("open ledger table")(e.into()))?;
             for (key, value) in writes.changes() {
                 match value {
@@ -236,8 +227,8 @@ impl NodeStore {
             }
             let mut roots = txn.open_table(STATE_ROOTS).map_err(|e| db_error("open roots table")(e.into()))?;
             roots.insert(height, root).map_err(|e| db_error("write state root")(e.into()))?;
-        }
-        txn.commit().map_err(|e| db_error("commit")(e.into()))
+            Ok(())
+        })
     }
 }
 

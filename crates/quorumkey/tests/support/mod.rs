@@ -10,7 +10,8 @@ use commonware_codec::Encode;
 use quorumkey_crypto::group::{Point, point_to_bytes};
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_ledger::{Ledger, SignedTransaction, TransactionBody, VerifierId, VerifierName};
-use quorumkey_node::config::{NETWORK_FILE, NetworkFile};
+use quorumkey_node::config::{NETWORK_FILE, NetworkDkg, NetworkFile};
+use quorumkey_node::devnet::DevnetOptions;
 use quorumkey_node::identity::NodeIdentity;
 
 /// A base port such that `base+1..=base+nodes` are all free and at least
@@ -26,6 +27,39 @@ pub fn free_port_base(nodes: u16, avoid: u16) -> u16 {
             base.abs_diff(avoid) > nodes && (1..=nodes).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok())
         })
         .expect("free ports")
+}
+
+/// A new devnet of `nodes` nodes in `dir/devnet`, on free ports, run with
+/// this crate's `quorumkey` binary.
+pub fn devnet_options(dir: &Path, nodes: u16, dkg: NetworkDkg) -> DevnetOptions {
+    let p2p = free_port_base(nodes, 0);
+    let rpc = free_port_base(nodes, p2p);
+    DevnetOptions {
+        nodes,
+        dir: dir.join("devnet"),
+        p2p_base_port: p2p,
+        rpc_base_port: rpc,
+        binary: env!("CARGO_BIN_EXE_quorumkey").into(),
+        dkg,
+    }
+}
+
+/// This machine's cores.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The CPU model and core count, for benchmark reports.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cpu}, {} cores", cores())
 }
 
 /// Signs transactions as a devnet's nodes, with the keys `network init`
