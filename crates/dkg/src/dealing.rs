@@ -201,6 +201,56 @@ impl DealerSecrets {
     }
 }
 
+/// A dealer's polynomials with their commitments already computed and
+/// encoded: the costly part of a dealing, and nothing in it depends on the
+/// batch. A node prepares one while it waits and seals it when a batch
+/// opens, so the dealing phase does not wait for the commitments. Kept in
+/// memory only, zeroized on drop, and sealing consumes it: one set of
+/// polynomials never serves two batches.
+pub struct PreparedDealing {
+    secrets: DealerSecrets,
+    commitments: Bytes,
+}
+
+impl std::fmt::Debug for PreparedDealing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedDealing").field("params", &self.secrets.params).finish_non_exhaustive()
+    }
+}
+
+impl PreparedDealing {
+    /// Fresh polynomials for batches of shape `params`, with their
+    /// commitments.
+    pub fn new<R: CryptoRng + ?Sized>(params: BatchParams, rng: &mut R) -> Self {
+        let secrets = DealerSecrets::random(params, rng);
+        let commitments = Bytes::from(encode_points(&secrets.commitments()));
+        Self { secrets, commitments }
+    }
+
+    /// The batch shape it was made for.
+    pub fn params(&self) -> BatchParams {
+        self.secrets.params
+    }
+
+    /// The dealing for one batch (of the same shape).
+    pub fn seal<R: CryptoRng + ?Sized>(
+        self,
+        context: &BatchContext,
+        dealer: u16,
+        recipients: &[Point],
+        rng: &mut R,
+    ) -> Result<Dealing, DkgError> {
+        if *context.params() != self.secrets.params {
+            return Err(DkgError::InvalidParameters("a dealing prepared for another batch shape"));
+        }
+        let mut shares: Vec<Vec<SharePair>> =
+            (1..=self.secrets.params.nodes()).map(|j| self.secrets.shares_for(j)).collect();
+        let dealing = seal_encoded(context, dealer, self.commitments.clone(), &shares, recipients, rng);
+        shares.zeroize();
+        dealing
+    }
+}
+
 /// Builds a dealing from given commitments and per-recipient shares
 /// (`shares[j - 1]` for node `j`). [`DealerSecrets::deal`] uses it with
 /// true shares; tests use it to build the dealings of a cheating dealer.
@@ -212,14 +262,23 @@ pub fn seal_dealing<R: CryptoRng + ?Sized>(
     recipients: &[Point],
     rng: &mut R,
 ) -> Result<Dealing, DkgError> {
+    seal_encoded(context, dealer, Bytes::from(encode_points(commitments)), shares, recipients, rng)
+}
+
+fn seal_encoded<R: CryptoRng + ?Sized>(
+    context: &BatchContext,
+    dealer: u16,
+    commitments: Bytes,
+    shares: &[Vec<SharePair>],
+    recipients: &[Point],
+    rng: &mut R,
+) -> Result<Dealing, DkgError> {
     let params = context.params();
     let nodes = usize::from(params.nodes());
     if recipients.len() != nodes || shares.len() != nodes {
         return Err(DkgError::InvalidParameters("one recipient key and one share vector per node"));
     }
-    if commitments.len() != usize::from(params.keys()) * usize::from(params.threshold())
-        || shares.iter().any(|s| s.len() != usize::from(params.keys()))
-    {
+    if commitments.len() != params.commitments_len() || shares.iter().any(|s| s.len() != usize::from(params.keys())) {
         return Err(DkgError::InvalidParameters("K·t commitments and K shares per recipient"));
     }
     let ephemeral_secret = NonZeroScalar::generate_from_rng(rng);
@@ -240,12 +299,7 @@ pub fn seal_dealing<R: CryptoRng + ?Sized>(
             .map_err(|_| DkgError::InvalidParameters("share vector too long to encrypt"))?;
         ciphertexts.push(Bytes::from(sealed));
     }
-    Ok(Dealing {
-        commitments: Bytes::from(encode_points(commitments)),
-        ephemeral: point_to_bytes(&ephemeral),
-        ephemeral_proof: proof.to_bytes(),
-        ciphertexts,
-    })
+    Ok(Dealing { commitments, ephemeral: point_to_bytes(&ephemeral), ephemeral_proof: proof.to_bytes(), ciphertexts })
 }
 
 /// The AEAD for the pair (dealer, recipient): the key hashes the batch,

@@ -39,7 +39,7 @@ mod schnorr;
 pub use aggregate::AggregateCommitments;
 pub use complaint::{Complaint, Verdict, adjudicate};
 pub use context::BatchContext;
-pub use dealing::{DealerSecrets, Dealing};
+pub use dealing::{DealerSecrets, Dealing, PreparedDealing};
 pub use error::DkgError;
 pub use params::BatchParams;
 pub use public_shares::{FinishedKey, PublicShares, finish_keys, verify_public_shares};

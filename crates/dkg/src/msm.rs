@@ -19,11 +19,36 @@ use quorumkey_crypto::k256::elliptic_curve::ops::LinearCombination;
 const PIPPENGER_MIN_TERMS: usize = 64;
 
 /// `Σ s_i·P_i`.
+///
+/// Pippenger's cost follows the longest scalar it handles, and a batch
+/// check typically has thousands of short weights and a handful of
+/// full-size ones (the sums for `G` and `H`, a proof's challenge): the
+/// longest 1/32 of the terms go to a separate sum, so the handful does not
+/// make every window pass run 256 bits long.
 pub fn msm(terms: &[(Point, Scalar)]) -> Point {
     if terms.len() < PIPPENGER_MIN_TERMS {
         return Point::lincomb_vartime(terms);
     }
-    pippenger(terms)
+    let scalars: Vec<[u8; 32]> = terms.iter().map(|(_, s)| little_endian(s)).collect();
+    let lengths: Vec<usize> = scalars.iter().map(bit_length).collect();
+    let mut sorted = lengths.clone();
+    sorted.sort_unstable();
+    let cut = sorted[terms.len() - 1 - terms.len() / 32];
+    if sorted[terms.len() - 1] == cut {
+        return pippenger(terms, &scalars, cut);
+    }
+    let mut short = Vec::with_capacity(terms.len());
+    let mut short_scalars = Vec::with_capacity(terms.len());
+    let mut long = Vec::new();
+    for ((term, scalar), length) in terms.iter().zip(scalars).zip(lengths) {
+        if length <= cut {
+            short.push(*term);
+            short_scalars.push(scalar);
+        } else {
+            long.push(*term);
+        }
+    }
+    pippenger(&short, &short_scalars, cut) + msm(&long)
 }
 
 /// The scalar as 32 little-endian bytes.
@@ -47,9 +72,9 @@ fn window(bytes: &[u8; 32], start: usize, width: usize) -> usize {
     ((u32::from_le_bytes(chunk) >> (start % 8)) as usize) & ((1 << width) - 1)
 }
 
-fn pippenger(terms: &[(Point, Scalar)]) -> Point {
-    let scalars: Vec<[u8; 32]> = terms.iter().map(|(_, s)| little_endian(s)).collect();
-    let bits = scalars.iter().map(bit_length).max().unwrap_or(0);
+/// Pippenger over `terms` whose little-endian `scalars` are at most `bits`
+/// long.
+fn pippenger(terms: &[(Point, Scalar)], scalars: &[[u8; 32]], bits: usize) -> Point {
     if bits == 0 {
         return Point::IDENTITY;
     }
@@ -64,7 +89,7 @@ fn pippenger(terms: &[(Point, Scalar)]) -> Point {
             result = result.double();
         }
         buckets.iter_mut().for_each(|bucket| *bucket = Point::IDENTITY);
-        for ((point, _), scalar) in terms.iter().zip(&scalars) {
+        for ((point, _), scalar) in terms.iter().zip(scalars) {
             let digit = window(scalar, w * width, width);
             if digit != 0 {
                 buckets[digit - 1] += point;
@@ -111,15 +136,25 @@ mod tests {
     fn pippenger_equals_straus() {
         for (count, bits) in [(64, 256), (100, 128), (300, 137), (777, 73), (1500, 256)] {
             let terms = terms(count, bits, count as u64);
-            assert_eq!(pippenger(&terms), Point::lincomb_vartime(terms.as_slice()), "{count} terms of {bits} bits");
+            assert_eq!(msm(&terms), Point::lincomb_vartime(terms.as_slice()), "{count} terms of {bits} bits");
         }
-        assert_eq!(pippenger(&[(Point::GENERATOR, Scalar::ZERO); 70]), Point::IDENTITY);
+        assert_eq!(msm(&[(Point::GENERATOR, Scalar::ZERO); 70]), Point::IDENTITY);
         let mut cancel = terms(70, 256, 3);
         let (p, s) = cancel[0];
         cancel.push((p, -s));
         cancel.truncate(71);
         let expected = Point::lincomb_vartime(cancel.as_slice());
-        assert_eq!(pippenger(&cancel), expected);
+        assert_eq!(msm(&cancel), expected);
+    }
+
+    #[test]
+    fn a_few_long_scalars_among_short_ones() {
+        for (count, long) in [(64, 1), (500, 3), (1000, 40), (2000, 2)] {
+            let mut mixed = terms(count, 73, count as u64);
+            mixed.extend(terms(long, 256, 7));
+            mixed.rotate_left(count / 3);
+            assert_eq!(msm(&mixed), Point::lincomb_vartime(mixed.as_slice()), "{count} short, {long} long");
+        }
     }
 
     proptest! {

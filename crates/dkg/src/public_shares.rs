@@ -79,24 +79,36 @@ impl KeyShares {
     /// This node's public shares with their proof.
     pub fn prove_public_shares<R: CryptoRng + ?Sized>(&self, context: &BatchContext, rng: &mut R) -> PublicShares {
         let points: Vec<Point> = self.shares().iter().map(|pair| Point::mul_by_generator(&pair.value)).collect();
-        let shares = encode_points(&points);
-        let weights = rho(context, self.node(), &shares);
-        let witness = zeroize::Zeroizing::new(
-            self.shares().iter().zip(&weights).map(|(pair, r)| pair.blinding * r).sum::<Scalar>(),
-        );
-        let blinding_commitment = quorumkey_crypto::group::mul_by_h(&witness);
-        let proof = SchnorrProof::prove(
-            proof_transcript(context, self.node(), &shares),
-            &generator_h(),
-            &blinding_commitment,
-            &witness,
-            rng,
-        );
-        PublicShares {
-            shares: Bytes::from(shares),
-            blinding_commitment: point_to_bytes(&blinding_commitment),
-            proof: proof.to_bytes(),
-        }
+        prove_for_points(context, self, &points, rng)
+    }
+}
+
+/// The publication of `points` as `shares`' public shares, with the proof
+/// made from `shares`' blinding parts (for honest nodes `points` are
+/// `s_kj·G`; tests pass others to play a cheating node).
+fn prove_for_points<R: CryptoRng + ?Sized>(
+    context: &BatchContext,
+    shares: &KeyShares,
+    points: &[Point],
+    rng: &mut R,
+) -> PublicShares {
+    let encoded = encode_points(points);
+    let weights = rho(context, shares.node(), &encoded);
+    let witness = zeroize::Zeroizing::new(
+        shares.shares().iter().zip(&weights).map(|(pair, r)| pair.blinding * r).sum::<Scalar>(),
+    );
+    let blinding_commitment = quorumkey_crypto::group::mul_by_h(&witness);
+    let proof = SchnorrProof::prove(
+        proof_transcript(context, shares.node(), &encoded),
+        &generator_h(),
+        &blinding_commitment,
+        &witness,
+        rng,
+    );
+    PublicShares {
+        shares: Bytes::from(encoded),
+        blinding_commitment: point_to_bytes(&blinding_commitment),
+        proof: proof.to_bytes(),
     }
 }
 
@@ -140,8 +152,17 @@ fn parse_publication(
 }
 
 /// One multi-scalar multiplication that is the identity iff (except with
-/// probability 2^-128) every publication's two equations hold:
-/// `D_j = Σ_k ρ_kj·(Σ_l j^l·A_kl − Y_kj)` and `z_j·H = R_j + c_j·D_j`.
+/// probability about 2^-128 per attempt) every publication's two equations
+/// hold: `D_j = Σ_k ρ_kj·(Σ_l j^l·A_kl − Y_kj)` and `z_j·H = R_j + c_j·D_j`.
+///
+/// The first equations are summed with weight 1: each publication's own
+/// 128-bit `ρ_kj` (derived from its `Y_kj`) already weighs its errors, so a
+/// wrong `Y_kj` adds a G-component that the other publications' terms
+/// cancel only if the last publication made hits one value out of 2^128
+/// (and the `D_j` are G-free by their proofs). The proofs' equations come
+/// in with weights `β_j` derived from all of it. Every large term then has
+/// a short scalar (`ρ_kj`, or `Σ_j ρ_kj·j^l`: 128 bits plus a few for small
+/// `n`), which is what the multi-scalar multiplication's cost follows.
 fn batch_holds(context: &BatchContext, aggregate: &AggregateCommitments, items: &[&ParsedPublication]) -> bool {
     let params = context.params();
     let t = usize::from(params.threshold());
@@ -155,24 +176,23 @@ fn batch_holds(context: &BatchContext, aggregate: &AggregateCommitments, items: 
         seed.push(part);
     }
     let seed_refs: Vec<&[u8]> = seed.iter().map(Vec::as_slice).collect();
-    let weights = context.weights(b"public-shares-batch", &seed_refs, 2 * items.len());
+    let betas = context.weights(b"public-shares-batch", &seed_refs, items.len());
     let mut a_scalars = vec![Scalar::ZERO; keys * t];
     let mut terms = Vec::with_capacity(keys * t + items.len() * (keys + 2) + 1);
     let mut h_scalar = Scalar::ZERO;
-    for (item, pair) in items.iter().zip(weights.chunks_exact(2)) {
-        let (alpha, beta) = (pair[0], pair[1]);
+    for (item, beta) in items.iter().zip(betas) {
         let x = scalar_from_u64(u64::from(item.node));
         for ((k, rho), share) in item.rho.iter().enumerate().zip(&item.shares) {
-            let weight = alpha * rho;
-            let mut power = weight;
+            let mut power = *rho;
             for l in 0..t {
                 a_scalars[k * t + l] += power;
                 power *= x;
             }
-            terms.push((Point::from(*share), -weight));
+            // `−ρ·Y` as `ρ·(−Y)`: the scalar stays 128 bits long.
+            terms.push((-Point::from(*share), *rho));
         }
-        terms.push((item.blinding_commitment, -(alpha + beta * item.challenge)));
-        terms.push((item.proof.nonce_commitment, -beta));
+        terms.push((item.blinding_commitment, -(Scalar::ONE + beta * item.challenge)));
+        terms.push((-item.proof.nonce_commitment, beta));
         h_scalar += beta * item.proof.response;
     }
     terms.extend(aggregate.points().iter().zip(a_scalars).map(|(a, s)| (Point::from(*a), s)));
@@ -318,4 +338,59 @@ fn small_multiple(point: &Point, value: i64) -> Point {
         }
     }
     if value < 0 { -acc } else { acc }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::DealerSecrets;
+    use crate::dealing::ParsedDealing;
+
+    /// One dealer's batch for four nodes: the aggregate and every node's shares.
+    fn batch(rng: &mut ChaCha20Rng) -> (BatchContext, AggregateCommitments, Vec<KeyShares>) {
+        let params = BatchParams::new(4, 8).unwrap();
+        let context = BatchContext::new([3u8; 32], 1, params);
+        let dealer = DealerSecrets::random(params, rng);
+        let commitments = <Point as BatchNormalize<[Point]>>::batch_normalize_vartime(&dealer.commitments());
+        let parsed = ParsedDealing { commitments, ephemeral: Point::GENERATOR };
+        let aggregate = AggregateCommitments::sum(params, &[&parsed]).unwrap();
+        let shares = (1..=4).map(|j| KeyShares::from_pairs(j, dealer.shares_for(j))).collect();
+        (context, aggregate, shares)
+    }
+
+    fn public_points(shares: &KeyShares) -> Vec<Point> {
+        shares.shares().iter().map(|pair| Point::mul_by_generator(&pair.value)).collect()
+    }
+
+    #[test]
+    fn two_cheaters_cannot_make_their_errors_cancel() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let (context, aggregate, shares) = batch(&mut rng);
+        let honest: Vec<PublicShares> = shares.iter().map(|s| s.prove_public_shares(&context, &mut rng)).collect();
+        // Node 1 shifts its first public share by G; node 2 picks its own
+        // shift so that the two errors cancel under the weights node 2's
+        // honest publication would have had. Node 2's weights are those of
+        // what it publishes, so they do not.
+        let mut first = public_points(&shares[0]);
+        first[0] += Point::GENERATOR;
+        let cheat_1 = prove_for_points(&context, &shares[0], &first, &mut rng);
+        let rho_1 = rho(&context, 1, &cheat_1.shares)[0];
+        let rho_2_honest = rho(&context, 2, &honest[1].shares)[0];
+        let shift = -rho_1 * Option::<Scalar>::from(rho_2_honest.invert()).unwrap();
+        let mut second = public_points(&shares[1]);
+        second[0] += Point::mul_by_generator(&shift);
+        let cheat_2 = prove_for_points(&context, &shares[1], &second, &mut rng);
+        assert_eq!(rho_1 + rho_2_honest * shift, Scalar::ZERO);
+        let items = [(1u16, &cheat_1), (2, &cheat_2), (3, &honest[2]), (4, &honest[3])];
+        let verified = verify_public_shares(&context, &aggregate, &items);
+        assert!(verified[0].is_err() && verified[1].is_err(), "both cheaters refused");
+        assert!(verified[2].is_ok() && verified[3].is_ok(), "the honest ones accepted");
+        // Honest publications, alone and together, pass.
+        let items: Vec<(u16, &PublicShares)> = (1u16..).zip(&honest).collect();
+        assert!(verify_public_shares(&context, &aggregate, &items).iter().all(Result::is_ok));
+    }
 }

@@ -11,8 +11,8 @@ use quorumkey_dkg::complaint::Verdict;
 use quorumkey_dkg::dealing::{ShareFault, SharePair, seal_dealing};
 use quorumkey_dkg::recipient::complain;
 use quorumkey_dkg::{
-    AggregateCommitments, BatchContext, BatchParams, DealerSecrets, Dealing, KeyShares, adjudicate, finish_keys,
-    open_dealing, verify_public_shares,
+    AggregateCommitments, BatchContext, BatchParams, DealerSecrets, Dealing, KeyShares, PreparedDealing, adjudicate,
+    finish_keys, open_dealing, verify_public_shares,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -233,6 +233,21 @@ fn wrong_public_shares_are_refused_and_the_others_accepted() {
     // Published for another batch: refused.
     let other = BatchContext::new([7u8; 32], 4, params);
     assert!(verify_public_shares(&other, &aggregate, &[(1, &publications[0])])[0].is_err());
+}
+
+#[test]
+fn a_prepared_dealing_seals_for_any_batch_of_its_shape_only() {
+    let (net, mut rng) = network(5, 4, 8);
+    let params = *net.context.params();
+    let prepared = PreparedDealing::new(params, &mut rng);
+    let dealing = prepared.seal(&net.context, 2, &net.keys, &mut rng).unwrap();
+    let parsed = dealing.parse(&net.context, 2).unwrap();
+    for j in 1..=5u16 {
+        open_dealing(&net.context, 2, &dealing, &parsed, j, &net.secrets[usize::from(j) - 1], &mut rng).unwrap();
+    }
+    // Prepared for batches of another size: refused.
+    let other = PreparedDealing::new(BatchParams::new(5, 8).unwrap(), &mut rng);
+    assert!(other.seal(&net.context, 2, &net.keys, &mut rng).is_err());
 }
 
 #[test]

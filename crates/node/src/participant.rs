@@ -16,7 +16,7 @@ use quorumkey_crypto::group::{NonZeroScalar, Point};
 use quorumkey_dkg::dealing::ParsedDealing;
 use quorumkey_dkg::dealing::ShareFault;
 use quorumkey_dkg::recipient::complain;
-use quorumkey_dkg::{DealerSecrets, Dealing, KeyShares, ReceivedShares, open_dealings};
+use quorumkey_dkg::{Dealing, KeyShares, PreparedDealing, ReceivedShares, open_dealings};
 use quorumkey_ledger::{Ledger, LedgerError, Phase, StateRead, TransactionBody};
 use rand_core::CryptoRng;
 
@@ -78,6 +78,9 @@ pub struct DkgParticipant {
     submitted: BTreeMap<(u64, Step), u64>,
     /// Batches this node cannot hold shares of.
     sitting_out: Vec<u64>,
+    /// The polynomials and commitments of this node's next dealing, made
+    /// while it waited (see [`DkgParticipant::prepare`]).
+    prepared: Option<PreparedDealing>,
 }
 
 impl std::fmt::Debug for DkgParticipant {
@@ -105,7 +108,24 @@ impl DkgParticipant {
             received: BTreeMap::new(),
             submitted: BTreeMap::new(),
             sitting_out: Vec::new(),
+            prepared: None,
         })
+    }
+
+    /// Makes the polynomials and commitments of this node's next dealing
+    /// ahead of time, if none are ready: the driver calls it once it has
+    /// acted on a block, so a batch that opens later waits only for the
+    /// encryption of the shares. Depends on nothing but the batch shape.
+    pub fn prepare<R: CryptoRng + ?Sized>(&mut self, ledger: &Ledger, rng: &mut R) -> Result<(), LedgerError> {
+        if self.prepared.is_none() {
+            let params = ledger
+                .genesis()
+                .dkg
+                .batch_params(ledger.genesis().nodes.len())
+                .map_err(|_| LedgerError::CorruptState("the genesis batch shape is invalid"))?;
+            self.prepared = Some(PreparedDealing::new(params, rng));
+        }
+        Ok(())
     }
 
     /// This node's index.
@@ -189,8 +209,11 @@ impl DkgParticipant {
                                 && now_ms >= record.phase_time_ms.saturating_add(standby_ms)))
                         && self.due(batch, Step::Deal, height) =>
                 {
-                    let secrets = DealerSecrets::random(view.params(), rng);
-                    match secrets.deal(&context, self.me, &self.recipients, rng) {
+                    let prepared = match self.prepared.take() {
+                        Some(prepared) if prepared.params() == view.params() => prepared,
+                        _ => PreparedDealing::new(view.params(), rng),
+                    };
+                    match prepared.seal(&context, self.me, &self.recipients, rng) {
                         Ok(dealing) => actions.push(DkgAction::Submit(TransactionBody::DkgDeal { batch, dealing })),
                         Err(e) => tracing::error!(batch, error = %e, "cannot build a dealing"),
                     }

@@ -32,6 +32,13 @@ pub trait DkgRole: Send + 'static {
         store: &dyn BatchShareStore,
         rng: &mut dyn CryptoRng,
     ) -> Result<Vec<DkgAction>, LedgerError>;
+
+    /// Work that can be done ahead of need, called after the actions of a
+    /// block are carried out (the honest participant prepares its next
+    /// dealing). Nothing by default.
+    fn prepare(&mut self, _ledger: &Ledger, _rng: &mut dyn CryptoRng) -> Result<(), LedgerError> {
+        Ok(())
+    }
 }
 
 impl DkgRole for DkgParticipant {
@@ -45,6 +52,10 @@ impl DkgRole for DkgParticipant {
         rng: &mut dyn CryptoRng,
     ) -> Result<Vec<DkgAction>, LedgerError> {
         DkgParticipant::on_block(self, ledger, state, height, now_ms, store, rng)
+    }
+
+    fn prepare(&mut self, ledger: &Ledger, rng: &mut dyn CryptoRng) -> Result<(), LedgerError> {
+        DkgParticipant::prepare(self, ledger, rng)
     }
 }
 
@@ -200,6 +211,10 @@ pub async fn run_participant<R: CryptoRng + Send>(
                 tracing::error!(error = %e, "DKG participant stopped: cannot persist key shares");
                 return;
             }
+        }
+        if let Err(e) = role.prepare(applier.ledger(), &mut rng) {
+            tracing::error!(error = %e, "DKG participant stopped: cannot prepare a dealing");
+            return;
         }
     }
 }

@@ -133,6 +133,11 @@ impl Run {
                     }
                 }
             }
+            // As the driver does: the next dealing made ahead of need (by
+            // odd-indexed nodes; the others make theirs when they deal).
+            if self.nodes[position].index % 2 == 1 {
+                self.nodes[position].participant.prepare(&self.net.ledger, &mut self.rng).unwrap();
+            }
         }
         next
     }

@@ -70,6 +70,10 @@ impl DkgRole for Misbehaving {
             })
             .collect())
     }
+
+    fn prepare(&mut self, ledger: &Ledger, rng: &mut dyn CryptoRng) -> Result<(), LedgerError> {
+        self.inner.prepare(ledger, rng)
+    }
 }
 
 struct Validator {
