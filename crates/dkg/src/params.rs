@@ -57,17 +57,17 @@ impl BatchParams {
         (self.nodes - 1) / 3
     }
 
-    /// Dealings a batch takes, `min(n, 2f + 1)`: with at most `f`
-    /// Byzantine nodes among them, at least `f + 1` come from honest
-    /// dealers, who are never disqualified, and one honest qualified dealer
-    /// is all that secrecy and unbiasability need.
+    /// Qualified dealings a batch takes, `f + 1`: with at most `f`
+    /// Byzantine nodes, one of them is honest, and one honest qualified
+    /// dealer is all that secrecy and unbiasability need. (A batch whose
+    /// dealings lose some to complaints takes more until it has `f + 1`.)
     pub fn dealers(&self) -> u16 {
-        (2 * self.max_faulty() + 1).min(self.nodes)
+        self.max_faulty() + 1
     }
 
-    /// True if `node` is one of the batch's designated dealers: `2f + 1`
+    /// True if `node` is one of the batch's designated dealers: `f + 1`
     /// consecutive indexes, rotating with the batch number. (Others deal
-    /// only when a designated dealer is late.)
+    /// only when a designated dealer is late or disqualified.)
     pub fn designated_dealer(&self, batch: u64, node: u16) -> bool {
         let n = u64::from(self.nodes);
         let position = (u64::from(node) + n - 1 + n - batch % n) % n;
@@ -125,15 +125,15 @@ mod tests {
         assert!(BatchParams::new(4, 1025).is_err());
         assert_eq!(BatchParams::new(7, 1).unwrap().threshold(), 4);
         assert_eq!(BatchParams::new(7, 1).unwrap().max_faulty(), 2);
-        assert_eq!(BatchParams::new(7, 1).unwrap().dealers(), 5);
-        assert_eq!(BatchParams::new(5, 1).unwrap().dealers(), 3);
+        assert_eq!(BatchParams::new(7, 1).unwrap().dealers(), 3);
+        assert_eq!(BatchParams::new(5, 1).unwrap().dealers(), 2);
         assert_eq!(BatchParams::new(1, 1).unwrap().dealers(), 1);
-        // Batch 0: nodes 1..=3 of 5; batch 1: nodes 2..=4; batch 4: 5, 1, 2.
+        // Batch 0: nodes 1, 2 of 5; batch 1: nodes 2, 3; batch 4: 5, 1.
         let designated = |batch| (1..=5).filter(|j| p.designated_dealer(batch, *j)).collect::<Vec<_>>();
-        assert_eq!(designated(0), vec![1, 2, 3]);
-        assert_eq!(designated(1), vec![2, 3, 4]);
-        assert_eq!(designated(4), vec![1, 2, 5]);
-        assert_eq!(designated(5), vec![1, 2, 3]);
+        assert_eq!(designated(0), vec![1, 2]);
+        assert_eq!(designated(1), vec![2, 3]);
+        assert_eq!(designated(4), vec![1, 5]);
+        assert_eq!(designated(5), vec![1, 2]);
         assert!(!p.designated_dealer(0, 0) && !p.designated_dealer(0, 6));
         let fit = BatchParams::largest_fitting(5, 200 * 1024).unwrap();
         assert!(BatchParams::new(5, fit).unwrap().dealing_len_bound() <= 200 * 1024);

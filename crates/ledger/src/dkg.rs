@@ -5,21 +5,23 @@
 //! set and the same keys; there is nothing to agree on beside the log.
 //!
 //! Phases of batch `b` (see `docs/dkg.md`):
-//! 1. **Dealing**: the first `2f + 1` valid `DkgDeal`s count (one per
-//!    node); designated dealers rotate with the batch number.
+//! 1. **Dealing**: valid `DkgDeal`s count (one per node) until the batch
+//!    has `f + 1` not disqualified; designated dealers rotate with the
+//!    batch number.
 //! 2. **Responding**: each node may post one `DkgResponse` with its
-//!    complaints; each complaint is judged as it is applied.
+//!    complaints; each complaint is judged as it is applied. If upheld
+//!    complaints leave fewer than `f + 1` dealers, the batch goes back to
+//!    dealing for the nodes that have not dealt (and responding again).
 //! 3. **Publishing**: the qualified set (dealers with a dealing and no
 //!    upheld complaint) is fixed and its commitments summed; each node may
 //!    post `DkgPublicShares`, verified together when the phase ends.
 //!
 //! A phase ends at the end of a block once every node has acted in it (for
-//! dealing: once it has its `2f + 1` dealings), or
+//! dealing: once it has its `f + 1` dealings), or
 //! once it has lasted both [`DkgSettings::phase_min_blocks`] blocks and
-//! [`DkgSettings::phase_min_ms`] of block time. A batch whose qualified
-//! set has fewer than `f + 1` dealers, or that ends with fewer than `t`
-//! valid public share vectors, is abandoned whole: none of its keys enter
-//! the pool.
+//! [`DkgSettings::phase_min_ms`] of block time. A batch that cannot reach
+//! `f + 1` qualified dealers, or that ends with fewer than `t` valid public
+//! share vectors, is abandoned whole: none of its keys enter the pool.
 
 use bytes::BufMut;
 use commonware_codec::{Buf, Copying, Decode, Encode, EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
@@ -103,6 +105,17 @@ impl BatchRecord {
     /// True once the batch finished or was abandoned.
     pub fn ended(&self) -> bool {
         matches!(self.phase, Phase::Finished { .. } | Phase::Abandoned)
+    }
+
+    /// Dealers with a dealing and no upheld complaint (so far).
+    pub fn standing_dealers(&self) -> usize {
+        self.dealt.iter().filter(|dealer| !self.disqualified.contains(dealer)).count()
+    }
+
+    /// True if this dealing phase tops up a batch whose dealings lost some
+    /// to complaints (every node that has not dealt may deal at once).
+    pub fn topping_up(&self) -> bool {
+        self.phase == Phase::Dealing && !self.disqualified.is_empty()
     }
 }
 
@@ -333,7 +346,7 @@ impl DkgMachine {
         if record.dealt.contains(&signer) {
             return Ok(Err(Rejection::Dkg(format!("node {signer} already dealt in batch {batch}"))));
         }
-        if record.dealt.len() >= usize::from(self.params.dealers()) {
+        if record.standing_dealers() >= usize::from(self.params.dealers()) {
             return Ok(Err(Rejection::Dkg(format!("batch {batch} has all the dealings it takes"))));
         }
         if let Err(e) = dealing.parse(&self.context(batch), signer) {
@@ -476,8 +489,8 @@ impl DkgMachine {
         let t = usize::from(self.params.threshold());
         let deadline = self.deadline_passed(record, height, time_ms);
         match record.phase {
-            Phase::Dealing if record.dealt.len() >= usize::from(self.params.dealers()) || deadline => {
-                if record.dealt.len() < f + 1 {
+            Phase::Dealing if record.standing_dealers() >= usize::from(self.params.dealers()) || deadline => {
+                if record.standing_dealers() < f + 1 {
                     return Ok(Some(self.abandon(
                         overlay,
                         batch,
@@ -494,6 +507,14 @@ impl DkgMachine {
                 let qualified: Vec<u16> =
                     record.dealt.iter().copied().filter(|d| !record.disqualified.contains(d)).collect();
                 if qualified.len() < f + 1 {
+                    // Complaints took dealers out: the nodes that have not
+                    // dealt yet deal (and everyone responds) again, if
+                    // enough of them are left.
+                    if n - record.dealt.len() >= f + 1 - qualified.len() {
+                        record.responded.clear();
+                        Self::enter(record, Phase::Dealing, height, time_ms);
+                        return Ok(None);
+                    }
                     let reason = "fewer than f + 1 qualified dealers";
                     return Ok(Some(self.abandon(overlay, batch, record, height, time_ms, reason)));
                 }

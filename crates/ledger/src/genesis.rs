@@ -36,16 +36,21 @@ pub struct DkgSettings {
 }
 
 impl DkgSettings {
-    /// The defaults for `n` nodes: batches of up to 256 keys, a pool of
-    /// 1024 refilled below 512, four batches at once, and phase deadlines of
-    /// `n + f + 2` blocks and `5 s + 500 ms·n` (both grow with `n`; the
-    /// block count exceeds the `f + 1` views in which Byzantine leaders
-    /// could keep a transaction out).
+    /// The defaults for `n` nodes: batches as large as a dealing's
+    /// transaction allows, in multiples of 64 and at most 512 keys (448 for
+    /// 5 nodes: larger batches spread each batch's blocks, messages and
+    /// signatures over more keys), a pool of 1024 refilled below 512, four
+    /// batches at once, and phase deadlines of `n + f + 2` blocks and
+    /// `5 s + 500 ms·n` (both grow with `n`; the block count exceeds the
+    /// `f + 1` views in which Byzantine leaders could keep a transaction
+    /// out).
     pub fn default_for(nodes: usize) -> Self {
         let n = u16::try_from(nodes).unwrap_or(u16::MAX);
         let f = u32::from(n.saturating_sub(1) / 3);
-        let batch_keys =
-            quorumkey_dkg::BatchParams::largest_fitting(n, DEALING_BUDGET).map_or(1, |largest| largest.min(256));
+        let batch_keys = quorumkey_dkg::BatchParams::largest_fitting(n, DEALING_BUDGET).map_or(1, |largest| {
+            let capped = largest.min(512);
+            if capped >= 64 { capped - capped % 64 } else { capped }
+        });
         Self {
             batch_keys,
             pool_target: 1024,

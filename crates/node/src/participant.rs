@@ -74,8 +74,10 @@ pub struct DkgParticipant {
     recipients: Vec<Point>,
     /// What each dealer of a batch sent this node, checked.
     received: BTreeMap<u64, BTreeMap<u16, Result<ReceivedShares, ShareFault>>>,
-    /// When each message was last submitted (height).
-    submitted: BTreeMap<(u64, Step), u64>,
+    /// When each message was last submitted (height), by batch, step and
+    /// the height at which that phase began (a batch that goes back to
+    /// dealing deals and responds afresh).
+    submitted: BTreeMap<(u64, Step, u64), u64>,
     /// Batches this node cannot hold shares of.
     sitting_out: Vec<u64>,
     /// The polynomials and commitments of this node's next dealing, made
@@ -133,11 +135,11 @@ impl DkgParticipant {
         self.me
     }
 
-    fn due(&mut self, batch: u64, step: Step, height: u64) -> bool {
-        match self.submitted.get(&(batch, step)) {
+    fn due(&mut self, batch: u64, step: Step, phase_height: u64, height: u64) -> bool {
+        match self.submitted.get(&(batch, step, phase_height)) {
             Some(at) if height < at.saturating_add(RESUBMIT_AFTER_BLOCKS) => false,
             _ => {
-                self.submitted.insert((batch, step), height);
+                self.submitted.insert((batch, step, phase_height), height);
                 true
             }
         }
@@ -189,12 +191,13 @@ impl DkgParticipant {
             self.received.remove(&batch);
         }
         self.received.retain(|batch, _| *batch >= oldest);
-        self.submitted.retain(|(batch, _), _| *batch >= oldest);
+        self.submitted.retain(|(batch, _, _), _| *batch >= oldest);
         self.sitting_out.retain(|batch| *batch >= oldest_unpruned);
         // A node that is not a designated dealer of a batch deals only if
         // the batch still lacks dealings halfway to the phase deadline, in
         // blocks and in time (blocks come fast under load; a designated
-        // dealer needs time to compute its dealing).
+        // dealer needs time to compute its dealing), or if complaints took
+        // dealings out and the batch is topping up.
         let settings = ledger.genesis().dkg;
         let standby_blocks = u64::from(settings.phase_min_blocks / 2);
         let standby_ms = settings.phase_min_ms / 2;
@@ -205,9 +208,10 @@ impl DkgParticipant {
                 Phase::Dealing
                     if !record.dealt.contains(&self.me)
                         && (view.params().designated_dealer(batch, self.me)
+                            || record.topping_up()
                             || (height >= record.phase_height.saturating_add(standby_blocks)
                                 && now_ms >= record.phase_time_ms.saturating_add(standby_ms)))
-                        && self.due(batch, Step::Deal, height) =>
+                        && self.due(batch, Step::Deal, record.phase_height, height) =>
                 {
                     let prepared = match self.prepared.take() {
                         Some(prepared) if prepared.params() == view.params() => prepared,
@@ -218,10 +222,13 @@ impl DkgParticipant {
                         Err(e) => tracing::error!(batch, error = %e, "cannot build a dealing"),
                     }
                 }
-                Phase::Responding if !record.responded.contains(&self.me) && self.due(batch, Step::Respond, height) => {
+                Phase::Responding
+                    if !record.responded.contains(&self.me)
+                        && self.due(batch, Step::Respond, record.phase_height, height) =>
+                {
                     self.open_all(ledger, state, batch, &record.dealt, rng)?;
                     let mut complaints = Vec::new();
-                    for dealer in &record.dealt {
+                    for dealer in record.dealt.iter().filter(|d| !record.disqualified.contains(d)) {
                         if let Err(fault) = self.opened(batch, *dealer) {
                             tracing::warn!(batch, dealer, fault = fault.describe(), "complaining about a dealer");
                             let Some(dealing) = view.dealing(batch, *dealer)? else { continue };
@@ -248,7 +255,7 @@ impl DkgParticipant {
                             }
                         },
                     };
-                    if self.due(batch, Step::Publish, height) {
+                    if self.due(batch, Step::Publish, record.phase_height, height) {
                         let shares = shares.prove_public_shares(&context, rng);
                         actions.push(DkgAction::Submit(TransactionBody::DkgPublicShares { batch, shares }));
                     }

@@ -24,6 +24,7 @@ use quorumkey_dkg::{
     AggregateCommitments, BatchContext, BatchParams, DealerSecrets, Dealing, KeyShares, finish_keys, open_dealings,
     verify_public_shares,
 };
+use quorumkey_ledger::DkgSettings;
 use quorumkey_node::config::NetworkDkg;
 use quorumkey_node::devnet::Devnet;
 use rand_chacha::ChaCha20Rng;
@@ -156,11 +157,15 @@ fn measure_floor(keys: u16) -> Floor {
 
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
-    let (default_keys, window) = if full { (256u16, Duration::from_secs(90)) } else { (16, Duration::from_secs(5)) };
-    // QUORUMKEY_BENCH_BATCH_KEYS measures another batch size.
+    // The network's default batch size (16 keys in the short form under
+    // `cargo test`); QUORUMKEY_BENCH_BATCH_KEYS measures another.
+    let (default_keys, window) = if full {
+        (DkgSettings::default_for(usize::from(NODES)).batch_keys, Duration::from_secs(90))
+    } else {
+        (16, Duration::from_secs(5))
+    };
     let batch_keys =
         std::env::var("QUORUMKEY_BENCH_BATCH_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_keys);
-    // The floor first, while nothing else runs.
     // The floor before and after the devnet runs (this machine's speed
     // drifts; the ratio uses their mean).
     let before = measure_floor(batch_keys);
