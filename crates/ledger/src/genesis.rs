@@ -160,6 +160,14 @@ pub enum GenesisError {
     /// A verifier configuration over [`MAX_VERIFIER_CONFIG_LEN`].
     #[error("verifier {0} has a configuration over 16 KiB")]
     ConfigTooLarge(String),
+    /// A verifier configuration that does not parse or breaks a rule.
+    #[error("verifier {name}: {reason}")]
+    InvalidVerifierConfig {
+        /// The verifier.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// DKG settings that cannot work.
     #[error("DKG settings: {0}")]
     Dkg(String),
@@ -197,6 +205,12 @@ impl Genesis {
                 .map_err(|e| GenesisError::InvalidPoint(format!("verifier {}: {e}", verifier.name.as_str())))?;
             if verifier.config.len() > MAX_VERIFIER_CONFIG_LEN {
                 return Err(GenesisError::ConfigTooLarge(verifier.name.as_str().to_owned()));
+            }
+            if let Err(e) = quorumkey_verifier::VerifierConfig::parse(&verifier.config) {
+                return Err(GenesisError::InvalidVerifierConfig {
+                    name: verifier.name.as_str().to_owned(),
+                    reason: e.to_string(),
+                });
             }
             if names.contains(&verifier.name.as_str()) {
                 return Err(GenesisError::DuplicateVerifier(verifier.name.as_str().to_owned()));

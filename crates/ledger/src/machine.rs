@@ -98,6 +98,9 @@ pub enum Rejection {
     /// The name is taken.
     #[error("verifier {0} is already registered")]
     VerifierExists(String),
+    /// A verifier configuration that does not parse or breaks a rule.
+    #[error("{0}")]
+    InvalidVerifierConfig(String),
     /// The update's nonce is not the next one.
     #[error("verifier {name}: nonce {got}, expected {expected}")]
     StaleNonce {
@@ -359,6 +362,9 @@ impl Ledger {
                 if overlay.get(Table::Verifiers, name.as_str().as_bytes())?.is_some() {
                     return Ok(Err(Rejection::VerifierExists(name.as_str().to_owned())));
                 }
+                if let Err(e) = quorumkey_verifier::VerifierConfig::parse(config) {
+                    return Ok(Err(Rejection::InvalidVerifierConfig(e.to_string())));
+                }
                 let record = VerifierRecord { owner: *owner, config: config.clone(), nonce: 0, enabled: true };
                 overlay.put(Table::Verifiers, name.as_str().as_bytes(), record.encode().to_vec());
                 Ok(Ok(Effect::VerifierRegistered))
@@ -376,6 +382,9 @@ impl Ledger {
                 let expected = record.nonce + 1;
                 if *nonce != expected {
                     return Ok(Err(Rejection::StaleNonce { name: name.as_str().to_owned(), expected, got: *nonce }));
+                }
+                if let Err(e) = quorumkey_verifier::VerifierConfig::parse(config) {
+                    return Ok(Err(Rejection::InvalidVerifierConfig(e.to_string())));
                 }
                 let record =
                     VerifierRecord { owner: record.owner, config: config.clone(), nonce: *nonce, enabled: *enabled };

@@ -75,7 +75,7 @@ impl TestNetwork {
         let verifiers = vec![GenesisVerifier {
             name: name(TEST_VERIFIER),
             owner: compressed(&owner),
-            config: Bytes::from_static(b"{}"),
+            config: test_verifier_config(),
         }];
         let ledger = Ledger::new(Genesis { dkg, nodes, verifiers }).expect("valid test genesis");
         Self { ledger, node_keys, owner, secp256k1_keys }
@@ -122,4 +122,13 @@ pub fn small_dkg(n: u16, keys: u16) -> DkgSettings {
         max_batches_in_flight: 2,
         ..DkgSettings::default_for(usize::from(n))
     }
+}
+
+/// A valid JWT verifier configuration for tests: issuer
+/// `https://issuer.test`, client id `quorumkey-test`, keys from
+/// `https://issuer.test/jwks`, the `email` claim as the verifier_id.
+pub fn test_verifier_config() -> Bytes {
+    Bytes::from_static(
+        br#"{"type":"jwt","issuer":"https://issuer.test","audiences":["quorumkey-test"],"keys":{"jwks_url":"https://issuer.test/jwks"},"verifier_id_claim":"email","lowercase_verifier_id":true,"max_token_age_secs":3600}"#,
+    )
 }

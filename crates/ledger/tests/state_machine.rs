@@ -9,7 +9,7 @@ use commonware_cryptography::{Signer, ed25519};
 use proptest::prelude::*;
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
-use quorumkey_ledger::testkit::{TestNetwork, compressed, id, name};
+use quorumkey_ledger::testkit::{TestNetwork, compressed, id, name, test_verifier_config};
 use quorumkey_ledger::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -145,7 +145,7 @@ fn verifier_names_are_first_come_first_served_and_changed_only_by_the_owner() {
     let register = |key: &SigningKey, verifier: &str| TransactionBody::RegisterVerifier {
         name: name(verifier),
         owner: compressed(key),
-        config: Bytes::from_static(b"{\"type\":\"jwt\"}"),
+        config: test_verifier_config(),
     };
     let owner = net.owner.clone();
     let results = net.apply(&[
@@ -163,7 +163,7 @@ fn verifier_names_are_first_come_first_served_and_changed_only_by_the_owner() {
     let update = |nonce, enabled| TransactionBody::UpdateVerifier {
         name: name("app-one"),
         nonce,
-        config: Bytes::from_static(b"{\"type\":\"jwt\",\"v\":2}"),
+        config: Bytes::from(String::from_utf8(test_verifier_config().to_vec()).unwrap().replace("3600", "600")),
         enabled,
     };
     let good = net.owner_tx(&owner, update(1, false));
@@ -182,6 +182,31 @@ fn verifier_names_are_first_come_first_served_and_changed_only_by_the_owner() {
     let record = net.view().verifier(&name("app-one")).unwrap().unwrap();
     assert!(!record.enabled);
     assert_eq!(record.nonce, 1);
+
+    // A configuration that does not parse or breaks a rule is refused, on
+    // registration and on update, and changes nothing.
+    let bad_register = TransactionBody::RegisterVerifier {
+        name: name("app-three"),
+        owner: compressed(&owner),
+        config: Bytes::from_static(b"{\"type\":\"jwt\"}"),
+    };
+    let bad_update = TransactionBody::UpdateVerifier {
+        name: name("app-one"),
+        nonce: 2,
+        config: Bytes::from(String::from_utf8(test_verifier_config().to_vec()).unwrap().replace("https://", "ftp://")),
+        enabled: true,
+    };
+    let results = net.apply(&[net.owner_tx(&owner, bad_register), net.owner_tx(&owner, bad_update)]);
+    assert!(
+        matches!(&results[0], Err(Rejection::InvalidVerifierConfig(m)) if m.contains("missing field")),
+        "{results:?}"
+    );
+    assert!(
+        matches!(&results[1], Err(Rejection::InvalidVerifierConfig(m)) if m.contains("issuer") || m.contains("https")),
+        "{results:?}"
+    );
+    assert!(net.view().verifier(&name("app-three")).unwrap().is_none());
+    assert_eq!(net.view().verifier(&name("app-one")).unwrap().unwrap().nonce, 1);
 
     // A disabled or unknown verifier gets no assignments.
     let deal = net.deal(2, 30);
@@ -253,6 +278,9 @@ fn genesis_is_validated() {
     let mut genesis = net.ledger.genesis().clone();
     genesis.nodes[0].secp256k1_key = [0u8; 33];
     assert!(matches!(Ledger::new(genesis).unwrap_err(), GenesisError::InvalidPoint(_)));
+    let mut genesis = net.ledger.genesis().clone();
+    genesis.verifiers[0].config = Bytes::from_static(b"{}");
+    assert!(matches!(Ledger::new(genesis).unwrap_err(), GenesisError::InvalidVerifierConfig { .. }));
     let mut genesis = net.ledger.genesis().clone();
     genesis.verifiers.push(genesis.verifiers[0].clone());
     assert!(matches!(Ledger::new(genesis).unwrap_err(), GenesisError::DuplicateVerifier(_)));

@@ -5,7 +5,6 @@
 use std::net::TcpListener;
 use std::path::Path;
 
-use bytes::Bytes;
 use commonware_codec::Encode;
 use quorumkey_crypto::group::{Point, point_to_bytes};
 use quorumkey_crypto::k256::ecdsa::SigningKey;
@@ -98,7 +97,7 @@ impl DevnetSigners {
         let body = TransactionBody::RegisterVerifier {
             name: VerifierName::new(verifier).unwrap(),
             owner: point_to_bytes(&Point::from(*owner.verifying_key().as_affine())),
-            config: Bytes::from_static(b"{}"),
+            config: quorumkey_ledger::testkit::test_verifier_config(),
         };
         SignedTransaction::sign_as_owner(self.ledger.network_id(), body, owner).encode().to_vec()
     }
