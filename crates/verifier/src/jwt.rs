@@ -86,6 +86,14 @@ pub fn token_header(token: &str) -> Result<TokenHeader, TokenError> {
     Ok(TokenHeader { alg, kid })
 }
 
+impl TokenHeader {
+    /// The public-key algorithm the header names; `none`, HMAC and others
+    /// are refused.
+    pub fn algorithm(&self) -> Result<Algorithm, TokenError> {
+        public_key_algorithm(&self.alg)
+    }
+}
+
 fn public_key_algorithm(alg: &str) -> Result<Algorithm, TokenError> {
     match alg {
         "RS256" => Ok(Algorithm::RS256),

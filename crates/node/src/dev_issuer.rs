@@ -1,0 +1,263 @@
+//! A development OpenID Connect provider, so that a devnet (and its tests)
+//! can sign users in with no outside service. It serves a discovery
+//! document, its JWKS, and a token-minting endpoint for tests and the CLI,
+//! signs ID tokens with ES256, and rotates its key on request (the previous
+//! key stays in the JWKS, so tokens signed just before still verify).
+//!
+//! **For development only**: `POST /dev/token` mints a token for any email
+//! it is given. Never point a production verifier at it.
+
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use p256::pkcs8::EncodePrivateKey;
+use rand_core::{CryptoRng, Rng};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// The client id the development issuer puts in `aud` unless told
+/// otherwise.
+pub const DEV_AUDIENCE: &str = "quorumkey-dev";
+/// Lifetime of a minted token unless told otherwise.
+pub const DEFAULT_TOKEN_TTL_SECS: u64 = 3600;
+/// Longest lifetime a minted token may ask for.
+pub const MAX_TOKEN_TTL_SECS: u64 = 24 * 3600;
+/// Most keys the JWKS keeps (the current one and the ones before it).
+pub const KEPT_KEYS: usize = 2;
+
+/// Why the development issuer could not start or sign.
+#[derive(Debug, thiserror::Error)]
+pub enum DevIssuerError {
+    /// Key generation or encoding failed.
+    #[error("development issuer key: {0}")]
+    Key(String),
+    /// Signing failed.
+    #[error("development issuer could not sign: {0}")]
+    Sign(String),
+}
+
+struct SigningKey {
+    kid: String,
+    key: EncodingKey,
+    jwk: Jwk,
+}
+
+fn generate_key<R: CryptoRng + ?Sized>(rng: &mut R, serial: u64) -> Result<SigningKey, DevIssuerError> {
+    // A uniformly random 32-byte string is a valid P-256 scalar except with
+    // probability about 2^-32; draw again in that case.
+    let secret = loop {
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(bytes.as_mut());
+        if let Ok(secret) = p256::SecretKey::from_slice(bytes.as_ref()) {
+            break secret;
+        }
+    };
+    let der = secret.to_pkcs8_der().map_err(|e| DevIssuerError::Key(e.to_string()))?;
+    let key = EncodingKey::from_ec_der(der.as_bytes());
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).map_err(|e| DevIssuerError::Key(e.to_string()))?;
+    let mut kid_bytes = [0u8; 8];
+    rng.fill_bytes(&mut kid_bytes);
+    let kid = format!("dev-{serial}-{}", hex::encode(kid_bytes));
+    jwk.common.key_id = Some(kid.clone());
+    Ok(SigningKey { kid, key, jwk })
+}
+
+/// What a minted token says.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct MintRequest {
+    /// The user's email (also the `sub`, lowercased).
+    pub email: String,
+    /// `aud` (default [`DEV_AUDIENCE`]).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Lifetime in seconds (default one hour, at most a day).
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+    /// `email_verified` (default true).
+    #[serde(default)]
+    pub email_verified: Option<bool>,
+    /// `iat` to claim instead of now (tests of stale tokens).
+    #[serde(default)]
+    pub issued_at: Option<u64>,
+}
+
+/// A minted token.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct MintResponse {
+    /// The signed ID token.
+    pub id_token: String,
+    /// Its `kid`.
+    pub kid: String,
+    /// Its `exp`.
+    pub expires_at: u64,
+}
+
+struct Keys {
+    /// Newest last.
+    keys: Vec<SigningKey>,
+    serial: u64,
+}
+
+/// The development issuer's state: its URL and keys.
+pub struct DevIssuer {
+    issuer: String,
+    keys: RwLock<Keys>,
+    rng: std::sync::Mutex<rand_chacha::ChaCha20Rng>,
+}
+
+impl std::fmt::Debug for DevIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevIssuer").field("issuer", &self.issuer).finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl DevIssuer {
+    /// An issuer that will be reachable at `issuer` (its `iss`, e.g.
+    /// `http://127.0.0.1:8550`), with a fresh key.
+    pub fn new(issuer: String, mut rng: rand_chacha::ChaCha20Rng) -> Result<Self, DevIssuerError> {
+        let first = generate_key(&mut rng, 1)?;
+        Ok(Self {
+            issuer: issuer.trim_end_matches('/').to_owned(),
+            keys: RwLock::new(Keys { keys: vec![first], serial: 1 }),
+            rng: std::sync::Mutex::new(rng),
+        })
+    }
+
+    /// Its `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Its JWKS URL.
+    pub fn jwks_url(&self) -> String {
+        format!("{}/jwks", self.issuer)
+    }
+
+    /// The JWKS document (current and previous keys).
+    pub fn jwks(&self) -> JwkSet {
+        let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        JwkSet { keys: keys.keys.iter().map(|k| k.jwk.clone()).collect() }
+    }
+
+    /// Makes a new signing key; the JWKS keeps the previous one.
+    pub fn rotate(&self) -> Result<String, DevIssuerError> {
+        let mut rng = self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut keys = self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        keys.serial += 1;
+        let key = generate_key(&mut *rng, keys.serial)?;
+        let kid = key.kid.clone();
+        keys.keys.push(key);
+        while keys.keys.len() > KEPT_KEYS {
+            keys.keys.remove(0);
+        }
+        Ok(kid)
+    }
+
+    /// Signs an ID token for `request` with the current key.
+    pub fn mint(&self, request: &MintRequest) -> Result<MintResponse, DevIssuerError> {
+        let email = request.email.trim();
+        if email.is_empty() || email.len() > 254 || !email.contains('@') {
+            return Err(DevIssuerError::Sign("the email must look like name@domain (at most 254 bytes)".to_owned()));
+        }
+        let ttl = request.ttl_secs.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
+        if ttl == 0 || ttl > MAX_TOKEN_TTL_SECS {
+            return Err(DevIssuerError::Sign(format!("ttl_secs must be between 1 and {MAX_TOKEN_TTL_SECS}")));
+        }
+        let now = now_secs();
+        let issued_at = request.issued_at.unwrap_or(now);
+        let expires_at = issued_at.saturating_add(ttl);
+        let mut jti = [0u8; 16];
+        self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner).fill_bytes(&mut jti);
+        let claims = json!({
+            "iss": self.issuer,
+            "aud": request.audience.clone().unwrap_or_else(|| DEV_AUDIENCE.to_owned()),
+            "sub": email.to_lowercase(),
+            "email": email,
+            "email_verified": request.email_verified.unwrap_or(true),
+            "iat": issued_at,
+            "exp": expires_at,
+            "jti": hex::encode(jti),
+        });
+        let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(current) = keys.keys.last() else {
+            return Err(DevIssuerError::Sign("no signing key".to_owned()));
+        };
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(current.kid.clone());
+        let id_token =
+            jsonwebtoken::encode(&header, &claims, &current.key).map_err(|e| DevIssuerError::Sign(e.to_string()))?;
+        Ok(MintResponse { id_token, kid: current.kid.clone(), expires_at })
+    }
+
+    /// The verifier configuration (JSON) that accepts this issuer's tokens
+    /// for `audience`, with the email as the verifier_id.
+    pub fn verifier_config(&self, audience: &str) -> String {
+        json!({
+            "type": "jwt",
+            "issuer": self.issuer,
+            "audiences": [audience],
+            "keys": {"jwks_url": self.jwks_url()},
+            "verifier_id_claim": "email",
+            "lowercase_verifier_id": true,
+            "required_claims": {"email_verified": true},
+            "max_token_age_secs": 3600,
+        })
+        .to_string()
+    }
+}
+
+fn error_response(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({"error": message}))).into_response()
+}
+
+async fn discovery(State(issuer): State<Arc<DevIssuer>>) -> Json<serde_json::Value> {
+    Json(json!({
+        "issuer": issuer.issuer,
+        "jwks_uri": issuer.jwks_url(),
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "subject_types_supported": ["public"],
+        "response_types_supported": ["id_token"],
+        "claims_supported": ["iss", "aud", "sub", "email", "email_verified", "iat", "exp"],
+        "quorumkey_dev_token_endpoint": format!("{}/dev/token", issuer.issuer),
+    }))
+}
+
+async fn jwks(State(issuer): State<Arc<DevIssuer>>) -> Json<JwkSet> {
+    Json(issuer.jwks())
+}
+
+async fn mint(State(issuer): State<Arc<DevIssuer>>, Json(request): Json<MintRequest>) -> Response {
+    match issuer.mint(&request) {
+        Ok(response) => Json(response).into_response(),
+        Err(e) => error_response(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+async fn rotate(State(issuer): State<Arc<DevIssuer>>) -> Response {
+    match issuer.rotate() {
+        Ok(kid) => Json(json!({"kid": kid})).into_response(),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// The issuer's HTTP routes.
+pub fn router(issuer: Arc<DevIssuer>) -> Router {
+    Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/jwks", get(jwks))
+        .route("/dev/token", post(mint))
+        .route("/dev/rotate", post(rotate))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(16 * 1024))
+        .with_state(issuer)
+}

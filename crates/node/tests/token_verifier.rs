@@ -1,0 +1,240 @@
+//! Token checks against the development issuer served on 127.0.0.1 (real
+//! HTTP): keys fetched once and cached, a rotated key picked up by one
+//! refetch, made-up kids throttled, cached keys kept while the provider is
+//! down, a clear error when it is down and nothing is cached, and a hanging
+//! provider cut off by the fetch timeout.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use quorumkey_node::dev_issuer::{DEV_AUDIENCE, DevIssuer, MintRequest, router};
+use quorumkey_node::jwks_cache::{JwksCache, JwksCachePolicy, JwksFetchError};
+use quorumkey_node::token_verifier::{TokenVerifier, VerifyError};
+use quorumkey_verifier::{JwtConfig, TokenError, VerifierConfig};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+struct Served {
+    issuer: Arc<DevIssuer>,
+    server: JoinHandle<()>,
+    address: std::net::SocketAddr,
+}
+
+async fn serve(seed: u64) -> Served {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let issuer = Arc::new(DevIssuer::new(format!("http://{address}"), ChaCha20Rng::seed_from_u64(seed)).unwrap());
+    let app = router(issuer.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    Served { issuer, server, address }
+}
+
+fn jwt_config(issuer: &DevIssuer) -> JwtConfig {
+    match VerifierConfig::parse(issuer.verifier_config(DEV_AUDIENCE).as_bytes()).unwrap() {
+        VerifierConfig::Jwt(config) => config,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn mint(issuer: &DevIssuer, email: &str) -> String {
+    issuer
+        .mint(&MintRequest {
+            email: email.to_owned(),
+            audience: None,
+            ttl_secs: None,
+            email_verified: None,
+            issued_at: None,
+        })
+        .unwrap()
+        .id_token
+}
+
+fn policy(refetch_ms: u64, max_age_ms: u64) -> JwksCachePolicy {
+    JwksCachePolicy {
+        max_age: Duration::from_millis(max_age_ms),
+        min_refetch_interval: Duration::from_millis(refetch_ms),
+        fetch_timeout: Duration::from_millis(500),
+    }
+}
+
+/// The token with its header's kid replaced (signature left as it was).
+fn with_kid(token: &str, kid: &str) -> String {
+    let (header, rest) = token.split_once('.').unwrap();
+    let mut header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    header["kid"] = serde_json::json!(kid);
+    format!("{}.{rest}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap()))
+}
+
+#[tokio::test]
+async fn keys_are_fetched_once_and_a_rotation_is_picked_up_by_one_refetch() {
+    let served = serve(1).await;
+    let config = jwt_config(&served.issuer);
+    let verifier = TokenVerifier::new(Arc::new(JwksCache::new(policy(200, 60_000)).unwrap()));
+
+    let token = mint(&served.issuer, "Alice@Example.com");
+    let verified = verifier.verify_jwt(&config, &token, now()).await.unwrap();
+    assert_eq!(verified.verifier_id, "alice@example.com");
+    for _ in 0..5 {
+        verifier.verify_jwt(&config, &mint(&served.issuer, "bob@example.com"), now()).await.unwrap();
+    }
+    assert_eq!(verifier.jwks().fetch_count(), 1, "cached");
+
+    // The issuer rotates: the new kid is unknown to the cache, so one
+    // refetch (after the throttle interval) picks it up.
+    served.issuer.rotate().unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let rotated = mint(&served.issuer, "carol@example.com");
+    verifier.verify_jwt(&config, &rotated, now()).await.unwrap();
+    assert_eq!(verifier.jwks().fetch_count(), 2);
+    // The previous key is still published: its tokens still verify.
+    verifier.verify_jwt(&config, &token, now()).await.unwrap();
+    assert_eq!(verifier.jwks().fetch_count(), 2);
+
+    // Made-up kids: at most one refetch per interval, then "unknown kid".
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    for _ in 0..20 {
+        let forged = with_kid(&rotated, "made-up");
+        let result = verifier.verify_jwt(&config, &forged, now()).await;
+        assert_eq!(result, Err(VerifyError::Token(TokenError::UnknownKey { kid: "made-up".to_owned() })));
+    }
+    assert_eq!(verifier.jwks().fetch_count(), 3, "one refetch for twenty unknown kids");
+
+    // Refused tokens cost no fetch at all: alg none, HMAC, garbage.
+    let fetches = verifier.jwks().fetch_count();
+    let (_, rest) = rotated.split_once('.').unwrap();
+    let none = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(br#"{"alg":"none","kid":"x"}"#));
+    assert_eq!(verifier.verify_jwt(&config, &none, now()).await, Err(VerifyError::Token(TokenError::AlgNone)));
+    let hmac = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","kid":"x"}"#));
+    assert!(matches!(
+        verifier.verify_jwt(&config, &hmac, now()).await,
+        Err(VerifyError::Token(TokenError::HmacRefused(_)))
+    ));
+    assert!(verifier.verify_jwt(&config, "garbage", now()).await.is_err());
+    assert_eq!(verifier.jwks().fetch_count(), fetches);
+    served.server.abort();
+}
+
+#[tokio::test]
+async fn cached_keys_keep_working_while_the_provider_is_down() {
+    let served = serve(2).await;
+    let config = jwt_config(&served.issuer);
+    let verifier = TokenVerifier::new(Arc::new(JwksCache::new(policy(1000, 200)).unwrap()));
+    let token = mint(&served.issuer, "dave@example.com");
+    verifier.verify_jwt(&config, &token, now()).await.unwrap();
+
+    served.server.abort();
+    let _ = served.server.await;
+    // Past the keys' max age and the refetch interval: the refetch fails,
+    // the cached keys answer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    verifier.verify_jwt(&config, &token, now()).await.unwrap();
+    assert_eq!(verifier.jwks().fetch_count(), 2, "one failed refetch");
+    // Within the throttle interval, no new attempt.
+    verifier.verify_jwt(&config, &token, now()).await.unwrap();
+    assert_eq!(verifier.jwks().fetch_count(), 2);
+}
+
+#[tokio::test]
+async fn no_cached_keys_and_the_provider_down_is_a_clear_error() {
+    let served = serve(3).await;
+    let config = jwt_config(&served.issuer);
+    let token = mint(&served.issuer, "erin@example.com");
+    served.server.abort();
+    let _ = served.server.await;
+    let verifier = TokenVerifier::new(Arc::new(JwksCache::new(policy(60_000, 60_000)).unwrap()));
+    let error = verifier.verify_jwt(&config, &token, now()).await.unwrap_err();
+    assert!(matches!(error, VerifyError::Keys(JwksFetchError::Unavailable(_))), "{error:?}");
+    assert!(error.to_string().contains("unreachable and no keys are cached"), "{error}");
+    // Throttled: the next login fails at once, without another attempt.
+    let started = Instant::now();
+    assert!(verifier.verify_jwt(&config, &token, now()).await.is_err());
+    assert_eq!(verifier.jwks().fetch_count(), 1);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let _ = served.address;
+}
+
+#[tokio::test]
+async fn a_hanging_provider_is_cut_off_by_the_timeout() {
+    // Accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let hang = tokio::spawn(async move {
+        let mut open = Vec::new();
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            open.push(socket);
+        }
+    });
+    let issuer = DevIssuer::new(format!("http://{address}"), ChaCha20Rng::seed_from_u64(4)).unwrap();
+    let config = jwt_config(&issuer);
+    let verifier = TokenVerifier::new(Arc::new(JwksCache::new(policy(60_000, 60_000)).unwrap()));
+    let started = Instant::now();
+    let error = verifier.verify_jwt(&config, &mint(&issuer, "frank@example.com"), now()).await.unwrap_err();
+    assert!(matches!(error, VerifyError::Keys(_)), "{error:?}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(3), "{waited:?}");
+    hang.abort();
+}
+
+#[tokio::test]
+async fn the_issuer_serves_discovery_jwks_and_minting_over_http() {
+    let served = serve(5).await;
+    let base = format!("http://{}", served.address);
+    let client = reqwest::Client::new();
+    let discovery: serde_json::Value =
+        client.get(format!("{base}/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(discovery["issuer"], base);
+    assert_eq!(discovery["jwks_uri"], format!("{base}/jwks"));
+    let minted: serde_json::Value = client
+        .post(format!("{base}/dev/token"))
+        .json(&serde_json::json!({"email": "gina@example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = minted["id_token"].as_str().unwrap();
+    let verifier = TokenVerifier::new(Arc::new(JwksCache::new(JwksCachePolicy::default()).unwrap()));
+    let config = jwt_config(&served.issuer);
+    assert_eq!(verifier.verify_jwt(&config, token, now()).await.unwrap().verifier_id, "gina@example.com");
+    // Bad requests get a clear 400.
+    let bad =
+        client.post(format!("{base}/dev/token")).json(&serde_json::json!({"email": "nope"})).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("name@domain"));
+    let bad = client
+        .post(format!("{base}/dev/token"))
+        .json(&serde_json::json!({"email": "a@b.c", "ttl_secs": 10_000_000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    // A stale token minted on purpose is refused as too old.
+    let stale = served
+        .issuer
+        .mint(&MintRequest {
+            email: "hank@example.com".to_owned(),
+            audience: None,
+            ttl_secs: Some(86_400),
+            email_verified: None,
+            issued_at: Some(now() - 7200),
+        })
+        .unwrap();
+    assert!(matches!(
+        verifier.verify_jwt(&config, &stale.id_token, now()).await,
+        Err(VerifyError::Token(TokenError::TooOld { .. }))
+    ));
+    served.server.abort();
+}
