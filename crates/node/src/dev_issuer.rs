@@ -203,18 +203,40 @@ impl DevIssuer {
     /// The verifier configuration (JSON) that accepts this issuer's tokens
     /// for `audience`, with the email as the verifier_id.
     pub fn verifier_config(&self, audience: &str) -> String {
-        json!({
-            "type": "jwt",
-            "issuer": self.issuer,
-            "audiences": [audience],
-            "keys": {"jwks_url": self.jwks_url()},
-            "verifier_id_claim": "email",
-            "lowercase_verifier_id": true,
-            "required_claims": {"email_verified": true},
-            "max_token_age_secs": 3600,
-        })
-        .to_string()
+        dev_verifier_config(&self.issuer, audience)
     }
+}
+
+/// The name under which a devnet registers its development issuer's
+/// verifier at genesis.
+pub const DEV_VERIFIER: &str = "quorumkey-dev";
+
+/// The verifier configuration (JSON) that accepts the tokens of the
+/// development issuer at `issuer` for `audience`: the email (lowercased) is
+/// the verifier_id, `email_verified` must be true, tokens at most an hour
+/// old.
+pub fn dev_verifier_config(issuer: &str, audience: &str) -> String {
+    let issuer = issuer.trim_end_matches('/');
+    json!({
+        "type": "jwt",
+        "issuer": issuer,
+        "audiences": [audience],
+        "keys": {"jwks_url": format!("{issuer}/jwks")},
+        "verifier_id_claim": "email",
+        "lowercase_verifier_id": true,
+        "required_claims": {"email_verified": true},
+        "max_token_age_secs": 3600,
+    })
+    .to_string()
+}
+
+/// Serves the development issuer on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    issuer: Arc<DevIssuer>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(issuer)).with_graceful_shutdown(shutdown).await
 }
 
 fn error_response(status: StatusCode, message: String) -> Response {
@@ -260,4 +282,61 @@ pub fn router(issuer: Arc<DevIssuer>) -> Router {
         .route("/dev/rotate", post(rotate))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(16 * 1024))
         .with_state(issuer)
+}
+
+/// Runs the development issuer on `listen` until SIGINT or SIGTERM: its
+/// `iss` is `issuer_url`, or `http://LISTEN`. Prints where it is.
+pub async fn run_standalone(listen: std::net::SocketAddr, issuer_url: Option<String>) -> Result<(), String> {
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let issuer_url = issuer_url.unwrap_or_else(|| format!("http://{address}"));
+    let mut seed = [0u8; 32];
+    quorumkey_crypto::random::os_rng().fill_bytes(&mut seed);
+    let issuer = Arc::new(
+        DevIssuer::new(issuer_url, <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(seed))
+            .map_err(|e| e.to_string())?,
+    );
+    println!("development issuer {} (FOR DEVELOPMENT ONLY: it signs a token for any email)", issuer.issuer());
+    println!("  discovery  {}/.well-known/openid-configuration", issuer.issuer());
+    println!("  jwks       {}", issuer.jwks_url());
+    println!(
+        "  mint       POST {}/dev/token {{\"email\": \"...\"}}  (or: quorumkey dev-token --email ...)",
+        issuer.issuer()
+    );
+    let shutdown = async {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = async {
+                match terminate.as_mut() {
+                    Some(signal) => { signal.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    };
+    serve(listener, issuer, shutdown).await.map_err(|e| e.to_string())
+}
+
+/// Asks the development issuer at `token_endpoint` for a token.
+pub async fn request_token(token_endpoint: &str, request: &MintRequest) -> Result<MintResponse, String> {
+    let client =
+        reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
+    let response = client
+        .post(token_endpoint)
+        .json(request)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the development issuer at {token_endpoint}: {e}"))?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| format!("reading the issuer's answer: {e}"))?;
+    if !status.is_success() {
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or(body);
+        return Err(format!("the development issuer refused ({status}): {message}"));
+    }
+    serde_json::from_str(&body).map_err(|e| format!("the development issuer's answer is not a token: {e}"))
 }

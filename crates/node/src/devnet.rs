@@ -15,7 +15,10 @@ use thiserror::Error;
 use tokio::process::{Child, Command};
 
 use crate::api_client::NodeApiClient;
+use crate::config::NetworkVerifier;
 use crate::config::{ConfigError, InitOptions, NETWORK_FILE, NetworkDkg, NetworkFile, init_network};
+use crate::dev_issuer::{DEV_AUDIENCE, DEV_VERIFIER, dev_verifier_config};
+use crate::identity::{owner_public_bytes, save_owner_key};
 use crate::run::node_config_path;
 
 /// The file clients read.
@@ -46,6 +49,15 @@ pub enum DevnetError {
         source: std::io::Error,
     },
     /// A node process exited.
+    #[error("the development issuer exited ({status}); its log is {log}:\n{tail}")]
+    IssuerExited {
+        /// Exit status.
+        status: String,
+        /// Its log file.
+        log: String,
+        /// The log's end.
+        tail: String,
+    },
     #[error("node {index} exited ({status}); its log is {log}:\n{tail}")]
     NodeExited {
         /// The node.
@@ -98,6 +110,22 @@ pub struct NetworkJsonNode {
     pub log: String,
 }
 
+/// The devnet's development issuer, as `network.json` lists it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkJsonDevIssuer {
+    /// Its `iss` and base URL.
+    pub issuer: String,
+    /// Its JWKS.
+    pub jwks_url: String,
+    /// Where `quorumkey dev-token` (or a test) mints a token: POST
+    /// `{"email": ...}`.
+    pub token_endpoint: String,
+    /// The verifier registered for it at genesis.
+    pub verifier: String,
+    /// The client id its tokens carry.
+    pub audience: String,
+}
+
 /// `network.json`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NetworkJson {
@@ -107,6 +135,24 @@ pub struct NetworkJson {
     pub threshold: usize,
     /// The nodes.
     pub nodes: Vec<NetworkJsonNode>,
+    /// The verifiers registered at genesis, by name.
+    #[serde(default)]
+    pub verifiers: Vec<String>,
+    /// The development issuer, if the devnet runs one.
+    #[serde(default)]
+    pub dev_issuer: Option<NetworkJsonDevIssuer>,
+}
+
+/// The file of the devnet verifier owner's key (mode 0600).
+pub const DEV_VERIFIER_OWNER_KEY: &str = "dev-verifier-owner.key";
+
+/// The development issuer's address from the devnet's registered dev
+/// verifier (its `issuer` is `http://127.0.0.1:PORT`).
+fn dev_issuer_address(network: &NetworkFile) -> Option<String> {
+    let verifier = network.verifiers.iter().find(|v| v.name == DEV_VERIFIER)?;
+    let config: serde_json::Value = serde_json::from_str(&verifier.config).ok()?;
+    let issuer = config.get("issuer")?.as_str()?;
+    issuer.strip_prefix("http://").map(str::to_owned)
 }
 
 /// Node `index`'s log file in a devnet directory.
@@ -121,6 +167,7 @@ pub struct Devnet {
     binary: PathBuf,
     network: NetworkFile,
     children: Vec<Option<Child>>,
+    issuer: Option<Child>,
 }
 
 impl Devnet {
@@ -138,27 +185,69 @@ impl Devnet {
             }
             network
         } else {
+            // The development issuer listens on the RPC base port (node i
+            // uses base + i); its verifier is registered at genesis, owned
+            // by a key kept in the devnet directory.
+            let owner = {
+                use quorumkey_crypto::k256::elliptic_curve::Generate;
+                quorumkey_crypto::k256::ecdsa::SigningKey::generate_from_rng(&mut quorumkey_crypto::random::os_rng())
+            };
+            let issuer = format!("http://127.0.0.1:{}", options.rpc_base_port);
             init_network(
                 &options.dir,
                 &InitOptions {
                     nodes: options.nodes,
                     p2p_base_port: options.p2p_base_port,
                     rpc_base_port: options.rpc_base_port,
-                    verifiers: Vec::new(),
+                    verifiers: vec![NetworkVerifier {
+                        name: DEV_VERIFIER.to_owned(),
+                        owner: hex::encode(owner_public_bytes(&owner)),
+                        config: dev_verifier_config(&issuer, DEV_AUDIENCE),
+                    }],
                     dkg: options.dkg.clone(),
                 },
-            )?
+            )
+            .and_then(|network| {
+                save_owner_key(&options.dir.join(DEV_VERIFIER_OWNER_KEY), &owner).map_err(|e| {
+                    ConfigError::Invalid { path: options.dir.join(DEV_VERIFIER_OWNER_KEY), reason: e.to_string() }
+                })?;
+                Ok(network)
+            })?
         };
         let mut devnet = Self {
             dir: options.dir.clone(),
             binary: options.binary.clone(),
             children: network.nodes.iter().map(|_| None).collect(),
             network,
+            issuer: None,
         };
+        devnet.start_dev_issuer()?;
         for index in 1..=options.nodes {
             devnet.start_node(index)?;
         }
         Ok(devnet)
+    }
+
+    /// Starts the development issuer (a `quorumkey dev-issuer` process), if
+    /// the network registers one.
+    fn start_dev_issuer(&mut self) -> Result<(), DevnetError> {
+        let Some(address) = dev_issuer_address(&self.network) else { return Ok(()) };
+        let log_path = self.dir.join("dev-issuer.log");
+        let io = |source| DevnetError::Io { path: log_path.clone(), source };
+        let log = OpenOptions::new().create(true).append(true).open(&log_path).map_err(io)?;
+        let log_err = log.try_clone().map_err(io)?;
+        let child = Command::new(&self.binary)
+            .arg("dev-issuer")
+            .arg("--listen")
+            .arg(&address)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| DevnetError::Io { path: self.binary.clone(), source })?;
+        self.issuer = Some(child);
+        Ok(())
     }
 
     /// The network description.
@@ -212,20 +301,32 @@ impl Devnet {
 
     /// Asks every node to stop (SIGTERM) and waits for them.
     pub async fn stop(mut self) {
-        for child in self.children.iter_mut().flatten() {
+        for child in self.children.iter_mut().flatten().chain(self.issuer.iter_mut()) {
             if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
             }
         }
-        for child in self.children.iter_mut().flatten() {
+        for child in self.children.iter_mut().flatten().chain(self.issuer.iter_mut()) {
             if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
                 let _ = child.kill().await;
             }
         }
     }
 
-    /// An error if a node process has exited.
+    /// An error if a node process (or the development issuer) has exited.
     pub fn check_alive(&mut self) -> Result<(), DevnetError> {
+        if let Some(issuer) = &mut self.issuer
+            && let Ok(Some(status)) = issuer.try_wait()
+        {
+            self.issuer = None;
+            let log = self.dir.join("dev-issuer.log");
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(DevnetError::IssuerExited {
+                status: status.to_string(),
+                log: log.display().to_string(),
+                tail: text,
+            });
+        }
         for (position, slot) in self.children.iter_mut().enumerate() {
             let Some(child) = slot else { continue };
             if let Ok(Some(status)) = child.try_wait() {
@@ -292,7 +393,23 @@ impl Devnet {
                 log: node_log_path(&self.dir, node.index).display().to_string(),
             });
         }
-        Ok(NetworkJson { network_id: hex::encode(genesis.network_id()), threshold: genesis.threshold(), nodes })
+        let dev_issuer = dev_issuer_address(&self.network).map(|address| {
+            let issuer = format!("http://{address}");
+            NetworkJsonDevIssuer {
+                jwks_url: format!("{issuer}/jwks"),
+                token_endpoint: format!("{issuer}/dev/token"),
+                verifier: DEV_VERIFIER.to_owned(),
+                audience: DEV_AUDIENCE.to_owned(),
+                issuer,
+            }
+        });
+        Ok(NetworkJson {
+            network_id: hex::encode(genesis.network_id()),
+            threshold: genesis.threshold(),
+            nodes,
+            verifiers: self.network.verifiers.iter().map(|v| v.name.clone()).collect(),
+            dev_issuer,
+        })
     }
 
     /// Writes `network.json` into the devnet directory.

@@ -127,6 +127,31 @@ impl NodeIdentity {
     }
 }
 
+/// Writes a verifier owner's secp256k1 key (it signs `RegisterVerifier`
+/// and `UpdateVerifier`) into a new file of mode 0600 (hex), refusing to
+/// overwrite.
+pub fn save_owner_key(path: &Path, key: &SigningKey) -> Result<(), KeyFileError> {
+    let scalar: NonZeroScalar = *key.as_nonzero_scalar();
+    write_secret(path, &Zeroizing::new(scalar_to_hex(scalar.as_ref())))
+}
+
+/// Reads a verifier owner's key written by [`save_owner_key`] (the file
+/// must not be readable by others).
+pub fn load_owner_key(path: &Path) -> Result<SigningKey, KeyFileError> {
+    let hex = read_secret(path)?;
+    let scalar = nonzero_scalar_from_hex("secp256k1 key", hex.trim()).map_err(|e| KeyFileError::Invalid {
+        path: path.to_owned(),
+        kind: "secp256k1",
+        reason: e.to_string(),
+    })?;
+    Ok(SigningKey::from(scalar))
+}
+
+/// The compressed public key of an owner key.
+pub fn owner_public_bytes(key: &SigningKey) -> [u8; 33] {
+    point_to_bytes(&quorumkey_crypto::group::Point::from(*key.verifying_key().as_affine()))
+}
+
 fn write_secret(path: &Path, hex: &str) -> Result<(), KeyFileError> {
     let io = |source| KeyFileError::Io { path: path.to_owned(), source };
     let mut file = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {

@@ -11,7 +11,8 @@ use quorumkey_crypto::address::eth_address;
 use quorumkey_crypto::group::{public_key_from_hex, public_key_from_xy_hex, public_key_to_xy_hex};
 use quorumkey_crypto::hash::token_commitment_hex;
 use quorumkey_node::config::{InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, init_network};
-use quorumkey_node::devnet::{Devnet, DevnetOptions};
+use quorumkey_node::dev_issuer::{MintRequest, request_token, run_standalone};
+use quorumkey_node::devnet::{Devnet, DevnetOptions, NETWORK_JSON, NetworkJson};
 use quorumkey_node::observability::Telemetry;
 use quorumkey_node::run::run_node;
 
@@ -50,6 +51,37 @@ enum Command {
         /// Node i serves its API on this port + i (new network only).
         #[arg(long, default_value_t = 17000)]
         rpc_base_port: u16,
+    },
+    /// Run the development OpenID Connect issuer alone (a devnet runs its
+    /// own). FOR DEVELOPMENT ONLY: it signs a token for any email asked.
+    /// Serves discovery, JWKS (ES256), POST /dev/token and POST /dev/rotate.
+    DevIssuer {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8550")]
+        listen: std::net::SocketAddr,
+        /// The `iss` of its tokens (default: http://LISTEN).
+        #[arg(long)]
+        issuer_url: Option<String>,
+    },
+    /// Get an ID token for an email from a development issuer (the
+    /// devnet's, found in its network.json, or --issuer). Prints the token
+    /// on standard output.
+    DevToken {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// The devnet's network.json (default: devnet/network.json).
+        #[arg(long, conflicts_with = "issuer")]
+        network: Option<PathBuf>,
+        /// The issuer's base URL instead (e.g. http://127.0.0.1:8550).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// The client id to put in `aud` (default: the devnet verifier's).
+        #[arg(long)]
+        audience: Option<String>,
+        /// Lifetime in seconds (default 3600, at most 86400).
+        #[arg(long)]
+        ttl_secs: Option<u64>,
     },
     /// Compute the values a Torus client and a node exchange, to debug an
     /// integration by hand.
@@ -168,6 +200,20 @@ fn run(cli: Cli) -> Result<(), String> {
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
             runtime.block_on(devnet(options))?;
         }
+        Command::DevIssuer { listen, issuer_url } => {
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            runtime.block_on(run_dev_issuer(listen, issuer_url))?;
+        }
+        Command::DevToken { email, network, issuer, audience, ttl_secs } => {
+            let endpoint = match issuer {
+                Some(issuer) => format!("{}/dev/token", issuer.trim_end_matches('/')),
+                None => dev_token_endpoint(&network.unwrap_or_else(|| PathBuf::from("devnet").join(NETWORK_JSON)))?,
+            };
+            let request = MintRequest { email, audience, ttl_secs, email_verified: None, issued_at: None };
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            let minted = runtime.block_on(request_token(&endpoint, &request))?;
+            println!("{}", minted.id_token);
+        }
         Command::Inspect(Inspect::TokenCommitment { id_token }) => {
             let token = match id_token {
                 Some(token) => token,
@@ -221,6 +267,12 @@ async fn devnet(options: DevnetOptions) -> Result<(), String> {
     for node in &description.nodes {
         println!("node {:<3}    {}  log {}", node.index, node.endpoint, node.log);
     }
+    if let Some(issuer) = &description.dev_issuer {
+        println!(
+            "dev issuer  {}  verifier {}  (quorumkey dev-token --email you@example.com)",
+            issuer.issuer, issuer.verifier
+        );
+    }
     println!("ready: {} (Ctrl-C stops the network; its data stays in {})", path.display(), devnet.dir().display());
     let outcome = loop {
         tokio::select! {
@@ -235,6 +287,23 @@ async fn devnet(options: DevnetOptions) -> Result<(), String> {
     println!("stopping ...");
     devnet.stop().await;
     outcome
+}
+
+async fn run_dev_issuer(listen: std::net::SocketAddr, issuer_url: Option<String>) -> Result<(), String> {
+    run_standalone(listen, issuer_url).await
+}
+
+/// The token endpoint of the development issuer a devnet's network.json
+/// names.
+fn dev_token_endpoint(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {} ({e}); start a devnet or pass --issuer", path.display()))?;
+    let network: NetworkJson =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not a network.json: {e}", path.display()))?;
+    network
+        .dev_issuer
+        .map(|issuer| issuer.token_endpoint)
+        .ok_or_else(|| format!("{} lists no development issuer; pass --issuer", path.display()))
 }
 
 /// Reads one token from standard input, trimming the trailing newline that

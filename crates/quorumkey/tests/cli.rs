@@ -33,6 +33,7 @@ fn help_lists_the_subcommands() {
     let (ok, out, _) = run(&["--help"], None);
     assert!(ok);
     assert!(out.contains("inspect") && out.contains("network"), "{out}");
+    assert!(out.contains("dev-issuer") && out.contains("dev-token"), "{out}");
     let (ok, out, _) = run(&["--version"], None);
     assert!(ok && out.starts_with("quorumkey "), "{out}");
 }
@@ -97,4 +98,47 @@ fn network_init_writes_configs_and_refuses_to_overwrite() {
     let (ok, _, stderr) = run(&["network", "init", "--nodes", "0", "--out", out_arg], None);
     assert!(!ok);
     assert!(stderr.contains("0 is not in 1..=256"), "{stderr}");
+}
+
+#[test]
+fn dev_issuer_runs_alone_and_dev_token_asks_it() {
+    // A free port below the kernel's ephemeral range (an outgoing
+    // connection cannot take it meanwhile).
+    let start = 20_000 + (std::process::id() % 10_000) as u16;
+    let port = (0..2000u16)
+        .map(|k| 20_000 + (start - 20_000 + k * 7) % 12_000)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let mut issuer = quorumkey()
+        .args(["dev-issuer", "--listen", &listen])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://{listen}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let token = loop {
+        let (ok, out, err) = run(&["dev-token", "--email", "cli@example.com", "--issuer", &url], None);
+        if ok {
+            break out;
+        }
+        assert!(std::time::Instant::now() < deadline, "the issuer did not come up: {err}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(token.trim().split('.').count(), 3, "{token}");
+    let (ok, _, err) = run(&["dev-token", "--email", "not-an-email", "--issuer", &url], None);
+    assert!(!ok);
+    assert!(err.contains("name@domain"), "{err}");
+    issuer.kill().unwrap();
+    let _ = issuer.wait();
+    // Nothing listening, no network.json: clear errors.
+    let (ok, _, err) = run(&["dev-token", "--email", "a@b.c", "--issuer", &url], None);
+    assert!(!ok);
+    assert!(err.contains("cannot reach the development issuer"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("network.json");
+    let (ok, _, err) = run(&["dev-token", "--email", "a@b.c", "--network", missing.to_str().unwrap()], None);
+    assert!(!ok);
+    assert!(err.contains("start a devnet or pass --issuer"), "{err}");
 }

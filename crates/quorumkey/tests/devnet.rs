@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use quorumkey_crypto::k256::ecdsa::SigningKey;
@@ -16,6 +17,9 @@ use quorumkey_crypto::random::os_rng;
 use quorumkey_node::api_client::NodeApiClient;
 use quorumkey_node::config::NetworkDkg;
 use quorumkey_node::devnet::{Devnet, NETWORK_JSON, NetworkJson};
+use quorumkey_node::jwks_cache::{JwksCache, JwksCachePolicy};
+use quorumkey_node::token_verifier::TokenVerifier;
+use quorumkey_verifier::VerifierConfig;
 use support::{DevnetSigners, devnet_options};
 
 const NODES: u16 = 5;
@@ -63,6 +67,26 @@ fn five_processes_finalize_survive_kill_and_catch_up() {
             serde_json::from_str(&std::fs::read_to_string(options.dir.join(NETWORK_JSON)).unwrap()).unwrap();
         assert_eq!(description.nodes.len(), usize::from(NODES));
         assert!(description.nodes.iter().all(|node| node.pub_key_x.len() == 64 && node.pub_key_y.len() == 64));
+
+        // The devnet runs the development issuer and registered its
+        // verifier at genesis: `quorumkey dev-token` gets a token from it,
+        // and the registered configuration accepts it.
+        let dev = description.dev_issuer.clone().expect("network.json lists the development issuer");
+        assert_eq!(description.verifiers, vec![dev.verifier.clone()]);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_quorumkey"))
+            .args(["dev-token", "--email", "Zoe@Example.com", "--network"])
+            .arg(options.dir.join(NETWORK_JSON))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+        let registered = &devnet.network().verifiers[0];
+        let VerifierConfig::Jwt(config) = VerifierConfig::parse(registered.config.as_bytes()).unwrap() else {
+            panic!("the dev verifier is a JWT verifier");
+        };
+        let checker = TokenVerifier::new(Arc::new(JwksCache::new(JwksCachePolicy::default()).unwrap()));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(checker.verify_jwt(&config, &token, now).await.unwrap().verifier_id, "zoe@example.com");
 
         let signers = DevnetSigners::load(&options.dir);
         let owner = SigningKey::generate_from_rng(&mut os_rng());

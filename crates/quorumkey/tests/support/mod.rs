@@ -23,10 +23,14 @@ pub fn free_port_base(nodes: u16, avoid: u16) -> u16 {
     (0..200u16)
         .map(|k| (start + k * 97) % 12_000 + 20_000)
         .find(|&base| {
-            base.abs_diff(avoid) > nodes && (1..=nodes).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+            // The base port itself too: a devnet's development issuer uses it.
+            base.abs_diff(avoid) > nodes && (0..=nodes).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok())
         })
         .expect("free ports")
 }
+
+/// A valid JWT verifier configuration for the tests' registrations.
+pub const TEST_VERIFIER_CONFIG: &str = r#"{"type":"jwt","issuer":"https://issuer.test","audiences":["quorumkey-test"],"keys":{"jwks_url":"https://issuer.test/jwks"},"verifier_id_claim":"email","max_token_age_secs":3600}"#;
 
 /// A new devnet of `nodes` nodes in `dir/devnet`, on free ports, run with
 /// this crate's `quorumkey` binary.
@@ -97,7 +101,7 @@ impl DevnetSigners {
         let body = TransactionBody::RegisterVerifier {
             name: VerifierName::new(verifier).unwrap(),
             owner: point_to_bytes(&Point::from(*owner.verifying_key().as_affine())),
-            config: quorumkey_ledger::testkit::test_verifier_config(),
+            config: bytes::Bytes::from_static(TEST_VERIFIER_CONFIG.as_bytes()),
         };
         SignedTransaction::sign_as_owner(self.ledger.network_id(), body, owner).encode().to_vec()
     }
