@@ -238,3 +238,96 @@ async fn the_issuer_serves_discovery_jwks_and_minting_over_http() {
     ));
     served.server.abort();
 }
+
+/// An introspection endpoint: `Bearer alice-token` is user "Alice@Example.com"
+/// (as the JWT issuer's email), `Bearer stale-token` was issued an hour ago,
+/// anything else is refused with 401.
+async fn serve_introspection() -> (String, JoinHandle<()>) {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    async fn me(headers: HeaderMap) -> axum::response::Response {
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        match auth.as_str() {
+            "Bearer alice-token" => {
+                axum::Json(serde_json::json!({"user": {"id": "Alice@Example.com"}, "issued_at": now()})).into_response()
+            }
+            "Bearer stale-token" => {
+                axum::Json(serde_json::json!({"user": {"id": "x"}, "issued_at": now() - 3600})).into_response()
+            }
+            _ => StatusCode::UNAUTHORIZED.into_response(),
+        }
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = axum::Router::new().route("/me", axum::routing::get(me));
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://{address}/me"), server)
+}
+
+fn introspection_config(url: &str) -> quorumkey_verifier::IntrospectionConfig {
+    quorumkey_verifier::IntrospectionConfig {
+        url: url.to_owned(),
+        user_id_pointer: "/user/id".to_owned(),
+        issued_at_pointer: "/issued_at".to_owned(),
+        freshness_secs: 600,
+        lowercase_verifier_id: true,
+    }
+}
+
+#[tokio::test]
+async fn introspection_and_aggregate_logins() {
+    use quorumkey_verifier::config::SubVerifierConfig;
+    use quorumkey_verifier::{AggregateConfig, AggregateError};
+    let (url, introspection_server) = serve_introspection().await;
+    let served = serve(6).await;
+    let verifier = TokenVerifier::new(Arc::new(JwksCache::new(JwksCachePolicy::default()).unwrap()));
+    let config = introspection_config(&url);
+
+    let identity = verifier.verify_introspection(&config, "alice-token", now()).await.unwrap();
+    assert_eq!(identity.verifier_id, "alice@example.com");
+    assert_eq!(verifier.verify_introspection(&config, "wrong", now()).await, Err(VerifyError::Refused(401)));
+    assert!(matches!(
+        verifier.verify_introspection(&config, "stale-token", now()).await,
+        Err(VerifyError::Token(TokenError::TooOld { .. }))
+    ));
+    assert!(verifier.verify_introspection(&config, "a\r\nHost: evil", now()).await.is_err());
+    let down = introspection_config("http://127.0.0.1:1/me");
+    assert!(matches!(
+        verifier.verify_introspection(&down, "alice-token", now()).await,
+        Err(VerifyError::Introspection(_))
+    ));
+
+    // Aggregate: a JWT from the issuer and an opaque token, same user.
+    let aggregate = AggregateConfig {
+        sub_verifiers: [
+            ("dev".to_owned(), SubVerifierConfig::Jwt(jwt_config(&served.issuer))),
+            ("chat".to_owned(), SubVerifierConfig::Introspection(config.clone())),
+        ]
+        .into(),
+        require_all: true,
+    };
+    let ids = vec!["dev".to_owned(), "chat".to_owned()];
+    let alice = mint(&served.issuer, "alice@example.com");
+    let bob = mint(&served.issuer, "bob@example.com");
+    let tokens = vec![alice.clone(), "alice-token".to_owned()];
+    let identity = verifier.verify_aggregate(&aggregate, "alice@example.com", &ids, &tokens, now()).await.unwrap();
+    assert_eq!(identity.verifier_id, "alice@example.com");
+    // Another user's JWT: the sub-verifiers disagree.
+    let tokens = vec![bob, "alice-token".to_owned()];
+    assert!(matches!(
+        verifier.verify_aggregate(&aggregate, "alice@example.com", &ids, &tokens, now()).await,
+        Err(VerifyError::Aggregate(AggregateError::Disagree { .. }))
+    ));
+    // A failing sub-token is named; a missing one is refused before any call.
+    let tokens = vec![alice.clone(), "wrong".to_owned()];
+    let error = verifier.verify_aggregate(&aggregate, "alice@example.com", &ids, &tokens, now()).await.unwrap_err();
+    assert!(error.to_string().starts_with("sub-verifier chat:"), "{error}");
+    assert!(matches!(
+        verifier.verify_aggregate(&aggregate, "alice@example.com", &ids[..1], &[alice], now()).await,
+        Err(VerifyError::Aggregate(AggregateError::Missing(_)))
+    ));
+    introspection_server.abort();
+    served.server.abort();
+}

@@ -1,0 +1,88 @@
+//! Checking what an introspection endpoint answered about an opaque token
+//! (the node makes the call; this is the pure part): the user id and the
+//! issue time at the configured JSON pointers, and the freshness window.
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::config::IntrospectionConfig;
+use crate::error::{TokenError, quote};
+use crate::jwt::normalize_verifier_id;
+
+/// Largest introspection answer read.
+pub const MAX_ANSWER_LEN: usize = 64 * 1024;
+
+/// What a valid introspection answer says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IntrospectedToken {
+    /// The user, from the configured pointer (normalized as configured).
+    pub verifier_id: String,
+    /// When the token was issued (Unix seconds).
+    pub issued_at: u64,
+    /// When it stops being accepted here: `issued_at + freshness_secs`.
+    pub expires_at: u64,
+}
+
+fn unix_seconds(pointer: &str, value: &Value) -> Result<u64, TokenError> {
+    let invalid = |reason| TokenError::InvalidClaim { claim: pointer.to_owned(), reason };
+    match value {
+        Value::Number(number) => number
+            .as_u64()
+            .or_else(|| number.as_f64().filter(|v| *v >= 0.0).map(|v| v as u64))
+            .ok_or(invalid("not a non-negative number")),
+        Value::String(text) => {
+            let at = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| invalid("not Unix seconds or RFC 3339"))?;
+            u64::try_from(at.unix_timestamp()).map_err(|_| invalid("before 1970"))
+        }
+        _ => Err(invalid("not Unix seconds or RFC 3339")),
+    }
+}
+
+/// Checks an introspection endpoint's `answer` at Unix time `now`.
+pub fn check_introspection(
+    config: &IntrospectionConfig,
+    answer: &[u8],
+    now: u64,
+) -> Result<IntrospectedToken, TokenError> {
+    if answer.len() > MAX_ANSWER_LEN {
+        return Err(TokenError::Oversized { len: answer.len(), max: MAX_ANSWER_LEN });
+    }
+    let answer: Value =
+        serde_json::from_slice(answer).map_err(|_| TokenError::Json { part: "introspection answer" })?;
+    let id = match answer.pointer(&config.user_id_pointer) {
+        Some(Value::String(id)) => id.clone(),
+        // Discord and others send numeric ids as strings, some as numbers.
+        Some(Value::Number(number)) if number.is_u64() || number.is_i64() => number.to_string(),
+        Some(_) => {
+            return Err(TokenError::InvalidClaim {
+                claim: config.user_id_pointer.clone(),
+                reason: "not a string or integer",
+            });
+        }
+        None => return Err(TokenError::MissingClaim(config.user_id_pointer.clone())),
+    };
+    let issued_at = match answer.pointer(&config.issued_at_pointer) {
+        Some(value) => unix_seconds(&config.issued_at_pointer, value)?,
+        None => return Err(TokenError::MissingClaim(config.issued_at_pointer.clone())),
+    };
+    if issued_at > now.saturating_add(crate::config::DEFAULT_CLOCK_SKEW_SECS) {
+        return Err(TokenError::NotYetValid {
+            claim: "issued at",
+            at: issued_at,
+            now,
+            skew: crate::config::DEFAULT_CLOCK_SKEW_SECS,
+        });
+    }
+    if now.saturating_sub(issued_at) > config.freshness_secs {
+        return Err(TokenError::TooOld { iat: issued_at, max_age: config.freshness_secs, now });
+    }
+    let verifier_id =
+        normalize_verifier_id(&config.user_id_pointer, id, config.lowercase_verifier_id).map_err(|_| {
+            TokenError::InvalidClaim {
+                claim: quote(&config.user_id_pointer),
+                reason: "empty, too long or with control characters",
+            }
+        })?;
+    Ok(IntrospectedToken { verifier_id, issued_at, expires_at: issued_at.saturating_add(config.freshness_secs) })
+}
