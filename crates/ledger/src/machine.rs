@@ -21,6 +21,7 @@ const META_NEXT_KEY: &[u8] = b"next_key";
 const META_NEXT_UNASSIGNED: &[u8] = b"next_unassigned";
 const META_PENDING_HEAD: &[u8] = b"pending_head";
 const META_PENDING_TAIL: &[u8] = b"pending_tail";
+const META_VERIFIER_COUNT: &[u8] = b"verifier_count";
 
 /// Largest encoded transaction accepted, in bytes.
 pub const MAX_TRANSACTION_LEN: usize = 256 * 1024;
@@ -201,6 +202,14 @@ pub(crate) fn parse_record<T: Read>(
     bytes.map(|bytes| T::decode_cfg(Copying(&bytes), cfg).map_err(|_| LedgerError::CorruptState(what))).transpose()
 }
 
+/// Appends a newly registered verifier to the registration-order index.
+fn index_verifier<S: StateRead + ?Sized>(overlay: &mut Overlay<'_, S>, name: &str) -> Result<(), LedgerError> {
+    let count = read_u64(overlay, META_VERIFIER_COUNT)?;
+    overlay.put(Table::VerifierIndex, &count.to_be_bytes(), name.as_bytes().to_vec());
+    write_u64(overlay, META_VERIFIER_COUNT, count + 1);
+    Ok(())
+}
+
 fn read_u64<S: StateRead + ?Sized>(overlay: &Overlay<'_, S>, key: &[u8]) -> Result<u64, LedgerError> {
     parse_counter(overlay.get(Table::Meta, key)?)
 }
@@ -241,6 +250,7 @@ impl Ledger {
             let record =
                 VerifierRecord { owner: verifier.owner, config: verifier.config.clone(), nonce: 0, enabled: true };
             overlay.put(Table::Verifiers, verifier.name.as_str().as_bytes(), record.encode().to_vec());
+            index_verifier(&mut overlay, verifier.name.as_str())?;
         }
         let (writes, accumulator) = overlay.finish()?;
         Ok(BlockOutcome {
@@ -367,6 +377,7 @@ impl Ledger {
                 }
                 let record = VerifierRecord { owner: *owner, config: config.clone(), nonce: 0, enabled: true };
                 overlay.put(Table::Verifiers, name.as_str().as_bytes(), record.encode().to_vec());
+                index_verifier(overlay, name.as_str())?;
                 Ok(Ok(Effect::VerifierRegistered))
             }
             TransactionBody::UpdateVerifier { name, nonce, config, enabled } => {
@@ -582,6 +593,24 @@ impl<'a, S: StateRead + ?Sized> LedgerView<'a, S> {
     pub fn verifier(&self, name: &VerifierName) -> Result<Option<VerifierRecord>, LedgerError> {
         let bytes = self.state.get(&state_key(Table::Verifiers, name.as_str().as_bytes()))?;
         parse_record(bytes, &MAX_VERIFIER_CONFIG_LEN, "a verifier record does not decode")
+    }
+
+    /// Verifiers ever registered.
+    pub fn verifier_count(&self) -> Result<u64, LedgerError> {
+        self.counter(META_VERIFIER_COUNT)
+    }
+
+    /// The `position`-th verifier registered (from 0), with its record.
+    pub fn verifier_at(&self, position: u64) -> Result<Option<(VerifierName, VerifierRecord)>, LedgerError> {
+        let Some(bytes) = self.state.get(&state_key(Table::VerifierIndex, &position.to_be_bytes()))? else {
+            return Ok(None);
+        };
+        let name = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| VerifierName::new(text).ok())
+            .ok_or(LedgerError::CorruptState("a verifier index entry is not a name"))?;
+        let record = self.verifier(&name)?.ok_or(LedgerError::CorruptState("an indexed verifier has no record"))?;
+        Ok(Some((name, record)))
     }
 
     fn counter(&self, key: &[u8]) -> Result<u64, LedgerError> {

@@ -34,6 +34,8 @@ pub enum Table {
     DkgAggregates = 8,
     /// (batch, node) → its public shares, while publishing.
     DkgPublications = 9,
+    /// Registration order (u64 big-endian) → verifier name, to list them.
+    VerifierIndex = 10,
     /// Not hashed into the state root: the root's own accumulator.
     Root = 255,
 }

@@ -159,6 +159,12 @@ fn verifier_names_are_first_come_first_served_and_changed_only_by_the_owner() {
     assert_eq!(results[1], Err(Rejection::VerifierExists("app-one".into())));
     assert_eq!(results[2], Err(Rejection::VerifierExists("test-verifier".into())));
     assert!(matches!(results[3], Err(Rejection::BadAuthorization(_))));
+    // Listed in registration order (the genesis verifier first).
+    let view = net.view();
+    assert_eq!(view.verifier_count().unwrap(), 2);
+    let names: Vec<String> =
+        (0..3).filter_map(|i| view.verifier_at(i).unwrap()).map(|(name, _)| name.as_str().to_owned()).collect();
+    assert_eq!(names, ["test-verifier", "app-one"]);
 
     let update = |nonce, enabled| TransactionBody::UpdateVerifier {
         name: name("app-one"),

@@ -275,6 +275,95 @@ async fn assignment(
     }
 }
 
+/// Most verifiers one `GET /v1/verifiers` lists.
+pub const MAX_VERIFIERS_PER_PAGE: u64 = 100;
+
+/// `GET /v1/verifiers` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifiersQuery {
+    /// Skip this many (registration order).
+    #[serde(default)]
+    pub offset: u64,
+    /// At most this many (default and maximum 100).
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+/// A registered verifier, as the API shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VerifierInfo {
+    /// Its name.
+    pub name: String,
+    /// `jwt`, `introspection` or `aggregate`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its owner's compressed secp256k1 key, hex.
+    pub owner: String,
+    /// Whether it takes assignments and logins.
+    pub enabled: bool,
+    /// Updates so far (the next update carries this plus one).
+    pub nonce: u64,
+    /// Its configuration (with `GET /v1/verifiers/{name}` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+}
+
+/// `GET /v1/verifiers` answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VerifiersResponse {
+    /// Verifiers ever registered.
+    pub total: u64,
+    /// This page.
+    pub verifiers: Vec<VerifierInfo>,
+}
+
+fn verifier_info(name: &VerifierName, record: &quorumkey_ledger::VerifierRecord, with_config: bool) -> VerifierInfo {
+    let config = quorumkey_verifier::VerifierConfig::parse(&record.config).ok();
+    VerifierInfo {
+        name: name.as_str().to_owned(),
+        kind: config.as_ref().map_or("invalid", |c| c.kind()).to_owned(),
+        owner: hex::encode(record.owner),
+        enabled: record.enabled,
+        nonce: record.nonce,
+        config: if with_config { serde_json::from_slice(&record.config).ok() } else { None },
+    }
+}
+
+async fn verifiers(
+    State(api): State<NodeApi>,
+    query: Result<Query<VerifiersQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<VerifiersResponse>, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    let limit = query.limit.unwrap_or(MAX_VERIFIERS_PER_PAGE);
+    if limit == 0 || limit > MAX_VERIFIERS_PER_PAGE {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("limit must be 1 to {MAX_VERIFIERS_PER_PAGE}")));
+    }
+    let internal = |e: &dyn std::fmt::Display| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let snapshot = api.applier.store().snapshot().map_err(|e| internal(&e))?;
+    let view = LedgerView::new(api.applier.ledger(), &snapshot);
+    let total = view.verifier_count().map_err(|e| internal(&e))?;
+    let mut list = Vec::new();
+    for position in query.offset..total.min(query.offset.saturating_add(limit)) {
+        if let Some((name, record)) = view.verifier_at(position).map_err(|e| internal(&e))? {
+            list.push(verifier_info(&name, &record, false));
+        }
+    }
+    Ok(Json(VerifiersResponse { total, verifiers: list }))
+}
+
+async fn verifier(State(api): State<NodeApi>, Path(name): Path<String>) -> Result<Json<VerifierInfo>, ApiError> {
+    let name =
+        VerifierName::new(&name).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("verifier: {e}")))?;
+    let internal = |e: &dyn std::fmt::Display| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let snapshot = api.applier.store().snapshot().map_err(|e| internal(&e))?;
+    let view = LedgerView::new(api.applier.ledger(), &snapshot);
+    match view.verifier(&name).map_err(|e| internal(&e))? {
+        Some(record) => Ok(Json(verifier_info(&name, &record, true))),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("verifier {} is not registered", name.as_str()))),
+    }
+}
+
 /// The whole API: `/health`, `/metrics`, and `/v1/...`.
 pub fn router(api: NodeApi, health: HealthCell, telemetry: Option<Telemetry>) -> Router {
     let v1 = Router::new()
@@ -282,6 +371,8 @@ pub fn router(api: NodeApi, health: HealthCell, telemetry: Option<Telemetry>) ->
         .route("/v1/status", get(status))
         .route("/v1/state-roots/{height}", get(state_root))
         .route("/v1/assignment", get(assignment))
+        .route("/v1/verifiers", get(verifiers))
+        .route("/v1/verifiers/{name}", get(verifier))
         // Hex doubles a transaction; leave room for the JSON around it.
         .layer(DefaultBodyLimit::max(2 * MAX_TRANSACTION_LEN + 4096))
         .with_state(api);

@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-use crate::api::{AssignmentResponse, StateRootResponse, StatusResponse, SubmitResponse};
+use crate::api::{
+    AssignmentResponse, StateRootResponse, StatusResponse, SubmitResponse, VerifierInfo, VerifiersResponse,
+};
 
 /// Why a call failed.
 #[derive(Debug, Error)]
@@ -102,6 +104,23 @@ impl NodeApiClient {
         let url = format!("{}/v1/assignment", self.base);
         let sent = self.http.get(&url).query(&[("verifier", verifier), ("verifier_id", verifier_id)]).send().await;
         match Self::answer(url, sent).await {
+            Ok(answer) => Ok(Some(answer)),
+            Err(error) if error.status() == Some(404) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `GET /v1/verifiers` (one page).
+    pub async fn verifiers(&self, offset: u64, limit: u64) -> Result<VerifiersResponse, ApiClientError> {
+        let url = format!("{}/v1/verifiers", self.base);
+        let sent = self.http.get(&url).query(&[("offset", offset), ("limit", limit)]).send().await;
+        Self::answer(url, sent).await
+    }
+
+    /// `GET /v1/verifiers/{name}`; `None` when it is not registered.
+    pub async fn verifier(&self, name: &str) -> Result<Option<VerifierInfo>, ApiClientError> {
+        let url = format!("{}/v1/verifiers/{name}", self.base);
+        match Self::answer(url.clone(), self.http.get(&url).send().await).await {
             Ok(answer) => Ok(Some(answer)),
             Err(error) if error.status() == Some(404) => Ok(None),
             Err(error) => Err(error),

@@ -26,3 +26,4 @@ pub mod participant;
 pub mod participant_driver;
 pub mod run;
 pub mod token_verifier;
+pub mod verifier_admin;

@@ -10,9 +10,12 @@ use clap::{Args, Parser, Subcommand};
 use quorumkey_crypto::address::eth_address;
 use quorumkey_crypto::group::{public_key_from_hex, public_key_from_xy_hex, public_key_to_xy_hex};
 use quorumkey_crypto::hash::token_commitment_hex;
+use quorumkey_node::api::VerifierInfo;
+use quorumkey_node::api_client::NodeApiClient;
 use quorumkey_node::config::{InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, init_network};
 use quorumkey_node::dev_issuer::{MintRequest, request_token, run_standalone};
 use quorumkey_node::devnet::{Devnet, DevnetOptions, NETWORK_JSON, NetworkJson};
+use quorumkey_node::identity::{load_owner_key, owner_public_bytes, save_owner_key};
 use quorumkey_node::observability::Telemetry;
 use quorumkey_node::run::run_node;
 
@@ -83,10 +86,96 @@ enum Command {
         #[arg(long)]
         ttl_secs: Option<u64>,
     },
+    /// Register, change and list the verifiers of a running network (how
+    /// each application's tokens are checked).
+    #[command(subcommand)]
+    Verifier(VerifierCommand),
     /// Compute the values a Torus client and a node exchange, to debug an
     /// integration by hand.
     #[command(subcommand)]
     Inspect(Inspect),
+}
+
+/// Which node to talk to.
+#[derive(Debug, Args)]
+struct NodeTarget {
+    /// A node's API URL (e.g. http://127.0.0.1:17001).
+    #[arg(long, conflicts_with = "network")]
+    node: Option<String>,
+    /// A network.json whose first node to use (default: devnet/network.json).
+    #[arg(long)]
+    network: Option<PathBuf>,
+}
+
+/// Verifier registry commands.
+#[derive(Debug, Subcommand)]
+enum VerifierCommand {
+    /// Create an owner key (secp256k1, hex, file mode 0600) and print its
+    /// public key. The owner key signs registrations and updates.
+    OwnerKey {
+        /// The file to create (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Register a verifier: its name (first come, first served) and its
+    /// configuration (a JSON file; see docs/verifiers.md).
+    Register {
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// The configuration file (JSON).
+        #[arg(long)]
+        config: PathBuf,
+        /// The owner key file.
+        #[arg(long)]
+        owner_key: PathBuf,
+        #[command(flatten)]
+        target: NodeTarget,
+    },
+    /// Replace a verifier's configuration.
+    Update {
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// The new configuration file (JSON).
+        #[arg(long)]
+        config: PathBuf,
+        /// The owner key file.
+        #[arg(long)]
+        owner_key: PathBuf,
+        #[command(flatten)]
+        target: NodeTarget,
+    },
+    /// Stop a verifier taking assignments and logins.
+    Disable {
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// The owner key file.
+        #[arg(long)]
+        owner_key: PathBuf,
+        #[command(flatten)]
+        target: NodeTarget,
+    },
+    /// Let a disabled verifier take assignments and logins again.
+    Enable {
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// The owner key file.
+        #[arg(long)]
+        owner_key: PathBuf,
+        #[command(flatten)]
+        target: NodeTarget,
+    },
+    /// List the registered verifiers.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: NodeTarget,
+    },
 }
 
 /// Create a network's configuration.
@@ -214,6 +303,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let minted = runtime.block_on(request_token(&endpoint, &request))?;
             println!("{}", minted.id_token);
         }
+        Command::Verifier(command) => verifier_command(command)?,
         Command::Inspect(Inspect::TokenCommitment { id_token }) => {
             let token = match id_token {
                 Some(token) => token,
@@ -287,6 +377,91 @@ async fn devnet(options: DevnetOptions) -> Result<(), String> {
     println!("stopping ...");
     devnet.stop().await;
     outcome
+}
+
+/// The node a verifier command talks to.
+fn node_client(target: &NodeTarget) -> Result<NodeApiClient, String> {
+    if let Some(node) = &target.node {
+        return Ok(NodeApiClient::new(node.trim_end_matches('/').to_owned()));
+    }
+    let path = target.network.clone().unwrap_or_else(|| PathBuf::from("devnet").join(NETWORK_JSON));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {} ({e}); pass --node URL or --network FILE", path.display()))?;
+    let network: NetworkJson =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not a network.json: {e}", path.display()))?;
+    let first = network.nodes.first().ok_or_else(|| format!("{} lists no nodes", path.display()))?;
+    Ok(NodeApiClient::new(first.endpoint.clone()))
+}
+
+fn read_config_file(path: &Path) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() > 16 * 1024 {
+        return Err(format!("{} is larger than the 16 KiB a verifier configuration may have", path.display()));
+    }
+    Ok(bytes)
+}
+
+fn print_verifier(info: &VerifierInfo) {
+    let state = if info.enabled { "enabled" } else { "disabled" };
+    println!("{:<24} {:<14} {:<9} nonce {:<4} owner {}", info.name, info.kind, state, info.nonce, info.owner);
+}
+
+fn verifier_command(command: VerifierCommand) -> Result<(), String> {
+    use quorumkey_node::verifier_admin::{VerifierChange, list, register, update};
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let owner = |path: &Path| load_owner_key(path).map_err(|e| e.to_string());
+    match command {
+        VerifierCommand::OwnerKey { out } => {
+            let key = {
+                use quorumkey_crypto::k256::elliptic_curve::Generate;
+                quorumkey_crypto::k256::ecdsa::SigningKey::generate_from_rng(&mut quorumkey_crypto::random::os_rng())
+            };
+            save_owner_key(&out, &key).map_err(|e| e.to_string())?;
+            println!("owner key written to {} (mode 0600)", out.display());
+            println!("public key {}", hex::encode(owner_public_bytes(&key)));
+        }
+        VerifierCommand::Register { name, config, owner_key, target } => {
+            let (client, config, owner) = (node_client(&target)?, read_config_file(&config)?, owner(&owner_key)?);
+            let info = runtime.block_on(register(&client, &name, &config, &owner))?;
+            print!("registered ");
+            print_verifier(&info);
+        }
+        VerifierCommand::Update { name, config, owner_key, target } => {
+            let change = VerifierChange { config: Some(read_config_file(&config)?), enabled: None };
+            let (client, owner) = (node_client(&target)?, owner(&owner_key)?);
+            let info = runtime.block_on(update(&client, &name, &change, &owner))?;
+            print!("updated ");
+            print_verifier(&info);
+        }
+        VerifierCommand::Disable { name, owner_key, target } => {
+            let change = VerifierChange { config: None, enabled: Some(false) };
+            let (client, owner) = (node_client(&target)?, owner(&owner_key)?);
+            let info = runtime.block_on(update(&client, &name, &change, &owner))?;
+            print!("disabled ");
+            print_verifier(&info);
+        }
+        VerifierCommand::Enable { name, owner_key, target } => {
+            let change = VerifierChange { config: None, enabled: Some(true) };
+            let (client, owner) = (node_client(&target)?, owner(&owner_key)?);
+            let info = runtime.block_on(update(&client, &name, &change, &owner))?;
+            print!("enabled ");
+            print_verifier(&info);
+        }
+        VerifierCommand::List { json, target } => {
+            let client = node_client(&target)?;
+            let all = runtime.block_on(list(&client))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?);
+            } else if all.is_empty() {
+                println!("no verifiers registered");
+            } else {
+                for info in &all {
+                    print_verifier(info);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn run_dev_issuer(listen: std::net::SocketAddr, issuer_url: Option<String>) -> Result<(), String> {

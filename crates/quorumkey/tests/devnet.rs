@@ -44,6 +44,112 @@ async fn assign_all(devnet: &Devnet, signers: &DevnetSigners, nodes: &[u16], use
     futures::future::join_all(submissions).await;
 }
 
+/// `quorumkey verifier ...` against the running devnet: an owner key, a
+/// registration, the list, an update, disable and enable, and clear errors
+/// for a bad configuration and a key that is not the owner's.
+async fn verifier_cli_round_trip(devnet_dir: &std::path::Path) {
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_quorumkey")).args(args).output().unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let network = devnet_dir.join(NETWORK_JSON);
+    let network = network.to_str().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let key = work.path().join("owner.key");
+    let other = work.path().join("other.key");
+    let config = work.path().join("app.json");
+    let bad = work.path().join("bad.json");
+    std::fs::write(&config, support::TEST_VERIFIER_CONFIG).unwrap();
+    std::fs::write(&bad, r#"{"type":"jwt","issuer":"https://x"}"#).unwrap();
+    let (ok, out, err) = cli(&["verifier", "owner-key", "--out", key.to_str().unwrap()]);
+    assert!(ok && out.contains("public key"), "{out}{err}");
+    assert!(cli(&["verifier", "owner-key", "--out", other.to_str().unwrap()]).0);
+
+    let (ok, _, err) = cli(&[
+        "verifier",
+        "register",
+        "--name",
+        "cli-app",
+        "--config",
+        bad.to_str().unwrap(),
+        "--owner-key",
+        key.to_str().unwrap(),
+        "--network",
+        network,
+    ]);
+    assert!(!ok && err.contains("missing field"), "{err}");
+    let (ok, out, err) = cli(&[
+        "verifier",
+        "register",
+        "--name",
+        "cli-app",
+        "--config",
+        config.to_str().unwrap(),
+        "--owner-key",
+        key.to_str().unwrap(),
+        "--network",
+        network,
+    ]);
+    assert!(ok && out.contains("registered cli-app") && out.contains("jwt"), "{out}{err}");
+    let (ok, _, err) = cli(&[
+        "verifier",
+        "register",
+        "--name",
+        "cli-app",
+        "--config",
+        config.to_str().unwrap(),
+        "--owner-key",
+        other.to_str().unwrap(),
+        "--network",
+        network,
+    ]);
+    assert!(!ok && err.contains("already registered"), "{err}");
+
+    let (ok, out, _) = cli(&["verifier", "list", "--network", network]);
+    assert!(ok && out.contains("quorumkey-dev") && out.contains("cli-app"), "{out}");
+    let (ok, out, _) = cli(&["verifier", "list", "--json", "--network", network]);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(ok && listed.as_array().unwrap().len() == 2, "{out}");
+
+    let (ok, _, err) = cli(&[
+        "verifier",
+        "disable",
+        "--name",
+        "cli-app",
+        "--owner-key",
+        other.to_str().unwrap(),
+        "--network",
+        network,
+    ]);
+    assert!(!ok && err.contains("does not own"), "{err}");
+    let (ok, out, err) =
+        cli(&["verifier", "disable", "--name", "cli-app", "--owner-key", key.to_str().unwrap(), "--network", network]);
+    assert!(ok && out.contains("disabled") && out.contains("nonce 1"), "{out}{err}");
+    let (ok, out, err) = cli(&[
+        "verifier",
+        "update",
+        "--name",
+        "cli-app",
+        "--config",
+        config.to_str().unwrap(),
+        "--owner-key",
+        key.to_str().unwrap(),
+        "--network",
+        network,
+    ]);
+    assert!(ok && out.contains("updated") && out.contains("nonce 2") && out.contains("disabled"), "{out}{err}");
+    let (ok, out, err) =
+        cli(&["verifier", "enable", "--name", "cli-app", "--owner-key", key.to_str().unwrap(), "--network", network]);
+    assert!(ok && out.contains("enabled") && out.contains("nonce 3"), "{out}{err}");
+    let (ok, _, err) =
+        cli(&["verifier", "enable", "--name", "nobody", "--owner-key", key.to_str().unwrap(), "--network", network]);
+    assert!(!ok && err.contains("not registered"), "{err}");
+}
+
 async fn roots_agree(devnet: &Devnet, height: u64) {
     let mut roots = Vec::new();
     for node in 1..=NODES {
@@ -87,6 +193,9 @@ fn five_processes_finalize_survive_kill_and_catch_up() {
         let checker = TokenVerifier::new(Arc::new(JwksCache::new(JwksCachePolicy::default()).unwrap()));
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         assert_eq!(checker.verify_jwt(&config, &token, now).await.unwrap().verifier_id, "zoe@example.com");
+
+        // The verifier registry from the command line, against node 1.
+        verifier_cli_round_trip(&options.dir).await;
 
         let signers = DevnetSigners::load(&options.dir);
         let owner = SigningKey::generate_from_rng(&mut os_rng());
