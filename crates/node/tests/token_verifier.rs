@@ -331,3 +331,51 @@ async fn introspection_and_aggregate_logins() {
     introspection_server.abort();
     served.server.abort();
 }
+
+/// A log sink for one test thread.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn tokens_never_reach_the_logs() {
+    let logs = CapturedLogs::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let served = serve(7).await;
+    let config = jwt_config(&served.issuer);
+    let good = mint(&served.issuer, "secret-user@example.com");
+    let verifier = TokenVerifier::new(Arc::new(JwksCache::new(policy(0, 0)).unwrap()));
+    verifier.verify_jwt(&config, &good, now()).await.unwrap();
+    // Failures of every kind, with the provider up and then down.
+    let forged = with_kid(&good, "unknown");
+    let _ = verifier.verify_jwt(&config, &forged, now()).await;
+    served.server.abort();
+    let _ = served.server.await;
+    let _ = verifier.verify_jwt(&config, &good, now()).await;
+    let _ = verifier.verify_introspection(&introspection_config("http://127.0.0.1:1/me"), &good, now()).await;
+    let fresh = TokenVerifier::new(Arc::new(JwksCache::new(policy(0, 0)).unwrap()));
+    let _ = fresh.verify_jwt(&config, &good, now()).await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("JWKS fetch failed"), "the failures were logged: {text}");
+    let signature = good.rsplit('.').next().unwrap();
+    let payload = good.split('.').nth(1).unwrap();
+    assert!(!text.contains(signature) && !text.contains(payload), "a token reached the logs: {text}");
+    assert!(!text.contains("secret-user"), "a user id reached the logs: {text}");
+}
