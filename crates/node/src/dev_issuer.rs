@@ -86,6 +86,10 @@ pub struct MintRequest {
     /// `iat` to claim instead of now (tests of stale tokens).
     #[serde(default)]
     pub issued_at: Option<u64>,
+    /// `nonce` to include (the authorization-code flow passes the
+    /// client's).
+    #[serde(default)]
+    pub nonce: Option<String>,
 }
 
 /// A minted token.
@@ -110,7 +114,22 @@ pub struct DevIssuer {
     issuer: String,
     keys: RwLock<Keys>,
     rng: std::sync::Mutex<rand_chacha::ChaCha20Rng>,
+    codes: std::sync::Mutex<std::collections::HashMap<String, PendingLogin>>,
 }
+
+/// A login the form accepted, waiting for its code to be exchanged.
+struct PendingLogin {
+    email: String,
+    client_id: String,
+    redirect_uri: String,
+    nonce: Option<String>,
+    expires: std::time::Instant,
+}
+
+/// How long an authorization code may wait to be exchanged.
+pub const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Most codes waiting at once (older ones are dropped first when full).
+pub const MAX_PENDING_CODES: usize = 1024;
 
 impl std::fmt::Debug for DevIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,6 +150,7 @@ impl DevIssuer {
             issuer: issuer.trim_end_matches('/').to_owned(),
             keys: RwLock::new(Keys { keys: vec![first], serial: 1 }),
             rng: std::sync::Mutex::new(rng),
+            codes: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -179,7 +199,7 @@ impl DevIssuer {
         let expires_at = issued_at.saturating_add(ttl);
         let mut jti = [0u8; 16];
         self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner).fill_bytes(&mut jti);
-        let claims = json!({
+        let mut claims = json!({
             "iss": self.issuer,
             "aud": request.audience.clone().unwrap_or_else(|| DEV_AUDIENCE.to_owned()),
             "sub": email.to_lowercase(),
@@ -189,6 +209,9 @@ impl DevIssuer {
             "exp": expires_at,
             "jti": hex::encode(jti),
         });
+        if let Some(nonce) = &request.nonce {
+            claims["nonce"] = json!(nonce);
+        }
         let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(current) = keys.keys.last() else {
             return Err(DevIssuerError::Sign("no signing key".to_owned()));
@@ -249,7 +272,11 @@ async fn discovery(State(issuer): State<Arc<DevIssuer>>) -> Json<serde_json::Val
         "jwks_uri": issuer.jwks_url(),
         "id_token_signing_alg_values_supported": ["ES256"],
         "subject_types_supported": ["public"],
-        "response_types_supported": ["id_token"],
+        "authorization_endpoint": format!("{}/authorize", issuer.issuer),
+        "token_endpoint": format!("{}/token", issuer.issuer),
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code"],
+        "scopes_supported": ["openid", "email"],
         "claims_supported": ["iss", "aud", "sub", "email", "email_verified", "iat", "exp"],
         "quorumkey_dev_token_endpoint": format!("{}/dev/token", issuer.issuer),
     }))
@@ -273,6 +300,168 @@ async fn rotate(State(issuer): State<Arc<DevIssuer>>) -> Response {
     }
 }
 
+/// The parameters of `GET /authorize` (and the form's hidden fields).
+#[derive(Clone, Debug, Deserialize)]
+pub struct AuthorizeParams {
+    /// Must be `code`.
+    #[serde(default)]
+    pub response_type: Option<String>,
+    /// The application's client id (becomes `aud`).
+    pub client_id: String,
+    /// Where the browser goes back with the code.
+    pub redirect_uri: String,
+    /// Echoed back to the application.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Put into the ID token.
+    #[serde(default)]
+    pub nonce: Option<String>,
+    /// Ignored (the issuer always grants `openid email`).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The email the form submits.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// `POST /token` form fields.
+#[derive(Clone, Debug, Deserialize)]
+pub struct TokenForm {
+    /// Must be `authorization_code`.
+    pub grant_type: String,
+    /// The code from the redirect.
+    pub code: String,
+    /// The same redirect URI as in the authorization request.
+    pub redirect_uri: String,
+    /// The same client id.
+    pub client_id: String,
+}
+
+fn escape_html(text: &str) -> String {
+    // Five replacements; no crate needed for the values of a dev form.
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn check_authorize(params: &AuthorizeParams) -> Result<(), String> {
+    if params.response_type.as_deref().is_some_and(|t| t != "code") {
+        return Err("unsupported response_type: only \"code\"".to_owned());
+    }
+    if params.client_id.is_empty() || params.client_id.len() > 256 {
+        return Err("client_id must be 1 to 256 bytes".to_owned());
+    }
+    quorumkey_verifier::config::check_url("redirect_uri", &params.redirect_uri).map_err(|e| e.to_string())?;
+    for (name, value) in [("state", &params.state), ("nonce", &params.nonce)] {
+        if value.as_ref().is_some_and(|v| v.len() > 512) {
+            return Err(format!("{name} is longer than 512 bytes"));
+        }
+    }
+    Ok(())
+}
+
+async fn authorize_form(axum::extract::Query(params): axum::extract::Query<AuthorizeParams>) -> Response {
+    if let Err(message) = check_authorize(&params) {
+        return error_response(StatusCode::BAD_REQUEST, message);
+    }
+    let hidden =
+        |name: &str, value: &str| format!(r#"<input type="hidden" name="{name}" value="{}">"#, escape_html(value));
+    let page = format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>quorumkey development sign-in</title></head>
+<body><h1>Development sign-in</h1><p>This issuer is for development only: it signs in any email.</p>
+<form method="post" action="/authorize"><label>Email <input type="email" name="email" required autofocus></label>
+{}{}{}{}<button type="submit">Sign in</button></form></body></html>"#,
+        hidden("client_id", &params.client_id),
+        hidden("redirect_uri", &params.redirect_uri),
+        hidden("state", params.state.as_deref().unwrap_or_default()),
+        hidden("nonce", params.nonce.as_deref().unwrap_or_default()),
+    );
+    axum::response::Html(page).into_response()
+}
+
+async fn authorize_submit(
+    State(issuer): State<Arc<DevIssuer>>,
+    axum::extract::Form(params): axum::extract::Form<AuthorizeParams>,
+) -> Response {
+    if let Err(message) = check_authorize(&params) {
+        return error_response(StatusCode::BAD_REQUEST, message);
+    }
+    let email = params.email.clone().unwrap_or_default();
+    if email.is_empty() || email.len() > 254 || !email.contains('@') {
+        return error_response(StatusCode::BAD_REQUEST, "the email must look like name@domain".to_owned());
+    }
+    let mut code_bytes = [0u8; 24];
+    issuer.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner).fill_bytes(&mut code_bytes);
+    let code = hex::encode(code_bytes);
+    {
+        let mut codes = issuer.codes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        codes.retain(|_, login| login.expires > now);
+        while codes.len() >= MAX_PENDING_CODES {
+            let Some(oldest) = codes.iter().min_by_key(|(_, login)| login.expires).map(|(code, _)| code.clone()) else {
+                break;
+            };
+            codes.remove(&oldest);
+        }
+        codes.insert(
+            code.clone(),
+            PendingLogin {
+                email,
+                client_id: params.client_id.clone(),
+                redirect_uri: params.redirect_uri.clone(),
+                nonce: params.nonce.clone().filter(|n| !n.is_empty()),
+                expires: now + CODE_TTL,
+            },
+        );
+    }
+    let mut location = reqwest::Url::parse(&params.redirect_uri).map_err(|e| e.to_string());
+    match &mut location {
+        Ok(url) => {
+            url.query_pairs_mut().append_pair("code", &code);
+            if let Some(state) = params.state.as_deref().filter(|s| !s.is_empty()) {
+                url.query_pairs_mut().append_pair("state", state);
+            }
+            axum::response::Redirect::to(url.as_str()).into_response()
+        }
+        Err(message) => error_response(StatusCode::BAD_REQUEST, format!("redirect_uri: {message}")),
+    }
+}
+
+async fn exchange_code(
+    State(issuer): State<Arc<DevIssuer>>,
+    axum::extract::Form(form): axum::extract::Form<TokenForm>,
+) -> Response {
+    let oauth_error = |error: &str, description: &str| {
+        (StatusCode::BAD_REQUEST, Json(json!({"error": error, "error_description": description}))).into_response()
+    };
+    if form.grant_type != "authorization_code" {
+        return oauth_error("unsupported_grant_type", "only authorization_code");
+    }
+    // One use: the code is removed whatever happens next.
+    let login = issuer.codes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&form.code);
+    let Some(login) = login.filter(|login| login.expires > std::time::Instant::now()) else {
+        return oauth_error("invalid_grant", "unknown, used or expired code");
+    };
+    if login.redirect_uri != form.redirect_uri || login.client_id != form.client_id {
+        return oauth_error("invalid_grant", "redirect_uri or client_id differ from the authorization request");
+    }
+    let request = MintRequest {
+        email: login.email,
+        audience: Some(login.client_id),
+        ttl_secs: None,
+        email_verified: None,
+        issued_at: None,
+        nonce: login.nonce,
+    };
+    match issuer.mint(&request) {
+        Ok(minted) => Json(json!({
+            "id_token": minted.id_token,
+            "token_type": "Bearer",
+            "expires_in": DEFAULT_TOKEN_TTL_SECS,
+        }))
+        .into_response(),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 /// The issuer's HTTP routes.
 pub fn router(issuer: Arc<DevIssuer>) -> Router {
     Router::new()
@@ -280,6 +469,8 @@ pub fn router(issuer: Arc<DevIssuer>) -> Router {
         .route("/jwks", get(jwks))
         .route("/dev/token", post(mint))
         .route("/dev/rotate", post(rotate))
+        .route("/authorize", get(authorize_form).post(authorize_submit))
+        .route("/token", post(exchange_code))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(16 * 1024))
         .with_state(issuer)
 }

@@ -55,6 +55,7 @@ fn mint(issuer: &DevIssuer, email: &str) -> String {
             ttl_secs: None,
             email_verified: None,
             issued_at: None,
+            nonce: None,
         })
         .unwrap()
         .id_token
@@ -230,6 +231,7 @@ async fn the_issuer_serves_discovery_jwks_and_minting_over_http() {
             ttl_secs: Some(86_400),
             email_verified: None,
             issued_at: Some(now() - 7200),
+            nonce: None,
         })
         .unwrap();
     assert!(matches!(
@@ -378,4 +380,77 @@ async fn tokens_never_reach_the_logs() {
     let payload = good.split('.').nth(1).unwrap();
     assert!(!text.contains(signature) && !text.contains(payload), "a token reached the logs: {text}");
     assert!(!text.contains("secret-user"), "a user id reached the logs: {text}");
+}
+
+#[tokio::test]
+async fn the_authorization_code_flow_signs_a_user_in() {
+    let served = serve(8).await;
+    let base = format!("http://{}", served.address);
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let back = "http://127.0.0.1:9/callback";
+    let authorize = [
+        ("response_type", "code"),
+        ("client_id", "my-app"),
+        ("redirect_uri", back),
+        ("state", "s-1\"><script>"),
+        ("nonce", "n-42"),
+    ];
+    // The login form, with the request's values escaped into it.
+    let page = client.get(format!("{base}/authorize")).query(&authorize).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"name="email""#) && html.contains("s-1&quot;&gt;&lt;script&gt;"), "{html}");
+    assert!(!html.contains("<script>"));
+    // Submitting it redirects back with a code and the state.
+    let mut form: Vec<(&str, &str)> = authorize[1..].to_vec();
+    form.push(("email", "Walt@Example.com"));
+    let answer = client.post(format!("{base}/authorize")).form(&form).send().await.unwrap();
+    assert_eq!(answer.status(), 303);
+    let location = reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(location.as_str().starts_with(back));
+    let pairs: std::collections::HashMap<String, String> = location.query_pairs().into_owned().collect();
+    assert_eq!(pairs["state"], "s-1\"><script>");
+    let code = pairs["code"].clone();
+    // The code buys one ID token for this client, with the nonce.
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", back),
+        ("client_id", "my-app"),
+    ];
+    let token: serde_json::Value =
+        client.post(format!("{base}/token")).form(&exchange).send().await.unwrap().json().await.unwrap();
+    let id_token = token["id_token"].as_str().unwrap();
+    let config = match VerifierConfig::parse(served.issuer.verifier_config("my-app").as_bytes()).unwrap() {
+        VerifierConfig::Jwt(config) => config,
+        other => panic!("{other:?}"),
+    };
+    let verifier = TokenVerifier::new(Arc::new(JwksCache::new(JwksCachePolicy::default()).unwrap()));
+    assert_eq!(verifier.verify_jwt(&config, id_token, now()).await.unwrap().verifier_id, "walt@example.com");
+    let payload = id_token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["nonce"], "n-42");
+    // Used once only; a wrong redirect_uri or grant is refused.
+    let again = client.post(format!("{base}/token")).form(&exchange).send().await.unwrap();
+    assert_eq!(again.status(), 400);
+    assert!(again.text().await.unwrap().contains("invalid_grant"));
+    let wrong_grant = [("grant_type", "password"), ("code", "x"), ("redirect_uri", back), ("client_id", "my-app")];
+    let refused = client.post(format!("{base}/token")).form(&wrong_grant).send().await.unwrap();
+    assert!(refused.text().await.unwrap().contains("unsupported_grant_type"));
+    // Bad authorization requests: another response type, a non-loopback http redirect.
+    let implicit = client
+        .get(format!("{base}/authorize"))
+        .query(&[("response_type", "token"), ("client_id", "my-app"), ("redirect_uri", back)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(implicit.status(), 400);
+    let open = client
+        .get(format!("{base}/authorize"))
+        .query(&[("client_id", "my-app"), ("redirect_uri", "http://evil.example/cb")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 400);
+    served.server.abort();
 }

@@ -298,7 +298,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 Some(issuer) => format!("{}/dev/token", issuer.trim_end_matches('/')),
                 None => dev_token_endpoint(&network.unwrap_or_else(|| PathBuf::from("devnet").join(NETWORK_JSON)))?,
             };
-            let request = MintRequest { email, audience, ttl_secs, email_verified: None, issued_at: None };
+            let request = MintRequest { email, audience, ttl_secs, email_verified: None, issued_at: None, nonce: None };
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
             let minted = runtime.block_on(request_token(&endpoint, &request))?;
             println!("{}", minted.id_token);
