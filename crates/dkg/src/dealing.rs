@@ -194,8 +194,21 @@ impl DealerSecrets {
         recipients: &[Point],
         rng: &mut R,
     ) -> Result<Dealing, DkgError> {
+        self.seal_with(Bytes::from(encode_points(&self.commitments())), context, dealer, recipients, rng)
+    }
+
+    /// The dealing with these (encoded) commitments and every recipient's
+    /// true shares, zeroized once encrypted.
+    fn seal_with<R: CryptoRng + ?Sized>(
+        &self,
+        commitments: Bytes,
+        context: &BatchContext,
+        dealer: u16,
+        recipients: &[Point],
+        rng: &mut R,
+    ) -> Result<Dealing, DkgError> {
         let mut shares: Vec<Vec<SharePair>> = (1..=self.params.nodes()).map(|j| self.shares_for(j)).collect();
-        let dealing = seal_dealing(context, dealer, &self.commitments(), &shares, recipients, rng);
+        let dealing = seal_encoded(context, dealer, commitments, &shares, recipients, rng);
         shares.zeroize();
         dealing
     }
@@ -243,11 +256,7 @@ impl PreparedDealing {
         if *context.params() != self.secrets.params {
             return Err(DkgError::InvalidParameters("a dealing prepared for another batch shape"));
         }
-        let mut shares: Vec<Vec<SharePair>> =
-            (1..=self.secrets.params.nodes()).map(|j| self.secrets.shares_for(j)).collect();
-        let dealing = seal_encoded(context, dealer, self.commitments.clone(), &shares, recipients, rng);
-        shares.zeroize();
-        dealing
+        self.secrets.seal_with(self.commitments.clone(), context, dealer, recipients, rng)
     }
 }
 

@@ -186,10 +186,7 @@ impl DevIssuer {
 
     /// Signs an ID token for `request` with the current key.
     pub fn mint(&self, request: &MintRequest) -> Result<MintResponse, DevIssuerError> {
-        let email = request.email.trim();
-        if email.is_empty() || email.len() > 254 || !email.contains('@') {
-            return Err(DevIssuerError::Sign("the email must look like name@domain (at most 254 bytes)".to_owned()));
-        }
+        let email = check_email(&request.email).map_err(DevIssuerError::Sign)?;
         let ttl = request.ttl_secs.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
         if ttl == 0 || ttl > MAX_TOKEN_TTL_SECS {
             return Err(DevIssuerError::Sign(format!("ttl_secs must be between 1 and {MAX_TOKEN_TTL_SECS}")));
@@ -260,6 +257,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(issuer)).with_graceful_shutdown(shutdown).await
+}
+
+/// The email a token is minted for, trimmed: `name@domain`, at most 254
+/// bytes.
+fn check_email(email: &str) -> Result<&str, String> {
+    let email = email.trim();
+    if email.is_empty() || email.len() > 254 || !email.contains('@') {
+        return Err("the email must look like name@domain (at most 254 bytes)".to_owned());
+    }
+    Ok(email)
 }
 
 fn error_response(status: StatusCode, message: String) -> Response {
@@ -384,10 +391,10 @@ async fn authorize_submit(
     if let Err(message) = check_authorize(&params) {
         return error_response(StatusCode::BAD_REQUEST, message);
     }
-    let email = params.email.clone().unwrap_or_default();
-    if email.is_empty() || email.len() > 254 || !email.contains('@') {
-        return error_response(StatusCode::BAD_REQUEST, "the email must look like name@domain".to_owned());
-    }
+    let email = match check_email(params.email.as_deref().unwrap_or_default()) {
+        Ok(email) => email.to_owned(),
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
+    };
     let mut code_bytes = [0u8; 24];
     issuer.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner).fill_bytes(&mut code_bytes);
     let code = hex::encode(code_bytes);

@@ -155,6 +155,18 @@ fn dev_issuer_address(network: &NetworkFile) -> Option<String> {
     issuer.strip_prefix("http://").map(str::to_owned)
 }
 
+/// The development issuer's log file in a devnet directory.
+fn dev_issuer_log_path(dir: &Path) -> PathBuf {
+    dir.join("dev-issuer.log")
+}
+
+/// The last 15 lines of a log file, for an error message.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(15).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
 /// Node `index`'s log file in a devnet directory.
 fn node_log_path(dir: &Path, index: u16) -> PathBuf {
     dir.join(format!("node-{index}")).join("node.log")
@@ -232,22 +244,25 @@ impl Devnet {
     /// the network registers one.
     fn start_dev_issuer(&mut self) -> Result<(), DevnetError> {
         let Some(address) = dev_issuer_address(&self.network) else { return Ok(()) };
-        let log_path = self.dir.join("dev-issuer.log");
-        let io = |source| DevnetError::Io { path: log_path.clone(), source };
-        let log = OpenOptions::new().create(true).append(true).open(&log_path).map_err(io)?;
+        let args = ["dev-issuer".as_ref(), "--listen".as_ref(), std::ffi::OsStr::new(&address)];
+        self.issuer = Some(self.spawn_logged(&args, &dev_issuer_log_path(&self.dir))?);
+        Ok(())
+    }
+
+    /// Runs this devnet's binary with `args`, its output appended to
+    /// `log_path`; killed if the devnet is dropped.
+    fn spawn_logged(&self, args: &[&std::ffi::OsStr], log_path: &Path) -> Result<Child, DevnetError> {
+        let io = |source| DevnetError::Io { path: log_path.to_owned(), source };
+        let log = OpenOptions::new().create(true).append(true).open(log_path).map_err(io)?;
         let log_err = log.try_clone().map_err(io)?;
-        let child = Command::new(&self.binary)
-            .arg("dev-issuer")
-            .arg("--listen")
-            .arg(&address)
+        Command::new(&self.binary)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
             .kill_on_drop(true)
             .spawn()
-            .map_err(|source| DevnetError::Io { path: self.binary.clone(), source })?;
-        self.issuer = Some(child);
-        Ok(())
+            .map_err(|source| DevnetError::Io { path: self.binary.clone(), source })
     }
 
     /// The network description.
@@ -271,21 +286,9 @@ impl Devnet {
 
     /// Starts node `index` (again).
     pub fn start_node(&mut self, index: u16) -> Result<(), DevnetError> {
-        let log_path = node_log_path(&self.dir, index);
-        let io = |source| DevnetError::Io { path: log_path.clone(), source };
-        let log = OpenOptions::new().create(true).append(true).open(&log_path).map_err(io)?;
-        let log_err = log.try_clone().map_err(io)?;
-        let child = Command::new(&self.binary)
-            .arg("node")
-            .arg("run")
-            .arg("--config")
-            .arg(node_config_path(&self.dir, index))
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err))
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| DevnetError::Io { path: self.binary.clone(), source })?;
+        let config = node_config_path(&self.dir, index);
+        let args = ["node".as_ref(), "run".as_ref(), "--config".as_ref(), config.as_os_str()];
+        let child = self.spawn_logged(&args, &node_log_path(&self.dir, index))?;
         if let Some(slot) = self.children.get_mut(usize::from(index) - 1) {
             *slot = Some(child);
         }
@@ -319,12 +322,11 @@ impl Devnet {
             && let Ok(Some(status)) = issuer.try_wait()
         {
             self.issuer = None;
-            let log = self.dir.join("dev-issuer.log");
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let log = dev_issuer_log_path(&self.dir);
             return Err(DevnetError::IssuerExited {
                 status: status.to_string(),
                 log: log.display().to_string(),
-                tail: text,
+                tail: log_tail(&log),
             });
         }
         for (position, slot) in self.children.iter_mut().enumerate() {
@@ -332,15 +334,12 @@ impl Devnet {
             if let Ok(Some(status)) = child.try_wait() {
                 let index = position as u16 + 1;
                 let log = node_log_path(&self.dir, index);
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(15).collect();
-                let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
                 *slot = None;
                 return Err(DevnetError::NodeExited {
                     index,
                     status: status.to_string(),
                     log: log.display().to_string(),
-                    tail,
+                    tail: log_tail(&log),
                 });
             }
         }

@@ -165,8 +165,7 @@ impl TokenVerifier {
         header.algorithm()?;
         match &config.keys {
             KeySource::Jwks(document) => {
-                let bytes = serde_json::to_vec(document).map_err(|e| VerifyError::InlineKeys(e.to_string()))?;
-                let keys = KeySet::from_jwks(&bytes).map_err(|e| VerifyError::InlineKeys(e.to_string()))?;
+                let keys = KeySet::from_document(document).map_err(|e| VerifyError::InlineKeys(e.to_string()))?;
                 Ok(verify_jwt(config, &keys, token, now)?)
             }
             KeySource::JwksUrl(url) => {

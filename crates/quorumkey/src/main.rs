@@ -291,7 +291,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::DevIssuer { listen, issuer_url } => {
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(run_dev_issuer(listen, issuer_url))?;
+            runtime.block_on(run_standalone(listen, issuer_url))?;
         }
         Command::DevToken { email, network, issuer, audience, ttl_secs } => {
             let endpoint = match issuer {
@@ -410,6 +410,14 @@ fn verifier_command(command: VerifierCommand) -> Result<(), String> {
     use quorumkey_node::verifier_admin::{VerifierChange, list, register, update};
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let owner = |path: &Path| load_owner_key(path).map_err(|e| e.to_string());
+    // An update, enable or disable, then the record as the network has it.
+    let apply = |name: &str, change: &VerifierChange, owner_key: &Path, target: &NodeTarget, done: &str| {
+        let (client, owner) = (node_client(target)?, owner(owner_key)?);
+        let info = runtime.block_on(update(&client, name, change, &owner))?;
+        print!("{done} ");
+        print_verifier(&info);
+        Ok::<(), String>(())
+    };
     match command {
         VerifierCommand::OwnerKey { out } => {
             let key = {
@@ -428,24 +436,13 @@ fn verifier_command(command: VerifierCommand) -> Result<(), String> {
         }
         VerifierCommand::Update { name, config, owner_key, target } => {
             let change = VerifierChange { config: Some(read_config_file(&config)?), enabled: None };
-            let (client, owner) = (node_client(&target)?, owner(&owner_key)?);
-            let info = runtime.block_on(update(&client, &name, &change, &owner))?;
-            print!("updated ");
-            print_verifier(&info);
+            apply(&name, &change, &owner_key, &target, "updated")?;
         }
         VerifierCommand::Disable { name, owner_key, target } => {
-            let change = VerifierChange { config: None, enabled: Some(false) };
-            let (client, owner) = (node_client(&target)?, owner(&owner_key)?);
-            let info = runtime.block_on(update(&client, &name, &change, &owner))?;
-            print!("disabled ");
-            print_verifier(&info);
+            apply(&name, &VerifierChange { config: None, enabled: Some(false) }, &owner_key, &target, "disabled")?;
         }
         VerifierCommand::Enable { name, owner_key, target } => {
-            let change = VerifierChange { config: None, enabled: Some(true) };
-            let (client, owner) = (node_client(&target)?, owner(&owner_key)?);
-            let info = runtime.block_on(update(&client, &name, &change, &owner))?;
-            print!("enabled ");
-            print_verifier(&info);
+            apply(&name, &VerifierChange { config: None, enabled: Some(true) }, &owner_key, &target, "enabled")?;
         }
         VerifierCommand::List { json, target } => {
             let client = node_client(&target)?;
@@ -462,10 +459,6 @@ fn verifier_command(command: VerifierCommand) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-async fn run_dev_issuer(listen: std::net::SocketAddr, issuer_url: Option<String>) -> Result<(), String> {
-    run_standalone(listen, issuer_url).await
 }
 
 /// The token endpoint of the development issuer a devnet's network.json

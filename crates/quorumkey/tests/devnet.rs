@@ -69,44 +69,21 @@ async fn verifier_cli_round_trip(devnet_dir: &std::path::Path) {
     assert!(ok && out.contains("public key"), "{out}{err}");
     assert!(cli(&["verifier", "owner-key", "--out", other.to_str().unwrap()]).0);
 
-    let (ok, _, err) = cli(&[
-        "verifier",
-        "register",
-        "--name",
-        "cli-app",
-        "--config",
-        bad.to_str().unwrap(),
-        "--owner-key",
-        key.to_str().unwrap(),
-        "--network",
-        network,
-    ]);
+    // `quorumkey verifier COMMAND --name NAME [--config FILE] --owner-key KEY --network …`
+    let change = |command: &str, name: &str, config: Option<&std::path::Path>, owner: &std::path::Path| {
+        let mut args = vec!["verifier", command, "--name", name];
+        if let Some(config) = config {
+            args.extend(["--config", config.to_str().unwrap()]);
+        }
+        args.extend(["--owner-key", owner.to_str().unwrap(), "--network", network]);
+        cli(&args)
+    };
+
+    let (ok, _, err) = change("register", "cli-app", Some(&bad), &key);
     assert!(!ok && err.contains("missing field"), "{err}");
-    let (ok, out, err) = cli(&[
-        "verifier",
-        "register",
-        "--name",
-        "cli-app",
-        "--config",
-        config.to_str().unwrap(),
-        "--owner-key",
-        key.to_str().unwrap(),
-        "--network",
-        network,
-    ]);
+    let (ok, out, err) = change("register", "cli-app", Some(&config), &key);
     assert!(ok && out.contains("registered cli-app") && out.contains("jwt"), "{out}{err}");
-    let (ok, _, err) = cli(&[
-        "verifier",
-        "register",
-        "--name",
-        "cli-app",
-        "--config",
-        config.to_str().unwrap(),
-        "--owner-key",
-        other.to_str().unwrap(),
-        "--network",
-        network,
-    ]);
+    let (ok, _, err) = change("register", "cli-app", Some(&config), &other);
     assert!(!ok && err.contains("already registered"), "{err}");
 
     let (ok, out, _) = cli(&["verifier", "list", "--network", network]);
@@ -115,38 +92,15 @@ async fn verifier_cli_round_trip(devnet_dir: &std::path::Path) {
     let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(ok && listed.as_array().unwrap().len() == 2, "{out}");
 
-    let (ok, _, err) = cli(&[
-        "verifier",
-        "disable",
-        "--name",
-        "cli-app",
-        "--owner-key",
-        other.to_str().unwrap(),
-        "--network",
-        network,
-    ]);
+    let (ok, _, err) = change("disable", "cli-app", None, &other);
     assert!(!ok && err.contains("does not own"), "{err}");
-    let (ok, out, err) =
-        cli(&["verifier", "disable", "--name", "cli-app", "--owner-key", key.to_str().unwrap(), "--network", network]);
+    let (ok, out, err) = change("disable", "cli-app", None, &key);
     assert!(ok && out.contains("disabled") && out.contains("nonce 1"), "{out}{err}");
-    let (ok, out, err) = cli(&[
-        "verifier",
-        "update",
-        "--name",
-        "cli-app",
-        "--config",
-        config.to_str().unwrap(),
-        "--owner-key",
-        key.to_str().unwrap(),
-        "--network",
-        network,
-    ]);
+    let (ok, out, err) = change("update", "cli-app", Some(&config), &key);
     assert!(ok && out.contains("updated") && out.contains("nonce 2") && out.contains("disabled"), "{out}{err}");
-    let (ok, out, err) =
-        cli(&["verifier", "enable", "--name", "cli-app", "--owner-key", key.to_str().unwrap(), "--network", network]);
+    let (ok, out, err) = change("enable", "cli-app", None, &key);
     assert!(ok && out.contains("enabled") && out.contains("nonce 3"), "{out}{err}");
-    let (ok, _, err) =
-        cli(&["verifier", "enable", "--name", "nobody", "--owner-key", key.to_str().unwrap(), "--network", network]);
+    let (ok, _, err) = change("enable", "nobody", None, &key);
     assert!(!ok && err.contains("not registered"), "{err}");
 }
 

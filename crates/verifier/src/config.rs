@@ -241,8 +241,7 @@ impl JwtConfig {
         match &self.keys {
             KeySource::JwksUrl(url) => check_url("keys.jwks_url", url),
             KeySource::Jwks(document) => {
-                let bytes = serde_json::to_vec(document).map_err(|e| ConfigError::Json(e.to_string()))?;
-                let keys = KeySet::from_jwks(&bytes)
+                let keys = KeySet::from_document(document)
                     .map_err(|e| ConfigError::Invalid { field: "keys.jwks", reason: e.to_string() })?;
                 if keys.is_empty() {
                     return Err(ConfigError::Invalid { field: "keys.jwks", reason: "holds no usable key".to_owned() });

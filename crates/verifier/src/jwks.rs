@@ -6,6 +6,7 @@
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::Deserialize;
 
 use crate::error::JwksError;
 
@@ -74,6 +75,12 @@ impl KeySet {
             return Err(JwksError::TooLarge { len: bytes.len(), max: MAX_JWKS_LEN });
         }
         let document: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| JwksError::Json(e.to_string()))?;
+        Self::from_document(&document)
+    }
+
+    /// The same for a document already parsed (a configuration's inline
+    /// keys).
+    pub fn from_document(document: &serde_json::Value) -> Result<Self, JwksError> {
         let Some(entries) = document.get("keys").and_then(serde_json::Value::as_array) else {
             return Err(JwksError::NoKeysArray);
         };
@@ -82,7 +89,7 @@ impl KeySet {
         }
         let mut keys = Vec::new();
         for entry in entries {
-            let Ok(jwk) = serde_json::from_value::<Jwk>(entry.clone()) else { continue };
+            let Ok(jwk) = Jwk::deserialize(entry) else { continue };
             let Some(algorithm) = algorithm_of(&jwk) else { continue };
             let Ok(key) = DecodingKey::from_jwk(&jwk) else { continue };
             keys.push(VerificationKey { kid: jwk.common.key_id.clone(), algorithm, key });

@@ -71,7 +71,10 @@ fn json_object(part: &'static str, encoded: &str) -> Result<Map<String, Value>, 
 
 /// The header of a token (for finding its key before checking it).
 pub fn token_header(token: &str) -> Result<TokenHeader, TokenError> {
-    let parts = split(token)?;
+    header_of(&split(token)?)
+}
+
+fn header_of(parts: &Parts<'_>) -> Result<TokenHeader, TokenError> {
     let header = json_object("header", parts.header)?;
     let alg = match header.get("alg") {
         Some(Value::String(alg)) => alg.clone(),
@@ -105,16 +108,18 @@ fn public_key_algorithm(alg: &str) -> Result<Algorithm, TokenError> {
     }
 }
 
+/// Unix seconds from a JSON number: integral, or with a fractional part
+/// (allowed by RFC 7519), which is dropped; `None` if negative.
+pub(crate) fn unix_number(number: &serde_json::Number) -> Option<u64> {
+    number.as_u64().or_else(|| number.as_f64().filter(|v| *v >= 0.0).map(|v| v as u64))
+}
+
 fn seconds(claims: &Map<String, Value>, claim: &'static str) -> Result<Option<u64>, TokenError> {
     match claims.get(claim) {
         None => Ok(None),
-        Some(Value::Number(number)) => {
-            // Integral seconds; a fractional part is allowed by RFC 7519 and dropped.
-            let value = number.as_u64().or_else(|| number.as_f64().filter(|v| *v >= 0.0).map(|v| v as u64));
-            value
-                .map(Some)
-                .ok_or(TokenError::InvalidClaim { claim: claim.to_owned(), reason: "not a non-negative number" })
-        }
+        Some(Value::Number(number)) => unix_number(number)
+            .map(Some)
+            .ok_or(TokenError::InvalidClaim { claim: claim.to_owned(), reason: "not a non-negative number" }),
         Some(_) => Err(TokenError::InvalidClaim { claim: claim.to_owned(), reason: "not a number" }),
     }
 }
@@ -122,7 +127,7 @@ fn seconds(claims: &Map<String, Value>, claim: &'static str) -> Result<Option<u6
 /// Checks `token` against `config` with `keys` at Unix time `now`.
 pub fn verify_jwt(config: &JwtConfig, keys: &KeySet, token: &str, now: u64) -> Result<VerifiedToken, TokenError> {
     let parts = split(token)?;
-    let header = token_header(token)?;
+    let header = header_of(&parts)?;
     let algorithm = public_key_algorithm(&header.alg)?;
     let key = keys
         .find(header.kid.as_deref())
@@ -130,11 +135,11 @@ pub fn verify_jwt(config: &JwtConfig, keys: &KeySet, token: &str, now: u64) -> R
     if key.algorithm != algorithm {
         return Err(TokenError::AlgorithmMismatch { token: quote(&header.alg), key: format!("{:?}", key.algorithm) });
     }
-    if URL_SAFE_NO_PAD.decode(parts.signature).is_err() {
-        return Err(TokenError::Base64 { part: "signature" });
-    }
     match jsonwebtoken::crypto::verify(parts.signature, parts.signed.as_bytes(), key.decoding_key(), algorithm) {
         Ok(true) => {}
+        Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::Base64(_)) => {
+            return Err(TokenError::Base64 { part: "signature" });
+        }
         _ => return Err(TokenError::BadSignature),
     }
     let claims = json_object("payload", parts.payload)?;
