@@ -194,12 +194,70 @@ pub struct NodeConfig {
     pub key_dir: PathBuf,
     /// The directory of this node's database and consensus storage.
     pub data_dir: PathBuf,
+    /// The client API's limits and options (`[rpc]`; defaults if absent).
+    #[serde(default, skip_serializing_if = "RpcSettings::is_default")]
+    pub rpc: RpcSettings,
+}
+
+/// The `[rpc]` section of `node.toml`: limits and options of the client
+/// JSON-RPC API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RpcSettings {
+    /// If set (a compressed secp256k1 key, 66 hex digits), `KeyAssign`
+    /// needs this signer's authorization (anti-abuse).
+    pub key_assign_signer: Option<String>,
+    /// Sustained JSON-RPC requests per second from one client IP address.
+    pub requests_per_second_per_ip: u32,
+    /// Requests one client IP address may send at once above that rate.
+    pub burst_per_ip: u32,
+    /// Sustained commitments (logins) per second for one verifier.
+    pub logins_per_second_per_verifier: u32,
+    /// Sustained key assignments per second for one verifier.
+    pub assignments_per_second_per_verifier: u32,
+}
+
+impl Default for RpcSettings {
+    fn default() -> Self {
+        Self {
+            key_assign_signer: None,
+            requests_per_second_per_ip: 100,
+            burst_per_ip: 200,
+            logins_per_second_per_verifier: 500,
+            assignments_per_second_per_verifier: 50,
+        }
+    }
+}
+
+impl RpcSettings {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// Checks the values.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(signer) = &self.key_assign_signer {
+            parse_point(signer).map_err(|e| format!("rpc.key_assign_signer: {e}"))?;
+        }
+        for (name, value) in [
+            ("requests_per_second_per_ip", self.requests_per_second_per_ip),
+            ("burst_per_ip", self.burst_per_ip),
+            ("logins_per_second_per_verifier", self.logins_per_second_per_verifier),
+            ("assignments_per_second_per_verifier", self.assignments_per_second_per_verifier),
+        ] {
+            if value == 0 {
+                return Err(format!("rpc.{name} must be at least 1"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl NodeConfig {
     /// Reads `node.toml`, resolving its paths against the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut config: Self = read_toml(path)?;
+        config.rpc.validate().map_err(|reason| ConfigError::Invalid { path: path.to_owned(), reason })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for field in [&mut config.network_file, &mut config.key_dir, &mut config.data_dir] {
             if field.is_relative() {
@@ -237,6 +295,8 @@ pub struct InitOptions {
     pub verifiers: Vec<NetworkVerifier>,
     /// DKG settings (absent fields take the defaults).
     pub dkg: NetworkDkg,
+    /// Each node's client API settings.
+    pub rpc: RpcSettings,
 }
 
 /// Writes a new network into `out`: `network.toml`, and for each node
@@ -278,6 +338,7 @@ pub fn init_network(out: &Path, options: &InitOptions) -> Result<NetworkFile, Co
             network_file: PathBuf::from("..").join(NETWORK_FILE),
             key_dir: PathBuf::from("."),
             data_dir: PathBuf::from("data"),
+            rpc: options.rpc.clone(),
         };
         let config_path = dir.join(NODE_CONFIG_FILE);
         write_file(&config_path, &to_toml(&config, &config_path)?)?;

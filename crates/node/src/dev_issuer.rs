@@ -254,9 +254,14 @@ pub fn dev_verifier_config(issuer: &str, audience: &str) -> String {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     issuer: Arc<DevIssuer>,
+    auxiliary: Option<Arc<crate::auxiliary::AuxiliaryServices>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(issuer)).with_graceful_shutdown(shutdown).await
+    let mut app = router(issuer);
+    if let Some(auxiliary) = auxiliary {
+        app = app.merge(crate::auxiliary::router(auxiliary));
+    }
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 /// The email a token is minted for, trimmed: `name@domain`, at most 254
@@ -483,8 +488,14 @@ pub fn router(issuer: Arc<DevIssuer>) -> Router {
 }
 
 /// Runs the development issuer on `listen` until SIGINT or SIGTERM: its
-/// `iss` is `issuer_url`, or `http://LISTEN`. Prints where it is.
-pub async fn run_standalone(listen: std::net::SocketAddr, issuer_url: Option<String>) -> Result<(), String> {
+/// `iss` is `issuer_url`, or `http://LISTEN`. With `signer`, it also serves
+/// the auxiliary hosts of the Torus client (allow, signer, metadata; see
+/// [`crate::auxiliary`]). Prints where it is.
+pub async fn run_standalone(
+    listen: std::net::SocketAddr,
+    issuer_url: Option<String>,
+    signer: Option<quorumkey_crypto::k256::ecdsa::SigningKey>,
+) -> Result<(), String> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
@@ -502,6 +513,12 @@ pub async fn run_standalone(listen: std::net::SocketAddr, issuer_url: Option<Str
         "  mint       POST {}/dev/token {{\"email\": \"...\"}}  (or: quorumkey dev-token --email ...)",
         issuer.issuer()
     );
+    if signer.is_some() {
+        println!("  allow      GET {}/api/allow", issuer.issuer());
+        println!("  signer     POST {}/api/sign  (KeyAssign authorizations)", issuer.issuer());
+        println!("  metadata   POST {}/get", issuer.issuer());
+    }
+    let auxiliary = signer.map(|key| Arc::new(crate::auxiliary::AuxiliaryServices::new(key)));
     let shutdown = async {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
@@ -514,7 +531,7 @@ pub async fn run_standalone(listen: std::net::SocketAddr, issuer_url: Option<Str
             } => {}
         }
     };
-    serve(listener, issuer, shutdown).await.map_err(|e| e.to_string())
+    serve(listener, issuer, auxiliary, shutdown).await.map_err(|e| e.to_string())
 }
 
 /// Asks the development issuer at `token_endpoint` for a token.

@@ -16,7 +16,7 @@ use tokio::process::{Child, Command};
 
 use crate::api_client::NodeApiClient;
 use crate::config::NetworkVerifier;
-use crate::config::{ConfigError, InitOptions, NETWORK_FILE, NetworkDkg, NetworkFile, init_network};
+use crate::config::{ConfigError, InitOptions, NETWORK_FILE, NetworkDkg, NetworkFile, RpcSettings, init_network};
 use crate::dev_issuer::{DEV_AUDIENCE, DEV_VERIFIER, dev_verifier_config};
 use crate::identity::{owner_public_bytes, save_owner_key};
 use crate::run::node_config_path;
@@ -89,6 +89,9 @@ pub struct DevnetOptions {
     pub binary: PathBuf,
     /// DKG settings (new network only).
     pub dkg: NetworkDkg,
+    /// The nodes' client API limits (new network only; the devnet adds its
+    /// KeyAssign signer).
+    pub rpc: RpcSettings,
 }
 
 /// One node as `network.json` lists it.
@@ -96,8 +99,10 @@ pub struct DevnetOptions {
 pub struct NetworkJsonNode {
     /// Index from 1.
     pub index: u16,
-    /// The node's API endpoint.
+    /// The node's JSON-RPC endpoint (what a Torus client calls).
     pub endpoint: String,
+    /// The node's HTTP API (`/v1/...`, `/health`, `/metrics`).
+    pub api: String,
     /// X of its secp256k1 public key, 64 hex digits.
     #[serde(rename = "pub_key_X")]
     pub pub_key_x: String,
@@ -126,6 +131,20 @@ pub struct NetworkJsonDevIssuer {
     pub audience: String,
 }
 
+/// The auxiliary hosts the Torus client calls, as `network.json` lists
+/// them (the devnet serves them next to its development issuer).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkJsonAuxiliary {
+    /// torus.js `allowHost`.
+    pub allow_host: String,
+    /// torus.js `signerHost` (KeyAssign authorizations).
+    pub signer_host: String,
+    /// torus.js `metadataHost`.
+    pub metadata_host: String,
+    /// The signer's key (compressed, hex) the nodes require on KeyAssign.
+    pub signer_key: String,
+}
+
 /// `network.json`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NetworkJson {
@@ -141,10 +160,15 @@ pub struct NetworkJson {
     /// The development issuer, if the devnet runs one.
     #[serde(default)]
     pub dev_issuer: Option<NetworkJsonDevIssuer>,
+    /// The auxiliary hosts, if the devnet runs them.
+    #[serde(default)]
+    pub auxiliary: Option<NetworkJsonAuxiliary>,
 }
 
 /// The file of the devnet verifier owner's key (mode 0600).
 pub const DEV_VERIFIER_OWNER_KEY: &str = "dev-verifier-owner.key";
+/// The file of the devnet KeyAssign signer's key (mode 0600).
+pub const DEV_SIGNER_KEY: &str = "dev-signer.key";
 
 /// The development issuer's address from the devnet's registered dev
 /// verifier (its `issuer` is `http://127.0.0.1:PORT`).
@@ -153,6 +177,11 @@ fn dev_issuer_address(network: &NetworkFile) -> Option<String> {
     let config: serde_json::Value = serde_json::from_str(&verifier.config).ok()?;
     let issuer = config.get("issuer")?.as_str()?;
     issuer.strip_prefix("http://").map(str::to_owned)
+}
+
+/// The devnet signer's public key (compressed, hex), if it has one.
+fn devnet_signer_key(dir: &Path) -> Option<String> {
+    crate::identity::load_owner_key(&dir.join(DEV_SIGNER_KEY)).ok().map(|key| hex::encode(owner_public_bytes(&key)))
 }
 
 /// The development issuer's log file in a devnet directory.
@@ -200,9 +229,16 @@ impl Devnet {
             // The development issuer listens on the RPC base port (node i
             // uses base + i); its verifier is registered at genesis, owned
             // by a key kept in the devnet directory.
-            let owner = {
+            let new_key = || {
                 use quorumkey_crypto::k256::elliptic_curve::Generate;
                 quorumkey_crypto::k256::ecdsa::SigningKey::generate_from_rng(&mut quorumkey_crypto::random::os_rng())
+            };
+            let (owner, signer) = (new_key(), new_key());
+            // Every node requires the devnet signer's authorization on
+            // KeyAssign, as a production network would require its own.
+            let rpc = RpcSettings {
+                key_assign_signer: Some(hex::encode(owner_public_bytes(&signer))),
+                ..options.rpc.clone()
             };
             let issuer = format!("http://127.0.0.1:{}", options.rpc_base_port);
             init_network(
@@ -217,12 +253,14 @@ impl Devnet {
                         config: dev_verifier_config(&issuer, DEV_AUDIENCE),
                     }],
                     dkg: options.dkg.clone(),
+                    rpc,
                 },
             )
             .and_then(|network| {
-                save_owner_key(&options.dir.join(DEV_VERIFIER_OWNER_KEY), &owner).map_err(|e| {
-                    ConfigError::Invalid { path: options.dir.join(DEV_VERIFIER_OWNER_KEY), reason: e.to_string() }
-                })?;
+                for (file, key) in [(DEV_VERIFIER_OWNER_KEY, &owner), (DEV_SIGNER_KEY, &signer)] {
+                    save_owner_key(&options.dir.join(file), key)
+                        .map_err(|e| ConfigError::Invalid { path: options.dir.join(file), reason: e.to_string() })?;
+                }
                 Ok(network)
             })?
         };
@@ -244,7 +282,11 @@ impl Devnet {
     /// the network registers one.
     fn start_dev_issuer(&mut self) -> Result<(), DevnetError> {
         let Some(address) = dev_issuer_address(&self.network) else { return Ok(()) };
-        let args = ["dev-issuer".as_ref(), "--listen".as_ref(), std::ffi::OsStr::new(&address)];
+        let signer_key = self.dir.join(DEV_SIGNER_KEY);
+        let mut args = vec!["dev-issuer".as_ref(), "--listen".as_ref(), std::ffi::OsStr::new(&address)];
+        if signer_key.exists() {
+            args.extend(["--signer-key".as_ref(), signer_key.as_os_str()]);
+        }
         self.issuer = Some(self.spawn_logged(&args, &dev_issuer_log_path(&self.dir))?);
         Ok(())
     }
@@ -385,7 +427,8 @@ impl Devnet {
             let (pub_key_x, pub_key_y) = public_key_to_xy_hex(&key);
             nodes.push(NetworkJsonNode {
                 index: node.index,
-                endpoint: format!("http://{}", node.rpc_address),
+                endpoint: format!("http://{}/jrpc", node.rpc_address),
+                api: format!("http://{}", node.rpc_address),
                 pub_key_x,
                 pub_key_y,
                 p2p_address: node.p2p_address.to_string(),
@@ -402,7 +445,16 @@ impl Devnet {
                 issuer,
             }
         });
+        let signer = devnet_signer_key(&self.dir);
+        let auxiliary =
+            dev_issuer_address(&self.network).zip(signer).map(|(address, signer_key)| NetworkJsonAuxiliary {
+                allow_host: format!("http://{address}/api/allow"),
+                signer_host: format!("http://{address}/api/sign"),
+                metadata_host: format!("http://{address}"),
+                signer_key,
+            });
         Ok(NetworkJson {
+            auxiliary,
             network_id: hex::encode(genesis.network_id()),
             threshold: genesis.threshold(),
             nodes,

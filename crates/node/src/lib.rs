@@ -15,6 +15,7 @@
 pub mod api;
 pub mod api_client;
 pub mod applier;
+pub mod auxiliary;
 pub mod config;
 pub mod consensus;
 pub mod dev_issuer;
@@ -24,6 +25,7 @@ pub mod jwks_cache;
 pub mod observability;
 pub mod participant;
 pub mod participant_driver;
+pub mod rpc;
 pub mod run;
 pub mod token_verifier;
 pub mod verifier_admin;

@@ -35,6 +35,12 @@ pub const METRIC_DKG_KEYS: &str = "quorumkey_dkg_keys_total";
 /// Counter: DKG batches abandoned.
 pub const METRIC_DKG_ABANDONED: &str = "quorumkey_dkg_batches_abandoned_total";
 
+/// Counter: client JSON-RPC requests, by method and outcome (`ok` or the
+/// JSON-RPC error code).
+pub const METRIC_RPC_REQUESTS: &str = "quorumkey_rpc_requests_total";
+/// Histogram: seconds to answer a client JSON-RPC request, by method.
+pub const METRIC_RPC_LATENCY: &str = "quorumkey_rpc_request_seconds";
+
 /// Why telemetry could not start.
 #[derive(Debug, Error)]
 #[error("cannot install the metrics recorder: {0}")]
@@ -56,6 +62,8 @@ impl Telemetry {
                 metrics_exporter_prometheus::Matcher::Full(METRIC_FINALIZATION_LATENCY.to_owned()),
                 &buckets,
             )
+            .map_err(|e| TelemetryError(e.to_string()))?
+            .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Full(METRIC_RPC_LATENCY.to_owned()), &buckets)
             .map_err(|e| TelemetryError(e.to_string()))?
             .install_recorder()
             .map_err(|e| TelemetryError(e.to_string()))?;

@@ -19,7 +19,11 @@ use quorumkey_ledger::Ledger;
 use thiserror::Error;
 
 use crate::api::{self, NodeApi, PEER_WINDOW, wall_clock_ms};
+use crate::jwks_cache::{JwksCache, JwksCachePolicy};
+use crate::rpc::{self, LoginKeys, RpcService};
+use crate::token_verifier::TokenVerifier;
 use commonware_runtime::Spawner as _;
+use quorumkey_login::NodeKey;
 
 use crate::applier::BlockApplier;
 use crate::config::{ConfigError, NetworkFile, NetworkNode, NodeConfig};
@@ -232,11 +236,50 @@ async fn serve(
         peers: running.peers.clone(),
         waiters: running.waiters.clone(),
     };
+    let jwks = JwksCache::new(JwksCachePolicy::default())
+        .map_err(|e| NodeError::Mismatch(format!("cannot build the HTTP client for verifier keys: {e}")))?;
+    let login_keys = LoginKeys {
+        node_key: node.identity.secp256k1.clone(),
+        consensus_key: node.identity.consensus.clone(),
+        nodes: node
+            .ledger
+            .genesis()
+            .nodes
+            .iter()
+            .map(|entry| {
+                quorumkey_crypto::group::public_key_from_sec1(&entry.secp256k1_key)
+                    .map(|public| NodeKey { index: entry.index, public })
+                    .map_err(|e| NodeError::Mismatch(format!("node {}: secp256k1 key: {e}", entry.index)))
+            })
+            .collect::<Result<_, _>>()?,
+        threshold: node.ledger.genesis().threshold(),
+    };
+    let rpc_service = Arc::new(
+        RpcService::new(api_state.clone(), login_keys, TokenVerifier::new(Arc::new(jwks)), &node.config.rpc)
+            .map_err(NodeError::Mismatch)?,
+    );
     let listener = tokio::net::TcpListener::bind(me.rpc_address)
         .await
         .map_err(|source| NodeError::Listen { address: me.rpc_address, source })?;
-    let app = api::router(api_state, health, telemetry);
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let app = api::router(api_state, health, telemetry).merge(rpc::router(rpc_service.clone()));
+    let server =
+        tokio::spawn(
+            async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await },
+        );
+
+    // Expired login records and idle rate-limit entries, once a minute.
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let service = rpc_service.clone();
+            match tokio::task::spawn_blocking(move || service.sweep()).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(swept)) => tracing::debug!(swept, "forgot expired login records"),
+                Ok(Err(error)) => tracing::warn!(%error, "cannot sweep expired login records"),
+                Err(error) => tracing::warn!(%error, "the login record sweep failed"),
+            }
+        }
+    });
 
     // The peers gauge.
     let peers = running.peers.clone();

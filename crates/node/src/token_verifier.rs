@@ -51,6 +51,9 @@ pub enum VerifyError {
 pub struct Identity {
     /// The verifier_id.
     pub verifier_id: String,
+    /// When the token was issued (Unix seconds; for an aggregate, the
+    /// earliest sub-token's).
+    pub issued_at: u64,
     /// Unix seconds after which the token is refused anyway.
     pub expires_at: u64,
 }
@@ -112,7 +115,7 @@ impl TokenVerifier {
             body.extend_from_slice(&chunk);
         }
         let checked = check_introspection(config, &body, now)?;
-        Ok(Identity { verifier_id: checked.verifier_id, expires_at: checked.expires_at })
+        Ok(Identity { verifier_id: checked.verifier_id, issued_at: checked.issued_at, expires_at: checked.expires_at })
     }
 
     /// Checks an aggregate login: `tokens[i]` for sub-verifier
@@ -128,6 +131,7 @@ impl TokenVerifier {
         check_aggregate_request(config, sub_verifier_ids, tokens.len())?;
         let mut yielded = Vec::with_capacity(tokens.len());
         let mut expires_at = u64::MAX;
+        let mut issued_at = u64::MAX;
         for (name, token) in sub_verifier_ids.iter().zip(tokens) {
             let wrap =
                 |error: VerifyError| VerifyError::SubVerifier { sub_verifier: name.clone(), error: Box::new(error) };
@@ -135,7 +139,7 @@ impl TokenVerifier {
                 Some(SubVerifierConfig::Jwt(jwt)) => self
                     .verify_jwt(jwt, token, now)
                     .await
-                    .map(|v| Identity { verifier_id: v.verifier_id, expires_at: v.expires_at })
+                    .map(|v| Identity { verifier_id: v.verifier_id, issued_at: v.issued_at, expires_at: v.expires_at })
                     .map_err(wrap)?,
                 Some(SubVerifierConfig::Introspection(introspection)) => {
                     self.verify_introspection(introspection, token, now).await.map_err(wrap)?
@@ -143,11 +147,12 @@ impl TokenVerifier {
                 None => return Err(AggregateError::UnknownSubVerifier(name.clone()).into()),
             };
             expires_at = expires_at.min(identity.expires_at);
+            issued_at = issued_at.min(identity.issued_at);
             yielded.push((name.as_str(), identity.verifier_id));
         }
         let pairs: Vec<(&str, &str)> = yielded.iter().map(|(name, id)| (*name, id.as_str())).collect();
         check_aggregate_agreement(claimed, &pairs)?;
-        Ok(Identity { verifier_id: claimed.to_owned(), expires_at })
+        Ok(Identity { verifier_id: claimed.to_owned(), issued_at, expires_at })
     }
 
     /// The key cache.

@@ -10,7 +10,14 @@ use quorumkey_node::config::{
 use quorumkey_node::identity::{CONSENSUS_KEY_FILE, KeyFileError, NodeIdentity, SECP256K1_KEY_FILE};
 
 fn options(nodes: u16) -> InitOptions {
-    InitOptions { nodes, p2p_base_port: 27000, rpc_base_port: 17000, verifiers: vec![], dkg: Default::default() }
+    InitOptions {
+        nodes,
+        p2p_base_port: 27000,
+        rpc_base_port: 17000,
+        verifiers: vec![],
+        dkg: Default::default(),
+        rpc: Default::default(),
+    }
 }
 
 fn mode(path: &std::path::Path) -> u32 {

@@ -65,6 +65,12 @@ enum Command {
         /// The `iss` of its tokens (default: http://LISTEN).
         #[arg(long)]
         issuer_url: Option<String>,
+        /// Also serve the Torus client's auxiliary hosts (GET /api/allow,
+        /// POST /api/sign, POST /get), signing KeyAssign authorizations
+        /// with the secp256k1 key in this file (`verifier owner-key`
+        /// makes one).
+        #[arg(long)]
+        signer_key: Option<PathBuf>,
     },
     /// Get an ID token for an email from a development issuer (the
     /// devnet's, found in its network.json, or --issuer). Prints the token
@@ -202,7 +208,14 @@ enum NetworkCommand {
 }
 
 fn network_init(nodes: u16, out: &Path, p2p_base_port: u16, rpc_base_port: u16) -> Result<(), String> {
-    let options = InitOptions { nodes, p2p_base_port, rpc_base_port, verifiers: Vec::new(), dkg: Default::default() };
+    let options = InitOptions {
+        nodes,
+        p2p_base_port,
+        rpc_base_port,
+        verifiers: Vec::new(),
+        dkg: Default::default(),
+        rpc: Default::default(),
+    };
     let network = init_network(out, &options).map_err(|e| e.to_string())?;
     let genesis = network.genesis()?;
     println!("network id  {}", hex::encode(genesis.network_id()));
@@ -285,13 +298,22 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Devnet { nodes, dir, p2p_base_port, rpc_base_port } => {
             let binary = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
-            let options = DevnetOptions { nodes, dir, p2p_base_port, rpc_base_port, binary, dkg: Default::default() };
+            let options = DevnetOptions {
+                nodes,
+                dir,
+                p2p_base_port,
+                rpc_base_port,
+                binary,
+                dkg: Default::default(),
+                rpc: Default::default(),
+            };
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
             runtime.block_on(devnet(options))?;
         }
-        Command::DevIssuer { listen, issuer_url } => {
+        Command::DevIssuer { listen, issuer_url, signer_key } => {
+            let signer = signer_key.map(|path| load_owner_key(&path)).transpose().map_err(|e| e.to_string())?;
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(run_standalone(listen, issuer_url))?;
+            runtime.block_on(run_standalone(listen, issuer_url, signer))?;
         }
         Command::DevToken { email, network, issuer, audience, ttl_secs } => {
             let endpoint = match issuer {
@@ -363,6 +385,12 @@ async fn devnet(options: DevnetOptions) -> Result<(), String> {
             issuer.issuer, issuer.verifier
         );
     }
+    if let Some(auxiliary) = &description.auxiliary {
+        println!(
+            "aux hosts   allow {}  signer {}  metadata {}",
+            auxiliary.allow_host, auxiliary.signer_host, auxiliary.metadata_host
+        );
+    }
     println!("ready: {} (Ctrl-C stops the network; its data stays in {})", path.display(), devnet.dir().display());
     let outcome = loop {
         tokio::select! {
@@ -390,7 +418,7 @@ fn node_client(target: &NodeTarget) -> Result<NodeApiClient, String> {
     let network: NetworkJson =
         serde_json::from_str(&text).map_err(|e| format!("{} is not a network.json: {e}", path.display()))?;
     let first = network.nodes.first().ok_or_else(|| format!("{} lists no nodes", path.display()))?;
-    Ok(NodeApiClient::new(first.endpoint.clone()))
+    Ok(NodeApiClient::new(first.api.clone()))
 }
 
 fn read_config_file(path: &Path) -> Result<Vec<u8>, String> {

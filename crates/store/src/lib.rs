@@ -24,6 +24,42 @@ const BATCH_SHARES: TableDefinition<'static, u64, &'static [u8]> = TableDefiniti
 /// Secret: this node's share of each key, by key index.
 const KEY_SHARES: TableDefinition<'static, u64, &'static [u8; 32]> = TableDefinition::new("key_shares");
 
+/// This node's login records (not replicated state): the temporary key
+/// each signed (verifier, token commitment) is bound to.
+const COMMITMENTS: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("login_commitments");
+/// Tokens used to log in, by token commitment.
+const NULLIFIERS: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("login_nullifiers");
+/// When each login record may be forgotten: (Unix seconds, table tag ‖
+/// key) → ().
+const LOGIN_EXPIRY: TableDefinition<'static, (u64, &'static [u8]), ()> = TableDefinition::new("login_expiry");
+const TAG_COMMITMENT: u8 = 0;
+const TAG_NULLIFIER: u8 = 1;
+
+/// Which kind of login record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginRecord {
+    /// A signed commitment, keyed by (verifier, token commitment).
+    Commitment,
+    /// A used token, keyed by its commitment.
+    Nullifier,
+}
+
+impl LoginRecord {
+    fn table(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+        match self {
+            Self::Commitment => COMMITMENTS,
+            Self::Nullifier => NULLIFIERS,
+        }
+    }
+
+    fn tag(self) -> u8 {
+        match self {
+            Self::Commitment => TAG_COMMITMENT,
+            Self::Nullifier => TAG_NULLIFIER,
+        }
+    }
+}
+
 /// Why the store failed.
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -213,6 +249,85 @@ impl NodeStore {
         let Some(table) = self.read_table(KEY_SHARES)? else { return Ok(None) };
         let value = table.get(index).map_err(|e| db_error("read key share")(e.into()))?;
         Ok(value.map(|guard| Zeroizing::new(*guard.value())))
+    }
+
+    /// Stores a login record under `key` unless one is there, durably, in
+    /// one transaction; it may be forgotten after `expires_at` (Unix
+    /// seconds). Returns the record already stored, if any (then nothing is
+    /// written).
+    pub fn insert_login_record(
+        &self,
+        kind: LoginRecord,
+        key: &[u8],
+        value: &[u8],
+        expires_at: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut existing = None;
+        let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
+        {
+            let mut table = txn.open_table(kind.table()).map_err(|e| db_error("open login table")(e.into()))?;
+            let found =
+                table.get(key).map_err(|e| db_error("read login record")(e.into()))?.map(|v| v.value().to_vec());
+            match found {
+                Some(found) => existing = Some(found),
+                None => {
+                    table.insert(key, value).map_err(|e| db_error("write login record")(e.into()))?;
+                    let mut expiry =
+                        txn.open_table(LOGIN_EXPIRY).map_err(|e| db_error("open login expiry")(e.into()))?;
+                    let tagged = [&[kind.tag()][..], key].concat();
+                    expiry
+                        .insert((expires_at, tagged.as_slice()), ())
+                        .map_err(|e| db_error("write login expiry")(e.into()))?;
+                }
+            }
+        }
+        if existing.is_some() {
+            // Nothing written: no need to make anything durable.
+            txn.abort().map_err(|e| db_error("abort")(e.into()))?;
+        } else {
+            txn.commit().map_err(|e| db_error("commit")(e.into()))?;
+        }
+        Ok(existing)
+    }
+
+    /// The login record under `key`, if any.
+    pub fn login_record(&self, kind: LoginRecord, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(table) = self.read_table(kind.table())? else { return Ok(None) };
+        let value = table.get(key).map_err(|e| db_error("read login record")(e.into()))?;
+        Ok(value.map(|guard| guard.value().to_vec()))
+    }
+
+    /// Forgets up to `limit` login records that expired before `now`
+    /// (Unix seconds), oldest first; returns how many.
+    pub fn sweep_login_records(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+        let Some(expiry) = self.read_table(LOGIN_EXPIRY)? else { return Ok(0) };
+        let mut due = Vec::new();
+        for entry in
+            expiry.range::<(u64, &[u8])>(..(now, &[][..])).map_err(|e| db_error("list login expiry")(e.into()))?
+        {
+            if due.len() >= limit {
+                break;
+            }
+            let (key, _) = entry.map_err(|e| db_error("list login expiry")(e.into()))?;
+            let (at, tagged) = key.value();
+            due.push((at, tagged.to_vec()));
+        }
+        drop(expiry);
+        if due.is_empty() {
+            return Ok(0);
+        }
+        self.write(|txn| {
+            let mut expiry = txn.open_table(LOGIN_EXPIRY).map_err(|e| db_error("open login expiry")(e.into()))?;
+            for (at, tagged) in &due {
+                expiry.remove((*at, tagged.as_slice())).map_err(|e| db_error("remove login expiry")(e.into()))?;
+                let Some((tag, key)) = tagged.split_first() else { continue };
+                let kind = if *tag == TAG_NULLIFIER { LoginRecord::Nullifier } else { LoginRecord::Commitment };
+                let mut table = txn.open_table(kind.table()).map_err(|e| db_error("open login table")(e.into()))?;
+                table.remove(key).map_err(|e| db_error("remove login record")(e.into()))?;
+            }
+            Ok(())
+        })?;
+        Ok(due.len())
     }
 
     fn commit(&self, writes: &WriteSet, height: u64, root: &[u8; 32]) -> Result<(), StoreError> {

@@ -143,6 +143,26 @@ impl VerifierConfig {
         }
     }
 
+    /// The longest a token can stay acceptable after its issue time, in
+    /// seconds: the oldest accepted token plus the clock skew allowed (the
+    /// largest over an aggregate's sub-verifiers). A record that a token was
+    /// committed to or used must outlive this.
+    pub fn acceptance_window_secs(&self) -> u64 {
+        match self {
+            Self::Jwt(jwt) => jwt.acceptance_window_secs(),
+            Self::Introspection(introspection) => introspection.freshness_secs,
+            Self::Aggregate(aggregate) => aggregate
+                .sub_verifiers
+                .values()
+                .map(|sub| match sub {
+                    SubVerifierConfig::Jwt(jwt) => jwt.acceptance_window_secs(),
+                    SubVerifierConfig::Introspection(introspection) => introspection.freshness_secs,
+                })
+                .max()
+                .unwrap_or(0),
+        }
+    }
+
     /// `jwt`, `introspection` or `aggregate`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -204,6 +224,12 @@ fn pointer(name: &'static str, value: &str) -> Result<(), ConfigError> {
 }
 
 impl JwtConfig {
+    /// The longest a token stays acceptable after its `iat`: the oldest
+    /// accepted token plus the clock skew allowed.
+    pub fn acceptance_window_secs(&self) -> u64 {
+        self.max_token_age_secs.saturating_add(self.clock_skew_secs)
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         field("issuer", &self.issuer)?;
         if self.audiences.is_empty() || self.audiences.len() > MAX_AUDIENCES {

@@ -44,6 +44,7 @@ pub fn devnet_options(dir: &Path, nodes: u16, dkg: NetworkDkg) -> DevnetOptions 
         rpc_base_port: rpc,
         binary: env!("CARGO_BIN_EXE_quorumkey").into(),
         dkg,
+        rpc: Default::default(),
     }
 }
 

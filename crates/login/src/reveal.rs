@@ -1,0 +1,325 @@
+//! `ShareRequest`: parsing, and the rule on the node signatures it carries.
+//!
+//! A node answers a reveal only if at least [`required_signatures`]
+//! distinct nodes of the network signed, recently, this token's commitment
+//! for this verifier and the temporary key this node recorded itself. The
+//! client does not check the signatures it forwards, so an entry may be
+//! anything a faulty node answered: `null`, garbage, a copy of another
+//! node's signature, a signature on another key. Such entries do not count
+//! and do not fail the request on their own; the request fails only when
+//! too few entries count, and the error says why each other entry did not.
+
+use quorumkey_crypto::group::{PublicKey, public_key_from_xy_hex};
+use quorumkey_crypto::hash::{keccak256, token_commitment};
+use quorumkey_crypto::signature::RecoverableSignature;
+use quorumkey_ledger::{VerifierId, VerifierName};
+use serde_json::{Map, Value};
+
+use crate::commitment::SignedData;
+use crate::lookup::{verifier_id, verifier_name};
+use crate::{LoginError, kind_of, object, quote, string_field};
+
+/// Longest id token accepted (as the verifiers' limit).
+pub const MAX_ID_TOKEN_LEN: usize = 16 * 1024;
+/// Most sub-tokens in an aggregate login.
+pub const MAX_SUB_TOKENS: usize = 8;
+/// Separator of an aggregate's sorted sub-tokens before hashing (ASCII
+/// 0x1D, as Torus' customauth joins them).
+pub const SUB_TOKEN_SEPARATOR: char = '\u{1d}';
+
+/// How many node signatures a reveal needs in a network of `nodes` with
+/// threshold `threshold`: at least `threshold`, and enough that fewer than
+/// `threshold` nodes can have recorded another temporary key for the same
+/// commitment (`nodes - threshold + 1`).
+pub fn required_signatures(nodes: usize, threshold: usize) -> usize {
+    threshold.max((nodes + 1).saturating_sub(threshold))
+}
+
+/// How old (and how far in the future) a commitment signature may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignaturePolicy {
+    /// Oldest accepted signature, in seconds.
+    pub max_age_secs: u64,
+    /// Latest accepted signature time ahead of this node's clock.
+    pub max_future_secs: u64,
+}
+
+impl Default for SignaturePolicy {
+    /// Ten minutes old, one minute ahead: a client reveals seconds after it
+    /// commits.
+    fn default() -> Self {
+        Self { max_age_secs: 600, max_future_secs: 60 }
+    }
+}
+
+/// A node of the network: its index and secp256k1 key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeKey {
+    /// Index from 1.
+    pub index: u16,
+    /// Its key.
+    pub public: PublicKey,
+}
+
+/// The sub-tokens of an aggregate login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AggregateLogin {
+    /// The sub-verifiers, in request order.
+    pub sub_verifier_ids: Vec<String>,
+    /// Their tokens, in the same order.
+    pub tokens: Vec<String>,
+}
+
+/// A parsed `ShareRequest` (one login).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ShareRequest {
+    /// The verifier.
+    pub verifier: VerifierName,
+    /// The user the request claims.
+    pub verifier_id: VerifierId,
+    /// The revealed token (for an aggregate: the hash that binds the
+    /// sub-tokens).
+    pub id_token: String,
+    /// `keccak256(id_token)`.
+    pub commitment: [u8; 32],
+    /// The node signatures, as sent.
+    pub node_signatures: Vec<Value>,
+    /// With an aggregate verifier: the sub-tokens.
+    pub aggregate: Option<AggregateLogin>,
+}
+
+impl std::fmt::Debug for ShareRequest {
+    // Tokens are credentials: never in logs or debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareRequest")
+            .field("verifier", &self.verifier)
+            .field("commitment", &hex::encode(self.commitment))
+            .field("node_signatures", &self.node_signatures.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn token_field(object: &Map<String, Value>, name: &'static str) -> Result<String, LoginError> {
+    let token = string_field(object, name)?;
+    if token.is_empty() || token.len() > MAX_ID_TOKEN_LEN {
+        return Err(LoginError::InvalidParams(format!(
+            "`{name}` must have 1 to {MAX_ID_TOKEN_LEN} bytes, got {}",
+            token.len()
+        )));
+    }
+    Ok(token.to_owned())
+}
+
+fn array<'a>(object: &'a Map<String, Value>, name: &'static str, max: usize) -> Result<&'a [Value], LoginError> {
+    match object.get(name) {
+        Some(Value::Array(items)) if items.len() <= max => Ok(items),
+        Some(Value::Array(items)) => {
+            Err(LoginError::InvalidParams(format!("`{name}` has {} entries, at most {max} allowed", items.len())))
+        }
+        Some(other) => Err(LoginError::InvalidParams(format!("`{name}` must be an array, not {}", kind_of(other)))),
+        None => Err(LoginError::InvalidParams(format!("`{name}` is missing"))),
+    }
+}
+
+/// The token an aggregate login commits to: keccak256 of its sub-tokens,
+/// sorted and joined with 0x1D, as 64 hex digits (what Torus' customauth
+/// sends as `idtoken`).
+pub fn aggregate_id_token(sub_tokens: &[String]) -> String {
+    let mut sorted: Vec<&str> = sub_tokens.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    hex::encode(keccak256(sorted.join(&SUB_TOKEN_SEPARATOR.to_string()).as_bytes()))
+}
+
+impl ShareRequest {
+    /// Parses the params: `encrypted` absent or `"yes"`; `item` with
+    /// exactly one login holding `idtoken`, `verifieridentifier`,
+    /// `verifier_id`, `nodesignatures` (at most `max_signatures` entries)
+    /// and, for an aggregate, `verify_params` and `sub_verifier_ids`.
+    /// Other fields are ignored.
+    pub fn parse(params: &Value, max_signatures: usize) -> Result<Self, LoginError> {
+        let params = object(params, "params")?;
+        match params.get("encrypted") {
+            None => {}
+            Some(Value::String(yes)) if yes == "yes" => {}
+            Some(_) => {
+                return Err(LoginError::InvalidParams(
+                    "`encrypted` must be \"yes\": this node only sends encrypted shares".to_owned(),
+                ));
+            }
+        }
+        let items = array(params, "item", 1)?;
+        let [item] = items else {
+            return Err(LoginError::InvalidParams("`item` must hold exactly one login".to_owned()));
+        };
+        let item = object(item, "`item[0]`")?;
+        let id_token = token_field(item, "idtoken")?;
+        let verifier = verifier_name(string_field(item, "verifieridentifier")?, "verifieridentifier")?;
+        let claimed = verifier_id(string_field(item, "verifier_id")?)?;
+        let node_signatures = array(item, "nodesignatures", max_signatures)?.to_vec();
+        let aggregate = match (item.get("verify_params"), item.get("sub_verifier_ids")) {
+            (None, None) => None,
+            (Some(_), Some(_)) => Some(Self::parse_aggregate(item, &claimed, &id_token)?),
+            _ => {
+                return Err(LoginError::InvalidParams(
+                    "an aggregate login needs both `verify_params` and `sub_verifier_ids`".to_owned(),
+                ));
+            }
+        };
+        Ok(Self {
+            commitment: token_commitment(&id_token),
+            verifier,
+            verifier_id: claimed,
+            id_token,
+            node_signatures,
+            aggregate,
+        })
+    }
+
+    fn parse_aggregate(
+        item: &Map<String, Value>,
+        claimed: &VerifierId,
+        id_token: &str,
+    ) -> Result<AggregateLogin, LoginError> {
+        let params = array(item, "verify_params", MAX_SUB_TOKENS)?;
+        let ids = array(item, "sub_verifier_ids", MAX_SUB_TOKENS)?;
+        if params.is_empty() || params.len() != ids.len() {
+            return Err(LoginError::InvalidParams(format!(
+                "`verify_params` ({}) and `sub_verifier_ids` ({}) must be non-empty and of the same length",
+                params.len(),
+                ids.len()
+            )));
+        }
+        let mut login = AggregateLogin { sub_verifier_ids: Vec::with_capacity(ids.len()), tokens: Vec::new() };
+        for (position, (param, id)) in params.iter().zip(ids).enumerate() {
+            let param = object(param, "an entry of `verify_params`")?;
+            if string_field(param, "verifier_id")? != claimed.as_str() {
+                return Err(LoginError::InvalidParams(format!(
+                    "`verify_params[{position}].verifier_id` differs from the login's `verifier_id`"
+                )));
+            }
+            login.tokens.push(token_field(param, "idtoken")?);
+            match id {
+                Value::String(id) if !id.is_empty() && id.len() <= 64 => login.sub_verifier_ids.push(id.clone()),
+                _ => {
+                    return Err(LoginError::InvalidParams(format!(
+                        "`sub_verifier_ids[{position}]` must be a string of 1 to 64 bytes"
+                    )));
+                }
+            }
+        }
+        if aggregate_id_token(&login.tokens) != id_token.to_ascii_lowercase() {
+            return Err(LoginError::CommitmentMismatch(
+                "an aggregate's `idtoken` must be keccak256 of its sub-tokens, sorted and joined with 0x1D".to_owned(),
+            ));
+        }
+        Ok(login)
+    }
+
+    /// Checks the node signatures against `nodes` (the network), the
+    /// temporary key this node recorded for the commitment, and the time
+    /// `now`. Returns the indexes of the nodes whose signatures counted.
+    /// Stops checking once `required` count.
+    pub fn check_node_signatures(
+        &self,
+        nodes: &[NodeKey],
+        recorded: &PublicKey,
+        required: usize,
+        now: u64,
+        policy: SignaturePolicy,
+    ) -> Result<Vec<u16>, LoginError> {
+        let mut signers: Vec<u16> = Vec::with_capacity(required);
+        let mut problems = Vec::new();
+        let commitment = hex::encode(self.commitment);
+        for (position, entry) in self.node_signatures.iter().enumerate() {
+            if signers.len() >= required {
+                break;
+            }
+            if entry.is_null() {
+                continue;
+            }
+            match check_entry(entry, nodes, &commitment, self.verifier.as_str(), recorded, now, policy) {
+                Ok(index) if signers.contains(&index) => {
+                    problems.push(format!("entry {position}: a second signature from node {index}"));
+                }
+                Ok(index) => signers.push(index),
+                Err(reason) => problems.push(format!("entry {position}: {reason}")),
+            }
+        }
+        if signers.len() >= required {
+            Ok(signers)
+        } else {
+            Err(LoginError::NotEnoughSignatures { valid: signers.len(), required, problems })
+        }
+    }
+}
+
+/// Longest `data` string of a commitment signature.
+const MAX_DATA_LEN: usize = 512;
+
+fn check_entry(
+    entry: &Value,
+    nodes: &[NodeKey],
+    commitment: &str,
+    verifier: &str,
+    recorded: &PublicKey,
+    now: u64,
+    policy: SignaturePolicy,
+) -> Result<u16, String> {
+    let entry = entry.as_object().ok_or_else(|| format!("{}, not a signed commitment", kind_of(entry)))?;
+    let field = |name: &'static str, max: usize| match entry.get(name) {
+        Some(Value::String(value)) if value.len() <= max => Ok(value.as_str()),
+        Some(Value::String(_)) => Err(format!("`{name}` is longer than {max} bytes")),
+        Some(other) => Err(format!("`{name}` is {}, not a string", kind_of(other))),
+        None => Err(format!("`{name}` is missing")),
+    };
+    let node_key = public_key_from_xy_hex(field("nodepubx", 64)?, field("nodepuby", 64)?)
+        .map_err(|e| format!("`nodepubx`/`nodepuby`: {e}"))?;
+    let node = nodes
+        .iter()
+        .find(|node| node.public == node_key)
+        .ok_or("signed by a key that is not a node of this network")?;
+    let data = field("data", MAX_DATA_LEN)?;
+    let signed = SignedData::parse(data)?;
+    if !signed.commitment.eq_ignore_ascii_case(commitment) {
+        return Err("signs another token commitment".to_owned());
+    }
+    if signed.verifier != verifier {
+        return Err(format!("signs verifier {:?}, not this one", quote(signed.verifier)));
+    }
+    let temp = public_key_from_xy_hex(signed.temp_x, signed.temp_y).map_err(|e| format!("temporary key: {e}"))?;
+    if &temp != recorded {
+        return Err("signs another temporary key than the one this node recorded".to_owned());
+    }
+    if now.saturating_sub(signed.timestamp) > policy.max_age_secs {
+        return Err(format!("signed {} s ago, over the limit of {} s", now - signed.timestamp, policy.max_age_secs));
+    }
+    if signed.timestamp.saturating_sub(now) > policy.max_future_secs {
+        return Err(format!("dated {} s in the future", signed.timestamp - now));
+    }
+    let signature =
+        RecoverableSignature::from_torus_hex(field("signature", 130)?).map_err(|e| format!("`signature`: {e}"))?;
+    signature
+        .verify_keccak(&node.public, data.as_bytes())
+        .map_err(|_| format!("the signature is not node {}'s signature of `data`", node.index))?;
+    Ok(node.index)
+}
+
+/// What a node keeps for a token used to log in (its nullifier): the login
+/// it served, so a retry of the same reveal is answered again (always to
+/// the same temporary key) and any other use is refused.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UsedToken {
+    /// The verifier it was used with.
+    pub verifier: String,
+    /// The temporary key its shares went to, uncompressed, hex.
+    pub temp_public: String,
+    /// When the record may be forgotten (Unix seconds).
+    pub expires_at: u64,
+}
+
+impl UsedToken {
+    /// Whether `other` is the same login (same verifier, same key).
+    pub fn same_login(&self, other: &Self) -> bool {
+        self.verifier == other.verifier && self.temp_public == other.temp_public
+    }
+}

@@ -1,0 +1,593 @@
+//! The client JSON-RPC API, `POST /jrpc`: what `@toruslabs/torus.js`
+//! (8.x) and the quorumkey client call. The protocol rules are the pure
+//! functions of `quorumkey-login`; this module feeds them the ledger, this
+//! node's records and keys, the token verifiers and the clock.
+//!
+//! - `VerifierLookupRequest`: the key of a (verifier, verifier_id).
+//! - `KeyAssign`: assigns a key through consensus and answers only once the
+//!   assignment is finalized and served (the client re-checks 1 s later).
+//! - `CommitmentRequest`: signs a token commitment once, bound to the
+//!   request's temporary key, recorded durably before answering.
+//! - `ShareRequest`: the reveal; see `quorumkey_login::reveal` for the
+//!   rule on node signatures.
+//!
+//! Every answer is JSON-RPC with HTTP 200, except two transport-level
+//! refusals that still carry a JSON-RPC error body: 413 for a body over
+//! [`MAX_BODY_BYTES`] and 429 (with `Retry-After`) over a rate limit. CORS
+//! allows any origin (the API uses no cookies). Tokens never reach the
+//! logs.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method as HttpMethod, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use commonware_codec::Encode as _;
+use commonware_cryptography::ed25519;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use quorumkey_crypto::group::{PublicKey, point_to_bytes, scalar_from_bytes};
+use quorumkey_crypto::k256::ecdsa::SigningKey;
+use quorumkey_ledger::{
+    Assignment, LedgerView, SignedTransaction, TransactionBody, VerifierId, VerifierName, VerifierRecord,
+    transaction_hash,
+};
+use quorumkey_login::commitment::record_key;
+use quorumkey_login::share::{KeyContext, encrypt_share};
+use quorumkey_login::{
+    CommitmentRecord, CommitmentRequest, KeyAssignAuthorization, KeyLookupResult, LoginError, LookupKey, LookupParams,
+    Method, NodeKey, RpcError, RpcRequest, RpcResponse, ShareRequest, SignaturePolicy, SignerRequest, UsedToken,
+    required_signatures,
+};
+use quorumkey_store::LoginRecord;
+use quorumkey_verifier::VerifierConfig;
+use serde_json::Value;
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::api::{MAX_FINALITY_WAIT, NodeApi};
+use crate::config::RpcSettings;
+use crate::consensus::{Admission, SubmitError};
+use crate::observability::{METRIC_RPC_LATENCY, METRIC_RPC_REQUESTS};
+use crate::token_verifier::{TokenVerifier, VerifyError};
+
+/// Largest request body: an aggregate login with eight 16 KiB tokens and
+/// the signatures, with room to spare.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Longest a `KeyAssign` waits for its key (finality, then the pool).
+pub const KEY_ASSIGN_WAIT: Duration = Duration::from_secs(30);
+/// Verifier configurations kept parsed.
+const VERIFIER_CACHE_SIZE: usize = 1024;
+
+/// The Unix time in seconds.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The request rate limits.
+struct RateLimits {
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    logins: DefaultKeyedRateLimiter<VerifierName>,
+    assignments: DefaultKeyedRateLimiter<VerifierName>,
+}
+
+fn per_second(rate: u32, burst: u32) -> Quota {
+    let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+    Quota::per_second(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(rate))
+}
+
+impl RateLimits {
+    fn new(settings: &RpcSettings) -> Self {
+        Self {
+            per_ip: RateLimiter::keyed(per_second(settings.requests_per_second_per_ip, settings.burst_per_ip)),
+            logins: RateLimiter::keyed(per_second(
+                settings.logins_per_second_per_verifier,
+                settings.logins_per_second_per_verifier.saturating_mul(2),
+            )),
+            assignments: RateLimiter::keyed(per_second(
+                settings.assignments_per_second_per_verifier,
+                settings.assignments_per_second_per_verifier.saturating_mul(2),
+            )),
+        }
+    }
+
+    fn verifier(limiter: &DefaultKeyedRateLimiter<VerifierName>, verifier: &VerifierName) -> Result<(), LoginError> {
+        limiter.check_key(verifier).map_err(|_| {
+            LoginError::RateLimited(format!(
+                "too many requests for verifier {} on this node; retry in a second",
+                verifier.as_str()
+            ))
+        })
+    }
+
+    /// Forgets idle keys (bounded memory).
+    fn shrink(&self) {
+        self.per_ip.retain_recent();
+        self.logins.retain_recent();
+        self.assignments.retain_recent();
+        self.per_ip.shrink_to_fit();
+    }
+}
+
+/// A verifier configuration parsed once per update.
+struct CachedConfig {
+    nonce: u64,
+    config: Arc<VerifierConfig>,
+}
+
+/// This node's keys and the network, for the login protocol.
+pub struct LoginKeys {
+    /// secp256k1: commitment signatures.
+    pub node_key: SigningKey,
+    /// ed25519: the `AssignKey` transactions this node submits.
+    pub consensus_key: ed25519::PrivateKey,
+    /// Every node's index and secp256k1 key.
+    pub nodes: Vec<NodeKey>,
+    /// Shares needed to rebuild a key.
+    pub threshold: usize,
+}
+
+/// The JSON-RPC service of one node.
+pub struct RpcService {
+    api: NodeApi,
+    keys: LoginKeys,
+    node_public: PublicKey,
+    required: usize,
+    tokens: TokenVerifier,
+    signer: Option<PublicKey>,
+    limits: RateLimits,
+    policy: SignaturePolicy,
+    configs: Mutex<HashMap<VerifierName, CachedConfig>>,
+}
+
+impl std::fmt::Debug for RpcService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcService").field("index", &self.api.index).finish_non_exhaustive()
+    }
+}
+
+/// What a handler returns.
+type Outcome = Result<Value, LoginError>;
+
+fn internal(error: impl std::fmt::Display) -> LoginError {
+    LoginError::Internal(error.to_string())
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Outcome {
+    serde_json::to_value(value).map_err(internal)
+}
+
+impl RpcService {
+    /// The service of node `api.index` with `keys`, checking tokens with
+    /// `tokens`. `settings` gives the limits and the optional KeyAssign
+    /// signer (already validated with the node's configuration).
+    pub fn new(api: NodeApi, keys: LoginKeys, tokens: TokenVerifier, settings: &RpcSettings) -> Result<Self, String> {
+        let signer = settings
+            .key_assign_signer
+            .as_deref()
+            .map(|hex| quorumkey_crypto::group::public_key_from_hex("rpc.key_assign_signer", hex))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            node_public: PublicKey::from(keys.node_key.verifying_key()),
+            required: required_signatures(keys.nodes.len(), keys.threshold),
+            api,
+            keys,
+            tokens,
+            signer,
+            limits: RateLimits::new(settings),
+            policy: SignaturePolicy::default(),
+            configs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Signatures a reveal needs on this network.
+    pub fn required_signatures(&self) -> usize {
+        self.required
+    }
+
+    /// Answers one request body from `client`.
+    pub async fn handle(&self, client: IpAddr, body: &[u8]) -> (StatusCode, RpcResponse) {
+        if self.limits.per_ip.check_key(&client).is_err() {
+            let error = LoginError::RateLimited(format!("too many requests from {client}; retry in a second"));
+            return (StatusCode::TOO_MANY_REQUESTS, RpcResponse::error(Value::Null, error.to_rpc()));
+        }
+        let request = match RpcRequest::parse(body) {
+            Ok(request) => request,
+            Err((id, error)) => {
+                record(None, &error, Duration::ZERO);
+                return (StatusCode::OK, RpcResponse::error(id, error));
+            }
+        };
+        let started = Instant::now();
+        let outcome = match request.method {
+            Method::VerifierLookup => self.verifier_lookup(&request.params),
+            Method::KeyAssign => self.key_assign(&request).await,
+            Method::Commitment => self.commitment(&request.params).await,
+            Method::Share => self.share(&request.params).await,
+        };
+        let (status, response) = match outcome {
+            Ok(result) => (StatusCode::OK, RpcResponse::result(request.id, result)),
+            Err(error) => {
+                let status = if matches!(error, LoginError::RateLimited(_)) {
+                    StatusCode::TOO_MANY_REQUESTS
+                } else {
+                    StatusCode::OK
+                };
+                if let LoginError::Internal(reason) = &error {
+                    tracing::warn!(method = request.method.name(), %reason, "request failed inside the node");
+                }
+                (status, RpcResponse::error(request.id, error.to_rpc()))
+            }
+        };
+        match &response.error {
+            Some(error) => record(Some(request.method), error, started.elapsed()),
+            None => {
+                metrics::counter!(METRIC_RPC_REQUESTS, "method" => request.method.name(), "outcome" => "ok")
+                    .increment(1);
+                metrics::histogram!(METRIC_RPC_LATENCY, "method" => request.method.name())
+                    .record(started.elapsed().as_secs_f64());
+            }
+        }
+        (status, response)
+    }
+
+    /// The verifier's ledger record, refusing unknown and disabled ones.
+    fn verifier_record<S: quorumkey_ledger::StateRead + ?Sized>(
+        &self,
+        view: &LedgerView<'_, S>,
+        name: &VerifierName,
+    ) -> Result<VerifierRecord, LoginError> {
+        match view.verifier(name).map_err(internal)? {
+            None => Err(LoginError::UnknownVerifier(name.as_str().to_owned())),
+            Some(record) if !record.enabled => Err(LoginError::DisabledVerifier(name.as_str().to_owned())),
+            Some(record) => Ok(record),
+        }
+    }
+
+    /// The verifier's parsed configuration (parsed once per update).
+    fn verifier_config(&self, name: &VerifierName) -> Result<Arc<VerifierConfig>, LoginError> {
+        let snapshot = self.api.applier.store().snapshot().map_err(internal)?;
+        let view = LedgerView::new(self.api.applier.ledger(), &snapshot);
+        let record = self.verifier_record(&view, name)?;
+        let mut configs = self.configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(cached) = configs.get(name)
+            && cached.nonce == record.nonce
+        {
+            return Ok(cached.config.clone());
+        }
+        // The ledger checked the configuration when it was registered.
+        let config =
+            Arc::new(VerifierConfig::parse(&record.config).map_err(|e| {
+                internal(format!("the registered configuration of {} does not parse: {e}", name.as_str()))
+            })?);
+        if configs.len() >= VERIFIER_CACHE_SIZE {
+            configs.clear();
+        }
+        configs.insert(name.clone(), CachedConfig { nonce: record.nonce, config: config.clone() });
+        Ok(config)
+    }
+
+    /// The key assigned to the pair, if one is (not if it waits for the
+    /// pool).
+    fn assigned_key(
+        &self,
+        verifier: &VerifierName,
+        verifier_id: &VerifierId,
+    ) -> Result<Option<(u64, PublicKey, Vec<u8>)>, LoginError> {
+        let snapshot = self.api.applier.store().snapshot().map_err(internal)?;
+        let view = LedgerView::new(self.api.applier.ledger(), &snapshot);
+        self.verifier_record(&view, verifier)?;
+        let Some(Assignment::Assigned { key_index }) = view.assignment(verifier, verifier_id).map_err(internal)? else {
+            return Ok(None);
+        };
+        let key = view
+            .key(key_index)
+            .map_err(internal)?
+            .ok_or_else(|| internal(format!("assigned key {key_index} is not in the pool")))?;
+        let public_key =
+            quorumkey_crypto::group::public_key_from_sec1_named("key", &key.public_key).map_err(internal)?;
+        let own_share = key
+            .public_shares
+            .get(usize::from(self.api.index).saturating_sub(1))
+            .map(|share| share.to_vec())
+            .ok_or_else(|| internal(format!("key {key_index} has no public share for node {}", self.api.index)))?;
+        Ok(Some((key_index, public_key, own_share)))
+    }
+
+    fn lookup_result(&self, params: &LookupParams) -> Result<Option<Value>, LoginError> {
+        match self.assigned_key(&params.verifier, &params.verifier_id)? {
+            Some((key_index, public_key, _)) => {
+                Ok(Some(to_value(&KeyLookupResult { keys: vec![LookupKey::new(key_index, &public_key)] })?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn verifier_lookup(&self, params: &Value) -> Outcome {
+        let params = LookupParams::parse(params)?;
+        self.lookup_result(&params)?.ok_or(LoginError::NotAssigned)
+    }
+
+    async fn key_assign(&self, request: &RpcRequest) -> Outcome {
+        let params = LookupParams::parse(&request.params)?;
+        if let Some(signer) = &self.signer {
+            let signer_request = SignerRequest {
+                verifier: params.verifier.clone(),
+                verifier_id: params.verifier_id.clone(),
+                node: self.node_public,
+            };
+            KeyAssignAuthorization::from_body(&request.body)?.check(signer, &signer_request, unix_now())?;
+        }
+        if let Some(found) = self.lookup_result(&params)? {
+            return Ok(found);
+        }
+        RateLimits::verifier(&self.limits.assignments, &params.verifier)?;
+        let deadline = Instant::now() + KEY_ASSIGN_WAIT;
+        let body =
+            TransactionBody::AssignKey { verifier: params.verifier.clone(), verifier_id: params.verifier_id.clone() };
+        let transaction = SignedTransaction::sign_as_node(
+            self.api.applier.ledger().network_id(),
+            body,
+            self.api.index,
+            &self.keys.consensus_key,
+        )
+        .encode();
+        let waiter =
+            self.api.waiters.register(transaction_hash(&transaction)).map_err(|e| {
+                LoginError::Unavailable(format!("this node is too busy to wait for an assignment: {e}"))
+            })?;
+        match self.api.submitter.submit(Bytes::from(transaction.to_vec())) {
+            Ok((_, Admission::AlreadyFinalized)) => {}
+            Ok(_) => {
+                let _ = tokio::time::timeout(MAX_FINALITY_WAIT.min(KEY_ASSIGN_WAIT), waiter).await;
+            }
+            Err(SubmitError::Invalid(rejection)) => {
+                return Err(internal(format!("the ledger refused the assignment: {rejection}")));
+            }
+            Err(error) => return Err(LoginError::Unavailable(format!("cannot submit the assignment: {error}"))),
+        }
+        // Finalized here; if the pool was empty it waits for the DKG's next
+        // batch.
+        loop {
+            if let Some(found) = self.lookup_result(&params)? {
+                return Ok(found);
+            }
+            if Instant::now() >= deadline {
+                return Err(LoginError::Unavailable(format!(
+                    "the assignment is queued but no key was ready within {} s (the key pool is empty until the DKG's next batch); try again",
+                    KEY_ASSIGN_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn commitment(&self, params: &Value) -> Outcome {
+        let request = CommitmentRequest::parse(params)?;
+        let config = self.verifier_config(&request.verifier)?;
+        RateLimits::verifier(&self.limits.logins, &request.verifier)?;
+        let record = request.sign(&self.keys.node_key, unix_now(), config.acceptance_window_secs());
+        let value = serde_json::to_vec(&record).map_err(internal)?;
+        let key = request.record_key();
+        let expires_at = record.expires_at;
+        let store = self.api.applier.clone();
+        let existing = tokio::task::spawn_blocking(move || {
+            store.store().insert_login_record(LoginRecord::Commitment, &key, &value, expires_at)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+        let record = match existing {
+            None => record,
+            Some(stored) => {
+                let stored: CommitmentRecord = serde_json::from_slice(&stored).map_err(internal)?;
+                if !stored.binds(&request) {
+                    return Err(LoginError::DuplicateCommitment);
+                }
+                // A retry of the same commitment: the same answer.
+                stored
+            }
+        };
+        to_value(&record.result(&self.node_public))
+    }
+
+    async fn share(&self, params: &Value) -> Outcome {
+        let request = ShareRequest::parse(params, self.keys.nodes.len())?;
+        let config = self.verifier_config(&request.verifier)?;
+        let now = unix_now();
+        let store = self.api.applier.store();
+        let record: CommitmentRecord = match store
+            .login_record(LoginRecord::Commitment, &record_key(&request.verifier, &request.commitment))
+            .map_err(internal)?
+        {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(internal)?,
+            None => return Err(LoginError::NoCommitment),
+        };
+        let temp_public = record.temp_public()?;
+        request.check_node_signatures(&self.keys.nodes, &temp_public, self.required, now, self.policy)?;
+        let used = UsedToken {
+            verifier: request.verifier.as_str().to_owned(),
+            temp_public: record.temp_public.clone(),
+            expires_at: record.expires_at,
+        };
+        if let Some(bytes) = store.login_record(LoginRecord::Nullifier, &request.commitment).map_err(internal)? {
+            let earlier: UsedToken = serde_json::from_slice(&bytes).map_err(internal)?;
+            if !earlier.same_login(&used) {
+                return Err(LoginError::TokenUsed);
+            }
+        }
+        let identity = self.verify_token(&config, &request, now).await?;
+        if identity.verifier_id != request.verifier_id.as_str() {
+            return Err(LoginError::WrongUser);
+        }
+        if identity.issued_at.saturating_add(config.acceptance_window_secs()) > record.expires_at {
+            return Err(LoginError::OutlivesCommitment);
+        }
+        let (key_index, public_key, own_public_share) =
+            self.assigned_key(&request.verifier, &request.verifier_id)?.ok_or(LoginError::NotAssigned)?;
+        let share = store.key_share(key_index).map_err(internal)?.ok_or_else(|| {
+            LoginError::Unavailable(format!(
+                "this node holds no share of key {key_index} (it missed that DKG batch); the other nodes do"
+            ))
+        })?;
+        let share = scalar_from_bytes(share.as_slice()).map_err(internal)?;
+        // Never hand out a share that does not match the ledger.
+        if point_to_bytes(&(quorumkey_crypto::group::generator() * share)).as_slice() != own_public_share.as_slice() {
+            return Err(internal(format!("this node's share of key {key_index} does not match its public share")));
+        }
+        let value = serde_json::to_vec(&used).map_err(internal)?;
+        let commitment = request.commitment;
+        let applier = self.api.applier.clone();
+        let existing = tokio::task::spawn_blocking(move || {
+            applier.store().insert_login_record(LoginRecord::Nullifier, &commitment, &value, used.expires_at)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+        if let Some(bytes) = existing {
+            let earlier: UsedToken = serde_json::from_slice(&bytes).map_err(internal)?;
+            if earlier.temp_public != record.temp_public || earlier.verifier != request.verifier.as_str() {
+                return Err(LoginError::TokenUsed);
+            }
+        }
+        let context = KeyContext {
+            key_index,
+            public_key: &public_key,
+            verifier: &request.verifier,
+            verifier_id: &request.verifier_id,
+        };
+        let result = encrypt_share(&share, &temp_public, &context, &mut quorumkey_crypto::random::os_rng());
+        to_value(&result)
+    }
+
+    async fn verify_token(
+        &self,
+        config: &VerifierConfig,
+        request: &ShareRequest,
+        now: u64,
+    ) -> Result<crate::token_verifier::Identity, LoginError> {
+        let rejected = |error: VerifyError| LoginError::TokenRejected {
+            verifier: request.verifier.as_str().to_owned(),
+            reason: error.to_string(),
+        };
+        let single = |kind: &str| {
+            if request.aggregate.is_some() {
+                Err(LoginError::InvalidParams(format!(
+                    "verifier {} is a {kind} verifier: send no `verify_params` or `sub_verifier_ids`",
+                    request.verifier.as_str()
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        match config {
+            VerifierConfig::Jwt(jwt) => {
+                single("jwt")?;
+                let token = self.tokens.verify_jwt(jwt, &request.id_token, now).await.map_err(rejected)?;
+                Ok(crate::token_verifier::Identity {
+                    verifier_id: token.verifier_id,
+                    issued_at: token.issued_at,
+                    expires_at: token.expires_at,
+                })
+            }
+            VerifierConfig::Introspection(introspection) => {
+                single("introspection")?;
+                self.tokens.verify_introspection(introspection, &request.id_token, now).await.map_err(rejected)
+            }
+            VerifierConfig::Aggregate(aggregate) => {
+                let login = request.aggregate.as_ref().ok_or_else(|| {
+                    LoginError::InvalidParams(format!(
+                        "verifier {} is an aggregate verifier: send `verify_params` and `sub_verifier_ids`",
+                        request.verifier.as_str()
+                    ))
+                })?;
+                self.tokens
+                    .verify_aggregate(
+                        aggregate,
+                        request.verifier_id.as_str(),
+                        &login.sub_verifier_ids,
+                        &login.tokens,
+                        now,
+                    )
+                    .await
+                    .map_err(rejected)
+            }
+        }
+    }
+
+    /// Forgets login records that expired and idle rate-limit entries;
+    /// returns how many records went.
+    pub fn sweep(&self) -> Result<usize, String> {
+        self.limits.shrink();
+        let mut total = 0;
+        loop {
+            let swept = self.api.applier.store().sweep_login_records(unix_now(), 10_000).map_err(|e| e.to_string())?;
+            total += swept;
+            if swept < 10_000 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+fn record(method: Option<Method>, error: &RpcError, elapsed: Duration) {
+    let name = method.map_or("invalid", Method::name);
+    metrics::counter!(METRIC_RPC_REQUESTS, "method" => name, "outcome" => error.code.to_string()).increment(1);
+    if method.is_some() {
+        metrics::histogram!(METRIC_RPC_LATENCY, "method" => name).record(elapsed.as_secs_f64());
+    }
+}
+
+async fn jrpc(State(service): State<Arc<RpcService>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let client = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(address)| address.ip());
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(_) => {
+            let error = RpcError::new(
+                quorumkey_login::rpc::INVALID_REQUEST,
+                "Invalid Request",
+                format!("the body is over {MAX_BODY_BYTES} bytes (or was cut off)"),
+            );
+            return json_response(StatusCode::PAYLOAD_TOO_LARGE, &RpcResponse::error(Value::Null, error));
+        }
+    };
+    let (status, response) = service.handle(client, &body).await;
+    let mut answer = json_response(status, &response);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        answer.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    answer
+}
+
+fn json_response(status: StatusCode, response: &RpcResponse) -> Response {
+    // Serializing plain JSON values cannot fail.
+    let body = serde_json::to_vec(response).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], body).into_response()
+}
+
+/// Longest a request may take (a `KeyAssign` waits up to 30 s).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// `POST /jrpc` with CORS for any origin and a 40 s limit per request.
+pub fn router(service: Arc<RpcService>) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([HttpMethod::POST, HttpMethod::OPTIONS])
+        .allow_headers(Any)
+        .max_age(Duration::from_secs(3600));
+    Router::new()
+        .route("/jrpc", post(jrpc))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(cors)
+        .with_state(service)
+}
