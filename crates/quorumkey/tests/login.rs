@@ -31,10 +31,11 @@ use quorumkey_crypto::hash::token_commitment_hex;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::shamir::{Share, reconstruct_secret};
 use quorumkey_crypto::signature::RecoverableSignature;
+use quorumkey_login::reveal::aggregate_id_token;
 use quorumkey_login::rpc::request_body;
 use quorumkey_login::{Method, RpcError, RpcResponse, ShareRequestResult};
 use quorumkey_node::config::{NetworkDkg, RpcSettings};
-use quorumkey_node::dev_issuer::{MintRequest, request_token};
+use quorumkey_node::dev_issuer::{MintRequest, dev_verifier_config, request_token};
 use quorumkey_node::devnet::{Devnet, NETWORK_JSON, NetworkJson};
 use quorumkey_node::identity::NodeIdentity;
 use serde_json::{Value, json};
@@ -261,6 +262,7 @@ fn torus_js_and_commit_reveal_on_five_processes() {
         front_runner_commits_with_its_own_key(&client, &network).await;
         front_runner_replays_the_reveal(&client, &network).await;
         hostile_input(&client, devnet.dir()).await;
+        aggregate_login(&client, &network).await;
 
         // A commitment survives kill -9 and restart.
         let token = client.mint("restart@example.com").await;
@@ -378,6 +380,55 @@ async fn front_runner_replays_the_reveal(client: &Client, network: &Path) {
     }
     assert_eq!(rebuild(&shares[..3]), address);
     assert_eq!(rebuild(&shares[2..]), address, "every share lies on the key's polynomial");
+}
+
+/// An aggregate verifier (one sub-verifier: the development issuer),
+/// registered with the CLI: torus.js assigns the key, and the reveal
+/// carries the sub-token with `idtoken` = keccak256 of the sorted
+/// sub-tokens, as Torus' customauth sends it.
+async fn aggregate_login(client: &Client, network: &Path) {
+    let work = tempfile::tempdir().unwrap();
+    let (key, config) = (work.path().join("owner.key"), work.path().join("aggregate.json"));
+    let dev = client.description.dev_issuer.as_ref().unwrap();
+    let sub: Value = serde_json::from_str(&dev_verifier_config(&dev.issuer, &dev.audience)).unwrap();
+    std::fs::write(
+        &config,
+        json!({"type": "aggregate", "sub_verifiers": {"dev": sub}, "require_all": true}).to_string(),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_quorumkey")).args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    cli(&["verifier", "owner-key", "--out", key.to_str().unwrap()]);
+    cli(&["verifier", "register", "--name", "dev-aggregate", "--config", config.to_str().unwrap()]
+        .into_iter()
+        .chain(["--owner-key", key.to_str().unwrap(), "--network", network.to_str().unwrap()])
+        .collect::<Vec<_>>());
+    let aggregate =
+        Client { description: client.description.clone(), http: client.http.clone(), verifier: "dev-aggregate".into() };
+    let user_id = "dana@example.com";
+    let lookup = torus_js(network, &aggregate.verifier, user_id, None).expect("KeyAssign on the aggregate verifier");
+    let address = lookup["lookup"]["address"].as_str().unwrap().to_owned();
+    let sub_token = client.mint(user_id).await;
+    let id_token = aggregate_id_token(std::slice::from_ref(&sub_token));
+    let temp = TempKey::new();
+    let signatures = aggregate.commit(&[1, 2, 3, 4, 5], &id_token, &temp).await;
+    let mut reveal = aggregate.share_params(&id_token, user_id, &signatures);
+    reveal["item"][0]["verify_params"] = json!([{"verifier_id": user_id, "idtoken": sub_token}]);
+    reveal["item"][0]["sub_verifier_ids"] = json!(["dev"]);
+    let answers = aggregate.reveal(&[1, 2, 3], &reveal).await;
+    let shares: Vec<(u16, Scalar)> = answers
+        .iter()
+        .zip(1..)
+        .map(|(a, i)| (i, open(a.as_ref().expect("aggregate reveal"), &temp).unwrap()))
+        .collect();
+    assert_eq!(rebuild(&shares), address);
+    // A sub-token the idtoken does not bind is refused.
+    let mut unbound = reveal.clone();
+    unbound["item"][0]["verify_params"][0]["idtoken"] = json!(client.mint(user_id).await);
+    let refused = aggregate.reveal(&[4], &unbound).await.remove(0);
+    assert!(data_of(&refused).contains("sub-tokens"), "{refused:?}");
 }
 
 /// Hostile input on every method: a precise error each time, then the node

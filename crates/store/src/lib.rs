@@ -298,26 +298,24 @@ impl NodeStore {
     }
 
     /// Forgets up to `limit` login records that expired before `now`
-    /// (Unix seconds), oldest first; returns how many.
+    /// (Unix seconds), oldest first, in one transaction; returns how many.
     pub fn sweep_login_records(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
-        let Some(expiry) = self.read_table(LOGIN_EXPIRY)? else { return Ok(0) };
-        let mut due = Vec::new();
-        for entry in
-            expiry.range::<(u64, &[u8])>(..(now, &[][..])).map_err(|e| db_error("list login expiry")(e.into()))?
-        {
-            if due.len() >= limit {
-                break;
-            }
-            let (key, _) = entry.map_err(|e| db_error("list login expiry")(e.into()))?;
-            let (at, tagged) = key.value();
-            due.push((at, tagged.to_vec()));
-        }
-        drop(expiry);
-        if due.is_empty() {
+        if self.read_table(LOGIN_EXPIRY)?.is_none() {
             return Ok(0);
         }
+        let mut swept = 0;
         self.write(|txn| {
             let mut expiry = txn.open_table(LOGIN_EXPIRY).map_err(|e| db_error("open login expiry")(e.into()))?;
+            let mut due = Vec::new();
+            for entry in expiry
+                .range::<(u64, &[u8])>(..(now, &[][..]))
+                .map_err(|e| db_error("list login expiry")(e.into()))?
+                .take(limit)
+            {
+                let (key, _) = entry.map_err(|e| db_error("list login expiry")(e.into()))?;
+                let (at, tagged) = key.value();
+                due.push((at, tagged.to_vec()));
+            }
             for (at, tagged) in &due {
                 expiry.remove((*at, tagged.as_slice())).map_err(|e| db_error("remove login expiry")(e.into()))?;
                 let Some((tag, key)) = tagged.split_first() else { continue };
@@ -325,9 +323,10 @@ impl NodeStore {
                 let mut table = txn.open_table(kind.table()).map_err(|e| db_error("open login table")(e.into()))?;
                 table.remove(key).map_err(|e| db_error("remove login record")(e.into()))?;
             }
+            swept = due.len();
             Ok(())
         })?;
-        Ok(due.len())
+        Ok(swept)
     }
 
     fn commit(&self, writes: &WriteSet, height: u64, root: &[u8; 32]) -> Result<(), StoreError> {
