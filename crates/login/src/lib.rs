@@ -12,6 +12,7 @@
 //!   the record a node keeps.
 //! - [`reveal`]: `ShareRequest`: parsing and the node-signature rule.
 //! - [`share`]: the encrypted share a node returns.
+//! - [`network`]: `network.json`, what a client needs to know of a network.
 //!
 //! ## Commit, then reveal
 //!
@@ -32,6 +33,7 @@ pub mod commitment;
 pub mod error;
 pub mod key_assign;
 pub mod lookup;
+pub mod network;
 pub mod reveal;
 pub mod rpc;
 pub mod share;

@@ -275,6 +275,32 @@ async fn assignment(
     }
 }
 
+/// `GET /v1/keys/{index}` answer: a key's public data from the ledger.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyResponse {
+    /// The key's index in the pool.
+    pub key_index: u64,
+    /// The key's public key, compressed, hex.
+    pub public_key: String,
+    /// Each node's public share `s_j·G` (node j at position j - 1),
+    /// compressed, hex: a client checks the share node j returns against it.
+    pub public_shares: Vec<String>,
+}
+
+async fn key(State(api): State<NodeApi>, Path(index): Path<u64>) -> Result<Json<KeyResponse>, ApiError> {
+    let internal = |e: &dyn std::fmt::Display| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let snapshot = api.applier.store().snapshot().map_err(|e| internal(&e))?;
+    let view = LedgerView::new(api.applier.ledger(), &snapshot);
+    match view.key(index).map_err(|e| internal(&e))? {
+        Some(key) => Ok(Json(KeyResponse {
+            key_index: index,
+            public_key: hex::encode(key.public_key),
+            public_shares: key.public_shares.iter().map(hex::encode).collect(),
+        })),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("key {index} is not in the pool (yet)"))),
+    }
+}
+
 /// Most verifiers one `GET /v1/verifiers` lists.
 pub const MAX_VERIFIERS_PER_PAGE: u64 = 100;
 
@@ -374,6 +400,7 @@ pub fn router(api: NodeApi, health: HealthCell, telemetry: Option<Telemetry>) ->
         .route("/v1/status", get(status))
         .route("/v1/state-roots/{height}", get(state_root))
         .route("/v1/assignment", get(assignment))
+        .route("/v1/keys/{index}", get(key))
         .route("/v1/verifiers", get(verifiers))
         .route("/v1/verifiers/{name}", get(verifier))
         // Hex doubles a transaction; leave room for the JSON around it.

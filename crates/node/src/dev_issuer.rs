@@ -555,3 +555,60 @@ pub async fn request_token(token_endpoint: &str, request: &MintRequest) -> Resul
     }
     serde_json::from_str(&body).map_err(|e| format!("the development issuer's answer is not a token: {e}"))
 }
+
+/// Signs `email` in at the development issuer `issuer` the way a web app
+/// does, with the authorization-code flow: the login form's submission
+/// (`POST /authorize`), the redirect back with a code and the state, and
+/// the code exchanged at `POST /token` for an ID token whose `aud` is
+/// `client_id` and which carries a fresh nonce. Returns the ID token.
+pub async fn authorization_code_login(issuer: &str, client_id: &str, email: &str) -> Result<String, String> {
+    let issuer = issuer.trim_end_matches('/');
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let redirect_uri = "http://127.0.0.1/quorumkey/callback";
+    let mut random = [0u8; 32];
+    quorumkey_crypto::random::os_rng().fill_bytes(&mut random);
+    let (state, nonce) = (hex::encode(&random[..16]), hex::encode(&random[16..]));
+    let form = [
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect_uri),
+        ("state", &state),
+        ("nonce", &nonce),
+        ("scope", "openid email"),
+        ("email", email),
+    ];
+    let unreachable =
+        |e: reqwest::Error| format!("cannot reach the development issuer at {issuer}: {}", e.without_url());
+    let answer = http.post(format!("{issuer}/authorize")).form(&form).send().await.map_err(unreachable)?;
+    let location = answer
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(|| format!("the issuer did not redirect back (HTTP {})", answer.status()))?;
+    let location = reqwest::Url::parse(location).map_err(|e| format!("the redirect is not a URL: {e}"))?;
+    let query: std::collections::HashMap<String, String> = location.query_pairs().into_owned().collect();
+    if query.get("state") != Some(&state) {
+        return Err("the redirect carries another state (a forged login)".to_owned());
+    }
+    let code = query.get("code").ok_or("the redirect carries no code")?;
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect_uri),
+        ("client_id", client_id),
+    ];
+    let answer = http.post(format!("{issuer}/token")).form(&exchange).send().await.map_err(unreachable)?;
+    let status = answer.status();
+    let body: serde_json::Value = answer.json().await.map_err(|e| format!("the token answer is not JSON: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("the issuer refused the code (HTTP {status}): {body}"));
+    }
+    body.get("id_token")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| "the token answer has no id_token".to_owned())
+}

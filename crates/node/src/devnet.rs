@@ -10,7 +10,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use quorumkey_crypto::group::{public_key_from_hex, public_key_to_xy_hex};
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::process::{Child, Command};
 
@@ -20,6 +19,7 @@ use crate::config::{ConfigError, InitOptions, NETWORK_FILE, NetworkDkg, NetworkF
 use crate::dev_issuer::{DEV_AUDIENCE, DEV_VERIFIER, dev_verifier_config};
 use crate::identity::{owner_public_bytes, save_owner_key};
 use crate::run::node_config_path;
+pub use quorumkey_login::network::{NetworkJson, NetworkJsonAuxiliary, NetworkJsonDevIssuer, NetworkJsonNode};
 
 /// The file clients read.
 pub const NETWORK_JSON: &str = "network.json";
@@ -94,75 +94,18 @@ pub struct DevnetOptions {
     pub rpc: RpcSettings,
 }
 
-/// One node as `network.json` lists it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct NetworkJsonNode {
-    /// Index from 1.
-    pub index: u16,
-    /// The node's JSON-RPC endpoint (what a Torus client calls).
-    pub endpoint: String,
-    /// The node's HTTP API (`/v1/...`, `/health`, `/metrics`).
-    pub api: String,
-    /// X of its secp256k1 public key, 64 hex digits.
-    #[serde(rename = "pub_key_X")]
-    pub pub_key_x: String,
-    /// Y of its secp256k1 public key, 64 hex digits.
-    #[serde(rename = "pub_key_Y")]
-    pub pub_key_y: String,
-    /// Where its peers reach it.
-    pub p2p_address: String,
-    /// Its log file.
-    pub log: String,
-}
-
-/// The devnet's development issuer, as `network.json` lists it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct NetworkJsonDevIssuer {
-    /// Its `iss` and base URL.
-    pub issuer: String,
-    /// Its JWKS.
-    pub jwks_url: String,
-    /// Where `quorumkey dev-token` (or a test) mints a token: POST
-    /// `{"email": ...}`.
-    pub token_endpoint: String,
-    /// The verifier registered for it at genesis.
-    pub verifier: String,
-    /// The client id its tokens carry.
-    pub audience: String,
-}
-
-/// The auxiliary hosts the Torus client calls, as `network.json` lists
-/// them (the devnet serves them next to its development issuer).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct NetworkJsonAuxiliary {
-    /// torus.js `allowHost`.
-    pub allow_host: String,
-    /// torus.js `signerHost` (KeyAssign authorizations).
-    pub signer_host: String,
-    /// torus.js `metadataHost`.
-    pub metadata_host: String,
-    /// The signer's key (compressed, hex) the nodes require on KeyAssign.
-    pub signer_key: String,
-}
-
-/// `network.json`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct NetworkJson {
-    /// The network id, hex.
-    pub network_id: String,
-    /// Shares needed to rebuild a key.
-    pub threshold: usize,
-    /// The nodes.
-    pub nodes: Vec<NetworkJsonNode>,
-    /// The verifiers registered at genesis, by name.
-    #[serde(default)]
-    pub verifiers: Vec<String>,
-    /// The development issuer, if the devnet runs one.
-    #[serde(default)]
-    pub dev_issuer: Option<NetworkJsonDevIssuer>,
-    /// The auxiliary hosts, if the devnet runs them.
-    #[serde(default)]
-    pub auxiliary: Option<NetworkJsonAuxiliary>,
+/// A base port such that `base..=base + nodes` are all free on 127.0.0.1
+/// and at least `nodes + 1` away from `avoid`. Ports stay in
+/// 20000..32000, below the kernel's ephemeral range (32768 and up): a
+/// node's outgoing connection must never take the listening port of a
+/// node that is down for a restart. `None` if 200 tries found none.
+pub fn free_port_base(nodes: u16, avoid: u16) -> Option<u16> {
+    let start = (std::process::id() % 12_000) as u16;
+    (0..200u16).map(|k| (start.wrapping_add(k.wrapping_mul(97))) % 12_000 + 20_000).find(|&base| {
+        // The base port itself too: a devnet's development issuer uses it.
+        base.abs_diff(avoid) > nodes
+            && (0..=nodes).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+    })
 }
 
 /// The file of the devnet verifier owner's key (mode 0600).

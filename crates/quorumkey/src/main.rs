@@ -19,6 +19,11 @@ use quorumkey_node::identity::{load_owner_key, owner_public_bytes, save_owner_ke
 use quorumkey_node::observability::Telemetry;
 use quorumkey_node::run::run_node;
 
+use crate::client_commands::{LoginRequest, TokenSource};
+
+mod client_commands;
+mod demo;
+
 /// Distributed key generation as a service: n nodes keep secp256k1 keys
 /// Shamir-shared among them and hand each signed-in user the shares of its
 /// key, compatible with the public Torus client.
@@ -96,10 +101,83 @@ enum Command {
     /// each application's tokens are checked).
     #[command(subcommand)]
     Verifier(VerifierCommand),
+    /// Run the whole system once on this machine: a local network of real
+    /// node processes (temporary directory, free ports on 127.0.0.1), the
+    /// key pool filled by the DKG, a demo user signed in at the
+    /// development issuer, the key retrieved through the full
+    /// commit-then-reveal login, proven by a signature; then a report and
+    /// a clean shutdown.
+    Demo {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=64))]
+        nodes: u16,
+        /// Keep the network in this directory (default: a temporary one,
+        /// removed afterwards).
+        #[arg(long)]
+        keep: Option<PathBuf>,
+        /// The demo user.
+        #[arg(long, default_value = "demo-user@example.com")]
+        email: String,
+    },
+    /// Show a user's key as the nodes agree on it (t identical answers).
+    Lookup {
+        /// The verifier.
+        #[arg(long)]
+        verifier: String,
+        /// The user at that verifier.
+        #[arg(long)]
+        verifier_id: String,
+        /// The network's network.json.
+        #[arg(long, default_value = "devnet/network.json")]
+        network: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Log a user in: assign a key if it has none, then the full
+    /// commit-then-reveal login; every share is checked against the
+    /// ledger. Prints the public key, the Ethereum address, what each node
+    /// did and how long each step took (the private key only with
+    /// --show-private-key).
+    Login {
+        /// The verifier (default: the devnet's development verifier).
+        #[arg(long)]
+        verifier: Option<String>,
+        /// The user (default: the --dev-email).
+        #[arg(long)]
+        verifier_id: Option<String>,
+        #[command(flatten)]
+        token: TokenArgs,
+        /// The network's network.json.
+        #[arg(long, default_value = "devnet/network.json")]
+        network: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also print the private key (hex). It is the user's secret.
+        #[arg(long)]
+        show_private_key: bool,
+    },
     /// Compute the values a Torus client and a node exchange, to debug an
     /// integration by hand.
     #[command(subcommand)]
     Inspect(Inspect),
+}
+
+/// Where a login's ID token comes from (one of them).
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct TokenArgs {
+    /// The ID token (visible to other users of this machine in the
+    /// process list; prefer --id-token-file).
+    #[arg(long)]
+    id_token: Option<String>,
+    /// A file holding the ID token (`-`: standard input).
+    #[arg(long)]
+    id_token_file: Option<PathBuf>,
+    /// Sign this email in at the devnet's development issuer for a token.
+    #[arg(long)]
+    dev_email: Option<String>,
 }
 
 /// Which node to talk to.
@@ -315,6 +393,25 @@ fn run(cli: Cli) -> Result<(), String> {
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
             runtime.block_on(run_standalone(listen, issuer_url, signer))?;
         }
+        Command::Demo { nodes, keep, email } => {
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            runtime.block_on(demo::run(demo::DemoOptions { nodes, keep, email }))?;
+        }
+        Command::Lookup { verifier, verifier_id, network, json } => {
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            runtime.block_on(client_commands::lookup(&network, &verifier, &verifier_id, json))?;
+        }
+        Command::Login { verifier, verifier_id, token, network, json, show_private_key } => {
+            let token = match (token.id_token, token.id_token_file, token.dev_email) {
+                (Some(token), _, _) => TokenSource::Token(token),
+                (_, Some(path), _) => TokenSource::File(path),
+                (_, _, Some(email)) => TokenSource::DevEmail(email),
+                (None, None, None) => return Err("give --id-token, --id-token-file or --dev-email".to_owned()),
+            };
+            let request = LoginRequest { network, verifier, verifier_id, token, json, show_private_key };
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            runtime.block_on(client_commands::login(request))?;
+        }
         Command::DevToken { email, network, issuer, audience, ttl_secs } => {
             let endpoint = match issuer {
                 Some(issuer) => format!("{}/dev/token", issuer.trim_end_matches('/')),
@@ -392,9 +489,11 @@ async fn devnet(options: DevnetOptions) -> Result<(), String> {
         );
     }
     println!("ready: {} (Ctrl-C stops the network; its data stays in {})", path.display(), devnet.dir().display());
+    let stop = quorumkey_node::run::shutdown_signal();
+    tokio::pin!(stop);
     let outcome = loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break Ok(()),
+            () = &mut stop => break Ok(()),
             () = tokio::time::sleep(Duration::from_secs(1)) => {
                 if let Err(error) = devnet.check_alive() {
                     break Err(error.to_string());

@@ -34,6 +34,11 @@ fn help_lists_the_subcommands() {
     assert!(ok);
     assert!(out.contains("inspect") && out.contains("network"), "{out}");
     assert!(out.contains("dev-issuer") && out.contains("dev-token"), "{out}");
+    for command in ["demo", "lookup", "login", "devnet", "verifier"] {
+        assert!(out.contains(command), "{command} in {out}");
+        let (ok, help, _) = run(&[command, "--help"], None);
+        assert!(ok && help.contains("Usage: quorumkey"), "{command} --help: {help}");
+    }
     let (ok, out, _) = run(&["--version"], None);
     assert!(ok && out.starts_with("quorumkey "), "{out}");
 }
@@ -141,4 +146,24 @@ fn dev_issuer_runs_alone_and_dev_token_asks_it() {
     let (ok, _, err) = run(&["dev-token", "--email", "a@b.c", "--network", missing.to_str().unwrap()], None);
     assert!(!ok);
     assert!(err.contains("start a devnet or pass --issuer"), "{err}");
+}
+
+/// The README's first command, end to end: a local network, the key pool,
+/// a sign-in, the full login, a verified signature, a clean stop.
+#[test]
+fn demo_runs_the_whole_system_and_exits_cleanly() {
+    let (ok, out, err) = run(&["demo", "--email", "readme@example.com"], None);
+    assert!(ok, "demo failed:\n{out}\n{err}");
+    for expected in [
+        "5 nodes, threshold 3",
+        "readme@example.com at the development issuer",
+        "a new key from the pool",
+        "address     0x",
+        "verified    yes",
+        "the network is stopped and its directory removed",
+    ] {
+        assert!(out.contains(expected), "{expected:?} in:\n{out}");
+    }
+    let used = out.lines().filter(|line| line.contains("(used)")).count();
+    assert_eq!(used, 3, "exactly t shares used:\n{out}");
 }

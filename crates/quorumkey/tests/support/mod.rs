@@ -2,7 +2,6 @@
 //! and signing ledger transactions with a devnet's own node keys.
 #![allow(dead_code, reason = "each test and benchmark uses a different part")]
 
-use std::net::TcpListener;
 use std::path::Path;
 
 use commonware_codec::Encode;
@@ -13,20 +12,9 @@ use quorumkey_node::config::{NETWORK_FILE, NetworkDkg, NetworkFile};
 use quorumkey_node::devnet::DevnetOptions;
 use quorumkey_node::identity::NodeIdentity;
 
-/// A base port such that `base+1..=base+nodes` are all free and at least
-/// `nodes + 1` away from `avoid`. Ports stay in 20000..32000, below the
-/// kernel's ephemeral range (32768 and up): a node's outgoing connection
-/// must never take the listening port of a node that is down for a
-/// restart.
+/// A base port for `nodes` nodes (see `quorumkey_node::devnet::free_port_base`).
 pub fn free_port_base(nodes: u16, avoid: u16) -> u16 {
-    let start = (std::process::id() % 12_000) as u16;
-    (0..200u16)
-        .map(|k| (start + k * 97) % 12_000 + 20_000)
-        .find(|&base| {
-            // The base port itself too: a devnet's development issuer uses it.
-            base.abs_diff(avoid) > nodes && (0..=nodes).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok())
-        })
-        .expect("free ports")
+    quorumkey_node::devnet::free_port_base(nodes, avoid).expect("free ports")
 }
 
 /// A valid JWT verifier configuration for the tests' registrations.

@@ -1,0 +1,687 @@
+//! The Rust client of a quorumkey network.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), quorumkey_client::ClientError> {
+//! use quorumkey_client::{ClientOptions, QuorumkeyClient};
+//! let client = QuorumkeyClient::from_file("devnet/network.json".as_ref(), ClientOptions::default())?;
+//! let (key, _assigned_now) = client.lookup_or_assign("quorumkey-dev", "alice@example.com").await?;
+//! let login = client.login("quorumkey-dev", "alice@example.com", "<an ID token>").await?;
+//! assert_eq!(login.key.address, key.address);
+//! # Ok(()) }
+//! ```
+//!
+//! A login: a fresh temporary key; `CommitmentRequest` to every node,
+//! dispatched in random order; once `t` nodes signed (and the others
+//! answered or a short grace passed), `ShareRequest` with those signatures
+//! to the nodes that signed; each share is decrypted and checked against
+//! the node's public share from the ledger (a wrong one is dropped and its
+//! node named); as soon as `t` shares checked out they are interpolated
+//! (exactly `t`, no search over subsets) and the result checked against the
+//! key's public key. Every request has a timeout; transport errors are
+//! retried; every error says which nodes failed and why.
+
+pub mod key_check;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use quorumkey_crypto::ecies::{EciesCiphertext, TorusEncryptedShare, decrypt};
+use quorumkey_crypto::group::{
+    NonZeroScalar, PublicKey, Scalar, public_key_from_xy_hex, public_key_to_xy_hex, scalar_from_bytes,
+};
+use quorumkey_crypto::hash::token_commitment_hex;
+use quorumkey_crypto::k256::elliptic_curve::Generate;
+use quorumkey_crypto::shamir::Share;
+use quorumkey_login::error::NOT_ASSIGNED;
+use quorumkey_login::network::NetworkJson;
+use quorumkey_login::rpc::request_body;
+use quorumkey_login::{KeyAssignAuthorization, LookupKey, Method, RpcError, RpcResponse, ShareRequestResult};
+use rand_core::Rng as _;
+use serde_json::{Value, json};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+pub use key_check::CheckedKey;
+pub use quorumkey_login::network;
+
+/// Timeouts and retries.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Longest wait for one node's answer to one request.
+    pub request_timeout: Duration,
+    /// `KeyAssign` waits for finality (and, with an empty pool, the DKG).
+    pub assign_timeout: Duration,
+    /// Extra tries after a transport error (not after an error answer).
+    pub retries: u32,
+    /// After `t` commitments, how long to wait for the other nodes'.
+    pub commitment_grace: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            assign_timeout: Duration::from_secs(45),
+            retries: 1,
+            commitment_grace: Duration::from_millis(250),
+        }
+    }
+}
+
+/// One node's failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeFailure {
+    /// The node.
+    pub node: u16,
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for NodeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "node {}: {}", self.node, self.reason)
+    }
+}
+
+fn list(failures: &[NodeFailure]) -> String {
+    if failures.is_empty() {
+        return "no node failed".to_owned();
+    }
+    failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// Why a client call failed.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// `network.json` is missing or wrong.
+    #[error("network description {path}: {reason}")]
+    Network {
+        /// The file (or `<memory>`).
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The pair has no key yet.
+    #[error("{verifier} / {verifier_id} has no key yet; assign one first")]
+    NotAssigned {
+        /// The verifier.
+        verifier: String,
+        /// The user.
+        verifier_id: String,
+    },
+    /// Fewer than `needed` nodes agreed or succeeded.
+    #[error("{step}: {needed} nodes needed, {got} succeeded ({})", list(.failures))]
+    Quorum {
+        /// Which step.
+        step: &'static str,
+        /// Nodes needed.
+        needed: usize,
+        /// Nodes that succeeded (or agreed).
+        got: usize,
+        /// Why the others did not.
+        failures: Vec<NodeFailure>,
+    },
+    /// The KeyAssign signer refused or could not be reached.
+    #[error("the KeyAssign signer: {0}")]
+    Signer(String),
+    /// The key the nodes serve is inconsistent.
+    #[error("the key's public data: {0}")]
+    Key(String),
+}
+
+/// A key as the nodes agree on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Its index in the pool.
+    pub key_index: u64,
+    /// The public key.
+    pub public_key: PublicKey,
+    /// Its Ethereum address (EIP-55).
+    pub address: String,
+}
+
+/// What one node did in a login.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeReport {
+    /// The node.
+    pub node: u16,
+    /// Its commitment answer: time taken, or why it failed (`None`: not in
+    /// time).
+    pub commitment: Option<Result<Duration, String>>,
+    /// Its share: time taken, or why it was refused or dropped (`None`:
+    /// not asked, or not needed in time).
+    pub share: Option<Result<Duration, String>>,
+    /// Whether its share is one of the `t` interpolated.
+    pub used: bool,
+}
+
+/// How long each step took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoginTimings {
+    /// Lookup (`t` agreeing nodes) and the key's public shares.
+    pub lookup: Duration,
+    /// Commitments until `t` signatures (and the grace).
+    pub commitment: Duration,
+    /// Reveal until `t` checked shares, and the interpolation.
+    pub reveal: Duration,
+    /// All of it.
+    pub total: Duration,
+}
+
+/// A successful login.
+pub struct Login {
+    /// The key.
+    pub key: KeyInfo,
+    /// The private key, 32 bytes big-endian. Secret.
+    pub private_key: Zeroizing<[u8; 32]>,
+    /// What each node did.
+    pub nodes: Vec<NodeReport>,
+    /// Step timings.
+    pub timings: LoginTimings,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("key", &self.key)
+            .field("private_key", &"<redacted>")
+            .field("nodes", &self.nodes)
+            .field("timings", &self.timings)
+            .finish()
+    }
+}
+
+impl Login {
+    /// The nodes whose shares were wrong or refused, with the reason.
+    pub fn failed_nodes(&self) -> Vec<NodeFailure> {
+        self.nodes
+            .iter()
+            .filter_map(|report| match (&report.commitment, &report.share) {
+                (_, Some(Err(reason))) | (Some(Err(reason)), _) => {
+                    Some(NodeFailure { node: report.node, reason: reason.clone() })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+struct Node {
+    index: u16,
+    endpoint: String,
+    api: String,
+    public: PublicKey,
+}
+
+/// A client of one network.
+pub struct QuorumkeyClient {
+    network: NetworkJson,
+    nodes: Vec<Node>,
+    threshold: usize,
+    http: reqwest::Client,
+    options: ClientOptions,
+}
+
+impl std::fmt::Debug for QuorumkeyClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuorumkeyClient")
+            .field("network_id", &self.network.network_id)
+            .field("nodes", &self.nodes.len())
+            .field("threshold", &self.threshold)
+            .finish()
+    }
+}
+
+/// An answer from one node: a result, an error answer, or no answer.
+enum Answer {
+    Result(Value),
+    Error(RpcError),
+    Transport(String),
+}
+
+impl Answer {
+    fn describe(&self) -> String {
+        match self {
+            Self::Result(_) => "answered".to_owned(),
+            Self::Error(error) => error.data.clone(),
+            Self::Transport(reason) => reason.clone(),
+        }
+    }
+}
+
+fn shuffled(count: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..count).collect();
+    let mut rng = quorumkey_crypto::random::os_rng();
+    for i in (1..order.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
+impl QuorumkeyClient {
+    /// A client of the network `network` describes.
+    pub fn new(network: NetworkJson, options: ClientOptions) -> Result<Self, ClientError> {
+        let invalid = |reason: String| ClientError::Network { path: "<memory>".to_owned(), reason };
+        let keys = network.node_keys().map_err(invalid)?;
+        let nodes = network
+            .nodes
+            .iter()
+            .zip(keys)
+            .map(|(node, public)| Node {
+                index: node.index,
+                endpoint: node.endpoint.clone(),
+                api: node.api.trim_end_matches('/').to_owned(),
+                public,
+            })
+            .collect();
+        let http = reqwest::Client::builder()
+            .connect_timeout(options.request_timeout)
+            .build()
+            .map_err(|e| invalid(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Self { threshold: network.threshold, nodes, network, http, options })
+    }
+
+    /// A client of the network described in the file at `path`.
+    pub fn from_file(path: &Path, options: ClientOptions) -> Result<Self, ClientError> {
+        let fail = |reason: String| ClientError::Network { path: path.display().to_string(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let network = NetworkJson::parse(&text).map_err(fail)?;
+        Self::new(network, options).map_err(|e| match e {
+            ClientError::Network { reason, .. } => fail(reason),
+            other => other,
+        })
+    }
+
+    /// The network description.
+    pub fn network(&self) -> &NetworkJson {
+        &self.network
+    }
+
+    /// Shares needed to rebuild a key.
+    pub fn threshold(&self) -> usize {
+        self.threshold
+    }
+
+    /// One JSON-RPC call, with the timeout and retries on transport errors.
+    async fn call(&self, node: &Node, body: &Value, timeout: Duration) -> Answer {
+        let mut last = String::new();
+        for attempt in 0..=self.options.retries {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            let sent = self.http.post(&node.endpoint).json(body).timeout(timeout).send().await;
+            let response = match sent {
+                Ok(response) => response,
+                Err(error) => {
+                    last = if error.is_timeout() {
+                        format!("no answer within {} ms", timeout.as_millis())
+                    } else {
+                        format!("unreachable: {}", error.without_url())
+                    };
+                    continue;
+                }
+            };
+            let status = response.status();
+            match response.json::<RpcResponse>().await {
+                Ok(RpcResponse { result: Some(result), error: None, .. }) => return Answer::Result(result),
+                Ok(RpcResponse { error: Some(error), .. }) => return Answer::Error(error),
+                Ok(_) => return Answer::Transport("an answer with neither result nor error".to_owned()),
+                Err(error) if status.is_success() => {
+                    return Answer::Transport(format!("not a JSON-RPC answer: {}", error.without_url()));
+                }
+                Err(_) => last = format!("HTTP {status}"),
+            }
+        }
+        Answer::Transport(last)
+    }
+
+    /// The key of `verifier_id` at `verifier`, if it has one: `t` nodes
+    /// must give the same answer.
+    pub async fn lookup(&self, verifier: &str, verifier_id: &str) -> Result<Option<KeyInfo>, ClientError> {
+        let body = request_body(Method::VerifierLookup, json!({ "verifier": verifier, "verifier_id": verifier_id }));
+        let mut pending: FuturesUnordered<_> = shuffled(self.nodes.len())
+            .into_iter()
+            .map(|position| {
+                let node = &self.nodes[position];
+                let body = &body;
+                async move { (node.index, self.call(node, body, self.options.request_timeout).await) }
+            })
+            .collect();
+        let mut votes: HashMap<String, (usize, Option<LookupKey>)> = HashMap::new();
+        let mut failures = Vec::new();
+        while let Some((node, answer)) = pending.next().await {
+            let vote = match &answer {
+                Answer::Result(result) => {
+                    match serde_json::from_value::<quorumkey_login::KeyLookupResult>(result.clone()) {
+                        Ok(found) if found.keys.len() == 1 => found.keys.into_iter().next(),
+                        _ => {
+                            failures.push(NodeFailure { node, reason: "a malformed lookup answer".to_owned() });
+                            continue;
+                        }
+                    }
+                }
+                Answer::Error(error) if error.data.contains(NOT_ASSIGNED) => None,
+                other => {
+                    failures.push(NodeFailure { node, reason: other.describe() });
+                    continue;
+                }
+            };
+            let fingerprint = vote.as_ref().map_or_else(String::new, |key| format!("{key:?}"));
+            let entry = votes.entry(fingerprint).or_insert((0, vote));
+            entry.0 += 1;
+            if entry.0 >= self.threshold {
+                return match entry.1.take() {
+                    None => Ok(None),
+                    Some(key) => self.key_info(&key).map(Some),
+                };
+            }
+        }
+        let got = votes.values().map(|(count, _)| *count).max().unwrap_or(0);
+        if votes.len() > 1 {
+            failures.push(NodeFailure { node: 0, reason: format!("the nodes gave {} different answers", votes.len()) });
+        }
+        Err(ClientError::Quorum { step: "lookup", needed: self.threshold, got, failures })
+    }
+
+    fn key_info(&self, key: &LookupKey) -> Result<KeyInfo, ClientError> {
+        let public_key =
+            public_key_from_xy_hex(&key.pub_key_x, &key.pub_key_y).map_err(|e| ClientError::Key(e.to_string()))?;
+        let key_index = u64::from_str_radix(&key.key_index, 16)
+            .map_err(|_| ClientError::Key(format!("key index {:?} is not hex", key.key_index)))?;
+        let address = quorumkey_crypto::address::eth_address(&public_key);
+        if address != key.address {
+            return Err(ClientError::Key(format!("the nodes' address {} is not the key's ({address})", key.address)));
+        }
+        Ok(KeyInfo { key_index, public_key, address })
+    }
+
+    /// Asks the network's KeyAssign signer (if `network.json` names one)
+    /// to approve the assignment on `node`.
+    async fn authorize(&self, node: &Node, body: &Value) -> Result<Option<KeyAssignAuthorization>, ClientError> {
+        let Some(auxiliary) = &self.network.auxiliary else { return Ok(None) };
+        let (x, y) = public_key_to_xy_hex(&node.public);
+        let response = self
+            .http
+            .post(&auxiliary.signer_host)
+            .header("pubKeyX", x)
+            .header("pubKeyY", y)
+            .json(body)
+            .timeout(self.options.request_timeout)
+            .send()
+            .await
+            .map_err(|e| ClientError::Signer(format!("unreachable: {}", e.without_url())))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| ClientError::Signer(e.without_url().to_string()))?;
+        if !status.is_success() {
+            return Err(ClientError::Signer(format!("HTTP {status}: {}", text.chars().take(200).collect::<String>())));
+        }
+        serde_json::from_str(&text).map(Some).map_err(|e| ClientError::Signer(format!("not an authorization: {e}")))
+    }
+
+    /// Assigns a key to `verifier_id` at `verifier` (idempotent), through
+    /// the nodes in random order until one succeeds, then confirms with a
+    /// lookup.
+    pub async fn assign(&self, verifier: &str, verifier_id: &str) -> Result<KeyInfo, ClientError> {
+        let body = request_body(Method::KeyAssign, json!({ "verifier": verifier, "verifier_id": verifier_id }));
+        let mut failures = Vec::new();
+        for position in shuffled(self.nodes.len()) {
+            let node = &self.nodes[position];
+            let mut request = body.clone();
+            if let Some(authorization) = self.authorize(node, &body).await?
+                && let (Some(object), Ok(Value::Object(fields))) =
+                    (request.as_object_mut(), serde_json::to_value(&authorization))
+            {
+                object.extend(fields);
+            }
+            match self.call(node, &request, self.options.assign_timeout).await {
+                Answer::Result(_) => {
+                    // Other nodes may apply the block a moment later.
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    loop {
+                        match self.lookup(verifier, verifier_id).await {
+                            Ok(Some(key)) => return Ok(key),
+                            Ok(None) | Err(_) if Instant::now() < deadline => {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                            Ok(None) => {
+                                return Err(ClientError::NotAssigned {
+                                    verifier: verifier.to_owned(),
+                                    verifier_id: verifier_id.to_owned(),
+                                });
+                            }
+                            Err(error) => return Err(error),
+                        }
+                    }
+                }
+                Answer::Error(error) if error.code == quorumkey_login::rpc::INVALID_PARAMS => {
+                    // Wrong verifier or parameters: every node would say so.
+                    failures.push(NodeFailure { node: node.index, reason: error.data });
+                    return Err(ClientError::Quorum { step: "KeyAssign", needed: 1, got: 0, failures });
+                }
+                other => failures.push(NodeFailure { node: node.index, reason: other.describe() }),
+            }
+        }
+        Err(ClientError::Quorum { step: "KeyAssign", needed: 1, got: 0, failures })
+    }
+
+    /// The pair's key, assigning one if it has none; `true` if it was
+    /// assigned now.
+    pub async fn lookup_or_assign(&self, verifier: &str, verifier_id: &str) -> Result<(KeyInfo, bool), ClientError> {
+        match self.lookup(verifier, verifier_id).await? {
+            Some(key) => Ok((key, false)),
+            None => Ok((self.assign(verifier, verifier_id).await?, true)),
+        }
+    }
+
+    /// The key's public shares from the first node whose answer checks out
+    /// (all asked at once).
+    async fn public_shares(&self, key: &KeyInfo) -> Result<CheckedKey, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct KeyAnswer {
+            public_shares: Vec<String>,
+        }
+        let fetch = |node: &Node| {
+            let url = format!("{}/v1/keys/{}", node.api, key.key_index);
+            async move {
+                let response = self
+                    .http
+                    .get(&url)
+                    .timeout(self.options.request_timeout)
+                    .send()
+                    .await
+                    .map_err(|e| e.without_url().to_string())?;
+                if !response.status().is_success() {
+                    return Err(format!("HTTP {}", response.status()));
+                }
+                let answer: KeyAnswer = response.json().await.map_err(|e| e.without_url().to_string())?;
+                key_check::check_public_shares(
+                    key.key_index,
+                    &key.public_key,
+                    &answer.public_shares,
+                    self.nodes.len(),
+                    self.threshold,
+                )
+            }
+        };
+        let mut pending: FuturesUnordered<_> = shuffled(self.nodes.len())
+            .into_iter()
+            .map(|position| {
+                let node = &self.nodes[position];
+                let request = fetch(node);
+                async move { (node.index, request.await) }
+            })
+            .collect();
+        let mut failures = Vec::new();
+        while let Some((node, answer)) = pending.next().await {
+            match answer {
+                Ok(checked) => return Ok(checked),
+                Err(reason) => failures.push(NodeFailure { node, reason }),
+            }
+        }
+        Err(ClientError::Quorum { step: "public shares", needed: 1, got: 0, failures })
+    }
+
+    /// Logs `verifier_id` in with `id_token` (which the verifier must
+    /// accept for that user) and rebuilds the private key. The pair must
+    /// have a key (see [`Self::lookup_or_assign`]).
+    pub async fn login(&self, verifier: &str, verifier_id: &str, id_token: &str) -> Result<Login, ClientError> {
+        let started = Instant::now();
+        let key = self.lookup(verifier, verifier_id).await?.ok_or_else(|| ClientError::NotAssigned {
+            verifier: verifier.to_owned(),
+            verifier_id: verifier_id.to_owned(),
+        })?;
+        let checked = self.public_shares(&key).await?;
+        let mut timings = LoginTimings { lookup: started.elapsed(), ..LoginTimings::default() };
+        let mut reports: Vec<NodeReport> =
+            self.nodes.iter().map(|node| NodeReport { node: node.index, ..NodeReport::default() }).collect();
+
+        // Commit.
+        let temp_secret = NonZeroScalar::generate_from_rng(&mut quorumkey_crypto::random::os_rng());
+        let temp_public = PublicKey::from_secret_scalar(&temp_secret);
+        let (x, y) = public_key_to_xy_hex(&temp_public);
+        let commit_body = request_body(
+            Method::Commitment,
+            json!({"messageprefix": "mug00", "tokencommitment": token_commitment_hex(id_token),
+                   "temppubx": x, "temppuby": y, "verifieridentifier": verifier}),
+        );
+        let step = Instant::now();
+        let mut pending: FuturesUnordered<_> = shuffled(self.nodes.len())
+            .into_iter()
+            .map(|position| {
+                let node = &self.nodes[position];
+                let body = &commit_body;
+                async move { (position, self.call(node, body, self.options.request_timeout).await, step.elapsed()) }
+            })
+            .collect();
+        let mut signatures: Vec<Option<Value>> = vec![None; self.nodes.len()];
+        let mut signed = 0;
+        let mut grace_until: Option<Instant> = None;
+        loop {
+            let next = match grace_until {
+                Some(until) => match tokio::time::timeout_at(until.into(), pending.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+                None => pending.next().await,
+            };
+            let Some((position, answer, took)) = next else { break };
+            match answer {
+                Answer::Result(result) => {
+                    signatures[position] = Some(result);
+                    signed += 1;
+                    reports[position].commitment = Some(Ok(took));
+                }
+                other => reports[position].commitment = Some(Err(other.describe())),
+            }
+            if signed >= self.threshold && grace_until.is_none() {
+                grace_until = Some(Instant::now() + self.options.commitment_grace);
+            }
+        }
+        drop(pending);
+        timings.commitment = step.elapsed();
+        if signed < self.threshold {
+            return Err(ClientError::Quorum {
+                step: "commitment",
+                needed: self.threshold,
+                got: signed,
+                failures: failures_of(&reports, |r| &r.commitment),
+            });
+        }
+
+        // Reveal to the nodes that signed.
+        let entries: Vec<Value> = signatures.iter().map(|s| s.clone().unwrap_or(Value::Null)).collect();
+        let share_body = request_body(
+            Method::Share,
+            json!({"encrypted": "yes", "item": [{"verifier_id": verifier_id, "idtoken": id_token,
+                   "nodesignatures": entries, "verifieridentifier": verifier}]}),
+        );
+        let step = Instant::now();
+        let mut pending: FuturesUnordered<_> = shuffled(self.nodes.len())
+            .into_iter()
+            .filter(|&position| signatures[position].is_some())
+            .map(|position| {
+                let node = &self.nodes[position];
+                let body = &share_body;
+                async move { (position, self.call(node, body, self.options.request_timeout).await, step.elapsed()) }
+            })
+            .collect();
+        let mut shares: Vec<Share> = Vec::with_capacity(self.threshold);
+        while shares.len() < self.threshold {
+            let Some((position, answer, took)) = pending.next().await else { break };
+            let node = self.nodes[position].index;
+            let outcome = match answer {
+                Answer::Result(result) => open_share(&result, &temp_secret, &checked, node),
+                other => Err(other.describe()),
+            };
+            match outcome {
+                Ok(value) => {
+                    shares.push(Share { index: u32::from(node), value });
+                    reports[position].share = Some(Ok(took));
+                    reports[position].used = true;
+                }
+                Err(reason) => reports[position].share = Some(Err(reason)),
+            }
+        }
+        drop(pending);
+        if shares.len() < self.threshold {
+            return Err(ClientError::Quorum {
+                step: "reveal",
+                needed: self.threshold,
+                got: shares.len(),
+                failures: failures_of(&reports, |r| &r.share),
+            });
+        }
+        let secret = checked.rebuild(&shares).map_err(ClientError::Key)?;
+        timings.reveal = step.elapsed();
+        timings.total = started.elapsed();
+        Ok(Login {
+            key,
+            private_key: Zeroizing::new(quorumkey_crypto::group::scalar_to_bytes(&secret)),
+            nodes: reports,
+            timings,
+        })
+    }
+}
+
+fn failures_of(
+    reports: &[NodeReport],
+    field: impl Fn(&NodeReport) -> &Option<Result<Duration, String>>,
+) -> Vec<NodeFailure> {
+    reports
+        .iter()
+        .filter_map(|report| {
+            let reason = match (&report.commitment, field(report)) {
+                (_, Some(Ok(_))) => return None,
+                (_, Some(Err(reason))) => reason.clone(),
+                (Some(Err(reason)), None) => format!("no commitment: {reason}"),
+                (_, None) => "no answer in time".to_owned(),
+            };
+            Some(NodeFailure { node: report.node, reason })
+        })
+        .collect()
+}
+
+/// Decrypts node `node`'s answer and checks the share against its public
+/// share.
+fn open_share(result: &Value, temp_secret: &NonZeroScalar, key: &CheckedKey, node: u16) -> Result<Scalar, String> {
+    let answer: ShareRequestResult =
+        serde_json::from_value(result.clone()).map_err(|e| format!("a malformed share answer: {e}"))?;
+    let [entry] = answer.keys.as_slice() else {
+        return Err(format!("{} keys in the answer, not one", answer.keys.len()));
+    };
+    if u64::from_str_radix(&entry.index, 16).ok() != Some(key.key_index) {
+        return Err(format!("a share of key {:?}, not of key {:x}", entry.index, key.key_index));
+    }
+    let wire = TorusEncryptedShare { share: entry.share.clone(), metadata: entry.metadata.clone() };
+    let ciphertext = EciesCiphertext::try_from(&wire).map_err(|e| format!("the encrypted share: {e}"))?;
+    let plaintext = decrypt(temp_secret, &ciphertext).map_err(|e| format!("the share does not decrypt: {e}"))?;
+    let share = scalar_from_bytes(&plaintext).map_err(|e| format!("the share: {e}"))?;
+    if !key.share_matches(node, &share) {
+        return Err("wrong share: it does not match the node's public share on the ledger".to_owned());
+    }
+    Ok(share)
+}

@@ -1,0 +1,289 @@
+//! The Rust client (`quorumkey-client`) and the `lookup`/`login` commands
+//! against five real node processes. Every node is reached through a proxy
+//! of this test that can misbehave on command, at the wire:
+//!
+//! - a node that returns wrong shares (a random share, correctly encrypted
+//!   to the client's temporary key, so only the check against the node's
+//!   public share on the ledger can catch it): the login succeeds and names
+//!   that node;
+//! - a node that is down: the login succeeds and names it;
+//! - a node that is slow: the login succeeds without waiting for it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use quorumkey_client::{ClientError, ClientOptions, QuorumkeyClient};
+use quorumkey_crypto::ecies::{TorusEncryptedShare, encrypt};
+use quorumkey_crypto::group::{Scalar, public_key_from_xy_hex, scalar_to_bytes};
+use quorumkey_crypto::hash::token_commitment_hex;
+use quorumkey_crypto::k256::elliptic_curve::Generate;
+use quorumkey_node::config::NetworkDkg;
+use quorumkey_node::dev_issuer::{MintRequest, request_token};
+use quorumkey_node::devnet::{Devnet, NETWORK_JSON, NetworkJson};
+use serde_json::Value;
+use support::devnet_options;
+
+const NODES: u16 = 5;
+
+/// How a proxied node behaves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Honest,
+    Slow(Duration),
+    WrongShares,
+}
+
+/// A proxy in front of one node.
+struct Proxy {
+    upstream: String,
+    mode: Mutex<Mode>,
+    /// Temporary keys seen in commitments, by token commitment.
+    temp_keys: Mutex<HashMap<String, (String, String)>>,
+    http: reqwest::Client,
+}
+
+impl Proxy {
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    /// A random share, correctly encrypted to the client's temporary key.
+    fn forge(&self, request: &Value, answer: &mut Value) {
+        let item = &request["params"]["item"][0];
+        let commitment = token_commitment_hex(item["idtoken"].as_str().unwrap_or_default());
+        let Some((x, y)) = self.temp_keys.lock().unwrap().get(&commitment).cloned() else { return };
+        let temp = public_key_from_xy_hex(&x, &y).unwrap();
+        let mut rng = quorumkey_crypto::random::os_rng();
+        let share = Scalar::generate_from_rng(&mut rng);
+        let sealed = TorusEncryptedShare::from(&encrypt(&temp, &scalar_to_bytes(&share), &mut rng));
+        if let Some(key) = answer.pointer_mut("/result/keys/0") {
+            key["Share"] = Value::String(sealed.share);
+            key["Metadata"] = serde_json::to_value(sealed.metadata).unwrap();
+        }
+    }
+}
+
+async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
+    let mode = *proxy.mode.lock().unwrap();
+    if let Mode::Slow(delay) = mode {
+        tokio::time::sleep(delay).await;
+    }
+    let (parts, body) = request.into_parts();
+    let body: Bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let url = format!("{}{}", proxy.upstream, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+    let json: Option<Value> = serde_json::from_slice(&body).ok();
+    if let Some(json) = &json
+        && json["method"] == "CommitmentRequest"
+    {
+        let params = &json["params"];
+        let key = (params["temppubx"].as_str().unwrap_or_default(), params["temppuby"].as_str().unwrap_or_default());
+        proxy.temp_keys.lock().unwrap().insert(
+            params["tokencommitment"].as_str().unwrap_or_default().to_owned(),
+            (key.0.to_owned(), key.1.to_owned()),
+        );
+    }
+    let upstream = proxy
+        .http
+        .request(parts.method, &url)
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await;
+    let Ok(upstream) = upstream else {
+        return (axum::http::StatusCode::BAD_GATEWAY, "upstream down").into_response();
+    };
+    let status = upstream.status();
+    let bytes = upstream.bytes().await.unwrap_or_default();
+    if mode == Mode::WrongShares
+        && let Some(request) = json.filter(|j| j["method"] == "ShareRequest")
+        && let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes)
+    {
+        proxy.forge(&request, &mut answer);
+        return (status, axum::Json(answer)).into_response();
+    }
+    (status, [("content-type", "application/json")], bytes).into_response()
+}
+
+/// Starts a proxy for `upstream`; returns it and its base URL.
+async fn start_proxy(upstream: String) -> (Arc<Proxy>, String) {
+    let proxy = Arc::new(Proxy {
+        upstream,
+        mode: Mutex::new(Mode::Honest),
+        temp_keys: Mutex::new(HashMap::new()),
+        http: reqwest::Client::new(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(forward).with_state(proxy.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (proxy, format!("http://{address}"))
+}
+
+async fn mint(network: &NetworkJson, email: &str) -> String {
+    let dev = network.dev_issuer.as_ref().unwrap();
+    let request = MintRequest {
+        email: email.into(),
+        audience: None,
+        ttl_secs: None,
+        email_verified: None,
+        issued_at: None,
+        nonce: None,
+    };
+    request_token(&dev.token_endpoint, &request).await.unwrap().id_token
+}
+
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_quorumkey")).args(args).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn client_survives_a_wrong_a_down_and_a_slow_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let dkg = NetworkDkg { batch_keys: Some(32), pool_target: Some(64), low_water: Some(32), ..NetworkDkg::default() };
+    let options = devnet_options(dir.path(), NODES, dkg);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut devnet = Devnet::launch(&options).unwrap();
+        devnet.wait_for_height(1, Duration::from_secs(120)).await.unwrap();
+        devnet.write_network_json().unwrap();
+        let real: NetworkJson =
+            serde_json::from_str(&std::fs::read_to_string(options.dir.join(NETWORK_JSON)).unwrap()).unwrap();
+        let status = devnet.client(1).unwrap();
+        for _ in 0..600 {
+            if status.status().await.map(|s| s.ready_keys >= 32).unwrap_or(false) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // The client's view: every node behind a proxy.
+        let mut proxied = real.clone();
+        let mut proxies = Vec::new();
+        for node in &mut proxied.nodes {
+            let (proxy, url) = start_proxy(node.api.clone()).await;
+            node.endpoint = format!("{url}/jrpc");
+            node.api = url;
+            proxies.push(proxy);
+        }
+        let network_path = dir.path().join("proxied-network.json");
+        std::fs::write(&network_path, serde_json::to_string_pretty(&proxied).unwrap()).unwrap();
+        let client = QuorumkeyClient::from_file(&network_path, ClientOptions::default()).unwrap();
+        let verifier = real.dev_issuer.as_ref().unwrap().verifier.clone();
+
+        // Honest network: a new user, then the same key on a second login.
+        let user = "erin@example.com";
+        assert!(client.lookup(&verifier, user).await.unwrap().is_none());
+        let not_yet = client.login(&verifier, user, &mint(&real, user).await).await.unwrap_err();
+        assert!(matches!(not_yet, ClientError::NotAssigned { .. }), "{not_yet}");
+        let (key, assigned_now) = client.lookup_or_assign(&verifier, user).await.unwrap();
+        assert!(assigned_now);
+        let first = client.login(&verifier, user, &mint(&real, user).await).await.unwrap();
+        assert_eq!(first.key, key);
+        assert_eq!(first.nodes.iter().filter(|n| n.used).count(), 3, "exactly t shares interpolated");
+        assert!(first.failed_nodes().is_empty(), "{:?}", first.failed_nodes());
+
+        // Node 2 returns wrong shares, first (the others answer 300 ms later).
+        proxies[1].set(Mode::WrongShares);
+        for index in [0, 2, 3, 4] {
+            proxies[index].set(Mode::Slow(Duration::from_millis(300)));
+        }
+        let login = client.login(&verifier, user, &mint(&real, user).await).await.unwrap();
+        assert_eq!(login.private_key, first.private_key, "the same key despite a wrong share");
+        let failed = login.failed_nodes();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].node, 2);
+        assert!(failed[0].reason.contains("wrong share"), "{}", failed[0].reason);
+        assert!(!login.nodes[1].used);
+        for proxy in &proxies {
+            proxy.set(Mode::Honest);
+        }
+
+        // Node 3 is slow (5 s): the login does not wait for it.
+        proxies[2].set(Mode::Slow(Duration::from_secs(5)));
+        let started = Instant::now();
+        let login = client.login(&verifier, user, &mint(&real, user).await).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(4), "waited for the slow node: {:?}", started.elapsed());
+        assert_eq!(login.private_key, first.private_key);
+        assert!(!login.nodes[2].used, "the slow node's share was not needed");
+        proxies[2].set(Mode::Honest);
+
+        // Node 5 is down: the login succeeds and names it.
+        devnet.kill_node(5).await;
+        let login = client.login(&verifier, user, &mint(&real, user).await).await.unwrap();
+        assert_eq!(login.private_key, first.private_key);
+        let down = login.failed_nodes();
+        assert!(down.iter().any(|f| f.node == 5), "{down:?}");
+
+        // Three wrong nodes: a clear error naming them.
+        for index in [0, 1, 2] {
+            proxies[index].set(Mode::WrongShares);
+        }
+        let error = client.login(&verifier, user, &mint(&real, user).await).await.unwrap_err().to_string();
+        assert!(error.contains("reveal") && error.contains("node 1: wrong share"), "{error}");
+        for proxy in &proxies {
+            proxy.set(Mode::Honest);
+        }
+
+        cli_smoke(&network_path, &verifier).await;
+        devnet.stop().await;
+    });
+}
+
+/// `quorumkey lookup` and `quorumkey login`, human and JSON.
+async fn cli_smoke(network: &Path, verifier: &str) {
+    let network = network.to_str().unwrap();
+    let (ok, out, err) =
+        cli(&["lookup", "--verifier", verifier, "--verifier-id", "frank@example.com", "--network", network]);
+    assert!(ok && out.contains("has no key yet"), "{out}{err}");
+    let (ok, out, err) = cli(&["login", "--dev-email", "Frank@Example.com", "--network", network]);
+    assert!(ok, "{err}");
+    for expected in ["key assigned now", "public key", "address     0x", "nodes", "timings", "not shown"] {
+        assert!(out.contains(expected), "{expected:?} in {out}");
+    }
+    let (ok, out, err) =
+        cli(&["lookup", "--verifier", verifier, "--verifier-id", "frank@example.com", "--network", network, "--json"]);
+    assert!(ok, "{err}");
+    let looked_up: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(looked_up["assigned"], true);
+
+    let (ok, out, err) =
+        cli(&["login", "--dev-email", "frank@example.com", "--network", network, "--json", "--show-private-key"]);
+    assert!(ok, "{err}");
+    let login: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(login["address"], looked_up["address"]);
+    assert_eq!(login["assigned_now"], false);
+    assert_eq!(login["private_key"].as_str().unwrap().len(), 64);
+    assert_eq!(login["nodes"].as_array().unwrap().iter().filter(|n| n["used"] == true).count(), 3);
+
+    // A token from a file, for the wrong user: a clear refusal.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let network_json: NetworkJson = serde_json::from_str(&std::fs::read_to_string(network).unwrap()).unwrap();
+    std::fs::write(file.path(), mint(&network_json, "frank@example.com").await).unwrap();
+    let (ok, _, err) = cli(&[
+        "login",
+        "--verifier-id",
+        "erin@example.com",
+        "--id-token-file",
+        file.path().to_str().unwrap(),
+        "--network",
+        network,
+    ]);
+    assert!(!ok && err.contains("another verifier_id"), "{err}");
+    let (ok, _, err) = cli(&["login", "--network", network]);
+    assert!(!ok && err.contains("--id-token"), "{err}");
+    let (ok, _, err) = cli(&["lookup", "--verifier", verifier, "--verifier-id", "x", "--network", "/nonexistent.json"]);
+    assert!(!ok && err.contains("/nonexistent.json"), "{err}");
+}
