@@ -280,6 +280,12 @@ impl Devnet {
         Ok(())
     }
 
+    /// The process id of node `index`, if it runs (to signal it, e.g.
+    /// SIGSTOP for a hung node).
+    pub fn pid(&self, index: u16) -> Option<u32> {
+        self.children.get(usize::from(index).checked_sub(1)?)?.as_ref()?.id()
+    }
+
     /// Kills node `index` at once (SIGKILL), as a crash would.
     pub async fn kill_node(&mut self, index: u16) {
         if let Some(Some(mut child)) = self.children.get_mut(usize::from(index) - 1).map(Option::take) {

@@ -19,10 +19,8 @@ use quorumkey_node::identity::{load_owner_key, owner_public_bytes, save_owner_ke
 use quorumkey_node::observability::Telemetry;
 use quorumkey_node::run::run_node;
 
-use crate::client_commands::{LoginRequest, TokenSource};
-
-mod client_commands;
-mod demo;
+use quorumkey::client_commands::{self, LoginRequest, TokenSource};
+use quorumkey::{bench, demo};
 
 /// Distributed key generation as a service: n nodes keep secp256k1 keys
 /// Shamir-shared among them and hand each signed-in user the shares of its
@@ -118,6 +116,33 @@ enum Command {
         /// The demo user.
         #[arg(long, default_value = "demo-user@example.com")]
         email: String,
+    },
+    /// Measure a fresh local network against the cost of its required
+    /// cryptography: DKG keys per second, new-user latency, existing-user
+    /// login latency (p50, p99), sustained logins per second with
+    /// concurrent clients. Build with --release.
+    Bench {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=64))]
+        nodes: u16,
+        /// Concurrent clients in the sustained phase.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Seconds of the sustained phase.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Existing-user logins measured one at a time.
+        #[arg(long, default_value_t = 200)]
+        logins: usize,
+        /// New users measured one at a time.
+        #[arg(long, default_value_t = 30)]
+        new_users: usize,
+        /// DKG batches that fill the pool (measured while they run).
+        #[arg(long, default_value_t = 10)]
+        batches: u32,
+        /// Keys per DKG batch (default: the network's default for its size).
+        #[arg(long)]
+        batch_keys: Option<u16>,
     },
     /// Show a user's key as the nodes agree on it (t identical answers).
     Lookup {
@@ -396,6 +421,19 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Demo { nodes, keep, email } => {
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
             runtime.block_on(demo::run(demo::DemoOptions { nodes, keep, email }))?;
+        }
+        Command::Bench { nodes, concurrency, seconds, logins, new_users, batches, batch_keys } => {
+            let options = bench::BenchOptions {
+                nodes,
+                concurrency: concurrency.max(1),
+                duration: Duration::from_secs(seconds),
+                logins,
+                new_users,
+                batches,
+                batch_keys,
+            };
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            runtime.block_on(bench::run(options))?;
         }
         Command::Lookup { verifier, verifier_id, network, json } => {
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;

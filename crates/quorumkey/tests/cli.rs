@@ -34,7 +34,7 @@ fn help_lists_the_subcommands() {
     assert!(ok);
     assert!(out.contains("inspect") && out.contains("network"), "{out}");
     assert!(out.contains("dev-issuer") && out.contains("dev-token"), "{out}");
-    for command in ["demo", "lookup", "login", "devnet", "verifier"] {
+    for command in ["demo", "bench", "lookup", "login", "devnet", "verifier"] {
         assert!(out.contains(command), "{command} in {out}");
         let (ok, help, _) = run(&[command, "--help"], None);
         assert!(ok && help.contains("Usage: quorumkey"), "{command} --help: {help}");
@@ -166,4 +166,35 @@ fn demo_runs_the_whole_system_and_exits_cleanly() {
     }
     let used = out.lines().filter(|line| line.contains("(used)")).count();
     assert_eq!(used, 3, "exactly t shares used:\n{out}");
+}
+
+/// `quorumkey bench` in a tiny configuration: every phase runs and the
+/// report has every figure next to its floor (the figures of a debug build
+/// mean nothing; `cargo run --release -- bench` measures).
+#[test]
+fn bench_reports_every_figure_with_its_floor() {
+    let args = [
+        "bench",
+        "--new-users",
+        "2",
+        "--logins",
+        "4",
+        "--seconds",
+        "2",
+        "--concurrency",
+        "2",
+        "--batches",
+        "2",
+        "--batch-keys",
+        "16",
+    ];
+    let (ok, out, err) = run(&args, None);
+    assert!(ok, "bench failed:\n{out}\n{err}");
+    for expected in ["login floor", "login, existing user", "new user", "sustained logins", "DKG", "0 failed"] {
+        assert!(out.contains(expected), "{expected:?} in:\n{out}");
+    }
+    assert_eq!(out.matches("ratio").count(), 4, "{out}");
+    let dkg = out.lines().find(|line| line.starts_with("DKG")).unwrap();
+    let rate: f64 = dkg.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(rate > 0.0, "the DKG rate was measured: {dkg}");
 }

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+pub mod proxy;
+
 use commonware_codec::Encode;
 use quorumkey_crypto::group::{Point, point_to_bytes};
 use quorumkey_crypto::k256::ecdsa::SigningKey;

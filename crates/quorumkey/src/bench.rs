@@ -1,0 +1,332 @@
+//! `quorumkey bench`: a fresh local network (real node processes on
+//! 127.0.0.1, sharing this machine's cores with the clients), measured:
+//!
+//! - DKG keys per second while the pool fills, against the DKG floor;
+//! - new-user latency (assignment through consensus, then the login);
+//! - login latency for existing users, p50 and p99, against the
+//!   cryptography on a login's critical path;
+//! - sustained logins per second with C concurrent clients, against the
+//!   crypto limit of this machine (its cores divided by a login's CPU).
+//!
+//! Floors are measured in this process before and after the network runs
+//! (this machine's speed drifts), and every figure is printed with its
+//! ratio to its floor.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quorumkey_client::{ClientOptions, QuorumkeyClient};
+use quorumkey_ledger::DkgSettings;
+use quorumkey_node::config::{NetworkDkg, RpcSettings};
+use quorumkey_node::dev_issuer::{MintRequest, request_token};
+use quorumkey_node::devnet::{Devnet, DevnetOptions, free_port_base};
+
+use crate::floors::{DkgFloor, LoginFloor, dkg_floor, login_floor};
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Nodes in the network.
+    pub nodes: u16,
+    /// Concurrent clients in the sustained phase.
+    pub concurrency: usize,
+    /// Length of the sustained phase.
+    pub duration: Duration,
+    /// Logins of existing users measured one at a time.
+    pub logins: usize,
+    /// New users measured one at a time.
+    pub new_users: usize,
+    /// DKG batches to fill the pool with (measured while they run).
+    pub batches: u32,
+    /// Keys per batch (`None`: the network's default).
+    pub batch_keys: Option<u16>,
+}
+
+/// The CPU model and core count.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    format!("{cpu}, {} cores", cores())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
+}
+
+fn us(duration: Duration) -> String {
+    format!("{:.0} us", duration.as_secs_f64() * 1e6)
+}
+
+async fn mint(token_endpoint: &str, email: &str) -> Result<String, String> {
+    let request = MintRequest {
+        email: email.to_owned(),
+        audience: None,
+        ttl_secs: None,
+        email_verified: None,
+        issued_at: None,
+        nonce: None,
+    };
+    Ok(request_token(token_endpoint, &request).await?.id_token)
+}
+
+/// Runs the benchmark and prints its report.
+pub async fn run(options: BenchOptions) -> Result<(), String> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; measure with `cargo run --release -- bench`");
+    }
+    let batch_keys =
+        options.batch_keys.unwrap_or_else(|| DkgSettings::default_for(usize::from(options.nodes)).batch_keys);
+    eprintln!("measuring the floors ...");
+    let (login_before, dkg_before) = (login_floor(options.nodes)?, dkg_floor(options.nodes, batch_keys)?);
+
+    let temporary = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let p2p = free_port_base(options.nodes, 0).ok_or("no free ports on 127.0.0.1")?;
+    let rpc = free_port_base(options.nodes, p2p).ok_or("no free ports on 127.0.0.1")?;
+    let pool = u32::from(batch_keys) * options.batches.max(1);
+    let devnet_options = DevnetOptions {
+        nodes: options.nodes,
+        dir: temporary.path().join("devnet"),
+        p2p_base_port: p2p,
+        rpc_base_port: rpc,
+        binary: std::env::current_exe().map_err(|e| e.to_string())?,
+        // Batches back to back until the pool holds `pool` keys, then idle.
+        dkg: NetworkDkg {
+            batch_keys: Some(batch_keys),
+            pool_target: Some(pool),
+            low_water: Some(pool),
+            ..NetworkDkg::default()
+        },
+        // The benchmark is one client address sending everything.
+        rpc: RpcSettings {
+            requests_per_second_per_ip: 1_000_000,
+            burst_per_ip: 1_000_000,
+            logins_per_second_per_verifier: 1_000_000,
+            assignments_per_second_per_verifier: 1_000_000,
+            ..RpcSettings::default()
+        },
+    };
+    let mut devnet = Devnet::launch(&devnet_options).map_err(|e| e.to_string())?;
+    let outcome = tokio::select! {
+        outcome = measure(&mut devnet, &options, pool) => outcome,
+        () = quorumkey_node::run::shutdown_signal() => Err("interrupted".to_owned()),
+    };
+    devnet.stop().await;
+    let measured = outcome?;
+    eprintln!("measuring the floors again ...");
+    let login = login_before.mean(&login_floor(options.nodes)?);
+    let dkg = dkg_before.mean(&dkg_floor(options.nodes, batch_keys)?);
+    report(&options, batch_keys, &measured, &login, &dkg);
+    Ok(())
+}
+
+struct Measured {
+    dkg_keys: u64,
+    dkg_time: Duration,
+    new_users: Vec<Duration>,
+    logins: Vec<Duration>,
+    sustained_ok: u64,
+    sustained_failed: u64,
+    sustained_time: Duration,
+    first_failure: Option<String>,
+    threshold: usize,
+}
+
+async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Result<Measured, String> {
+    devnet.wait_for_height(1, Duration::from_secs(120)).await.map_err(|e| e.to_string())?;
+    let network_path = devnet.write_network_json().map_err(|e| e.to_string())?;
+    let status = devnet.client(1).ok_or("node 1 is missing")?;
+
+    // DKG: from the first finished batch to a full pool.
+    eprintln!("DKG: filling a pool of {pool} keys ...");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let (mut first, mut first_at, mut last, mut last_at) = (0u64, Instant::now(), 0u64, Instant::now());
+    loop {
+        devnet.check_alive().map_err(|e| e.to_string())?;
+        let now = status.status().await.map_err(|e| e.to_string())?;
+        if now.total_keys > last {
+            if last == 0 {
+                (first, first_at) = (now.total_keys, Instant::now());
+            }
+            (last, last_at) = (now.total_keys, Instant::now());
+        }
+        if now.total_keys >= u64::from(pool) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the DKG made {} of {pool} keys in 10 minutes", now.total_keys));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (dkg_keys, dkg_time) = (last - first, last_at - first_at);
+
+    let client = QuorumkeyClient::from_file(&network_path, ClientOptions::default()).map_err(|e| e.to_string())?;
+    let dev = client.network().dev_issuer.clone().ok_or("no development issuer")?;
+    let verifier = dev.verifier.clone();
+
+    // New users, one at a time: assignment through consensus, then login.
+    eprintln!("{} new users ...", options.new_users);
+    let mut new_users = Vec::with_capacity(options.new_users);
+    for i in 0..options.new_users {
+        let user = format!("new-{i}@bench.example");
+        let token = mint(&dev.token_endpoint, &user).await?;
+        let started = Instant::now();
+        client.lookup_or_assign(&verifier, &user).await.map_err(|e| e.to_string())?;
+        client.login(&verifier, &user, &token).await.map_err(|e| e.to_string())?;
+        new_users.push(started.elapsed());
+    }
+
+    // Existing users, one login at a time.
+    let users: Vec<String> = (0..options.new_users.max(1)).map(|i| format!("new-{i}@bench.example")).collect();
+    if options.new_users == 0 {
+        client.lookup_or_assign(&verifier, &users[0]).await.map_err(|e| e.to_string())?;
+    }
+    eprintln!("{} logins of existing users ...", options.logins);
+    let mut logins = Vec::with_capacity(options.logins);
+    for i in 0..options.logins {
+        let user = &users[i % users.len()];
+        let token = mint(&dev.token_endpoint, user).await?;
+        let started = Instant::now();
+        client.login(&verifier, user, &token).await.map_err(|e| e.to_string())?;
+        logins.push(started.elapsed());
+    }
+
+    // Sustained: tokens minted first, then C clients log in until the
+    // time is up (or the tokens run out).
+    let budget = options.concurrency * 300;
+    eprintln!(
+        "sustained: minting {budget} tokens, then {} clients for {:?} ...",
+        options.concurrency, options.duration
+    );
+    let mut tokens = VecDeque::with_capacity(budget);
+    for i in 0..budget {
+        let user = users[i % users.len()].clone();
+        tokens.push_back((user.clone(), mint(&dev.token_endpoint, &user).await?));
+    }
+    let tokens = Arc::new(Mutex::new(tokens));
+    let client = Arc::new(client);
+    let started = Instant::now();
+    let deadline = started + options.duration;
+    let workers: Vec<_> = (0..options.concurrency)
+        .map(|_| {
+            let (tokens, client, verifier) = (tokens.clone(), client.clone(), verifier.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed, mut first_failure) = (0u64, 0u64, None);
+                while Instant::now() < deadline {
+                    let next = tokens.lock().map(|mut queue| queue.pop_front()).unwrap_or(None);
+                    let Some((user, token)) = next else { break };
+                    match client.login(&verifier, &user, &token).await {
+                        Ok(_) => ok += 1,
+                        Err(error) => {
+                            failed += 1;
+                            first_failure.get_or_insert_with(|| error.to_string());
+                        }
+                    }
+                }
+                (ok, failed, first_failure)
+            })
+        })
+        .collect();
+    let (mut sustained_ok, mut sustained_failed, mut first_failure) = (0, 0, None);
+    for worker in workers {
+        let (ok, failed, failure) = worker.await.map_err(|e| e.to_string())?;
+        sustained_ok += ok;
+        sustained_failed += failed;
+        first_failure = first_failure.or(failure);
+    }
+    let sustained_time = started.elapsed();
+    new_users.sort();
+    logins.sort();
+    Ok(Measured {
+        dkg_keys,
+        dkg_time,
+        new_users,
+        logins,
+        sustained_ok,
+        sustained_failed,
+        sustained_time,
+        first_failure,
+        threshold: client.threshold(),
+    })
+}
+
+fn report(options: &BenchOptions, batch_keys: u16, measured: &Measured, login: &LoginFloor, dkg: &DkgFloor) {
+    let cores = cores() as f64;
+    let build = if cfg!(debug_assertions) { "debug build" } else { "release build" };
+    println!(
+        "quorumkey bench: {} nodes (threshold {}), one process each, on {} ({build})",
+        options.nodes,
+        measured.threshold,
+        machine()
+    );
+    println!(
+        "login floor (cryptography, measured here): node: commitment signature {}, {} signature checks {}, token {}, share check + encryption {}; client {} -> critical path {}, CPU per login {}",
+        us(login.commitment),
+        measured.threshold,
+        us(login.signatures),
+        us(login.token),
+        us(login.share),
+        us(login.client),
+        us(login.latency()),
+        us(login.cpu()),
+    );
+    let floor = login.latency();
+    let (p50, p99) = (percentile(&measured.logins, 0.50), percentile(&measured.logins, 0.99));
+    println!(
+        "login, existing user    p50 {}  p99 {}  ({} logins)   floor {}   ratio p50/floor {:.1}  (goal <= 2)",
+        ms(p50),
+        ms(p99),
+        measured.logins.len(),
+        ms(floor),
+        p50.as_secs_f64() / floor.as_secs_f64().max(1e-9)
+    );
+    let (n50, n99) = (percentile(&measured.new_users, 0.50), percentile(&measured.new_users, 0.99));
+    println!(
+        "new user (assign+login) p50 {}  p99 {}  ({} users)   floor {} (a login's; the assignment waits for consensus)   ratio {:.1}",
+        ms(n50),
+        ms(n99),
+        measured.new_users.len(),
+        ms(floor),
+        n50.as_secs_f64() / floor.as_secs_f64().max(1e-9)
+    );
+    let rate = measured.sustained_ok as f64 / measured.sustained_time.as_secs_f64().max(1e-9);
+    let limit = cores / login.cpu().as_secs_f64().max(1e-12);
+    println!(
+        "sustained logins        {rate:.0}/s with {} clients over {:.1} s ({} ok, {} failed)   crypto limit {limit:.0}/s on {cores} cores   ratio {:.2}  (goal >= 0.5)",
+        options.concurrency,
+        measured.sustained_time.as_secs_f64(),
+        measured.sustained_ok,
+        measured.sustained_failed,
+        rate / limit
+    );
+    if let Some(failure) = &measured.first_failure {
+        println!("  first failure: {failure}");
+    }
+    let keys_per_second = measured.dkg_keys as f64 / measured.dkg_time.as_secs_f64().max(1e-9);
+    let dkg_limit = cores / dkg.per_key_ops.as_secs_f64().max(1e-12);
+    println!(
+        "DKG                     {keys_per_second:.0} keys/s ({} keys in {:.1} s, batches of {batch_keys})   floor {dkg_limit:.0} keys/s   ratio {:.2}",
+        measured.dkg_keys,
+        measured.dkg_time.as_secs_f64(),
+        keys_per_second / dkg_limit
+    );
+}

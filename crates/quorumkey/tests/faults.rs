@@ -1,0 +1,206 @@
+//! The fault suite, on five real node processes with every node reached
+//! through a proxy of this test:
+//!
+//! - `kill -9` of a node during a load of 1,000 logins: no login of an
+//!   existing user fails; the node restarts and reaches the others' state
+//!   root;
+//! - a hung node (SIGSTOP) during a load: no login fails; after SIGCONT it
+//!   catches up;
+//! - a Byzantine node answering garbage signatures and garbage shares:
+//!   logins succeed and name it;
+//! - two of five nodes down: existing users still log in, a new user's
+//!   assignment waits (consensus needs four) and completes once a node
+//!   returns.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quorumkey_client::{ClientOptions, QuorumkeyClient};
+use quorumkey_node::config::NetworkDkg;
+use quorumkey_node::dev_issuer::{MintRequest, request_token};
+use quorumkey_node::devnet::{Devnet, NETWORK_JSON, NetworkJson};
+use support::devnet_options;
+use support::proxy::{Mode, start_proxy};
+
+const NODES: u16 = 5;
+const USERS: usize = 20;
+
+async fn mint(network: &NetworkJson, email: &str) -> String {
+    let dev = network.dev_issuer.as_ref().unwrap();
+    let request = MintRequest {
+        email: email.into(),
+        audience: None,
+        ttl_secs: None,
+        email_verified: None,
+        issued_at: None,
+        nonce: None,
+    };
+    request_token(&dev.token_endpoint, &request).await.unwrap().id_token
+}
+
+fn user(i: usize) -> String {
+    format!("load-{}@example.com", i % USERS)
+}
+
+/// `count` logins of existing users by `concurrency` clients; `during`
+/// runs once `trigger` logins are done. Returns (ok, failures).
+async fn load<F: std::future::Future<Output = ()>>(
+    client: &Arc<QuorumkeyClient>,
+    network: &NetworkJson,
+    verifier: &str,
+    count: usize,
+    concurrency: usize,
+    trigger: usize,
+    during: F,
+) -> (usize, Vec<String>) {
+    let mut tokens = VecDeque::with_capacity(count);
+    for i in 0..count {
+        tokens.push_back((user(i), mint(network, &user(i)).await));
+    }
+    let tokens = Arc::new(Mutex::new(tokens));
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (tokens, client, done, verifier) = (tokens.clone(), client.clone(), done.clone(), verifier.to_owned());
+            tokio::spawn(async move {
+                let (mut ok, mut failures) = (0, Vec::new());
+                loop {
+                    let next = tokens.lock().unwrap().pop_front();
+                    let Some((user, token)) = next else { break };
+                    match client.login(&verifier, &user, &token).await {
+                        Ok(_) => ok += 1,
+                        Err(error) => failures.push(format!("{user}: {error}")),
+                    }
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                (ok, failures)
+            })
+        })
+        .collect();
+    while done.load(std::sync::atomic::Ordering::Relaxed) < trigger {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    during.await;
+    let (mut ok, mut failures) = (0, Vec::new());
+    for worker in workers {
+        let (o, f) = worker.await.unwrap();
+        ok += o;
+        failures.extend(f);
+    }
+    (ok, failures)
+}
+
+async fn heights(devnet: &Devnet) -> Vec<Option<u64>> {
+    let mut out = Vec::new();
+    for node in 1..=NODES {
+        out.push(match devnet.client(node).unwrap().status().await {
+            Ok(status) => Some(status.height),
+            Err(_) => None,
+        });
+    }
+    out
+}
+
+/// Waits until node `index` has applied the height the others had when
+/// this was called, and checks its root there.
+async fn catches_up(devnet: &Devnet, index: u16) {
+    let target = heights(devnet).await.into_iter().flatten().max().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let client = devnet.client(index).unwrap();
+    loop {
+        if client.status().await.is_ok_and(|s| s.height >= target) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node {index} did not catch up to height {target}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reference = devnet.client(1 + index % NODES).unwrap().state_root(target).await.unwrap().state_root;
+    assert_eq!(client.state_root(target).await.unwrap().state_root, reference, "node {index}'s root at {target}");
+}
+
+fn signal(devnet: &Devnet, index: u16, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(devnet.pid(index).unwrap() as i32).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
+}
+
+#[test]
+fn logins_survive_crashes_hangs_byzantine_nodes_and_two_nodes_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let dkg = NetworkDkg { batch_keys: Some(32), pool_target: Some(64), low_water: Some(32), ..NetworkDkg::default() };
+    let options = devnet_options(dir.path(), NODES, dkg);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut devnet = Devnet::launch(&options).unwrap();
+        devnet.wait_for_height(1, Duration::from_secs(120)).await.unwrap();
+        devnet.write_network_json().unwrap();
+        let real: NetworkJson =
+            serde_json::from_str(&std::fs::read_to_string(options.dir.join(NETWORK_JSON)).unwrap()).unwrap();
+        let status = devnet.client(1).unwrap();
+        while !status.status().await.map(|s| s.ready_keys >= 32).unwrap_or(false) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let mut proxied = real.clone();
+        let mut proxies = Vec::new();
+        for node in &mut proxied.nodes {
+            let (proxy, url) = start_proxy(node.api.clone()).await;
+            node.endpoint = format!("{url}/jrpc");
+            node.api = url;
+            proxies.push(proxy);
+        }
+        // A hung node is cut off after 2 s per request.
+        let client_options = ClientOptions { request_timeout: Duration::from_secs(2), ..ClientOptions::default() };
+        let client = Arc::new(QuorumkeyClient::new(proxied.clone(), client_options).unwrap());
+        let verifier = real.dev_issuer.as_ref().unwrap().verifier.clone();
+        for i in 0..USERS {
+            client.lookup_or_assign(&verifier, &user(i)).await.unwrap();
+        }
+
+        // kill -9 of node 3 after 200 of 1,000 logins.
+        let (ok, failures) = load(&client, &real, &verifier, 1000, 8, 200, devnet.kill_node(3)).await;
+        assert!(failures.is_empty(), "{} failed logins, e.g. {:?}", failures.len(), failures.first());
+        assert_eq!(ok, 1000);
+        devnet.start_node(3).unwrap();
+        catches_up(&devnet, 3).await;
+
+        // Node 2 hangs (SIGSTOP) during 200 logins, then resumes.
+        let stop = async { signal(&devnet, 2, rustix::process::Signal::STOP) };
+        let (ok, failures) = load(&client, &real, &verifier, 200, 8, 40, stop).await;
+        signal(&devnet, 2, rustix::process::Signal::CONT);
+        assert!(failures.is_empty(), "{} failed logins with a hung node, e.g. {:?}", failures.len(), failures.first());
+        assert_eq!(ok, 200);
+        catches_up(&devnet, 2).await;
+
+        // Node 4 answers garbage signatures and shares.
+        proxies[3].set(Mode::Garbage);
+        for i in 0..10 {
+            let login = client.login(&verifier, &user(i), &mint(&real, &user(i)).await).await.unwrap();
+            assert!(!login.nodes[3].used, "node 4's garbage share was used");
+        }
+        proxies[3].set(Mode::Honest);
+
+        // Nodes 4 and 5 down: existing users log in; a new assignment
+        // waits for consensus and completes once node 4 is back.
+        devnet.kill_node(4).await;
+        devnet.kill_node(5).await;
+        for i in 0..5 {
+            client.login(&verifier, &user(i), &mint(&real, &user(i)).await).await.unwrap();
+        }
+        let waiting = {
+            let client = client.clone();
+            let verifier = verifier.clone();
+            tokio::spawn(async move { client.assign(&verifier, "late@example.com").await })
+        };
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!waiting.is_finished(), "an assignment finished without a consensus quorum");
+        devnet.start_node(4).unwrap();
+        let assigned = tokio::time::timeout(Duration::from_secs(90), waiting).await.unwrap().unwrap();
+        let key = assigned.expect("the assignment completes once a node is back");
+        let late = client.login(&verifier, "late@example.com", &mint(&real, "late@example.com").await).await.unwrap();
+        assert_eq!(late.key, key);
+        devnet.stop().await;
+    });
+}
