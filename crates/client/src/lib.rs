@@ -223,7 +223,12 @@ pub struct QuorumkeyClient {
     threshold: usize,
     http: reqwest::Client,
     options: ClientOptions,
+    /// Checked public data of keys seen (a key's public shares never change).
+    checked_keys: std::sync::Mutex<HashMap<u64, CheckedKey>>,
 }
+
+/// Keys whose checked public data a client keeps.
+const CHECKED_KEY_CACHE: usize = 4096;
 
 impl std::fmt::Debug for QuorumkeyClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -282,7 +287,14 @@ impl QuorumkeyClient {
             .connect_timeout(options.request_timeout)
             .build()
             .map_err(|e| invalid(format!("cannot build an HTTP client: {e}")))?;
-        Ok(Self { threshold: network.threshold, nodes, network, http, options })
+        Ok(Self {
+            threshold: network.threshold,
+            nodes,
+            network,
+            http,
+            options,
+            checked_keys: std::sync::Mutex::new(HashMap::new()),
+        })
     }
 
     /// A client of the network described in the file at `path`.
@@ -478,8 +490,23 @@ impl QuorumkeyClient {
     }
 
     /// The key's public shares from the first node whose answer checks out
-    /// (all asked at once).
+    /// (all asked at once), kept for later logins.
     async fn public_shares(&self, key: &KeyInfo) -> Result<CheckedKey, ClientError> {
+        let cached = self.checked_keys.lock().ok().and_then(|cache| cache.get(&key.key_index).cloned());
+        if let Some(checked) = cached.filter(|checked| checked.public_key == key.public_key) {
+            return Ok(checked);
+        }
+        let checked = self.fetch_public_shares(key).await?;
+        if let Ok(mut cache) = self.checked_keys.lock() {
+            if cache.len() >= CHECKED_KEY_CACHE {
+                cache.clear();
+            }
+            cache.insert(key.key_index, checked.clone());
+        }
+        Ok(checked)
+    }
+
+    async fn fetch_public_shares(&self, key: &KeyInfo) -> Result<CheckedKey, ClientError> {
         #[derive(serde::Deserialize)]
         struct KeyAnswer {
             public_shares: Vec<String>,
@@ -526,20 +553,49 @@ impl QuorumkeyClient {
     }
 
     /// Logs `verifier_id` in with `id_token` (which the verifier must
-    /// accept for that user) and rebuilds the private key. The pair must
-    /// have a key (see [`Self::lookup_or_assign`]).
+    /// accept for that user) and rebuilds the private key. The lookup and
+    /// the commitments run at once, so the token is spent even when the
+    /// pair turns out to have no key ([`ClientError::NotAssigned`]: assign
+    /// one, see [`Self::lookup_or_assign`], then log in with a fresh token).
     pub async fn login(&self, verifier: &str, verifier_id: &str, id_token: &str) -> Result<Login, ClientError> {
         let started = Instant::now();
-        let key = self.lookup(verifier, verifier_id).await?.ok_or_else(|| ClientError::NotAssigned {
-            verifier: verifier.to_owned(),
-            verifier_id: verifier_id.to_owned(),
-        })?;
-        let checked = self.public_shares(&key).await?;
-        let mut timings = LoginTimings { lookup: started.elapsed(), ..LoginTimings::default() };
+        let key = async {
+            let key = self.lookup(verifier, verifier_id).await?.ok_or_else(|| ClientError::NotAssigned {
+                verifier: verifier.to_owned(),
+                verifier_id: verifier_id.to_owned(),
+            })?;
+            let checked = self.public_shares(&key).await?;
+            Ok::<_, ClientError>((key, checked, started.elapsed()))
+        };
+        let (key, commitment) = tokio::join!(key, self.commit(verifier, id_token));
+        let (key, checked, lookup) = key?;
+        self.finish_login(verifier, verifier_id, id_token, key, checked, commitment?, lookup, started).await
+    }
+
+    /// [`Self::login`] for a key already looked up (e.g. by
+    /// [`Self::lookup_or_assign`]): no second lookup.
+    pub async fn login_key(
+        &self,
+        verifier: &str,
+        verifier_id: &str,
+        id_token: &str,
+        key: &KeyInfo,
+    ) -> Result<Login, ClientError> {
+        let started = Instant::now();
+        let shares = async {
+            let checked = self.public_shares(key).await?;
+            Ok::<_, ClientError>((checked, started.elapsed()))
+        };
+        let (shares, commitment) = tokio::join!(shares, self.commit(verifier, id_token));
+        let (checked, lookup) = shares?;
+        self.finish_login(verifier, verifier_id, id_token, key.clone(), checked, commitment?, lookup, started).await
+    }
+
+    /// `CommitmentRequest` to every node in random order, until `t` signed
+    /// and the others answered or the grace passed.
+    async fn commit(&self, verifier: &str, id_token: &str) -> Result<Committed, ClientError> {
         let mut reports: Vec<NodeReport> =
             self.nodes.iter().map(|node| NodeReport { node: node.index, ..NodeReport::default() }).collect();
-
-        // Commit.
         let temp_secret = NonZeroScalar::generate_from_rng(&mut quorumkey_crypto::random::os_rng());
         let temp_public = PublicKey::from_secret_scalar(&temp_secret);
         let (x, y) = public_key_to_xy_hex(&temp_public);
@@ -558,7 +614,7 @@ impl QuorumkeyClient {
             })
             .collect();
         let mut signatures: Vec<Option<Value>> = vec![None; self.nodes.len()];
-        let mut signed = 0;
+        let mut arrival = Vec::with_capacity(self.nodes.len());
         let mut grace_until: Option<Instant> = None;
         loop {
             let next = match grace_until {
@@ -572,27 +628,43 @@ impl QuorumkeyClient {
             match answer {
                 Answer::Result(result) => {
                     signatures[position] = Some(result);
-                    signed += 1;
+                    arrival.push(position);
                     reports[position].commitment = Some(Ok(took));
                 }
                 other => reports[position].commitment = Some(Err(other.describe())),
             }
-            if signed >= self.threshold && grace_until.is_none() {
+            if arrival.len() >= self.threshold && grace_until.is_none() {
                 grace_until = Some(Instant::now() + self.options.commitment_grace);
             }
         }
-        drop(pending);
-        timings.commitment = step.elapsed();
-        if signed < self.threshold {
+        if arrival.len() < self.threshold {
             return Err(ClientError::Quorum {
                 step: "commitment",
                 needed: self.threshold,
-                got: signed,
+                got: arrival.len(),
                 failures: failures_of(&reports, |r| &r.commitment),
             });
         }
+        Ok(Committed { temp_secret, signatures, arrival, reports, took: step.elapsed() })
+    }
 
-        // Reveal to the nodes that signed.
+    /// The reveal: to the `t` nodes that signed first, and to the others
+    /// (in the order they signed) as soon as one fails or the hedge delay
+    /// passes without `t` good shares; then the interpolation.
+    #[allow(clippy::too_many_arguments, reason = "one private step of login with everything it produced so far")]
+    async fn finish_login(
+        &self,
+        verifier: &str,
+        verifier_id: &str,
+        id_token: &str,
+        key: KeyInfo,
+        checked: CheckedKey,
+        committed: Committed,
+        lookup: Duration,
+        started: Instant,
+    ) -> Result<Login, ClientError> {
+        let Committed { temp_secret, signatures, arrival, mut reports, took } = committed;
+        let mut timings = LoginTimings { lookup, commitment: took, ..LoginTimings::default() };
         let entries: Vec<Value> = signatures.iter().map(|s| s.clone().unwrap_or(Value::Null)).collect();
         let share_body = request_body(
             Method::Share,
@@ -600,18 +672,27 @@ impl QuorumkeyClient {
                    "nodesignatures": entries, "verifieridentifier": verifier}]}),
         );
         let step = Instant::now();
-        let mut pending: FuturesUnordered<_> = shuffled(self.nodes.len())
-            .into_iter()
-            .filter(|&position| signatures[position].is_some())
-            .map(|position| {
-                let node = &self.nodes[position];
-                let body = &share_body;
-                async move { (position, self.call(node, body, self.options.request_timeout).await, step.elapsed()) }
-            })
-            .collect();
+        let ask = |position: usize| {
+            let node = &self.nodes[position];
+            let body = &share_body;
+            async move { (position, self.call(node, body, self.options.request_timeout).await, step.elapsed()) }
+        };
+        let mut spares = arrival.iter().copied().skip(self.threshold).collect::<std::collections::VecDeque<_>>();
+        let mut pending: FuturesUnordered<_> = arrival.iter().copied().take(self.threshold).map(ask).collect();
+        let hedge = tokio::time::sleep(self.options.commitment_grace);
+        tokio::pin!(hedge);
+        let mut hedged = false;
         let mut shares: Vec<Share> = Vec::with_capacity(self.threshold);
         while shares.len() < self.threshold {
-            let Some((position, answer, took)) = pending.next().await else { break };
+            let next = tokio::select! {
+                next = pending.next() => next,
+                () = &mut hedge, if !hedged => {
+                    hedged = true;
+                    pending.extend(spares.drain(..).map(ask));
+                    continue;
+                }
+            };
+            let Some((position, answer, took)) = next else { break };
             let node = self.nodes[position].index;
             let outcome = match answer {
                 Answer::Result(result) => open_share(&result, &temp_secret, &checked, node),
@@ -623,7 +704,12 @@ impl QuorumkeyClient {
                     reports[position].share = Some(Ok(took));
                     reports[position].used = true;
                 }
-                Err(reason) => reports[position].share = Some(Err(reason)),
+                Err(reason) => {
+                    reports[position].share = Some(Err(reason));
+                    if let Some(spare) = spares.pop_front() {
+                        pending.push(ask(spare));
+                    }
+                }
             }
         }
         drop(pending);
@@ -645,6 +731,16 @@ impl QuorumkeyClient {
             timings,
         })
     }
+}
+
+/// What the commitments produced.
+struct Committed {
+    temp_secret: NonZeroScalar,
+    signatures: Vec<Option<Value>>,
+    /// Positions of the nodes that signed, in the order they answered.
+    arrival: Vec<usize>,
+    reports: Vec<NodeReport>,
+    took: Duration,
 }
 
 fn failures_of(

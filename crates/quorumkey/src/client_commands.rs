@@ -107,7 +107,7 @@ pub async fn login(request: LoginRequest) -> Result<(), String> {
     let client = client(&request.network)?;
     let (verifier, verifier_id, token) = resolve(&client, &request).await?;
     let (key, assigned_now) = client.lookup_or_assign(&verifier, &verifier_id).await.map_err(|e| e.to_string())?;
-    let login = client.login(&verifier, &verifier_id, &token).await.map_err(|e| e.to_string())?;
+    let login = client.login_key(&verifier, &verifier_id, &token, &key).await.map_err(|e| e.to_string())?;
     if login.key != key {
         return Err("the login's key differs from the looked-up key".to_owned());
     }

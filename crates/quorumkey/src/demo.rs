@@ -131,7 +131,7 @@ async fn demo(devnet: &mut Devnet, options: &DemoOptions) -> Result<(), String> 
     let assign = Instant::now();
     let (key, assigned_now) = client.lookup_or_assign(&dev.verifier, &verifier_id).await.map_err(|e| e.to_string())?;
     let assign = assign.elapsed();
-    let login = client.login(&dev.verifier, &verifier_id, &token).await.map_err(|e| e.to_string())?;
+    let login = client.login_key(&dev.verifier, &verifier_id, &token, &key).await.map_err(|e| e.to_string())?;
     if login.key != key {
         return Err("the login's key differs from the looked-up key".to_owned());
     }

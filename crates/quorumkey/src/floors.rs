@@ -184,6 +184,8 @@ pub struct LoginFloor {
     pub client: Duration,
     /// Nodes in the network.
     pub nodes: usize,
+    /// Shares needed.
+    pub threshold: usize,
 }
 
 impl LoginFloor {
@@ -198,10 +200,11 @@ impl LoginFloor {
         self.client + self.commitment + self.reveal()
     }
 
-    /// All the CPU a login needs when every node signs and answers the
-    /// reveal (what the quorumkey client asks for).
+    /// All the CPU a login needs: every node signs a commitment (the
+    /// client asks all, so that a front-runner can bind at most t - 1),
+    /// t nodes answer the reveal (what the quorumkey client asks first).
     pub fn cpu(&self) -> Duration {
-        self.client + (self.commitment + self.reveal()) * self.nodes as u32
+        self.client + self.commitment * self.nodes as u32 + self.reveal() * self.threshold as u32
     }
 
     /// The mean of two measurements (this machine's speed drifts).
@@ -214,6 +217,7 @@ impl LoginFloor {
             share: mean(self.share, other.share),
             client: mean(self.client, other.client),
             nodes: self.nodes,
+            threshold: self.threshold,
         }
     }
 }
@@ -332,5 +336,27 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
     };
     client_work()?;
     let client = median_time(10, client_work);
-    Ok(LoginFloor { commitment: sign, signatures, token, share, client, nodes: n })
+    Ok(LoginFloor { commitment: sign, signatures, token, share, client, nodes: n, threshold: t })
+}
+
+/// The time of one durable write to a node's store on this machine's disk
+/// (a login record inserted in its own fsync'd redb transaction, as a node
+/// does for each commitment and each first reveal): the median of 15.
+pub fn durable_write(dir: &std::path::Path, ledger: &quorumkey_ledger::Ledger) -> Result<Duration, String> {
+    use quorumkey_store::{LoginRecord, NodeStore};
+
+    let fail = |e: &dyn std::fmt::Display| e.to_string();
+    let path = dir.join("durable-write.redb");
+    let store = NodeStore::open(&path, ledger).map_err(|e| fail(&e))?;
+    let mut times = Vec::with_capacity(15);
+    for i in 0u32..15 {
+        let key = i.to_be_bytes();
+        let start = Instant::now();
+        store.insert_login_record(LoginRecord::Commitment, &key, &[0u8; 300], 0).map_err(|e| fail(&e))?;
+        times.push(start.elapsed());
+    }
+    drop(store);
+    let _ = std::fs::remove_file(&path);
+    times.sort();
+    Ok(times[times.len() / 2])
 }
