@@ -63,10 +63,10 @@ impl CommitmentRequest {
         Ok(Self { verifier, commitment, temp_public, temp_x: temp_x.to_owned(), temp_y: temp_y.to_owned() })
     }
 
-    /// The key of this commitment's record: the verifier's name, a zero
-    /// byte, the commitment.
+    /// The key of this commitment's record: the token commitment alone,
+    /// so a token is bound to one verifier and one temporary key at most.
     pub fn record_key(&self) -> Vec<u8> {
-        record_key(&self.verifier, &self.commitment)
+        record_key(&self.commitment)
     }
 
     /// The string a node signs at Unix time `now`.
@@ -89,6 +89,7 @@ impl CommitmentRequest {
         let data = self.signed_data(now);
         let signature = RecoverableSignature::sign_keccak(node_key, data.as_bytes()).to_torus_hex();
         CommitmentRecord {
+            verifier: self.verifier.as_str().to_owned(),
             temp_public: hex::encode(public_key_to_uncompressed(&self.temp_public)),
             created_at: now,
             expires_at: now.saturating_add(acceptance_window_secs).saturating_add(RECORD_MARGIN_SECS),
@@ -98,18 +99,18 @@ impl CommitmentRequest {
     }
 }
 
-/// The key of the record of `commitment` for `verifier`.
-pub fn record_key(verifier: &VerifierName, commitment: &[u8; 32]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(verifier.as_str().len() + 1 + 32);
-    key.extend_from_slice(verifier.as_str().as_bytes());
-    key.push(0);
-    key.extend_from_slice(commitment);
-    key
+/// The key of the record of a token commitment: the commitment itself.
+/// One record per token makes it the token's nullifier too: a token can be
+/// bound to one (verifier, temporary key) and so serve one login.
+pub fn record_key(commitment: &[u8; 32]) -> Vec<u8> {
+    commitment.to_vec()
 }
 
 /// What a node keeps for a commitment it signed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitmentRecord {
+    /// The verifier it was signed for.
+    pub verifier: String,
     /// The temporary key it is bound to, uncompressed, hex.
     pub temp_public: String,
     /// When it was signed (Unix seconds).
@@ -130,9 +131,11 @@ impl CommitmentRecord {
             .map_err(|e| LoginError::Internal(format!("a stored commitment record is corrupt: {e}")))
     }
 
-    /// Whether `request` asks for the same binding (a retry).
+    /// Whether `request` asks for the same binding (a retry): the same
+    /// verifier and the same temporary key.
     pub fn binds(&self, request: &CommitmentRequest) -> bool {
-        self.temp_public == hex::encode(public_key_to_uncompressed(&request.temp_public))
+        self.verifier == request.verifier.as_str()
+            && self.temp_public == hex::encode(public_key_to_uncompressed(&request.temp_public))
     }
 
     /// The answer to the request that made this record, from node key

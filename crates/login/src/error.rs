@@ -51,8 +51,9 @@ pub enum LoginError {
     /// aggregate's token does not bind its sub-tokens.
     #[error("the id token does not match its commitment: {0}")]
     CommitmentMismatch(String),
-    /// The token was already used for another login.
-    #[error("this token was already used to log in; get a fresh token")]
+    /// The token's commitment was signed for another verifier (a token
+    /// serves one login).
+    #[error("this token was committed for another verifier; a token serves one login, get a fresh token")]
     TokenUsed,
     /// The verifier refused the token.
     #[error("the token is not valid for verifier {verifier}: {reason}")]

@@ -303,23 +303,3 @@ fn check_entry(
         .map_err(|_| format!("the signature is not node {}'s signature of `data`", node.index))?;
     Ok(node.index)
 }
-
-/// What a node keeps for a token used to log in (its nullifier): the login
-/// it served, so a retry of the same reveal is answered again (always to
-/// the same temporary key) and any other use is refused.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UsedToken {
-    /// The verifier it was used with.
-    pub verifier: String,
-    /// The temporary key its shares went to, uncompressed, hex.
-    pub temp_public: String,
-    /// When the record may be forgotten (Unix seconds).
-    pub expires_at: u64,
-}
-
-impl UsedToken {
-    /// Whether `other` is the same login (same verifier, same key).
-    pub fn same_login(&self, other: &Self) -> bool {
-        self.verifier == other.verifier && self.temp_public == other.temp_public
-    }
-}

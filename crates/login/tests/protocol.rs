@@ -33,7 +33,7 @@ use quorumkey_login::share::{KeyContext, encrypt_share};
 use quorumkey_login::{
     CommitmentRecord, CommitmentRequest, CommitmentResult, DELIMITER, KeyAssignAuthorization, KeyLookupResult,
     LoginError, LookupKey, LookupParams, Method, NodeKey, RpcError, RpcRequest, RpcResponse, ShareRequest,
-    SignaturePolicy, SignerRequest, UsedToken, required_signatures,
+    SignaturePolicy, SignerRequest, required_signatures,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -518,13 +518,14 @@ fn commitment_records_bind_one_temporary_key() {
     assert!(!record.binds(&front_runner));
     // Both requests have the same record key: the store sees the conflict.
     assert_eq!(request.record_key(), front_runner.record_key());
-    let mut expected_key = VERIFIER.as_bytes().to_vec();
-    expected_key.push(0);
-    expected_key.extend_from_slice(&token_commitment(TOKEN));
-    assert_eq!(request.record_key(), expected_key);
-    assert_eq!(record_key(&name(VERIFIER), &token_commitment(TOKEN)), expected_key);
+    assert_eq!(request.record_key(), token_commitment(TOKEN).to_vec());
+    assert_eq!(record_key(&token_commitment(TOKEN)), token_commitment(TOKEN).to_vec());
+    // The record is the token's nullifier: under another verifier the same
+    // token meets the same record, which does not bind it.
     let other_verifier = CommitmentRequest::parse(&commitment_params(TOKEN, &temp, "other-verifier")).unwrap();
-    assert_ne!(other_verifier.record_key(), request.record_key());
+    assert_eq!(other_verifier.record_key(), request.record_key());
+    assert!(!record.binds(&other_verifier));
+    assert_eq!(record.verifier, VERIFIER);
 }
 
 #[test]
@@ -1072,25 +1073,6 @@ fn aggregate_logins() {
         5,
     )
     .unwrap();
-}
-
-#[test]
-fn used_tokens_are_the_same_login_only_with_the_same_verifier_and_key() {
-    let (_, temp) = temp_key(5);
-    let (_, other) = temp_key(6);
-    let used = UsedToken {
-        verifier: VERIFIER.to_owned(),
-        temp_public: hex::encode(public_key_to_uncompressed(&temp)),
-        expires_at: NOW,
-    };
-    assert!(used.same_login(&used));
-    assert!(used.same_login(&UsedToken { expires_at: NOW + 1_000, ..used.clone() }));
-    assert!(!used.same_login(&UsedToken { verifier: "other-verifier".to_owned(), ..used.clone() }));
-    assert!(
-        !used.same_login(&UsedToken { temp_public: hex::encode(public_key_to_uncompressed(&other)), ..used.clone() })
-    );
-    let stored = serde_json::to_vec(&used).unwrap();
-    assert_eq!(serde_json::from_slice::<UsedToken>(&stored).unwrap(), used);
 }
 
 // ---------------------------------------------------------------------------

@@ -42,10 +42,9 @@ use quorumkey_login::commitment::record_key;
 use quorumkey_login::share::{KeyContext, encrypt_share};
 use quorumkey_login::{
     CommitmentRecord, CommitmentRequest, KeyAssignAuthorization, KeyLookupResult, LoginError, LookupKey, LookupParams,
-    Method, NodeKey, RpcError, RpcRequest, RpcResponse, ShareRequest, SignaturePolicy, SignerRequest, UsedToken,
+    Method, NodeKey, RpcError, RpcRequest, RpcResponse, ShareRequest, SignaturePolicy, SignerRequest,
     required_signatures,
 };
-use quorumkey_store::LoginRecord;
 use quorumkey_verifier::VerifierConfig;
 use serde_json::Value;
 use tower_http::cors::{Any, CorsLayer};
@@ -377,12 +376,10 @@ impl RpcService {
         let key = request.record_key();
         let expires_at = record.expires_at;
         let store = self.api.applier.clone();
-        let existing = tokio::task::spawn_blocking(move || {
-            store.store().insert_login_record(LoginRecord::Commitment, &key, &value, expires_at)
-        })
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
+        let existing = tokio::task::spawn_blocking(move || store.store().insert_login_record(&key, &value, expires_at))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
         let record = match existing {
             None => record,
             Some(stored) => {
@@ -402,26 +399,18 @@ impl RpcService {
         let config = self.verifier_config(&request.verifier)?;
         let now = unix_now();
         let store = self.api.applier.store();
-        let record: CommitmentRecord = match store
-            .login_record(LoginRecord::Commitment, &record_key(&request.verifier, &request.commitment))
-            .map_err(internal)?
-        {
+        let record: CommitmentRecord = match store.login_record(&record_key(&request.commitment)).map_err(internal)? {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(internal)?,
             None => return Err(LoginError::NoCommitment),
         };
+        // The record is the token's nullifier: one verifier, one temporary
+        // key. A reveal for that binding (a retry, or a replay by someone
+        // else) is answered, always to that key; nothing else is.
+        if record.verifier != request.verifier.as_str() {
+            return Err(LoginError::TokenUsed);
+        }
         let temp_public = record.temp_public()?;
         request.check_node_signatures(&self.keys.nodes, &temp_public, self.required, now, self.policy)?;
-        let used = UsedToken {
-            verifier: request.verifier.as_str().to_owned(),
-            temp_public: record.temp_public.clone(),
-            expires_at: record.expires_at,
-        };
-        if let Some(bytes) = store.login_record(LoginRecord::Nullifier, &request.commitment).map_err(internal)? {
-            let earlier: UsedToken = serde_json::from_slice(&bytes).map_err(internal)?;
-            if !earlier.same_login(&used) {
-                return Err(LoginError::TokenUsed);
-            }
-        }
         let identity = self.verify_token(&config, &request, now).await?;
         if identity.verifier_id != request.verifier_id.as_str() {
             return Err(LoginError::WrongUser);
@@ -440,21 +429,6 @@ impl RpcService {
         // Never hand out a share that does not match the ledger.
         if point_to_bytes(&(quorumkey_crypto::group::generator() * share)).as_slice() != own_public_share.as_slice() {
             return Err(internal(format!("this node's share of key {key_index} does not match its public share")));
-        }
-        let value = serde_json::to_vec(&used).map_err(internal)?;
-        let commitment = request.commitment;
-        let applier = self.api.applier.clone();
-        let existing = tokio::task::spawn_blocking(move || {
-            applier.store().insert_login_record(LoginRecord::Nullifier, &commitment, &value, used.expires_at)
-        })
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
-        if let Some(bytes) = existing {
-            let earlier: UsedToken = serde_json::from_slice(&bytes).map_err(internal)?;
-            if earlier.temp_public != record.temp_public || earlier.verifier != request.verifier.as_str() {
-                return Err(LoginError::TokenUsed);
-            }
         }
         let context = KeyContext {
             key_index,

@@ -341,9 +341,9 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
 
 /// The time of one durable write to a node's store on this machine's disk
 /// (a login record inserted in its own fsync'd redb transaction, as a node
-/// does for each commitment and each first reveal): the median of 15.
+/// does for each commitment it signs): the median of 15.
 pub fn durable_write(dir: &std::path::Path, ledger: &quorumkey_ledger::Ledger) -> Result<Duration, String> {
-    use quorumkey_store::{LoginRecord, NodeStore};
+    use quorumkey_store::NodeStore;
 
     let fail = |e: &dyn std::fmt::Display| e.to_string();
     let path = dir.join("durable-write.redb");
@@ -352,7 +352,7 @@ pub fn durable_write(dir: &std::path::Path, ledger: &quorumkey_ledger::Ledger) -
     for i in 0u32..15 {
         let key = i.to_be_bytes();
         let start = Instant::now();
-        store.insert_login_record(LoginRecord::Commitment, &key, &[0u8; 300], 0).map_err(|e| fail(&e))?;
+        store.insert_login_record(&key, &[0u8; 300], 0).map_err(|e| fail(&e))?;
         times.push(start.elapsed());
     }
     drop(store);

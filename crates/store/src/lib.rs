@@ -7,7 +7,9 @@
 //! root are written in one `redb` transaction with immediate durability:
 //! after a crash the store holds every block it acknowledged and no part of
 //! any other. Two more tables hold this node's secret key shares from the
-//! DKG: per batch while the batch runs, then per key index.
+//! DKG: per batch while the batch runs, then per key index. The last two
+//! hold this node's login records (each token commitment it signed, bound
+//! once to a verifier and a temporary key) and their expiry index.
 
 use std::path::Path;
 
@@ -24,41 +26,11 @@ const BATCH_SHARES: TableDefinition<'static, u64, &'static [u8]> = TableDefiniti
 /// Secret: this node's share of each key, by key index.
 const KEY_SHARES: TableDefinition<'static, u64, &'static [u8; 32]> = TableDefinition::new("key_shares");
 
-/// This node's login records (not replicated state): the temporary key
-/// each signed (verifier, token commitment) is bound to.
+/// This node's login records (not replicated state): for each token
+/// commitment it signed, the verifier and temporary key it is bound to.
 const COMMITMENTS: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("login_commitments");
-/// Tokens used to log in, by token commitment.
-const NULLIFIERS: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("login_nullifiers");
-/// When each login record may be forgotten: (Unix seconds, table tag ‖
-/// key) → ().
+/// When each login record may be forgotten: (Unix seconds, key) → ().
 const LOGIN_EXPIRY: TableDefinition<'static, (u64, &'static [u8]), ()> = TableDefinition::new("login_expiry");
-const TAG_COMMITMENT: u8 = 0;
-const TAG_NULLIFIER: u8 = 1;
-
-/// Which kind of login record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LoginRecord {
-    /// A signed commitment, keyed by (verifier, token commitment).
-    Commitment,
-    /// A used token, keyed by its commitment.
-    Nullifier,
-}
-
-impl LoginRecord {
-    fn table(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
-        match self {
-            Self::Commitment => COMMITMENTS,
-            Self::Nullifier => NULLIFIERS,
-        }
-    }
-
-    fn tag(self) -> u8 {
-        match self {
-            Self::Commitment => TAG_COMMITMENT,
-            Self::Nullifier => TAG_NULLIFIER,
-        }
-    }
-}
 
 /// Why the store failed.
 #[derive(Debug, Error)]
@@ -257,7 +229,6 @@ impl NodeStore {
     /// written).
     pub fn insert_login_record(
         &self,
-        kind: LoginRecord,
         key: &[u8],
         value: &[u8],
         expires_at: u64,
@@ -265,7 +236,7 @@ impl NodeStore {
         let mut existing = None;
         let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
         {
-            let mut table = txn.open_table(kind.table()).map_err(|e| db_error("open login table")(e.into()))?;
+            let mut table = txn.open_table(COMMITMENTS).map_err(|e| db_error("open login table")(e.into()))?;
             let found =
                 table.get(key).map_err(|e| db_error("read login record")(e.into()))?.map(|v| v.value().to_vec());
             match found {
@@ -274,10 +245,7 @@ impl NodeStore {
                     table.insert(key, value).map_err(|e| db_error("write login record")(e.into()))?;
                     let mut expiry =
                         txn.open_table(LOGIN_EXPIRY).map_err(|e| db_error("open login expiry")(e.into()))?;
-                    let tagged = [&[kind.tag()][..], key].concat();
-                    expiry
-                        .insert((expires_at, tagged.as_slice()), ())
-                        .map_err(|e| db_error("write login expiry")(e.into()))?;
+                    expiry.insert((expires_at, key), ()).map_err(|e| db_error("write login expiry")(e.into()))?;
                 }
             }
         }
@@ -291,8 +259,8 @@ impl NodeStore {
     }
 
     /// The login record under `key`, if any.
-    pub fn login_record(&self, kind: LoginRecord, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(table) = self.read_table(kind.table())? else { return Ok(None) };
+    pub fn login_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(table) = self.read_table(COMMITMENTS)? else { return Ok(None) };
         let value = table.get(key).map_err(|e| db_error("read login record")(e.into()))?;
         Ok(value.map(|guard| guard.value().to_vec()))
     }
@@ -313,15 +281,13 @@ impl NodeStore {
                 .take(limit)
             {
                 let (key, _) = entry.map_err(|e| db_error("list login expiry")(e.into()))?;
-                let (at, tagged) = key.value();
-                due.push((at, tagged.to_vec()));
+                let (at, key) = key.value();
+                due.push((at, key.to_vec()));
             }
-            for (at, tagged) in &due {
-                expiry.remove((*at, tagged.as_slice())).map_err(|e| db_error("remove login expiry")(e.into()))?;
-                let Some((tag, key)) = tagged.split_first() else { continue };
-                let kind = if *tag == TAG_NULLIFIER { LoginRecord::Nullifier } else { LoginRecord::Commitment };
-                let mut table = txn.open_table(kind.table()).map_err(|e| db_error("open login table")(e.into()))?;
-                table.remove(key).map_err(|e| db_error("remove login record")(e.into()))?;
+            let mut table = txn.open_table(COMMITMENTS).map_err(|e| db_error("open login table")(e.into()))?;
+            for (at, key) in &due {
+                expiry.remove((*at, key.as_slice())).map_err(|e| db_error("remove login expiry")(e.into()))?;
+                table.remove(key.as_slice()).map_err(|e| db_error("remove login record")(e.into()))?;
             }
             swept = due.len();
             Ok(())

@@ -82,15 +82,13 @@ fn an_unopenable_path_is_a_clear_error() {
     assert!(error.to_string().contains("cannot open the node database"), "{error}");
 }
 
-/// This node's login records (commitments and nullifiers): insert once,
-/// separate kinds, durable, forgotten only after they expire.
+/// This node's login records (one per token commitment it signed):
+/// insert once, durable, forgotten only after they expire.
 mod login_records {
     use std::path::Path;
 
     use quorumkey_ledger::testkit::TestNetwork;
-    use quorumkey_store::{LoginRecord, NodeStore};
-
-    const KINDS: [LoginRecord; 2] = [LoginRecord::Commitment, LoginRecord::Nullifier];
+    use quorumkey_store::NodeStore;
 
     fn open(path: &Path) -> NodeStore {
         NodeStore::open(path, &TestNetwork::new(4, 1).ledger).unwrap()
@@ -102,67 +100,39 @@ mod login_records {
         (dir, store)
     }
 
-    fn stored(store: &NodeStore, kind: LoginRecord, key: &[u8]) -> Option<Vec<u8>> {
-        store.login_record(kind, key).unwrap()
+    fn stored(store: &NodeStore, key: &[u8]) -> Option<Vec<u8>> {
+        store.login_record(key).unwrap()
     }
 
     #[test]
     fn a_record_is_inserted_once() {
         let (_dir, store) = fresh();
-        for kind in KINDS {
-            assert_eq!(stored(&store, kind, b"key"), None);
-            assert_eq!(store.insert_login_record(kind, b"key", b"first", 100).unwrap(), None);
-            assert_eq!(stored(&store, kind, b"key").as_deref(), Some(&b"first"[..]));
+        {
+            assert_eq!(stored(&store, b"key"), None);
+            assert_eq!(store.insert_login_record(b"key", b"first", 100).unwrap(), None);
+            assert_eq!(stored(&store, b"key").as_deref(), Some(&b"first"[..]));
             // A second insert, with another value and another expiry, gets the
             // first value back and changes nothing.
-            assert_eq!(
-                store.insert_login_record(kind, b"key", b"second", 900).unwrap().as_deref(),
-                Some(&b"first"[..])
-            );
-            assert_eq!(stored(&store, kind, b"key").as_deref(), Some(&b"first"[..]));
+            assert_eq!(store.insert_login_record(b"key", b"second", 900).unwrap().as_deref(), Some(&b"first"[..]));
+            assert_eq!(stored(&store, b"key").as_deref(), Some(&b"first"[..]));
             // The same value again is reported too (a retry).
-            assert_eq!(store.insert_login_record(kind, b"key", b"first", 100).unwrap().as_deref(), Some(&b"first"[..]));
+            assert_eq!(store.insert_login_record(b"key", b"first", 100).unwrap().as_deref(), Some(&b"first"[..]));
             // The second insert did not extend the record's life.
             assert_eq!(store.sweep_login_records(101, 10).unwrap(), 1);
-            assert_eq!(stored(&store, kind, b"key"), None);
+            assert_eq!(stored(&store, b"key"), None);
         }
         // Keys are compared whole: prefixes and extensions are other keys.
-        let kind = LoginRecord::Commitment;
-        store.insert_login_record(kind, b"ab", b"1", 100).unwrap();
-        assert_eq!(store.insert_login_record(kind, b"a", b"2", 100).unwrap(), None);
-        assert_eq!(store.insert_login_record(kind, b"abc", b"3", 100).unwrap(), None);
-        assert_eq!(store.insert_login_record(kind, b"", b"4", 100).unwrap(), None);
-        assert_eq!(stored(&store, kind, b"a").as_deref(), Some(&b"2"[..]));
-        assert_eq!(stored(&store, kind, b"ab").as_deref(), Some(&b"1"[..]));
-        assert_eq!(stored(&store, kind, b"abc").as_deref(), Some(&b"3"[..]));
-        assert_eq!(stored(&store, kind, b"").as_deref(), Some(&b"4"[..]));
+        store.insert_login_record(b"ab", b"1", 100).unwrap();
+        assert_eq!(store.insert_login_record(b"a", b"2", 100).unwrap(), None);
+        assert_eq!(store.insert_login_record(b"abc", b"3", 100).unwrap(), None);
+        assert_eq!(store.insert_login_record(b"", b"4", 100).unwrap(), None);
+        assert_eq!(stored(&store, b"a").as_deref(), Some(&b"2"[..]));
+        assert_eq!(stored(&store, b"ab").as_deref(), Some(&b"1"[..]));
+        assert_eq!(stored(&store, b"abc").as_deref(), Some(&b"3"[..]));
+        assert_eq!(stored(&store, b"").as_deref(), Some(&b"4"[..]));
         // Empty values are values.
-        assert_eq!(store.insert_login_record(kind, b"empty", b"", 100).unwrap(), None);
-        assert_eq!(store.insert_login_record(kind, b"empty", b"x", 100).unwrap().as_deref(), Some(&b""[..]));
-    }
-
-    #[test]
-    fn commitments_and_nullifiers_are_separate() {
-        let (_dir, store) = fresh();
-        let key = [7u8; 32];
-        assert_eq!(store.insert_login_record(LoginRecord::Commitment, &key, b"commitment", 100).unwrap(), None);
-        assert_eq!(stored(&store, LoginRecord::Nullifier, &key), None);
-        assert_eq!(store.insert_login_record(LoginRecord::Nullifier, &key, b"nullifier", 200).unwrap(), None);
-        assert_eq!(stored(&store, LoginRecord::Commitment, &key).as_deref(), Some(&b"commitment"[..]));
-        assert_eq!(stored(&store, LoginRecord::Nullifier, &key).as_deref(), Some(&b"nullifier"[..]));
-        // Each expires on its own: sweeping the commitment leaves the nullifier.
-        assert_eq!(store.sweep_login_records(150, 10).unwrap(), 1);
-        assert_eq!(stored(&store, LoginRecord::Commitment, &key), None);
-        assert_eq!(stored(&store, LoginRecord::Nullifier, &key).as_deref(), Some(&b"nullifier"[..]));
-        assert_eq!(store.sweep_login_records(201, 10).unwrap(), 1);
-        assert_eq!(stored(&store, LoginRecord::Nullifier, &key), None);
-        // The same key and the same expiry in both kinds: both swept.
-        store.insert_login_record(LoginRecord::Commitment, &key, b"c", 300).unwrap();
-        store.insert_login_record(LoginRecord::Nullifier, &key, b"n", 300).unwrap();
-        assert_eq!(store.sweep_login_records(301, 10).unwrap(), 2);
-        for kind in KINDS {
-            assert_eq!(stored(&store, kind, &key), None);
-        }
+        assert_eq!(store.insert_login_record(b"empty", b"", 100).unwrap(), None);
+        assert_eq!(store.insert_login_record(b"empty", b"x", 100).unwrap().as_deref(), Some(&b""[..]));
     }
 
     #[test]
@@ -171,24 +141,21 @@ mod login_records {
         let path = dir.path().join("node.redb");
         {
             let store = open(&path);
-            store.insert_login_record(LoginRecord::Commitment, b"c", b"commitment", 500).unwrap();
-            store.insert_login_record(LoginRecord::Nullifier, b"n", b"nullifier", 100).unwrap();
+            store.insert_login_record(b"c", b"commitment", 500).unwrap();
+            store.insert_login_record(b"n", b"nullifier", 100).unwrap();
         }
         let store = open(&path);
-        assert_eq!(stored(&store, LoginRecord::Commitment, b"c").as_deref(), Some(&b"commitment"[..]));
-        assert_eq!(stored(&store, LoginRecord::Nullifier, b"n").as_deref(), Some(&b"nullifier"[..]));
-        assert_eq!(
-            store.insert_login_record(LoginRecord::Commitment, b"c", b"other", 900).unwrap().as_deref(),
-            Some(&b"commitment"[..])
-        );
+        assert_eq!(stored(&store, b"c").as_deref(), Some(&b"commitment"[..]));
+        assert_eq!(stored(&store, b"n").as_deref(), Some(&b"nullifier"[..]));
+        assert_eq!(store.insert_login_record(b"c", b"other", 900).unwrap().as_deref(), Some(&b"commitment"[..]));
         // Their expiry survives too.
         assert_eq!(store.sweep_login_records(101, 10).unwrap(), 1);
         drop(store);
         let store = open(&path);
-        assert_eq!(stored(&store, LoginRecord::Nullifier, b"n"), None);
-        assert_eq!(stored(&store, LoginRecord::Commitment, b"c").as_deref(), Some(&b"commitment"[..]));
+        assert_eq!(stored(&store, b"n"), None);
+        assert_eq!(stored(&store, b"c").as_deref(), Some(&b"commitment"[..]));
         assert_eq!(store.sweep_login_records(501, 10).unwrap(), 1);
-        assert_eq!(stored(&store, LoginRecord::Commitment, b"c"), None);
+        assert_eq!(stored(&store, b"c"), None);
     }
 
     #[test]
@@ -196,23 +163,13 @@ mod login_records {
         let (_dir, store) = fresh();
         // Nothing to sweep in a fresh database (the tables do not exist yet).
         assert_eq!(store.sweep_login_records(u64::MAX, usize::MAX).unwrap(), 0);
-        let records: [(LoginRecord, &[u8], u64); 6] = [
-            (LoginRecord::Commitment, b"c0", 0),
-            (LoginRecord::Commitment, b"c100", 100),
-            (LoginRecord::Nullifier, b"n100", 100),
-            (LoginRecord::Commitment, b"c200", 200),
-            (LoginRecord::Nullifier, b"n300", 300),
-            (LoginRecord::Commitment, b"cmax", u64::MAX),
-        ];
-        for (kind, key, expires_at) in records {
-            assert_eq!(store.insert_login_record(kind, key, key, expires_at).unwrap(), None);
+        let records: [(&[u8], u64); 6] =
+            [(b"c0", 0), (b"c100", 100), (b"n100", 100), (b"c200", 200), (b"n300", 300), (b"cmax", u64::MAX)];
+        for (key, expires_at) in records {
+            assert_eq!(store.insert_login_record(key, key, expires_at).unwrap(), None);
         }
         let present = |store: &NodeStore| -> Vec<&[u8]> {
-            records
-                .iter()
-                .filter(|(kind, key, _)| stored(store, *kind, key).is_some())
-                .map(|(_, key, _)| *key)
-                .collect()
+            records.iter().filter(|(key, _)| stored(store, key).is_some()).map(|(key, _)| *key).collect()
         };
         // `now` 0 expires nothing, not even a record that expires at 0.
         assert_eq!(store.sweep_login_records(0, 10).unwrap(), 0);
@@ -234,17 +191,14 @@ mod login_records {
     #[test]
     fn sweeping_respects_the_limit_oldest_first() {
         let (_dir, store) = fresh();
-        // Inserted out of order, alternating kinds.
+        // Inserted out of order.
         let expiries = [14u64, 10, 13, 11, 12];
-        for (i, expires_at) in expiries.into_iter().enumerate() {
-            let kind = if i % 2 == 0 { LoginRecord::Commitment } else { LoginRecord::Nullifier };
-            store.insert_login_record(kind, &expires_at.to_be_bytes(), b"v", expires_at).unwrap();
+        for expires_at in expiries {
+            store.insert_login_record(&expires_at.to_be_bytes(), b"v", expires_at).unwrap();
         }
         let left = |store: &NodeStore| -> Vec<u64> {
-            let mut out: Vec<u64> = expiries
-                .into_iter()
-                .filter(|at| KINDS.iter().any(|kind| stored(store, *kind, &at.to_be_bytes()).is_some()))
-                .collect();
+            let mut out: Vec<u64> =
+                expiries.into_iter().filter(|at| stored(store, &at.to_be_bytes()).is_some()).collect();
             out.sort_unstable();
             out
         };
@@ -267,23 +221,21 @@ mod login_records {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.redb");
         let store = open(&path);
-        for kind in KINDS {
-            store.insert_login_record(kind, b"token", b"old", 100).unwrap();
+        {
+            store.insert_login_record(b"token", b"old", 100).unwrap();
             assert_eq!(store.sweep_login_records(101, 10).unwrap(), 1);
-            assert_eq!(store.insert_login_record(kind, b"token", b"new", 500).unwrap(), None);
-            assert_eq!(stored(&store, kind, b"token").as_deref(), Some(&b"new"[..]));
+            assert_eq!(store.insert_login_record(b"token", b"new", 500).unwrap(), None);
+            assert_eq!(stored(&store, b"token").as_deref(), Some(&b"new"[..]));
             // The new record has the new expiry only: the old one is gone.
             assert_eq!(store.sweep_login_records(500, 10).unwrap(), 0);
-            assert_eq!(stored(&store, kind, b"token").as_deref(), Some(&b"new"[..]));
+            assert_eq!(stored(&store, b"token").as_deref(), Some(&b"new"[..]));
             assert_eq!(store.sweep_login_records(501, 10).unwrap(), 1);
-            assert_eq!(stored(&store, kind, b"token"), None);
+            assert_eq!(stored(&store, b"token"), None);
         }
         drop(store);
         // And the database stays consistent across a reopen.
         let store = open(&path);
-        for kind in KINDS {
-            assert_eq!(stored(&store, kind, b"token"), None);
-        }
+        assert_eq!(stored(&store, b"token"), None);
         assert_eq!(store.sweep_login_records(u64::MAX, 10).unwrap(), 0);
     }
 }

@@ -207,11 +207,14 @@ pub(crate) fn check_claims(
 /// A verifier_id as the ledger will key it: non-empty, bounded, no control
 /// characters, lowercased if configured.
 pub(crate) fn normalize_verifier_id(claim: &str, id: String, lowercase: bool) -> Result<String, TokenError> {
+    // Lowercase first: it can lengthen UTF-8 (U+0130 'İ' is 2 bytes, its
+    // lowercase 3), and the bound is on what the ledger keys.
+    let id = if lowercase && id.len() <= 4 * MAX_VERIFIER_ID_LEN { id.to_lowercase() } else { id };
     if id.is_empty() || id.len() > MAX_VERIFIER_ID_LEN || id.chars().any(char::is_control) {
         return Err(TokenError::InvalidClaim {
             claim: claim.to_owned(),
             reason: "empty, too long or with control characters",
         });
     }
-    Ok(if lowercase { id.to_lowercase() } else { id })
+    Ok(id)
 }

@@ -353,3 +353,20 @@ proptest! {
         prop_assert!(result.is_err() || same_bytes, "{changed}");
     }
 }
+
+/// Found by the `jwt` fuzz target: lowercasing can lengthen UTF-8 (`İ`,
+/// 2 bytes, lowercases to 3), so the bound holds after lowercasing.
+#[test]
+fn the_verifier_id_bound_holds_after_lowercasing() {
+    let keys = keys();
+    let signer = &signers()[0];
+    let grows = "İ".repeat(86); // 172 bytes; 258 once lowercased
+    let token = sign(signer, &with(claims(), "email", json!(grows)));
+    let error = verify_jwt(&config(), &keys, &token, NOW).unwrap_err();
+    assert!(error.to_string().contains("too long"), "{error}");
+    let fits = "İ".repeat(85); // 255 bytes once lowercased
+    let token = sign(signer, &with(claims(), "email", json!(fits)));
+    let verified = verify_jwt(&config(), &keys, &token, NOW).unwrap();
+    assert_eq!(verified.verifier_id, "i\u{307}".repeat(85));
+    assert!(verified.verifier_id.len() <= 256);
+}
