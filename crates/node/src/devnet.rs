@@ -100,7 +100,11 @@ pub struct DevnetOptions {
 /// node's outgoing connection must never take the listening port of a
 /// node that is down for a restart. `None` if 200 tries found none.
 pub fn free_port_base(nodes: u16, avoid: u16) -> Option<u16> {
-    let start = (std::process::id() % 12_000) as u16;
+    // Processes started together (a test's subprocesses, two devnets) have
+    // neighbouring ids: spread them over the range, and by the clock.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(nanos);
+    let start = (seed % 12_000) as u16;
     (0..200u16).map(|k| (start.wrapping_add(k.wrapping_mul(97))) % 12_000 + 20_000).find(|&base| {
         // The base port itself too: a devnet's development issuer uses it.
         base.abs_diff(avoid) > nodes
