@@ -107,20 +107,18 @@ mod login_records {
     #[test]
     fn a_record_is_inserted_once() {
         let (_dir, store) = fresh();
-        {
-            assert_eq!(stored(&store, b"key"), None);
-            assert_eq!(store.insert_login_record(b"key", b"first", 100).unwrap(), None);
-            assert_eq!(stored(&store, b"key").as_deref(), Some(&b"first"[..]));
-            // A second insert, with another value and another expiry, gets the
-            // first value back and changes nothing.
-            assert_eq!(store.insert_login_record(b"key", b"second", 900).unwrap().as_deref(), Some(&b"first"[..]));
-            assert_eq!(stored(&store, b"key").as_deref(), Some(&b"first"[..]));
-            // The same value again is reported too (a retry).
-            assert_eq!(store.insert_login_record(b"key", b"first", 100).unwrap().as_deref(), Some(&b"first"[..]));
-            // The second insert did not extend the record's life.
-            assert_eq!(store.sweep_login_records(101, 10).unwrap(), 1);
-            assert_eq!(stored(&store, b"key"), None);
-        }
+        assert_eq!(stored(&store, b"key"), None);
+        assert_eq!(store.insert_login_record(b"key", b"first", 100).unwrap(), None);
+        assert_eq!(stored(&store, b"key").as_deref(), Some(&b"first"[..]));
+        // A second insert, with another value and another expiry, gets the
+        // first value back and changes nothing.
+        assert_eq!(store.insert_login_record(b"key", b"second", 900).unwrap().as_deref(), Some(&b"first"[..]));
+        assert_eq!(stored(&store, b"key").as_deref(), Some(&b"first"[..]));
+        // The same value again is reported too (a retry).
+        assert_eq!(store.insert_login_record(b"key", b"first", 100).unwrap().as_deref(), Some(&b"first"[..]));
+        // The second insert did not extend the record's life.
+        assert_eq!(store.sweep_login_records(101, 10).unwrap(), 1);
+        assert_eq!(stored(&store, b"key"), None);
         // Keys are compared whole: prefixes and extensions are other keys.
         store.insert_login_record(b"ab", b"1", 100).unwrap();
         assert_eq!(store.insert_login_record(b"a", b"2", 100).unwrap(), None);
@@ -139,11 +137,9 @@ mod login_records {
     fn login_records_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.redb");
-        {
-            let store = open(&path);
-            store.insert_login_record(b"c", b"commitment", 500).unwrap();
-            store.insert_login_record(b"n", b"nullifier", 100).unwrap();
-        }
+        let store = open(&path);
+        store.insert_login_record(b"c", b"commitment", 500).unwrap();
+        store.insert_login_record(b"n", b"nullifier", 100).unwrap();
         let store = open(&path);
         assert_eq!(stored(&store, b"c").as_deref(), Some(&b"commitment"[..]));
         assert_eq!(stored(&store, b"n").as_deref(), Some(&b"nullifier"[..]));
@@ -221,17 +217,15 @@ mod login_records {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.redb");
         let store = open(&path);
-        {
-            store.insert_login_record(b"token", b"old", 100).unwrap();
-            assert_eq!(store.sweep_login_records(101, 10).unwrap(), 1);
-            assert_eq!(store.insert_login_record(b"token", b"new", 500).unwrap(), None);
-            assert_eq!(stored(&store, b"token").as_deref(), Some(&b"new"[..]));
-            // The new record has the new expiry only: the old one is gone.
-            assert_eq!(store.sweep_login_records(500, 10).unwrap(), 0);
-            assert_eq!(stored(&store, b"token").as_deref(), Some(&b"new"[..]));
-            assert_eq!(store.sweep_login_records(501, 10).unwrap(), 1);
-            assert_eq!(stored(&store, b"token"), None);
-        }
+        store.insert_login_record(b"token", b"old", 100).unwrap();
+        assert_eq!(store.sweep_login_records(101, 10).unwrap(), 1);
+        assert_eq!(store.insert_login_record(b"token", b"new", 500).unwrap(), None);
+        assert_eq!(stored(&store, b"token").as_deref(), Some(&b"new"[..]));
+        // The new record has the new expiry only: the old one is gone.
+        assert_eq!(store.sweep_login_records(500, 10).unwrap(), 0);
+        assert_eq!(stored(&store, b"token").as_deref(), Some(&b"new"[..]));
+        assert_eq!(store.sweep_login_records(501, 10).unwrap(), 1);
+        assert_eq!(stored(&store, b"token"), None);
         drop(store);
         // And the database stays consistent across a reopen.
         let store = open(&path);
