@@ -139,10 +139,11 @@ mod login_records {
         let path = dir.path().join("node.redb");
         let store = open(&path);
         store.insert_login_record(b"c", b"commitment", 500).unwrap();
-        store.insert_login_record(b"n", b"nullifier", 100).unwrap();
+        store.insert_login_record(b"n", b"second", 100).unwrap();
+        drop(store);
         let store = open(&path);
         assert_eq!(stored(&store, b"c").as_deref(), Some(&b"commitment"[..]));
-        assert_eq!(stored(&store, b"n").as_deref(), Some(&b"nullifier"[..]));
+        assert_eq!(stored(&store, b"n").as_deref(), Some(&b"second"[..]));
         assert_eq!(store.insert_login_record(b"c", b"other", 900).unwrap().as_deref(), Some(&b"commitment"[..]));
         // Their expiry survives too.
         assert_eq!(store.sweep_login_records(101, 10).unwrap(), 1);
