@@ -1,9 +1,14 @@
 //! Pure checks of what nodes return about a key: the public shares (all
 //! on one polynomial of degree `t - 1` whose value at 0 is the key), each
-//! share against its public share, and the rebuilt key.
+//! node's encrypted share opened and checked against its public share, and
+//! the rebuilt key.
 
-use quorumkey_crypto::group::{Point, PublicKey, Scalar, generator, point_from_bytes, scalar_from_u64};
+use quorumkey_crypto::ecies::{EciesCiphertext, TorusEncryptedShare, decrypt};
+use quorumkey_crypto::group::{
+    NonZeroScalar, Point, PublicKey, Scalar, generator, point_from_bytes, scalar_from_bytes, scalar_from_u64,
+};
 use quorumkey_crypto::shamir::{Share, interpolate_points, reconstruct_secret};
+use quorumkey_login::ShareRequestResult;
 
 /// A key's public data, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +67,31 @@ impl CheckedKey {
             .checked_sub(1)
             .and_then(|position| self.public_shares.get(position))
             .is_some_and(|public| generator() * share == *public)
+    }
+
+    /// Node `node`'s share from its `ShareRequest` answer: one key, this
+    /// one, decrypted with the temporary key, and equal to the node's
+    /// public share.
+    pub fn open_share(
+        &self,
+        answer: &ShareRequestResult,
+        temp_secret: &NonZeroScalar,
+        node: u16,
+    ) -> Result<Scalar, String> {
+        let [entry] = answer.keys.as_slice() else {
+            return Err(format!("{} keys in the answer, not one", answer.keys.len()));
+        };
+        if u64::from_str_radix(&entry.index, 16).ok() != Some(self.key_index) {
+            return Err(format!("a share of key {:?}, not of key {:x}", entry.index, self.key_index));
+        }
+        let wire = TorusEncryptedShare { share: entry.share.clone(), metadata: entry.metadata.clone() };
+        let ciphertext = EciesCiphertext::try_from(&wire).map_err(|e| format!("the encrypted share: {e}"))?;
+        let plaintext = decrypt(temp_secret, &ciphertext).map_err(|e| format!("the share does not decrypt: {e}"))?;
+        let share = scalar_from_bytes(&plaintext).map_err(|e| format!("the share: {e}"))?;
+        if !self.share_matches(node, &share) {
+            return Err("wrong share: it does not match the node's public share on the ledger".to_owned());
+        }
+        Ok(share)
     }
 
     /// The key from exactly `threshold` checked shares, checked against the

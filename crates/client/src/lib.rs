@@ -28,10 +28,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use quorumkey_crypto::ecies::{EciesCiphertext, TorusEncryptedShare, decrypt};
-use quorumkey_crypto::group::{
-    NonZeroScalar, PublicKey, Scalar, public_key_from_xy_hex, public_key_to_xy_hex, scalar_from_bytes,
-};
+use quorumkey_crypto::group::{NonZeroScalar, PublicKey, public_key_from_xy_hex, public_key_to_xy_hex};
 use quorumkey_crypto::hash::token_commitment_hex;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::shamir::Share;
@@ -338,12 +335,16 @@ impl QuorumkeyClient {
                 }
             };
             let status = response.status();
-            match response.json::<RpcResponse>().await {
+            let bytes = match read_capped(response).await {
+                Ok(bytes) => bytes,
+                Err(reason) => return Answer::Transport(reason),
+            };
+            match serde_json::from_slice::<RpcResponse>(&bytes) {
                 Ok(RpcResponse { result: Some(result), error: None, .. }) => return Answer::Result(result),
                 Ok(RpcResponse { error: Some(error), .. }) => return Answer::Error(error),
                 Ok(_) => return Answer::Transport("an answer with neither result nor error".to_owned()),
                 Err(error) if status.is_success() => {
-                    return Answer::Transport(format!("not a JSON-RPC answer: {}", error.without_url()));
+                    return Answer::Transport(format!("not a JSON-RPC answer: {error}"));
                 }
                 Err(_) => last = format!("HTTP {status}"),
             }
@@ -427,11 +428,12 @@ impl QuorumkeyClient {
             .await
             .map_err(|e| ClientError::Signer(format!("unreachable: {}", e.without_url())))?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| ClientError::Signer(e.without_url().to_string()))?;
+        let bytes = read_capped(response).await.map_err(ClientError::Signer)?;
         if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes);
             return Err(ClientError::Signer(format!("HTTP {status}: {}", text.chars().take(200).collect::<String>())));
         }
-        serde_json::from_str(&text).map(Some).map_err(|e| ClientError::Signer(format!("not an authorization: {e}")))
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| ClientError::Signer(format!("not an authorization: {e}")))
     }
 
     /// Assigns a key to `verifier_id` at `verifier` (idempotent), through
@@ -524,7 +526,8 @@ impl QuorumkeyClient {
                 if !response.status().is_success() {
                     return Err(format!("HTTP {}", response.status()));
                 }
-                let answer: KeyAnswer = response.json().await.map_err(|e| e.without_url().to_string())?;
+                let answer: KeyAnswer = serde_json::from_slice(&read_capped(response).await?)
+                    .map_err(|e| format!("not a key answer: {e}"))?;
                 key_check::check_public_shares(
                     key.key_index,
                     &key.public_key,
@@ -695,7 +698,9 @@ impl QuorumkeyClient {
             let Some((position, answer, took)) = next else { break };
             let node = self.nodes[position].index;
             let outcome = match answer {
-                Answer::Result(result) => open_share(&result, &temp_secret, &checked, node),
+                Answer::Result(result) => serde_json::from_value::<ShareRequestResult>(result)
+                    .map_err(|e| format!("a malformed share answer: {e}"))
+                    .and_then(|answer| checked.open_share(&answer, &temp_secret, node)),
                 other => Err(other.describe()),
             };
             match outcome {
@@ -743,6 +748,22 @@ struct Committed {
     took: Duration,
 }
 
+/// Longest answer read from a node or the signer: a node answers in a few
+/// KiB; a faulty one must not make the client allocate without bound.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// The body of `response`, refused past [`MAX_ANSWER_BYTES`].
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("reading the answer: {}", e.without_url()))? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(format!("an answer over {MAX_ANSWER_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 fn failures_of(
     reports: &[NodeReport],
     field: impl Fn(&NodeReport) -> &Option<Result<Duration, String>>,
@@ -759,25 +780,4 @@ fn failures_of(
             Some(NodeFailure { node: report.node, reason })
         })
         .collect()
-}
-
-/// Decrypts node `node`'s answer and checks the share against its public
-/// share.
-fn open_share(result: &Value, temp_secret: &NonZeroScalar, key: &CheckedKey, node: u16) -> Result<Scalar, String> {
-    let answer: ShareRequestResult =
-        serde_json::from_value(result.clone()).map_err(|e| format!("a malformed share answer: {e}"))?;
-    let [entry] = answer.keys.as_slice() else {
-        return Err(format!("{} keys in the answer, not one", answer.keys.len()));
-    };
-    if u64::from_str_radix(&entry.index, 16).ok() != Some(key.key_index) {
-        return Err(format!("a share of key {:?}, not of key {:x}", entry.index, key.key_index));
-    }
-    let wire = TorusEncryptedShare { share: entry.share.clone(), metadata: entry.metadata.clone() };
-    let ciphertext = EciesCiphertext::try_from(&wire).map_err(|e| format!("the encrypted share: {e}"))?;
-    let plaintext = decrypt(temp_secret, &ciphertext).map_err(|e| format!("the share does not decrypt: {e}"))?;
-    let share = scalar_from_bytes(&plaintext).map_err(|e| format!("the share: {e}"))?;
-    if !key.share_matches(node, &share) {
-        return Err("wrong share: it does not match the node's public share on the ledger".to_owned());
-    }
-    Ok(share)
 }

@@ -92,6 +92,13 @@ pub struct MintRequest {
     pub nonce: Option<String>,
 }
 
+impl MintRequest {
+    /// A token for `email` with every other claim at its default.
+    pub fn for_email(email: impl Into<String>) -> Self {
+        Self { email: email.into(), audience: None, ttl_secs: None, email_verified: None, issued_at: None, nonce: None }
+    }
+}
+
 /// A minted token.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct MintResponse {
@@ -455,14 +462,8 @@ async fn exchange_code(
     if login.redirect_uri != form.redirect_uri || login.client_id != form.client_id {
         return oauth_error("invalid_grant", "redirect_uri or client_id differ from the authorization request");
     }
-    let request = MintRequest {
-        email: login.email,
-        audience: Some(login.client_id),
-        ttl_secs: None,
-        email_verified: None,
-        issued_at: None,
-        nonce: login.nonce,
-    };
+    let request =
+        MintRequest { audience: Some(login.client_id), nonce: login.nonce, ..MintRequest::for_email(login.email) };
     match issuer.mint(&request) {
         Ok(minted) => Json(json!({
             "id_token": minted.id_token,

@@ -112,6 +112,16 @@ pub fn free_port_base(nodes: u16, avoid: u16) -> Option<u16> {
     })
 }
 
+impl DevnetOptions {
+    /// A new network of `nodes` nodes in `dir` on free ports of 127.0.0.1
+    /// (see [`free_port_base`]), run with `binary`, default client limits.
+    pub fn on_free_ports(nodes: u16, dir: PathBuf, binary: PathBuf, dkg: NetworkDkg) -> Option<Self> {
+        let p2p_base_port = free_port_base(nodes, 0)?;
+        let rpc_base_port = free_port_base(nodes, p2p_base_port)?;
+        Some(Self { nodes, dir, p2p_base_port, rpc_base_port, binary, dkg, rpc: RpcSettings::default() })
+    }
+}
+
 /// The file of the devnet verifier owner's key (mode 0600).
 pub const DEV_VERIFIER_OWNER_KEY: &str = "dev-verifier-owner.key";
 /// The file of the devnet KeyAssign signer's key (mode 0600).

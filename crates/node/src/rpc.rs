@@ -190,12 +190,17 @@ impl RpcService {
         self.required
     }
 
-    /// Answers one request body from `client`.
-    pub async fn handle(&self, client: IpAddr, body: &[u8]) -> (StatusCode, RpcResponse) {
-        if self.limits.per_ip.check_key(&client).is_err() {
-            let error = LoginError::RateLimited(format!("too many requests from {client}; retry in a second"));
-            return (StatusCode::TOO_MANY_REQUESTS, RpcResponse::error(Value::Null, error.to_rpc()));
-        }
+    /// Takes one request of `client` from its token bucket, or refuses it
+    /// (before its body is read).
+    pub fn admit(&self, client: IpAddr) -> Result<(), LoginError> {
+        self.limits
+            .per_ip
+            .check_key(&client)
+            .map_err(|_| LoginError::RateLimited(format!("too many requests from {client}; retry in a second")))
+    }
+
+    /// Answers one request body (from an admitted client).
+    pub async fn handle(&self, body: &[u8]) -> (StatusCode, RpcResponse) {
         let request = match RpcRequest::parse(body) {
             Ok(request) => request,
             Err((id, error)) => {
@@ -251,9 +256,7 @@ impl RpcService {
 
     /// The verifier's parsed configuration (parsed once per update).
     fn verifier_config(&self, name: &VerifierName) -> Result<Arc<VerifierConfig>, LoginError> {
-        let snapshot = self.api.applier.store().snapshot().map_err(internal)?;
-        let view = LedgerView::new(self.api.applier.ledger(), &snapshot);
-        let record = self.verifier_record(&view, name)?;
+        let record = self.with_view(|view| self.verifier_record(view, name))?;
         let mut configs = self.configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(cached) = configs.get(name)
             && cached.nonce == record.nonce
@@ -272,16 +275,24 @@ impl RpcService {
         Ok(config)
     }
 
-    /// The key assigned to the pair, if one is (not if it waits for the
-    /// pool).
-    fn assigned_key(
+    /// Runs `read` on a view of the committed ledger.
+    fn with_view<T>(
         &self,
+        read: impl FnOnce(&LedgerView<'_, quorumkey_store::LedgerSnapshot>) -> Result<T, LoginError>,
+    ) -> Result<T, LoginError> {
+        let snapshot = self.api.applier.store().snapshot().map_err(internal)?;
+        read(&LedgerView::new(self.api.applier.ledger(), &snapshot))
+    }
+
+    /// The key assigned to the pair, if one is (not if it waits for the
+    /// pool): its index, public key and this node's public share. The
+    /// caller has checked the verifier.
+    fn assigned_key<S: quorumkey_ledger::StateRead + ?Sized>(
+        &self,
+        view: &LedgerView<'_, S>,
         verifier: &VerifierName,
         verifier_id: &VerifierId,
     ) -> Result<Option<(u64, PublicKey, Vec<u8>)>, LoginError> {
-        let snapshot = self.api.applier.store().snapshot().map_err(internal)?;
-        let view = LedgerView::new(self.api.applier.ledger(), &snapshot);
-        self.verifier_record(&view, verifier)?;
         let Some(Assignment::Assigned { key_index }) = view.assignment(verifier, verifier_id).map_err(internal)? else {
             return Ok(None);
         };
@@ -299,8 +310,14 @@ impl RpcService {
         Ok(Some((key_index, public_key, own_share)))
     }
 
+    /// The lookup answer of the pair (refusing unknown and disabled
+    /// verifiers), if it has a key.
     fn lookup_result(&self, params: &LookupParams) -> Result<Option<Value>, LoginError> {
-        match self.assigned_key(&params.verifier, &params.verifier_id)? {
+        let found = self.with_view(|view| {
+            self.verifier_record(view, &params.verifier)?;
+            self.assigned_key(view, &params.verifier, &params.verifier_id)
+        })?;
+        match found {
             Some((key_index, public_key, _)) => {
                 Ok(Some(to_value(&KeyLookupResult { keys: vec![LookupKey::new(key_index, &public_key)] })?))
             }
@@ -418,8 +435,10 @@ impl RpcService {
         if identity.issued_at.saturating_add(config.acceptance_window_secs()) > record.expires_at {
             return Err(LoginError::OutlivesCommitment);
         }
-        let (key_index, public_key, own_public_share) =
-            self.assigned_key(&request.verifier, &request.verifier_id)?.ok_or(LoginError::NotAssigned)?;
+        // The verifier was checked with its configuration.
+        let (key_index, public_key, own_public_share) = self
+            .with_view(|view| self.assigned_key(view, &request.verifier, &request.verifier_id))?
+            .ok_or(LoginError::NotAssigned)?;
         let share = store.key_share(key_index).map_err(internal)?.ok_or_else(|| {
             LoginError::Unavailable(format!(
                 "this node holds no share of key {key_index} (it missed that DKG batch); the other nodes do"
@@ -524,6 +543,9 @@ async fn jrpc(State(service): State<Arc<RpcService>>, request: Request) -> Respo
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(address)| address.ip());
+    if let Err(refused) = service.admit(client) {
+        return rate_limited(&RpcResponse::error(Value::Null, refused.to_rpc()));
+    }
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(body) => body,
         Err(_) => {
@@ -535,11 +557,16 @@ async fn jrpc(State(service): State<Arc<RpcService>>, request: Request) -> Respo
             return json_response(StatusCode::PAYLOAD_TOO_LARGE, &RpcResponse::error(Value::Null, error));
         }
     };
-    let (status, response) = service.handle(client, &body).await;
-    let mut answer = json_response(status, &response);
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        answer.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    match service.handle(&body).await {
+        (StatusCode::TOO_MANY_REQUESTS, response) => rate_limited(&response),
+        (status, response) => json_response(status, &response),
     }
+}
+
+/// HTTP 429 with `Retry-After: 1` and the JSON-RPC error.
+fn rate_limited(response: &RpcResponse) -> Response {
+    let mut answer = json_response(StatusCode::TOO_MANY_REQUESTS, response);
+    answer.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     answer
 }
 

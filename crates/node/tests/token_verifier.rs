@@ -48,17 +48,7 @@ fn jwt_config(issuer: &DevIssuer) -> JwtConfig {
 }
 
 fn mint(issuer: &DevIssuer, email: &str) -> String {
-    issuer
-        .mint(&MintRequest {
-            email: email.to_owned(),
-            audience: None,
-            ttl_secs: None,
-            email_verified: None,
-            issued_at: None,
-            nonce: None,
-        })
-        .unwrap()
-        .id_token
+    issuer.mint(&MintRequest::for_email(email)).unwrap().id_token
 }
 
 fn policy(refetch_ms: u64, max_age_ms: u64) -> JwksCachePolicy {
@@ -226,12 +216,9 @@ async fn the_issuer_serves_discovery_jwks_and_minting_over_http() {
     let stale = served
         .issuer
         .mint(&MintRequest {
-            email: "hank@example.com".to_owned(),
-            audience: None,
             ttl_secs: Some(86_400),
-            email_verified: None,
             issued_at: Some(now() - 7200),
-            nonce: None,
+            ..MintRequest::for_email("hank@example.com")
         })
         .unwrap();
     assert!(matches!(

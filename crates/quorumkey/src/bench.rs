@@ -20,7 +20,7 @@ use quorumkey_client::{ClientOptions, QuorumkeyClient};
 use quorumkey_ledger::DkgSettings;
 use quorumkey_node::config::{NetworkDkg, RpcSettings};
 use quorumkey_node::dev_issuer::{MintRequest, request_token};
-use quorumkey_node::devnet::{Devnet, DevnetOptions, free_port_base};
+use quorumkey_node::devnet::{Devnet, DevnetOptions};
 
 use crate::floors::{DkgFloor, LoginFloor, dkg_floor, durable_write, login_floor};
 
@@ -57,7 +57,8 @@ pub fn machine() -> String {
     format!("{cpu}, {} cores", cores())
 }
 
-fn cores() -> usize {
+/// This machine's cores.
+pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
@@ -78,15 +79,7 @@ fn us(duration: Duration) -> String {
 }
 
 async fn mint(token_endpoint: &str, email: &str) -> Result<String, String> {
-    let request = MintRequest {
-        email: email.to_owned(),
-        audience: None,
-        ttl_secs: None,
-        email_verified: None,
-        issued_at: None,
-        nonce: None,
-    };
-    Ok(request_token(token_endpoint, &request).await?.id_token)
+    Ok(request_token(token_endpoint, &MintRequest::for_email(email)).await?.id_token)
 }
 
 /// Runs the benchmark and prints its report.
@@ -100,30 +93,24 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
     let (login_before, dkg_before) = (login_floor(options.nodes)?, dkg_floor(options.nodes, batch_keys)?);
 
     let temporary = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let p2p = free_port_base(options.nodes, 0).ok_or("no free ports on 127.0.0.1")?;
-    let rpc = free_port_base(options.nodes, p2p).ok_or("no free ports on 127.0.0.1")?;
     let pool = u32::from(batch_keys) * options.batches.max(1);
-    let devnet_options = DevnetOptions {
-        nodes: options.nodes,
-        dir: temporary.path().join("devnet"),
-        p2p_base_port: p2p,
-        rpc_base_port: rpc,
-        binary: std::env::current_exe().map_err(|e| e.to_string())?,
-        // Batches back to back until the pool holds `pool` keys, then idle.
-        dkg: NetworkDkg {
-            batch_keys: Some(batch_keys),
-            pool_target: Some(pool),
-            low_water: Some(pool),
-            ..NetworkDkg::default()
-        },
-        // The benchmark is one client address sending everything.
-        rpc: RpcSettings {
-            requests_per_second_per_ip: 1_000_000,
-            burst_per_ip: 1_000_000,
-            logins_per_second_per_verifier: 1_000_000,
-            assignments_per_second_per_verifier: 1_000_000,
-            ..RpcSettings::default()
-        },
+    // Batches back to back until the pool holds `pool` keys, then idle.
+    let dkg = NetworkDkg {
+        batch_keys: Some(batch_keys),
+        pool_target: Some(pool),
+        low_water: Some(pool),
+        ..NetworkDkg::default()
+    };
+    let binary = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut devnet_options = DevnetOptions::on_free_ports(options.nodes, temporary.path().join("devnet"), binary, dkg)
+        .ok_or("no free ports on 127.0.0.1")?;
+    // The benchmark is one client address sending everything.
+    devnet_options.rpc = RpcSettings {
+        requests_per_second_per_ip: 1_000_000,
+        burst_per_ip: 1_000_000,
+        logins_per_second_per_verifier: 1_000_000,
+        assignments_per_second_per_verifier: 1_000_000,
+        ..RpcSettings::default()
     };
     let mut devnet = Devnet::launch(&devnet_options).map_err(|e| e.to_string())?;
     let ledger =

@@ -15,7 +15,7 @@ use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::signature::RecoverableSignature;
 use quorumkey_node::config::NetworkDkg;
 use quorumkey_node::dev_issuer::authorization_code_login;
-use quorumkey_node::devnet::{Devnet, DevnetOptions, free_port_base};
+use quorumkey_node::devnet::{Devnet, DevnetOptions};
 
 /// The demo's key pool: small batches, so the first keys are ready fast.
 const DEMO_BATCH_KEYS: u16 = 64;
@@ -46,23 +46,15 @@ pub async fn run(options: DemoOptions) -> Result<(), String> {
     let started = Instant::now();
     let temporary = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
     let dir = options.keep.clone().unwrap_or_else(|| temporary.path().join("devnet"));
-    let p2p = free_port_base(options.nodes, 0).ok_or("no free ports on 127.0.0.1")?;
-    let rpc = free_port_base(options.nodes, p2p).ok_or("no free ports on 127.0.0.1")?;
     let binary = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
-    let devnet_options = DevnetOptions {
-        nodes: options.nodes,
-        dir: dir.clone(),
-        p2p_base_port: p2p,
-        rpc_base_port: rpc,
-        binary,
-        dkg: NetworkDkg {
-            batch_keys: Some(DEMO_BATCH_KEYS),
-            pool_target: Some(2 * u32::from(DEMO_BATCH_KEYS)),
-            low_water: Some(u32::from(DEMO_BATCH_KEYS)),
-            ..NetworkDkg::default()
-        },
-        rpc: Default::default(),
+    let dkg = NetworkDkg {
+        batch_keys: Some(DEMO_BATCH_KEYS),
+        pool_target: Some(2 * u32::from(DEMO_BATCH_KEYS)),
+        low_water: Some(u32::from(DEMO_BATCH_KEYS)),
+        ..NetworkDkg::default()
     };
+    let devnet_options =
+        DevnetOptions::on_free_ports(options.nodes, dir.clone(), binary, dkg).ok_or("no free ports on 127.0.0.1")?;
     println!("quorumkey demo: {} nodes on 127.0.0.1 in {}", options.nodes, dir.display());
     let mut devnet = Devnet::launch(&devnet_options).map_err(|e| e.to_string())?;
     // Ctrl-C (or SIGTERM) stops the nodes too, instead of orphaning them.

@@ -108,17 +108,20 @@ pub fn dkg_floor(nodes: u16, keys: u16) -> Result<DkgFloor, String> {
     let context = BatchContext::new([9u8; 32], 0, params);
     let secrets: Vec<NonZeroScalar> = (0..n).map(|_| NonZeroScalar::generate_from_rng(&mut rng)).collect();
     let public: Vec<Point> = secrets.iter().map(|s| generator() * s.as_ref()).collect();
+    let parse_all = |dealings: &[Dealing]| {
+        dealings
+            .iter()
+            .zip(1u16..)
+            .map(|(d, i)| d.parse(&context, i))
+            .collect::<Result<Vec<ParsedDealing>, _>>()
+            .map_err(|e| fail(&e))
+    };
     let mut one_batch = || -> Result<(), String> {
         let dealings = (1..=params.dealers())
             .map(|i| DealerSecrets::random(params, &mut rng).deal(&context, i, &public, &mut rng))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| fail(&e))?;
-        let parsed = dealings
-            .iter()
-            .zip(1u16..)
-            .map(|(d, i)| d.parse(&context, i))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| fail(&e))?;
+        let parsed = parse_all(&dealings)?;
         let items: Vec<(u16, &Dealing, &ParsedDealing)> =
             dealings.iter().zip(&parsed).zip(1u16..).map(|((d, p), i)| (i, d, p)).collect();
         let mut publications = Vec::new();
@@ -134,12 +137,7 @@ pub fn dkg_floor(nodes: u16, keys: u16) -> Result<DkgFloor, String> {
         }
         for _ in 0..n {
             // Every node parses the dealings, sums them, verifies and finishes.
-            let parsed = dealings
-                .iter()
-                .zip(1u16..)
-                .map(|(d, i)| d.parse(&context, i))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| fail(&e))?;
+            let parsed = parse_all(&dealings)?;
             let aggregate =
                 AggregateCommitments::sum(params, &parsed.iter().collect::<Vec<_>>()).map_err(|e| fail(&e))?;
             let items: Vec<(u16, &_)> = (1u16..).zip(publications.iter()).collect();
@@ -225,8 +223,7 @@ impl LoginFloor {
 /// Measures [`LoginFloor`] with the real functions of each step.
 pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
     use quorumkey_client::key_check::check_public_shares;
-    use quorumkey_crypto::ecies::{EciesCiphertext, TorusEncryptedShare, decrypt};
-    use quorumkey_crypto::group::{PublicKey, point_to_bytes, public_key_to_xy_hex, scalar_from_bytes};
+    use quorumkey_crypto::group::{PublicKey, point_to_bytes, public_key_to_xy_hex};
     use quorumkey_crypto::k256::ecdsa::SigningKey;
     use quorumkey_crypto::shamir::{Share, majority_threshold, split};
     use quorumkey_ledger::{VerifierId, VerifierName};
@@ -245,16 +242,7 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
     // A token and the verifier that accepts it.
     let issuer =
         DevIssuer::new("http://127.0.0.1:9".to_owned(), ChaCha20Rng::seed_from_u64(3)).map_err(|e| fail(&e))?;
-    let minted = issuer
-        .mint(&MintRequest {
-            email: "floor@example.com".into(),
-            audience: None,
-            ttl_secs: None,
-            email_verified: None,
-            issued_at: None,
-            nonce: None,
-        })
-        .map_err(|e| fail(&e))?;
+    let minted = issuer.mint(&MintRequest::for_email("floor@example.com")).map_err(|e| fail(&e))?;
     let VerifierConfig::Jwt(jwt) =
         VerifierConfig::parse(issuer.verifier_config(quorumkey_node::dev_issuer::DEV_AUDIENCE).as_bytes())
             .map_err(|e| fail(&e))?
@@ -322,14 +310,7 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
         let checked = check_public_shares(0, &public_key, &public_shares, n, t)?;
         let mut opened = Vec::with_capacity(t);
         for (answer, index) in answers.iter().zip(1u16..) {
-            let [key] = answer.keys.as_slice() else { return Err("one key expected".to_owned()) };
-            let wire = TorusEncryptedShare { share: key.share.clone(), metadata: key.metadata.clone() };
-            let ciphertext = EciesCiphertext::try_from(&wire).map_err(|e| fail(&e))?;
-            let value =
-                scalar_from_bytes(&decrypt(&temp_secret, &ciphertext).map_err(|e| fail(&e))?).map_err(|e| fail(&e))?;
-            if !checked.share_matches(index, &value) {
-                return Err("a share does not match".to_owned());
-            }
+            let value = checked.open_share(answer, &temp_secret, index)?;
             opened.push(Share { index: u32::from(index), value });
         }
         checked.rebuild(&opened)

@@ -410,17 +410,14 @@ fn run(cli: Cli) -> Result<(), String> {
                 dkg: Default::default(),
                 rpc: Default::default(),
             };
-            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(devnet(options))?;
+            block_on(devnet(options))?;
         }
         Command::DevIssuer { listen, issuer_url, signer_key } => {
             let signer = signer_key.map(|path| load_owner_key(&path)).transpose().map_err(|e| e.to_string())?;
-            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(run_standalone(listen, issuer_url, signer))?;
+            block_on(run_standalone(listen, issuer_url, signer))?;
         }
         Command::Demo { nodes, keep, email } => {
-            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(demo::run(demo::DemoOptions { nodes, keep, email }))?;
+            block_on(demo::run(demo::DemoOptions { nodes, keep, email }))?;
         }
         Command::Bench { nodes, concurrency, seconds, logins, new_users, batches, batch_keys } => {
             let options = bench::BenchOptions {
@@ -432,12 +429,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 batches,
                 batch_keys,
             };
-            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(bench::run(options))?;
+            block_on(bench::run(options))?;
         }
         Command::Lookup { verifier, verifier_id, network, json } => {
-            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(client_commands::lookup(&network, &verifier, &verifier_id, json))?;
+            block_on(client_commands::lookup(&network, &verifier, &verifier_id, json))?;
         }
         Command::Login { verifier, verifier_id, token, network, json, show_private_key } => {
             let token = match (token.id_token, token.id_token_file, token.dev_email) {
@@ -447,17 +442,15 @@ fn run(cli: Cli) -> Result<(), String> {
                 (None, None, None) => return Err("give --id-token, --id-token-file or --dev-email".to_owned()),
             };
             let request = LoginRequest { network, verifier, verifier_id, token, json, show_private_key };
-            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(client_commands::login(request))?;
+            block_on(client_commands::login(request))?;
         }
         Command::DevToken { email, network, issuer, audience, ttl_secs } => {
             let endpoint = match issuer {
                 Some(issuer) => format!("{}/dev/token", issuer.trim_end_matches('/')),
                 None => dev_token_endpoint(&network.unwrap_or_else(|| PathBuf::from("devnet").join(NETWORK_JSON)))?,
             };
-            let request = MintRequest { email, audience, ttl_secs, email_verified: None, issued_at: None, nonce: None };
-            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            let minted = runtime.block_on(request_token(&endpoint, &request))?;
+            let request = MintRequest { audience, ttl_secs, ..MintRequest::for_email(email) };
+            let minted = block_on(request_token(&endpoint, &request))?;
             println!("{}", minted.id_token);
         }
         Command::Verifier(command) => verifier_command(command)?,
@@ -497,6 +490,11 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+}
+
+/// Runs `future` to completion on a new multi-threaded runtime.
+fn block_on<T>(future: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?.block_on(future)
 }
 
 /// Runs a devnet until interrupted or until one of its nodes dies.

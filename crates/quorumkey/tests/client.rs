@@ -16,27 +16,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use quorumkey_client::{ClientError, ClientOptions, QuorumkeyClient};
-use quorumkey_node::config::NetworkDkg;
-use quorumkey_node::dev_issuer::{MintRequest, request_token};
-use quorumkey_node::devnet::{Devnet, NETWORK_JSON, NetworkJson};
+use quorumkey_node::devnet::NetworkJson;
 use serde_json::Value;
-use support::devnet_options;
-use support::proxy::{Mode, start_proxy};
+use support::proxy::{Mode, proxy_network};
+use support::{devnet_options, mint, small_dkg, start_devnet};
 
 const NODES: u16 = 5;
-
-async fn mint(network: &NetworkJson, email: &str) -> String {
-    let dev = network.dev_issuer.as_ref().unwrap();
-    let request = MintRequest {
-        email: email.into(),
-        audience: None,
-        ttl_secs: None,
-        email_verified: None,
-        issued_at: None,
-        nonce: None,
-    };
-    request_token(&dev.token_endpoint, &request).await.unwrap().id_token
-}
 
 fn cli(args: &[&str]) -> (bool, String, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_quorumkey")).args(args).output().unwrap();
@@ -50,32 +35,12 @@ fn cli(args: &[&str]) -> (bool, String, String) {
 #[test]
 fn client_survives_a_wrong_a_down_and_a_slow_node() {
     let dir = tempfile::tempdir().unwrap();
-    let dkg = NetworkDkg { batch_keys: Some(32), pool_target: Some(64), low_water: Some(32), ..NetworkDkg::default() };
-    let options = devnet_options(dir.path(), NODES, dkg);
+    let options = devnet_options(dir.path(), NODES, small_dkg());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut devnet = Devnet::launch(&options).unwrap();
-        devnet.wait_for_height(1, Duration::from_secs(120)).await.unwrap();
-        devnet.write_network_json().unwrap();
-        let real: NetworkJson =
-            serde_json::from_str(&std::fs::read_to_string(options.dir.join(NETWORK_JSON)).unwrap()).unwrap();
-        let status = devnet.client(1).unwrap();
-        for _ in 0..600 {
-            if status.status().await.map(|s| s.ready_keys >= 32).unwrap_or(false) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-
+        let (mut devnet, real) = start_devnet(&options, 32).await;
         // The client's view: every node behind a proxy.
-        let mut proxied = real.clone();
-        let mut proxies = Vec::new();
-        for node in &mut proxied.nodes {
-            let (proxy, url) = start_proxy(node.api.clone()).await;
-            node.endpoint = format!("{url}/jrpc");
-            node.api = url;
-            proxies.push(proxy);
-        }
+        let (proxied, proxies) = proxy_network(&real).await;
         let network_path = dir.path().join("proxied-network.json");
         std::fs::write(&network_path, serde_json::to_string_pretty(&proxied).unwrap()).unwrap();
         let client = QuorumkeyClient::from_file(&network_path, ClientOptions::default()).unwrap();

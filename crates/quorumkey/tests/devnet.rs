@@ -15,12 +15,11 @@ use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::random::os_rng;
 use quorumkey_node::api_client::NodeApiClient;
-use quorumkey_node::config::NetworkDkg;
-use quorumkey_node::devnet::{Devnet, NETWORK_JSON, NetworkJson};
+use quorumkey_node::devnet::{Devnet, NETWORK_JSON};
 use quorumkey_node::jwks_cache::{JwksCache, JwksCachePolicy};
 use quorumkey_node::token_verifier::TokenVerifier;
 use quorumkey_verifier::VerifierConfig;
-use support::{DevnetSigners, devnet_options};
+use support::{DevnetSigners, devnet_options, small_dkg, start_devnet};
 
 const NODES: u16 = 5;
 const VERIFIER: &str = "devnet-test";
@@ -116,15 +115,10 @@ async fn roots_agree(devnet: &Devnet, height: u64) {
 fn five_processes_finalize_survive_kill_and_catch_up() {
     let dir = tempfile::tempdir().unwrap();
     // Small batches keep the DKG quick in a debug build.
-    let dkg = NetworkDkg { batch_keys: Some(32), pool_target: Some(64), low_water: Some(32), ..NetworkDkg::default() };
-    let options = devnet_options(dir.path(), NODES, dkg);
+    let options = devnet_options(dir.path(), NODES, small_dkg());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut devnet = Devnet::launch(&options).unwrap();
-        devnet.wait_for_height(1, Duration::from_secs(120)).await.unwrap();
-        devnet.write_network_json().unwrap();
-        let description: NetworkJson =
-            serde_json::from_str(&std::fs::read_to_string(options.dir.join(NETWORK_JSON)).unwrap()).unwrap();
+        let (mut devnet, description) = start_devnet(&options, 0).await;
         assert_eq!(description.nodes.len(), usize::from(NODES));
         assert!(description.nodes.iter().all(|node| node.pub_key_x.len() == 64 && node.pub_key_y.len() == 64));
 

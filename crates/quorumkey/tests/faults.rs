@@ -20,27 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quorumkey_client::{ClientOptions, QuorumkeyClient};
-use quorumkey_node::config::NetworkDkg;
-use quorumkey_node::dev_issuer::{MintRequest, request_token};
-use quorumkey_node::devnet::{Devnet, NETWORK_JSON, NetworkJson};
-use support::devnet_options;
-use support::proxy::{Mode, start_proxy};
+use quorumkey_node::devnet::{Devnet, NetworkJson};
+use support::proxy::{Mode, proxy_network};
+use support::{devnet_options, mint, small_dkg, start_devnet};
 
 const NODES: u16 = 5;
 const USERS: usize = 20;
-
-async fn mint(network: &NetworkJson, email: &str) -> String {
-    let dev = network.dev_issuer.as_ref().unwrap();
-    let request = MintRequest {
-        email: email.into(),
-        audience: None,
-        ttl_secs: None,
-        email_verified: None,
-        issued_at: None,
-        nonce: None,
-    };
-    request_token(&dev.token_endpoint, &request).await.unwrap().id_token
-}
 
 fn user(i: usize) -> String {
     format!("load-{}@example.com", i % USERS)
@@ -130,27 +115,11 @@ fn signal(devnet: &Devnet, index: u16, signal: rustix::process::Signal) {
 #[test]
 fn logins_survive_crashes_hangs_byzantine_nodes_and_two_nodes_down() {
     let dir = tempfile::tempdir().unwrap();
-    let dkg = NetworkDkg { batch_keys: Some(32), pool_target: Some(64), low_water: Some(32), ..NetworkDkg::default() };
-    let options = devnet_options(dir.path(), NODES, dkg);
+    let options = devnet_options(dir.path(), NODES, small_dkg());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut devnet = Devnet::launch(&options).unwrap();
-        devnet.wait_for_height(1, Duration::from_secs(120)).await.unwrap();
-        devnet.write_network_json().unwrap();
-        let real: NetworkJson =
-            serde_json::from_str(&std::fs::read_to_string(options.dir.join(NETWORK_JSON)).unwrap()).unwrap();
-        let status = devnet.client(1).unwrap();
-        while !status.status().await.map(|s| s.ready_keys >= 32).unwrap_or(false) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let mut proxied = real.clone();
-        let mut proxies = Vec::new();
-        for node in &mut proxied.nodes {
-            let (proxy, url) = start_proxy(node.api.clone()).await;
-            node.endpoint = format!("{url}/jrpc");
-            node.api = url;
-            proxies.push(proxy);
-        }
+        let (mut devnet, real) = start_devnet(&options, 32).await;
+        let (proxied, proxies) = proxy_network(&real).await;
         // A hung node is cut off after 2 s per request.
         let client_options = ClientOptions { request_timeout: Duration::from_secs(2), ..ClientOptions::default() };
         let client = Arc::new(QuorumkeyClient::new(proxied.clone(), client_options).unwrap());

@@ -34,12 +34,12 @@ use quorumkey_crypto::signature::RecoverableSignature;
 use quorumkey_login::reveal::aggregate_id_token;
 use quorumkey_login::rpc::request_body;
 use quorumkey_login::{Method, RpcError, RpcResponse, ShareRequestResult};
-use quorumkey_node::config::{NetworkDkg, RpcSettings};
-use quorumkey_node::dev_issuer::{MintRequest, dev_verifier_config, request_token};
-use quorumkey_node::devnet::{Devnet, NETWORK_JSON, NetworkJson};
+use quorumkey_node::config::RpcSettings;
+use quorumkey_node::dev_issuer::dev_verifier_config;
+use quorumkey_node::devnet::{NETWORK_JSON, NetworkJson};
 use quorumkey_node::identity::NodeIdentity;
 use serde_json::{Value, json};
-use support::devnet_options;
+use support::{devnet_options, small_dkg, start_devnet};
 
 const NODES: u16 = 5;
 
@@ -173,16 +173,7 @@ impl Client {
     }
 
     async fn mint(&self, email: &str) -> String {
-        let dev = self.description.dev_issuer.as_ref().unwrap();
-        let request = MintRequest {
-            email: email.to_owned(),
-            audience: None,
-            ttl_secs: None,
-            email_verified: None,
-            issued_at: None,
-            nonce: None,
-        };
-        request_token(&dev.token_endpoint, &request).await.unwrap().id_token
+        support::mint(&self.description, email).await
     }
 }
 
@@ -215,31 +206,18 @@ fn data_of(error: &Result<impl std::fmt::Debug, RpcError>) -> String {
 fn torus_js_and_commit_reveal_on_five_processes() {
     install_torusjs();
     let dir = tempfile::tempdir().unwrap();
-    // Small batches keep the DKG quick in a debug build; a low per-verifier
-    // login limit so the limit can be seen.
-    let dkg = NetworkDkg { batch_keys: Some(32), pool_target: Some(64), low_water: Some(32), ..NetworkDkg::default() };
-    let mut options = devnet_options(dir.path(), NODES, dkg);
+    // A low per-verifier login limit so the limit can be seen.
+    let mut options = devnet_options(dir.path(), NODES, small_dkg());
     options.rpc = RpcSettings { logins_per_second_per_verifier: 20, ..RpcSettings::default() };
     let network = options.dir.join(NETWORK_JSON);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut devnet = Devnet::launch(&options).unwrap();
-        devnet.wait_for_height(1, Duration::from_secs(120)).await.unwrap();
-        devnet.write_network_json().unwrap();
-        let description: NetworkJson = serde_json::from_str(&std::fs::read_to_string(&network).unwrap()).unwrap();
+        let (mut devnet, description) = start_devnet(&options, 32).await;
         let auxiliary = description.auxiliary.clone().expect("network.json lists the auxiliary hosts");
         assert!(auxiliary.signer_host.ends_with("/api/sign"));
         assert!(description.nodes.iter().all(|node| node.endpoint.ends_with("/jrpc")));
         let verifier = description.dev_issuer.as_ref().unwrap().verifier.clone();
         let client = Client { description, http: reqwest::Client::new(), verifier: verifier.clone() };
-        // Keys first.
-        let status = devnet.client(1).unwrap();
-        for _ in 0..600 {
-            if status.status().await.map(|s| s.ready_keys >= 32).unwrap_or(false) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
 
         // torus.js: a new user, then a fresh token, then a replayed one.
         let token = client.mint("alice@example.com").await;

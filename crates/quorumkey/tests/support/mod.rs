@@ -3,6 +3,7 @@
 #![allow(dead_code, reason = "each test and benchmark uses a different part")]
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 pub mod proxy;
 
@@ -11,13 +12,9 @@ use quorumkey_crypto::group::{Point, point_to_bytes};
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_ledger::{Ledger, SignedTransaction, TransactionBody, VerifierId, VerifierName};
 use quorumkey_node::config::{NETWORK_FILE, NetworkDkg, NetworkFile};
-use quorumkey_node::devnet::DevnetOptions;
+use quorumkey_node::dev_issuer::{MintRequest, request_token};
+use quorumkey_node::devnet::{Devnet, DevnetOptions, NetworkJson};
 use quorumkey_node::identity::NodeIdentity;
-
-/// A base port for `nodes` nodes (see `quorumkey_node::devnet::free_port_base`).
-pub fn free_port_base(nodes: u16, avoid: u16) -> u16 {
-    quorumkey_node::devnet::free_port_base(nodes, avoid).expect("free ports")
-}
 
 /// A valid JWT verifier configuration for the tests' registrations.
 pub const TEST_VERIFIER_CONFIG: &str = r#"{"type":"jwt","issuer":"https://issuer.test","audiences":["quorumkey-test"],"keys":{"jwks_url":"https://issuer.test/jwks"},"verifier_id_claim":"email","max_token_age_secs":3600}"#;
@@ -25,35 +22,40 @@ pub const TEST_VERIFIER_CONFIG: &str = r#"{"type":"jwt","issuer":"https://issuer
 /// A new devnet of `nodes` nodes in `dir/devnet`, on free ports, run with
 /// this crate's `quorumkey` binary.
 pub fn devnet_options(dir: &Path, nodes: u16, dkg: NetworkDkg) -> DevnetOptions {
-    let p2p = free_port_base(nodes, 0);
-    let rpc = free_port_base(nodes, p2p);
-    DevnetOptions {
-        nodes,
-        dir: dir.join("devnet"),
-        p2p_base_port: p2p,
-        rpc_base_port: rpc,
-        binary: env!("CARGO_BIN_EXE_quorumkey").into(),
-        dkg,
-        rpc: Default::default(),
+    DevnetOptions::on_free_ports(nodes, dir.join("devnet"), env!("CARGO_BIN_EXE_quorumkey").into(), dkg)
+        .expect("free ports")
+}
+
+#[allow(unused_imports, reason = "the benchmarks use them, the tests do not")]
+pub use quorumkey::bench::{cores, machine};
+
+/// The DKG of the multi-process tests: 32-key batches keep a debug build
+/// quick.
+pub fn small_dkg() -> NetworkDkg {
+    NetworkDkg { batch_keys: Some(32), pool_target: Some(64), low_water: Some(32), ..NetworkDkg::default() }
+}
+
+/// Launches the devnet, waits until every node finalized a block and (if
+/// `keys` > 0) until node 1 has that many ready keys; writes
+/// `network.json` and returns it.
+pub async fn start_devnet(options: &DevnetOptions, keys: u64) -> (Devnet, NetworkJson) {
+    let mut devnet = Devnet::launch(options).unwrap();
+    devnet.wait_for_height(1, Duration::from_secs(120)).await.unwrap();
+    let path = devnet.write_network_json().unwrap();
+    let description: NetworkJson = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let status = devnet.client(1).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while keys > 0 && !status.status().await.is_ok_and(|s| s.ready_keys >= keys) {
+        assert!(Instant::now() < deadline, "no {keys} ready keys within 120 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    (devnet, description)
 }
 
-/// This machine's cores.
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// The CPU model and core count, for benchmark reports.
-pub fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cpu}, {} cores", cores())
+/// An ID token for `email` from the devnet's development issuer.
+pub async fn mint(network: &NetworkJson, email: &str) -> String {
+    let dev = network.dev_issuer.as_ref().unwrap();
+    request_token(&dev.token_endpoint, &MintRequest::for_email(email)).await.unwrap().id_token
 }
 
 /// Signs transactions as a devnet's nodes, with the keys `network init`

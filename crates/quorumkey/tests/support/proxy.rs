@@ -129,3 +129,19 @@ pub async fn start_proxy(upstream: String) -> (Arc<Proxy>, String) {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (proxy, format!("http://{address}"))
 }
+
+/// `network` as a client sees it with every node behind its own proxy
+/// (honest until told otherwise), and the proxies, node i at i - 1.
+pub async fn proxy_network(
+    network: &quorumkey_node::devnet::NetworkJson,
+) -> (quorumkey_node::devnet::NetworkJson, Vec<Arc<Proxy>>) {
+    let mut proxied = network.clone();
+    let mut proxies = Vec::with_capacity(proxied.nodes.len());
+    for node in &mut proxied.nodes {
+        let (proxy, url) = start_proxy(node.api.clone()).await;
+        node.endpoint = format!("{url}/jrpc");
+        node.api = url;
+        proxies.push(proxy);
+    }
+    (proxied, proxies)
+}
