@@ -11,9 +11,9 @@
 //! ```
 //!
 //! A login: a fresh temporary key; `CommitmentRequest` to every node,
-//! dispatched in random order; once `t` nodes signed (and the others
-//! answered or a short grace passed), `ShareRequest` with those signatures
-//! to the nodes that signed; each share is decrypted and checked against
+//! dispatched in random order; as soon as `t` nodes signed, `ShareRequest`
+//! with those signatures to those `t` nodes (to the others that sign if
+//! one fails or is slow); each share is decrypted and checked against
 //! the node's public share from the ledger (a wrong one is dropped and its
 //! node named); as soon as `t` shares checked out they are interpolated
 //! (exactly `t`, no search over subsets) and the result checked against the
@@ -24,8 +24,10 @@ pub mod key_check;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use quorumkey_crypto::group::{NonZeroScalar, PublicKey, public_key_from_xy_hex, public_key_to_xy_hex};
@@ -35,7 +37,10 @@ use quorumkey_crypto::shamir::Share;
 use quorumkey_login::error::NOT_ASSIGNED;
 use quorumkey_login::network::NetworkJson;
 use quorumkey_login::rpc::request_body;
-use quorumkey_login::{KeyAssignAuthorization, LookupKey, Method, RpcError, RpcResponse, ShareRequestResult};
+use quorumkey_login::{
+    KeyAssignAuthorization, LookupKey, Method, NodeKey, RpcError, RpcResponse, ShareRequestResult,
+    check_commitment_signature,
+};
 use rand_core::Rng as _;
 use serde_json::{Value, json};
 use thiserror::Error;
@@ -53,8 +58,10 @@ pub struct ClientOptions {
     pub assign_timeout: Duration,
     /// Extra tries after a transport error (not after an error answer).
     pub retries: u32,
-    /// After `t` commitments, how long to wait for the other nodes'.
-    pub commitment_grace: Duration,
+    /// How long the nodes asked first (`t` of them, for lookups and
+    /// reveals) have before the others are asked too: a hedge against a
+    /// slow or hung node. A failure asks another node at once.
+    pub hedge_delay: Duration,
 }
 
 impl Default for ClientOptions {
@@ -63,7 +70,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(10),
             assign_timeout: Duration::from_secs(45),
             retries: 1,
-            commitment_grace: Duration::from_millis(250),
+            hedge_delay: Duration::from_millis(250),
         }
     }
 }
@@ -145,8 +152,8 @@ pub struct KeyInfo {
 pub struct NodeReport {
     /// The node.
     pub node: u16,
-    /// Its commitment answer: time taken, or why it failed (`None`: not in
-    /// time).
+    /// Its commitment answer: time taken, or why it failed (`None`: not
+    /// answered by the end of the login, which waits only for `t`).
     pub commitment: Option<Result<Duration, String>>,
     /// Its share: time taken, or why it was refused or dropped (`None`:
     /// not asked, or not needed in time).
@@ -160,7 +167,7 @@ pub struct NodeReport {
 pub struct LoginTimings {
     /// Lookup (`t` agreeing nodes) and the key's public shares.
     pub lookup: Duration,
-    /// Commitments until `t` signatures (and the grace).
+    /// Commitments until `t` nodes signed.
     pub commitment: Duration,
     /// Reveal until `t` checked shares, and the interpolation.
     pub reveal: Duration,
@@ -222,7 +229,12 @@ pub struct QuorumkeyClient {
     options: ClientOptions,
     /// Checked public data of keys seen (a key's public shares never change).
     checked_keys: std::sync::Mutex<HashMap<u64, CheckedKey>>,
+    /// When each node last failed to answer (transport error or timeout).
+    unanswered: Arc<std::sync::Mutex<HashMap<usize, Instant>>>,
 }
+
+/// How long a node that did not answer is asked after the others.
+const ASK_LAST_FOR: Duration = Duration::from_secs(30);
 
 /// Keys whose checked public data a client keeps.
 const CHECKED_KEY_CACHE: usize = 4096;
@@ -291,6 +303,7 @@ impl QuorumkeyClient {
             http,
             options,
             checked_keys: std::sync::Mutex::new(HashMap::new()),
+            unanswered: Arc::new(std::sync::Mutex::new(HashMap::new())),
         })
     }
 
@@ -315,82 +328,104 @@ impl QuorumkeyClient {
         self.threshold
     }
 
-    /// One JSON-RPC call, with the timeout and retries on transport errors.
-    async fn call(&self, node: &Node, body: &Value, timeout: Duration) -> Answer {
-        let mut last = String::new();
-        for attempt in 0..=self.options.retries {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-            }
-            let sent = self.http.post(&node.endpoint).json(body).timeout(timeout).send().await;
-            let response = match sent {
-                Ok(response) => response,
-                Err(error) => {
-                    last = if error.is_timeout() {
-                        format!("no answer within {} ms", timeout.as_millis())
-                    } else {
-                        format!("unreachable: {}", error.without_url())
-                    };
-                    continue;
+    /// One JSON-RPC request to the node at `position`, as its own task:
+    /// when the caller stops waiting (it heard from enough nodes), the
+    /// request still completes and its connection goes back to the pool,
+    /// instead of being cut mid-answer and costing a later request a new
+    /// connection. The answer comes with the time since `step`.
+    fn send(&self, position: usize, body: Bytes, timeout: Duration, step: Instant) -> NodeCall {
+        let (http, retries) = (self.http.clone(), self.options.retries);
+        let endpoint = self.nodes[position].endpoint.clone();
+        let unanswered = self.unanswered.clone();
+        let task = tokio::spawn(async move {
+            let answer = call(&http, &endpoint, body, timeout, retries).await;
+            if let Ok(mut unanswered) = unanswered.lock() {
+                if matches!(answer, Answer::Transport(_)) {
+                    unanswered.insert(position, Instant::now());
+                } else {
+                    unanswered.remove(&position);
                 }
-            };
-            let status = response.status();
-            let bytes = match read_capped(response).await {
-                Ok(bytes) => bytes,
-                Err(reason) => return Answer::Transport(reason),
-            };
-            match serde_json::from_slice::<RpcResponse>(&bytes) {
-                Ok(RpcResponse { result: Some(result), error: None, .. }) => return Answer::Result(result),
-                Ok(RpcResponse { error: Some(error), .. }) => return Answer::Error(error),
-                Ok(_) => return Answer::Transport("an answer with neither result nor error".to_owned()),
-                Err(error) if status.is_success() => {
-                    return Answer::Transport(format!("not a JSON-RPC answer: {error}"));
-                }
-                Err(_) => last = format!("HTTP {status}"),
             }
+            answer
+        });
+        Box::pin(async move {
+            let answer = task.await.unwrap_or_else(|e| Answer::Transport(format!("the request failed: {e}")));
+            (position, answer, step.elapsed())
+        })
+    }
+
+    /// The nodes in random order, those that did not answer in the last
+    /// [`ASK_LAST_FOR`] last: requests go to the first `t` and move down
+    /// the list only on failure or after the hedge delay.
+    fn order(&self) -> Vec<usize> {
+        let mut order = shuffled(self.nodes.len());
+        if let Ok(unanswered) = self.unanswered.lock() {
+            let now = Instant::now();
+            // Stable: random among the answering, random among the others.
+            order.sort_by_key(|position| {
+                unanswered.get(position).is_some_and(|at| now.duration_since(*at) < ASK_LAST_FOR)
+            });
         }
-        Answer::Transport(last)
+        order
     }
 
     /// The key of `verifier_id` at `verifier`, if it has one: `t` nodes
     /// must give the same answer.
     pub async fn lookup(&self, verifier: &str, verifier_id: &str) -> Result<Option<KeyInfo>, ClientError> {
-        let body = request_body(Method::VerifierLookup, json!({ "verifier": verifier, "verifier_id": verifier_id }));
-        let mut pending: FuturesUnordered<_> = shuffled(self.nodes.len())
-            .into_iter()
-            .map(|position| {
-                let node = &self.nodes[position];
-                let body = &body;
-                async move { (node.index, self.call(node, body, self.options.request_timeout).await) }
-            })
-            .collect();
+        let body = json_bytes(&request_body(
+            Method::VerifierLookup,
+            json!({ "verifier": verifier, "verifier_id": verifier_id }),
+        ));
+        let step = Instant::now();
+        // `t` nodes first; another one for each that fails or disagrees,
+        // and all of them once the hedge delay passes.
+        let mut others = self.order().into_iter();
+        let ask = |position| self.send(position, body.clone(), self.options.request_timeout, step);
+        let mut pending: FuturesUnordered<NodeCall> = others.by_ref().take(self.threshold).map(ask).collect();
+        let hedge = tokio::time::sleep(self.options.hedge_delay);
+        tokio::pin!(hedge);
         let mut votes: HashMap<String, (usize, Option<LookupKey>)> = HashMap::new();
         let mut failures = Vec::new();
-        while let Some((node, answer)) = pending.next().await {
-            let vote = match &answer {
-                Answer::Result(result) => {
-                    match serde_json::from_value::<quorumkey_login::KeyLookupResult>(result.clone()) {
-                        Ok(found) if found.keys.len() == 1 => found.keys.into_iter().next(),
-                        _ => {
-                            failures.push(NodeFailure { node, reason: "a malformed lookup answer".to_owned() });
-                            continue;
-                        }
-                    }
-                }
-                Answer::Error(error) if error.data.contains(NOT_ASSIGNED) => None,
-                other => {
-                    failures.push(NodeFailure { node, reason: other.describe() });
+        loop {
+            let next = tokio::select! {
+                next = pending.next() => next,
+                () = &mut hedge, if others.len() > 0 => {
+                    pending.extend(others.by_ref().map(ask));
                     continue;
                 }
             };
-            let fingerprint = vote.as_ref().map_or_else(String::new, |key| format!("{key:?}"));
-            let entry = votes.entry(fingerprint).or_insert((0, vote));
-            entry.0 += 1;
-            if entry.0 >= self.threshold {
-                return match entry.1.take() {
-                    None => Ok(None),
-                    Some(key) => self.key_info(&key).map(Some),
-                };
+            let Some((position, answer, _)) = next else { break };
+            let node = self.nodes[position].index;
+            let vote = match answer {
+                Answer::Result(result) => match serde_json::from_value::<quorumkey_login::KeyLookupResult>(result) {
+                    Ok(found) if found.keys.len() == 1 => Some(found.keys.into_iter().next()),
+                    _ => {
+                        failures.push(NodeFailure { node, reason: "a malformed lookup answer".to_owned() });
+                        None
+                    }
+                },
+                Answer::Error(error) if error.data.contains(NOT_ASSIGNED) => Some(None),
+                other => {
+                    failures.push(NodeFailure { node, reason: other.describe() });
+                    None
+                }
+            };
+            if let Some(vote) = vote {
+                let fingerprint = vote.as_ref().map_or_else(String::new, |key| format!("{key:?}"));
+                let entry = votes.entry(fingerprint).or_insert((0, vote));
+                entry.0 += 1;
+                if entry.0 >= self.threshold {
+                    return match entry.1.take() {
+                        None => Ok(None),
+                        Some(key) => self.key_info(&key).map(Some),
+                    };
+                }
+            }
+            // Enough nodes in flight for the leading answer to reach `t`.
+            let leading = votes.values().map(|(count, _)| *count).max().unwrap_or(0);
+            while pending.len() + leading < self.threshold {
+                let Some(position) = others.next() else { break };
+                pending.push(ask(position));
             }
         }
         let got = votes.values().map(|(count, _)| *count).max().unwrap_or(0);
@@ -442,7 +477,7 @@ impl QuorumkeyClient {
     pub async fn assign(&self, verifier: &str, verifier_id: &str) -> Result<KeyInfo, ClientError> {
         let body = request_body(Method::KeyAssign, json!({ "verifier": verifier, "verifier_id": verifier_id }));
         let mut failures = Vec::new();
-        for position in shuffled(self.nodes.len()) {
+        for position in self.order() {
             let node = &self.nodes[position];
             let mut request = body.clone();
             if let Some(authorization) = self.authorize(node, &body).await?
@@ -451,7 +486,9 @@ impl QuorumkeyClient {
             {
                 object.extend(fields);
             }
-            match self.call(node, &request, self.options.assign_timeout).await {
+            let (_, answer, _) =
+                self.send(position, json_bytes(&request), self.options.assign_timeout, Instant::now()).await;
+            match answer {
                 Answer::Result(_) => {
                     // Other nodes may apply the block a moment later.
                     let deadline = Instant::now() + Duration::from_secs(5);
@@ -594,66 +631,59 @@ impl QuorumkeyClient {
         self.finish_login(verifier, verifier_id, id_token, key.clone(), checked, commitment?, lookup, started).await
     }
 
-    /// `CommitmentRequest` to every node in random order, until `t` signed
-    /// and the others answered or the grace passed.
+    /// `CommitmentRequest` to every node at once (in random order); returns
+    /// once `t` signed, the other requests still running. All at once, not
+    /// `t` first: a front-runner that sees the commitment (a Byzantine
+    /// node asked first) could otherwise bind the nodes not asked yet to
+    /// its own temporary key before the user gets to them, and block the
+    /// login with a single faulty node.
     async fn commit(&self, verifier: &str, id_token: &str) -> Result<Committed, ClientError> {
-        let mut reports: Vec<NodeReport> =
-            self.nodes.iter().map(|node| NodeReport { node: node.index, ..NodeReport::default() }).collect();
         let temp_secret = NonZeroScalar::generate_from_rng(&mut quorumkey_crypto::random::os_rng());
         let temp_public = PublicKey::from_secret_scalar(&temp_secret);
         let (x, y) = public_key_to_xy_hex(&temp_public);
-        let commit_body = request_body(
+        let commitment = token_commitment_hex(id_token);
+        let body = json_bytes(&request_body(
             Method::Commitment,
-            json!({"messageprefix": "mug00", "tokencommitment": token_commitment_hex(id_token),
+            json!({"messageprefix": "mug00", "tokencommitment": commitment,
                    "temppubx": x, "temppuby": y, "verifieridentifier": verifier}),
-        );
+        ));
         let step = Instant::now();
-        let mut pending: FuturesUnordered<_> = shuffled(self.nodes.len())
-            .into_iter()
-            .map(|position| {
-                let node = &self.nodes[position];
-                let body = &commit_body;
-                async move { (position, self.call(node, body, self.options.request_timeout).await, step.elapsed()) }
-            })
-            .collect();
-        let mut signatures: Vec<Option<Value>> = vec![None; self.nodes.len()];
-        let mut arrival = Vec::with_capacity(self.nodes.len());
-        let mut grace_until: Option<Instant> = None;
-        loop {
-            let next = match grace_until {
-                Some(until) => match tokio::time::timeout_at(until.into(), pending.next()).await {
-                    Ok(next) => next,
-                    Err(_) => break,
-                },
-                None => pending.next().await,
-            };
-            let Some((position, answer, took)) = next else { break };
-            match answer {
-                Answer::Result(result) => {
-                    signatures[position] = Some(result);
-                    arrival.push(position);
-                    reports[position].commitment = Some(Ok(took));
-                }
-                other => reports[position].commitment = Some(Err(other.describe())),
-            }
-            if arrival.len() >= self.threshold && grace_until.is_none() {
-                grace_until = Some(Instant::now() + self.options.commitment_grace);
-            }
+        let mut committed = Committed {
+            temp_secret,
+            temp_public,
+            commitment,
+            verifier: verifier.to_owned(),
+            signatures: vec![None; self.nodes.len()],
+            arrival: Vec::with_capacity(self.nodes.len()),
+            reports: self.nodes.iter().map(|node| NodeReport { node: node.index, ..NodeReport::default() }).collect(),
+            pending: self
+                .order()
+                .into_iter()
+                .map(|position| self.send(position, body.clone(), self.options.request_timeout, step))
+                .collect(),
+            took: Duration::ZERO,
+        };
+        while committed.arrival.len() < self.threshold {
+            let Some(answer) = committed.pending.next().await else { break };
+            committed.record(&self.nodes, answer);
         }
-        if arrival.len() < self.threshold {
+        if committed.arrival.len() < self.threshold {
             return Err(ClientError::Quorum {
                 step: "commitment",
                 needed: self.threshold,
-                got: arrival.len(),
-                failures: failures_of(&reports, |r| &r.commitment),
+                got: committed.arrival.len(),
+                failures: failures_of(&committed.reports, |r| &r.commitment),
             });
         }
-        Ok(Committed { temp_secret, signatures, arrival, reports, took: step.elapsed() })
+        committed.took = step.elapsed();
+        Ok(committed)
     }
 
-    /// The reveal: to the `t` nodes that signed first, and to the others
-    /// (in the order they signed) as soon as one fails or the hedge delay
-    /// passes without `t` good shares; then the interpolation.
+    /// The reveal: `ShareRequest` with the signatures so far to the `t`
+    /// nodes that signed first; for each that fails, to another node that
+    /// signed (now, or when its commitment comes); to every node that
+    /// signed when the hedge delay passes without `t` good shares; then the
+    /// interpolation.
     #[allow(clippy::too_many_arguments, reason = "one private step of login with everything it produced so far")]
     async fn finish_login(
         &self,
@@ -662,62 +692,74 @@ impl QuorumkeyClient {
         id_token: &str,
         key: KeyInfo,
         checked: CheckedKey,
-        committed: Committed,
+        mut committed: Committed,
         lookup: Duration,
         started: Instant,
     ) -> Result<Login, ClientError> {
-        let Committed { temp_secret, signatures, arrival, mut reports, took } = committed;
-        let mut timings = LoginTimings { lookup, commitment: took, ..LoginTimings::default() };
-        let entries: Vec<Value> = signatures.iter().map(|s| s.clone().unwrap_or(Value::Null)).collect();
-        let share_body = request_body(
-            Method::Share,
-            json!({"encrypted": "yes", "item": [{"verifier_id": verifier_id, "idtoken": id_token,
-                   "nodesignatures": entries, "verifieridentifier": verifier}]}),
-        );
-        let step = Instant::now();
-        let ask = |position: usize| {
-            let node = &self.nodes[position];
-            let body = &share_body;
-            async move { (position, self.call(node, body, self.options.request_timeout).await, step.elapsed()) }
+        let mut timings = LoginTimings { lookup, commitment: committed.took, ..LoginTimings::default() };
+        let share_body = |signatures: &[Option<Value>]| {
+            let entries: Vec<&Value> = signatures.iter().map(|s| s.as_ref().unwrap_or(&Value::Null)).collect();
+            json_bytes(&request_body(
+                Method::Share,
+                json!({"encrypted": "yes", "item": [{"verifier_id": verifier_id, "idtoken": id_token,
+                       "nodesignatures": entries, "verifieridentifier": verifier}]}),
+            ))
         };
-        let mut spares = arrival.iter().copied().skip(self.threshold).collect::<std::collections::VecDeque<_>>();
-        let mut pending: FuturesUnordered<_> = arrival.iter().copied().take(self.threshold).map(ask).collect();
-        let hedge = tokio::time::sleep(self.options.commitment_grace);
+        let mut body = share_body(&committed.signatures);
+        let step = Instant::now();
+        let ask = |position: usize, body: &Bytes| self.send(position, body.clone(), self.options.request_timeout, step);
+        let mut pending: FuturesUnordered<NodeCall> =
+            committed.arrival.iter().take(self.threshold).map(|&position| ask(position, &body)).collect();
+        let mut asked = pending.len();
+        let hedge = tokio::time::sleep(self.options.hedge_delay);
         tokio::pin!(hedge);
-        let mut hedged = false;
+        let (mut hedged, mut wanted) = (false, 0usize);
         let mut shares: Vec<Share> = Vec::with_capacity(self.threshold);
         while shares.len() < self.threshold {
-            let next = tokio::select! {
-                next = pending.next() => next,
-                () = &mut hedge, if !hedged => {
-                    hedged = true;
-                    pending.extend(spares.drain(..).map(ask));
-                    continue;
-                }
-            };
-            let Some((position, answer, took)) = next else { break };
-            let node = self.nodes[position].index;
-            let outcome = match answer {
-                Answer::Result(result) => serde_json::from_value::<ShareRequestResult>(result)
-                    .map_err(|e| format!("a malformed share answer: {e}"))
-                    .and_then(|answer| checked.open_share(&answer, &temp_secret, node)),
-                other => Err(other.describe()),
-            };
-            match outcome {
-                Ok(value) => {
-                    shares.push(Share { index: u32::from(node), value });
-                    reports[position].share = Some(Ok(took));
-                    reports[position].used = true;
-                }
-                Err(reason) => {
-                    reports[position].share = Some(Err(reason));
-                    if let Some(spare) = spares.pop_front() {
-                        pending.push(ask(spare));
+            tokio::select! {
+                Some((position, answer, took)) = pending.next(), if !pending.is_empty() => {
+                    let node = self.nodes[position].index;
+                    let outcome = match answer {
+                        Answer::Result(result) => serde_json::from_value::<ShareRequestResult>(result)
+                            .map_err(|e| format!("a malformed share answer: {e}"))
+                            .and_then(|answer| checked.open_share(&answer, &committed.temp_secret, node)),
+                        other => Err(other.describe()),
+                    };
+                    match outcome {
+                        Ok(value) => {
+                            shares.push(Share { index: u32::from(node), value });
+                            committed.reports[position].share = Some(Ok(took));
+                            committed.reports[position].used = true;
+                        }
+                        Err(reason) => {
+                            committed.reports[position].share = Some(Err(reason));
+                            wanted += 1;
+                        }
                     }
                 }
+                // Commitments still coming are read (and their signatures
+                // checked) only when another signer is needed.
+                Some(answer) = committed.pending.next(), if !committed.pending.is_empty() && (hedged || wanted > asked.saturating_sub(self.threshold)) => {
+                    if committed.record(&self.nodes, answer) {
+                        // Later reveals carry this signature too.
+                        body = share_body(&committed.signatures);
+                    }
+                }
+                () = &mut hedge, if !hedged => hedged = true,
+                else => break,
+            }
+            // Beyond the first `t`, one reveal per failure (all once hedged).
+            let want = if hedged { usize::MAX } else { wanted };
+            while want > asked.saturating_sub(self.threshold) && asked < committed.arrival.len() {
+                pending.push(ask(committed.arrival[asked], &body));
+                asked += 1;
+            }
+            if pending.is_empty() && committed.pending.is_empty() && shares.len() < self.threshold {
+                break;
             }
         }
-        drop(pending);
+        // Commitment requests still running finish on their own.
+        let reports = committed.reports;
         if shares.len() < self.threshold {
             return Err(ClientError::Quorum {
                 step: "reveal",
@@ -738,14 +780,107 @@ impl QuorumkeyClient {
     }
 }
 
-/// What the commitments produced.
+/// The commitments of a login: what came so far, and the requests still
+/// running.
 struct Committed {
     temp_secret: NonZeroScalar,
+    temp_public: PublicKey,
+    /// The token commitment (hex).
+    commitment: String,
+    verifier: String,
+    /// Each node's signed commitment, by position.
     signatures: Vec<Option<Value>>,
     /// Positions of the nodes that signed, in the order they answered.
     arrival: Vec<usize>,
     reports: Vec<NodeReport>,
+    /// Commitment requests not answered yet.
+    pending: FuturesUnordered<NodeCall>,
+    /// Until `t` signed.
     took: Duration,
+}
+
+impl Committed {
+    /// Records one node's commitment answer; `true` if it signed, with a
+    /// signature the nodes will accept.
+    fn record(&mut self, nodes: &[Node], (position, answer, took): NodeAnswer) -> bool {
+        let node = NodeKey { index: nodes[position].index, public: nodes[position].public };
+        let answer = match answer {
+            Answer::Result(result) => {
+                match check_commitment_signature(&result, &node, &self.commitment, &self.verifier, &self.temp_public) {
+                    Ok(()) => Answer::Result(result),
+                    Err(reason) => Answer::Transport(format!("an unusable commitment signature: {reason}")),
+                }
+            }
+            other => other,
+        };
+        match answer {
+            Answer::Result(result) => {
+                self.signatures[position] = Some(result);
+                self.arrival.push(position);
+                self.reports[position].commitment = Some(Ok(took));
+                true
+            }
+            other => {
+                self.reports[position].commitment = Some(Err(other.describe()));
+                false
+            }
+        }
+    }
+}
+
+/// A node's answer to one request: its position, the answer, and when it
+/// came (since the step started).
+type NodeAnswer = (usize, Answer, Duration);
+/// A request in flight (see [`QuorumkeyClient::send`]).
+type NodeCall = futures::future::BoxFuture<'static, NodeAnswer>;
+
+/// A JSON-RPC request's body, serialized once for every node it goes to.
+fn json_bytes(body: &Value) -> Bytes {
+    // Serializing a `Value` cannot fail.
+    Bytes::from(serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// One JSON-RPC call, with the timeout and retries on transport errors.
+async fn call(http: &reqwest::Client, endpoint: &str, body: Bytes, timeout: Duration, retries: u32) -> Answer {
+    let mut last = String::new();
+    for attempt in 0..=retries {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+        }
+        let sent = http
+            .post(endpoint)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.clone())
+            .timeout(timeout)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                last = if error.is_timeout() {
+                    format!("no answer within {} ms", timeout.as_millis())
+                } else {
+                    format!("unreachable: {}", error.without_url())
+                };
+                continue;
+            }
+        };
+        let status = response.status();
+        let bytes = match read_capped(response).await {
+            Ok(bytes) => bytes,
+            Err(reason) => return Answer::Transport(reason),
+        };
+        match serde_json::from_slice::<RpcResponse>(&bytes) {
+            Ok(RpcResponse { result: Some(result), error: None, .. }) => return Answer::Result(result),
+            Ok(RpcResponse { error: Some(error), .. }) => return Answer::Error(error),
+            Ok(_) => return Answer::Transport("an answer with neither result nor error".to_owned()),
+            Err(error) if status.is_success() => {
+                return Answer::Transport(format!("not a JSON-RPC answer: {error}"));
+            }
+            Err(_) => last = format!("HTTP {status}"),
+        }
+    }
+    Answer::Transport(last)
 }
 
 /// Longest answer read from a node or the signer: a node answers in a few

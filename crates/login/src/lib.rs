@@ -42,7 +42,7 @@ pub use commitment::{CommitmentRecord, CommitmentRequest, CommitmentResult};
 pub use error::LoginError;
 pub use key_assign::{KeyAssignAuthorization, SignerRequest};
 pub use lookup::{KeyLookupResult, LookupKey, LookupParams};
-pub use reveal::{NodeKey, ShareRequest, SignaturePolicy, required_signatures};
+pub use reveal::{NodeKey, ShareRequest, SignaturePolicy, check_commitment_signature, required_signatures};
 pub use rpc::{Method, RpcError, RpcRequest, RpcResponse};
 pub use share::{ShareKey, ShareRequestResult};
 

@@ -256,6 +256,28 @@ impl ShareRequest {
 /// Longest `data` string of a commitment signature.
 const MAX_DATA_LEN: usize = 512;
 
+/// Checks one node's answer to a `CommitmentRequest` as the nodes will in
+/// a reveal, except for its age (each node judges that by its own clock):
+/// `node`'s signature over `commitment` (hex), `verifier` and
+/// `temp_public`. A client counts only such answers, so that a faulty
+/// node's signature cannot make it reveal with fewer usable signatures
+/// than the nodes need.
+pub fn check_commitment_signature(
+    entry: &Value,
+    node: &NodeKey,
+    commitment: &str,
+    verifier: &str,
+    temp_public: &PublicKey,
+) -> Result<(), String> {
+    let any_time = SignaturePolicy { max_age_secs: u64::MAX, max_future_secs: u64::MAX };
+    check_entry(entry, std::slice::from_ref(node), commitment, verifier, temp_public, 0, any_time).map(|_| ()).map_err(
+        |reason| match reason.as_str() {
+            "signed by a key that is not a node of this network" => format!("not signed by node {}'s key", node.index),
+            _ => reason,
+        },
+    )
+}
+
 fn check_entry(
     entry: &Value,
     nodes: &[NodeKey],

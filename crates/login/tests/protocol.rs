@@ -1595,3 +1595,28 @@ proptest! {
         }
     }
 }
+
+/// What a client checks before counting a node's commitment answer.
+#[test]
+fn a_client_counts_only_commitment_signatures_the_nodes_will_accept() {
+    let (net, temp) = (&*NET, &TEMP.1);
+    let commitment = token_commitment_hex(TOKEN);
+    let check = |entry: &Value, node: usize| {
+        quorumkey_login::check_commitment_signature(entry, &net.nodes[node], &commitment, VERIFIER, temp)
+    };
+    assert_eq!(check(&net.good(0, temp), 0), Ok(()));
+    // Any age: each node judges freshness by its own clock.
+    assert_eq!(check(&net.sign(0, TOKEN, temp, VERIFIER, 0), 0), Ok(()));
+    // Node 2's answer is not node 1's.
+    assert_eq!(check(&net.good(1, temp), 0), Err("not signed by node 1's key".to_owned()));
+    // Garbage, another temporary key, commitment or verifier, a signature
+    // that does not verify.
+    assert!(check(&json!("garbage"), 0).unwrap_err().contains("not a signed commitment"));
+    assert!(check(&json!({"data": "x"}), 0).is_err());
+    assert!(check(&net.good(0, &temp_key(78).1), 0).unwrap_err().contains("another temporary key"));
+    assert!(check(&net.sign(0, "other.token", temp, VERIFIER, NOW), 0).unwrap_err().contains("token commitment"));
+    assert!(check(&net.sign(0, TOKEN, temp, "other-verifier", NOW), 0).unwrap_err().contains("other-verifier"));
+    let mut forged = net.good(0, temp);
+    forged["signature"] = net.good(1, temp)["signature"].clone();
+    assert!(check(&forged, 0).unwrap_err().contains("not node 1's signature"));
+}

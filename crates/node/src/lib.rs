@@ -9,6 +9,8 @@
 //! - [`config`]: `network.toml` and `node.toml`, and `network init`.
 //! - [`devnet`]: a supervised local network of node processes.
 //! - [`identity`]: the node's secret keys, one per role, in 0600 files.
+//! - [`login_records`]: group commit of login records (one fsync for
+//!   concurrent commitments).
 //! - [`observability`]: `GET /health` and Prometheus `GET /metrics`.
 //! - [`run`]: one node as a process (`quorumkey node run`).
 
@@ -22,6 +24,7 @@ pub mod dev_issuer;
 pub mod devnet;
 pub mod identity;
 pub mod jwks_cache;
+pub mod login_records;
 pub mod observability;
 pub mod participant;
 pub mod participant_driver;

@@ -45,6 +45,7 @@ use quorumkey_login::{
     Method, NodeKey, RpcError, RpcRequest, RpcResponse, ShareRequest, SignaturePolicy, SignerRequest,
     required_signatures,
 };
+use quorumkey_store::NewLoginRecord;
 use quorumkey_verifier::VerifierConfig;
 use serde_json::Value;
 use tower_http::cors::{Any, CorsLayer};
@@ -52,6 +53,7 @@ use tower_http::cors::{Any, CorsLayer};
 use crate::api::{MAX_FINALITY_WAIT, NodeApi};
 use crate::config::RpcSettings;
 use crate::consensus::{Admission, SubmitError};
+use crate::login_records::LoginRecordWriter;
 use crate::observability::{METRIC_RPC_LATENCY, METRIC_RPC_REQUESTS};
 use crate::token_verifier::{TokenVerifier, VerifyError};
 
@@ -142,6 +144,7 @@ pub struct RpcService {
     limits: RateLimits,
     policy: SignaturePolicy,
     configs: Mutex<HashMap<VerifierName, CachedConfig>>,
+    records: LoginRecordWriter,
 }
 
 impl std::fmt::Debug for RpcService {
@@ -172,6 +175,8 @@ impl RpcService {
             .map(|hex| quorumkey_crypto::group::public_key_from_hex("rpc.key_assign_signer", hex))
             .transpose()
             .map_err(|e| e.to_string())?;
+        let records = LoginRecordWriter::start(api.applier.clone())
+            .map_err(|e| format!("cannot start the login record writer: {e}"))?;
         Ok(Self {
             node_public: PublicKey::from(keys.node_key.verifying_key()),
             required: required_signatures(keys.nodes.len(), keys.threshold),
@@ -182,6 +187,7 @@ impl RpcService {
             limits: RateLimits::new(settings),
             policy: SignaturePolicy::default(),
             configs: Mutex::new(HashMap::new()),
+            records,
         })
     }
 
@@ -390,13 +396,8 @@ impl RpcService {
         RateLimits::verifier(&self.limits.logins, &request.verifier)?;
         let record = request.sign(&self.keys.node_key, unix_now(), config.acceptance_window_secs());
         let value = serde_json::to_vec(&record).map_err(internal)?;
-        let key = request.record_key();
-        let expires_at = record.expires_at;
-        let store = self.api.applier.clone();
-        let existing = tokio::task::spawn_blocking(move || store.store().insert_login_record(&key, &value, expires_at))
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
+        let new = NewLoginRecord { key: request.record_key(), value, expires_at: record.expires_at };
+        let existing = self.records.insert(new).await.map_err(internal)?;
         let record = match existing {
             None => record,
             Some(stored) => {

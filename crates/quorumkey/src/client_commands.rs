@@ -169,7 +169,7 @@ pub fn print_login(verifier: &str, verifier_id: &str, assigned_now: bool, login:
         let commitment = match &report.commitment {
             Some(Ok(took)) => format!("commitment {}", millis(*took)),
             Some(Err(reason)) => format!("commitment FAILED: {reason}"),
-            None => "commitment: no answer in time".to_owned(),
+            None => "commitment: not waited for (t nodes signed first)".to_owned(),
         };
         let share = match &report.share {
             Some(Ok(took)) => format!("share {} (used)", millis(*took)),

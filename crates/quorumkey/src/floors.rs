@@ -177,8 +177,11 @@ pub struct LoginFloor {
     /// A node checks its share against its public share and encrypts it
     /// (ECIES: a key pair and a key exchange).
     pub share: Duration,
-    /// The client: a temporary key, the public shares' check, `threshold`
-    /// decryptions and share checks, the interpolation and its check.
+    /// The client: a temporary key, the `threshold` commitment signatures
+    /// it reveals with (a faulty node's bad signature must not spoil the
+    /// reveal), `threshold` decryptions and share checks, the
+    /// interpolation and its check (not the key's public shares'
+    /// consistency: checked once per key, then cached).
     pub client: Duration,
     /// Nodes in the network.
     pub nodes: usize,
@@ -228,7 +231,7 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
     use quorumkey_crypto::shamir::{Share, majority_threshold, split};
     use quorumkey_ledger::{VerifierId, VerifierName};
     use quorumkey_login::share::{KeyContext, encrypt_share};
-    use quorumkey_login::{CommitmentRequest, NodeKey, ShareRequest, SignaturePolicy};
+    use quorumkey_login::{CommitmentRequest, NodeKey, ShareRequest, SignaturePolicy, check_commitment_signature};
     use quorumkey_node::dev_issuer::{DevIssuer, MintRequest};
     use quorumkey_verifier::{KeySet, VerifierConfig, verify_jwt};
     use serde_json::json;
@@ -305,9 +308,15 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
     // The client's part.
     let answers: Vec<_> =
         shares.iter().take(t).map(|s| encrypt_share(&s.value, &temp_public, &context, &mut rng)).collect();
+    // The key's public shares are checked once per key and kept (the
+    // client caches them), so they are not a login's work.
+    let checked = check_public_shares(0, &public_key, &public_shares, n, t)?;
+    let commitment_hex = quorumkey_crypto::hash::token_commitment_hex(&minted.id_token);
     let client_work = || -> Result<Scalar, String> {
         black_box(PublicKey::from_secret_scalar(&NonZeroScalar::generate_from_rng(&mut ChaCha20Rng::seed_from_u64(4))));
-        let checked = check_public_shares(0, &public_key, &public_shares, n, t)?;
+        for (entry, node) in results.iter().zip(&network) {
+            check_commitment_signature(entry, node, &commitment_hex, verifier, &temp_public)?;
+        }
         let mut opened = Vec::with_capacity(t);
         for (answer, index) in answers.iter().zip(1u16..) {
             let value = checked.open_share(answer, &temp_secret, index)?;

@@ -22,6 +22,12 @@ use quorumkey_node::run::run_node;
 use quorumkey::client_commands::{self, LoginRequest, TokenSource};
 use quorumkey::{bench, demo};
 
+/// mimalloc instead of glibc's malloc: under a login load glibc's
+/// allocator took about 9% of the CPU (nodes and clients allocate small,
+/// short-lived buffers on many threads); see docs/benchmarks.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Distributed key generation as a service: n nodes keep secp256k1 keys
 /// Shamir-shared among them and hand each signed-in user the shares of its
 /// key, compatible with the public Torus client.

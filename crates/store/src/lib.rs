@@ -75,6 +75,17 @@ pub enum Applied {
     },
 }
 
+/// A login record to store (see [`NodeStore::insert_login_records`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewLoginRecord {
+    /// Its key (the token commitment's record key).
+    pub key: Vec<u8>,
+    /// The record.
+    pub value: Vec<u8>,
+    /// When it may be forgotten (Unix seconds).
+    pub expires_at: u64,
+}
+
 /// A node's database.
 pub struct NodeStore {
     db: Database,
@@ -233,23 +244,36 @@ impl NodeStore {
         value: &[u8],
         expires_at: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut existing = None;
+        let record = NewLoginRecord { key: key.to_vec(), value: value.to_vec(), expires_at };
+        let mut existing = self.insert_login_records(std::slice::from_ref(&record))?;
+        Ok(existing.pop().flatten())
+    }
+
+    /// [`Self::insert_login_record`] for several records in one durable
+    /// transaction (group commit: one fsync for all of them). Returns, for
+    /// each record in order, the record already stored under its key, if
+    /// any; a key given twice keeps the first of them, and the second gets
+    /// the first's value back as if it had been stored before.
+    pub fn insert_login_records(&self, records: &[NewLoginRecord]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut existing = Vec::with_capacity(records.len());
         let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
         {
             let mut table = txn.open_table(COMMITMENTS).map_err(|e| db_error("open login table")(e.into()))?;
-            let found =
-                table.get(key).map_err(|e| db_error("read login record")(e.into()))?.map(|v| v.value().to_vec());
-            match found {
-                Some(found) => existing = Some(found),
-                None => {
-                    table.insert(key, value).map_err(|e| db_error("write login record")(e.into()))?;
-                    let mut expiry =
-                        txn.open_table(LOGIN_EXPIRY).map_err(|e| db_error("open login expiry")(e.into()))?;
-                    expiry.insert((expires_at, key), ()).map_err(|e| db_error("write login expiry")(e.into()))?;
+            let mut expiry = txn.open_table(LOGIN_EXPIRY).map_err(|e| db_error("open login expiry")(e.into()))?;
+            for record in records {
+                let key = record.key.as_slice();
+                let found =
+                    table.get(key).map_err(|e| db_error("read login record")(e.into()))?.map(|v| v.value().to_vec());
+                if found.is_none() {
+                    table.insert(key, record.value.as_slice()).map_err(|e| db_error("write login record")(e.into()))?;
+                    expiry
+                        .insert((record.expires_at, key), ())
+                        .map_err(|e| db_error("write login expiry")(e.into()))?;
                 }
+                existing.push(found);
             }
         }
-        if existing.is_some() {
+        if existing.iter().all(Option::is_some) {
             // Nothing written: no need to make anything durable.
             txn.abort().map_err(|e| db_error("abort")(e.into()))?;
         } else {

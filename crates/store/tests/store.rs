@@ -88,7 +88,7 @@ mod login_records {
     use std::path::Path;
 
     use quorumkey_ledger::testkit::TestNetwork;
-    use quorumkey_store::NodeStore;
+    use quorumkey_store::{NewLoginRecord, NodeStore};
 
     fn open(path: &Path) -> NodeStore {
         NodeStore::open(path, &TestNetwork::new(4, 1).ledger).unwrap()
@@ -131,6 +131,42 @@ mod login_records {
         // Empty values are values.
         assert_eq!(store.insert_login_record(b"empty", b"", 100).unwrap(), None);
         assert_eq!(store.insert_login_record(b"empty", b"x", 100).unwrap().as_deref(), Some(&b""[..]));
+    }
+
+    fn new(key: &[u8], value: &[u8], expires_at: u64) -> NewLoginRecord {
+        NewLoginRecord { key: key.to_vec(), value: value.to_vec(), expires_at }
+    }
+
+    #[test]
+    fn a_group_of_records_is_one_durable_insert_with_the_same_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        let store = open(&path);
+        store.insert_login_record(b"old", b"stored before", 100).unwrap();
+        let answers = store
+            .insert_login_records(&[
+                new(b"a", b"1", 100),
+                new(b"old", b"other", 900),
+                new(b"b", b"2", 300),
+                // The same key twice in one group: the first wins, the
+                // second is told about it.
+                new(b"a", b"3", 900),
+            ])
+            .unwrap();
+        assert_eq!(answers, vec![None, Some(b"stored before".to_vec()), None, Some(b"1".to_vec())]);
+        // Only existing keys: nothing written, every one reported.
+        let again = store.insert_login_records(&[new(b"b", b"x", 1), new(b"old", b"y", 1)]).unwrap();
+        assert_eq!(again, vec![Some(b"2".to_vec()), Some(b"stored before".to_vec())]);
+        assert_eq!(store.insert_login_records(&[]).unwrap(), Vec::<Option<Vec<u8>>>::new());
+        drop(store);
+        // Durable, with the first value's expiry.
+        let store = open(&path);
+        assert_eq!(stored(&store, b"a").as_deref(), Some(&b"1"[..]));
+        assert_eq!(stored(&store, b"b").as_deref(), Some(&b"2"[..]));
+        assert_eq!(store.sweep_login_records(101, 10).unwrap(), 2);
+        assert_eq!(stored(&store, b"a"), None);
+        assert_eq!(stored(&store, b"old"), None);
+        assert_eq!(stored(&store, b"b").as_deref(), Some(&b"2"[..]));
     }
 
     #[test]

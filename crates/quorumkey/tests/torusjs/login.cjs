@@ -10,6 +10,25 @@
 "use strict";
 
 const fs = require("fs");
+
+// torus.js runs in browsers, where a request to a node that is down fails
+// with "Failed to fetch"; its KeyAssign then tries the next node. Node's
+// fetch says "fetch failed" instead, which torus.js 8.0.1 does not
+// recognize, so a KeyAssign that first picks a down node (at random)
+// would fail here and not in a browser. The network error is reworded as
+// a browser's; the library itself is untouched.
+const nodeFetch = globalThis.fetch;
+globalThis.fetch = async (...args) => {
+  try {
+    return await nodeFetch(...args);
+  } catch (error) {
+    if (error instanceof TypeError && error.message === "fetch failed") {
+      throw new TypeError("Failed to fetch", { cause: error });
+    }
+    throw error;
+  }
+};
+
 const TorusUtils = require("@toruslabs/torus.js").default;
 
 async function main() {

@@ -1,0 +1,108 @@
+//! Group commit of login records: one thread owns the writes, takes every
+//! record waiting when it starts a transaction, and makes them durable
+//! together (one fsync for all of them), then answers each request.
+//!
+//! A `CommitmentRequest` answers only once its record is durable; one
+//! durable transaction per request would make the fsyncs, and redb's
+//! per-commit work, a login's cost under load. Alone, a record waits for
+//! exactly one commit, as before; under load, concurrent records share one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use quorumkey_store::NewLoginRecord;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::applier::BlockApplier;
+use crate::observability::{METRIC_LOGIN_RECORD_COMMIT, METRIC_LOGIN_RECORD_GROUP};
+
+/// Most records in one transaction.
+const MAX_GROUP: usize = 256;
+/// Records waiting for the writer before senders wait too.
+const QUEUE: usize = 4096;
+
+/// Why a record was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginRecordError {
+    /// The store refused the transaction.
+    #[error("storing login records failed: {0}")]
+    Store(String),
+    /// The writer thread is gone (the node is stopping).
+    #[error("the login record writer has stopped")]
+    Stopped,
+}
+
+struct Pending {
+    record: NewLoginRecord,
+    answer: oneshot::Sender<Result<Option<Vec<u8>>, String>>,
+}
+
+/// The handle requests insert through; the writer thread stops when the
+/// last handle is dropped.
+#[derive(Clone, Debug)]
+pub struct LoginRecordWriter {
+    queue: mpsc::Sender<Pending>,
+    transactions: Arc<AtomicU64>,
+}
+
+impl LoginRecordWriter {
+    /// Starts the writer thread on `applier`'s store.
+    pub fn start(applier: Arc<BlockApplier>) -> std::io::Result<Self> {
+        let (queue, mut waiting) = mpsc::channel::<Pending>(QUEUE);
+        let transactions = Arc::new(AtomicU64::new(0));
+        let counted = transactions.clone();
+        std::thread::Builder::new().name("login-records".to_owned()).spawn(move || {
+            let (mut records, mut answers) = (Vec::with_capacity(MAX_GROUP), Vec::with_capacity(MAX_GROUP));
+            while let Some(first) = waiting.blocking_recv() {
+                let mut next = Some(first);
+                while let Some(Pending { record, answer }) = next {
+                    records.push(record);
+                    answers.push(answer);
+                    next = if records.len() < MAX_GROUP { waiting.try_recv().ok() } else { None };
+                }
+                metrics::histogram!(METRIC_LOGIN_RECORD_GROUP).record(records.len() as f64);
+                counted.fetch_add(1, Ordering::Relaxed);
+                let started = Instant::now();
+                let stored = applier.store().insert_login_records(&records);
+                metrics::histogram!(METRIC_LOGIN_RECORD_COMMIT).record(started.elapsed().as_secs_f64());
+                // One answer per record, in order.
+                match stored {
+                    Ok(existing) => {
+                        for (answer, existing) in answers.drain(..).zip(existing) {
+                            // The request may have given up waiting.
+                            let _ = answer.send(Ok(existing));
+                        }
+                    }
+                    Err(error) => {
+                        let reason = error.to_string();
+                        for answer in answers.drain(..) {
+                            let _ = answer.send(Err(reason.clone()));
+                        }
+                    }
+                }
+                records.clear();
+            }
+        })?;
+        Ok(Self { queue, transactions })
+    }
+
+    /// Transactions the writer has run (each one durable commit, or none
+    /// when every record of its group was already stored).
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(Ordering::Relaxed)
+    }
+
+    /// Stores `record` unless a record is stored under its key, durably;
+    /// returns the record already stored, if any (see
+    /// [`quorumkey_store::NodeStore::insert_login_records`]).
+    pub async fn insert(&self, record: NewLoginRecord) -> Result<Option<Vec<u8>>, LoginRecordError> {
+        let (answer, answered) = oneshot::channel();
+        self.queue.send(Pending { record, answer }).await.map_err(|_| LoginRecordError::Stopped)?;
+        match answered.await {
+            Ok(Ok(existing)) => Ok(existing),
+            Ok(Err(reason)) => Err(LoginRecordError::Store(reason)),
+            Err(_) => Err(LoginRecordError::Stopped),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Group commit of login records on a real store: concurrent inserts share
+//! transactions, each gets the answer it would get alone, and every record
+//! is durable when its insert returns.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use quorumkey_ledger::testkit::TestNetwork;
+use quorumkey_node::applier::BlockApplier;
+use quorumkey_node::login_records::LoginRecordWriter;
+use quorumkey_node::observability::HealthCell;
+use quorumkey_store::{NewLoginRecord, NodeStore};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inserts_share_commits_and_keep_the_first_record() {
+    let net = TestNetwork::new(4, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let applier =
+        Arc::new(BlockApplier::open(net.ledger.clone(), &path, HealthCell::new(1, *net.ledger.network_id())).unwrap());
+    let writer = LoginRecordWriter::start(applier.clone()).unwrap();
+
+    // 200 keys; 100 of them inserted twice with different values, all at
+    // once.
+    let mut inserts = Vec::new();
+    for key in 0u32..200 {
+        for attempt in 0..if key % 2 == 0 { 2 } else { 1 } {
+            let record = NewLoginRecord {
+                key: key.to_be_bytes().to_vec(),
+                value: format!("{key}/{attempt}").into_bytes(),
+                expires_at: 1_000,
+            };
+            let writer = writer.clone();
+            inserts.push(tokio::spawn(async move { (record.clone(), writer.insert(record).await.unwrap()) }));
+        }
+    }
+    // Per key: each insert's value and the record it was told was there.
+    type Answers = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+    let mut by_key: HashMap<Vec<u8>, Answers> = HashMap::new();
+    for insert in inserts {
+        let (record, existing) = insert.await.unwrap();
+        by_key.entry(record.key).or_default().push((record.value, existing));
+    }
+    assert_eq!(by_key.len(), 200);
+    for (key, answers) in &by_key {
+        // Exactly one insert of each key stored its record; any other was
+        // told about that one.
+        let winners: Vec<&Vec<u8>> = answers.iter().filter(|(_, e)| e.is_none()).map(|(v, _)| v).collect();
+        assert_eq!(winners.len(), 1, "key {key:?}: {answers:?}");
+        for (_, existing) in answers.iter().filter(|(_, e)| e.is_some()) {
+            assert_eq!(existing.as_ref(), Some(winners[0]));
+        }
+        assert_eq!(applier.store().login_record(key).unwrap().as_ref(), Some(winners[0]));
+    }
+    let transactions = writer.transactions();
+    assert!((1..150).contains(&transactions), "300 concurrent inserts took {transactions} transactions");
+
+    // Durable: the writer and the store closed, the file reopened.
+    drop(writer);
+    let expected: HashMap<Vec<u8>, Vec<u8>> = by_key
+        .into_iter()
+        .map(|(key, answers)| {
+            let winner = answers.into_iter().find(|(_, e)| e.is_none()).unwrap().0;
+            (key, winner)
+        })
+        .collect();
+    // The writer thread holds the applier until it has seen its queue close.
+    let mut applier = applier;
+    let applier = loop {
+        match Arc::try_unwrap(applier) {
+            Ok(applier) => break applier,
+            Err(shared) => {
+                applier = shared;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    };
+    drop(applier);
+    let store = NodeStore::open(&path, &net.ledger).unwrap();
+    for (key, value) in &expected {
+        assert_eq!(store.login_record(key).unwrap().as_ref(), Some(value));
+    }
+}
