@@ -804,24 +804,23 @@ impl Committed {
     /// signature the nodes will accept.
     fn record(&mut self, nodes: &[Node], (position, answer, took): NodeAnswer) -> bool {
         let node = NodeKey { index: nodes[position].index, public: nodes[position].public };
-        let answer = match answer {
+        let signed = match answer {
             Answer::Result(result) => {
-                match check_commitment_signature(&result, &node, &self.commitment, &self.verifier, &self.temp_public) {
-                    Ok(()) => Answer::Result(result),
-                    Err(reason) => Answer::Transport(format!("an unusable commitment signature: {reason}")),
-                }
+                check_commitment_signature(&result, &node, &self.commitment, &self.verifier, &self.temp_public)
+                    .map(|()| result)
+                    .map_err(|reason| format!("an unusable commitment signature: {reason}"))
             }
-            other => other,
+            other => Err(other.describe()),
         };
-        match answer {
-            Answer::Result(result) => {
+        match signed {
+            Ok(result) => {
                 self.signatures[position] = Some(result);
                 self.arrival.push(position);
                 self.reports[position].commitment = Some(Ok(took));
                 true
             }
-            other => {
-                self.reports[position].commitment = Some(Err(other.describe()));
+            Err(reason) => {
+                self.reports[position].commitment = Some(Err(reason));
                 false
             }
         }

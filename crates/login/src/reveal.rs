@@ -256,6 +256,9 @@ impl ShareRequest {
 /// Longest `data` string of a commitment signature.
 const MAX_DATA_LEN: usize = 512;
 
+/// Why an entry does not count when its key is none of the nodes given.
+const NOT_A_NODE: &str = "signed by a key that is not a node of this network";
+
 /// Checks one node's answer to a `CommitmentRequest` as the nodes will in
 /// a reveal, except for its age (each node judges that by its own clock):
 /// `node`'s signature over `commitment` (hex), `verifier` and
@@ -272,7 +275,7 @@ pub fn check_commitment_signature(
     let any_time = SignaturePolicy { max_age_secs: u64::MAX, max_future_secs: u64::MAX };
     check_entry(entry, std::slice::from_ref(node), commitment, verifier, temp_public, 0, any_time).map(|_| ()).map_err(
         |reason| match reason.as_str() {
-            "signed by a key that is not a node of this network" => format!("not signed by node {}'s key", node.index),
+            NOT_A_NODE => format!("not signed by node {}'s key", node.index),
             _ => reason,
         },
     )
@@ -296,10 +299,7 @@ fn check_entry(
     };
     let node_key = public_key_from_xy_hex(field("nodepubx", 64)?, field("nodepuby", 64)?)
         .map_err(|e| format!("`nodepubx`/`nodepuby`: {e}"))?;
-    let node = nodes
-        .iter()
-        .find(|node| node.public == node_key)
-        .ok_or("signed by a key that is not a node of this network")?;
+    let node = nodes.iter().find(|node| node.public == node_key).ok_or(NOT_A_NODE)?;
     let data = field("data", MAX_DATA_LEN)?;
     let signed = SignedData::parse(data)?;
     if !signed.commitment.eq_ignore_ascii_case(commitment) {

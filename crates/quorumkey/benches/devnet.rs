@@ -24,6 +24,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use quorumkey::bench::percentile;
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::random::os_rng;
@@ -34,11 +35,6 @@ use support::{DevnetSigners, cores, devnet_options, machine};
 
 const NODES: u16 = 5;
 const VERIFIER: &str = "bench";
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)

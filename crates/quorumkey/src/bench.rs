@@ -62,12 +62,18 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+/// The `p` percentile (0 to 1, nearest rank) of `sorted`; zero if empty.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
     let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
+}
+
+/// How many times `floor` the `measured` time is.
+fn ratio(measured: Duration, floor: Duration) -> f64 {
+    measured.as_secs_f64() / floor.as_secs_f64().max(1e-9)
 }
 
 fn ms(duration: Duration) -> String {
@@ -339,7 +345,7 @@ fn report(
         ms(p99),
         measured.logins.len(),
         ms(floor),
-        p50.as_secs_f64() / floor.as_secs_f64().max(1e-9)
+        ratio(p50, floor)
     );
     let [lookup, commitment, reveal] = &measured.steps;
     println!(
@@ -361,7 +367,7 @@ fn report(
         "  with storage: a durable write (fsync'd redb transaction) takes {} here; a login waits for one -> {}   ratio p50/(crypto + storage) {:.1}",
         ms(durable_write),
         ms(with_storage),
-        p50.as_secs_f64() / with_storage.as_secs_f64().max(1e-9)
+        ratio(p50, with_storage)
     );
     let (n50, n99) = (percentile(&measured.new_users, 0.50), percentile(&measured.new_users, 0.99));
     println!(
@@ -370,7 +376,7 @@ fn report(
         ms(n99),
         measured.new_users.len(),
         ms(floor),
-        n50.as_secs_f64() / floor.as_secs_f64().max(1e-9)
+        ratio(n50, floor)
     );
     let rate = measured.sustained_ok as f64 / measured.sustained_time.as_secs_f64().max(1e-9);
     let limit = cores / login.cpu().as_secs_f64().max(1e-12);

@@ -570,36 +570,37 @@ fn decompression(store: &NodeStore, ledger: &Ledger, indexes: &[u64]) -> f64 {
 
 /// A lookup's redb reads alone: a read transaction, the table, three gets.
 fn raw_reads(db: &redb::Database, reads: &[[Vec<u8>; 3]]) -> Latency {
-    let mut times = Vec::with_capacity(reads.len());
-    for keys in reads {
-        let start = Instant::now();
+    timed_each(reads, |keys| {
         let txn = db.begin_read().unwrap();
-        let table = txn.open_table(LEDGER_STATE).unwrap();
-        let mut bytes = 0;
-        for key in keys {
-            bytes += table.get(key.as_slice()).unwrap().unwrap().value().len();
-        }
-        black_box(bytes);
-        times.push(start.elapsed());
-    }
-    Latency::of(times)
+        three_gets(&txn.open_table(LEDGER_STATE).unwrap(), keys);
+    })
 }
 
 /// The three gets of each lookup in one read transaction shared by all.
 fn shared_txn_reads(db: &redb::Database, reads: &[[Vec<u8>; 3]]) -> Latency {
     let txn = db.begin_read().unwrap();
     let table = txn.open_table(LEDGER_STATE).unwrap();
+    timed_each(reads, |keys| three_gets(&table, keys))
+}
+
+/// The time of `read` on each lookup's keys.
+fn timed_each(reads: &[[Vec<u8>; 3]], mut read: impl FnMut(&[Vec<u8>; 3])) -> Latency {
     let mut times = Vec::with_capacity(reads.len());
     for keys in reads {
         let start = Instant::now();
-        let mut bytes = 0;
-        for key in keys {
-            bytes += table.get(key.as_slice()).unwrap().unwrap().value().len();
-        }
-        black_box(bytes);
+        read(keys);
         times.push(start.elapsed());
     }
     Latency::of(times)
+}
+
+/// A lookup's three gets (the values must be there).
+fn three_gets(table: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>, keys: &[Vec<u8>; 3]) {
+    let mut bytes = 0;
+    for key in keys {
+        bytes += table.get(key.as_slice()).unwrap().unwrap().value().len();
+    }
+    black_box(bytes);
 }
 
 /// Percentiles in µs.
