@@ -1,11 +1,13 @@
 //! Group commit of login records: one thread owns the writes, takes every
-//! record waiting when it starts a transaction, and makes them durable
-//! together (one fsync for all of them), then answers each request.
+//! record waiting when it starts a write, and makes them durable together
+//! (one append to the store's login-record log and one `fdatasync` for all
+//! of them: see `quorumkey_store`'s `login_log`), then answers each
+//! request.
 //!
 //! A `CommitmentRequest` answers only once its record is durable; one
-//! durable transaction per request would make the fsyncs, and redb's
-//! per-commit work, a login's cost under load. Alone, a record waits for
-//! exactly one commit, as before; under load, concurrent records share one.
+//! durable write per request would make the fsyncs a login's cost under
+//! load. Alone, a record waits for exactly one write; under load,
+//! concurrent records share one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::applier::BlockApplier;
 use crate::observability::{METRIC_LOGIN_RECORD_COMMIT, METRIC_LOGIN_RECORD_GROUP};
 
-/// Most records in one transaction.
+/// Most records in one write.
 const MAX_GROUP: usize = 256;
 /// Records waiting for the writer before senders wait too.
 const QUEUE: usize = 4096;
@@ -25,7 +27,7 @@ const QUEUE: usize = 4096;
 /// Why a record was not stored.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginRecordError {
-    /// The store refused the transaction.
+    /// The store refused the write.
     #[error("storing login records failed: {0}")]
     Store(String),
     /// The writer thread is gone (the node is stopping).
@@ -43,15 +45,15 @@ struct Pending {
 #[derive(Clone, Debug)]
 pub struct LoginRecordWriter {
     queue: mpsc::Sender<Pending>,
-    transactions: Arc<AtomicU64>,
+    writes: Arc<AtomicU64>,
 }
 
 impl LoginRecordWriter {
     /// Starts the writer thread on `applier`'s store.
     pub fn start(applier: Arc<BlockApplier>) -> std::io::Result<Self> {
         let (queue, mut waiting) = mpsc::channel::<Pending>(QUEUE);
-        let transactions = Arc::new(AtomicU64::new(0));
-        let counted = transactions.clone();
+        let writes = Arc::new(AtomicU64::new(0));
+        let counted = writes.clone();
         std::thread::Builder::new().name("login-records".to_owned()).spawn(move || {
             let (mut records, mut answers) = (Vec::with_capacity(MAX_GROUP), Vec::with_capacity(MAX_GROUP));
             while let Some(first) = waiting.blocking_recv() {
@@ -84,13 +86,13 @@ impl LoginRecordWriter {
                 records.clear();
             }
         })?;
-        Ok(Self { queue, transactions })
+        Ok(Self { queue, writes })
     }
 
-    /// Transactions the writer has run (each one durable commit, or none
-    /// when every record of its group was already stored).
-    pub fn transactions(&self) -> u64 {
-        self.transactions.load(Ordering::Relaxed)
+    /// Writes the writer has run (each one durable append, or none when
+    /// every record of its group was already stored).
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
     }
 
     /// Stores `record` unless a record is stored under its key, durably;

@@ -40,7 +40,7 @@ pub const METRIC_DKG_ABANDONED: &str = "quorumkey_dkg_batches_abandoned_total";
 pub const METRIC_RPC_REQUESTS: &str = "quorumkey_rpc_requests_total";
 /// Histogram: seconds to answer a client JSON-RPC request, by method.
 pub const METRIC_RPC_LATENCY: &str = "quorumkey_rpc_request_seconds";
-/// Histogram: login records made durable together in one transaction.
+/// Histogram: login records made durable together in one write.
 pub const METRIC_LOGIN_RECORD_GROUP: &str = "quorumkey_login_record_group_size";
 /// Histogram: seconds to make one group of login records durable.
 pub const METRIC_LOGIN_RECORD_COMMIT: &str = "quorumkey_login_record_commit_seconds";

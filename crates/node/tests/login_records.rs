@@ -1,5 +1,5 @@
 //! Group commit of login records on a real store: concurrent inserts share
-//! transactions, each gets the answer it would get alone, and every record
+//! writes, each gets the answer it would get alone, and every record
 //! is durable when its insert returns.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -53,8 +53,8 @@ async fn concurrent_inserts_share_commits_and_keep_the_first_record() {
         }
         assert_eq!(applier.store().login_record(key).unwrap().as_ref(), Some(winners[0]));
     }
-    let transactions = writer.transactions();
-    assert!((1..150).contains(&transactions), "300 concurrent inserts took {transactions} transactions");
+    let writes = writer.writes();
+    assert!((1..150).contains(&writes), "300 concurrent inserts took {writes} writes");
 
     // Durable: the writer and the store closed, the file reopened.
     drop(writer);

@@ -88,21 +88,54 @@ async fn mint(token_endpoint: &str, email: &str) -> Result<String, String> {
     Ok(request_token(token_endpoint, &MintRequest::for_email(email)).await?.id_token)
 }
 
-/// Every node's login-record transactions so far, from its metrics: the
-/// seconds they took and how many (summed over the nodes); `None` if a
-/// node did not say.
-async fn login_record_commits(apis: &[String]) -> Option<(f64, f64)> {
+/// This machine's CPU time so far, all processes (busy: user, system and
+/// interrupts; not idle, I/O wait or time the hypervisor took), and the
+/// time the cores were there; from `/proc/stat` (`None` elsewhere).
+fn machine_cpu() -> Option<(Duration, Duration)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let total: u64 = ticks.iter().take(8).sum();
+    // idle, iowait, steal.
+    let idle = ticks.get(3)? + ticks.get(4)? + ticks.get(7)?;
+    // USER_HZ is 100 on Linux.
+    let tick = |n: u64| Duration::from_millis(n * 10);
+    Some((tick(total - idle), tick(total)))
+}
+
+/// Series → (sum, count): see [`node_histograms`].
+type Histograms = std::collections::HashMap<String, (f64, f64)>;
+
+/// Histograms summed over every node, from their metrics: for each
+/// series (name plus labels, e.g.
+/// `quorumkey_rpc_request_seconds{method="ShareRequest"}`), the sum of
+/// its observations and their count; `None` if a node did not answer.
+async fn node_histograms(apis: &[String]) -> Option<Histograms> {
     let http = reqwest::Client::new();
-    let (mut sum, mut count) = (0.0, 0.0);
+    let mut totals = Histograms::new();
     for api in apis {
         let text = http.get(format!("{}/metrics", api.trim_end_matches('/'))).send().await.ok()?.text().await.ok()?;
-        let value = |name: &str| {
-            text.lines().find_map(|line| line.strip_prefix(name).and_then(|rest| rest.trim().parse::<f64>().ok()))
-        };
-        sum += value("quorumkey_login_record_commit_seconds_sum").unwrap_or(0.0);
-        count += value("quorumkey_login_record_commit_seconds_count").unwrap_or(0.0);
+        for line in text.lines() {
+            let Some((series, value)) = line.rsplit_once(' ') else { continue };
+            let Ok(value) = value.trim().parse::<f64>() else { continue };
+            // `name_sum{labels}` or `name_sum` -> `name{labels}`.
+            let (head, labels) = series.split_once('{').map_or((series, ""), |(h, l)| (h, l));
+            let labels = if labels.is_empty() { String::new() } else { format!("{{{labels}") };
+            if let Some(name) = head.strip_suffix("_sum") {
+                totals.entry(format!("{name}{labels}")).or_default().0 += value;
+            } else if let Some(name) = head.strip_suffix("_count") {
+                totals.entry(format!("{name}{labels}")).or_default().1 += value;
+            }
+        }
     }
-    Some((sum, count))
+    Some(totals)
+}
+
+/// The mean observation of `series` between two [`node_histograms`]
+/// readings.
+fn mean_between(before: Option<&Histograms>, after: Option<&Histograms>, series: &str) -> Option<Duration> {
+    let (sum0, count0) = before?.get(series).copied().unwrap_or_default();
+    let (sum1, count1) = *after?.get(series)?;
+    (count1 > count0).then(|| Duration::from_secs_f64((sum1 - sum0) / (count1 - count0)))
 }
 
 /// Runs the benchmark and prints its report.
@@ -159,8 +192,14 @@ struct Measured {
     logins: Vec<Duration>,
     /// The existing users' logins, step by step (sorted per step).
     steps: [Vec<Duration>; 3],
-    /// The nodes' mean login-record transaction during those logins.
+    /// The nodes' mean login-record write during those logins.
     node_commit: Option<Duration>,
+    /// The nodes' mean time in the commitment and the share handlers
+    /// during those logins.
+    node_handlers: [Option<Duration>; 2],
+    /// The machine's CPU per login during those logins (all processes),
+    /// and the share of the cores' time that was busy.
+    login_cpu: Option<(Duration, f64)>,
     sustained_ok: u64,
     sustained_failed: u64,
     sustained_time: Duration,
@@ -222,15 +261,20 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
         client.lookup_or_assign(&verifier, &users[0]).await.map_err(|e| e.to_string())?;
     }
     let node_apis: Vec<String> = client.network().nodes.iter().map(|node| node.api.clone()).collect();
-    let commits_before = login_record_commits(&node_apis).await;
     eprintln!("{} logins of existing users ...", options.logins);
+    // Tokens first, so that the machine's CPU below is the logins' alone.
+    let mut tokens = Vec::with_capacity(options.logins);
+    for i in 0..options.logins {
+        tokens.push(mint(&dev.token_endpoint, &users[i % users.len()]).await?);
+    }
+    let histograms_before = node_histograms(&node_apis).await;
+    let cpu_before = machine_cpu();
     let mut logins = Vec::with_capacity(options.logins);
     let mut steps: [Vec<Duration>; 3] = Default::default();
-    for i in 0..options.logins {
+    for (i, token) in tokens.iter().enumerate() {
         let user = &users[i % users.len()];
-        let token = mint(&dev.token_endpoint, user).await?;
         let started = Instant::now();
-        let login = client.login(&verifier, user, &token).await.map_err(|e| e.to_string())?;
+        let login = client.login(&verifier, user, token).await.map_err(|e| e.to_string())?;
         logins.push(started.elapsed());
         let timings = login.timings;
         for (step, took) in steps.iter_mut().zip([timings.lookup, timings.commitment, timings.reveal]) {
@@ -238,17 +282,27 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
         }
     }
 
-    let commits_after = login_record_commits(&node_apis).await;
-    let node_commit = match (commits_before, commits_after) {
-        (Some((sum0, count0)), Some((sum1, count1))) if count1 > count0 => {
-            Some(Duration::from_secs_f64((sum1 - sum0) / (count1 - count0)))
-        }
+    let cpu_after = machine_cpu();
+    let histograms_after = node_histograms(&node_apis).await;
+    // Every process's CPU per login (nodes, client, and whatever else
+    // runs), and how busy the cores were.
+    let login_cpu = match (cpu_before, cpu_after) {
+        (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 && options.logins > 0 => Some((
+            (busy1 - busy0) / options.logins as u32,
+            (busy1 - busy0).as_secs_f64() / (total1 - total0).as_secs_f64(),
+        )),
         _ => None,
     };
+    let node_mean = |series: &str| mean_between(histograms_before.as_ref(), histograms_after.as_ref(), series);
+    let node_commit = node_mean("quorumkey_login_record_commit_seconds");
+    let node_handlers = [
+        node_mean("quorumkey_rpc_request_seconds{method=\"CommitmentRequest\"}"),
+        node_mean("quorumkey_rpc_request_seconds{method=\"ShareRequest\"}"),
+    ];
 
     // Sustained: tokens minted first, then C clients log in until the
     // time is up (or the tokens run out).
-    let budget = options.concurrency * 300;
+    let budget = options.concurrency * 400;
     eprintln!(
         "sustained: minting {budget} tokens, then {} clients for {:?} ...",
         options.concurrency, options.duration
@@ -302,6 +356,8 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
         logins,
         steps,
         node_commit,
+        node_handlers,
+        login_cpu,
         sustained_ok,
         sustained_failed,
         sustained_time,
@@ -354,9 +410,24 @@ fn report(
         ms(percentile(commitment, 0.50)),
         ms(percentile(reveal, 0.50)),
     );
+    if let [Some(commitment), Some(share)] = measured.node_handlers {
+        println!(
+            "  a node's own time per request during those logins (from its metrics, mean): commitment {}, reveal (share request) {}",
+            ms(commitment),
+            ms(share)
+        );
+    }
+    if let Some((cpu, busy)) = measured.login_cpu {
+        println!(
+            "  the machine's CPU per login during those logins (every process; not the hypervisor's steal): {} (its cryptography: {}); the cores were {:.0}% busy",
+            ms(cpu),
+            ms(login.cpu()),
+            busy * 100.0
+        );
+    }
     if let Some(commit) = measured.node_commit {
         println!(
-            "  a node's login-record transaction during those logins (all nodes commit at once, on this machine's one disk and two cores): mean {}",
+            "  a node's login-record write during those logins (log append + fdatasync; all nodes write at once, on this machine's one disk and two cores): mean {}",
             ms(commit)
         );
     }
@@ -364,7 +435,7 @@ fn report(
     // record durable before it answers.
     let with_storage = floor + durable_write;
     println!(
-        "  with storage: a durable write (fsync'd redb transaction) takes {} here; a login waits for one -> {}   ratio p50/(crypto + storage) {:.1}",
+        "  with storage: a durable write (a login record: log append + fdatasync) takes {} here; a login waits for one -> {}   ratio p50/(crypto + storage) {:.1}",
         ms(durable_write),
         ms(with_storage),
         ratio(p50, with_storage)

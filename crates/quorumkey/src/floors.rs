@@ -330,8 +330,9 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
 }
 
 /// The time of one durable write to a node's store on this machine's disk
-/// (a login record inserted in its own fsync'd redb transaction, as a node
-/// does for each commitment it signs): the median of 15.
+/// (a login record stored alone, as a node does for each commitment it
+/// signs: appended to its write-ahead log and `fdatasync`'d, inserted
+/// into redb without an fsync): the median of 15.
 pub fn durable_write(dir: &std::path::Path, ledger: &quorumkey_ledger::Ledger) -> Result<Duration, String> {
     use quorumkey_store::NodeStore;
 

@@ -9,9 +9,14 @@
 //! any other. Two more tables hold this node's secret key shares from the
 //! DKG: per batch while the batch runs, then per key index. The last two
 //! hold this node's login records (each token commitment it signed, bound
-//! once to a verifier and a temporary key) and their expiry index.
+//! once to a verifier and a temporary key) and their expiry index. Login
+//! records are made durable by their own write-ahead log next to the
+//! database and reach redb in bulk (see [`login_log`]), not with an fsync'd
+//! redb transaction each.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
 
 use quorumkey_ledger::{BlockOutcome, Ledger, LedgerError, StateRead, StorageError, WriteSet};
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
@@ -32,6 +37,15 @@ const COMMITMENTS: TableDefinition<'static, &'static [u8], &'static [u8]> = Tabl
 /// When each login record may be forgotten: (Unix seconds, key) → ().
 const LOGIN_EXPIRY: TableDefinition<'static, (u64, &'static [u8]), ()> = TableDefinition::new("login_expiry");
 
+/// Once this many login records are in the log but not in redb, one
+/// durable redb transaction takes them all over and the log is emptied (a
+/// checkpoint; the periodic sweep runs one too). It bounds the log and the
+/// records held in memory (about 1.5 MB).
+const LOGIN_CHECKPOINT_RECORDS: usize = 4096;
+
+mod login_log;
+use login_log::LoginLog;
+
 /// Why the store failed.
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -49,6 +63,16 @@ pub enum StoreError {
         /// What was being done.
         operation: &'static str,
         /// What redb said.
+        reason: String,
+    },
+    /// The login records' write-ahead log failed.
+    #[error("the login record log {path}: {operation} failed: {reason}")]
+    LoginLog {
+        /// The file.
+        path: String,
+        /// What was being done.
+        operation: &'static str,
+        /// What the system said.
         reason: String,
     },
     /// The ledger refused the block or the stored state.
@@ -86,9 +110,22 @@ pub struct NewLoginRecord {
     pub expires_at: u64,
 }
 
+/// Login records in the log that redb does not hold yet: key → (value,
+/// expiry).
+type PendingLogins = HashMap<Vec<u8>, (Vec<u8>, u64)>;
+
 /// A node's database.
 pub struct NodeStore {
     db: Database,
+    /// The login records' write-ahead log, which also serializes their
+    /// writers; `None` once it could not be emptied after a checkpoint
+    /// (the store refuses new login records until it is reopened, which
+    /// replays the log).
+    login_log: Mutex<Option<LoginLog>>,
+    login_log_path: PathBuf,
+    /// The records in the log that redb does not hold yet; readers look
+    /// here first.
+    pending_logins: RwLock<PendingLogins>,
 }
 
 impl std::fmt::Debug for NodeStore {
@@ -103,7 +140,18 @@ impl NodeStore {
     pub fn open(path: &Path, ledger: &Ledger) -> Result<Self, StoreError> {
         let db = Database::create(path)
             .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
-        let store = Self { db };
+        let login_log_path = Self::login_log_path(path);
+        let (login_log, logged) = LoginLog::open(&login_log_path).map_err(|e| StoreError::LoginLog {
+            path: login_log_path.display().to_string(),
+            operation: "open",
+            reason: e.to_string(),
+        })?;
+        let store = Self {
+            db,
+            login_log: Mutex::new(Some(login_log)),
+            login_log_path,
+            pending_logins: RwLock::new(HashMap::new()),
+        };
         let snapshot = store.snapshot()?;
         match ledger.height(&snapshot)? {
             None => {
@@ -118,7 +166,121 @@ impl NodeStore {
                 }
             }
         }
+        // Only into a database of this network.
+        store.replay_login_log(&logged)?;
         Ok(store)
+    }
+
+    /// Where the login records' write-ahead log of the database at `path`
+    /// lives: next to it, `<path>.login-log`.
+    pub fn login_log_path(path: &Path) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".login-log");
+        PathBuf::from(name)
+    }
+
+    fn log_error(&self, operation: &'static str) -> impl Fn(std::io::Error) -> StoreError + '_ {
+        move |e| StoreError::LoginLog {
+            path: self.login_log_path.display().to_string(),
+            operation,
+            reason: e.to_string(),
+        }
+    }
+
+    /// On opening: the records the log holds (those a crash kept from
+    /// redb), inserted if absent in the log's order, made durable, then the
+    /// log emptied.
+    fn replay_login_log(&self, logged: &[NewLoginRecord]) -> Result<(), StoreError> {
+        if logged.is_empty() {
+            return Ok(());
+        }
+        let mut guard = self.lock_login_log()?;
+        let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
+        {
+            let mut table = txn.open_table(COMMITMENTS).map_err(|e| db_error("open login table")(e.into()))?;
+            let mut expiry = txn.open_table(LOGIN_EXPIRY).map_err(|e| db_error("open login expiry")(e.into()))?;
+            for record in logged {
+                insert_if_absent(&mut table, &mut expiry, &record.key, &record.value, record.expires_at)?;
+            }
+        }
+        txn.commit().map_err(|e| db_error("commit")(e.into()))?;
+        self.clear_login_log(&mut guard)
+    }
+
+    fn lock_login_log(&self) -> Result<std::sync::MutexGuard<'_, Option<LoginLog>>, StoreError> {
+        self.login_log.lock().map_err(|_| self.poisoned("lock the log"))
+    }
+
+    fn poisoned(&self, operation: &'static str) -> StoreError {
+        StoreError::LoginLog {
+            path: self.login_log_path.display().to_string(),
+            operation,
+            reason: "a writer panicked".to_owned(),
+        }
+    }
+
+    fn usable_login_log<'g>(&self, guard: &'g mut Option<LoginLog>) -> Result<&'g mut LoginLog, StoreError> {
+        guard.as_mut().ok_or_else(|| StoreError::LoginLog {
+            path: self.login_log_path.display().to_string(),
+            operation: "write",
+            reason: "it could not be emptied after a checkpoint; restart the node to replay it".to_owned(),
+        })
+    }
+
+    /// Empties the log after a durable commit holds all it holds; if that
+    /// fails, the log is kept for replay and no new record is taken until
+    /// a restart (a stale entry replayed after a later sweep would bring a
+    /// forgotten record back).
+    fn clear_login_log(&self, guard: &mut Option<LoginLog>) -> Result<(), StoreError> {
+        let cleared = self.usable_login_log(guard)?.clear();
+        cleared.map_err(|e| {
+            *guard = None;
+            self.log_error("empty after a durable commit")(e)
+        })
+    }
+
+    /// A checkpoint, under the log's lock: one durable transaction inserts
+    /// every pending record (and, with `sweep`, forgets up to `limit`
+    /// records that expired before `now`), then the log and the pending
+    /// records are emptied. Returns how many were forgotten.
+    fn checkpoint(&self, guard: &mut Option<LoginLog>, sweep: Option<(u64, usize)>) -> Result<usize, StoreError> {
+        self.usable_login_log(guard)?;
+        let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
+        let (inserted, swept) = {
+            let pending = self.pending_logins.read().map_err(|_| self.poisoned("read pending records"))?;
+            let mut table = txn.open_table(COMMITMENTS).map_err(|e| db_error("open login table")(e.into()))?;
+            let mut expiry = txn.open_table(LOGIN_EXPIRY).map_err(|e| db_error("open login expiry")(e.into()))?;
+            for (key, (value, expires_at)) in pending.iter() {
+                insert_if_absent(&mut table, &mut expiry, key, value, *expires_at)?;
+            }
+            let mut due = Vec::new();
+            if let Some((now, limit)) = sweep {
+                for entry in expiry
+                    .range::<(u64, &[u8])>(..(now, &[][..]))
+                    .map_err(|e| db_error("list login expiry")(e.into()))?
+                    .take(limit)
+                {
+                    let (key, _) = entry.map_err(|e| db_error("list login expiry")(e.into()))?;
+                    let (at, key) = key.value();
+                    due.push((at, key.to_vec()));
+                }
+            }
+            for (at, key) in &due {
+                expiry.remove((*at, key.as_slice())).map_err(|e| db_error("remove login expiry")(e.into()))?;
+                table.remove(key.as_slice()).map_err(|e| db_error("remove login record")(e.into()))?;
+            }
+            (pending.len(), due.len())
+        };
+        if inserted == 0 && swept == 0 {
+            txn.abort().map_err(|e| db_error("abort")(e.into()))?;
+            return Ok(0);
+        }
+        txn.commit().map_err(|e| db_error("commit")(e.into()))?;
+        // Durable in redb: nothing is pending (records are added only under
+        // the log's lock, which the caller holds), and the log can go.
+        self.pending_logins.write().map_err(|_| self.poisoned("empty pending records"))?.clear();
+        self.clear_login_log(guard)?;
+        Ok(swept)
     }
 
     /// A table in a fresh read transaction; `None` if nothing was ever
@@ -249,74 +411,82 @@ impl NodeStore {
         Ok(existing.pop().flatten())
     }
 
-    /// [`Self::insert_login_record`] for several records in one durable
-    /// transaction (group commit: one fsync for all of them). Returns, for
-    /// each record in order, the record already stored under its key, if
-    /// any; a key given twice keeps the first of them, and the second gets
-    /// the first's value back as if it had been stored before.
+    /// [`Self::insert_login_record`] for several records at once (group
+    /// commit: one log write and one `fdatasync` for all of them). Returns,
+    /// for each record in order, the record already stored under its key,
+    /// if any; a key given twice keeps the first of them, and the second
+    /// gets the first's value back as if it had been stored before.
+    ///
+    /// Durable when it returns: the new records are in the write-ahead log
+    /// (see [`login_log`]) and readable; redb takes them over at the next
+    /// checkpoint.
     pub fn insert_login_records(&self, records: &[NewLoginRecord]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        // Lock order, everywhere: the log, then a redb write transaction,
+        // then the pending records.
+        let mut guard = self.lock_login_log()?;
         let mut existing = Vec::with_capacity(records.len());
-        let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
+        let mut new: Vec<&NewLoginRecord> = Vec::new();
         {
-            let mut table = txn.open_table(COMMITMENTS).map_err(|e| db_error("open login table")(e.into()))?;
-            let mut expiry = txn.open_table(LOGIN_EXPIRY).map_err(|e| db_error("open login expiry")(e.into()))?;
+            let pending = self.pending_logins.read().map_err(|_| self.poisoned("read pending records"))?;
+            let table = self.read_table(COMMITMENTS)?;
+            let mut in_group: HashMap<&[u8], &[u8]> = HashMap::new();
             for record in records {
                 let key = record.key.as_slice();
-                let found =
-                    table.get(key).map_err(|e| db_error("read login record")(e.into()))?.map(|v| v.value().to_vec());
+                let found = match (in_group.get(key), pending.get(key), &table) {
+                    (Some(value), _, _) => Some(value.to_vec()),
+                    (None, Some((value, _)), _) => Some(value.clone()),
+                    (None, None, Some(table)) => table
+                        .get(key)
+                        .map_err(|e| db_error("read login record")(e.into()))?
+                        .map(|value| value.value().to_vec()),
+                    (None, None, None) => None,
+                };
                 if found.is_none() {
-                    table.insert(key, record.value.as_slice()).map_err(|e| db_error("write login record")(e.into()))?;
-                    expiry
-                        .insert((record.expires_at, key), ())
-                        .map_err(|e| db_error("write login expiry")(e.into()))?;
+                    in_group.insert(key, &record.value);
+                    new.push(record);
                 }
                 existing.push(found);
             }
         }
-        if existing.iter().all(Option::is_some) {
-            // Nothing written: no need to make anything durable.
-            txn.abort().map_err(|e| db_error("abort")(e.into()))?;
-        } else {
-            txn.commit().map_err(|e| db_error("commit")(e.into()))?;
+        if new.is_empty() {
+            // Nothing written: nothing to make durable.
+            return Ok(existing);
+        }
+        self.usable_login_log(&mut guard)?.append(new.iter().copied()).map_err(self.log_error("append"))?;
+        let pending_now = {
+            let mut pending = self.pending_logins.write().map_err(|_| self.poisoned("add pending records"))?;
+            for record in new {
+                pending.insert(record.key.clone(), (record.value.clone(), record.expires_at));
+            }
+            pending.len()
+        };
+        if pending_now >= LOGIN_CHECKPOINT_RECORDS {
+            self.checkpoint(&mut guard, None)?;
         }
         Ok(existing)
     }
 
     /// The login record under `key`, if any.
     pub fn login_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        {
+            let pending = self.pending_logins.read().map_err(|_| self.poisoned("read pending records"))?;
+            if let Some((value, _)) = pending.get(key) {
+                return Ok(Some(value.clone()));
+            }
+        }
         let Some(table) = self.read_table(COMMITMENTS)? else { return Ok(None) };
         let value = table.get(key).map_err(|e| db_error("read login record")(e.into()))?;
         Ok(value.map(|guard| guard.value().to_vec()))
     }
 
     /// Forgets up to `limit` login records that expired before `now`
-    /// (Unix seconds), oldest first, in one transaction; returns how many.
+    /// (Unix seconds), oldest first; returns how many. A checkpoint (see
+    /// [`login_log`]): the records only in the log reach redb in the same
+    /// durable transaction, and the log is emptied, so a forgotten record
+    /// cannot come back from it after a crash.
     pub fn sweep_login_records(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
-        if self.read_table(LOGIN_EXPIRY)?.is_none() {
-            return Ok(0);
-        }
-        let mut swept = 0;
-        self.write(|txn| {
-            let mut expiry = txn.open_table(LOGIN_EXPIRY).map_err(|e| db_error("open login expiry")(e.into()))?;
-            let mut due = Vec::new();
-            for entry in expiry
-                .range::<(u64, &[u8])>(..(now, &[][..]))
-                .map_err(|e| db_error("list login expiry")(e.into()))?
-                .take(limit)
-            {
-                let (key, _) = entry.map_err(|e| db_error("list login expiry")(e.into()))?;
-                let (at, key) = key.value();
-                due.push((at, key.to_vec()));
-            }
-            let mut table = txn.open_table(COMMITMENTS).map_err(|e| db_error("open login table")(e.into()))?;
-            for (at, key) in &due {
-                expiry.remove((*at, key.as_slice())).map_err(|e| db_error("remove login expiry")(e.into()))?;
-                table.remove(key.as_slice()).map_err(|e| db_error("remove login record")(e.into()))?;
-            }
-            swept = due.len();
-            Ok(())
-        })?;
-        Ok(swept)
+        let mut guard = self.lock_login_log()?;
+        self.checkpoint(&mut guard, Some((now, limit)))
     }
 
     fn commit(&self, writes: &WriteSet, height: u64, root: &[u8; 32]) -> Result<(), StoreError> {
@@ -334,6 +504,21 @@ impl NodeStore {
             Ok(())
         })
     }
+}
+
+/// Inserts a login record unless its key holds one.
+fn insert_if_absent(
+    table: &mut redb::Table<&'static [u8], &'static [u8]>,
+    expiry: &mut redb::Table<(u64, &'static [u8]), ()>,
+    key: &[u8],
+    value: &[u8],
+    expires_at: u64,
+) -> Result<(), StoreError> {
+    if table.get(key).map_err(|e| db_error("read login record")(e.into()))?.is_none() {
+        table.insert(key, value).map_err(|e| db_error("write login record")(e.into()))?;
+        expiry.insert((expires_at, key), ()).map_err(|e| db_error("write login expiry")(e.into()))?;
+    }
+    Ok(())
 }
 
 /// A read-only view of the committed ledger state at one point in time.

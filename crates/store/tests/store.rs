@@ -250,6 +250,38 @@ mod login_records {
     }
 
     #[test]
+    fn a_few_thousand_pending_records_are_checkpointed_into_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        let store = open(&path);
+        let log = NodeStore::login_log_path(&path);
+        let mut log_sizes = Vec::new();
+        for group in 0..50u32 {
+            let records: Vec<NewLoginRecord> =
+                (0..100u32).map(|i| new(format!("{group}-{i}").as_bytes(), &[1; 200], 1_000)).collect();
+            store.insert_login_records(&records).unwrap();
+            log_sizes.push(std::fs::metadata(&log).unwrap().len());
+        }
+        // 5,000 records: the log grew, was emptied once 4,096 were pending,
+        // and holds only the rest.
+        let emptied = log_sizes.windows(2).filter(|pair| pair[1] < pair[0]).count();
+        assert_eq!(emptied, 1, "{log_sizes:?}");
+        assert!(log_sizes[49] < log_sizes[39], "{log_sizes:?}");
+        for key in ["0-0", "40-99", "49-99"] {
+            assert_eq!(stored(&store, key.as_bytes()).as_deref(), Some(&[1; 200][..]));
+        }
+        assert_eq!(store.insert_login_record(b"0-0", b"other", 1).unwrap().as_deref(), Some(&[1; 200][..]));
+        drop(store);
+        let store = open(&path);
+        assert_eq!(stored(&store, b"10-10").as_deref(), Some(&[1; 200][..]));
+        assert_eq!(stored(&store, b"49-0").as_deref(), Some(&[1; 200][..]));
+        // A sweep is a checkpoint too: the log is empty after it.
+        assert_eq!(store.sweep_login_records(1_001, 10_000).unwrap(), 5_000);
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), 0);
+        assert_eq!(stored(&store, b"49-0"), None);
+    }
+
+    #[test]
     fn a_swept_key_can_be_inserted_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.redb");
