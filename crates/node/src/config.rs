@@ -230,6 +230,19 @@ impl Default for RpcSettings {
 }
 
 impl RpcSettings {
+    /// Every rate limit lifted, no `KeyAssign` signer: for a benchmark or a
+    /// test whose whole load comes from one address and one verifier
+    /// (limits made for real users would refuse the load itself).
+    pub fn unlimited() -> Self {
+        Self {
+            key_assign_signer: None,
+            requests_per_second_per_ip: 1_000_000,
+            burst_per_ip: 1_000_000,
+            logins_per_second_per_verifier: 1_000_000,
+            assignments_per_second_per_verifier: 1_000_000,
+        }
+    }
+
     fn is_default(&self) -> bool {
         self == &Self::default()
     }

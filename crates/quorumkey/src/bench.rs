@@ -161,13 +161,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
     let mut devnet_options = DevnetOptions::on_free_ports(options.nodes, temporary.path().join("devnet"), binary, dkg)
         .ok_or("no free ports on 127.0.0.1")?;
     // The benchmark is one client address sending everything.
-    devnet_options.rpc = RpcSettings {
-        requests_per_second_per_ip: 1_000_000,
-        burst_per_ip: 1_000_000,
-        logins_per_second_per_verifier: 1_000_000,
-        assignments_per_second_per_verifier: 1_000_000,
-        ..RpcSettings::default()
-    };
+    devnet_options.rpc = RpcSettings::unlimited();
     let mut devnet = Devnet::launch(&devnet_options).map_err(|e| e.to_string())?;
     let ledger =
         devnet.network().genesis().and_then(|g| quorumkey_ledger::Ledger::new(g).map_err(|e| e.to_string()))?;

@@ -347,6 +347,7 @@ pub fn durable_write(dir: &std::path::Path, ledger: &quorumkey_ledger::Ledger) -
         times.push(start.elapsed());
     }
     drop(store);
+    let _ = std::fs::remove_file(NodeStore::login_log_path(&path));
     let _ = std::fs::remove_file(&path);
     times.sort();
     Ok(times[times.len() / 2])

@@ -167,7 +167,7 @@ impl NodeStore {
             }
         }
         // Only into a database of this network.
-        store.replay_login_log(&logged)?;
+        store.replay_login_log(logged)?;
         Ok(store)
     }
 
@@ -188,23 +188,21 @@ impl NodeStore {
     }
 
     /// On opening: the records the log holds (those a crash kept from
-    /// redb), inserted if absent in the log's order, made durable, then the
-    /// log emptied.
-    fn replay_login_log(&self, logged: &[NewLoginRecord]) -> Result<(), StoreError> {
+    /// redb) become pending, the first of each key winning as in the log's
+    /// order, and a checkpoint inserts those redb lacks and empties the log.
+    fn replay_login_log(&self, logged: Vec<NewLoginRecord>) -> Result<(), StoreError> {
         if logged.is_empty() {
             return Ok(());
         }
         let mut guard = self.lock_login_log()?;
-        let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
         {
-            let mut table = txn.open_table(COMMITMENTS).map_err(|e| db_error("open login table")(e.into()))?;
-            let mut expiry = txn.open_table(LOGIN_EXPIRY).map_err(|e| db_error("open login expiry")(e.into()))?;
+            let mut pending = self.pending_logins.write().map_err(|_| self.poisoned("add pending records"))?;
             for record in logged {
-                insert_if_absent(&mut table, &mut expiry, &record.key, &record.value, record.expires_at)?;
+                pending.entry(record.key).or_insert((record.value, record.expires_at));
             }
         }
-        txn.commit().map_err(|e| db_error("commit")(e.into()))?;
-        self.clear_login_log(&mut guard)
+        self.checkpoint(&mut guard, None)?;
+        Ok(())
     }
 
     fn lock_login_log(&self) -> Result<std::sync::MutexGuard<'_, Option<LoginLog>>, StoreError> {
@@ -251,7 +249,17 @@ impl NodeStore {
             let mut table = txn.open_table(COMMITMENTS).map_err(|e| db_error("open login table")(e.into()))?;
             let mut expiry = txn.open_table(LOGIN_EXPIRY).map_err(|e| db_error("open login expiry")(e.into()))?;
             for (key, (value, expires_at)) in pending.iter() {
-                insert_if_absent(&mut table, &mut expiry, key, value, *expires_at)?;
+                // Pending records are not in redb, but for a replay's: a
+                // crash may follow a checkpoint's commit before the log
+                // was emptied.
+                if table.get(key.as_slice()).map_err(|e| db_error("read login record")(e.into()))?.is_none() {
+                    table
+                        .insert(key.as_slice(), value.as_slice())
+                        .map_err(|e| db_error("write login record")(e.into()))?;
+                    expiry
+                        .insert((*expires_at, key.as_slice()), ())
+                        .map_err(|e| db_error("write login expiry")(e.into()))?;
+                }
             }
             let mut due = Vec::new();
             if let Some((now, limit)) = sweep {
@@ -504,21 +512,6 @@ impl NodeStore {
             Ok(())
         })
     }
-}
-
-/// Inserts a login record unless its key holds one.
-fn insert_if_absent(
-    table: &mut redb::Table<&'static [u8], &'static [u8]>,
-    expiry: &mut redb::Table<(u64, &'static [u8]), ()>,
-    key: &[u8],
-    value: &[u8],
-    expires_at: u64,
-) -> Result<(), StoreError> {
-    if table.get(key).map_err(|e| db_error("read login record")(e.into()))?.is_none() {
-        table.insert(key, value).map_err(|e| db_error("write login record")(e.into()))?;
-        expiry.insert((expires_at, key), ()).map_err(|e| db_error("write login expiry")(e.into()))?;
-    }
-    Ok(())
 }
 
 /// A read-only view of the committed ledger state at one point in time.

@@ -95,9 +95,16 @@ mod login_records {
     }
 
     fn fresh() -> (tempfile::TempDir, NodeStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir.path().join("node.redb"));
+        let (dir, _, store) = fresh_at();
         (dir, store)
+    }
+
+    /// A fresh store and its path, for tests that reopen it.
+    fn fresh_at() -> (tempfile::TempDir, std::path::PathBuf, NodeStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        let store = open(&path);
+        (dir, path, store)
     }
 
     fn stored(store: &NodeStore, key: &[u8]) -> Option<Vec<u8>> {
@@ -139,9 +146,7 @@ mod login_records {
 
     #[test]
     fn a_group_of_records_is_one_durable_insert_with_the_same_rules() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("node.redb");
-        let store = open(&path);
+        let (_dir, path, store) = fresh_at();
         store.insert_login_record(b"old", b"stored before", 100).unwrap();
         let answers = store
             .insert_login_records(&[
@@ -171,9 +176,7 @@ mod login_records {
 
     #[test]
     fn login_records_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("node.redb");
-        let store = open(&path);
+        let (_dir, path, store) = fresh_at();
         store.insert_login_record(b"c", b"commitment", 500).unwrap();
         store.insert_login_record(b"n", b"second", 100).unwrap();
         drop(store);
@@ -251,9 +254,7 @@ mod login_records {
 
     #[test]
     fn a_few_thousand_pending_records_are_checkpointed_into_the_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("node.redb");
-        let store = open(&path);
+        let (_dir, path, store) = fresh_at();
         let log = NodeStore::login_log_path(&path);
         let mut log_sizes = Vec::new();
         for group in 0..50u32 {
@@ -283,9 +284,7 @@ mod login_records {
 
     #[test]
     fn a_swept_key_can_be_inserted_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("node.redb");
-        let store = open(&path);
+        let (_dir, path, store) = fresh_at();
         store.insert_login_record(b"token", b"old", 100).unwrap();
         assert_eq!(store.sweep_login_records(101, 10).unwrap(), 1);
         assert_eq!(store.insert_login_record(b"token", b"new", 500).unwrap(), None);
