@@ -384,7 +384,8 @@ impl QuorumkeyClient {
         let mut pending: FuturesUnordered<NodeCall> = others.by_ref().take(self.threshold).map(ask).collect();
         let hedge = tokio::time::sleep(self.options.hedge_delay);
         tokio::pin!(hedge);
-        let mut votes: HashMap<String, (usize, Option<LookupKey>)> = HashMap::new();
+        // Each distinct answer (a key, or none) and how many nodes gave it.
+        let mut votes: HashMap<Option<LookupKey>, usize> = HashMap::new();
         let mut failures = Vec::new();
         loop {
             let next = tokio::select! {
@@ -411,24 +412,23 @@ impl QuorumkeyClient {
                 }
             };
             if let Some(vote) = vote {
-                let fingerprint = vote.as_ref().map_or_else(String::new, |key| format!("{key:?}"));
-                let entry = votes.entry(fingerprint).or_insert((0, vote));
-                entry.0 += 1;
-                if entry.0 >= self.threshold {
-                    return match entry.1.take() {
+                let count = votes.entry(vote.clone()).or_insert(0);
+                *count += 1;
+                if *count >= self.threshold {
+                    return match vote {
                         None => Ok(None),
                         Some(key) => self.key_info(&key).map(Some),
                     };
                 }
             }
             // Enough nodes in flight for the leading answer to reach `t`.
-            let leading = votes.values().map(|(count, _)| *count).max().unwrap_or(0);
+            let leading = votes.values().copied().max().unwrap_or(0);
             while pending.len() + leading < self.threshold {
                 let Some(position) = others.next() else { break };
                 pending.push(ask(position));
             }
         }
-        let got = votes.values().map(|(count, _)| *count).max().unwrap_or(0);
+        let got = votes.values().copied().max().unwrap_or(0);
         if votes.len() > 1 {
             failures.push(NodeFailure { node: 0, reason: format!("the nodes gave {} different answers", votes.len()) });
         }

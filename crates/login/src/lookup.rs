@@ -43,7 +43,7 @@ pub fn verifier_id(id: &str) -> Result<VerifierId, LoginError> {
 }
 
 /// One key in a lookup result.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LookupKey {
     /// The key's index in the pool, lowercase hex without leading zeros.
     pub key_index: String,
