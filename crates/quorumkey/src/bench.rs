@@ -18,9 +18,11 @@ use std::time::{Duration, Instant};
 
 use quorumkey_client::{ClientOptions, QuorumkeyClient};
 use quorumkey_ledger::DkgSettings;
+use quorumkey_login::Method;
 use quorumkey_node::config::{NetworkDkg, RpcSettings};
 use quorumkey_node::dev_issuer::{MintRequest, request_token};
 use quorumkey_node::devnet::{Devnet, DevnetOptions};
+use quorumkey_node::observability::{METRIC_LOGIN_RECORD_COMMIT, METRIC_RPC_LATENCY};
 
 use crate::floors::{DkgFloor, LoginFloor, dkg_floor, durable_write, login_floor};
 
@@ -288,10 +290,10 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
         _ => None,
     };
     let node_mean = |series: &str| mean_between(histograms_before.as_ref(), histograms_after.as_ref(), series);
-    let node_commit = node_mean("quorumkey_login_record_commit_seconds");
+    let node_commit = node_mean(METRIC_LOGIN_RECORD_COMMIT);
     let node_handlers = [
-        node_mean("quorumkey_rpc_request_seconds{method=\"CommitmentRequest\"}"),
-        node_mean("quorumkey_rpc_request_seconds{method=\"ShareRequest\"}"),
+        node_mean(&format!("{METRIC_RPC_LATENCY}{{method=\"{}\"}}", Method::Commitment.name())),
+        node_mean(&format!("{METRIC_RPC_LATENCY}{{method=\"{}\"}}", Method::Share.name())),
     ];
 
     // Sustained: tokens minted first, then C clients log in until the
