@@ -4,7 +4,8 @@
 //! - DKG keys per second while the pool fills, against the DKG floor;
 //! - new-user latency (assignment through consensus, then the login);
 //! - login latency for existing users, p50 and p99, against the
-//!   cryptography on a login's critical path;
+//!   cryptography on a login's critical path; the same with the key
+//!   already known (no lookup), alternating with them;
 //! - sustained logins per second with C concurrent clients, against the
 //!   crypto limit of this machine (its cores divided by a login's CPU).
 //!
@@ -186,6 +187,10 @@ struct Measured {
     dkg_time: Duration,
     new_users: Vec<Duration>,
     logins: Vec<Duration>,
+    /// Logins with the key already known (no lookup).
+    known_key: Vec<Duration>,
+    /// The machine's CPU per login with the key known.
+    known_key_cpu: Option<Duration>,
     /// The existing users' logins, step by step (sorted per step).
     steps: [Vec<Duration>; 3],
     /// The nodes' mean login-record write during those logins.
@@ -257,38 +262,64 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
         client.lookup_or_assign(&verifier, &users[0]).await.map_err(|e| e.to_string())?;
     }
     let node_apis: Vec<String> = client.network().nodes.iter().map(|node| node.api.clone()).collect();
-    eprintln!("{} logins of existing users ...", options.logins);
+    // Their keys, for the logins of an application that already knows
+    // the user's key (`login_key`: no lookup).
+    let mut keys = Vec::with_capacity(users.len());
+    for user in &users {
+        keys.push(client.lookup(&verifier, user).await.map_err(|e| e.to_string())?.ok_or("a bench user has no key")?);
+    }
+    eprintln!("{} logins of existing users, and as many with the key known ...", options.logins);
     // Tokens first, so that the machine's CPU below is the logins' alone.
-    let mut tokens = Vec::with_capacity(options.logins);
-    for i in 0..options.logins {
-        tokens.push(mint(&dev.token_endpoint, &users[i % users.len()]).await?);
+    let mut tokens = Vec::with_capacity(2 * options.logins);
+    for i in 0..2 * options.logins {
+        tokens.push(mint(&dev.token_endpoint, &users[i / 2 % users.len()]).await?);
     }
     let histograms_before = node_histograms(&node_apis).await;
-    let cpu_before = machine_cpu();
+    // The two kinds alternate, so the machine's drifting speed touches
+    // both alike; each login's CPU is the machine's between two readings
+    // around it (10 ms ticks: unbiased, and fine over hundreds of logins).
+    let loop_before = machine_cpu();
     let mut logins = Vec::with_capacity(options.logins);
+    let mut known_key = Vec::with_capacity(options.logins);
+    let mut busy = [Some(Duration::ZERO); 2];
     let mut steps: [Vec<Duration>; 3] = Default::default();
     for (i, token) in tokens.iter().enumerate() {
-        let user = &users[i % users.len()];
+        let (user, key, knows_key) = (&users[i / 2 % users.len()], &keys[i / 2 % users.len()], i % 2 == 1);
+        let cpu_before = machine_cpu();
         let started = Instant::now();
-        let login = client.login(&verifier, user, token).await.map_err(|e| e.to_string())?;
-        logins.push(started.elapsed());
+        let login = if knows_key {
+            client.login_key(&verifier, user, token, key).await
+        } else {
+            client.login(&verifier, user, token).await
+        }
+        .map_err(|e| e.to_string())?;
+        let took = started.elapsed();
+        let spent = machine_cpu().zip(cpu_before).map(|((after, _), (before, _))| after.saturating_sub(before));
+        busy[usize::from(knows_key)] = busy[usize::from(knows_key)].zip(spent).map(|(sum, spent)| sum + spent);
+        if knows_key {
+            known_key.push(took);
+            continue;
+        }
+        logins.push(took);
         let timings = login.timings;
         for (step, took) in steps.iter_mut().zip([timings.lookup, timings.commitment, timings.reveal]) {
             step.push(took);
         }
     }
 
-    let cpu_after = machine_cpu();
+    let loop_after = machine_cpu();
     let histograms_after = node_histograms(&node_apis).await;
     // Every process's CPU per login (nodes, client, and whatever else
     // runs), and how busy the cores were.
-    let login_cpu = match (cpu_before, cpu_after) {
-        (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 && options.logins > 0 => Some((
-            (busy1 - busy0) / options.logins as u32,
-            (busy1 - busy0).as_secs_f64() / (total1 - total0).as_secs_f64(),
-        )),
+    let busy_share = match (loop_before, loop_after) {
+        (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 => {
+            Some((busy1 - busy0).as_secs_f64() / (total1 - total0).as_secs_f64())
+        }
         _ => None,
     };
+    let per_login = |sum: Option<Duration>| sum.filter(|_| options.logins > 0).map(|sum| sum / options.logins as u32);
+    let login_cpu = per_login(busy[0]).zip(busy_share);
+    let known_key_cpu = per_login(busy[1]);
     let node_mean = |series: &str| mean_between(histograms_before.as_ref(), histograms_after.as_ref(), series);
     let node_commit = node_mean(METRIC_LOGIN_RECORD_COMMIT);
     let node_handlers = [
@@ -342,6 +373,7 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
     let sustained_time = started.elapsed();
     new_users.sort();
     logins.sort();
+    known_key.sort();
     for step in &mut steps {
         step.sort();
     }
@@ -350,6 +382,8 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
         dkg_time,
         new_users,
         logins,
+        known_key,
+        known_key_cpu,
         steps,
         node_commit,
         node_handlers,
@@ -436,6 +470,18 @@ fn report(
         ms(with_storage),
         ratio(p50, with_storage)
     );
+    let (k50, k99) = (percentile(&measured.known_key, 0.50), percentile(&measured.known_key, 0.99));
+    println!(
+        "login, key known        p50 {}  p99 {}  ({} logins, alternating with the above; no lookup: an application that keeps the user's key)   floor {}   ratio {:.1}",
+        ms(k50),
+        ms(k99),
+        measured.known_key.len(),
+        ms(floor),
+        ratio(k50, floor)
+    );
+    if let Some(cpu) = measured.known_key_cpu {
+        println!("  the machine's CPU per login with the key known: {}", ms(cpu));
+    }
     let (n50, n99) = (percentile(&measured.new_users, 0.50), percentile(&measured.new_users, 0.99));
     println!(
         "new user (assign+login) p50 {}  p99 {}  ({} users)   floor {} (a login's; the assignment waits for consensus)   ratio {:.1}",

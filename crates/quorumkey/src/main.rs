@@ -137,7 +137,7 @@ enum Command {
         /// Seconds of the sustained phase.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
-        /// Existing-user logins measured one at a time.
+        /// Existing-user logins measured one at a time (and as many more with the key already known, alternating with them).
         #[arg(long, default_value_t = 200)]
         logins: usize,
         /// New users measured one at a time.

@@ -190,10 +190,12 @@ fn bench_reports_every_figure_with_its_floor() {
     ];
     let (ok, out, err) = run(&args, None);
     assert!(ok, "bench failed:\n{out}\n{err}");
-    for expected in ["login floor", "login, existing user", "new user", "sustained logins", "DKG", "0 failed"] {
+    for expected in
+        ["login floor", "login, existing user", "login, key known", "new user", "sustained logins", "DKG", "0 failed"]
+    {
         assert!(out.contains(expected), "{expected:?} in:\n{out}");
     }
-    assert_eq!(out.matches("ratio").count(), 5, "{out}");
+    assert_eq!(out.matches("ratio").count(), 6, "{out}");
     let dkg = out.lines().find(|line| line.starts_with("DKG")).unwrap();
     let rate: f64 = dkg.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(rate > 0.0, "the DKG rate was measured: {dkg}");
