@@ -8,6 +8,11 @@
 //! durable write per request would make the fsyncs a login's cost under
 //! load. Alone, a record waits for exactly one write; under load,
 //! concurrent records share one.
+//!
+//! A second thread runs the store's background checkpoints (the records'
+//! move from the log into redb, tens of milliseconds for a few thousand),
+//! so that no request waits for one: the writer only tells it when one is
+//! due.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +22,7 @@ use quorumkey_store::NewLoginRecord;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::applier::BlockApplier;
-use crate::observability::{METRIC_LOGIN_RECORD_COMMIT, METRIC_LOGIN_RECORD_GROUP};
+use crate::observability::{METRIC_LOGIN_RECORD_CHECKPOINT, METRIC_LOGIN_RECORD_COMMIT, METRIC_LOGIN_RECORD_GROUP};
 
 /// Most records in one write.
 const MAX_GROUP: usize = 256;
@@ -49,11 +54,36 @@ pub struct LoginRecordWriter {
 }
 
 impl LoginRecordWriter {
-    /// Starts the writer thread on `applier`'s store.
+    /// Starts the writer thread and its checkpoint thread on `applier`'s
+    /// store.
     pub fn start(applier: Arc<BlockApplier>) -> std::io::Result<Self> {
         let (queue, mut waiting) = mpsc::channel::<Pending>(QUEUE);
         let writes = Arc::new(AtomicU64::new(0));
         let counted = writes.clone();
+        // One wake-up at most waits: a checkpoint takes every record
+        // pending when it starts. The thread stops with the writer.
+        let (checkpoint_due, checkpoints) = std::sync::mpsc::sync_channel::<()>(1);
+        let checkpointed = applier.clone();
+        std::thread::Builder::new().name("login-checkpoints".to_owned()).spawn(move || {
+            let store = checkpointed.store();
+            while checkpoints.recv().is_ok() {
+                // A wake-up sent while the last checkpoint ran may find
+                // nothing left to do.
+                if !matches!(store.login_checkpoint_due(), Ok(true)) {
+                    continue;
+                }
+                let started = Instant::now();
+                match store.checkpoint_login_records() {
+                    Ok(_) => {
+                        metrics::histogram!(METRIC_LOGIN_RECORD_CHECKPOINT).record(started.elapsed().as_secs_f64())
+                    }
+                    // The records stay durable in the log; the next
+                    // checkpoint or sweep retries (or the store refuses new
+                    // records until a restart, which the writer reports).
+                    Err(error) => tracing::warn!(%error, "login record checkpoint failed"),
+                }
+            }
+        })?;
         std::thread::Builder::new().name("login-records".to_owned()).spawn(move || {
             let (mut records, mut answers) = (Vec::with_capacity(MAX_GROUP), Vec::with_capacity(MAX_GROUP));
             while let Some(first) = waiting.blocking_recv() {
@@ -84,6 +114,10 @@ impl LoginRecordWriter {
                     }
                 }
                 records.clear();
+                if matches!(applier.store().login_checkpoint_due(), Ok(true)) {
+                    // Full: a wake-up is waiting already.
+                    let _ = checkpoint_due.try_send(());
+                }
             }
         })?;
         Ok(Self { queue, writes })

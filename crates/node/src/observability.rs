@@ -44,6 +44,9 @@ pub const METRIC_RPC_LATENCY: &str = "quorumkey_rpc_request_seconds";
 pub const METRIC_LOGIN_RECORD_GROUP: &str = "quorumkey_login_record_group_size";
 /// Histogram: seconds to make one group of login records durable.
 pub const METRIC_LOGIN_RECORD_COMMIT: &str = "quorumkey_login_record_commit_seconds";
+/// Histogram: seconds a background checkpoint of login records took (see
+/// `quorumkey_store::NodeStore::checkpoint_login_records`).
+pub const METRIC_LOGIN_RECORD_CHECKPOINT: &str = "quorumkey_login_record_checkpoint_seconds";
 
 /// Why telemetry could not start.
 #[derive(Debug, Error)]

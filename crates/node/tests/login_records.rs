@@ -82,3 +82,38 @@ async fn concurrent_inserts_share_commits_and_keep_the_first_record() {
         assert_eq!(store.login_record(key).unwrap().as_ref(), Some(value));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_has_redb_take_the_records_over_in_the_background() {
+    let net = TestNetwork::new(4, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let applier =
+        Arc::new(BlockApplier::open(net.ledger.clone(), &path, HealthCell::new(1, *net.ledger.network_id())).unwrap());
+    let writer = LoginRecordWriter::start(applier.clone()).unwrap();
+    let log = NodeStore::login_log_path(&path);
+    // 4,200 records, 200 at a time: a checkpoint is due at 4,096.
+    for round in 0u32..21 {
+        let inserts: Vec<_> = (0u32..200)
+            .map(|i| {
+                let writer = writer.clone();
+                let record =
+                    NewLoginRecord { key: format!("{round}-{i}").into_bytes(), value: vec![1; 300], expires_at: 1_000 };
+                tokio::spawn(async move { writer.insert(record).await.unwrap() })
+            })
+            .collect();
+        for insert in inserts {
+            assert_eq!(insert.await.unwrap(), None);
+        }
+    }
+    // The checkpoint thread empties the log (new records go to a new one)
+    // without anyone asking the store.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::metadata(&log).unwrap().len() > 200 * 400 || NodeStore::sealed_login_log_path(&path).exists() {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint within 30 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!applier.store().login_checkpoint_due().unwrap());
+    assert_eq!(applier.store().login_record(b"0-0").unwrap(), Some(vec![1; 300]));
+    assert_eq!(applier.store().login_record(b"20-199").unwrap(), Some(vec![1; 300]));
+}

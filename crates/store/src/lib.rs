@@ -37,11 +37,15 @@ const COMMITMENTS: TableDefinition<'static, &'static [u8], &'static [u8]> = Tabl
 /// When each login record may be forgotten: (Unix seconds, key) → ().
 const LOGIN_EXPIRY: TableDefinition<'static, (u64, &'static [u8]), ()> = TableDefinition::new("login_expiry");
 
-/// Once this many login records are in the log but not in redb, one
-/// durable redb transaction takes them all over and the log is emptied (a
-/// checkpoint; the periodic sweep runs one too). It bounds the log and the
-/// records held in memory (about 1.5 MB).
+/// Once this many login records are in the log but not in redb, a
+/// background checkpoint is due (see [`NodeStore::checkpoint_login_records`];
+/// the periodic sweep runs a checkpoint too). About 1.5 MB of records.
 const LOGIN_CHECKPOINT_RECORDS: usize = 4096;
+/// If this many are pending all the same (no one runs the background
+/// checkpoints, or they fall behind), the insert that reaches it runs one
+/// itself before it returns: the bound on the log and on the records held
+/// in memory (about 13 MB).
+const LOGIN_PENDING_LIMIT: usize = 8 * LOGIN_CHECKPOINT_RECORDS;
 
 mod login_log;
 use login_log::LoginLog;
@@ -123,7 +127,13 @@ pub struct NodeStore {
     /// replays the log).
     login_log: Mutex<Option<LoginLog>>,
     login_log_path: PathBuf,
-    /// The records in the log that redb does not hold yet; readers look
+    /// Where a background checkpoint seals the log (see [`login_log`]).
+    sealed_login_log_path: PathBuf,
+    /// Serializes checkpoints; `true` while a sealed log may hold records
+    /// redb lacks (a background checkpoint failed after sealing: the next
+    /// one must not seal over it).
+    login_checkpoints: Mutex<bool>,
+    /// The records in the logs that redb does not hold yet; readers look
     /// here first.
     pending_logins: RwLock<PendingLogins>,
 }
@@ -141,15 +151,21 @@ impl NodeStore {
         let db = Database::create(path)
             .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
         let login_log_path = Self::login_log_path(path);
-        let (login_log, logged) = LoginLog::open(&login_log_path).map_err(|e| StoreError::LoginLog {
-            path: login_log_path.display().to_string(),
-            operation: "open",
-            reason: e.to_string(),
-        })?;
+        let sealed_login_log_path = Self::sealed_login_log_path(path);
+        let open_error = |path: &Path| {
+            let path = path.display().to_string();
+            move |e: std::io::Error| StoreError::LoginLog { path, operation: "open", reason: e.to_string() }
+        };
+        // The sealed log is the older: its records come first.
+        let mut logged = login_log::read_sealed(&sealed_login_log_path).map_err(open_error(&sealed_login_log_path))?;
+        let (login_log, active) = LoginLog::open(&login_log_path).map_err(open_error(&login_log_path))?;
+        logged.extend(active);
         let store = Self {
             db,
             login_log: Mutex::new(Some(login_log)),
             login_log_path,
+            login_checkpoints: Mutex::new(sealed_login_log_path.exists()),
+            sealed_login_log_path,
             pending_logins: RwLock::new(HashMap::new()),
         };
         let snapshot = store.snapshot()?;
@@ -179,6 +195,15 @@ impl NodeStore {
         PathBuf::from(name)
     }
 
+    /// Where a background checkpoint of the database at `path` seals its
+    /// login-record log while redb takes the records over:
+    /// `<path>.login-log.sealed` (absent between checkpoints).
+    pub fn sealed_login_log_path(path: &Path) -> PathBuf {
+        let mut name = Self::login_log_path(path).into_os_string();
+        name.push(".sealed");
+        PathBuf::from(name)
+    }
+
     fn log_error(&self, operation: &'static str) -> impl Fn(std::io::Error) -> StoreError + '_ {
         move |e| StoreError::LoginLog {
             path: self.login_log_path.display().to_string(),
@@ -187,11 +212,13 @@ impl NodeStore {
         }
     }
 
-    /// On opening: the records the log holds (those a crash kept from
-    /// redb) become pending, the first of each key winning as in the log's
-    /// order, and a checkpoint inserts those redb lacks and empties the log.
+    /// On opening: the records the logs hold (those a crash kept from
+    /// redb) become pending, the first of each key winning as in the logs'
+    /// order, and a checkpoint inserts those redb lacks and empties the
+    /// logs.
     fn replay_login_log(&self, logged: Vec<NewLoginRecord>) -> Result<(), StoreError> {
-        if logged.is_empty() {
+        let mut sealed = self.lock_login_checkpoints()?;
+        if logged.is_empty() && !*sealed {
             return Ok(());
         }
         let mut guard = self.lock_login_log()?;
@@ -201,8 +228,12 @@ impl NodeStore {
                 pending.entry(record.key).or_insert((record.value, record.expires_at));
             }
         }
-        self.checkpoint(&mut guard, None)?;
+        self.checkpoint(&mut sealed, &mut guard, None)?;
         Ok(())
+    }
+
+    fn lock_login_checkpoints(&self) -> Result<std::sync::MutexGuard<'_, bool>, StoreError> {
+        self.login_checkpoints.lock().map_err(|_| self.poisoned("lock the checkpoints"))
     }
 
     fn lock_login_log(&self) -> Result<std::sync::MutexGuard<'_, Option<LoginLog>>, StoreError> {
@@ -221,7 +252,8 @@ impl NodeStore {
         guard.as_mut().ok_or_else(|| StoreError::LoginLog {
             path: self.login_log_path.display().to_string(),
             operation: "write",
-            reason: "it could not be emptied after a checkpoint; restart the node to replay it".to_owned(),
+            reason: "it could not be sealed, emptied or deleted at a checkpoint; restart the node to replay it"
+                .to_owned(),
         })
     }
 
@@ -237,11 +269,17 @@ impl NodeStore {
         })
     }
 
-    /// A checkpoint, under the log's lock: one durable transaction inserts
-    /// every pending record (and, with `sweep`, forgets up to `limit`
-    /// records that expired before `now`), then the log and the pending
-    /// records are emptied. Returns how many were forgotten.
-    fn checkpoint(&self, guard: &mut Option<LoginLog>, sweep: Option<(u64, usize)>) -> Result<usize, StoreError> {
+    /// A full checkpoint, under the checkpoints' and the log's locks: one
+    /// durable transaction inserts every pending record (and, with
+    /// `sweep`, forgets up to `limit` records that expired before `now`),
+    /// then the log, the sealed log and the pending records are emptied.
+    /// Returns how many were forgotten.
+    fn checkpoint(
+        &self,
+        sealed: &mut bool,
+        guard: &mut Option<LoginLog>,
+        sweep: Option<(u64, usize)>,
+    ) -> Result<usize, StoreError> {
         self.usable_login_log(guard)?;
         let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
         let (inserted, swept) = {
@@ -249,17 +287,7 @@ impl NodeStore {
             let mut table = txn.open_table(COMMITMENTS).map_err(|e| db_error("open login table")(e.into()))?;
             let mut expiry = txn.open_table(LOGIN_EXPIRY).map_err(|e| db_error("open login expiry")(e.into()))?;
             for (key, (value, expires_at)) in pending.iter() {
-                // Pending records are not in redb, but for a replay's: a
-                // crash may follow a checkpoint's commit before the log
-                // was emptied.
-                if table.get(key.as_slice()).map_err(|e| db_error("read login record")(e.into()))?.is_none() {
-                    table
-                        .insert(key.as_slice(), value.as_slice())
-                        .map_err(|e| db_error("write login record")(e.into()))?;
-                    expiry
-                        .insert((*expires_at, key.as_slice()), ())
-                        .map_err(|e| db_error("write login expiry")(e.into()))?;
-                }
+                insert_absent_login_record(&mut table, &mut expiry, key, value, *expires_at)?;
             }
             let mut due = Vec::new();
             if let Some((now, limit)) = sweep {
@@ -279,16 +307,92 @@ impl NodeStore {
             }
             (pending.len(), due.len())
         };
-        if inserted == 0 && swept == 0 {
+        if inserted == 0 && swept == 0 && !*sealed {
             txn.abort().map_err(|e| db_error("abort")(e.into()))?;
             return Ok(0);
         }
         txn.commit().map_err(|e| db_error("commit")(e.into()))?;
         // Durable in redb: nothing is pending (records are added only under
-        // the log's lock, which the caller holds), and the log can go.
+        // the log's lock, which the caller holds), and the logs can go.
         self.pending_logins.write().map_err(|_| self.poisoned("empty pending records"))?.clear();
         self.clear_login_log(guard)?;
+        self.remove_sealed_login_log(sealed).inspect_err(|_| *guard = None)?;
         Ok(swept)
+    }
+
+    /// Deletes the sealed log once redb holds all it holds. If that fails
+    /// the caller takes no new record until a restart (as
+    /// [`Self::clear_login_log`] does): a sealed log that stays could bring
+    /// back a record a later sweep forgot.
+    fn remove_sealed_login_log(&self, sealed: &mut bool) -> Result<(), StoreError> {
+        login_log::remove_sealed(&self.sealed_login_log_path).map_err(|e| StoreError::LoginLog {
+            path: self.sealed_login_log_path.display().to_string(),
+            operation: "delete after a durable commit",
+            reason: e.to_string(),
+        })?;
+        *sealed = false;
+        Ok(())
+    }
+
+    /// Whether a background checkpoint is due: enough login records wait
+    /// in the log for [`Self::checkpoint_login_records`] to move them to
+    /// redb.
+    pub fn login_checkpoint_due(&self) -> Result<bool, StoreError> {
+        let pending = self.pending_logins.read().map_err(|_| self.poisoned("read pending records"))?;
+        Ok(pending.len() >= LOGIN_CHECKPOINT_RECORDS)
+    }
+
+    /// A background checkpoint: moves the login records pending in the
+    /// log into redb in one durable transaction, while
+    /// [`Self::insert_login_records`] goes on (it waits only while the log
+    /// is sealed: a rename and a new file; see [`login_log`]). Returns how
+    /// many records it moved. Run it from a thread of its own when
+    /// [`Self::login_checkpoint_due`] says so; one at a time (a second
+    /// waits for the first).
+    pub fn checkpoint_login_records(&self) -> Result<usize, StoreError> {
+        let mut sealed = self.lock_login_checkpoints()?;
+        let records: Vec<(Vec<u8>, Vec<u8>, u64)> = {
+            let mut guard = self.lock_login_log()?;
+            let log = self.usable_login_log(&mut guard)?;
+            let pending = self.pending_logins.read().map_err(|_| self.poisoned("read pending records"))?;
+            if pending.is_empty() {
+                return Ok(0);
+            }
+            // A sealed log left by a failed checkpoint holds only records
+            // still pending: this checkpoint takes them over too.
+            if !*sealed {
+                if let Err(e) = log.seal(&self.login_log_path, &self.sealed_login_log_path) {
+                    *guard = None;
+                    return Err(self.log_error("seal for a checkpoint")(e));
+                }
+                *sealed = true;
+            }
+            pending.iter().map(|(key, (value, expires_at))| (key.clone(), value.clone(), *expires_at)).collect()
+        };
+        let txn = self.db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
+        {
+            let mut table = txn.open_table(COMMITMENTS).map_err(|e| db_error("open login table")(e.into()))?;
+            let mut expiry = txn.open_table(LOGIN_EXPIRY).map_err(|e| db_error("open login expiry")(e.into()))?;
+            for (key, value, expires_at) in &records {
+                insert_absent_login_record(&mut table, &mut expiry, key, value, *expires_at)?;
+            }
+        }
+        txn.commit().map_err(|e| db_error("commit")(e.into()))?;
+        {
+            // Readable in redb now. No insert added these keys again while
+            // the transaction ran: they were pending all along.
+            let mut pending = self.pending_logins.write().map_err(|_| self.poisoned("remove pending records"))?;
+            for (key, _, _) in &records {
+                pending.remove(key);
+            }
+        }
+        // The sealed log held only records now in redb (the new log holds
+        // the rest).
+        if let Err(error) = self.remove_sealed_login_log(&mut sealed) {
+            *self.lock_login_log()? = None;
+            return Err(error);
+        }
+        Ok(records.len())
     }
 
     /// A table in a fresh read transaction; `None` if nothing was ever
@@ -429,8 +533,8 @@ impl NodeStore {
     /// (see [`login_log`]) and readable; redb takes them over at the next
     /// checkpoint.
     pub fn insert_login_records(&self, records: &[NewLoginRecord]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        // Lock order, everywhere: the log, then a redb write transaction,
-        // then the pending records.
+        // Lock order, everywhere: the checkpoints, then the log, then a
+        // redb write transaction, then the pending records.
         let mut guard = self.lock_login_log()?;
         let mut existing = Vec::with_capacity(records.len());
         let mut new: Vec<&NewLoginRecord> = Vec::new();
@@ -468,8 +572,9 @@ impl NodeStore {
             }
             pending.len()
         };
-        if pending_now >= LOGIN_CHECKPOINT_RECORDS {
-            self.checkpoint(&mut guard, None)?;
+        if pending_now >= LOGIN_PENDING_LIMIT {
+            drop(guard);
+            self.checkpoint_login_records()?;
         }
         Ok(existing)
     }
@@ -490,11 +595,12 @@ impl NodeStore {
     /// Forgets up to `limit` login records that expired before `now`
     /// (Unix seconds), oldest first; returns how many. A checkpoint (see
     /// [`login_log`]): the records only in the log reach redb in the same
-    /// durable transaction, and the log is emptied, so a forgotten record
-    /// cannot come back from it after a crash.
+    /// durable transaction, and both logs are emptied, so a forgotten
+    /// record cannot come back from one after a crash.
     pub fn sweep_login_records(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+        let mut sealed = self.lock_login_checkpoints()?;
         let mut guard = self.lock_login_log()?;
-        self.checkpoint(&mut guard, Some((now, limit)))
+        self.checkpoint(&mut sealed, &mut guard, Some((now, limit)))
     }
 
     fn commit(&self, writes: &WriteSet, height: u64, root: &[u8; 32]) -> Result<(), StoreError> {
@@ -512,6 +618,24 @@ impl NodeStore {
             Ok(())
         })
     }
+}
+
+/// A checkpoint's insert of one pending record, with its expiry, unless
+/// redb holds its key: pending records are not in redb, but for a
+/// replay's (a crash may follow a checkpoint's commit before its log was
+/// emptied or deleted).
+fn insert_absent_login_record(
+    table: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+    expiry: &mut redb::Table<'_, (u64, &'static [u8]), ()>,
+    key: &[u8],
+    value: &[u8],
+    expires_at: u64,
+) -> Result<(), StoreError> {
+    if table.get(key).map_err(|e| db_error("read login record")(e.into()))?.is_none() {
+        table.insert(key, value).map_err(|e| db_error("write login record")(e.into()))?;
+        expiry.insert((expires_at, key), ()).map_err(|e| db_error("write login expiry")(e.into()))?;
+    }
+    Ok(())
 }
 
 /// A read-only view of the committed ledger state at one point in time.

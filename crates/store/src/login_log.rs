@@ -6,17 +6,27 @@
 //! redb's per-commit work, with every node committing at once). Instead
 //! the records are appended here, in one write and one `fdatasync`, and
 //! kept in memory (readers look there first) until a checkpoint inserts
-//! them into redb in bulk, in one durable transaction, and empties the
-//! log: once a few thousand are pending, and at every sweep of expired
-//! records (once a minute).
+//! them into redb in bulk, in one durable transaction.
 //!
-//! On opening, the store replays the log into redb: every entry up to the
-//! first torn or corrupt one (a write cut short at the tail), inserted if
-//! absent. Every entry is a record the store accepted, so remembering it is
-//! safe. If emptying the log fails after a checkpoint, the store takes no
-//! new record until it is reopened; the replay then finds records redb
-//! already holds, or ones the checkpoint's sweep forgot (expired: the next
-//! sweep forgets them again).
+//! Two kinds of checkpoint. A background checkpoint (once a few thousand
+//! records are pending; the node runs it on its own thread) must not hold
+//! up new records: under the log's lock it only seals the log (renames it
+//! to `<log>.sealed` and starts a new one) and copies the pending records;
+//! the redb transaction, which takes tens of milliseconds for a few
+//! thousand records and grows with the table, runs while appends go on to
+//! the new log; then the sealed log is deleted. A full checkpoint (at
+//! every sweep of expired records, once a minute, and on opening) holds
+//! the log's lock throughout and empties both files, so a record the
+//! sweep forgets cannot come back from a log after a crash.
+//!
+//! On opening, the store replays the sealed log, then the log, into redb:
+//! every entry up to the first torn or corrupt one (a write cut short at
+//! the tail), inserted if absent, the first of each key winning. Every
+//! entry is a record the store accepted, so remembering it is safe. If a
+//! log cannot be sealed, emptied or deleted after a checkpoint, the store
+//! takes no new record until it is reopened; the replay then finds records
+//! redb already holds, or ones the checkpoint's sweep forgot (expired: the
+//! next sweep forgets them again).
 //!
 //! Written by hand: a length-prefixed, checksummed append-only file is a
 //! few dozen lines, and no well-kept crate offers just that without a
@@ -94,6 +104,51 @@ impl LoginLog {
         self.len = 0;
         Ok(())
     }
+
+    /// Starts a background checkpoint: the log at `path` becomes the
+    /// sealed log at `sealed` (its records stay durable there until redb
+    /// holds them) and this log continues in a new, empty file at `path`.
+    /// Both renames are durable when it returns. On error this log may be
+    /// the sealed file: the caller must stop appending to it.
+    pub(crate) fn seal(&mut self, path: &Path, sealed: &Path) -> std::io::Result<()> {
+        std::fs::rename(path, sealed)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+        sync_parent(path)?;
+        self.file = file;
+        self.len = 0;
+        Ok(())
+    }
+}
+
+/// The records of the sealed log at `path` (see [`LoginLog::seal`]), in
+/// the order they were written, up to the first torn or corrupt entry;
+/// none if there is no sealed log.
+pub(crate) fn read_sealed(path: &Path) -> std::io::Result<Vec<NewLoginRecord>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(decode(&bytes).0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes the sealed log at `path`, durably (after a durable redb commit
+/// holds every record in it); nothing to do if there is none.
+pub(crate) fn remove_sealed(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => sync_parent(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes the entries of `path`'s directory durable (a rename, a new or a
+/// deleted file).
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    File::open(parent)?.sync_all()
 }
 
 fn encode(record: &NewLoginRecord, out: &mut Vec<u8>) -> std::io::Result<()> {

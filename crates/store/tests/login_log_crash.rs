@@ -88,3 +88,60 @@ fn login_records_survive_a_crash_between_durable_commits() {
     let store = open(&path);
     assert_eq!(store.login_record(&record(0, 0, "").key).unwrap(), None);
 }
+
+const CHECKPOINTING_CHILD_DB: &str = "QUORUMKEY_LOGIN_LOG_CHECKPOINT_CRASH_DB";
+const CHECKPOINTING_GROUPS: u32 = 400;
+
+/// The child: as [`child`], with background checkpoints running in a loop
+/// on another thread, so the abort may come at any step of one (sealed,
+/// redb committing, sealed log being deleted).
+fn checkpointing_child(path: &Path) -> ! {
+    let store = std::sync::Arc::new(open(path));
+    let checkpoints = store.clone();
+    std::thread::spawn(move || {
+        loop {
+            checkpoints.checkpoint_login_records().unwrap();
+        }
+    });
+    for group in 0..CHECKPOINTING_GROUPS {
+        let stored = store
+            .insert_login_records(&[record(group, 0, "first"), record(group, 1, "first"), record(group, 0, "second")])
+            .unwrap();
+        assert_eq!(stored[2].as_deref(), Some(&b"first"[..]));
+        if group > 0 {
+            let again = store.insert_login_record(&record(group - 1, 1, "").key, b"third", 1_000).unwrap();
+            assert_eq!(again.as_deref(), Some(&b"first"[..]));
+        }
+    }
+    std::process::abort();
+}
+
+#[test]
+fn login_records_survive_a_crash_during_background_checkpoints() {
+    if let Ok(path) = std::env::var(CHECKPOINTING_CHILD_DB) {
+        checkpointing_child(Path::new(&path));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "login_records_survive_a_crash_during_background_checkpoints",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHECKPOINTING_CHILD_DB, &path)
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child must abort, not exit");
+
+    let store = open(&path);
+    for group in 0..CHECKPOINTING_GROUPS {
+        for i in 0..2 {
+            let key = record(group, i, "").key;
+            assert_eq!(store.login_record(&key).unwrap().as_deref(), Some(&b"first"[..]), "group {group} record {i}");
+        }
+    }
+    assert!(!NodeStore::sealed_login_log_path(&path).exists());
+    assert_eq!(store.sweep_login_records(1_001, 10_000).unwrap(), 2 * CHECKPOINTING_GROUPS as usize);
+}

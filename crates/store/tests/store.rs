@@ -252,34 +252,135 @@ mod login_records {
         assert_eq!(store.sweep_login_records(1_000, 5).unwrap(), 0);
     }
 
+    fn group(group: u32, size: u32) -> Vec<NewLoginRecord> {
+        (0..size).map(|i| new(format!("{group}-{i}").as_bytes(), &[1; 200], 1_000)).collect()
+    }
+
     #[test]
-    fn a_few_thousand_pending_records_are_checkpointed_into_the_database() {
+    fn a_background_checkpoint_moves_the_pending_records_into_the_database() {
         let (_dir, path, store) = fresh_at();
         let log = NodeStore::login_log_path(&path);
-        let mut log_sizes = Vec::new();
-        for group in 0..50u32 {
-            let records: Vec<NewLoginRecord> =
-                (0..100u32).map(|i| new(format!("{group}-{i}").as_bytes(), &[1; 200], 1_000)).collect();
-            store.insert_login_records(&records).unwrap();
-            log_sizes.push(std::fs::metadata(&log).unwrap().len());
+        let sealed = NodeStore::sealed_login_log_path(&path);
+        for g in 0..40u32 {
+            store.insert_login_records(&group(g, 100)).unwrap();
+            // Due from 4,096 pending records on; nothing moves by itself.
+            assert_eq!(store.login_checkpoint_due().unwrap(), (g + 1) * 100 >= 4_096, "group {g}");
         }
-        // 5,000 records: the log grew, was emptied once 4,096 were pending,
-        // and holds only the rest.
-        let emptied = log_sizes.windows(2).filter(|pair| pair[1] < pair[0]).count();
-        assert_eq!(emptied, 1, "{log_sizes:?}");
-        assert!(log_sizes[49] < log_sizes[39], "{log_sizes:?}");
-        for key in ["0-0", "40-99", "49-99"] {
+        let full = std::fs::metadata(&log).unwrap().len();
+        store.insert_login_records(&group(40, 1_000)).unwrap();
+        assert!(std::fs::metadata(&log).unwrap().len() > full, "the log only grew");
+        assert!(store.login_checkpoint_due().unwrap());
+
+        assert_eq!(store.checkpoint_login_records().unwrap(), 5_000);
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), 0, "a new, empty log");
+        assert!(!sealed.exists(), "the sealed log is gone");
+        assert!(!store.login_checkpoint_due().unwrap());
+        assert_eq!(store.checkpoint_login_records().unwrap(), 0, "nothing left to move");
+        for key in ["0-0", "39-99", "40-999"] {
             assert_eq!(stored(&store, key.as_bytes()).as_deref(), Some(&[1; 200][..]));
         }
         assert_eq!(store.insert_login_record(b"0-0", b"other", 1).unwrap().as_deref(), Some(&[1; 200][..]));
+        store.insert_login_record(b"after", b"in the new log", 1_000).unwrap();
         drop(store);
         let store = open(&path);
         assert_eq!(stored(&store, b"10-10").as_deref(), Some(&[1; 200][..]));
-        assert_eq!(stored(&store, b"49-0").as_deref(), Some(&[1; 200][..]));
-        // A sweep is a checkpoint too: the log is empty after it.
-        assert_eq!(store.sweep_login_records(1_001, 10_000).unwrap(), 5_000);
+        assert_eq!(stored(&store, b"after").as_deref(), Some(&b"in the new log"[..]));
+        // A sweep is a (full) checkpoint too: the log is empty after it.
+        assert_eq!(store.sweep_login_records(1_001, 10_000).unwrap(), 5_001);
         assert_eq!(std::fs::metadata(&log).unwrap().len(), 0);
-        assert_eq!(stored(&store, b"49-0"), None);
+        assert_eq!(stored(&store, b"40-0"), None);
+    }
+
+    #[test]
+    fn inserts_go_on_while_a_checkpoint_runs_and_lose_nothing() {
+        let (_dir, path, store) = fresh_at();
+        let store = std::sync::Arc::new(store);
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let checkpoints = {
+            let (store, done) = (store.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut moved = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    moved += store.checkpoint_login_records().unwrap();
+                }
+                moved
+            })
+        };
+        for g in 0..300u32 {
+            // Each group also offers a new value for a key of the group
+            // before: the first value stays, wherever it is by then.
+            let mut records = group(g, 20);
+            if g > 0 {
+                records.push(new(format!("{}-0", g - 1).as_bytes(), b"second", 1_000));
+            }
+            let stored = store.insert_login_records(&records).unwrap();
+            assert!(stored[..20].iter().all(Option::is_none));
+            if g > 0 {
+                assert_eq!(stored[20].as_deref(), Some(&[1; 200][..]), "group {g}");
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let moved = checkpoints.join().unwrap();
+        assert!(moved <= 6_000);
+        let check = |store: &NodeStore| {
+            for g in 0..300u32 {
+                for i in [0, 19] {
+                    let key = format!("{g}-{i}");
+                    assert_eq!(stored(store, key.as_bytes()).as_deref(), Some(&[1; 200][..]), "{key}");
+                }
+            }
+        };
+        check(&store);
+        drop(store);
+        let store = open(&path);
+        check(&store);
+        assert_eq!(store.sweep_login_records(1_001, 10_000).unwrap(), 6_000);
+    }
+
+    #[test]
+    fn a_sealed_log_left_by_a_crash_is_replayed_before_the_log() {
+        // Two logs as a crash during a background checkpoint leaves them:
+        // made by two stores, then put in place for a third.
+        let (_a_dir, a_path, a) = fresh_at();
+        a.insert_login_records(&[new(b"both", b"sealed", 1_000), new(b"sealed only", b"s", 1_000)]).unwrap();
+        drop(a);
+        let (_b_dir, b_path, b) = fresh_at();
+        b.insert_login_records(&[new(b"both", b"log", 1_000), new(b"log only", b"l", 1_000)]).unwrap();
+        drop(b);
+        let (_dir, path, store) = fresh_at();
+        store.insert_login_record(b"in redb", b"r", 1_000).unwrap();
+        store.sweep_login_records(0, 0).unwrap();
+        drop(store);
+        std::fs::copy(NodeStore::login_log_path(&a_path), NodeStore::sealed_login_log_path(&path)).unwrap();
+        std::fs::copy(NodeStore::login_log_path(&b_path), NodeStore::login_log_path(&path)).unwrap();
+
+        let store = open(&path);
+        assert_eq!(stored(&store, b"both").as_deref(), Some(&b"sealed"[..]), "the older record wins");
+        assert_eq!(stored(&store, b"sealed only").as_deref(), Some(&b"s"[..]));
+        assert_eq!(stored(&store, b"log only").as_deref(), Some(&b"l"[..]));
+        assert_eq!(stored(&store, b"in redb").as_deref(), Some(&b"r"[..]));
+        assert!(!NodeStore::sealed_login_log_path(&path).exists());
+        assert_eq!(std::fs::metadata(NodeStore::login_log_path(&path)).unwrap().len(), 0);
+        assert_eq!(store.sweep_login_records(1_001, 10).unwrap(), 4);
+    }
+
+    #[test]
+    fn without_background_checkpoints_an_insert_runs_one_at_the_pending_limit() {
+        let (_dir, path, store) = fresh_at();
+        let log = NodeStore::login_log_path(&path);
+        let mut log_sizes = Vec::new();
+        for g in 0..34u32 {
+            store.insert_login_records(&group(g, 1_000)).unwrap();
+            log_sizes.push(std::fs::metadata(&log).unwrap().len());
+        }
+        // 34,000 records: the log grew until 32,768 were pending, was
+        // emptied by the insert that reached it, and holds only the rest.
+        let emptied: Vec<usize> = (1..log_sizes.len()).filter(|&i| log_sizes[i] < log_sizes[i - 1]).collect();
+        assert_eq!(emptied, [32], "{log_sizes:?}");
+        assert_eq!(log_sizes[32], 0, "{log_sizes:?}");
+        assert!(!NodeStore::sealed_login_log_path(&path).exists());
+        assert_eq!(stored(&store, b"0-0").as_deref(), Some(&[1; 200][..]));
+        assert_eq!(stored(&store, b"33-999").as_deref(), Some(&[1; 200][..]));
     }
 
     #[test]
