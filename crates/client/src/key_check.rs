@@ -5,7 +5,7 @@
 
 use quorumkey_crypto::ecies::{EciesCiphertext, TorusEncryptedShare, decrypt};
 use quorumkey_crypto::group::{
-    NonZeroScalar, Point, PublicKey, Scalar, generator, point_from_bytes, scalar_from_bytes, scalar_from_u64,
+    NonZeroScalar, Point, PublicKey, Scalar, point_from_bytes, scalar_from_bytes, scalar_from_u64,
 };
 use quorumkey_crypto::shamir::{Share, interpolate_points, reconstruct_secret};
 use quorumkey_login::ShareRequestResult;
@@ -66,7 +66,7 @@ impl CheckedKey {
         usize::from(index)
             .checked_sub(1)
             .and_then(|position| self.public_shares.get(position))
-            .is_some_and(|public| generator() * share == *public)
+            .is_some_and(|public| Point::mul_by_generator(share) == *public)
     }
 
     /// Node `node`'s share from its `ShareRequest` answer: one key, this
@@ -98,7 +98,7 @@ impl CheckedKey {
     /// public key.
     pub fn rebuild(&self, shares: &[Share]) -> Result<Scalar, String> {
         let secret = reconstruct_secret(shares).map_err(|e| e.to_string())?;
-        if generator() * secret != self.public_key.to_projective() {
+        if Point::mul_by_generator(&secret) != self.public_key.to_projective() {
             return Err("the rebuilt key does not match the public key".to_owned());
         }
         Ok(secret)

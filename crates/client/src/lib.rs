@@ -215,7 +215,8 @@ impl Login {
 
 struct Node {
     index: u16,
-    endpoint: String,
+    /// Parsed once: reqwest would parse a string on every request.
+    endpoint: reqwest::Url,
     api: String,
     public: PublicKey,
 }
@@ -285,13 +286,12 @@ impl QuorumkeyClient {
             .nodes
             .iter()
             .zip(keys)
-            .map(|(node, public)| Node {
-                index: node.index,
-                endpoint: node.endpoint.clone(),
-                api: node.api.trim_end_matches('/').to_owned(),
-                public,
+            .map(|(node, public)| {
+                let endpoint = reqwest::Url::parse(&node.endpoint)
+                    .map_err(|e| invalid(format!("node {}: endpoint {:?}: {e}", node.index, node.endpoint)))?;
+                Ok(Node { index: node.index, endpoint, api: node.api.trim_end_matches('/').to_owned(), public })
             })
-            .collect();
+            .collect::<Result<_, ClientError>>()?;
         let http = reqwest::Client::builder()
             .connect_timeout(options.request_timeout)
             .build()
@@ -840,14 +840,14 @@ fn json_bytes(body: &Value) -> Bytes {
 }
 
 /// One JSON-RPC call, with the timeout and retries on transport errors.
-async fn call(http: &reqwest::Client, endpoint: &str, body: Bytes, timeout: Duration, retries: u32) -> Answer {
+async fn call(http: &reqwest::Client, endpoint: &reqwest::Url, body: Bytes, timeout: Duration, retries: u32) -> Answer {
     let mut last = String::new();
     for attempt in 0..=retries {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
         }
         let sent = http
-            .post(endpoint)
+            .post(endpoint.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.clone())
             .timeout(timeout)

@@ -32,7 +32,7 @@ use bytes::Bytes;
 use commonware_codec::Encode as _;
 use commonware_cryptography::ed25519;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use quorumkey_crypto::group::{PublicKey, point_to_bytes, scalar_from_bytes};
+use quorumkey_crypto::group::{Point, PublicKey, point_to_bytes, scalar_from_bytes};
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_ledger::{
     Assignment, LedgerView, SignedTransaction, TransactionBody, VerifierId, VerifierName, VerifierRecord,
@@ -447,7 +447,7 @@ impl RpcService {
         })?;
         let share = scalar_from_bytes(share.as_slice()).map_err(internal)?;
         // Never hand out a share that does not match the ledger.
-        if point_to_bytes(&(quorumkey_crypto::group::generator() * share)).as_slice() != own_public_share.as_slice() {
+        if point_to_bytes(&Point::mul_by_generator(&share)).as_slice() != own_public_share.as_slice() {
             return Err(internal(format!("this node's share of key {key_index} does not match its public share")));
         }
         let context = KeyContext {

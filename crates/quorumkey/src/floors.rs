@@ -196,14 +196,29 @@ impl LoginFloor {
     }
 
     /// The cryptography on a login's critical path: the client's, one
-    /// commitment and one reveal (the nodes work in parallel).
-    pub fn latency(&self) -> Duration {
+    /// commitment and one reveal, as if the client and every node had a
+    /// core of their own and nothing ever waited for one.
+    pub fn critical_path(&self) -> Duration {
         self.client + self.commitment + self.reveal()
     }
 
-    /// All the CPU a login needs: every node signs a commitment (the
-    /// client asks all, so that a front-runner can bind at most t - 1),
-    /// t nodes answer the reveal (what the quorumkey client asks first).
+    /// The least time in which `cores` cores can do the cryptography a
+    /// login waits for: its critical path, or that work (the client's, t
+    /// commitments, t reveals; the other commitments may finish later)
+    /// spread perfectly over the cores, whichever is longer. A lower bound
+    /// on a login's latency on such a machine, stricter than the floor
+    /// ([`Self::cpu`]).
+    pub fn least_time(&self, cores: usize) -> Duration {
+        let waited_for = self.client + (self.commitment + self.reveal()) * self.threshold as u32;
+        self.critical_path().max(waited_for / cores.max(1) as u32)
+    }
+
+    /// Every cryptographic operation a login requires, each once, times
+    /// its cost here: the login floor (the definition), and the
+    /// CPU that bounds logins per second. Every node signs a commitment
+    /// (the client asks all, so that a front-runner can bind at most
+    /// t - 1), t nodes answer the reveal (what the quorumkey client asks
+    /// first).
     pub fn cpu(&self) -> Duration {
         self.client + self.commitment * self.nodes as u32 + self.reveal() * self.threshold as u32
     }
@@ -299,9 +314,9 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
         VerifierId::new("floor@example.com").map_err(|e| fail(&e))?,
     );
     let context = KeyContext { key_index: 0, public_key: &public_key, verifier: &name, verifier_id: &id };
-    let own_public = generator() * shares[0].value;
+    let own_public = Point::mul_by_generator(&shares[0].value);
     let share = median_time(20, || {
-        black_box(generator() * shares[0].value == own_public);
+        black_box(Point::mul_by_generator(&shares[0].value) == own_public);
         encrypt_share(&shares[0].value, &temp_public, &context, &mut rng)
     });
 

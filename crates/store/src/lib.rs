@@ -596,8 +596,11 @@ impl NodeStore {
     /// (Unix seconds), oldest first; returns how many. A checkpoint (see
     /// [`login_log`]): the records only in the log reach redb in the same
     /// durable transaction, and both logs are emptied, so a forgotten
-    /// record cannot come back from one after a crash.
+    /// record cannot come back from one after a crash. The records pending
+    /// when it starts move first in a background checkpoint, so that new
+    /// records wait only for the few that came meanwhile and the sweep.
     pub fn sweep_login_records(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+        self.checkpoint_login_records()?;
         let mut sealed = self.lock_login_checkpoints()?;
         let mut guard = self.lock_login_log()?;
         self.checkpoint(&mut sealed, &mut guard, Some((now, limit)))
