@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use quorumkey_ledger::testkit::TestNetwork;
@@ -12,14 +13,31 @@ use quorumkey_node::login_records::LoginRecordWriter;
 use quorumkey_node::observability::HealthCell;
 use quorumkey_store::{NewLoginRecord, NodeStore};
 
+/// A store on a fresh file of a 4-node test network, with its login-record
+/// writer.
+struct Fixture {
+    net: TestNetwork,
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    applier: Arc<BlockApplier>,
+    writer: LoginRecordWriter,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let net = TestNetwork::new(4, 1);
+        let _dir = tempfile::tempdir().unwrap();
+        let path = _dir.path().join("node.redb");
+        let health = HealthCell::new(1, *net.ledger.network_id());
+        let applier = Arc::new(BlockApplier::open(net.ledger.clone(), &path, health).unwrap());
+        let writer = LoginRecordWriter::start(applier.clone()).unwrap();
+        Self { net, _dir, path, applier, writer }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_inserts_share_commits_and_keep_the_first_record() {
-    let net = TestNetwork::new(4, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.redb");
-    let applier =
-        Arc::new(BlockApplier::open(net.ledger.clone(), &path, HealthCell::new(1, *net.ledger.network_id())).unwrap());
-    let writer = LoginRecordWriter::start(applier.clone()).unwrap();
+    let Fixture { net, _dir, path, applier, writer } = Fixture::new();
 
     // 200 keys; 100 of them inserted twice with different values, all at
     // once.
@@ -85,12 +103,7 @@ async fn concurrent_inserts_share_commits_and_keep_the_first_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_has_redb_take_the_records_over_in_the_background() {
-    let net = TestNetwork::new(4, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.redb");
-    let applier =
-        Arc::new(BlockApplier::open(net.ledger.clone(), &path, HealthCell::new(1, *net.ledger.network_id())).unwrap());
-    let writer = LoginRecordWriter::start(applier.clone()).unwrap();
+    let Fixture { net: _, _dir, path, applier, writer } = Fixture::new();
     let log = NodeStore::login_log_path(&path);
     // 4,200 records, 200 at a time: a checkpoint is due at 4,096.
     for round in 0u32..21 {

@@ -26,6 +26,8 @@
 //! its checkpoint and every insert was new.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -110,7 +112,7 @@ fn run(mode: Checkpoints, records: u64, rate: u64) -> Run {
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
     let (records, rate) = if full { (RECORDS, RATE) } else { (SMOKE_RECORDS, SMOKE_RATE) };
-    print_machine();
+    println!("machine: {}", common::cpu_and_cores());
     if !full {
         println!("smoke run (cargo test): unpaced, so the latencies below mean nothing; `cargo bench` measures");
     }
@@ -152,15 +154,4 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
-}
-
-fn print_machine() {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|line| line.strip_prefix("model name"))
-        .and_then(|rest| rest.split(':').nth(1))
-        .map_or("unknown CPU", str::trim);
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("machine: {model}, {cores} cores");
 }

@@ -39,6 +39,8 @@
 //! 2,000 keys that checks every receipt and lookup.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -828,16 +830,9 @@ fn io_write_bytes() -> u64 {
 }
 
 fn print_machine() {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|line| line.strip_prefix("model name"))
-        .and_then(|rest| rest.split(':').nth(1))
-        .map_or("unknown CPU", str::trim);
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let memory = meminfo.lines().find_map(|line| line.strip_prefix("MemTotal:")).map_or("?", str::trim);
-    println!("machine: {model}, {cores} cores, {memory} memory");
+    println!("machine: {}, {memory} memory", common::cpu_and_cores());
 }
 
 /// A small deterministic generator for the samples.
