@@ -43,12 +43,7 @@ fn login_records_survive_a_crash_between_durable_commits() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node.redb");
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "login_records_survive_a_crash_between_durable_commits", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DB, &path)
-        .status()
-        .unwrap();
-    assert!(!status.success(), "the child must abort, not exit");
+    run_aborting_child("login_records_survive_a_crash_between_durable_commits", CHILD_DB, &path);
     let log = NodeStore::login_log_path(&path);
     assert!(std::fs::metadata(&log).unwrap().len() > 0, "the records are in the log");
 
@@ -123,17 +118,7 @@ fn login_records_survive_a_crash_during_background_checkpoints() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node.redb");
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "login_records_survive_a_crash_during_background_checkpoints",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHECKPOINTING_CHILD_DB, &path)
-        .status()
-        .unwrap();
-    assert!(!status.success(), "the child must abort, not exit");
+    run_aborting_child("login_records_survive_a_crash_during_background_checkpoints", CHECKPOINTING_CHILD_DB, &path);
 
     let store = open(&path);
     for group in 0..CHECKPOINTING_GROUPS {
@@ -144,4 +129,16 @@ fn login_records_survive_a_crash_during_background_checkpoints() {
     }
     assert!(!NodeStore::sealed_login_log_path(&path).exists());
     assert_eq!(store.sweep_login_records(1_001, 10_000).unwrap(), 2 * CHECKPOINTING_GROUPS as usize);
+}
+
+/// Runs this test binary's test `test` again as a child process, with `env`
+/// naming the store at `path` (so that it plays the crashing node), and
+/// checks that it aborted.
+fn run_aborting_child(test: &str, env: &str, path: &Path) {
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env, path)
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child must abort, not exit");
 }
