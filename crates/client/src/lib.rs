@@ -287,8 +287,12 @@ impl QuorumkeyClient {
             .iter()
             .zip(keys)
             .map(|(node, public)| {
-                let endpoint = reqwest::Url::parse(&node.endpoint)
-                    .map_err(|e| invalid(format!("node {}: endpoint {:?}: {e}", node.index, node.endpoint)))?;
+                let refused =
+                    |why: String| invalid(format!("node {}: endpoint {:?}: {why}", node.index, node.endpoint));
+                let endpoint = reqwest::Url::parse(&node.endpoint).map_err(|e| refused(e.to_string()))?;
+                if !matches!(endpoint.scheme(), "http" | "https") || !endpoint.has_host() {
+                    return Err(refused("not an http or https URL with a host".to_owned()));
+                }
                 Ok(Node { index: node.index, endpoint, api: node.api.trim_end_matches('/').to_owned(), public })
             })
             .collect::<Result<_, ClientError>>()?;

@@ -59,3 +59,16 @@ fn an_endpoint_that_is_not_a_url_is_refused_with_its_node() {
     let ClientError::Network { reason, .. } = &error else { panic!("not a description error: {error}") };
     assert!(reason.contains("node 2") && reason.contains("127.0.0.1:9002/jrpc"), "{reason}");
 }
+
+#[test]
+fn an_endpoint_reqwest_cannot_call_is_refused_with_its_node() {
+    for endpoint in ["mailto:node@example.com", "ftp://127.0.0.1:9003/jrpc"] {
+        let made = QuorumkeyClient::new(
+            network(&["http://127.0.0.1:9001/jrpc", "https://127.0.0.1:9002/jrpc", endpoint]),
+            ClientOptions::default(),
+        );
+        let Err(error) = made else { panic!("{endpoint} is refused") };
+        let ClientError::Network { reason, .. } = &error else { panic!("not a description error: {error}") };
+        assert!(reason.contains("node 3") && reason.contains(endpoint), "{reason}");
+    }
+}
