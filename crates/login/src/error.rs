@@ -34,6 +34,12 @@ pub enum LoginError {
         "Duplicate token found: this node already signed this token commitment for another temporary key; log in again with a fresh token"
     )]
     DuplicateCommitment,
+    /// A sub-token of this aggregate commitment is bound to another login
+    /// already.
+    #[error(
+        "Duplicate token found: a sub-token of this aggregate login is already committed for another login; log in again with fresh tokens"
+    )]
+    DuplicateSubToken,
     /// A `ShareRequest` for a commitment this node never signed.
     #[error("this node has no commitment for this token; send CommitmentRequest to the nodes first")]
     NoCommitment,
@@ -51,10 +57,11 @@ pub enum LoginError {
     /// aggregate's token does not bind its sub-tokens.
     #[error("the id token does not match its commitment: {0}")]
     CommitmentMismatch(String),
-    /// The token's commitment was signed for another verifier (a token
-    /// serves one login).
-    #[error("this token was committed for another verifier; a token serves one login, get a fresh token")]
-    TokenUsed,
+    /// The token serves another login already: its commitment was signed
+    /// for another verifier or as part of another login, or (whatever its
+    /// spelling) it was revealed for another commitment.
+    #[error("this token already serves another login ({0}); a token serves one login, get a fresh token")]
+    TokenUsed(&'static str),
     /// The verifier refused the token.
     #[error("the token is not valid for verifier {verifier}: {reason}")]
     TokenRejected {
@@ -96,10 +103,11 @@ impl LoginError {
             }
             Self::KeyAssignUnauthorized(_)
             | Self::DuplicateCommitment
+            | Self::DuplicateSubToken
             | Self::NoCommitment
             | Self::NotEnoughSignatures { .. }
             | Self::CommitmentMismatch(_)
-            | Self::TokenUsed
+            | Self::TokenUsed(_)
             | Self::TokenRejected { .. }
             | Self::WrongUser
             | Self::OutlivesCommitment => (UNAUTHORIZED, "Unauthorized"),

@@ -9,8 +9,11 @@
 //!   key list both answer with.
 //! - [`key_assign`]: the signer's authorization of a `KeyAssign`.
 //! - [`commitment`]: `CommitmentRequest`: checks, the signed data string and
-//!   the record a node keeps.
+//!   the records a node keeps.
+//! - [`records`]: every record a node keeps about logins (commitments,
+//!   sub-tokens, token nullifiers), their keys and lifetimes.
 //! - [`reveal`]: `ShareRequest`: parsing and the node-signature rule.
+//! - [`decision`]: the whole reveal decision as one function.
 //! - [`share`]: the encrypted share a node returns.
 //! - [`network`]: `network.json`, what a client needs to know of a network.
 //!
@@ -18,27 +21,34 @@
 //!
 //! A client first sends `keccak256(token)` and a temporary public key to
 //! every node (`CommitmentRequest`). Each node records, once and durably,
-//! that this (verifier, commitment) belongs to that temporary key, and
-//! signs the pair. Only then does the client reveal the token
+//! that this commitment belongs to this verifier and that temporary key,
+//! and signs the pair. Only then does the client reveal the token
 //! (`ShareRequest`) with the signatures it collected. A node answers only
-//! if at least `max(t, n - t + 1)` distinct nodes signed the same
-//! commitment and the same temporary key *and* that key is the one it
-//! recorded itself; it encrypts its share to the key it recorded, never to
-//! one taken from the request. Since at least `n - t + 1` nodes recorded
-//! the client's key, at most `t - 1` can have recorded anyone else's: a
-//! front-runner who sees the commitment or the token can never collect `t`
-//! shares it can decrypt.
+//! if at least ⌈(n + t) / 2⌉ distinct nodes signed the same commitment and
+//! the same temporary key *and* that key is the one it recorded itself; it
+//! encrypts its share to the key it recorded, never to one taken from the
+//! request. Any two sets of ⌈(n + t) / 2⌉ nodes share `t` nodes, so even
+//! with `t − 1` nodes that sign anything, no second key can gather a
+//! quorum once the user's has: nobody who sees the commitment or the token
+//! collects `t` shares it can decrypt. A token is accepted in one spelling
+//! only and each token (each sub-token of an aggregate) serves one login;
+//! the records outlive every moment a verifier could accept the token.
+//! `docs/api.md` has the arguments.
 
 pub mod commitment;
+pub mod decision;
 pub mod error;
 pub mod key_assign;
 pub mod lookup;
 pub mod network;
+pub mod records;
 pub mod reveal;
 pub mod rpc;
 pub mod share;
 
 pub use commitment::{CommitmentRecord, CommitmentRequest, CommitmentResult};
+pub use decision::{CheckedToken, Grant, KeyFacts, RevealFacts, RevealStep, decide};
+pub use records::{LoginRecord, NullifierRecord, RecordWrite, SubTokenRecord};
 pub use error::LoginError;
 pub use key_assign::{KeyAssignAuthorization, SignerRequest};
 pub use lookup::{KeyLookupResult, LookupKey, LookupParams};

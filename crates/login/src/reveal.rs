@@ -28,11 +28,15 @@ pub const MAX_SUB_TOKENS: usize = 8;
 pub const SUB_TOKEN_SEPARATOR: char = '\u{1d}';
 
 /// How many node signatures a reveal needs in a network of `nodes` with
-/// threshold `threshold`: at least `threshold`, and enough that fewer than
-/// `threshold` nodes can have recorded another temporary key for the same
-/// commitment (`nodes - threshold + 1`).
+/// threshold `threshold`: ⌈(n + t) / 2⌉, so that any two sets of that many
+/// nodes share at least `t` nodes. Up to `t − 1` nodes may sign anything,
+/// even one commitment for two temporary keys; every other node signs a
+/// commitment for one key only. If the user's key gathered this many
+/// signatures, any other key's signers share `t` nodes with the user's, at
+/// least one of them honest: no second key can gather as many, so no node
+/// that follows this rule serves anyone but the user (`docs/api.md`).
 pub fn required_signatures(nodes: usize, threshold: usize) -> usize {
-    threshold.max((nodes + 1).saturating_sub(threshold))
+    (nodes + threshold).div_ceil(2).clamp(threshold.min(nodes), nodes)
 }
 
 /// How old (and how far in the future) a commitment signature may be.
@@ -207,12 +211,23 @@ impl ShareRequest {
                 }
             }
         }
-        if aggregate_id_token(&login.tokens) != id_token.to_ascii_lowercase() {
+        // Exactly as computed (lower-case hex): a token with two spellings
+        // would have two commitments.
+        if aggregate_id_token(&login.tokens) != id_token {
             return Err(LoginError::CommitmentMismatch(
-                "an aggregate's `idtoken` must be keccak256 of its sub-tokens, sorted and joined with 0x1D".to_owned(),
+                "an aggregate's `idtoken` must be keccak256 of its sub-tokens, sorted and joined with 0x1D, in lower-case hex".to_owned(),
             ));
         }
         Ok(login)
+    }
+
+    /// An aggregate login's sub-token commitments (keccak256 of each
+    /// sub-token, sorted, duplicates kept); empty for any other login.
+    pub fn sub_token_commitments(&self) -> Vec<[u8; 32]> {
+        let mut commitments: Vec<[u8; 32]> =
+            self.aggregate.iter().flat_map(|login| login.tokens.iter().map(|token| token_commitment(token))).collect();
+        commitments.sort_unstable();
+        commitments
     }
 
     /// Checks the node signatures against `nodes` (the network), the

@@ -25,6 +25,8 @@ use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::signature::RecoverableSignature;
 use quorumkey_ledger::{VerifierId, VerifierName};
 use quorumkey_login::commitment::{MESSAGE_PREFIX, RECORD_MARGIN_SECS, SignedData, record_key};
+use quorumkey_login::records::RECORD_LIFETIME_SECS;
+use quorumkey_verifier::config::MAX_ACCEPTANCE_SECS;
 use quorumkey_login::error::NOT_ASSIGNED;
 use quorumkey_login::key_assign::{MAX_AUTHORIZATION_AGE_SECS, MAX_AUTHORIZATION_SKEW_SECS};
 use quorumkey_login::reveal::{MAX_ID_TOKEN_LEN, MAX_SUB_TOKENS, aggregate_id_token};
@@ -44,11 +46,8 @@ const NOW: u64 = 1_700_000_000;
 const VERIFIER: &str = "test-verifier";
 const TOKEN: &str = "tok";
 const USER: &str = "alice@example.com";
-/// A verifier's acceptance window, as the node passes it to `sign`.
-const WINDOW: u64 = 3_600;
-/// The five-node, threshold-3 network of the reveal tests.
+/// The five-node network (threshold 3) of the reveal tests.
 const NODES: usize = 5;
-const THRESHOLD: usize = 3;
 /// `max_signatures` for `ShareRequest::parse` (the node passes its node
 /// count; the tests use a roomier bound to hold garbage entries).
 const MAX_SIGNATURES: usize = 24;
@@ -334,7 +333,7 @@ fn not_assigned_is_the_text_torus_js_matches() {
     assert!(error.data.contains("Verifier not supported"), "{error:?}");
     // A few other classes.
     assert_eq!(LoginError::InvalidParams("x".to_owned()).to_rpc(), RpcError::new(-32602, "Input Error", "x"));
-    assert_eq!(LoginError::TokenUsed.to_rpc().code, -32001);
+    assert_eq!(LoginError::TokenUsed("it was committed for another verifier").to_rpc().code, -32001);
     assert_eq!(LoginError::DuplicateCommitment.to_rpc().code, -32001);
     assert!(LoginError::DuplicateCommitment.to_rpc().data.contains("Duplicate token found"));
     assert_eq!(LoginError::Unavailable("later".to_owned()).to_rpc().code, -32002);
@@ -391,10 +390,10 @@ fn commitment_signature_matches_the_torus_vector() {
     );
     assert_eq!(hex::encode(keccak256(expected_data.as_bytes())), vector_text(&v, "keccak256_data"));
 
-    let record = request.sign(&node_key, NOW, 600);
+    let record = request.sign(&node_key, NOW);
     assert_eq!(record.data, expected_data);
     assert_eq!(record.created_at, NOW);
-    assert_eq!(record.expires_at, NOW + 600 + RECORD_MARGIN_SECS);
+    assert_eq!(record.expires_at, NOW + RECORD_LIFETIME_SECS);
     assert_eq!(record.temp_public, hex::encode(public_key_to_uncompressed(&temp)));
     assert_eq!(record.temp_public().unwrap(), temp);
     assert_eq!(record.signature.len(), 130);
@@ -506,7 +505,7 @@ fn commitment_records_bind_one_temporary_key() {
     let (_, other) = temp_key(6);
     let node = SigningKey::generate_from_rng(&mut rng(1));
     let request = CommitmentRequest::parse(&commitment_params(TOKEN, &temp, VERIFIER)).unwrap();
-    let record = request.sign(&node, NOW, WINDOW);
+    let record = request.sign(&node, NOW);
     assert!(record.binds(&request));
     // A retry with the same key, even with differently written coordinates.
     let (x, y) = public_key_to_xy_hex(&temp);
@@ -528,20 +527,25 @@ fn commitment_records_bind_one_temporary_key() {
     assert_eq!(record.verifier, VERIFIER);
 }
 
+/// A record is kept for the longest any verifier configuration can accept
+/// a token, plus the margin, whatever its verifier's window is now: no
+/// later update can make a swept token acceptable again.
 #[test]
-fn commitment_record_expiry_adds_the_window_and_the_margin() {
+fn commitment_records_outlive_every_configuration() {
     let (_, temp) = temp_key(5);
     let node = SigningKey::generate_from_rng(&mut rng(1));
     let request = CommitmentRequest::parse(&commitment_params(TOKEN, &temp, VERIFIER)).unwrap();
     assert_eq!(RECORD_MARGIN_SECS, 1_800);
-    for (now, window) in [(NOW, 0), (NOW, 600), (NOW + 17, WINDOW), (0, 86_400)] {
-        let record = request.sign(&node, now, window);
+    assert_eq!(RECORD_LIFETIME_SECS, MAX_ACCEPTANCE_SECS + RECORD_MARGIN_SECS);
+    assert_eq!(MAX_ACCEPTANCE_SECS, 86_400 + 600);
+    for now in [NOW, NOW + 17, 0] {
+        let record = request.sign(&node, now);
         assert_eq!(record.created_at, now);
-        assert_eq!(record.expires_at, now + window + RECORD_MARGIN_SECS);
+        assert_eq!(record.expires_at, now + RECORD_LIFETIME_SECS);
         assert_eq!(SignedData::parse(&record.data).unwrap().timestamp, now);
     }
     // Saturates rather than wrapping.
-    assert_eq!(request.sign(&node, u64::MAX - 5, WINDOW).expires_at, u64::MAX);
+    assert_eq!(request.sign(&node, u64::MAX - 5).expires_at, u64::MAX);
 }
 
 #[test]
@@ -602,7 +606,7 @@ impl Network {
     /// Node `i`'s answer to a `CommitmentRequest` at time `at`.
     fn sign(&self, i: usize, token: &str, temp: &PublicKey, verifier: &str, at: u64) -> Value {
         let request = CommitmentRequest::parse(&commitment_params(token, temp, verifier)).unwrap();
-        serde_json::to_value(request.sign(&self.keys[i], at, WINDOW).result(&self.nodes[i].public)).unwrap()
+        serde_json::to_value(request.sign(&self.keys[i], at).result(&self.nodes[i].public)).unwrap()
     }
 
     /// Node `i` signs `TOKEN` for `temp` now.
@@ -610,16 +614,11 @@ impl Network {
         self.sign(i, TOKEN, temp, VERIFIER, NOW)
     }
 
-    /// The reveal rule on `signatures`, for a node that recorded `recorded`.
+    /// The reveal rule on `signatures`, for a node that recorded `recorded`,
+    /// needing [`REQUIRED`] of them.
     fn check(&self, signatures: Vec<Value>, recorded: &PublicKey) -> Result<Vec<u16>, LoginError> {
         let request = ShareRequest::parse(&share_params(TOKEN, signatures), MAX_SIGNATURES).unwrap();
-        request.check_node_signatures(
-            &self.nodes,
-            recorded,
-            required_signatures(self.nodes.len(), THRESHOLD),
-            NOW,
-            SignaturePolicy::default(),
-        )
+        request.check_node_signatures(&self.nodes, recorded, REQUIRED, NOW, SignaturePolicy::default())
     }
 }
 
@@ -658,20 +657,50 @@ fn assert_third_refused(net: &Network, temp: &PublicKey, third: Value, problem: 
     assert!(problems[0].contains(problem), "expected {problem:?} in {problems:?}");
 }
 
+/// How many signatures the tests of the signature rule ask for: which
+/// entries count does not depend on it (`required_signatures` has tests of
+/// its own below).
+const REQUIRED: usize = 3;
+
 static NET: LazyLock<Network> = LazyLock::new(|| Network::new(NODES, 2024));
 static TEMP: LazyLock<(NonZeroScalar, PublicKey)> = LazyLock::new(|| temp_key(77));
 
 #[test]
 fn required_signatures_examples() {
-    assert_eq!(required_signatures(5, 3), 3);
-    assert_eq!(required_signatures(4, 3), 3);
-    assert_eq!(required_signatures(7, 4), 4);
-    assert_eq!(required_signatures(9, 5), 5);
+    // ⌈(n + t) / 2⌉: four of five for the default network.
+    assert_eq!(required_signatures(5, 3), 4);
+    assert_eq!(required_signatures(4, 3), 4);
+    assert_eq!(required_signatures(7, 4), 6);
+    assert_eq!(required_signatures(9, 5), 7);
     assert_eq!(required_signatures(1, 1), 1);
-    // A low threshold needs more signatures than t.
+    assert_eq!(required_signatures(3, 2), 3);
     assert_eq!(required_signatures(5, 2), 4);
     assert_eq!(required_signatures(4, 2), 3);
-    assert_eq!(required_signatures(5, 1), 5);
+    assert_eq!(required_signatures(5, 1), 3);
+    // What torus.js 8.0.1 waits for before it reveals, ⌊n/4⌋·3 + 1
+    // commitment answers, meets it exactly when n is 0 or 1 modulo 4.
+    for n in 1..=64usize {
+        let t = n / 2 + 1;
+        let torus_js = n / 4 * 3 + 1;
+        assert_eq!(torus_js >= required_signatures(n, t), n % 4 <= 1, "n = {n}");
+    }
+}
+
+proptest! {
+    /// Any two sets of `required_signatures` nodes share at least `t`
+    /// nodes, so with at most `t − 1` nodes signing anything, one honest
+    /// node would have to have signed both: a second temporary key never
+    /// gathers a quorum once the user's has. And the quorum is never
+    /// larger than the network (with every node up, a login can finish).
+    #[test]
+    fn two_quorums_share_a_threshold(n in 1usize..200, t_offset in 0usize..200) {
+        let t = 1 + t_offset % n;
+        let q = required_signatures(n, t);
+        prop_assert!(q >= t && q <= n);
+        prop_assert!(2 * q >= n + t, "two quorums of {q} in {n} share {} < {t}", 2 * q - n);
+        // And no smaller number would do: two sets of q − 1 can share fewer than t.
+        prop_assert!(q == t || 2 * (q - 1) < n + t);
+    }
 }
 
 #[test]
@@ -1013,10 +1042,18 @@ fn aggregate_logins() {
     assert_eq!(aggregate.sub_verifier_ids, ["google", "github"]);
     assert_eq!(parsed.id_token, id_token);
     assert_eq!(parsed.commitment, token_commitment(&id_token));
-    // The client's hex may be upper case; the commitment is of the text sent.
+    // One spelling only: upper-case hex would be another commitment for the
+    // same sub-tokens.
     let upper = id_token.to_uppercase();
-    let parsed = ShareRequest::parse(&aggregate_params(&upper, verify_params.clone(), ids.clone()), 5).unwrap();
-    assert_eq!(parsed.commitment, token_commitment(&upper));
+    match ShareRequest::parse(&aggregate_params(&upper, verify_params.clone(), ids.clone()), 5) {
+        Err(LoginError::CommitmentMismatch(reason)) => assert!(reason.contains("lower-case"), "{reason}"),
+        other => panic!("expected CommitmentMismatch, got {other:?}"),
+    }
+    assert_eq!(parsed.sub_token_commitments(), {
+        let mut sorted = vec![token_commitment(&tokens[0]), token_commitment(&tokens[1])];
+        sorted.sort();
+        sorted
+    });
 
     // A token that does not bind the sub-tokens.
     for wrong in [token_commitment_hex("sub.token.a"), aggregate_id_token(&[tokens[0].clone()]), "x".to_owned()] {
@@ -1468,27 +1505,6 @@ fn entry() -> impl Strategy<Value = Entry> {
 static GOOD: LazyLock<Vec<Value>> = LazyLock::new(|| (0..NODES).map(|i| NET.good(i, &TEMP.1)).collect());
 
 proptest! {
-    #[test]
-    fn required_signatures_leave_fewer_than_t_nodes_without_the_key(n in 1usize..=64) {
-        let t = n / 2 + 1;
-        let r = required_signatures(n, t);
-        prop_assert!(r >= t);
-        // The nodes that did not sign might have recorded another key:
-        // fewer than t of them, so they cannot release a key.
-        prop_assert!(n - r < t);
-        prop_assert!(r <= n, "a login must be possible with every node honest");
-    }
-
-    #[test]
-    fn required_signatures_is_the_least_safe_count(n in 1usize..=64, t_seed: usize) {
-        let t = 1 + t_seed % n;
-        let r = required_signatures(n, t);
-        prop_assert!(r >= t && n - r < t && r <= n);
-        // One fewer breaks one of the two conditions.
-        let fewer = r - 1;
-        prop_assert!(fewer < t || n - fewer >= t);
-    }
-
     #[test]
     fn rpc_parse_never_panics_on_bytes(body in prop::collection::vec(any::<u8>(), 0..300)) {
         let _ = RpcRequest::parse(&body);

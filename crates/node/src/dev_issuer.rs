@@ -224,6 +224,10 @@ impl DevIssuer {
         header.kid = Some(current.kid.clone());
         let id_token =
             jsonwebtoken::encode(&header, &claims, &current.key).map_err(|e| DevIssuerError::Sign(e.to_string()))?;
+        // ECDSA signers emit a high s half the time; nodes accept the low
+        // one only (one spelling per token), so issue that one, as a
+        // careful issuer would.
+        let id_token = quorumkey_verifier::canonical_spelling(&id_token).into_owned();
         Ok(MintResponse { id_token, kid: current.kid.clone(), expires_at })
     }
 

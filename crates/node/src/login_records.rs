@@ -40,9 +40,11 @@ pub enum LoginRecordError {
     Stopped,
 }
 
+/// One request's records: made durable in the same write, answered
+/// together.
 struct Pending {
-    record: NewLoginRecord,
-    answer: oneshot::Sender<Result<Option<Vec<u8>>, String>>,
+    records: Vec<NewLoginRecord>,
+    answer: oneshot::Sender<Result<Vec<Option<Vec<u8>>>, String>>,
 }
 
 /// The handle requests insert through; the writer thread stops when the
@@ -88,9 +90,9 @@ impl LoginRecordWriter {
             let (mut records, mut answers) = (Vec::with_capacity(MAX_GROUP), Vec::with_capacity(MAX_GROUP));
             while let Some(first) = waiting.blocking_recv() {
                 let mut next = Some(first);
-                while let Some(Pending { record, answer }) = next {
-                    records.push(record);
-                    answers.push(answer);
+                while let Some(Pending { records: mut of_request, answer }) = next {
+                    answers.push((answer, of_request.len()));
+                    records.append(&mut of_request);
                     next = if records.len() < MAX_GROUP { waiting.try_recv().ok() } else { None };
                 }
                 metrics::histogram!(METRIC_LOGIN_RECORD_GROUP).record(records.len() as f64);
@@ -98,17 +100,18 @@ impl LoginRecordWriter {
                 let started = Instant::now();
                 let stored = applier.store().insert_login_records(&records);
                 metrics::histogram!(METRIC_LOGIN_RECORD_COMMIT).record(started.elapsed().as_secs_f64());
-                // One answer per record, in order.
+                // One answer per request, its records' in order.
                 match stored {
                     Ok(existing) => {
-                        for (answer, existing) in answers.drain(..).zip(existing) {
+                        let mut existing = existing.into_iter();
+                        for (answer, count) in answers.drain(..) {
                             // The request may have given up waiting.
-                            let _ = answer.send(Ok(existing));
+                            let _ = answer.send(Ok(existing.by_ref().take(count).collect()));
                         }
                     }
                     Err(error) => {
                         let reason = error.to_string();
-                        for answer in answers.drain(..) {
+                        for (answer, _) in answers.drain(..) {
                             let _ = answer.send(Err(reason.clone()));
                         }
                     }
@@ -133,8 +136,15 @@ impl LoginRecordWriter {
     /// returns the record already stored, if any (see
     /// [`quorumkey_store::NodeStore::insert_login_records`]).
     pub async fn insert(&self, record: NewLoginRecord) -> Result<Option<Vec<u8>>, LoginRecordError> {
+        Ok(self.insert_all(vec![record]).await?.pop().flatten())
+    }
+
+    /// [`Self::insert`] for the records of one request, made durable in
+    /// the same write: for each, in order, the record already stored under
+    /// its key, if any.
+    pub async fn insert_all(&self, records: Vec<NewLoginRecord>) -> Result<Vec<Option<Vec<u8>>>, LoginRecordError> {
         let (answer, answered) = oneshot::channel();
-        self.queue.send(Pending { record, answer }).await.map_err(|_| LoginRecordError::Stopped)?;
+        self.queue.send(Pending { records, answer }).await.map_err(|_| LoginRecordError::Stopped)?;
         match answered.await {
             Ok(Ok(existing)) => Ok(existing),
             Ok(Err(reason)) => Err(LoginRecordError::Store(reason)),

@@ -32,18 +32,18 @@ use bytes::Bytes;
 use commonware_codec::Encode as _;
 use commonware_cryptography::ed25519;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use quorumkey_crypto::group::{Point, PublicKey, point_to_bytes, scalar_from_bytes};
+use quorumkey_crypto::group::PublicKey;
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_ledger::{
     Assignment, LedgerView, SignedTransaction, TransactionBody, VerifierId, VerifierName, VerifierRecord,
     transaction_hash,
 };
-use quorumkey_login::commitment::record_key;
+use quorumkey_login::records::record_key;
 use quorumkey_login::share::{KeyContext, encrypt_share};
 use quorumkey_login::{
-    CommitmentRecord, CommitmentRequest, KeyAssignAuthorization, KeyLookupResult, LoginError, LookupKey, LookupParams,
-    Method, NodeKey, RpcError, RpcRequest, RpcResponse, ShareRequest, SignaturePolicy, SignerRequest,
-    required_signatures,
+    CheckedToken, CommitmentRequest, KeyAssignAuthorization, KeyFacts, KeyLookupResult, LoginError, LookupKey,
+    LookupParams, Method, NodeKey, RecordWrite, RevealFacts, RevealStep, RpcError, RpcRequest, RpcResponse,
+    ShareRequest, SignaturePolicy, SignerRequest, decide, required_signatures,
 };
 use quorumkey_store::NewLoginRecord;
 use quorumkey_verifier::VerifierConfig;
@@ -393,114 +393,101 @@ impl RpcService {
     async fn commitment(&self, params: &Value) -> Outcome {
         let request = CommitmentRequest::parse(params)?;
         let config = self.verifier_config(&request.verifier)?;
+        request.check_kind(matches!(*config, VerifierConfig::Aggregate(_)))?;
         RateLimits::verifier(&self.limits.logins, &request.verifier)?;
-        let record = request.sign(&self.keys.node_key, unix_now(), config.acceptance_window_secs());
-        let value = serde_json::to_vec(&record).map_err(internal)?;
-        let new = NewLoginRecord { key: request.record_key(), value, expires_at: record.expires_at };
-        let existing = self.records.insert(new).await.map_err(internal)?;
-        let record = match existing {
-            None => record,
-            Some(stored) => {
-                let stored: CommitmentRecord = serde_json::from_slice(&stored).map_err(internal)?;
-                if !stored.binds(&request) {
-                    return Err(LoginError::DuplicateCommitment);
-                }
-                // A retry of the same commitment: the same answer.
-                stored
-            }
-        };
+        let record = request.sign(&self.keys.node_key, unix_now());
+        let existing = self.insert_records(request.record_writes(&record)).await?;
+        // A retry of the same binding gets the stored answer again.
+        let record = request.outcome(record, &existing)?;
         to_value(&record.result(&self.node_public))
     }
 
+    /// Inserts one request's records where none is, durably, together;
+    /// returns what was stored under each key before.
+    async fn insert_records(&self, writes: Vec<RecordWrite>) -> Result<Vec<Option<Vec<u8>>>, LoginError> {
+        let records = writes
+            .into_iter()
+            .map(|write| NewLoginRecord { key: write.key, value: write.value, expires_at: write.expires_at })
+            .collect();
+        self.records.insert_all(records).await.map_err(internal)
+    }
+
+    /// The reveal: gathers what `quorumkey_login::decide` asks for, in its
+    /// order, and serves the share it grants.
     async fn share(&self, params: &Value) -> Outcome {
         let request = ShareRequest::parse(params, self.keys.nodes.len())?;
         let config = self.verifier_config(&request.verifier)?;
-        let now = unix_now();
         let store = self.api.applier.store();
-        let record: CommitmentRecord = match store.login_record(&record_key(&request.commitment)).map_err(internal)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(internal)?,
-            None => return Err(LoginError::NoCommitment),
+        let record = store.login_record(&record_key(&request.commitment)).map_err(internal)?;
+        let sub_records = request
+            .sub_token_commitments()
+            .iter()
+            .map(|commitment| store.login_record(&record_key(commitment)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(internal)?;
+        let mut facts = RevealFacts {
+            request: &request,
+            config: &config,
+            nodes: &self.keys.nodes,
+            required: self.required,
+            now: unix_now(),
+            policy: self.policy,
+            record,
+            sub_records,
+            token: None,
+            key: None,
+            nullifiers: None,
         };
-        // The record is the token's nullifier: one verifier, one temporary
-        // key. A reveal for that binding (a retry, or a replay by someone
-        // else) is answered, always to that key; nothing else is.
-        if record.verifier != request.verifier.as_str() {
-            return Err(LoginError::TokenUsed);
+        // Each step fills one fact: the decision comes within four.
+        for _ in 0..4 {
+            match decide(&facts)? {
+                RevealStep::CheckToken => facts.token = Some(self.verify_token(&config, &request, facts.now).await),
+                RevealStep::LookUpKey => facts.key = Some(self.key_facts(&request)?),
+                RevealStep::RecordNullifiers(writes) => facts.nullifiers = Some(self.insert_records(writes).await?),
+                RevealStep::Grant(grant) => {
+                    let context = KeyContext {
+                        key_index: grant.key_index,
+                        public_key: &grant.public_key,
+                        verifier: &request.verifier,
+                        verifier_id: &request.verifier_id,
+                    };
+                    let result =
+                        encrypt_share(&grant.share, &grant.recipient, &context, &mut quorumkey_crypto::random::os_rng());
+                    return to_value(&result);
+                }
+            }
         }
-        let temp_public = record.temp_public()?;
-        request.check_node_signatures(&self.keys.nodes, &temp_public, self.required, now, self.policy)?;
-        let identity = self.verify_token(&config, &request, now).await?;
-        if identity.verifier_id != request.verifier_id.as_str() {
-            return Err(LoginError::WrongUser);
-        }
-        if identity.issued_at.saturating_add(config.acceptance_window_secs()) > record.expires_at {
-            return Err(LoginError::OutlivesCommitment);
-        }
-        // The verifier was checked with its configuration.
-        let (key_index, public_key, own_public_share) = self
-            .with_view(|view| self.assigned_key(view, &request.verifier, &request.verifier_id))?
-            .ok_or(LoginError::NotAssigned)?;
-        let share = store.key_share(key_index).map_err(internal)?.ok_or_else(|| {
-            LoginError::Unavailable(format!(
-                "this node holds no share of key {key_index} (it missed that DKG batch); the other nodes do"
-            ))
-        })?;
-        let share = scalar_from_bytes(share.as_slice()).map_err(internal)?;
-        // Never hand out a share that does not match the ledger.
-        if point_to_bytes(&Point::mul_by_generator(&share)).as_slice() != own_public_share.as_slice() {
-            return Err(internal(format!("this node's share of key {key_index} does not match its public share")));
-        }
-        let context = KeyContext {
-            key_index,
-            public_key: &public_key,
-            verifier: &request.verifier,
-            verifier_id: &request.verifier_id,
-        };
-        let result = encrypt_share(&share, &temp_public, &context, &mut quorumkey_crypto::random::os_rng());
-        to_value(&result)
+        Err(internal("the reveal decision asked for more than the four facts it needs"))
     }
 
+    /// The pair's key and this node's share of it.
+    fn key_facts(&self, request: &ShareRequest) -> Result<KeyFacts, LoginError> {
+        let Some((key_index, public_key, own_public_share)) =
+            self.with_view(|view| self.assigned_key(view, &request.verifier, &request.verifier_id))?
+        else {
+            return Ok(KeyFacts::NotAssigned);
+        };
+        let share = self.api.applier.store().key_share(key_index).map_err(internal)?;
+        Ok(KeyFacts::Assigned { key_index, public_key, own_public_share, share })
+    }
+
+    /// The token's check, as the reveal decision takes it.
     async fn verify_token(
         &self,
         config: &VerifierConfig,
         request: &ShareRequest,
         now: u64,
-    ) -> Result<crate::token_verifier::Identity, LoginError> {
+    ) -> Result<CheckedToken, LoginError> {
         let rejected = |error: VerifyError| LoginError::TokenRejected {
             verifier: request.verifier.as_str().to_owned(),
             reason: error.to_string(),
         };
-        let single = |kind: &str| {
-            if request.aggregate.is_some() {
-                Err(LoginError::InvalidParams(format!(
-                    "verifier {} is a {kind} verifier: send no `verify_params` or `sub_verifier_ids`",
-                    request.verifier.as_str()
-                )))
-            } else {
-                Ok(())
+        let identity = match (config, &request.aggregate) {
+            (VerifierConfig::Jwt(jwt), _) => self.tokens.verify_jwt(jwt, &request.id_token, now).await.map(Into::into),
+            (VerifierConfig::Introspection(introspection), _) => {
+                self.tokens.verify_introspection(introspection, &request.id_token, now).await
             }
-        };
-        match config {
-            VerifierConfig::Jwt(jwt) => {
-                single("jwt")?;
-                let token = self.tokens.verify_jwt(jwt, &request.id_token, now).await.map_err(rejected)?;
-                Ok(crate::token_verifier::Identity {
-                    verifier_id: token.verifier_id,
-                    issued_at: token.issued_at,
-                    expires_at: token.expires_at,
-                })
-            }
-            VerifierConfig::Introspection(introspection) => {
-                single("introspection")?;
-                self.tokens.verify_introspection(introspection, &request.id_token, now).await.map_err(rejected)
-            }
-            VerifierConfig::Aggregate(aggregate) => {
-                let login = request.aggregate.as_ref().ok_or_else(|| {
-                    LoginError::InvalidParams(format!(
-                        "verifier {} is an aggregate verifier: send `verify_params` and `sub_verifier_ids`",
-                        request.verifier.as_str()
-                    ))
-                })?;
+            (VerifierConfig::Aggregate(aggregate), Some(login)) => {
                 self.tokens
                     .verify_aggregate(
                         aggregate,
@@ -510,9 +497,17 @@ impl RpcService {
                         now,
                     )
                     .await
-                    .map_err(rejected)
+            }
+            (VerifierConfig::Aggregate(_), None) => {
+                return Err(internal("the reveal decision let an aggregate verifier's request without sub-tokens through"));
             }
         }
+        .map_err(rejected)?;
+        Ok(CheckedToken {
+            verifier_id: identity.verifier_id,
+            issued_at: identity.issued_at,
+            identities: identity.identities,
+        })
     }
 
     /// Forgets login records that expired and idle rate-limit entries;

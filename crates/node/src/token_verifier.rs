@@ -7,8 +7,9 @@ use std::sync::Arc;
 use quorumkey_verifier::config::SubVerifierConfig;
 use quorumkey_verifier::introspection::MAX_ANSWER_LEN;
 use quorumkey_verifier::{
-    AggregateConfig, AggregateError, IntrospectionConfig, JwtConfig, KeySet, KeySource, TokenError, VerifiedToken,
-    check_aggregate_agreement, check_aggregate_request, check_introspection, token_header, verify_jwt,
+    AggregateConfig, AggregateError, IntrospectionConfig, JwtConfig, KeySet, KeySource, TokenError, TokenIdentity,
+    VerifiedToken, check_aggregate_agreement, check_aggregate_request, check_introspection, check_opaque_token,
+    token_header, verify_jwt,
 };
 
 use crate::jwks_cache::{JwksCache, JwksFetchError, KeyNeed};
@@ -56,6 +57,20 @@ pub struct Identity {
     pub issued_at: u64,
     /// Unix seconds after which the token is refused anyway.
     pub expires_at: u64,
+    /// What each token is, whatever its spelling (one per sub-token of an
+    /// aggregate): the keys of its nullifiers.
+    pub identities: Vec<TokenIdentity>,
+}
+
+impl From<VerifiedToken> for Identity {
+    fn from(token: VerifiedToken) -> Self {
+        Self {
+            verifier_id: token.verifier_id,
+            issued_at: token.issued_at,
+            expires_at: token.expires_at,
+            identities: vec![token.identity],
+        }
+    }
 }
 
 /// Token checks with cached keys.
@@ -87,13 +102,8 @@ impl TokenVerifier {
         token: &str,
         now: u64,
     ) -> Result<Identity, VerifyError> {
-        if token.is_empty() || token.len() > quorumkey_verifier::jwt::MAX_TOKEN_LEN || token.contains(['\r', '\n']) {
-            return Err(TokenError::InvalidClaim {
-                claim: "token".to_owned(),
-                reason: "empty, too long or multi-line",
-            }
-            .into());
-        }
+        // One spelling per token, and nothing that could break the header.
+        check_opaque_token(token)?;
         let mut response = self
             .http
             .get(&config.url)
@@ -115,7 +125,12 @@ impl TokenVerifier {
             body.extend_from_slice(&chunk);
         }
         let checked = check_introspection(config, &body, now)?;
-        Ok(Identity { verifier_id: checked.verifier_id, issued_at: checked.issued_at, expires_at: checked.expires_at })
+        Ok(Identity {
+            verifier_id: checked.verifier_id,
+            issued_at: checked.issued_at,
+            expires_at: checked.expires_at,
+            identities: vec![checked.identity],
+        })
     }
 
     /// Checks an aggregate login: `tokens[i]` for sub-verifier
@@ -132,15 +147,12 @@ impl TokenVerifier {
         let mut yielded = Vec::with_capacity(tokens.len());
         let mut expires_at = u64::MAX;
         let mut issued_at = u64::MAX;
+        let mut identities = Vec::with_capacity(tokens.len());
         for (name, token) in sub_verifier_ids.iter().zip(tokens) {
             let wrap =
                 |error: VerifyError| VerifyError::SubVerifier { sub_verifier: name.clone(), error: Box::new(error) };
             let identity = match config.sub_verifiers.get(name) {
-                Some(SubVerifierConfig::Jwt(jwt)) => self
-                    .verify_jwt(jwt, token, now)
-                    .await
-                    .map(|v| Identity { verifier_id: v.verifier_id, issued_at: v.issued_at, expires_at: v.expires_at })
-                    .map_err(wrap)?,
+                Some(SubVerifierConfig::Jwt(jwt)) => self.verify_jwt(jwt, token, now).await.map(Identity::from).map_err(wrap)?,
                 Some(SubVerifierConfig::Introspection(introspection)) => {
                     self.verify_introspection(introspection, token, now).await.map_err(wrap)?
                 }
@@ -148,11 +160,12 @@ impl TokenVerifier {
             };
             expires_at = expires_at.min(identity.expires_at);
             issued_at = issued_at.min(identity.issued_at);
+            identities.extend(identity.identities);
             yielded.push((name.as_str(), identity.verifier_id));
         }
         let pairs: Vec<(&str, &str)> = yielded.iter().map(|(name, id)| (*name, id.as_str())).collect();
         check_aggregate_agreement(claimed, &pairs)?;
-        Ok(Identity { verifier_id: claimed.to_owned(), issued_at, expires_at })
+        Ok(Identity { verifier_id: claimed.to_owned(), issued_at, expires_at, identities })
     }
 
     /// The key cache.

@@ -169,7 +169,7 @@ pub fn dkg_floor(nodes: u16, keys: u16) -> Result<DkgFloor, String> {
 pub struct LoginFloor {
     /// A node signs a commitment (one ECDSA signature).
     pub commitment: Duration,
-    /// A node checks `threshold` commitment signatures.
+    /// A node checks `quorum` commitment signatures.
     pub signatures: Duration,
     /// A node checks the ID token (an ES256 JWT from the development
     /// issuer: one P-256 verification, parsing).
@@ -177,16 +177,18 @@ pub struct LoginFloor {
     /// A node checks its share against its public share and encrypts it
     /// (ECIES: a key pair and a key exchange).
     pub share: Duration,
-    /// The client: a temporary key, the `threshold` commitment signatures
-    /// it reveals with (a faulty node's bad signature must not spoil the
-    /// reveal), `threshold` decryptions and share checks, the
-    /// interpolation and its check (not the key's public shares'
-    /// consistency: checked once per key, then cached).
+    /// The client: a temporary key, the `quorum` commitment signatures
+    /// it reveals with (it reveals only once that many check out),
+    /// `threshold` decryptions and share checks, the interpolation and its
+    /// check (not the key's public shares' consistency: checked once per
+    /// key, then cached).
     pub client: Duration,
     /// Nodes in the network.
     pub nodes: usize,
     /// Shares needed.
     pub threshold: usize,
+    /// Commitment signatures a reveal needs (⌈(n + t) / 2⌉).
+    pub quorum: usize,
 }
 
 impl LoginFloor {
@@ -203,13 +205,14 @@ impl LoginFloor {
     }
 
     /// The least time in which `cores` cores can do the cryptography a
-    /// login waits for: its critical path, or that work (the client's, t
-    /// commitments, t reveals; the other commitments may finish later)
-    /// spread perfectly over the cores, whichever is longer. A lower bound
-    /// on a login's latency on such a machine, stricter than the floor
-    /// ([`Self::cpu`]).
+    /// login waits for: its critical path, or that work (the client's,
+    /// `quorum` commitments, t reveals; the other commitments may finish
+    /// later) spread perfectly over the cores, whichever is longer. A lower
+    /// bound on a login's latency on such a machine, stricter than the
+    /// floor ([`Self::cpu`]).
     pub fn least_time(&self, cores: usize) -> Duration {
-        let waited_for = self.client + (self.commitment + self.reveal()) * self.threshold as u32;
+        let waited_for =
+            self.client + self.commitment * self.quorum as u32 + self.reveal() * self.threshold as u32;
         self.critical_path().max(waited_for / cores.max(1) as u32)
     }
 
@@ -234,6 +237,7 @@ impl LoginFloor {
             client: mean(self.client, other.client),
             nodes: self.nodes,
             threshold: self.threshold,
+            quorum: self.quorum,
         }
     }
 }
@@ -246,7 +250,9 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
     use quorumkey_crypto::shamir::{Share, majority_threshold, split};
     use quorumkey_ledger::{VerifierId, VerifierName};
     use quorumkey_login::share::{KeyContext, encrypt_share};
-    use quorumkey_login::{CommitmentRequest, NodeKey, ShareRequest, SignaturePolicy, check_commitment_signature};
+    use quorumkey_login::{
+        CommitmentRequest, NodeKey, ShareRequest, SignaturePolicy, check_commitment_signature, required_signatures,
+    };
     use quorumkey_node::dev_issuer::{DevIssuer, MintRequest};
     use quorumkey_verifier::{KeySet, VerifierConfig, verify_jwt};
     use serde_json::json;
@@ -254,6 +260,7 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
     let fail = |e: &dyn std::fmt::Display| e.to_string();
     let n = usize::from(nodes);
     let t = majority_threshold(u32::from(nodes)) as usize;
+    let quorum = required_signatures(n, t);
     let mut rng = ChaCha20Rng::seed_from_u64(2);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
 
@@ -289,12 +296,12 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
         "temppubx": x, "temppuby": y, "verifieridentifier": verifier});
     let commitment = CommitmentRequest::parse(&params).map_err(|e| fail(&e))?;
 
-    let sign = median_time(50, || commitment.sign(&node_keys[0], now, 3600));
+    let sign = median_time(50, || commitment.sign(&node_keys[0], now));
     let results: Vec<serde_json::Value> = node_keys
         .iter()
-        .take(t)
+        .take(quorum)
         .map(|key| {
-            let record = commitment.sign(key, now, 3600);
+            let record = commitment.sign(key, now);
             serde_json::to_value(record.result(&PublicKey::from(key.verifying_key()))).unwrap_or_default()
         })
         .collect();
@@ -304,9 +311,12 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
         n,
     )
     .map_err(|e| fail(&e))?;
-    reveal.check_node_signatures(&network, &temp_public, t, now, SignaturePolicy::default()).map_err(|e| fail(&e))?;
-    let signatures =
-        median_time(20, || reveal.check_node_signatures(&network, &temp_public, t, now, SignaturePolicy::default()));
+    reveal
+        .check_node_signatures(&network, &temp_public, quorum, now, SignaturePolicy::default())
+        .map_err(|e| fail(&e))?;
+    let signatures = median_time(20, || {
+        reveal.check_node_signatures(&network, &temp_public, quorum, now, SignaturePolicy::default())
+    });
     verify_jwt(&jwt, &keys, &reveal.id_token, now).map_err(|e| fail(&e))?;
     let token = median_time(20, || verify_jwt(&jwt, &keys, &reveal.id_token, now));
     let (name, id) = (
@@ -341,7 +351,7 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
     };
     client_work()?;
     let client = median_time(10, client_work);
-    Ok(LoginFloor { commitment: sign, signatures, token, share, client, nodes: n, threshold: t })
+    Ok(LoginFloor { commitment: sign, signatures, token, share, client, nodes: n, threshold: t, quorum })
 }
 
 /// The time of one durable write to a node's store on this machine's disk

@@ -17,10 +17,18 @@ pub const MAX_AUDIENCES: usize = 32;
 pub const MAX_REQUIRED_CLAIMS: usize = 16;
 /// Most sub-verifiers of an aggregate verifier.
 pub const MAX_SUB_VERIFIERS: usize = 8;
-/// Longest freshness window or token age a verifier may allow (one week).
-pub const MAX_WINDOW_SECS: u64 = 7 * 24 * 3600;
+/// Longest freshness window or token age a verifier may allow (one day).
+/// Nodes keep every token's nullifier for the longest any configuration
+/// could accept it ([`MAX_ACCEPTANCE_SECS`]), so this bounds how long they
+/// keep login records.
+pub const MAX_WINDOW_SECS: u64 = 24 * 3600;
 /// Largest allowed clock skew (ten minutes).
 pub const MAX_CLOCK_SKEW_SECS: u64 = 600;
+/// The longest any configuration a verifier could ever be given accepts a
+/// token after its issue time: every [`VerifierConfig::acceptance_window_secs`]
+/// is at most this. A swept nullifier can therefore never be revived by a
+/// verifier update (`docs/api.md`).
+pub const MAX_ACCEPTANCE_SECS: u64 = MAX_WINDOW_SECS + MAX_CLOCK_SKEW_SECS;
 /// Clock skew allowed when a configuration does not say (one minute).
 pub const DEFAULT_CLOCK_SKEW_SECS: u64 = 60;
 

@@ -80,6 +80,16 @@ pub enum TokenError {
         /// `header`, `payload` or `signature`.
         part: &'static str,
     },
+    /// A part is spelled otherwise than the one way accepted (see
+    /// `canonical`): another spelling of the same token would be another
+    /// token.
+    #[error("token {part} is not in canonical form: {reason} (a token is accepted in one spelling only)")]
+    NonCanonical {
+        /// `header`, `payload` or `signature`.
+        part: &'static str,
+        /// What is not canonical.
+        reason: &'static str,
+    },
     /// A part is not a JSON object.
     #[error("token {part} is not a JSON object")]
     Json {

@@ -6,6 +6,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::canonical::TokenIdentity;
 use crate::config::IntrospectionConfig;
 use crate::error::TokenError;
 use crate::jwt::{normalize_verifier_id, unix_number};
@@ -22,6 +23,31 @@ pub struct IntrospectedToken {
     pub issued_at: u64,
     /// When it stops being accepted here: `issued_at + freshness_secs`.
     pub expires_at: u64,
+    /// What the token is, whatever its spelling: the endpoint, the user id
+    /// it answered (as answered) and the issue time.
+    pub identity: TokenIdentity,
+}
+
+/// Checks an opaque token's form before it is sent anywhere: 1 to
+/// [`crate::jwt::MAX_TOKEN_LEN`] bytes of RFC 6750's `b64token` (letters,
+/// digits, `-._~+/`, then `=` padding only at the end). Nothing else can
+/// follow `Bearer ` in a header, and refusing it leaves a provider no
+/// spelling to tolerate (surrounding blanks, a line break) that would make
+/// one token two.
+pub fn check_opaque_token(token: &str) -> Result<(), TokenError> {
+    if token.is_empty() || token.len() > crate::jwt::MAX_TOKEN_LEN {
+        return Err(TokenError::InvalidClaim { claim: "token".to_owned(), reason: "empty or too long" });
+    }
+    let body = token.trim_end_matches('=');
+    if body.is_empty()
+        || !body.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+    {
+        return Err(TokenError::NonCanonical {
+            part: "token",
+            reason: "an opaque token is RFC 6750 b64token characters (letters, digits, -._~+/, then = at the end only)",
+        });
+    }
+    Ok(())
 }
 
 fn unix_seconds(pointer: &str, value: &Value) -> Result<u64, TokenError> {
@@ -74,6 +100,12 @@ pub fn check_introspection(
     if now.saturating_sub(issued_at) > config.freshness_secs {
         return Err(TokenError::TooOld { iat: issued_at, max_age: config.freshness_secs, now });
     }
+    let identity = TokenIdentity::introspection(&config.url, &id, issued_at);
     let verifier_id = normalize_verifier_id(&config.user_id_pointer, id, config.lowercase_verifier_id)?;
-    Ok(IntrospectedToken { verifier_id, issued_at, expires_at: issued_at.saturating_add(config.freshness_secs) })
+    Ok(IntrospectedToken {
+        verifier_id,
+        issued_at,
+        expires_at: issued_at.saturating_add(config.freshness_secs),
+        identity,
+    })
 }

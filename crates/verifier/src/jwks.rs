@@ -6,6 +6,8 @@
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use crate::error::JwksError;
@@ -23,6 +25,9 @@ pub struct VerificationKey {
     /// The only algorithm it verifies.
     pub algorithm: Algorithm,
     key: DecodingKey,
+    /// An RSA key's modulus, big-endian without leading zeros: a signature
+    /// must be exactly as long, and smaller (see `canonical`).
+    rsa_modulus: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for VerificationKey {
@@ -34,6 +39,10 @@ impl std::fmt::Debug for VerificationKey {
 impl VerificationKey {
     pub(crate) fn decoding_key(&self) -> &DecodingKey {
         &self.key
+    }
+
+    pub(crate) fn rsa_modulus(&self) -> Option<&[u8]> {
+        self.rsa_modulus.as_deref()
     }
 }
 
@@ -67,6 +76,14 @@ fn algorithm_of(jwk: &Jwk) -> Option<Algorithm> {
     agrees.then_some(algorithm)
 }
 
+/// An RSA JWK's `n` as bytes without leading zeros (JWKs write it in
+/// base64url, some with padding).
+fn rsa_modulus(n: &str) -> Option<Vec<u8>> {
+    let bytes = URL_SAFE_NO_PAD.decode(n.trim_end_matches('=')).ok()?;
+    let start = bytes.iter().position(|byte| *byte != 0)?;
+    Some(bytes[start..].to_vec())
+}
+
 impl KeySet {
     /// The usable keys of a JWKS document (`{"keys": [...]}`); keys of other
     /// types, uses or algorithms are skipped.
@@ -92,7 +109,14 @@ impl KeySet {
             let Ok(jwk) = Jwk::deserialize(entry) else { continue };
             let Some(algorithm) = algorithm_of(&jwk) else { continue };
             let Ok(key) = DecodingKey::from_jwk(&jwk) else { continue };
-            keys.push(VerificationKey { kid: jwk.common.key_id.clone(), algorithm, key });
+            let rsa_modulus = match &jwk.algorithm {
+                AlgorithmParameters::RSA(params) => match rsa_modulus(&params.n) {
+                    Some(modulus) => Some(modulus),
+                    None => continue,
+                },
+                _ => None,
+            };
+            keys.push(VerificationKey { kid: jwk.common.key_id.clone(), algorithm, key, rsa_modulus });
         }
         Ok(Self { keys })
     }

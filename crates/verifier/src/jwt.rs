@@ -2,14 +2,14 @@
 //! time: pure (the caller fetches keys and reads the clock).
 //!
 //! Order of checks: size, shape, header (the algorithm must be a public-key
-//! one and equal to its key's), signature, then claims. Nothing in the
-//! payload is trusted before the signature verifies.
+//! one and equal to its key's), the signature's form (one spelling per
+//! token: see [`crate::canonical`]), the signature, then claims. Nothing in
+//! the payload is trusted before the signature verifies.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
+use crate::canonical::{TokenIdentity, check_signature_form, decode_segment};
 use crate::config::JwtConfig;
 use crate::error::{TokenError, quote};
 use crate::jwks::KeySet;
@@ -29,6 +29,8 @@ pub struct VerifiedToken {
     /// `exp`: after this the token is no use, so a record that it was used
     /// may be forgotten.
     pub expires_at: u64,
+    /// What the token is, whatever its spelling: its nullifier's key.
+    pub identity: TokenIdentity,
 }
 
 /// A token's header fields that decide which key checks it.
@@ -62,7 +64,7 @@ fn split(token: &str) -> Result<Parts<'_>, TokenError> {
 }
 
 fn json_object(part: &'static str, encoded: &str) -> Result<Map<String, Value>, TokenError> {
-    let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| TokenError::Base64 { part })?;
+    let bytes = decode_segment(part, encoded)?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(TokenError::Json { part }),
@@ -135,6 +137,8 @@ pub fn verify_jwt(config: &JwtConfig, keys: &KeySet, token: &str, now: u64) -> R
     if key.algorithm != algorithm {
         return Err(TokenError::AlgorithmMismatch { token: quote(&header.alg), key: format!("{:?}", key.algorithm) });
     }
+    let signature = decode_segment("signature", parts.signature)?;
+    check_signature_form(algorithm, &signature, key.rsa_modulus())?;
     match jsonwebtoken::crypto::verify(parts.signature, parts.signed.as_bytes(), key.decoding_key(), algorithm) {
         Ok(true) => {}
         Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::Base64(_)) => {
@@ -143,7 +147,20 @@ pub fn verify_jwt(config: &JwtConfig, keys: &KeySet, token: &str, now: u64) -> R
         _ => return Err(TokenError::BadSignature),
     }
     let claims = json_object("payload", parts.payload)?;
-    check_claims(config, &claims, now)
+    let checked = check_claims(config, &claims, now)?;
+    Ok(VerifiedToken {
+        verifier_id: checked.verifier_id,
+        issued_at: checked.issued_at,
+        expires_at: checked.expires_at,
+        identity: TokenIdentity::jwt(parts.signed),
+    })
+}
+
+/// What the claims of a token say, once checked.
+pub(crate) struct CheckedClaims {
+    pub(crate) verifier_id: String,
+    pub(crate) issued_at: u64,
+    pub(crate) expires_at: u64,
 }
 
 /// The claim checks of a token whose signature verified.
@@ -151,7 +168,7 @@ pub(crate) fn check_claims(
     config: &JwtConfig,
     claims: &Map<String, Value>,
     now: u64,
-) -> Result<VerifiedToken, TokenError> {
+) -> Result<CheckedClaims, TokenError> {
     match claims.get("iss") {
         Some(Value::String(iss)) if *iss == config.issuer => {}
         Some(Value::String(iss)) => {
@@ -201,15 +218,29 @@ pub(crate) fn check_claims(
         None => return Err(TokenError::MissingClaim(config.verifier_id_claim.clone())),
     };
     let verifier_id = normalize_verifier_id(&config.verifier_id_claim, verifier_id, config.lowercase_verifier_id)?;
-    Ok(VerifiedToken { verifier_id, issued_at: iat, expires_at: exp })
+    Ok(CheckedClaims { verifier_id, issued_at: iat, expires_at: exp })
 }
 
 /// A verifier_id as the ledger will key it: non-empty, bounded, no control
 /// characters, lowercased if configured.
+///
+/// Lowercasing must not make two users one: `to_lowercase` maps U+212A
+/// KELVIN SIGN to `k` and U+212B ANGSTROM SIGN to `å`, so "\u{212A}ate" and
+/// "Kate" would share a key. A character is lowercased only when its
+/// lowercase is one character whose uppercase is that character again (so
+/// only the two cases of one letter meet); an id with any other character
+/// that lowercasing would change is refused.
 pub(crate) fn normalize_verifier_id(claim: &str, id: String, lowercase: bool) -> Result<String, TokenError> {
-    // Lowercase first: it can lengthen UTF-8 (U+0130 'İ' is 2 bytes, its
+    // Lowercase first: it can lengthen UTF-8 (U+023A 'Ⱥ' is 2 bytes, its
     // lowercase 3), and the bound is on what the ledger keys.
-    let id = if lowercase && id.len() <= 4 * MAX_VERIFIER_ID_LEN { id.to_lowercase() } else { id };
+    let id = if lowercase && id.len() <= 4 * MAX_VERIFIER_ID_LEN {
+        lowercase_one_to_one(&id).ok_or_else(|| TokenError::InvalidClaim {
+            claim: claim.to_owned(),
+            reason: "has a character whose lowercase another character shares (such as U+212A KELVIN SIGN), so lowercasing it could merge two users",
+        })?
+    } else {
+        id
+    };
     if id.is_empty() || id.len() > MAX_VERIFIER_ID_LEN || id.chars().any(char::is_control) {
         return Err(TokenError::InvalidClaim {
             claim: claim.to_owned(),
@@ -217,4 +248,27 @@ pub(crate) fn normalize_verifier_id(claim: &str, id: String, lowercase: bool) ->
         });
     }
     Ok(id)
+}
+
+/// `id` lowercased character by character where that is one-to-one (see
+/// [`normalize_verifier_id`]); `None` if a character's lowercase could be
+/// another character's too.
+fn lowercase_one_to_one(id: &str) -> Option<String> {
+    let mut out = String::with_capacity(id.len());
+    for c in id.chars() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+            continue;
+        }
+        let mut lower = c.to_lowercase();
+        let (Some(l), None) = (lower.next(), lower.next()) else { return None };
+        if l != c {
+            let mut upper = l.to_uppercase();
+            if (upper.next(), upper.next()) != (Some(c), None) {
+                return None;
+            }
+        }
+        out.push(l);
+    }
+    Some(out)
 }

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use quorumkey_verifier::config::SubVerifierConfig;
+use quorumkey_verifier::config::{MAX_ACCEPTANCE_SECS, MAX_CLOCK_SKEW_SECS, MAX_WINDOW_SECS, SubVerifierConfig};
 use quorumkey_verifier::{
-    AggregateConfig, AggregateError, IntrospectionConfig, TokenError, check_aggregate_agreement,
-    check_aggregate_request, check_introspection,
+    AggregateConfig, AggregateError, IntrospectionConfig, TokenError, TokenIdentity, VerifierConfig,
+    check_aggregate_agreement, check_aggregate_request, check_introspection, check_opaque_token,
 };
 use serde_json::json;
 
@@ -106,4 +106,62 @@ fn aggregate_requests_and_agreement_are_checked() {
         ),
         Err(AggregateError::Disagree { .. })
     ));
+}
+
+/// An opaque token is RFC 6750 `b64token` and nothing else, so that no
+/// blank, line break or other character gives one token a second spelling
+/// a provider might accept.
+#[test]
+fn opaque_tokens_have_one_spelling() {
+    for good in ["abc", "mF_9.B5f-4.1JqM", "a+b/c~d==", "A"] {
+        check_opaque_token(good).unwrap();
+    }
+    for bad in ["", " abc", "abc ", "abc\n", "ab c", "Bearer abc", "abc=d", "=", "=abc", "ab\tc", "é"] {
+        assert!(check_opaque_token(bad).is_err(), "{bad:?}");
+    }
+    assert!(check_opaque_token(&"a".repeat(20_000)).is_err());
+}
+
+/// An introspected token's identity is the endpoint, the user id as
+/// answered and the issue time: what the provider vouched for, not the
+/// token's bytes.
+#[test]
+fn an_introspected_tokens_identity_is_what_the_provider_answered() {
+    let at = |id: &str, issued_at: u64| {
+        check_introspection(&config(), &answer(json!({"user": {"id": id}, "issued_at": issued_at})), NOW)
+            .unwrap()
+            .identity
+    };
+    assert_eq!(at("1", NOW - 5), TokenIdentity::introspection(&config().url, "1", NOW - 5));
+    assert_eq!(at("1", NOW - 5), at("1", NOW - 5));
+    assert_ne!(at("1", NOW - 5), at("1", NOW - 6));
+    assert_ne!(at("1", NOW - 5), at("2", NOW - 5));
+    let mut elsewhere = config();
+    elsewhere.url = "https://other.example/me".to_owned();
+    let other = check_introspection(&elsewhere, &answer(json!({"user": {"id": "1"}, "issued_at": NOW - 5})), NOW);
+    assert_ne!(other.unwrap().identity, at("1", NOW - 5));
+}
+
+proptest::proptest! {
+    /// No configuration a verifier can be given accepts a token longer
+    /// after its issue time than `MAX_ACCEPTANCE_SECS`: nodes keep
+    /// nullifiers that long, so no update can revive a swept one.
+    #[test]
+    fn no_configuration_outlasts_the_network_maximum(
+        age in 0u64..=2 * MAX_WINDOW_SECS,
+        skew in 0u64..=2 * MAX_CLOCK_SKEW_SECS,
+        freshness in 0u64..=2 * MAX_WINDOW_SECS,
+    ) {
+        let jwt = json!({"type": "jwt", "issuer": "https://i.example", "audiences": ["a"],
+            "keys": {"jwks_url": "https://i.example/jwks"}, "verifier_id_claim": "sub",
+            "max_token_age_secs": age, "clock_skew_secs": skew});
+        let introspection = json!({"type": "introspection", "url": "https://i.example/me",
+            "user_id_pointer": "/id", "issued_at_pointer": "/iat", "freshness_secs": freshness});
+        let aggregate = json!({"type": "aggregate", "sub_verifiers": {"j": jwt, "i": introspection}});
+        for config in [jwt, introspection, aggregate] {
+            if let Ok(parsed) = VerifierConfig::parse(&serde_json::to_vec(&config).unwrap()) {
+                proptest::prop_assert!(parsed.acceptance_window_secs() <= MAX_ACCEPTANCE_SECS);
+            }
+        }
+    }
 }

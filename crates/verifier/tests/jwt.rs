@@ -10,7 +10,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use proptest::prelude::*;
-use quorumkey_verifier::{JwtConfig, KeySet, KeySource, TokenError, VerifierConfig, verify_jwt};
+use quorumkey_verifier::{
+    JwtConfig, KeySet, KeySource, TokenError, TokenIdentity, VerifierConfig, canonical_spelling, verify_jwt,
+};
 use serde_json::{Value, json};
 
 const NOW: u64 = 1_800_000_000;
@@ -78,10 +80,17 @@ fn claims() -> Value {
     })
 }
 
-fn sign(signer: &Signer, claims: &Value) -> String {
+/// A token as its issuer spells it (an ES256 signature from
+/// `jsonwebtoken` has a high s half the time).
+fn issue(signer: &Signer, claims: &Value) -> String {
     let mut header = Header::new(signer.algorithm);
     header.kid = Some(signer.kid.to_owned());
     jsonwebtoken::encode(&header, claims, &signer.key).unwrap()
+}
+
+/// A token in the spelling nodes accept.
+fn sign(signer: &Signer, claims: &Value) -> String {
+    canonical_spelling(&issue(signer, claims)).into_owned()
 }
 
 fn keys() -> KeySet {
@@ -225,7 +234,7 @@ fn signatures_and_algorithms_are_checked() {
     let mut header = Header::new(Algorithm::ES256);
     header.kid = None;
     let token = jsonwebtoken::encode(&header, &claims(), &signers[1].key).unwrap();
-    assert!(verify_jwt(&config(), &single, &token, NOW).is_ok());
+    assert!(verify_jwt(&config(), &single, &canonical_spelling(&token), NOW).is_ok());
 }
 
 #[test]
@@ -335,8 +344,8 @@ proptest! {
         prop_assert!(verify_jwt(&config(), &keys(), &token, NOW).is_err());
     }
 
-    /// Changing any one character of a valid token makes it fail (or, for
-    /// base64 padding bits of the signature, leaves the same bytes).
+    /// Changing any one character of a valid token makes it fail: no
+    /// other spelling of it passes.
     #[test]
     fn any_changed_character_is_caught(position in any::<prop::sample::Index>(), replacement in "[A-Za-z0-9_.-]") {
         let signers = signers();
@@ -345,28 +354,164 @@ proptest! {
         let mut changed = token.clone();
         changed.replace_range(i..=i, &replacement);
         prop_assume!(changed != token);
-        let result = verify_jwt(&config(), &keys(), &changed, NOW);
-        let same_bytes = {
-            let decode = |t: &str| t.split('.').map(|p| URL_SAFE_NO_PAD.decode(p).ok()).collect::<Vec<_>>();
-            decode(&changed) == decode(&token)
-        };
-        prop_assert!(result.is_err() || same_bytes, "{changed}");
+        prop_assert!(verify_jwt(&config(), &keys(), &changed, NOW).is_err(), "{changed}");
+    }
+
+    /// Whatever spelling an issuer chose, the canonical one verifies, is
+    /// its own canonical spelling, and has the issuer's token's identity.
+    #[test]
+    fn the_canonical_spelling_verifies(jti in any::<u64>(), signer in 0usize..3) {
+        let signers = signers();
+        let issued = issue(&signers[signer], &with(claims(), "jti", json!(jti)));
+        let canonical = canonical_spelling(&issued).into_owned();
+        let verified = verify_jwt(&config(), &keys(), &canonical, NOW).unwrap();
+        prop_assert_eq!(canonical_spelling(&canonical), canonical.as_str());
+        prop_assert_eq!(verified.identity, TokenIdentity::jwt(issued.rsplit_once('.').unwrap().0));
+        prop_assert!(issued == canonical || verify_jwt(&config(), &keys(), &issued, NOW).is_err());
     }
 }
 
-/// Found by the `jwt` fuzz target: lowercasing can lengthen UTF-8 (`İ`,
-/// 2 bytes, lowercases to 3), so the bound holds after lowercasing.
+/// Found by the `jwt` fuzz target: lowercasing can lengthen UTF-8 (`Ⱥ`,
+/// 2 bytes, lowercases to `ⱥ`, 3), so the bound holds after lowercasing.
 #[test]
 fn the_verifier_id_bound_holds_after_lowercasing() {
     let keys = keys();
     let signer = &signers()[0];
-    let grows = "İ".repeat(86); // 172 bytes; 258 once lowercased
+    let grows = "Ⱥ".repeat(86); // 172 bytes; 258 once lowercased
     let token = sign(signer, &with(claims(), "email", json!(grows)));
     let error = verify_jwt(&config(), &keys, &token, NOW).unwrap_err();
     assert!(error.to_string().contains("too long"), "{error}");
-    let fits = "İ".repeat(85); // 255 bytes once lowercased
+    let fits = "Ⱥ".repeat(85); // 255 bytes once lowercased
     let token = sign(signer, &with(claims(), "email", json!(fits)));
     let verified = verify_jwt(&config(), &keys, &token, NOW).unwrap();
-    assert_eq!(verified.verifier_id, "i\u{307}".repeat(85));
+    assert_eq!(verified.verifier_id, "ⱥ".repeat(85));
     assert!(verified.verifier_id.len() <= 256);
+}
+
+/// Lowercasing never makes two users one: a character whose lowercase
+/// another character shares (U+212A KELVIN SIGN lowercases to the `k` of
+/// `K`, U+212B ANGSTROM SIGN to the `å` of `Å`, U+2126 OHM SIGN to the `ω`
+/// of `Ω`) or that lowercases to several (U+0130) is refused; ordinary
+/// letters of any script fold as their two cases.
+#[test]
+fn lowercasing_refuses_characters_that_would_merge_users() {
+    let keys = keys();
+    let signer = &signers()[0];
+    let id_of = |email: &str| verify_jwt(&config(), &keys, &sign(signer, &with(claims(), "email", json!(email))), NOW);
+    for merging in ["\u{212A}ate@example.com", "\u{212B}sa@example.com", "\u{2126}@example.com", "\u{130}z@example.com"] {
+        let error = id_of(merging).unwrap_err();
+        assert!(error.to_string().contains("merge two users"), "{merging:?}: {error}");
+    }
+    assert_eq!(id_of("Kate@Example.com").unwrap().verifier_id, "kate@example.com");
+    assert_eq!(id_of("ÅSA@example.com").unwrap().verifier_id, "åsa@example.com");
+    assert_eq!(id_of("ΩΜΕΓΑ@example.com").unwrap().verifier_id, "ωμεγα@example.com");
+    // Without lowercasing, any character is kept as it is.
+    let mut exact = config();
+    exact.lowercase_verifier_id = false;
+    let token = sign(signer, &with(claims(), "email", json!("\u{212A}ate@example.com")));
+    assert_eq!(verify_jwt(&exact, &keys, &token, NOW).unwrap().verifier_id, "\u{212A}ate@example.com");
+}
+
+/// A token's signature segment, decoded.
+fn signature_of(token: &str) -> (String, Vec<u8>) {
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    (signed.to_owned(), URL_SAFE_NO_PAD.decode(signature).unwrap())
+}
+
+fn add_be(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; a.len().max(b.len()) + 1];
+    let mut carry = 0u16;
+    for i in 0..out.len() {
+        let digit = |x: &[u8]| if i < x.len() { u16::from(x[x.len() - 1 - i]) } else { 0 };
+        let sum = digit(a) + digit(b) + carry;
+        let at = out.len() - 1 - i;
+        out[at] = (sum & 0xff) as u8;
+        carry = sum >> 8;
+    }
+    out
+}
+
+/// P-256's group order.
+const P256_N: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
+/// Ed25519's group order, big-endian.
+const ED25519_L: &str = "1000000000000000000000000000000014def9dea2f79cd65812631a5cf5d3ed";
+
+/// Every other spelling of a valid token is refused with its own error,
+/// and `canonical_spelling` turns each back into the one accepted, with the
+/// same identity: ES256 with n − s, a padded or trailing-bit signature, an
+/// RS256 signature plus the modulus or with a leading zero, an EdDSA
+/// signature with S + L.
+#[test]
+fn a_token_is_accepted_in_one_spelling_only() {
+    let keys = keys();
+    let signers = signers();
+    let check = |token: &str| verify_jwt(&config(), &keys, token, NOW);
+    let non_canonical = |result: Result<_, TokenError>| {
+        assert!(matches!(result, Err(TokenError::NonCanonical { part: "signature", .. })), "{result:?}")
+    };
+    for signer in &signers {
+        let token = sign(signer, &claims());
+        let verified = check(&token).unwrap();
+        let (signed, bytes) = signature_of(&token);
+        assert_eq!(verified.identity, TokenIdentity::jwt(&signed));
+        // Padding, and every non-zero value of the trailing bits.
+        let padded = format!("{token}=");
+        assert!(check(&padded).is_err());
+        assert_eq!(canonical_spelling(&padded), token);
+        let encoded = URL_SAFE_NO_PAD.encode(&bytes);
+        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let last = alphabet.find(encoded.chars().last().unwrap()).unwrap();
+        let free_bits = (encoded.len() * 6 - bytes.len() * 8) as u32;
+        for extra in 1..(1usize << free_bits) {
+            let respelled = format!("{signed}.{}{}", &encoded[..encoded.len() - 1], &alphabet[last + extra..=last + extra]);
+            assert!(matches!(check(&respelled), Err(TokenError::NonCanonical { .. } | TokenError::Base64 { .. })));
+            assert_eq!(canonical_spelling(&respelled), token, "{respelled}");
+        }
+        match signer.algorithm {
+            Algorithm::ES256 => {
+                let n = hex::decode(P256_N).unwrap();
+                let mut flipped = bytes.clone();
+                let s = &bytes[32..];
+                // n − s: n + (2^256 − s) − 2^256.
+                let complement: Vec<u8> = s.iter().map(|b| !b).collect();
+                let sum = add_be(&add_be(&n, &complement)[1..], &[1]);
+                flipped[32..].copy_from_slice(&sum[sum.len() - 32..]);
+                let high = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&flipped));
+                non_canonical(check(&high));
+                assert_eq!(canonical_spelling(&high), token);
+            }
+            Algorithm::EdDSA => {
+                let l = hex::decode(ED25519_L).unwrap();
+                let mut s_be: Vec<u8> = bytes[32..].iter().rev().copied().collect();
+                s_be = add_be(&s_be, &l)[1..].to_vec();
+                let mut larger = bytes.clone();
+                larger[32..].copy_from_slice(&s_be.iter().rev().copied().collect::<Vec<_>>());
+                non_canonical(check(&format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&larger))));
+            }
+            _ => {
+                let mut longer = vec![0u8];
+                longer.extend_from_slice(&bytes);
+                non_canonical(check(&format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&longer))));
+            }
+        }
+    }
+    // RS256's s + n, for a token whose s + n still fits the modulus' length.
+    let rsa = &signers[0];
+    let modulus = URL_SAFE_NO_PAD.decode(match &jwk(rsa).algorithm {
+        jsonwebtoken::jwk::AlgorithmParameters::RSA(params) => params.n.clone(),
+        _ => unreachable!(),
+    })
+    .unwrap();
+    let plus_n = (0..200)
+        .find_map(|jti| {
+            let (signed, s) = signature_of(&sign(rsa, &with(claims(), "jti", json!(jti))));
+            let sum = add_be(&s, &modulus);
+            (sum[0] == 0 && sum[1..].len() == s.len()).then(|| format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&sum[1..])))
+        })
+        .expect("an s small enough");
+    non_canonical(check(&plus_n));
+    // Opaque or malformed input passes through unchanged.
+    for other in ["opaque-token", "a.b", "", "x.y.z"] {
+        assert_eq!(canonical_spelling(other), other);
+    }
 }
