@@ -47,6 +47,11 @@ pub const METRIC_LOGIN_RECORD_COMMIT: &str = "quorumkey_login_record_commit_seco
 /// Histogram: seconds a background checkpoint of login records took (see
 /// `quorumkey_store::NodeStore::checkpoint_login_records`).
 pub const METRIC_LOGIN_RECORD_CHECKPOINT: &str = "quorumkey_login_record_checkpoint_seconds";
+/// Counter: sweeps of expired login records run (one at start, then one a
+/// minute).
+pub const METRIC_LOGIN_RECORD_SWEEPS: &str = "quorumkey_login_record_sweeps_total";
+/// Counter: expired login records forgotten by sweeps.
+pub const METRIC_LOGIN_RECORDS_SWEPT: &str = "quorumkey_login_records_swept_total";
 
 /// Why telemetry could not start.
 #[derive(Debug, Error)]

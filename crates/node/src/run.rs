@@ -32,7 +32,9 @@ use crate::consensus::{
     max_message_size, start_consensus,
 };
 use crate::identity::{KeyFileError, NodeIdentity};
-use crate::observability::{HealthCell, METRIC_CONNECTED_PEERS, Telemetry};
+use crate::observability::{
+    HealthCell, METRIC_CONNECTED_PEERS, METRIC_LOGIN_RECORD_SWEEPS, METRIC_LOGIN_RECORDS_SWEPT, Telemetry,
+};
 use crate::participant::DkgParticipant;
 use crate::participant_driver::{ParticipantIdentity, run_participant};
 
@@ -267,17 +269,23 @@ async fn serve(
             async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await },
         );
 
-    // Expired login records and idle rate-limit entries, once a minute.
+    // Expired login records and idle rate-limit entries: at start (a node
+    // that was down may hold many), then once a minute.
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(Duration::from_secs(60)).await;
             let service = rpc_service.clone();
             match tokio::task::spawn_blocking(move || service.sweep()).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(swept)) => tracing::debug!(swept, "forgot expired login records"),
+                Ok(Ok(swept)) => {
+                    metrics::counter!(METRIC_LOGIN_RECORD_SWEEPS).increment(1);
+                    metrics::counter!(METRIC_LOGIN_RECORDS_SWEPT).increment(swept as u64);
+                    if swept > 0 {
+                        tracing::debug!(swept, "forgot expired login records");
+                    }
+                }
                 Ok(Err(error)) => tracing::warn!(%error, "cannot sweep expired login records"),
                 Err(error) => tracing::warn!(%error, "the login record sweep failed"),
             }
+            tokio::time::sleep(Duration::from_secs(60)).await;
         }
     });
 

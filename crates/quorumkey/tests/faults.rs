@@ -8,9 +8,10 @@
 //!   catches up;
 //! - a Byzantine node answering garbage signatures and garbage shares:
 //!   logins succeed and name it;
-//! - two of five nodes down: existing users still log in, a new user's
-//!   assignment waits (consensus needs four) and completes once a node
-//!   returns.
+//! - two of five nodes down: logins stop with a precise error (a reveal
+//!   needs four signatures, so that no second key can gather a quorum;
+//!   nothing is revealed), a new user's assignment waits (consensus needs
+//!   four); once a node returns, both complete.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -19,7 +20,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use quorumkey_client::{ClientOptions, QuorumkeyClient};
+use quorumkey_client::{ClientError, ClientOptions, QuorumkeyClient};
 use quorumkey_node::config::RpcSettings;
 use quorumkey_node::devnet::{Devnet, NetworkJson};
 use support::proxy::{Mode, proxy_network};
@@ -114,7 +115,7 @@ fn signal(devnet: &Devnet, index: u16, signal: rustix::process::Signal) {
 }
 
 #[test]
-fn logins_survive_crashes_hangs_byzantine_nodes_and_two_nodes_down() {
+fn logins_survive_crashes_hangs_byzantine_nodes_and_wait_out_two_nodes_down() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = devnet_options(dir.path(), NODES, small_dkg());
     // Every login of the load comes from this one address: the limits for
@@ -155,12 +156,17 @@ fn logins_survive_crashes_hangs_byzantine_nodes_and_two_nodes_down() {
         }
         proxies[3].set(Mode::Honest);
 
-        // Nodes 4 and 5 down: existing users log in; a new assignment
-        // waits for consensus and completes once node 4 is back.
+        // Nodes 4 and 5 down: a login stops before its reveal (three
+        // signatures, four needed) and says so; a new assignment waits for
+        // consensus; both complete once node 4 is back.
         devnet.kill_node(4).await;
         devnet.kill_node(5).await;
-        for i in 0..5 {
-            client.login(&verifier, &user(i), &mint(&real, &user(i)).await).await.unwrap();
+        match client.login(&verifier, &user(0), &mint(&real, &user(0)).await).await {
+            Err(ClientError::Quorum { step: "commitment", needed: 4, got: 3, failures }) => {
+                let down: Vec<u16> = failures.iter().map(|f| f.node).collect();
+                assert_eq!(down, [4, 5], "{failures:?}");
+            }
+            other => panic!("a login with two of five nodes down: {other:?}"),
         }
         let waiting = {
             let client = client.clone();
@@ -174,6 +180,7 @@ fn logins_survive_crashes_hangs_byzantine_nodes_and_two_nodes_down() {
         let key = assigned.expect("the assignment completes once a node is back");
         let late = client.login(&verifier, "late@example.com", &mint(&real, "late@example.com").await).await.unwrap();
         assert_eq!(late.key, key);
+        client.login(&verifier, &user(0), &mint(&real, &user(0)).await).await.unwrap();
         devnet.stop().await;
     });
 }

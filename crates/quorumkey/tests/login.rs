@@ -23,22 +23,18 @@ use std::process::Command;
 use std::time::Duration;
 
 use quorumkey_crypto::address::eth_address;
-use quorumkey_crypto::ecies::{EciesCiphertext, TorusEncryptedShare, decrypt};
-use quorumkey_crypto::group::{
-    NonZeroScalar, PublicKey, Scalar, nonzero_scalar_from_hex, public_key_to_xy_hex, scalar_from_bytes,
-};
-use quorumkey_crypto::hash::token_commitment_hex;
+use quorumkey_crypto::group::{PublicKey, Scalar, nonzero_scalar_from_hex, public_key_to_xy_hex};
 use quorumkey_crypto::k256::elliptic_curve::Generate;
-use quorumkey_crypto::shamir::{Share, reconstruct_secret};
 use quorumkey_crypto::signature::RecoverableSignature;
 use quorumkey_login::reveal::aggregate_id_token;
 use quorumkey_login::rpc::request_body;
-use quorumkey_login::{Method, RpcError, RpcResponse, ShareRequestResult};
+use quorumkey_login::{Method, RpcError};
 use quorumkey_node::config::RpcSettings;
 use quorumkey_node::dev_issuer::dev_verifier_config;
-use quorumkey_node::devnet::{NETWORK_JSON, NetworkJson};
+use quorumkey_node::devnet::NETWORK_JSON;
 use quorumkey_node::identity::NodeIdentity;
 use serde_json::{Value, json};
+use support::raw::{Client, TempKey, data_of, open, rebuild};
 use support::{devnet_options, small_dkg, start_devnet};
 
 const NODES: u16 = 5;
@@ -80,125 +76,6 @@ fn torus_js(network: &Path, verifier: &str, verifier_id: &str, token: Option<&st
     match answer.get("error") {
         Some(error) => Err(error.as_str().unwrap_or_default().to_owned()),
         None => Ok(answer),
-    }
-}
-
-/// The network as a client sees it, and a JSON-RPC caller.
-struct Client {
-    description: NetworkJson,
-    http: reqwest::Client,
-    verifier: String,
-}
-
-/// A user's (or a front-runner's) temporary key.
-struct TempKey {
-    secret: NonZeroScalar,
-    public: PublicKey,
-}
-
-impl TempKey {
-    fn new() -> Self {
-        let secret = NonZeroScalar::generate_from_rng(&mut quorumkey_crypto::random::os_rng());
-        Self { public: PublicKey::from_secret_scalar(&secret), secret }
-    }
-}
-
-impl Client {
-    fn endpoint(&self, node: u16) -> &str {
-        &self.description.nodes[usize::from(node) - 1].endpoint
-    }
-
-    /// Posts raw bytes to node `node`'s JSON-RPC endpoint.
-    async fn post(&self, node: u16, body: Vec<u8>) -> (u16, Value) {
-        let response = self
-            .http
-            .post(self.endpoint(node))
-            .header("content-type", "application/json; charset=utf-8")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
-    }
-
-    /// Calls `method` on node `node`; a JSON-RPC error must come with HTTP 200.
-    async fn call(&self, node: u16, method: Method, params: Value) -> Result<Value, RpcError> {
-        let (status, body) = self.post(node, request_body(method, params).to_string().into_bytes()).await;
-        assert_eq!(status, 200, "{} on node {node}: HTTP {status}: {body}", method.name());
-        let response: RpcResponse = serde_json::from_value(body).unwrap();
-        match (response.result, response.error) {
-            (Some(result), None) => Ok(result),
-            (None, Some(error)) => Err(error),
-            other => panic!("neither result nor error: {other:?}"),
-        }
-    }
-
-    fn commitment_params(&self, token: &str, temp: &TempKey) -> Value {
-        let (x, y) = public_key_to_xy_hex(&temp.public);
-        json!({
-            "messageprefix": "mug00",
-            "tokencommitment": token_commitment_hex(token),
-            "temppubx": x,
-            "temppuby": y,
-            "verifieridentifier": self.verifier,
-        })
-    }
-
-    /// Commits `token` with `temp` at `nodes`; one answer per node, in order.
-    async fn commit(&self, nodes: &[u16], token: &str, temp: &TempKey) -> Vec<Result<Value, RpcError>> {
-        let params = self.commitment_params(token, temp);
-        futures::future::join_all(nodes.iter().map(|&node| self.call(node, Method::Commitment, params.clone()))).await
-    }
-
-    fn share_params(&self, token: &str, verifier_id: &str, signatures: &[Result<Value, RpcError>]) -> Value {
-        // Like torus.js: an error reply becomes a null entry.
-        let entries: Vec<Value> = signatures.iter().map(|s| s.as_ref().map_or(Value::Null, Clone::clone)).collect();
-        json!({
-            "encrypted": "yes",
-            "item": [{
-                "verifier_id": verifier_id,
-                "idtoken": token,
-                "nodesignatures": entries,
-                "verifieridentifier": self.verifier,
-            }],
-        })
-    }
-
-    async fn reveal(&self, nodes: &[u16], params: &Value) -> Vec<Result<ShareRequestResult, RpcError>> {
-        futures::future::join_all(nodes.iter().map(|&node| async move {
-            self.call(node, Method::Share, params.clone()).await.map(|v| serde_json::from_value(v).unwrap())
-        }))
-        .await
-    }
-
-    async fn mint(&self, email: &str) -> String {
-        support::mint(&self.description, email).await
-    }
-}
-
-/// Decrypts node answers with `temp`; `None` where it cannot.
-fn open(answer: &ShareRequestResult, temp: &TempKey) -> Option<Scalar> {
-    let [key] = answer.keys.as_slice() else { panic!("exactly one key expected: {answer:?}") };
-    let wire = TorusEncryptedShare { share: key.share.clone(), metadata: key.metadata.clone() };
-    let plaintext = decrypt(&temp.secret, &EciesCiphertext::try_from(&wire).ok()?).ok()?;
-    scalar_from_bytes(&plaintext).ok()
-}
-
-/// The address of the key rebuilt from exactly three shares.
-fn rebuild(shares: &[(u16, Scalar)]) -> String {
-    let shares: Vec<Share> =
-        shares.iter().take(3).map(|&(index, value)| Share { index: u32::from(index), value }).collect();
-    assert_eq!(shares.len(), 3, "three shares needed");
-    let secret = reconstruct_secret(&shares).unwrap();
-    let secret = NonZeroScalar::new(secret).into_option().unwrap();
-    eth_address(&PublicKey::from_secret_scalar(&secret))
-}
-
-fn data_of(error: &Result<impl std::fmt::Debug, RpcError>) -> String {
-    match error {
-        Err(error) => error.data.clone(),
-        Ok(value) => panic!("expected an error, got {value:?}"),
     }
 }
 
@@ -272,31 +149,29 @@ fn torus_js_and_commit_reveal_on_five_processes() {
 }
 
 /// Attack 1: a front-runner sees the commitment and forwards it with its
-/// own temporary key to two nodes first. Those nodes refuse the user's key
-/// (one key per commitment) and the user reveals to the three others; the
-/// front-runner, even holding the token then, gets no share it can decrypt
-/// and cannot bind more nodes. The user gets the key, and later logs in
-/// with torus.js and a new token.
+/// own temporary key to a node first. That node refuses the user's key
+/// (one key per commitment) and the user reveals with the four signatures
+/// of the others; the front-runner, even holding the token then, gets no
+/// share it can decrypt and cannot bind more nodes. The user gets the key,
+/// and later logs in with torus.js and a new token. A front-runner that
+/// gets to two nodes first stops that login (four signatures are needed)
+/// and gets nothing either.
 async fn front_runner_commits_with_its_own_key(client: &Client, network: &Path) {
     let user_id = "front-1@example.com";
     let lookup = torus_js(network, &client.verifier, user_id, None).expect("KeyAssign through torus.js");
     let address = lookup["lookup"]["address"].as_str().unwrap().to_owned();
     let token = client.mint(user_id).await;
     let (user, attacker) = (TempKey::new(), TempKey::new());
-    let attacker_signatures = client.commit(&[1, 2], &token, &attacker).await;
-    assert!(attacker_signatures.iter().all(Result::is_ok), "the front-runner got there first at nodes 1 and 2");
+    let attacker_signatures = client.commit(&[1], &token, &attacker).await;
+    assert!(attacker_signatures.iter().all(Result::is_ok), "the front-runner got there first at node 1");
     let signatures = client.commit(&[1, 2, 3, 4, 5], &token, &user).await;
-    for refused in &signatures[..2] {
-        assert!(data_of(refused).contains("Duplicate token found"), "{refused:?}");
-    }
-    assert!(signatures[2..].iter().all(Result::is_ok));
+    assert!(data_of(&signatures[0]).contains("Duplicate token found"), "{:?}", signatures[0]);
+    assert!(signatures[1..].iter().all(Result::is_ok));
 
-    // The user reveals to every node with the three signatures it has.
+    // The user reveals to every node with the four signatures it has.
     let reveal = client.share_params(&token, user_id, &signatures);
     let answers = client.reveal(&[1, 2, 3, 4, 5], &reveal).await;
-    for refused in &answers[..2] {
-        assert!(data_of(refused).contains("another temporary key"), "{refused:?}");
-    }
+    assert!(data_of(&answers[0]).contains("another temporary key"), "{:?}", answers[0]);
     let shares: Vec<(u16, Scalar)> = answers
         .iter()
         .zip(1..)
@@ -304,25 +179,39 @@ async fn front_runner_commits_with_its_own_key(client: &Client, network: &Path) 
         .collect();
     assert_eq!(rebuild(&shares), address, "the user still gets its key");
 
-    // The front-runner now holds the token. With its own two signatures
-    // and the user's three, every node either refuses or answers to the
-    // user's key.
+    // The front-runner now holds the token. With its own signature and the
+    // user's four, every node either refuses or answers to the user's key.
     let mut mixed = attacker_signatures.clone();
-    mixed.extend(signatures[2..].iter().cloned());
+    mixed.extend(signatures[1..].iter().cloned());
     let stolen = client.share_params(&token, user_id, &mixed);
     for (answer, node) in client.reveal(&[1, 2, 3, 4, 5], &stolen).await.iter().zip(1..) {
         match answer {
             Ok(answer) => {
-                assert!(node > 2, "node {node} recorded the front-runner's key and must refuse");
+                assert!(node > 1, "node {node} recorded the front-runner's key and must refuse");
                 assert!(open(answer, &attacker).is_none(), "node {node}'s share opens with the front-runner's key");
                 assert!(open(answer, &user).is_some());
             }
             Err(error) => assert!(error.data.contains("usable node signatures"), "node {node}: {error:?}"),
         }
     }
-    for refused in client.commit(&[3, 4, 5], &token, &attacker).await {
+    for refused in client.commit(&[2, 3, 4, 5], &token, &attacker).await {
         assert!(data_of(&refused).contains("Duplicate token found"));
     }
+
+    // Two nodes front-run: the user has three signatures, too few to
+    // reveal; nothing opens for anyone.
+    let token = client.mint(user_id).await;
+    let attacker_signatures = client.commit(&[1, 2], &token, &attacker).await;
+    let signatures = client.commit(&[1, 2, 3, 4, 5], &token, &user).await;
+    assert_eq!(signatures.iter().filter(|s| s.is_ok()).count(), 3);
+    for (signatures, temp) in [(&signatures, &user), (&attacker_signatures, &attacker)] {
+        let reveal = client.share_params(&token, user_id, signatures);
+        for answer in client.reveal(&[1, 2, 3, 4, 5], &reveal).await {
+            assert!(answer.as_ref().map_or(true, |a| open(a, temp).is_none()), "{answer:?}");
+            assert!(data_of(&answer).contains("4 needed"), "{answer:?}");
+        }
+    }
+
     let fresh = client.mint(user_id).await;
     let login = torus_js(network, &client.verifier, user_id, Some(&fresh)).expect("the user logs in with a new token");
     assert_eq!(login["login"]["ethAddress"], address.as_str());
@@ -361,28 +250,15 @@ async fn front_runner_replays_the_reveal(client: &Client, network: &Path) {
 }
 
 /// An aggregate verifier (one sub-verifier: the development issuer),
-/// registered with the CLI: torus.js assigns the key, and the reveal
-/// carries the sub-token with `idtoken` = keccak256 of the sorted
-/// sub-tokens, as Torus' customauth sends it.
+/// registered with the CLI: torus.js assigns the key; the commitment names
+/// its sub-token (`sub_token_commitments`), and the reveal carries the
+/// sub-token with `idtoken` = keccak256 of the sorted sub-tokens, as Torus'
+/// customauth sends it.
 async fn aggregate_login(client: &Client, network: &Path) {
-    let work = tempfile::tempdir().unwrap();
-    let (key, config) = (work.path().join("owner.key"), work.path().join("aggregate.json"));
     let dev = client.description.dev_issuer.as_ref().unwrap();
     let sub: Value = serde_json::from_str(&dev_verifier_config(&dev.issuer, &dev.audience)).unwrap();
-    std::fs::write(
-        &config,
-        json!({"type": "aggregate", "sub_verifiers": {"dev": sub}, "require_all": true}).to_string(),
-    )
-    .unwrap();
-    let cli = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_quorumkey")).args(args).output().unwrap();
-        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    };
-    cli(&["verifier", "owner-key", "--out", key.to_str().unwrap()]);
-    cli(&["verifier", "register", "--name", "dev-aggregate", "--config", config.to_str().unwrap()]
-        .into_iter()
-        .chain(["--owner-key", key.to_str().unwrap(), "--network", network.to_str().unwrap()])
-        .collect::<Vec<_>>());
+    let owner = support::VerifierOwner::new(network);
+    owner.submit("register", "dev-aggregate", &json!({"type": "aggregate", "sub_verifiers": {"dev": sub}, "require_all": true}));
     let aggregate =
         Client { description: client.description.clone(), http: client.http.clone(), verifier: "dev-aggregate".into() };
     let user_id = "dana@example.com";
@@ -391,7 +267,11 @@ async fn aggregate_login(client: &Client, network: &Path) {
     let sub_token = client.mint(user_id).await;
     let id_token = aggregate_id_token(std::slice::from_ref(&sub_token));
     let temp = TempKey::new();
-    let signatures = aggregate.commit(&[1, 2, 3, 4, 5], &id_token, &temp).await;
+    // Without the sub-token's commitment, the commitment is refused.
+    let refused = aggregate.commit(&[1], &id_token, &temp).await.remove(0);
+    assert!(data_of(&refused).contains("sub_token_commitments"), "{refused:?}");
+    let params = aggregate.aggregate_commitment_params(&id_token, &[&sub_token], &temp);
+    let signatures = aggregate.commit_params(&[1, 2, 3, 4, 5], &params).await;
     let mut reveal = aggregate.share_params(&id_token, user_id, &signatures);
     reveal["item"][0]["verify_params"] = json!([{"verifier_id": user_id, "idtoken": sub_token}]);
     reveal["item"][0]["sub_verifier_ids"] = json!(["dev"]);
@@ -482,7 +362,7 @@ async fn hostile_input(client: &Client, devnet_dir: &Path) {
     assert!(data_of(&call(Method::Share, two).await).contains("at most 1"));
 
     // Now committed at node 1; forged and misused signatures.
-    let signatures = client.commit(&[1, 2, 3], &token, &temp).await;
+    let signatures = client.commit(&[1, 2, 3, 4], &token, &temp).await;
     let good: Vec<Value> = signatures.into_iter().map(Result::unwrap).collect();
     let stranger =
         quorumkey_crypto::k256::ecdsa::SigningKey::generate_from_rng(&mut quorumkey_crypto::random::os_rng());
@@ -494,12 +374,12 @@ async fn hostile_input(client: &Client, devnet_dir: &Path) {
         json!({"signature": RecoverableSignature::sign_keccak(key, data.as_bytes()).to_torus_hex(),
             "data": data, "nodepubx": x, "nodepuby": y})
     };
-    let strangers = json!([sign_as(&stranger, now), sign_as(&stranger, now), good[0]]);
+    let strangers = json!([sign_as(&stranger, now), sign_as(&stranger, now), good[0], good[1]]);
     assert!(data_of(&call(Method::Share, share(strangers)).await).contains("not a node of this network"));
-    let repeated = json!([good[0], good[0], good[0]]);
+    let repeated = json!([good[0], good[0], good[0], good[1]]);
     assert!(data_of(&call(Method::Share, share(repeated)).await).contains("a second signature from node"));
     let node_key = |index: u16| NodeIdentity::load(&devnet_dir.join(format!("node-{index}"))).unwrap().secp256k1;
-    let stale = json!([sign_as(&node_key(1), now - 3600), sign_as(&node_key(2), now - 3600), good[2]]);
+    let stale = json!([sign_as(&node_key(1), now - 3600), sign_as(&node_key(2), now - 3600), good[2], good[3]]);
     assert!(data_of(&call(Method::Share, share(stale)).await).contains("s ago"));
     let mut broken = good.clone();
     broken[1]["signature"] = json!("xyz");

@@ -61,11 +61,17 @@ const LENIENT_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
 /// Decodes one segment of a token, refusing any encoding but the
 /// canonical one (what encoding the bytes gives back).
 pub(crate) fn decode_segment(part: &'static str, encoded: &str) -> Result<Vec<u8>, TokenError> {
-    let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| TokenError::Base64 { part })?;
+    let not_canonical = TokenError::NonCanonical { part, reason: "not the canonical base64url encoding of its bytes" };
+    let bytes = match URL_SAFE_NO_PAD.decode(encoded) {
+        Ok(bytes) => bytes,
+        // Padding or trailing bits: the bytes have another spelling.
+        Err(_) if LENIENT_URL_SAFE.decode(encoded).is_ok() => return Err(not_canonical),
+        Err(_) => return Err(TokenError::Base64 { part }),
+    };
     // The strict engine refuses padding and trailing bits already; the
     // round trip makes the rule hold whatever the engine's settings.
     if URL_SAFE_NO_PAD.encode(&bytes) != encoded {
-        return Err(TokenError::NonCanonical { part, reason: "not the canonical base64url encoding of its bytes" });
+        return Err(not_canonical);
     }
     Ok(bytes)
 }
@@ -166,6 +172,43 @@ fn respell(token: &str) -> Option<String> {
     }
     let canonical = URL_SAFE_NO_PAD.encode(&bytes);
     (canonical != signature).then(|| format!("{signed}.{canonical}"))
+}
+
+/// The other spellings of a JWT that a lax verifier would take for the
+/// same token, as an observer of a reveal could write them: the signature
+/// padded, with each other value of its unused trailing bits, and, for
+/// ES256, with `n − s`. Nodes refuse every one; the tests of the login
+/// attacks play the observer with them. Empty for anything but a JWT with
+/// a decodable signature.
+pub fn other_spellings(token: &str) -> Vec<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let Some((signed, signature)) = token.rsplit_once('.') else { return Vec::new() };
+    let Ok(bytes) = LENIENT_URL_SAFE.decode(signature) else { return Vec::new() };
+    let encoded = URL_SAFE_NO_PAD.encode(&bytes);
+    let mut spellings = vec![format!("{signed}.{encoded}=")];
+    let free_bits = (encoded.len() * 6).saturating_sub(bytes.len() * 8);
+    if let (Some(last), Some(stem)) = (encoded.bytes().last(), encoded.get(..encoded.len() - 1))
+        && let Some(position) = ALPHABET.iter().position(|c| *c == last)
+    {
+        for extra in 1..(1usize << free_bits) {
+            if let Some(c) = ALPHABET.get(position + extra) {
+                spellings.push(format!("{signed}.{stem}{}", char::from(*c)));
+            }
+        }
+    }
+    let header = signed.split('.').next().and_then(|h| URL_SAFE_NO_PAD.decode(h).ok());
+    let es256 = header
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+        .is_some_and(|h| h.get("alg").and_then(serde_json::Value::as_str) == Some("ES256"));
+    if es256 && let Ok(rs) = <[u8; 64]>::try_from(bytes.as_slice()) {
+        let mut flipped = rs;
+        let mut s = [0u8; 32];
+        s.copy_from_slice(&rs[32..]);
+        flipped[32..].copy_from_slice(&p256_negate(&s));
+        spellings.push(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(flipped)));
+    }
+    spellings.retain(|spelling| spelling != token);
+    spellings
 }
 
 /// What a verified token is, whatever its spelling: the key of its

@@ -11,7 +11,8 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use proptest::prelude::*;
 use quorumkey_verifier::{
-    JwtConfig, KeySet, KeySource, TokenError, TokenIdentity, VerifierConfig, canonical_spelling, verify_jwt,
+    JwtConfig, KeySet, KeySource, TokenError, TokenIdentity, VerifierConfig, canonical_spelling, other_spellings,
+    verify_jwt,
 };
 use serde_json::{Value, json};
 
@@ -510,6 +511,17 @@ fn a_token_is_accepted_in_one_spelling_only() {
         })
         .expect("an s small enough");
     non_canonical(check(&plus_n));
+    // The observer's spellings the library lists are all refused, and all
+    // canonicalize back.
+    for signer in &signers {
+        let token = sign(signer, &claims());
+        let others = other_spellings(&token);
+        assert!(others.len() >= 2 + usize::from(signer.algorithm == Algorithm::ES256), "{:?}", signer.algorithm);
+        for other in others {
+            assert!(check(&other).is_err(), "{other}");
+            assert_eq!(canonical_spelling(&other), token);
+        }
+    }
     // Opaque or malformed input passes through unchanged.
     for other in ["opaque-token", "a.b", "", "x.y.z"] {
         assert_eq!(canonical_spelling(other), other);

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub mod faketime;
 pub mod proxy;
+pub mod raw;
 
 use commonware_codec::Encode;
 use quorumkey_crypto::group::{Point, point_to_bytes};
@@ -97,5 +99,56 @@ impl DevnetSigners {
             config: bytes::Bytes::from_static(TEST_VERIFIER_CONFIG.as_bytes()),
         };
         SignedTransaction::sign_as_owner(self.ledger.network_id(), body, owner).encode().to_vec()
+    }
+}
+
+/// An ID token from the devnet's development issuer, as `request` asks.
+pub async fn mint_with(network: &NetworkJson, request: &MintRequest) -> String {
+    let dev = network.dev_issuer.as_ref().unwrap();
+    request_token(&dev.token_endpoint, request).await.unwrap().id_token
+}
+
+/// A verifier owner of a running devnet, acting through the `quorumkey
+/// verifier` command (as an application's developer would).
+pub struct VerifierOwner {
+    work: tempfile::TempDir,
+    network: std::path::PathBuf,
+}
+
+impl VerifierOwner {
+    /// A new owner key, for the network described by `network_json`.
+    pub fn new(network_json: &Path) -> Self {
+        let owner = Self { work: tempfile::tempdir().unwrap(), network: network_json.to_owned() };
+        owner.run(&["verifier", "owner-key", "--out", owner.key().to_str().unwrap()]);
+        owner
+    }
+
+    fn key(&self) -> std::path::PathBuf {
+        self.work.path().join("owner.key")
+    }
+
+    fn run(&self, args: &[&str]) {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_quorumkey")).args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// `quorumkey verifier register` (`command` "register") or `update`
+    /// of `name` with `config`, waiting until it is finalized.
+    pub fn submit(&self, command: &str, name: &str, config: &serde_json::Value) {
+        let file = self.work.path().join(format!("{name}.json"));
+        std::fs::write(&file, config.to_string()).unwrap();
+        let (key, network) = (self.key(), self.network.clone());
+        self.run(&[
+            "verifier",
+            command,
+            "--name",
+            name,
+            "--config",
+            file.to_str().unwrap(),
+            "--owner-key",
+            key.to_str().unwrap(),
+            "--network",
+            network.to_str().unwrap(),
+        ]);
     }
 }
