@@ -82,9 +82,9 @@ fn jsonrpc() {
     });
     write(t, "commitment.json", json_bytes(&request_body(Method::Commitment, commitment_params.clone())));
     let commitment = CommitmentRequest::parse(&commitment_params).unwrap();
-    let signatures: Vec<Value> = (0..3)
+    let signatures: Vec<Value> = (0..4)
         .map(|i| {
-            let record = commitment.sign(&fixture.node_keys[i], login::NOW - 5, 3_600);
+            let record = commitment.sign(&fixture.node_keys[i], login::NOW - 5);
             serde_json::to_value(record.result(&fixture.nodes[i].public)).unwrap()
         })
         .collect();
@@ -104,19 +104,18 @@ fn jsonrpc() {
     let signers = request
         .check_node_signatures(&fixture.nodes, &fixture.temp_public, fixture.required, login::NOW, Default::default())
         .unwrap();
-    assert_eq!(signers, [1, 2, 3]);
+    assert_eq!(signers, [1, 2, 3, 4]);
 
-    // The same with placeholders the target fills in, a null entry and
-    // garbage.
+    // The same with placeholders the target fills in and a null entry (at
+    // most five entries: one per node).
     let data = ["mug00", "$C", "$X", "$Y", "$V", "$T"].join(&DELIMITER.to_string());
-    let mut placeholders: Vec<Value> = (1..=3)
+    let mut placeholders: Vec<Value> = (1..=4)
         .map(|k| json!({"nodepubx": format!("$N{k}"), "nodepuby": "", "data": data, "signature": "$S"}))
         .collect();
     placeholders.insert(1, Value::Null);
-    placeholders.push(json!({"nodepubx": 1, "data": []}));
     let params = share("other-token", placeholders);
     write(t, "share-placeholders.json", json_bytes(&request_body(Method::Share, params.clone())));
-    // Filled in, they are three valid signatures.
+    // Filled in, they are four valid signatures.
     let mut request = ShareRequest::parse(&params, login::NODES).unwrap();
     let commitment_hex = hex::encode(request.commitment);
     for entry in &mut request.node_signatures {
@@ -127,7 +126,7 @@ fn jsonrpc() {
     let signers = request
         .check_node_signatures(&fixture.nodes, &fixture.temp_public, fixture.required, login::NOW, Default::default())
         .unwrap();
-    assert_eq!(signers, [1, 2, 3]);
+    assert_eq!(signers, [1, 2, 3, 4]);
     // Two entries from one node, one from outside the network.
     let mut repeated = vec![signatures[0].clone(), signatures[0].clone()];
     let (x, y) = public_key_to_xy_hex(&login::public(&login::key(9)));

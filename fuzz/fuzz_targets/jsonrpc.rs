@@ -93,7 +93,7 @@ fn key_assign(request: &RpcRequest) {
 fn commitment(params: &Value) {
     let Ok(request) = CommitmentRequest::parse(params) else { return };
     let fixture = fixture();
-    let record = request.sign(&fixture.node_keys[0], NOW, 3_600);
+    let record = request.sign(&fixture.node_keys[0], NOW);
     assert!(record.binds(&request));
     assert_eq!(record.temp_public().expect("the record's key parses"), request.temp_public);
     // What a node signs is what the reveal rule reads back.
