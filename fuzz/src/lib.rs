@@ -256,7 +256,9 @@ pub mod jwt {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let signed = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
         let signature = jsonwebtoken::crypto::sign(signed.as_bytes(), &signer.key, signer.algorithm).expect("sign");
-        format!("{signed}.{signature}")
+        // The spelling nodes accept (an ES256 signature has a high s half
+        // the time), so that the claims behind it are reached.
+        quorumkey_verifier::canonical_spelling(&format!("{signed}.{signature}")).into_owned()
     }
 }
 
