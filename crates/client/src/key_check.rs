@@ -1,7 +1,7 @@
-//! Pure checks of what nodes return about a key: the public shares (all
-//! on one polynomial of degree `t - 1` whose value at 0 is the key), each
-//! node's encrypted share opened and checked against its public share, and
-//! the rebuilt key.
+//! Pure checks of what nodes return about a key: the public shares (the
+//! same from `t` nodes, all on one polynomial of degree `t - 1` whose value
+//! at 0 is the key), each node's encrypted share opened and checked against
+//! its public share, and the rebuilt key.
 
 use quorumkey_crypto::ecies::{EciesCiphertext, TorusEncryptedShare, decrypt};
 use quorumkey_crypto::group::{
@@ -9,6 +9,8 @@ use quorumkey_crypto::group::{
 };
 use quorumkey_crypto::shamir::{Share, interpolate_points, reconstruct_secret};
 use quorumkey_login::ShareRequestResult;
+
+use crate::NodeFailure;
 
 /// A key's public data, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,17 +34,35 @@ pub fn check_public_shares(
     nodes: usize,
     threshold: usize,
 ) -> Result<CheckedKey, String> {
-    if shares_hex.len() != nodes {
-        return Err(format!("{} public shares for {nodes} nodes", shares_hex.len()));
+    check_public_share_points(key_index, public_key, parse_public_shares(shares_hex)?, nodes, threshold)
+}
+
+/// Parses public shares as a node serves them (compressed hex, node j at
+/// position j - 1), naming the first that is not a point.
+pub fn parse_public_shares(shares_hex: &[String]) -> Result<Vec<Point>, String> {
+    shares_hex
+        .iter()
+        .zip(1..)
+        .map(|(text, index): (&String, usize)| {
+            let bytes = hex::decode(text).map_err(|_| format!("public share {index} is not hex"))?;
+            point_from_bytes("public share", &bytes).map_err(|e| format!("public share {index}: {e}"))
+        })
+        .collect()
+}
+
+/// [`check_public_shares`] on shares already parsed.
+pub fn check_public_share_points(
+    key_index: u64,
+    public_key: &PublicKey,
+    points: Vec<Point>,
+    nodes: usize,
+    threshold: usize,
+) -> Result<CheckedKey, String> {
+    if points.len() != nodes {
+        return Err(format!("{} public shares for {nodes} nodes", points.len()));
     }
     if threshold == 0 || threshold > nodes {
         return Err(format!("threshold {threshold} for {nodes} nodes"));
-    }
-    let mut points = Vec::with_capacity(nodes);
-    for (position, text) in shares_hex.iter().enumerate() {
-        let bytes = hex::decode(text).map_err(|_| format!("public share {} is not hex", position + 1))?;
-        points
-            .push(point_from_bytes("public share", &bytes).map_err(|e| format!("public share {}: {e}", position + 1))?);
     }
     let basis: Vec<(u32, Point)> =
         points.iter().take(threshold).zip(1u32..).map(|(point, index)| (index, *point)).collect();
@@ -58,6 +78,122 @@ pub fn check_public_shares(
         }
     }
     Ok(CheckedKey { key_index, public_key: *public_key, public_shares: points })
+}
+
+/// The nodes' answers about a key's public shares, gathered until
+/// `threshold` nodes gave the same shares (compared as points, whatever
+/// their spelling), which are then checked ([`check_public_share_points`]).
+///
+/// One node's answer is never enough, even one that checks out: a faulty
+/// node can serve another polynomial through the same key (pick any
+/// `t − 1` points, the key fixes the rest), consistent in itself, against
+/// which every honest node's share would look wrong and no login could
+/// succeed. With at most `t − 1` faulty nodes, `t` agreeing nodes include
+/// an honest one, which serves the shares on the ledger.
+#[derive(Clone, Debug)]
+pub struct PublicShareVotes {
+    key_index: u64,
+    public_key: PublicKey,
+    nodes: usize,
+    threshold: usize,
+    /// Each distinct answer, the nodes that gave it, and, once `threshold`
+    /// agreed on it and it failed the check, why.
+    answers: Vec<Answer>,
+    /// Nodes that gave no usable answer, and why.
+    failed: Vec<NodeFailure>,
+}
+
+#[derive(Clone, Debug)]
+struct Answer {
+    points: Vec<Point>,
+    nodes: Vec<u16>,
+    refused: Option<String>,
+}
+
+impl PublicShareVotes {
+    /// No answers yet, for key `key_index` (`public_key`) of a network of
+    /// `nodes` nodes with threshold `threshold`.
+    pub fn new(key_index: u64, public_key: &PublicKey, nodes: usize, threshold: usize) -> Self {
+        Self { key_index, public_key: *public_key, nodes, threshold, answers: Vec::new(), failed: Vec::new() }
+    }
+
+    /// Adds node `node`'s answer: the public shares it served (compressed
+    /// hex), or why it served none. Returns the checked key once
+    /// `threshold` nodes gave the same shares and those pass the check.
+    pub fn add(&mut self, node: u16, answer: Result<Vec<String>, String>) -> Option<CheckedKey> {
+        let points = match answer.and_then(|shares| parse_public_shares(&shares)) {
+            Ok(points) => points,
+            Err(reason) => {
+                self.failed.push(NodeFailure { node, reason });
+                return None;
+            }
+        };
+        let position = match self.answers.iter().position(|answer| answer.points == points) {
+            Some(position) => position,
+            None => {
+                self.answers.push(Answer { points, nodes: Vec::new(), refused: None });
+                self.answers.len() - 1
+            }
+        };
+        let answer = &mut self.answers[position];
+        if answer.nodes.contains(&node) {
+            return None;
+        }
+        answer.nodes.push(node);
+        if answer.refused.is_some() || answer.nodes.len() < self.threshold {
+            return None;
+        }
+        match check_public_share_points(
+            self.key_index,
+            &self.public_key,
+            answer.points.clone(),
+            self.nodes,
+            self.threshold,
+        ) {
+            Ok(checked) => Some(checked),
+            Err(reason) => {
+                answer.refused = Some(reason);
+                None
+            }
+        }
+    }
+
+    /// The most nodes that gave one answer not refused by the check.
+    pub fn agreeing(&self) -> usize {
+        self.answers
+            .iter()
+            .filter(|answer| answer.refused.is_none())
+            .map(|answer| answer.nodes.len())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Why no answer was accepted, node by node (nodes 1 to n): its own
+    /// failure, the answer it gave and who else gave it, or that it had
+    /// not answered.
+    pub fn failures(&self) -> Vec<NodeFailure> {
+        let distinct = self.answers.len();
+        let mut failures = self.failed.clone();
+        for answer in &self.answers {
+            let nodes = answer.nodes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            let reason = match &answer.refused {
+                Some(why) => format!("public shares that nodes {nodes} agree on but that fail the check: {why}"),
+                None => format!(
+                    "public shares that only nodes {nodes} served ({} must agree; {distinct} different answers)",
+                    self.threshold
+                ),
+            };
+            failures.extend(answer.nodes.iter().map(|&node| NodeFailure { node, reason: reason.clone() }));
+        }
+        let unanswered: Vec<NodeFailure> = (1..=self.nodes)
+            .filter_map(|node| u16::try_from(node).ok())
+            .filter(|node| !failures.iter().any(|failure| failure.node == *node))
+            .map(|node| NodeFailure { node, reason: "not waited for (no answer could reach agreement)".to_owned() })
+            .collect();
+        failures.extend(unanswered);
+        failures.sort_by_key(|failure| failure.node);
+        failures
+    }
 }
 
 impl CheckedKey {

@@ -10,15 +10,31 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A login: a fresh temporary key; `CommitmentRequest` to every node,
-//! dispatched in random order; as soon as `t` nodes signed, `ShareRequest`
-//! with those signatures to those `t` nodes (to the others that sign if
-//! one fails or is slow); each share is decrypted and checked against
-//! the node's public share from the ledger (a wrong one is dropped and its
-//! node named); as soon as `t` shares checked out they are interpolated
-//! (exactly `t`, no search over subsets) and the result checked against the
-//! key's public key. Every request has a timeout; transport errors are
-//! retried; every error says which nodes failed and why.
+//! A login: the ID token in the one spelling nodes accept
+//! (`quorumkey_verifier::canonical_spelling`); a fresh temporary key;
+//! `CommitmentRequest` to every node, dispatched in random order (a node
+//! that refuses over a rate limit is asked again after the second it asks
+//! for, until the request timeout); each signature checked as the nodes
+//! will check it; as soon as the reveal quorum of ⌈(n + t) / 2⌉ nodes
+//! signed ([`quorumkey_login::required_signatures`], what every node
+//! demands before it serves a share), `ShareRequest` with those signatures
+//! to `t` of them (to the others that signed if one fails or is slow);
+//! each share is decrypted and checked against the node's public share
+//! (as `t` nodes agree on the public shares: one node's answer is never
+//! trusted alone); a wrong share is dropped and its node named; as soon as
+//! `t` shares checked out they are interpolated (exactly `t`, no search
+//! over subsets) and the result checked against the key's public key.
+//! Aggregate verifiers: [`QuorumkeyClient::login_aggregate`]. Every request
+//! has a timeout; transport errors are retried; every error says which
+//! nodes failed and why.
+//!
+//! Why the quorum: any two sets of ⌈(n + t) / 2⌉ nodes share at least `t`
+//! nodes. With at most `t − 1` faulty nodes, which may sign anything, the
+//! shared ones include an honest node, and an honest node signs a token's
+//! commitment for one temporary key only: once the user's key gathered the
+//! quorum, no other key (a front-runner's) can, so no node that follows the
+//! rule serves a share to anyone but the user. Revealing with fewer
+//! signatures would be refused by the nodes anyway.
 
 pub mod key_check;
 
@@ -34,13 +50,16 @@ use quorumkey_crypto::group::{NonZeroScalar, PublicKey, public_key_from_xy_hex, 
 use quorumkey_crypto::hash::token_commitment_hex;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::shamir::Share;
+use quorumkey_login::commitment::SUB_TOKEN_COMMITMENTS;
 use quorumkey_login::error::NOT_ASSIGNED;
 use quorumkey_login::network::NetworkJson;
-use quorumkey_login::rpc::request_body;
+use quorumkey_login::reveal::aggregate_id_token;
+use quorumkey_login::rpc::{RATE_LIMITED, request_body};
 use quorumkey_login::{
     KeyAssignAuthorization, LookupKey, Method, NodeKey, RpcError, RpcResponse, ShareRequestResult,
-    check_commitment_signature,
+    check_commitment_signature, required_signatures,
 };
+use quorumkey_verifier::canonical_spelling;
 use rand_core::Rng as _;
 use serde_json::{Value, json};
 use thiserror::Error;
@@ -153,8 +172,14 @@ pub struct NodeReport {
     /// The node.
     pub node: u16,
     /// Its commitment answer: time taken, or why it failed (`None`: not
-    /// answered by the end of the login, which waits only for `t`).
+    /// answered by the end of the login, which waits only for the reveal
+    /// quorum, ⌈(n + t) / 2⌉ signatures, and for more signers only when a
+    /// reveal fails).
     pub commitment: Option<Result<Duration, String>>,
+    /// How many times it refused the commitment over a rate limit before
+    /// the answer in `commitment` (each refusal waited out, as long as the
+    /// node asked, until the request timeout).
+    pub rate_limited: u32,
     /// Its share: time taken, or why it was refused or dropped (`None`:
     /// not asked, or not needed in time).
     pub share: Option<Result<Duration, String>>,
@@ -165,9 +190,11 @@ pub struct NodeReport {
 /// How long each step took.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LoginTimings {
-    /// Lookup (`t` agreeing nodes) and the key's public shares.
+    /// Lookup (`t` agreeing nodes) and the key's public shares (`t`
+    /// agreeing nodes; cached per key).
     pub lookup: Duration,
-    /// Commitments until `t` nodes signed.
+    /// Commitments until the reveal quorum (⌈(n + t) / 2⌉ nodes) signed
+    /// with signatures that check out.
     pub commitment: Duration,
     /// Reveal until `t` checked shares, and the interpolation.
     pub reveal: Duration,
@@ -226,6 +253,8 @@ pub struct QuorumkeyClient {
     network: NetworkJson,
     nodes: Vec<Node>,
     threshold: usize,
+    /// Commitment signatures a reveal needs: ⌈(n + t) / 2⌉.
+    reveal_quorum: usize,
     http: reqwest::Client,
     options: ClientOptions,
     /// Checked public data of keys seen (a key's public shares never change).
@@ -246,6 +275,7 @@ impl std::fmt::Debug for QuorumkeyClient {
             .field("network_id", &self.network.network_id)
             .field("nodes", &self.nodes.len())
             .field("threshold", &self.threshold)
+            .field("reveal_quorum", &self.reveal_quorum)
             .finish()
     }
 }
@@ -282,7 +312,7 @@ impl QuorumkeyClient {
     pub fn new(network: NetworkJson, options: ClientOptions) -> Result<Self, ClientError> {
         let invalid = |reason: String| ClientError::Network { path: "<memory>".to_owned(), reason };
         let keys = network.node_keys().map_err(invalid)?;
-        let nodes = network
+        let nodes: Vec<Node> = network
             .nodes
             .iter()
             .zip(keys)
@@ -302,6 +332,7 @@ impl QuorumkeyClient {
             .map_err(|e| invalid(format!("cannot build an HTTP client: {e}")))?;
         Ok(Self {
             threshold: network.threshold,
+            reveal_quorum: required_signatures(nodes.len(), network.threshold),
             nodes,
             network,
             http,
@@ -332,17 +363,31 @@ impl QuorumkeyClient {
         self.threshold
     }
 
+    /// Commitment signatures a login gathers before it reveals the token:
+    /// ⌈(n + t) / 2⌉, as every node requires
+    /// ([`quorumkey_login::required_signatures`]).
+    pub fn reveal_quorum(&self) -> usize {
+        self.reveal_quorum
+    }
+
     /// One JSON-RPC request to the node at `position`, as its own task:
     /// when the caller stops waiting (it heard from enough nodes), the
     /// request still completes and its connection goes back to the pool,
     /// instead of being cut mid-answer and costing a later request a new
     /// connection. The answer comes with the time since `step`.
-    fn send(&self, position: usize, body: Bytes, timeout: Duration, step: Instant) -> NodeCall {
+    fn send(
+        &self,
+        position: usize,
+        body: Bytes,
+        timeout: Duration,
+        step: Instant,
+        on_rate_limit: OnRateLimit,
+    ) -> NodeCall {
         let (http, retries) = (self.http.clone(), self.options.retries);
         let endpoint = self.nodes[position].endpoint.clone();
         let unanswered = self.unanswered.clone();
         let task = tokio::spawn(async move {
-            let answer = call(&http, &endpoint, body, timeout, retries).await;
+            let (answer, rate_limited) = call(&http, &endpoint, body, timeout, retries, on_rate_limit).await;
             if let Ok(mut unanswered) = unanswered.lock() {
                 if matches!(answer, Answer::Transport(_)) {
                     unanswered.insert(position, Instant::now());
@@ -350,11 +395,12 @@ impl QuorumkeyClient {
                     unanswered.remove(&position);
                 }
             }
-            answer
+            (answer, rate_limited)
         });
         Box::pin(async move {
-            let answer = task.await.unwrap_or_else(|e| Answer::Transport(format!("the request failed: {e}")));
-            (position, answer, step.elapsed())
+            let (answer, rate_limited) =
+                task.await.unwrap_or_else(|e| (Answer::Transport(format!("the request failed: {e}")), 0));
+            Reply { position, answer, took: step.elapsed(), rate_limited }
         })
     }
 
@@ -384,7 +430,7 @@ impl QuorumkeyClient {
         // `t` nodes first; another one for each that fails or disagrees,
         // and all of them once the hedge delay passes.
         let mut others = self.order().into_iter();
-        let ask = |position| self.send(position, body.clone(), self.options.request_timeout, step);
+        let ask = |position| self.send(position, body.clone(), self.options.request_timeout, step, OnRateLimit::Answer);
         let mut pending: FuturesUnordered<NodeCall> = others.by_ref().take(self.threshold).map(ask).collect();
         let hedge = tokio::time::sleep(self.options.hedge_delay);
         tokio::pin!(hedge);
@@ -399,7 +445,7 @@ impl QuorumkeyClient {
                     continue;
                 }
             };
-            let Some((position, answer, _)) = next else { break };
+            let Some(Reply { position, answer, .. }) = next else { break };
             let node = self.nodes[position].index;
             let vote = match answer {
                 Answer::Result(result) => match serde_json::from_value::<quorumkey_login::KeyLookupResult>(result) {
@@ -490,8 +536,9 @@ impl QuorumkeyClient {
             {
                 object.extend(fields);
             }
-            let (_, answer, _) =
-                self.send(position, json_bytes(&request), self.options.assign_timeout, Instant::now()).await;
+            let Reply { answer, .. } = self
+                .send(position, json_bytes(&request), self.options.assign_timeout, Instant::now(), OnRateLimit::Answer)
+                .await;
             match answer {
                 Answer::Result(_) => {
                     // Other nodes may apply the block a moment later.
@@ -532,8 +579,8 @@ impl QuorumkeyClient {
         }
     }
 
-    /// The key's public shares from the first node whose answer checks out
-    /// (all asked at once), kept for later logins.
+    /// The key's public shares as `t` nodes agree on them (all asked at
+    /// once), checked, and kept for later logins.
     async fn public_shares(&self, key: &KeyInfo) -> Result<CheckedKey, ClientError> {
         let cached = self.checked_keys.lock().ok().and_then(|cache| cache.get(&key.key_index).cloned());
         if let Some(checked) = cached.filter(|checked| checked.public_key == key.public_key) {
@@ -549,6 +596,9 @@ impl QuorumkeyClient {
         Ok(checked)
     }
 
+    /// `GET /v1/keys/{index}` to every node at once; the first public
+    /// shares that `t` nodes served and that check out
+    /// ([`key_check::PublicShareVotes`]), never one node's alone.
     async fn fetch_public_shares(&self, key: &KeyInfo) -> Result<CheckedKey, ClientError> {
         #[derive(serde::Deserialize)]
         struct KeyAnswer {
@@ -569,13 +619,7 @@ impl QuorumkeyClient {
                 }
                 let answer: KeyAnswer = serde_json::from_slice(&read_capped(response).await?)
                     .map_err(|e| format!("not a key answer: {e}"))?;
-                key_check::check_public_shares(
-                    key.key_index,
-                    &key.public_key,
-                    &answer.public_shares,
-                    self.nodes.len(),
-                    self.threshold,
-                )
+                Ok(answer.public_shares)
             }
         };
         let mut pending: FuturesUnordered<_> = shuffled(self.nodes.len())
@@ -586,14 +630,21 @@ impl QuorumkeyClient {
                 async move { (node.index, request.await) }
             })
             .collect();
-        let mut failures = Vec::new();
-        while let Some((node, answer)) = pending.next().await {
-            match answer {
-                Ok(checked) => return Ok(checked),
-                Err(reason) => failures.push(NodeFailure { node, reason }),
+        let mut votes =
+            key_check::PublicShareVotes::new(key.key_index, &key.public_key, self.nodes.len(), self.threshold);
+        // Until an answer has `t` nodes, or none can reach `t` any more.
+        while votes.agreeing() + pending.len() >= self.threshold {
+            let Some((node, answer)) = pending.next().await else { break };
+            if let Some(checked) = votes.add(node, answer) {
+                return Ok(checked);
             }
         }
-        Err(ClientError::Quorum { step: "public shares", needed: 1, got: 0, failures })
+        Err(ClientError::Quorum {
+            step: "public shares",
+            needed: self.threshold,
+            got: votes.agreeing(),
+            failures: votes.failures(),
+        })
     }
 
     /// Logs `verifier_id` in with `id_token` (which the verifier must
@@ -601,19 +652,13 @@ impl QuorumkeyClient {
     /// the commitments run at once, so the token is spent even when the
     /// pair turns out to have no key ([`ClientError::NotAssigned`]: assign
     /// one, see [`Self::lookup_or_assign`], then log in with a fresh token).
+    ///
+    /// The token is committed to and revealed in the one spelling the
+    /// nodes accept (`quorumkey_verifier::canonical_spelling`: canonical
+    /// base64url, an ES256 signature with a low `s`), so a token that its
+    /// issuer spelled otherwise logs in all the same.
     pub async fn login(&self, verifier: &str, verifier_id: &str, id_token: &str) -> Result<Login, ClientError> {
-        let started = Instant::now();
-        let key = async {
-            let key = self.lookup(verifier, verifier_id).await?.ok_or_else(|| ClientError::NotAssigned {
-                verifier: verifier.to_owned(),
-                verifier_id: verifier_id.to_owned(),
-            })?;
-            let checked = self.public_shares(&key).await?;
-            Ok::<_, ClientError>((key, checked, started.elapsed()))
-        };
-        let (key, commitment) = tokio::join!(key, self.commit(verifier, id_token));
-        let (key, checked, lookup) = key?;
-        self.finish_login(verifier, verifier_id, id_token, key, checked, commitment?, lookup, started).await
+        self.login_with(&LoginRequest::new(verifier, verifier_id, Credential::token(id_token)), None).await
     }
 
     /// [`Self::login`] for a key already looked up (e.g. by
@@ -625,56 +670,94 @@ impl QuorumkeyClient {
         id_token: &str,
         key: &KeyInfo,
     ) -> Result<Login, ClientError> {
+        self.login_with(&LoginRequest::new(verifier, verifier_id, Credential::token(id_token)), Some(key)).await
+    }
+
+    /// Logs `verifier_id` in at the aggregate verifier `verifier` with one
+    /// token per sub-verifier: `sub_tokens` lists (sub-verifier, token)
+    /// pairs, each token accepted by its sub-verifier for that user. The
+    /// commitment is to the aggregate's `idtoken` (keccak256 of the
+    /// sub-tokens, sorted and joined with 0x1D) and lists each sub-token's
+    /// commitment (`sub_token_commitments`), so every sub-token serves this
+    /// one login; the reveal carries the sub-tokens (`verify_params`,
+    /// `sub_verifier_ids`, in the order given). Each sub-token is sent in
+    /// its canonical spelling, as in [`Self::login`].
+    pub async fn login_aggregate(
+        &self,
+        verifier: &str,
+        verifier_id: &str,
+        sub_tokens: &[(String, String)],
+    ) -> Result<Login, ClientError> {
+        self.login_with(&LoginRequest::new(verifier, verifier_id, Credential::aggregate(sub_tokens)), None).await
+    }
+
+    /// [`Self::login_aggregate`] for a key already looked up.
+    pub async fn login_aggregate_key(
+        &self,
+        verifier: &str,
+        verifier_id: &str,
+        sub_tokens: &[(String, String)],
+        key: &KeyInfo,
+    ) -> Result<Login, ClientError> {
+        self.login_with(&LoginRequest::new(verifier, verifier_id, Credential::aggregate(sub_tokens)), Some(key)).await
+    }
+
+    /// Every kind of login: the key (looked up unless `known`) and its
+    /// public shares while the commitments run, then the reveal.
+    async fn login_with(&self, request: &LoginRequest<'_>, known: Option<&KeyInfo>) -> Result<Login, ClientError> {
         let started = Instant::now();
-        let shares = async {
-            let checked = self.public_shares(key).await?;
-            Ok::<_, ClientError>((checked, started.elapsed()))
+        let key = async {
+            let key = match known {
+                Some(key) => key.clone(),
+                None => self.lookup(request.verifier, request.verifier_id).await?.ok_or_else(|| {
+                    ClientError::NotAssigned {
+                        verifier: request.verifier.to_owned(),
+                        verifier_id: request.verifier_id.to_owned(),
+                    }
+                })?,
+            };
+            let checked = self.public_shares(&key).await?;
+            Ok::<_, ClientError>(KnownKey { key, checked, took: started.elapsed() })
         };
-        let (shares, commitment) = tokio::join!(shares, self.commit(verifier, id_token));
-        let (checked, lookup) = shares?;
-        self.finish_login(verifier, verifier_id, id_token, key.clone(), checked, commitment?, lookup, started).await
+        let (key, committed) = tokio::join!(key, self.commit(request));
+        self.reveal(request, key?, committed?, started).await
     }
 
     /// `CommitmentRequest` to every node at once (in random order); returns
-    /// once `t` signed, the other requests still running. All at once, not
-    /// `t` first: a front-runner that sees the commitment (a Byzantine
-    /// node asked first) could otherwise bind the nodes not asked yet to
-    /// its own temporary key before the user gets to them, and block the
-    /// login with a single faulty node.
-    async fn commit(&self, verifier: &str, id_token: &str) -> Result<Committed, ClientError> {
+    /// once [`Self::reveal_quorum`] nodes signed, the other requests still
+    /// running. All at once, not a few first: a front-runner that sees the
+    /// commitment (a Byzantine node asked first) could otherwise bind the
+    /// nodes not asked yet to its own temporary key before the user gets to
+    /// them, and block the login with a single faulty node. A node that
+    /// refuses over a rate limit is asked again when it says (see
+    /// [`OnRateLimit::WaitAndRetry`]).
+    async fn commit(&self, request: &LoginRequest<'_>) -> Result<Committed, ClientError> {
         let temp_secret = NonZeroScalar::generate_from_rng(&mut quorumkey_crypto::random::os_rng());
         let temp_public = PublicKey::from_secret_scalar(&temp_secret);
-        let (x, y) = public_key_to_xy_hex(&temp_public);
-        let commitment = token_commitment_hex(id_token);
-        let body = json_bytes(&request_body(
-            Method::Commitment,
-            json!({"messageprefix": "mug00", "tokencommitment": commitment,
-                   "temppubx": x, "temppuby": y, "verifieridentifier": verifier}),
-        ));
+        let commitment = token_commitment_hex(request.credential.id_token());
+        let body = json_bytes(&request_body(Method::Commitment, request.commitment_params(&temp_public)));
         let step = Instant::now();
+        let send =
+            |position| self.send(position, body.clone(), self.options.request_timeout, step, OnRateLimit::WaitAndRetry);
         let mut committed = Committed {
             temp_secret,
             temp_public,
             commitment,
-            verifier: verifier.to_owned(),
+            verifier: request.verifier.to_owned(),
             signatures: vec![None; self.nodes.len()],
             arrival: Vec::with_capacity(self.nodes.len()),
             reports: self.nodes.iter().map(|node| NodeReport { node: node.index, ..NodeReport::default() }).collect(),
-            pending: self
-                .order()
-                .into_iter()
-                .map(|position| self.send(position, body.clone(), self.options.request_timeout, step))
-                .collect(),
+            pending: self.order().into_iter().map(send).collect(),
             took: Duration::ZERO,
         };
-        while committed.arrival.len() < self.threshold {
-            let Some(answer) = committed.pending.next().await else { break };
-            committed.record(&self.nodes, answer);
+        while committed.arrival.len() < self.reveal_quorum {
+            let Some(reply) = committed.pending.next().await else { break };
+            committed.record(&self.nodes, reply);
         }
-        if committed.arrival.len() < self.threshold {
+        if committed.arrival.len() < self.reveal_quorum {
             return Err(ClientError::Quorum {
                 step: "commitment",
-                needed: self.threshold,
+                needed: self.reveal_quorum,
                 got: committed.arrival.len(),
                 failures: failures_of(&committed.reports, |r| &r.commitment),
             });
@@ -685,33 +768,30 @@ impl QuorumkeyClient {
 
     /// The reveal: `ShareRequest` with the signatures so far to the `t`
     /// nodes that signed first; for each that fails, to another node that
-    /// signed (now, or when its commitment comes); to every node that
-    /// signed when the hedge delay passes without `t` good shares; then the
-    /// interpolation.
-    #[allow(clippy::too_many_arguments, reason = "one private step of login with everything it produced so far")]
-    async fn finish_login(
+    /// signed (one that already did, or whose commitment comes later); to
+    /// every node that signed when the hedge delay passes without `t` good
+    /// shares; then the interpolation.
+    async fn reveal(
         &self,
-        verifier: &str,
-        verifier_id: &str,
-        id_token: &str,
-        key: KeyInfo,
-        checked: CheckedKey,
+        request: &LoginRequest<'_>,
+        key: KnownKey,
         mut committed: Committed,
-        lookup: Duration,
         started: Instant,
     ) -> Result<Login, ClientError> {
+        let KnownKey { key, checked, took: lookup } = key;
         let mut timings = LoginTimings { lookup, commitment: committed.took, ..LoginTimings::default() };
         let share_body = |signatures: &[Option<Value>]| {
             let entries: Vec<&Value> = signatures.iter().map(|s| s.as_ref().unwrap_or(&Value::Null)).collect();
             json_bytes(&request_body(
                 Method::Share,
-                json!({"encrypted": "yes", "item": [{"verifier_id": verifier_id, "idtoken": id_token,
-                       "nodesignatures": entries, "verifieridentifier": verifier}]}),
+                json!({"encrypted": "yes", "item": [request.share_item(&entries)]}),
             ))
         };
         let mut body = share_body(&committed.signatures);
         let step = Instant::now();
-        let ask = |position: usize, body: &Bytes| self.send(position, body.clone(), self.options.request_timeout, step);
+        let ask = |position: usize, body: &Bytes| {
+            self.send(position, body.clone(), self.options.request_timeout, step, OnRateLimit::Answer)
+        };
         let mut pending: FuturesUnordered<NodeCall> =
             committed.arrival.iter().take(self.threshold).map(|&position| ask(position, &body)).collect();
         let mut asked = pending.len();
@@ -721,7 +801,7 @@ impl QuorumkeyClient {
         let mut shares: Vec<Share> = Vec::with_capacity(self.threshold);
         while shares.len() < self.threshold {
             tokio::select! {
-                Some((position, answer, took)) = pending.next(), if !pending.is_empty() => {
+                Some(Reply { position, answer, took, .. }) = pending.next(), if !pending.is_empty() => {
                     let node = self.nodes[position].index;
                     let outcome = match answer {
                         Answer::Result(result) => serde_json::from_value::<ShareRequestResult>(result)
@@ -743,8 +823,8 @@ impl QuorumkeyClient {
                 }
                 // Commitments still coming are read (and their signatures
                 // checked) only when another signer is needed.
-                Some(answer) = committed.pending.next(), if !committed.pending.is_empty() && (hedged || wanted > asked.saturating_sub(self.threshold)) => {
-                    if committed.record(&self.nodes, answer) {
+                Some(reply) = committed.pending.next(), if !committed.pending.is_empty() && (hedged || wanted > asked.saturating_sub(self.threshold)) => {
+                    if committed.record(&self.nodes, reply) {
                         // Later reveals carry this signature too.
                         body = share_body(&committed.signatures);
                     }
@@ -784,6 +864,95 @@ impl QuorumkeyClient {
     }
 }
 
+/// What a login proves the user with, each token in the one spelling the
+/// nodes accept.
+enum Credential {
+    /// One token, committed to and revealed as `idtoken`.
+    Token(String),
+    /// An aggregate verifier's sub-tokens.
+    Aggregate {
+        /// keccak256 of the sub-tokens, sorted and joined with 0x1D, in
+        /// lower-case hex (`aggregate_id_token`): committed to and
+        /// revealed as `idtoken`.
+        id_token: String,
+        /// The sub-verifiers, in the caller's order.
+        sub_verifier_ids: Vec<String>,
+        /// Their tokens, in the same order.
+        sub_tokens: Vec<String>,
+    },
+}
+
+impl Credential {
+    fn token(id_token: &str) -> Self {
+        Self::Token(canonical_spelling(id_token).into_owned())
+    }
+
+    fn aggregate(sub_tokens: &[(String, String)]) -> Self {
+        let (sub_verifier_ids, sub_tokens): (Vec<String>, Vec<String>) = sub_tokens
+            .iter()
+            .map(|(sub_verifier, token)| (sub_verifier.clone(), canonical_spelling(token).into_owned()))
+            .unzip();
+        Self::Aggregate { id_token: aggregate_id_token(&sub_tokens), sub_verifier_ids, sub_tokens }
+    }
+
+    /// The token the commitment is to, revealed as `idtoken`.
+    fn id_token(&self) -> &str {
+        match self {
+            Self::Token(id_token) | Self::Aggregate { id_token, .. } => id_token,
+        }
+    }
+}
+
+/// One login as asked.
+struct LoginRequest<'a> {
+    verifier: &'a str,
+    verifier_id: &'a str,
+    credential: Credential,
+}
+
+impl<'a> LoginRequest<'a> {
+    fn new(verifier: &'a str, verifier_id: &'a str, credential: Credential) -> Self {
+        Self { verifier, verifier_id, credential }
+    }
+
+    /// The `CommitmentRequest` params for temporary key `temp_public`: the
+    /// token's commitment and, for an aggregate, each sub-token's.
+    fn commitment_params(&self, temp_public: &PublicKey) -> Value {
+        let (x, y) = public_key_to_xy_hex(temp_public);
+        let commitment = token_commitment_hex(self.credential.id_token());
+        let mut params = json!({"messageprefix": "mug00", "tokencommitment": commitment,
+                                "temppubx": x, "temppuby": y, "verifieridentifier": self.verifier});
+        if let (Credential::Aggregate { sub_tokens, .. }, Some(fields)) = (&self.credential, params.as_object_mut()) {
+            let commitments: Vec<String> = sub_tokens.iter().map(|token| token_commitment_hex(token)).collect();
+            fields.insert(SUB_TOKEN_COMMITMENTS.to_owned(), json!(commitments));
+        }
+        params
+    }
+
+    /// The `ShareRequest` item with `signatures` (one entry per node).
+    fn share_item(&self, signatures: &[&Value]) -> Value {
+        let mut item = json!({"verifier_id": self.verifier_id, "idtoken": self.credential.id_token(),
+                              "nodesignatures": signatures, "verifieridentifier": self.verifier});
+        if let (Credential::Aggregate { sub_verifier_ids, sub_tokens, .. }, Some(fields)) =
+            (&self.credential, item.as_object_mut())
+        {
+            let verify_params: Vec<Value> =
+                sub_tokens.iter().map(|token| json!({"verifier_id": self.verifier_id, "idtoken": token})).collect();
+            fields.insert("verify_params".to_owned(), json!(verify_params));
+            fields.insert("sub_verifier_ids".to_owned(), json!(sub_verifier_ids));
+        }
+        item
+    }
+}
+
+/// The key of a login, its checked public data, and how long getting them
+/// took.
+struct KnownKey {
+    key: KeyInfo,
+    checked: CheckedKey,
+    took: Duration,
+}
+
 /// The commitments of a login: what came so far, and the requests still
 /// running.
 struct Committed {
@@ -799,14 +968,14 @@ struct Committed {
     reports: Vec<NodeReport>,
     /// Commitment requests not answered yet.
     pending: FuturesUnordered<NodeCall>,
-    /// Until `t` signed.
+    /// Until the reveal quorum signed.
     took: Duration,
 }
 
 impl Committed {
     /// Records one node's commitment answer; `true` if it signed, with a
     /// signature the nodes will accept.
-    fn record(&mut self, nodes: &[Node], (position, answer, took): NodeAnswer) -> bool {
+    fn record(&mut self, nodes: &[Node], Reply { position, answer, took, rate_limited }: Reply) -> bool {
         let node = NodeKey { index: nodes[position].index, public: nodes[position].public };
         let signed = match answer {
             Answer::Result(result) => {
@@ -814,8 +983,14 @@ impl Committed {
                     .map(|()| result)
                     .map_err(|reason| format!("an unusable commitment signature: {reason}"))
             }
+            Answer::Error(error) if error.code == RATE_LIMITED => Err(format!(
+                "refused over a rate limit {rate_limited} times in {} ms (another try would pass the request timeout): {}",
+                took.as_millis(),
+                error.data
+            )),
             other => Err(other.describe()),
         };
+        self.reports[position].rate_limited = rate_limited;
         match signed {
             Ok(result) => {
                 self.signatures[position] = Some(result);
@@ -831,11 +1006,35 @@ impl Committed {
     }
 }
 
-/// A node's answer to one request: its position, the answer, and when it
-/// came (since the step started).
-type NodeAnswer = (usize, Answer, Duration);
+/// What a request does when a node refuses it over a rate limit
+/// (JSON-RPC error `RATE_LIMITED`, which nodes send with HTTP 429 and
+/// `Retry-After: 1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OnRateLimit {
+    /// Takes the refusal as the node's answer.
+    Answer,
+    /// Waits as long as the node asks (`Retry-After`, 1 s if it does not
+    /// say) and sends the request again, until the request timeout has
+    /// passed since the first try. For commitments: an attacker can trip a
+    /// node's per-verifier limit to keep the user's commitment away from
+    /// honest nodes, while the login needs the signatures of all but
+    /// ⌊(n − t) / 2⌋ of them.
+    WaitAndRetry,
+}
+
+/// A node's answer to one request.
+struct Reply {
+    /// The node's position.
+    position: usize,
+    answer: Answer,
+    /// When it came, since the step started.
+    took: Duration,
+    /// How many times the node refused the request over a rate limit.
+    rate_limited: u32,
+}
+
 /// A request in flight (see [`QuorumkeyClient::send`]).
-type NodeCall = futures::future::BoxFuture<'static, NodeAnswer>;
+type NodeCall = futures::future::BoxFuture<'static, Reply>;
 
 /// A JSON-RPC request's body, serialized once for every node it goes to.
 fn json_bytes(body: &Value) -> Bytes {
@@ -843,8 +1042,50 @@ fn json_bytes(body: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(body).unwrap_or_default())
 }
 
-/// One JSON-RPC call, with the timeout and retries on transport errors.
-async fn call(http: &reqwest::Client, endpoint: &reqwest::Url, body: Bytes, timeout: Duration, retries: u32) -> Answer {
+/// How long to wait after a rate-limit refusal that names no time.
+const RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
+/// The least wait after a rate-limit refusal, whatever the node says.
+const MIN_RATE_LIMIT_WAIT: Duration = Duration::from_millis(100);
+
+/// One JSON-RPC call ([`attempt`]) and, with [`OnRateLimit::WaitAndRetry`],
+/// another after each rate-limit refusal, as long as the wait ends within
+/// `timeout` of the first try. Returns the answer and how many rate-limit
+/// refusals the node gave.
+async fn call(
+    http: &reqwest::Client,
+    endpoint: &reqwest::Url,
+    body: Bytes,
+    timeout: Duration,
+    retries: u32,
+    on_rate_limit: OnRateLimit,
+) -> (Answer, u32) {
+    let deadline = Instant::now() + timeout;
+    let mut refusals = 0u32;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (answer, retry_after) = attempt(http, endpoint, body.clone(), left, retries).await;
+        if !matches!(&answer, Answer::Error(error) if error.code == RATE_LIMITED) {
+            return (answer, refusals);
+        }
+        refusals += 1;
+        let wait = retry_after.unwrap_or(RATE_LIMIT_WAIT).max(MIN_RATE_LIMIT_WAIT);
+        if on_rate_limit == OnRateLimit::Answer || Instant::now() + wait >= deadline {
+            return (answer, refusals);
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// One JSON-RPC request, with the timeout and retries on transport errors;
+/// with a rate-limit refusal, the wait the node asked for (`Retry-After`
+/// in seconds).
+async fn attempt(
+    http: &reqwest::Client,
+    endpoint: &reqwest::Url,
+    body: Bytes,
+    timeout: Duration,
+    retries: u32,
+) -> (Answer, Option<Duration>) {
     let mut last = String::new();
     for attempt in 0..=retries {
         if attempt > 0 {
@@ -869,21 +1110,29 @@ async fn call(http: &reqwest::Client, endpoint: &reqwest::Url, body: Bytes, time
             }
         };
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .filter(|_| status == reqwest::StatusCode::TOO_MANY_REQUESTS)
+            .and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let bytes = match read_capped(response).await {
             Ok(bytes) => bytes,
-            Err(reason) => return Answer::Transport(reason),
+            Err(reason) => return (Answer::Transport(reason), None),
         };
-        match serde_json::from_slice::<RpcResponse>(&bytes) {
-            Ok(RpcResponse { result: Some(result), error: None, .. }) => return Answer::Result(result),
-            Ok(RpcResponse { error: Some(error), .. }) => return Answer::Error(error),
-            Ok(_) => return Answer::Transport("an answer with neither result nor error".to_owned()),
-            Err(error) if status.is_success() => {
-                return Answer::Transport(format!("not a JSON-RPC answer: {error}"));
+        let answer = match serde_json::from_slice::<RpcResponse>(&bytes) {
+            Ok(RpcResponse { result: Some(result), error: None, .. }) => Answer::Result(result),
+            Ok(RpcResponse { error: Some(error), .. }) => Answer::Error(error),
+            Ok(_) => Answer::Transport("an answer with neither result nor error".to_owned()),
+            Err(error) if status.is_success() => Answer::Transport(format!("not a JSON-RPC answer: {error}")),
+            Err(_) => {
+                last = format!("HTTP {status}");
+                continue;
             }
-            Err(_) => last = format!("HTTP {status}"),
-        }
+        };
+        return (answer, retry_after);
     }
-    Answer::Transport(last)
+    (Answer::Transport(last), None)
 }
 
 /// Longest answer read from a node or the signer: a node answers in a few
@@ -918,4 +1167,65 @@ fn failures_of(
             Some(NodeFailure { node: report.node, reason })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use quorumkey_crypto::hash::token_commitment;
+    use quorumkey_login::{CommitmentRequest, ShareRequest};
+
+    use super::*;
+
+    /// An ES256 JWT whose signature segment is padded: nodes accept only
+    /// the unpadded spelling.
+    fn padded(payload: &str) -> (String, String) {
+        let canonical = format!("eyJhbGciOiJFUzI1NiJ9.{payload}.{}", "A".repeat(86));
+        (format!("{canonical}=="), canonical)
+    }
+
+    fn temp_key() -> PublicKey {
+        PublicKey::from_secret_scalar(&NonZeroScalar::generate_from_rng(&mut quorumkey_crypto::random::os_rng()))
+    }
+
+    #[test]
+    fn a_login_commits_to_and_reveals_the_canonical_spelling() {
+        let (token, canonical) = padded("e30");
+        let request = LoginRequest::new("app", "alice@example.com", Credential::token(&token));
+        let commitment = CommitmentRequest::parse(&request.commitment_params(&temp_key())).unwrap();
+        assert_eq!(commitment.commitment, token_commitment(&canonical));
+        assert!(commitment.sub_tokens.is_empty());
+        let reveal = ShareRequest::parse(&json!({"encrypted": "yes", "item": [request.share_item(&[])]}), 5).unwrap();
+        assert_eq!(reveal.id_token, canonical);
+        assert_eq!(reveal.commitment, commitment.commitment);
+        assert!(reveal.aggregate.is_none());
+    }
+
+    #[test]
+    fn an_aggregate_login_commits_to_each_canonical_sub_token_and_reveals_them_bound() {
+        let (first, first_canonical) = padded("eyJhIjoxfQ");
+        let (_, second) = padded("eyJiIjoyfQ");
+        let subs = [("google".to_owned(), first), ("email".to_owned(), second.clone())];
+        let request = LoginRequest::new("app-aggregate", "alice@example.com", Credential::aggregate(&subs));
+        let commitment = CommitmentRequest::parse(&request.commitment_params(&temp_key())).unwrap();
+        commitment.check_kind(true).unwrap();
+        let mut expected = vec![token_commitment(&first_canonical), token_commitment(&second)];
+        expected.sort_unstable();
+        assert_eq!(commitment.sub_tokens, expected);
+        let id_token = aggregate_id_token(&[first_canonical.clone(), second.clone()]);
+        assert_eq!(commitment.commitment, token_commitment(&id_token));
+
+        // The node's parser checks the binding of `idtoken` to the sub-tokens.
+        let null = Value::Null;
+        let item = request.share_item(&[&null, &null]);
+        let reveal = ShareRequest::parse(&json!({"encrypted": "yes", "item": [item]}), 5).unwrap();
+        assert_eq!(reveal.id_token, id_token);
+        assert_eq!(reveal.commitment, commitment.commitment);
+        assert_eq!(reveal.node_signatures.len(), 2);
+        assert_eq!(reveal.sub_token_commitments(), commitment.sub_tokens, "the sub-tokens committed are revealed");
+        let aggregate = reveal.aggregate.unwrap();
+        assert_eq!(aggregate.sub_verifier_ids, ["google", "email"], "in the caller's order");
+        assert_eq!(aggregate.tokens, [first_canonical, second]);
+    }
 }

@@ -1,7 +1,7 @@
 //! The client's checks of a key's public data, shares and the rebuilt key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use quorumkey_client::key_check::check_public_shares;
+use quorumkey_client::key_check::{PublicShareVotes, check_public_shares};
 use quorumkey_crypto::group::{NonZeroScalar, Point, PublicKey, Scalar, generator, point_to_bytes};
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::shamir::{Share, split};
@@ -58,4 +58,68 @@ fn inconsistent_public_shares_are_refused() {
     let mut with_identity = public;
     with_identity[0] = identity;
     assert!(check_public_shares(0, &public_key, &with_identity, 5, 3).is_err());
+}
+
+/// Another sharing of the same secret: public shares that check out on
+/// their own (a faulty node's self-consistent fake).
+fn fake_of(secret: Scalar, seed: u64) -> Vec<String> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let shares = split(secret, 3, 5, &mut rng).unwrap();
+    shares.iter().map(|s| hex::encode(point_to_bytes(&(generator() * s.value)))).collect()
+}
+
+#[test]
+fn public_shares_are_accepted_only_when_t_nodes_agree() {
+    let (secret, public_key, _, public) = dealt(4);
+    let fake = fake_of(secret, 40);
+    assert!(check_public_shares(9, &public_key, &fake, 5, 3).is_ok(), "the fake checks out on its own");
+    assert_ne!(fake, public);
+
+    let mut votes = PublicShareVotes::new(9, &public_key, 5, 3);
+    assert!(votes.add(1, Ok(fake.clone())).is_none(), "one node's answer is never enough");
+    assert!(votes.add(2, Ok(public.clone())).is_none());
+    assert!(votes.add(2, Ok(public.clone())).is_none(), "a node counts once");
+    assert!(votes.add(3, Err("HTTP 500".into())).is_none());
+    assert_eq!(votes.agreeing(), 1);
+    // The same points in another spelling (upper-case hex) agree.
+    let upper: Vec<String> = public.iter().map(|s| s.to_uppercase()).collect();
+    assert!(votes.add(4, Ok(upper)).is_none());
+    let checked = votes.add(5, Ok(public.clone())).expect("three nodes agree");
+    assert_eq!(checked, check_public_shares(9, &public_key, &public, 5, 3).unwrap());
+}
+
+#[test]
+fn public_share_disagreements_name_every_node() {
+    let (secret, public_key, _, public) = dealt(5);
+    let mut votes = PublicShareVotes::new(0, &public_key, 5, 3);
+    assert!(votes.add(1, Ok(fake_of(secret, 50))).is_none());
+    assert!(votes.add(2, Ok(fake_of(secret, 51))).is_none());
+    assert!(votes.add(3, Err("HTTP 503".into())).is_none());
+    assert!(votes.add(4, Ok(public.clone())).is_none());
+    let mut garbage = public.clone();
+    garbage[0] = "zz".into();
+    assert!(votes.add(5, Ok(garbage)).is_none());
+    assert_eq!(votes.agreeing(), 1);
+    let failures = votes.failures();
+    assert_eq!(failures.iter().map(|f| f.node).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert!(failures[0].reason.contains("only nodes 1 served") && failures[0].reason.contains("3 different"));
+    assert_eq!(failures[2].reason, "HTTP 503");
+    assert!(failures[4].reason.contains("public share 1 is not hex"), "{}", failures[4].reason);
+}
+
+#[test]
+fn agreed_public_shares_that_fail_the_check_are_refused() {
+    let (_, public_key, _, _) = dealt(6);
+    let (_, _, _, other) = dealt(7);
+    let mut votes = PublicShareVotes::new(0, &public_key, 5, 3);
+    for node in 1..=4 {
+        assert!(votes.add(node, Ok(other.clone())).is_none(), "another key's shares never pass");
+    }
+    assert_eq!(votes.agreeing(), 0, "a refused answer counts for nothing");
+    let failures = votes.failures();
+    assert_eq!(failures.len(), 5);
+    assert!(
+        failures[..4].iter().all(|f| f.reason.contains("nodes 1, 2, 3") && f.reason.contains("do not interpolate"))
+    );
+    assert!(failures[4].reason.contains("not waited for"), "node 5 had not answered: {}", failures[4].reason);
 }
