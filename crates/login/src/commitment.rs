@@ -131,7 +131,10 @@ impl CommitmentRequest {
     /// the store already held under each of [`Self::record_writes`]' keys:
     /// the stored commitment record if this is a retry of the same binding,
     /// `record` if nothing was stored, a refusal if any record binds the
-    /// token or a sub-token to anything else.
+    /// token or a sub-token to anything else. (The records a refused
+    /// request stored where none was stay: they bind what it named to its
+    /// key at this node, as a front-runner's would; the tokens that made it
+    /// refused are spent anyway.)
     pub fn outcome(
         &self,
         record: CommitmentRecord,

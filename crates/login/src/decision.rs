@@ -118,7 +118,7 @@ pub enum RevealStep {
     /// [`RevealFacts::nullifiers`] with what the store held.
     RecordNullifiers(Vec<RecordWrite>),
     /// Serve the share.
-    Grant(Grant),
+    Grant(Box<Grant>),
 }
 
 /// A share to serve: encrypted to `recipient`, the temporary key this node
@@ -204,7 +204,9 @@ pub fn decide(facts: &RevealFacts<'_>) -> Result<RevealStep, LoginError> {
     for stored in &facts.sub_records {
         match stored.as_deref().map(LoginRecord::decode).transpose()? {
             Some(LoginRecord::SubToken(sub))
-                if sub.aggregate == commitment_hex && sub.verifier == verifier && sub.temp_public == record.temp_public => {}
+                if sub.aggregate == commitment_hex
+                    && sub.verifier == verifier
+                    && sub.temp_public == record.temp_public => {}
             Some(_) => return Err(LoginError::TokenUsed("a sub-token is committed for another login")),
             None => return Err(LoginError::NoCommitment),
         }
@@ -263,5 +265,5 @@ pub fn decide(facts: &RevealFacts<'_>) -> Result<RevealStep, LoginError> {
             return Err(LoginError::TokenUsed("it was revealed for another login, possibly in another spelling"));
         }
     }
-    Ok(RevealStep::Grant(Grant { key_index, public_key, share, recipient }))
+    Ok(RevealStep::Grant(Box::new(Grant { key_index, public_key, share, recipient })))
 }

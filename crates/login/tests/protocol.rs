@@ -25,10 +25,9 @@ use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::signature::RecoverableSignature;
 use quorumkey_ledger::{VerifierId, VerifierName};
 use quorumkey_login::commitment::{MESSAGE_PREFIX, RECORD_MARGIN_SECS, SignedData, record_key};
-use quorumkey_login::records::RECORD_LIFETIME_SECS;
-use quorumkey_verifier::config::MAX_ACCEPTANCE_SECS;
 use quorumkey_login::error::NOT_ASSIGNED;
 use quorumkey_login::key_assign::{MAX_AUTHORIZATION_AGE_SECS, MAX_AUTHORIZATION_SKEW_SECS};
+use quorumkey_login::records::RECORD_LIFETIME_SECS;
 use quorumkey_login::reveal::{MAX_ID_TOKEN_LEN, MAX_SUB_TOKENS, aggregate_id_token};
 use quorumkey_login::rpc::{INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, request_body};
 use quorumkey_login::share::{KeyContext, encrypt_share};
@@ -37,6 +36,7 @@ use quorumkey_login::{
     LoginError, LookupKey, LookupParams, Method, NodeKey, RpcError, RpcRequest, RpcResponse, ShareRequest,
     SignaturePolicy, SignerRequest, required_signatures,
 };
+use quorumkey_verifier::config::MAX_ACCEPTANCE_SECS;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde_json::{Map, Value, json};

@@ -141,11 +141,7 @@ fn key() -> KeyFacts {
 }
 
 /// The facts of node 1 for `request`, given its stored records.
-fn facts<'a>(
-    request: &'a ShareRequest,
-    config: &'a VerifierConfig,
-    stored: &[RecordWrite],
-) -> RevealFacts<'a> {
+fn facts<'a>(request: &'a ShareRequest, config: &'a VerifierConfig, stored: &[RecordWrite]) -> RevealFacts<'a> {
     let find = |key: &[u8]| stored.iter().find(|write| write.key == key).map(|write| write.value.clone());
     RevealFacts {
         request,
@@ -303,8 +299,8 @@ fn commitments_bind_tokens_and_sub_tokens_once() {
     let attacker = CommitmentRequest::parse(&aggregate_commitment_params(&subs, &NET.attacker)).unwrap();
     assert_eq!(attacker.outcome(attacker.sign(&NET.keys[0], NOW), &stored), Err(LoginError::DuplicateCommitment));
     // A sub-token already bound to another login (a subset, a mix, a reuse).
-    let mix = CommitmentRequest::parse(&aggregate_commitment_params(&[subs[0], "sub.token.three"], &NET.attacker))
-        .unwrap();
+    let mix =
+        CommitmentRequest::parse(&aggregate_commitment_params(&[subs[0], "sub.token.three"], &NET.attacker)).unwrap();
     let mix_writes = mix.record_writes(&mix.sign(&NET.keys[0], NOW));
     let found: Vec<Option<Vec<u8>>> = mix_writes
         .iter()
@@ -314,7 +310,10 @@ fn commitments_bind_tokens_and_sub_tokens_once() {
     // A sub-token alone, with a single verifier.
     let alone = CommitmentRequest::parse(&commitment_params(subs[0], &NET.attacker, VERIFIER)).unwrap();
     let under_sub = user.record_writes(&record).into_iter().find(|w| w.key == alone.record_key()).unwrap();
-    assert_eq!(alone.outcome(alone.sign(&NET.keys[0], NOW), &[Some(under_sub.value)]), Err(LoginError::DuplicateCommitment));
+    assert_eq!(
+        alone.outcome(alone.sign(&NET.keys[0], NOW), &[Some(under_sub.value)]),
+        Err(LoginError::DuplicateCommitment)
+    );
     // A token used alone first, then as a sub-token.
     let single = CommitmentRequest::parse(&commitment_params(subs[0], &NET.user, VERIFIER)).unwrap();
     let single_record = LoginRecord::Commitment(single.sign(&NET.keys[0], NOW)).encode();
@@ -345,7 +344,9 @@ fn sub_token_commitments_are_checked() {
     };
     let one = token_commitment_hex("a.a.a");
     let own = params["tokencommitment"].clone();
-    for bad in [json!([]), json!("x"), json!([1]), json!(["zz"]), json!([one, one]), json!([own]), json!(vec![one.clone(); 9])] {
+    for bad in
+        [json!([]), json!("x"), json!([1]), json!(["zz"]), json!([one, one]), json!([own]), json!(vec![one.clone(); 9])]
+    {
         assert!(matches!(with(bad.clone()), Err(LoginError::InvalidParams(_))), "{bad}");
     }
     // Upper-case hex is the same commitment.

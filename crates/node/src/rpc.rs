@@ -451,8 +451,12 @@ impl RpcService {
                         verifier: &request.verifier,
                         verifier_id: &request.verifier_id,
                     };
-                    let result =
-                        encrypt_share(&grant.share, &grant.recipient, &context, &mut quorumkey_crypto::random::os_rng());
+                    let result = encrypt_share(
+                        &grant.share,
+                        &grant.recipient,
+                        &context,
+                        &mut quorumkey_crypto::random::os_rng(),
+                    );
                     return to_value(&result);
                 }
             }
@@ -499,7 +503,9 @@ impl RpcService {
                     .await
             }
             (VerifierConfig::Aggregate(_), None) => {
-                return Err(internal("the reveal decision let an aggregate verifier's request without sub-tokens through"));
+                return Err(internal(
+                    "the reveal decision let an aggregate verifier's request without sub-tokens through",
+                ));
             }
         }
         .map_err(rejected)?;

@@ -152,7 +152,9 @@ impl TokenVerifier {
             let wrap =
                 |error: VerifyError| VerifyError::SubVerifier { sub_verifier: name.clone(), error: Box::new(error) };
             let identity = match config.sub_verifiers.get(name) {
-                Some(SubVerifierConfig::Jwt(jwt)) => self.verify_jwt(jwt, token, now).await.map(Identity::from).map_err(wrap)?,
+                Some(SubVerifierConfig::Jwt(jwt)) => {
+                    self.verify_jwt(jwt, token, now).await.map(Identity::from).map_err(wrap)?
+                }
                 Some(SubVerifierConfig::Introspection(introspection)) => {
                     self.verify_introspection(introspection, token, now).await.map_err(wrap)?
                 }

@@ -140,7 +140,8 @@ fn login_json(
                 Some(Err(reason)) => json!({"ok": false, "error": reason}),
                 None => serde_json::Value::Null,
             };
-            json!({"node": report.node, "commitment": step(&report.commitment), "share": step(&report.share), "used": report.used})
+            json!({"node": report.node, "commitment": step(&report.commitment), "rate_limited": report.rate_limited,
+                   "share": step(&report.share), "used": report.used})
         })
         .collect();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -166,11 +167,14 @@ pub fn print_login(verifier: &str, verifier_id: &str, assigned_now: bool, login:
     println!("address     {}", login.key.address);
     for (position, report) in login.nodes.iter().enumerate() {
         let label = if position == 0 { "nodes" } else { "" };
-        let commitment = match &report.commitment {
+        let mut commitment = match &report.commitment {
             Some(Ok(took)) => format!("commitment {}", millis(*took)),
             Some(Err(reason)) => format!("commitment FAILED: {reason}"),
-            None => "commitment: not waited for (t nodes signed first)".to_owned(),
+            None => "commitment: not waited for (the reveal quorum signed first)".to_owned(),
         };
+        if report.rate_limited > 0 {
+            commitment.push_str(&format!(" (after {} rate-limit refusals)", report.rate_limited));
+        }
         let share = match &report.share {
             Some(Ok(took)) => format!("share {} (used)", millis(*took)),
             Some(Err(reason)) => format!("share FAILED: {reason}"),

@@ -211,8 +211,7 @@ impl LoginFloor {
     /// bound on a login's latency on such a machine, stricter than the
     /// floor ([`Self::cpu`]).
     pub fn least_time(&self, cores: usize) -> Duration {
-        let waited_for =
-            self.client + self.commitment * self.quorum as u32 + self.reveal() * self.threshold as u32;
+        let waited_for = self.client + self.commitment * self.quorum as u32 + self.reveal() * self.threshold as u32;
         self.critical_path().max(waited_for / cores.max(1) as u32)
     }
 

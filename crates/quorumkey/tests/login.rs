@@ -258,7 +258,11 @@ async fn aggregate_login(client: &Client, network: &Path) {
     let dev = client.description.dev_issuer.as_ref().unwrap();
     let sub: Value = serde_json::from_str(&dev_verifier_config(&dev.issuer, &dev.audience)).unwrap();
     let owner = support::VerifierOwner::new(network);
-    owner.submit("register", "dev-aggregate", &json!({"type": "aggregate", "sub_verifiers": {"dev": sub}, "require_all": true}));
+    owner.submit(
+        "register",
+        "dev-aggregate",
+        &json!({"type": "aggregate", "sub_verifiers": {"dev": sub}, "require_all": true}),
+    );
     let aggregate =
         Client { description: client.description.clone(), http: client.http.clone(), verifier: "dev-aggregate".into() };
     let user_id = "dana@example.com";

@@ -24,8 +24,8 @@ use std::borrow::Cow;
 
 use base64::Engine;
 use base64::alphabet::URL_SAFE;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use jsonwebtoken::Algorithm;
 use sha2::{Digest, Sha256};
 
@@ -237,7 +237,10 @@ impl TokenIdentity {
     /// the issue time it answered (the token's own bytes are its
     /// commitment's record).
     pub fn introspection(url: &str, user_id: &str, issued_at: u64) -> Self {
-        tagged("quorumkey/token-identity/v1/introspection", &[url.as_bytes(), user_id.as_bytes(), &issued_at.to_be_bytes()])
+        tagged(
+            "quorumkey/token-identity/v1/introspection",
+            &[url.as_bytes(), user_id.as_bytes(), &issued_at.to_be_bytes()],
+        )
     }
 
     /// As 64 hex digits.

@@ -40,7 +40,9 @@ pub fn check_opaque_token(token: &str) -> Result<(), TokenError> {
     }
     let body = token.trim_end_matches('=');
     if body.is_empty()
-        || !body.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        || !body
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
     {
         return Err(TokenError::NonCanonical {
             part: "token",

@@ -399,7 +399,8 @@ fn lowercasing_refuses_characters_that_would_merge_users() {
     let keys = keys();
     let signer = &signers()[0];
     let id_of = |email: &str| verify_jwt(&config(), &keys, &sign(signer, &with(claims(), "email", json!(email))), NOW);
-    for merging in ["\u{212A}ate@example.com", "\u{212B}sa@example.com", "\u{2126}@example.com", "\u{130}z@example.com"] {
+    for merging in ["\u{212A}ate@example.com", "\u{212B}sa@example.com", "\u{2126}@example.com", "\u{130}z@example.com"]
+    {
         let error = id_of(merging).unwrap_err();
         assert!(error.to_string().contains("merge two users"), "{merging:?}: {error}");
     }
@@ -464,7 +465,8 @@ fn a_token_is_accepted_in_one_spelling_only() {
         let last = alphabet.find(encoded.chars().last().unwrap()).unwrap();
         let free_bits = (encoded.len() * 6 - bytes.len() * 8) as u32;
         for extra in 1..(1usize << free_bits) {
-            let respelled = format!("{signed}.{}{}", &encoded[..encoded.len() - 1], &alphabet[last + extra..=last + extra]);
+            let respelled =
+                format!("{signed}.{}{}", &encoded[..encoded.len() - 1], &alphabet[last + extra..=last + extra]);
             assert!(matches!(check(&respelled), Err(TokenError::NonCanonical { .. } | TokenError::Base64 { .. })));
             assert_eq!(canonical_spelling(&respelled), token, "{respelled}");
         }
@@ -498,16 +500,18 @@ fn a_token_is_accepted_in_one_spelling_only() {
     }
     // RS256's s + n, for a token whose s + n still fits the modulus' length.
     let rsa = &signers[0];
-    let modulus = URL_SAFE_NO_PAD.decode(match &jwk(rsa).algorithm {
-        jsonwebtoken::jwk::AlgorithmParameters::RSA(params) => params.n.clone(),
-        _ => unreachable!(),
-    })
-    .unwrap();
+    let modulus = URL_SAFE_NO_PAD
+        .decode(match &jwk(rsa).algorithm {
+            jsonwebtoken::jwk::AlgorithmParameters::RSA(params) => params.n.clone(),
+            _ => unreachable!(),
+        })
+        .unwrap();
     let plus_n = (0..200)
         .find_map(|jti| {
             let (signed, s) = signature_of(&sign(rsa, &with(claims(), "jti", json!(jti))));
             let sum = add_be(&s, &modulus);
-            (sum[0] == 0 && sum[1..].len() == s.len()).then(|| format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&sum[1..])))
+            (sum[0] == 0 && sum[1..].len() == s.len())
+                .then(|| format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&sum[1..])))
         })
         .expect("an s small enough");
     non_canonical(check(&plus_n));

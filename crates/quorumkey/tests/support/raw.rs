@@ -146,4 +146,3 @@ pub fn data_of(error: &Result<impl std::fmt::Debug, RpcError>) -> String {
         Ok(value) => panic!("expected an error, got {value:?}"),
     }
 }
-
