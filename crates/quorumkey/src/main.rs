@@ -358,7 +358,8 @@ enum NodeCommand {
 #[derive(Debug, Subcommand)]
 enum Inspect {
     /// The token commitment a client sends in CommitmentRequest:
-    /// keccak256 of the ID token, as 64 hex digits. Reads the token from
+    /// keccak256 of the ID token in the one spelling nodes accept (as the
+    /// quorumkey client sends it), as 64 hex digits. Reads the token from
     /// standard input unless --id-token is given (keeps it out of shell
     /// history).
     TokenCommitment {
@@ -465,7 +466,13 @@ fn run(cli: Cli) -> Result<(), String> {
                 Some(token) => token,
                 None => read_token_from_stdin()?,
             };
-            println!("{}", token_commitment_hex(&token));
+            let canonical = quorumkey_verifier::canonical_spelling(&token);
+            if canonical != token {
+                eprintln!(
+                    "note: nodes accept this token only in another spelling (canonical base64url, an ES256 signature with a low s); this is the commitment of that spelling, which the quorumkey client sends"
+                );
+            }
+            println!("{}", token_commitment_hex(&canonical));
         }
         Command::Inspect(Inspect::Address(args)) => {
             let key = match (&args.public_key, &args.pub_key_x, &args.pub_key_y) {

@@ -55,6 +55,12 @@ fn token_commitment_from_argument_and_stdin() {
     let (ok, _, err) = run(&["inspect", "token-commitment"], Some(""));
     assert!(!ok);
     assert!(err.contains("no ID token"), "{err}");
+    // A JWT spelled otherwise than nodes accept: the commitment of the
+    // accepted spelling, with a note.
+    let canonical = "eyJhbGciOiJFUzI1NiJ9.e30.AAA";
+    let (ok, out, err) = run(&["inspect", "token-commitment", "--id-token", &format!("{canonical}=")], None);
+    assert!(ok && err.contains("another spelling"), "{err}");
+    assert_eq!(out, format!("{}\n", quorumkey_crypto::hash::token_commitment_hex(canonical)));
 }
 
 #[test]
