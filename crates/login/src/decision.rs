@@ -21,6 +21,8 @@
 //! spellings of one token find each other's nullifier and only the first
 //! is served.
 
+use std::cell::OnceCell;
+
 use quorumkey_crypto::group::{Point, PublicKey, Scalar, point_to_bytes, scalar_from_bytes};
 use quorumkey_verifier::{TokenIdentity, VerifierConfig};
 use zeroize::Zeroizing;
@@ -74,8 +76,8 @@ impl std::fmt::Debug for KeyFacts {
 }
 
 /// Everything a node knows about one `ShareRequest`. The first fields are
-/// known when the request arrives; the others start as `None` and are
-/// filled in when [`decide`] asks for them.
+/// known when the request arrives ([`RevealFacts::new`]); the others start
+/// as `None` and are filled in when [`decide`] asks for them.
 #[derive(Debug)]
 pub struct RevealFacts<'a> {
     /// The parsed request.
@@ -104,6 +106,43 @@ pub struct RevealFacts<'a> {
     /// (where none was): `None` if this reveal's was stored, or the one
     /// stored before.
     pub nullifiers: Option<Vec<Option<Vec<u8>>>>,
+    /// The signature rule's verdict on the facts above (a few ECDSA
+    /// verifications), worked out once however often [`decide`] runs.
+    signatures: OnceCell<Result<(), LoginError>>,
+}
+
+impl<'a> RevealFacts<'a> {
+    /// What a node knows when `request` arrives: its verifier's
+    /// configuration, the network and the signatures it needs, its clock
+    /// and signature policy, and what it stores under the token's
+    /// commitment (`record`) and each sub-token's (`sub_records`, in the
+    /// order of [`ShareRequest::sub_token_commitments`]).
+    #[allow(clippy::too_many_arguments, reason = "every fact a node has before it asks anything")]
+    pub fn new(
+        request: &'a ShareRequest,
+        config: &'a VerifierConfig,
+        nodes: &'a [NodeKey],
+        required: usize,
+        now: u64,
+        policy: SignaturePolicy,
+        record: Option<Vec<u8>>,
+        sub_records: Vec<Option<Vec<u8>>>,
+    ) -> Self {
+        Self {
+            request,
+            config,
+            nodes,
+            required,
+            now,
+            policy,
+            record,
+            sub_records,
+            token: None,
+            key: None,
+            nullifiers: None,
+            signatures: OnceCell::new(),
+        }
+    }
 }
 
 /// What the node must do next.
@@ -214,7 +253,12 @@ pub fn decide(facts: &RevealFacts<'_>) -> Result<RevealStep, LoginError> {
 
     // 3. The signatures, on the key this node recorded.
     let recipient = record.temp_public()?;
-    request.check_node_signatures(facts.nodes, &recipient, facts.required, facts.now, facts.policy)?;
+    facts
+        .signatures
+        .get_or_init(|| {
+            request.check_node_signatures(facts.nodes, &recipient, facts.required, facts.now, facts.policy).map(|_| ())
+        })
+        .clone()?;
 
     // 4. The token.
     let token = match &facts.token {

@@ -143,19 +143,16 @@ fn key() -> KeyFacts {
 /// The facts of node 1 for `request`, given its stored records.
 fn facts<'a>(request: &'a ShareRequest, config: &'a VerifierConfig, stored: &[RecordWrite]) -> RevealFacts<'a> {
     let find = |key: &[u8]| stored.iter().find(|write| write.key == key).map(|write| write.value.clone());
-    RevealFacts {
+    RevealFacts::new(
         request,
         config,
-        nodes: &NET.nodes,
-        required: required_signatures(N, T),
-        now: NOW,
-        policy: SignaturePolicy::default(),
-        record: find(&record_key(&request.commitment)),
-        sub_records: request.sub_token_commitments().iter().map(|c| find(&record_key(c))).collect(),
-        token: None,
-        key: None,
-        nullifiers: None,
-    }
+        &NET.nodes,
+        required_signatures(N, T),
+        NOW,
+        SignaturePolicy::default(),
+        find(&record_key(&request.commitment)),
+        request.sub_token_commitments().iter().map(|c| find(&record_key(c))).collect(),
+    )
 }
 
 fn refusal(step: Result<RevealStep, LoginError>) -> LoginError {

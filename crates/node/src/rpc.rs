@@ -425,19 +425,16 @@ impl RpcService {
             .map(|commitment| store.login_record(&record_key(commitment)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(internal)?;
-        let mut facts = RevealFacts {
-            request: &request,
-            config: &config,
-            nodes: &self.keys.nodes,
-            required: self.required,
-            now: unix_now(),
-            policy: self.policy,
+        let mut facts = RevealFacts::new(
+            &request,
+            &config,
+            &self.keys.nodes,
+            self.required,
+            unix_now(),
+            self.policy,
             record,
             sub_records,
-            token: None,
-            key: None,
-            nullifiers: None,
-        };
+        );
         // Each step fills one fact: the decision comes within four.
         for _ in 0..4 {
             match decide(&facts)? {

@@ -420,9 +420,9 @@ fn report(options: &BenchOptions, batch_keys: u16, measured: &Measured, dkg: &Dk
     let [login, sustained_floor] = &measured.login_floors;
     let (floor, least) = (login.cpu(), login.least_time(cores as usize));
     println!(
-        "login floor (cryptography, measured here just before and after the logins): node: commitment signature {}, {} signature checks {}, token {}, share check + encryption {}; client {} -> every operation of a login once (the floor): {}; the least time {cores} cores can do them in (the critical path {}, or the work a login waits for spread over the cores): {}",
+        "login floor (cryptography, measured here just before and after the logins): node: commitment signature {}, {} signature checks (the reveal quorum) {}, token {}, share check + encryption {}; client {} -> every operation of a login once (the floor): {}; the least time {cores} cores can do them in (the critical path {}, or the work a login waits for spread over the cores): {}",
         us(login.commitment),
-        measured.threshold,
+        login.quorum,
         us(login.signatures),
         us(login.token),
         us(login.share),
