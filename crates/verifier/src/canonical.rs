@@ -51,7 +51,7 @@ const ED25519_ORDER_LE: [u8; 32] = [
 
 /// base64url that accepts padding and trailing bits: only for reading a
 /// token a client is about to respell, never for accepting one.
-const LENIENT_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const LENIENT_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
     &URL_SAFE,
     GeneralPurposeConfig::new()
         .with_decode_allow_trailing_bits(true)

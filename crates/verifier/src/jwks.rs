@@ -5,7 +5,6 @@
 //! a public key serve as an HMAC secret.
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
@@ -77,9 +76,10 @@ fn algorithm_of(jwk: &Jwk) -> Option<Algorithm> {
 }
 
 /// An RSA JWK's `n` as bytes without leading zeros (JWKs write it in
-/// base64url, some with padding).
+/// base64url, some with padding; a key's spelling does not matter, only a
+/// token's).
 fn rsa_modulus(n: &str) -> Option<Vec<u8>> {
-    let bytes = URL_SAFE_NO_PAD.decode(n.trim_end_matches('=')).ok()?;
+    let bytes = crate::canonical::LENIENT_URL_SAFE.decode(n).ok()?;
     let start = bytes.iter().position(|byte| *byte != 0)?;
     Some(bytes[start..].to_vec())
 }
