@@ -8,6 +8,7 @@ use quorumkey_crypto::group::public_key_from_sec1_named;
 use quorumkey_crypto::shamir::majority_threshold;
 use thiserror::Error;
 
+use crate::policy::NetworkPolicy;
 use crate::types::{PointBytes, VerifierName};
 
 /// Bytes a dealing may take in its transaction (the transaction limit less
@@ -132,6 +133,9 @@ pub struct Genesis {
     pub verifiers: Vec<GenesisVerifier>,
     /// How the key pool is kept full.
     pub dkg: DkgSettings,
+    /// The abuse policy it starts with (operators change it with
+    /// `SetPolicy`).
+    pub policy: NetworkPolicy,
 }
 
 /// Why a genesis is not usable.
@@ -171,6 +175,9 @@ pub enum GenesisError {
     /// DKG settings that cannot work.
     #[error("DKG settings: {0}")]
     Dkg(String),
+    /// An abuse policy with values that cannot work.
+    #[error("policy: {0}")]
+    Policy(String),
 }
 
 impl Genesis {
@@ -217,7 +224,15 @@ impl Genesis {
             }
             names.push(verifier.name.as_str());
         }
+        self.policy.validate()?;
         self.dkg.validate(n)
+    }
+
+    /// Node signatures an operators' decision (`SetPolicy`) needs: 2f + 1,
+    /// f = ⌊(n − 1) / 3⌋ (the faults consensus tolerates), at most n.
+    pub fn operator_quorum(&self) -> usize {
+        let n = self.nodes.len();
+        (2 * (n.saturating_sub(1) / 3) + 1).min(n)
     }
 
     /// Number of nodes.
@@ -326,11 +341,12 @@ impl Write for Genesis {
         self.nodes.write(buf);
         self.verifiers.write(buf);
         self.dkg.write(buf);
+        self.policy.write(buf);
     }
 }
 impl EncodeSize for Genesis {
     fn encode_size(&self) -> usize {
-        self.nodes.encode_size() + self.verifiers.encode_size() + self.dkg.encode_size()
+        self.nodes.encode_size() + self.verifiers.encode_size() + self.dkg.encode_size() + self.policy.encode_size()
     }
 }
 impl Read for Genesis {
@@ -340,6 +356,7 @@ impl Read for Genesis {
             nodes: Vec::<GenesisNode>::read_cfg(buf, &(RangeCfg::new(1..=MAX_NODES), ()))?,
             verifiers: Vec::<GenesisVerifier>::read_cfg(buf, &(RangeCfg::new(0..=MAX_GENESIS_VERIFIERS), ()))?,
             dkg: DkgSettings::read(buf)?,
+            policy: NetworkPolicy::read(buf)?,
         })
     }
 }

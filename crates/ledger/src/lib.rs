@@ -6,8 +6,11 @@
 //!
 //! - [`Genesis`]: the nodes and the verifiers a network starts with.
 //! - [`SignedTransaction`]: key assignment (node-signed), verifier
-//!   registration and updates (owner-signed), and, with the `test-dealer`
-//!   feature only, keys from a trusted dealer.
+//!   registration and updates (owner-signed), the abuse policy (signed by
+//!   2f + 1 nodes), and, with the `test-dealer` feature only, keys from a
+//!   trusted dealer.
+//! - [`NetworkPolicy`]: who may register verifiers and how many keys leave
+//!   the pool per window, enforced by the state machine.
 //! - [`Ledger`]: applies blocks; [`LedgerView`]: reads the state.
 //! - [`dkg`]: the batched DKG's phases, decided by the state machine, which
 //!   fill the key pool.
@@ -18,6 +21,7 @@ pub mod dkg;
 pub mod genesis;
 pub mod lthash;
 pub mod machine;
+pub mod policy;
 pub mod state;
 #[cfg(feature = "test-dealer")]
 pub mod testkit;
@@ -29,6 +33,7 @@ pub use genesis::{DkgSettings, Genesis, GenesisError, GenesisNode, GenesisVerifi
 pub use machine::{
     BlockOutcome, Effect, Ledger, LedgerError, LedgerView, MAX_TRANSACTION_LEN, Receipt, Rejection, state_root,
 };
+pub use policy::{NetworkPolicy, RegistrationRule};
 pub use state::{MemoryState, StateRead, StorageError, WriteSet};
 pub use transaction::{Authorization, SignedTransaction, TransactionBody, transaction_hash};
 pub use types::{Assignment, KeyRecord, VerifierId, VerifierName, VerifierRecord};

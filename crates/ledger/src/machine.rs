@@ -10,11 +10,14 @@ use thiserror::Error;
 use crate::dkg::{DkgEvent, DkgMachine, DkgView};
 use crate::genesis::{Genesis, GenesisError, MAX_VERIFIER_CONFIG_LEN};
 use crate::lthash::LtHash;
+use crate::policy::NetworkPolicy;
 use crate::state::{Overlay, StateRead, StorageError, Table, WriteSet, read_accumulator, state_key};
 use crate::transaction::{
     Authorization, SignedTransaction, TransactionBody, TransactionLimits, owner_message, transaction_hash,
 };
-use crate::types::{Assignment, KeyRecord, VerifierId, VerifierName, VerifierRecord, pair_key, parse_pair_key};
+use crate::types::{
+    Assignment, KeyRecord, PointBytes, VerifierId, VerifierName, VerifierRecord, pair_key, parse_pair_key,
+};
 
 const META_HEIGHT: &[u8] = b"height";
 const META_NEXT_KEY: &[u8] = b"next_key";
@@ -22,6 +25,13 @@ const META_NEXT_UNASSIGNED: &[u8] = b"next_unassigned";
 const META_PENDING_HEAD: &[u8] = b"pending_head";
 const META_PENDING_TAIL: &[u8] = b"pending_tail";
 const META_VERIFIER_COUNT: &[u8] = b"verifier_count";
+/// The policy in force, once operators changed the genesis one.
+const META_POLICY: &[u8] = b"policy";
+/// The last policy's nonce (the genesis policy's is 0).
+const META_POLICY_NONCE: &[u8] = b"policy_nonce";
+/// The network-wide budgets' window (u64), registrations (u32) and new
+/// assignments (u32) in it.
+const META_BUDGET: &[u8] = b"budget";
 
 /// Largest encoded transaction accepted, in bytes.
 pub const MAX_TRANSACTION_LEN: usize = 256 * 1024;
@@ -67,6 +77,11 @@ pub enum Effect {
     DkgPublicSharesAccepted {
         /// Their batch.
         batch: u64,
+    },
+    /// The operators replaced the abuse policy.
+    PolicySet {
+        /// Its nonce.
+        nonce: u64,
     },
     /// Keys entered the pool (test dealer).
     KeysAdded {
@@ -118,6 +133,28 @@ pub enum Rejection {
     /// A DKG message that does not fit the batch's state or does not check.
     #[error("DKG: {0}")]
     Dkg(String),
+    /// The policy does not let this owner register.
+    #[error("the network's policy does not let this owner register verifiers: {0}")]
+    NotAllowed(&'static str),
+    /// An owner's quota, or a size limit, of the policy.
+    #[error("{0}")]
+    Quota(String),
+    /// A budget of the policy is spent for the current window.
+    #[error("{what} is spent for this window of {window_secs} s; try again in the next one")]
+    BudgetSpent {
+        /// Which budget.
+        what: String,
+        /// The window's length.
+        window_secs: u64,
+    },
+    /// A policy whose nonce is not the next one.
+    #[error("policy nonce {got}, expected {expected}")]
+    StalePolicyNonce {
+        /// The nonce required.
+        expected: u64,
+        /// The nonce given.
+        got: u64,
+    },
 }
 
 /// What one transaction of a block came to.
@@ -251,6 +288,7 @@ impl Ledger {
                 VerifierRecord { owner: verifier.owner, config: verifier.config.clone(), nonce: 0, enabled: true };
             overlay.put(Table::Verifiers, verifier.name.as_str().as_bytes(), record.encode().to_vec());
             index_verifier(&mut overlay, verifier.name.as_str())?;
+            count_owner_verifier(&mut overlay, &verifier.owner)?;
         }
         let (writes, accumulator) = overlay.finish()?;
         Ok(BlockOutcome {
@@ -297,16 +335,25 @@ impl Ledger {
             | TransactionBody::DkgPublicShares { .. } => true,
             #[cfg(feature = "test-dealer")]
             TransactionBody::DealKeys { .. } => true,
-            TransactionBody::RegisterVerifier { .. } | TransactionBody::UpdateVerifier { .. } => false,
+            TransactionBody::RegisterVerifier { .. }
+            | TransactionBody::UpdateVerifier { .. }
+            | TransactionBody::SetPolicy { .. } => false,
         };
-        match (&transaction.authorization, node_transaction) {
-            (Authorization::Node { index, .. }, true) => {
+        match (&transaction.authorization, &transaction.body) {
+            (Authorization::Operators { signatures }, TransactionBody::SetPolicy { policy, .. }) => {
+                self.check_operators(&transaction, signatures)?;
+                policy.validate().map_err(|e| Rejection::Quota(e.to_string()))?;
+            }
+            (_, TransactionBody::SetPolicy { .. }) => {
+                return Err(Rejection::BadAuthorization("a policy must be signed by 2f + 1 operators"));
+            }
+            (Authorization::Node { index, .. }, _) if node_transaction => {
                 let node = self.genesis.node(*index).ok_or(Rejection::UnknownNode(*index))?;
                 if !transaction.node_signature_valid(&self.network_id, &node.consensus_key) {
                     return Err(Rejection::BadAuthorization("node signature does not verify"));
                 }
             }
-            (Authorization::Owner { signature }, false) => {
+            (Authorization::Owner { signature }, _) if !node_transaction => {
                 if let TransactionBody::RegisterVerifier { owner, .. } = &transaction.body {
                     let owner_key =
                         public_key_from_sec1_named("owner", owner).map_err(|e| Rejection::InvalidKey(e.to_string()))?;
@@ -317,10 +364,44 @@ impl Ledger {
                     )?;
                 }
             }
-            (_, true) => return Err(Rejection::BadAuthorization("this transaction must be signed by a node")),
-            (_, false) => return Err(Rejection::BadAuthorization("this transaction must be signed by its owner")),
+            _ if node_transaction => {
+                return Err(Rejection::BadAuthorization("this transaction must be signed by a node"));
+            }
+            _ => return Err(Rejection::BadAuthorization("this transaction must be signed by its owner")),
         }
         Ok(transaction)
+    }
+
+    /// At least [`Genesis::operator_quorum`] distinct nodes signed the
+    /// transaction's body.
+    fn check_operators(
+        &self,
+        transaction: &SignedTransaction,
+        signatures: &[(u16, commonware_cryptography::ed25519::Signature)],
+    ) -> Result<(), Rejection> {
+        use commonware_cryptography::Verifier as _;
+        let payload = crate::transaction::signing_payload(&self.network_id, &transaction.body);
+        let mut signers: Vec<u16> = Vec::with_capacity(signatures.len());
+        for (index, signature) in signatures {
+            let node = self.genesis.node(*index).ok_or(Rejection::UnknownNode(*index))?;
+            if signers.contains(index) {
+                return Err(Rejection::BadAuthorization("an operator signed twice"));
+            }
+            if !node.consensus_key.verify(crate::transaction::TX_NAMESPACE, &payload, signature) {
+                return Err(Rejection::BadAuthorization("an operator's signature does not verify"));
+            }
+            signers.push(*index);
+        }
+        if signers.len() < self.genesis.operator_quorum() {
+            return Err(Rejection::BadAuthorization("fewer than 2f + 1 operators signed"));
+        }
+        Ok(())
+    }
+
+    /// The abuse policy in force in `state`.
+    pub fn policy<S: StateRead + ?Sized>(&self, state: &S) -> Result<NetworkPolicy, LedgerError> {
+        Ok(parse_record(state.get(&state_key(Table::Meta, META_POLICY))?, &(), "the stored policy does not decode")?
+            .unwrap_or_else(|| self.genesis.policy.clone()))
     }
 
     /// Applies the block at `height`, proposed at `time_ms` (milliseconds
@@ -346,7 +427,7 @@ impl Ledger {
         for bytes in transactions {
             let bytes = bytes.as_ref();
             let result = match self.check_transaction(bytes) {
-                Ok(transaction) => self.apply_transaction(&mut overlay, transaction)?,
+                Ok(transaction) => self.apply_transaction(&mut overlay, transaction, time_ms)?,
                 Err(rejection) => Err(rejection),
             };
             receipts.push(Receipt { transaction: transaction_hash(bytes), result });
@@ -360,25 +441,60 @@ impl Ledger {
         &self,
         overlay: &mut Overlay<'_, S>,
         transaction: SignedTransaction,
+        time_ms: u64,
     ) -> Result<Result<Effect, Rejection>, LedgerError> {
         let (owner_signature, signer) = match &transaction.authorization {
             Authorization::Owner { signature } => (Some(*signature), 0),
             Authorization::Node { index, .. } => (None, *index),
+            Authorization::Operators { .. } => (None, 0),
         };
+        let policy = self.policy(overlay)?;
         match &transaction.body {
-            TransactionBody::AssignKey { verifier, verifier_id } => self.assign_key(overlay, verifier, verifier_id),
+            TransactionBody::AssignKey { verifier, verifier_id } => {
+                self.assign_key(overlay, &policy, time_ms, verifier, verifier_id)
+            }
             TransactionBody::RegisterVerifier { name, owner, config } => {
                 // The owner's signature was checked with the encoding.
                 if overlay.get(Table::Verifiers, name.as_str().as_bytes())?.is_some() {
                     return Ok(Err(Rejection::VerifierExists(name.as_str().to_owned())));
                 }
-                if let Err(e) = quorumkey_verifier::VerifierConfig::parse(config) {
-                    return Ok(Err(Rejection::InvalidVerifierConfig(e.to_string())));
+                if !policy.allows_owner(owner) {
+                    return Ok(Err(Rejection::NotAllowed("the owner is not on the allow list")));
                 }
+                if let Err(rejection) = check_config(&policy, config) {
+                    return Ok(Err(rejection));
+                }
+                let owned = parse_counter(overlay.get(Table::OwnerVerifiers, owner)?)?;
+                if owned >= u64::from(policy.verifiers_per_owner) {
+                    return Ok(Err(Rejection::Quota(format!(
+                        "this owner holds {owned} verifiers, the policy's most per owner"
+                    ))));
+                }
+                let mut budget = NetworkBudget::read(overlay, &policy, time_ms)?;
+                if budget.registrations >= policy.registrations_per_window {
+                    return Ok(Err(Rejection::BudgetSpent {
+                        what: "the network's registration budget".to_owned(),
+                        window_secs: policy.window_ms / 1000,
+                    }));
+                }
+                budget.registrations += 1;
+                budget.write(overlay);
                 let record = VerifierRecord { owner: *owner, config: config.clone(), nonce: 0, enabled: true };
                 overlay.put(Table::Verifiers, name.as_str().as_bytes(), record.encode().to_vec());
                 index_verifier(overlay, name.as_str())?;
+                count_owner_verifier(overlay, owner)?;
                 Ok(Ok(Effect::VerifierRegistered))
+            }
+            TransactionBody::SetPolicy { policy, nonce } => {
+                // The operators' signatures and the policy's values were
+                // checked with the encoding.
+                let expected = read_u64(overlay, META_POLICY_NONCE)? + 1;
+                if *nonce != expected {
+                    return Ok(Err(Rejection::StalePolicyNonce { expected, got: *nonce }));
+                }
+                overlay.put(Table::Meta, META_POLICY, policy.encode().to_vec());
+                write_u64(overlay, META_POLICY_NONCE, *nonce);
+                Ok(Ok(Effect::PolicySet { nonce: *nonce }))
             }
             TransactionBody::UpdateVerifier { name, nonce, config, enabled } => {
                 let Some(record) = read_verifier(overlay, name)? else {
@@ -394,8 +510,8 @@ impl Ledger {
                 if *nonce != expected {
                     return Ok(Err(Rejection::StaleNonce { name: name.as_str().to_owned(), expected, got: *nonce }));
                 }
-                if let Err(e) = quorumkey_verifier::VerifierConfig::parse(config) {
-                    return Ok(Err(Rejection::InvalidVerifierConfig(e.to_string())));
+                if let Err(rejection) = check_config(&policy, config) {
+                    return Ok(Err(rejection));
                 }
                 let record =
                     VerifierRecord { owner: record.owner, config: config.clone(), nonce: *nonce, enabled: *enabled };
@@ -418,6 +534,8 @@ impl Ledger {
     fn assign_key<S: StateRead + ?Sized>(
         &self,
         overlay: &mut Overlay<'_, S>,
+        policy: &NetworkPolicy,
+        time_ms: u64,
         verifier: &VerifierName,
         verifier_id: &VerifierId,
     ) -> Result<Result<Effect, Rejection>, LedgerError> {
@@ -437,6 +555,20 @@ impl Ledger {
                 Assignment::Pending { sequence } => Effect::AssignmentPending { sequence },
             }));
         }
+        // A new assignment: within the policy's budgets.
+        let mut budget = NetworkBudget::read(overlay, policy, time_ms)?;
+        let mut verifier_budget = VerifierBudget::read(overlay, policy, time_ms, verifier)?;
+        let spent = |what: String| Ok(Err(Rejection::BudgetSpent { what, window_secs: policy.window_ms / 1000 }));
+        if budget.assignments >= policy.assignments_per_window {
+            return spent("the network's assignment budget".to_owned());
+        }
+        if verifier_budget.used >= policy.assignments_per_verifier {
+            return spent(format!("verifier {}'s assignment budget", verifier.as_str()));
+        }
+        budget.assignments += 1;
+        budget.write(overlay);
+        verifier_budget.used += 1;
+        verifier_budget.write(overlay, verifier);
         let next_unassigned = read_u64(overlay, META_NEXT_UNASSIGNED)?;
         let next_key = read_u64(overlay, META_NEXT_KEY)?;
         if next_unassigned < next_key {
@@ -501,6 +633,110 @@ pub(crate) fn ready_keys<S: StateRead + ?Sized>(overlay: &Overlay<'_, S>) -> Res
 /// Pairs waiting for a key.
 pub(crate) fn pending_assignments<S: StateRead + ?Sized>(overlay: &Overlay<'_, S>) -> Result<u64, LedgerError> {
     Ok(read_u64(overlay, META_PENDING_TAIL)?.saturating_sub(read_u64(overlay, META_PENDING_HEAD)?))
+}
+
+/// A configuration within the policy's size and valid.
+fn check_config(policy: &NetworkPolicy, config: &[u8]) -> Result<(), Rejection> {
+    if config.len() > policy.max_config_len as usize {
+        return Err(Rejection::Quota(format!(
+            "a configuration of {} bytes, over the policy's {}",
+            config.len(),
+            policy.max_config_len
+        )));
+    }
+    quorumkey_verifier::VerifierConfig::parse(config)
+        .map(|_| ())
+        .map_err(|e| Rejection::InvalidVerifierConfig(e.to_string()))
+}
+
+/// Counts one more verifier for `owner`.
+fn count_owner_verifier<S: StateRead + ?Sized>(
+    overlay: &mut Overlay<'_, S>,
+    owner: &PointBytes,
+) -> Result<(), LedgerError> {
+    let owned = parse_counter(overlay.get(Table::OwnerVerifiers, owner)?)?;
+    overlay.put(Table::OwnerVerifiers, owner, (owned + 1).to_be_bytes().to_vec());
+    Ok(())
+}
+
+/// The network-wide budgets' use in the current window.
+struct NetworkBudget {
+    window: u64,
+    registrations: u32,
+    assignments: u32,
+}
+
+impl NetworkBudget {
+    /// The use in the window of `time_ms` (nothing used if the stored one
+    /// is older).
+    fn read<S: StateRead + ?Sized>(
+        overlay: &Overlay<'_, S>,
+        policy: &NetworkPolicy,
+        time_ms: u64,
+    ) -> Result<Self, LedgerError> {
+        let window = policy.window(time_ms);
+        let fresh = Self { window, registrations: 0, assignments: 0 };
+        let Some(bytes) = overlay.get(Table::Meta, META_BUDGET)? else { return Ok(fresh) };
+        let bytes: [u8; 16] =
+            bytes.try_into().map_err(|_| LedgerError::CorruptState("the budget record is not 16 bytes"))?;
+        let (stored, registrations, assignments) = split_budget(&bytes);
+        Ok(if stored == window { Self { window, registrations, assignments } } else { fresh })
+    }
+
+    fn write<S: StateRead + ?Sized>(&self, overlay: &mut Overlay<'_, S>) {
+        let mut bytes = Vec::with_capacity(16);
+        bytes.extend_from_slice(&self.window.to_be_bytes());
+        bytes.extend_from_slice(&self.registrations.to_be_bytes());
+        bytes.extend_from_slice(&self.assignments.to_be_bytes());
+        overlay.put(Table::Meta, META_BUDGET, bytes);
+    }
+}
+
+fn split_budget(bytes: &[u8; 16]) -> (u64, u32, u32) {
+    let mut window = [0u8; 8];
+    let (mut first, mut second) = ([0u8; 4], [0u8; 4]);
+    window.copy_from_slice(&bytes[..8]);
+    first.copy_from_slice(&bytes[8..12]);
+    second.copy_from_slice(&bytes[12..]);
+    (u64::from_be_bytes(window), u32::from_be_bytes(first), u32::from_be_bytes(second))
+}
+
+/// One verifier's assignment budget's use in the current window.
+struct VerifierBudget {
+    window: u64,
+    used: u32,
+}
+
+impl VerifierBudget {
+    fn read<S: StateRead + ?Sized>(
+        overlay: &Overlay<'_, S>,
+        policy: &NetworkPolicy,
+        time_ms: u64,
+        verifier: &VerifierName,
+    ) -> Result<Self, LedgerError> {
+        let window = policy.window(time_ms);
+        let Some(bytes) = overlay.get(Table::AssignmentBudgets, verifier.as_str().as_bytes())? else {
+            return Ok(Self { window, used: 0 });
+        };
+        let bytes: [u8; 12] =
+            bytes.try_into().map_err(|_| LedgerError::CorruptState("a verifier's budget record is not 12 bytes"))?;
+        let mut stored = [0u8; 8];
+        let mut used = [0u8; 4];
+        stored.copy_from_slice(&bytes[..8]);
+        used.copy_from_slice(&bytes[8..]);
+        Ok(if u64::from_be_bytes(stored) == window {
+            Self { window, used: u32::from_be_bytes(used) }
+        } else {
+            Self { window, used: 0 }
+        })
+    }
+
+    fn write<S: StateRead + ?Sized>(&self, overlay: &mut Overlay<'_, S>, verifier: &VerifierName) {
+        let mut bytes = Vec::with_capacity(12);
+        bytes.extend_from_slice(&self.window.to_be_bytes());
+        bytes.extend_from_slice(&self.used.to_be_bytes());
+        overlay.put(Table::AssignmentBudgets, verifier.as_str().as_bytes(), bytes);
+    }
 }
 
 fn check_owner_signature(

@@ -36,6 +36,10 @@ pub enum Table {
     DkgPublications = 9,
     /// Registration order (u64 big-endian) → verifier name, to list them.
     VerifierIndex = 10,
+    /// Owner key (compressed) → verifiers it registered (u64 big-endian).
+    OwnerVerifiers = 11,
+    /// Verifier name → its assignment budget's window (u64) and use (u32).
+    AssignmentBudgets = 12,
     /// Not hashed into the state root: the root's own accumulator.
     Root = 255,
 }
@@ -141,6 +145,16 @@ impl<'a, S: StateRead + ?Sized> Overlay<'a, S> {
         }
         changes.insert(root_key(), Some(accumulator.to_bytes()));
         Ok((WriteSet { changes }, accumulator))
+    }
+}
+
+/// Reads through an overlay see the block's writes first.
+impl<S: StateRead + ?Sized> StateRead for Overlay<'_, S> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        match self.writes.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.base.get(key),
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use rand_core::SeedableRng;
 
 use crate::genesis::{DkgSettings, Genesis, GenesisNode, GenesisVerifier};
 use crate::machine::Ledger;
+use crate::policy::NetworkPolicy;
 use crate::transaction::{SignedTransaction, TransactionBody};
 use crate::types::{KeyRecord, PointBytes, VerifierId, VerifierName};
 
@@ -54,9 +55,15 @@ impl TestNetwork {
         Self::with_dkg(n, seed, DkgSettings::default_for(usize::from(n)))
     }
 
-    /// A network of `n` nodes with the given DKG settings.
-    #[allow(clippy::expect_used, reason = "test kit: the generated genesis is valid by construction")]
+    /// A network of `n` nodes with the given DKG settings and no abuse
+    /// limits ([`unlimited_policy`]).
     pub fn with_dkg(n: u16, seed: u64, dkg: DkgSettings) -> Self {
+        Self::with_policy(n, seed, dkg, unlimited_policy())
+    }
+
+    /// A network of `n` nodes with the given DKG settings and abuse policy.
+    #[allow(clippy::expect_used, reason = "test kit: the generated genesis is valid by construction")]
+    pub fn with_policy(n: u16, seed: u64, dkg: DkgSettings, policy: NetworkPolicy) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let node_keys: Vec<ed25519::PrivateKey> =
             (0..n).map(|i| ed25519::PrivateKey::from_seed(seed.wrapping_mul(1000) + u64::from(i))).collect();
@@ -77,7 +84,7 @@ impl TestNetwork {
             owner: compressed(&owner),
             config: test_verifier_config(),
         }];
-        let ledger = Ledger::new(Genesis { dkg, nodes, verifiers }).expect("valid test genesis");
+        let ledger = Ledger::new(Genesis { dkg, nodes, verifiers, policy }).expect("valid test genesis");
         Self { ledger, node_keys, owner, secp256k1_keys }
     }
 
@@ -85,6 +92,18 @@ impl TestNetwork {
     pub fn node_tx(&self, node: u16, body: TransactionBody) -> Vec<u8> {
         let key = &self.node_keys[usize::from(node) - 1];
         SignedTransaction::sign_as_node(self.ledger.network_id(), body, node, key).encode().to_vec()
+    }
+
+    /// An operators' decision signed by the nodes `signers` (from 1).
+    pub fn operators_tx(&self, signers: &[u16], body: TransactionBody) -> Vec<u8> {
+        let signatures = signers
+            .iter()
+            .map(|&node| {
+                let key = &self.node_keys[usize::from(node) - 1];
+                (node, SignedTransaction::operator_signature(self.ledger.network_id(), &body, key))
+            })
+            .collect();
+        SignedTransaction::from_operators(body, signatures).encode().to_vec()
     }
 
     /// A transaction signed by an owner key.
@@ -131,4 +150,16 @@ pub fn test_verifier_config() -> Bytes {
     Bytes::from_static(
         br#"{"type":"jwt","issuer":"https://issuer.test","audiences":["quorumkey-test"],"keys":{"jwks_url":"https://issuer.test/jwks"},"verifier_id_claim":"email","lowercase_verifier_id":true,"max_token_age_secs":3600}"#,
     )
+}
+
+/// A policy that limits nothing: for tests and benchmarks that assign keys
+/// and register verifiers in bulk.
+pub fn unlimited_policy() -> NetworkPolicy {
+    NetworkPolicy {
+        verifiers_per_owner: u32::MAX,
+        registrations_per_window: u32::MAX,
+        assignments_per_verifier: u32::MAX,
+        assignments_per_window: u32::MAX,
+        ..NetworkPolicy::default()
+    }
 }

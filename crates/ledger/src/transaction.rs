@@ -5,7 +5,9 @@
 //!   node's ed25519 key under the namespace [`TX_NAMESPACE`];
 //! - owner transactions (verifier registration and updates) by the
 //!   owner's secp256k1 key: recoverable ECDSA over
-//!   `keccak256(TX_NAMESPACE ‖ network_id ‖ encode(body))`.
+//!   `keccak256(TX_NAMESPACE ‖ network_id ‖ encode(body))`;
+//! - operators' decisions (the abuse policy) by at least 2f + 1 nodes, each
+//!   with its ed25519 key as for a node transaction.
 
 use bytes::{BufMut, Bytes};
 use commonware_codec::{Buf, Encode, EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
@@ -15,7 +17,8 @@ use quorumkey_crypto::signature::{RECOVERABLE_SIGNATURE_LEN, RecoverableSignatur
 
 use quorumkey_dkg::{BatchParams, Complaint, Dealing, PublicShares};
 
-use crate::genesis::MAX_VERIFIER_CONFIG_LEN;
+use crate::genesis::{MAX_NODES, MAX_VERIFIER_CONFIG_LEN};
+use crate::policy::NetworkPolicy;
 #[cfg(feature = "test-dealer")]
 use crate::types::KeyRecord;
 use crate::types::{PointBytes, VerifierId, VerifierName};
@@ -81,6 +84,15 @@ pub enum TransactionBody {
         /// `s_kj·G` for each key, with the proof.
         shares: PublicShares,
     },
+    /// Replace the network's abuse policy. Signed by at least 2f + 1 nodes
+    /// ([`Authorization::Operators`]); `nonce` must be one above the last
+    /// policy's (the genesis policy's is 0).
+    SetPolicy {
+        /// The new policy.
+        policy: NetworkPolicy,
+        /// The last policy's nonce plus one.
+        nonce: u64,
+    },
     /// Test only: add keys dealt by a trusted dealer to the pool. Signed by
     /// a node. Release builds do not have this variant at all.
     #[cfg(feature = "test-dealer")]
@@ -104,6 +116,12 @@ pub enum Authorization {
     Owner {
         /// `r ‖ s ‖ v` recoverable ECDSA signature.
         signature: [u8; RECOVERABLE_SIGNATURE_LEN],
+    },
+    /// Several nodes (the network's operators), each by index with its
+    /// ed25519 consensus key over the same payload as a node transaction.
+    Operators {
+        /// One signature per node, by index.
+        signatures: Vec<(u16, ed25519::Signature)>,
     },
 }
 
@@ -159,8 +177,25 @@ impl SignedTransaction {
             Authorization::Node { signature, .. } => {
                 key.verify(TX_NAMESPACE, &signing_payload(network_id, &self.body), signature)
             }
-            Authorization::Owner { .. } => false,
+            Authorization::Owner { .. } | Authorization::Operators { .. } => false,
         }
+    }
+
+    /// One operator's signature of `body` (node `key`'s, as for a node
+    /// transaction): operators sign apart, and [`Self::from_operators`]
+    /// puts their signatures together.
+    pub fn operator_signature(
+        network_id: &[u8; 32],
+        body: &TransactionBody,
+        key: &ed25519::PrivateKey,
+    ) -> ed25519::Signature {
+        key.sign(TX_NAMESPACE, &signing_payload(network_id, body))
+    }
+
+    /// An operators' decision with their signatures (node index, signature).
+    pub fn from_operators(body: TransactionBody, mut signatures: Vec<(u16, ed25519::Signature)>) -> Self {
+        signatures.sort_by_key(|(index, _)| *index);
+        Self { body, authorization: Authorization::Operators { signatures } }
     }
 
     /// The transaction's hash: blake3 of its encoding.
@@ -183,6 +218,7 @@ const TAG_UPDATE_VERIFIER: u8 = 2;
 const TAG_DKG_DEAL: u8 = 3;
 const TAG_DKG_RESPONSE: u8 = 4;
 const TAG_DKG_PUBLIC_SHARES: u8 = 5;
+const TAG_SET_POLICY: u8 = 6;
 #[cfg(feature = "test-dealer")]
 const TAG_DEAL_KEYS: u8 = 200;
 
@@ -222,6 +258,11 @@ impl Write for TransactionBody {
                 batch.write(buf);
                 shares.write(buf);
             }
+            Self::SetPolicy { policy, nonce } => {
+                TAG_SET_POLICY.write(buf);
+                policy.write(buf);
+                nonce.write(buf);
+            }
             #[cfg(feature = "test-dealer")]
             Self::DealKeys { keys } => {
                 TAG_DEAL_KEYS.write(buf);
@@ -244,6 +285,7 @@ impl EncodeSize for TransactionBody {
             Self::DkgDeal { batch, dealing } => batch.encode_size() + dealing.encode_size(),
             Self::DkgResponse { batch, complaints } => batch.encode_size() + complaints.encode_size(),
             Self::DkgPublicShares { batch, shares } => batch.encode_size() + shares.encode_size(),
+            Self::SetPolicy { policy, nonce } => policy.encode_size() + nonce.encode_size(),
             #[cfg(feature = "test-dealer")]
             Self::DealKeys { keys } => keys.encode_size(),
         }
@@ -277,6 +319,7 @@ impl Read for TransactionBody {
             TAG_DKG_PUBLIC_SHARES => {
                 Ok(Self::DkgPublicShares { batch: u64::read(buf)?, shares: PublicShares::read_cfg(buf, &limits.dkg)? })
             }
+            TAG_SET_POLICY => Ok(Self::SetPolicy { policy: NetworkPolicy::read(buf)?, nonce: u64::read(buf)? }),
             #[cfg(feature = "test-dealer")]
             TAG_DEAL_KEYS => Ok(Self::DealKeys {
                 keys: Vec::<KeyRecord>::read_cfg(buf, &(RangeCfg::new(1..=MAX_DEALT_KEYS), limits.nodes))?,
@@ -298,6 +341,10 @@ impl Write for Authorization {
                 1u8.write(buf);
                 signature.write(buf);
             }
+            Self::Operators { signatures } => {
+                2u8.write(buf);
+                signatures.write(buf);
+            }
         }
     }
 }
@@ -307,6 +354,7 @@ impl EncodeSize for Authorization {
         1 + match self {
             Self::Node { index, signature } => index.encode_size() + signature.encode_size(),
             Self::Owner { signature } => signature.encode_size(),
+            Self::Operators { signatures } => signatures.encode_size(),
         }
     }
 }
@@ -317,6 +365,9 @@ impl Read for Authorization {
         match u8::read(buf)? {
             0 => Ok(Self::Node { index: u16::read(buf)?, signature: ed25519::Signature::read(buf)? }),
             1 => Ok(Self::Owner { signature: <[u8; RECOVERABLE_SIGNATURE_LEN]>::read(buf)? }),
+            2 => Ok(Self::Operators {
+                signatures: Vec::<(u16, ed25519::Signature)>::read_cfg(buf, &(RangeCfg::new(1..=MAX_NODES), ((), ())))?,
+            }),
             tag => Err(CodecError::InvalidEnum(tag)),
         }
     }

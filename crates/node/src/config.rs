@@ -18,7 +18,9 @@ use commonware_codec::DecodeExt;
 use commonware_cryptography::{Signer as _, ed25519};
 use quorumkey_crypto::random::os_rng;
 use quorumkey_ledger::types::PointBytes;
-use quorumkey_ledger::{DkgSettings, Genesis, GenesisNode, GenesisVerifier, VerifierName};
+use quorumkey_ledger::{
+    DkgSettings, Genesis, GenesisNode, GenesisVerifier, NetworkPolicy, RegistrationRule, VerifierName,
+};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -126,6 +128,57 @@ impl NetworkDkg {
     }
 }
 
+/// The `[policy]` section of `network.toml` (and the file operators sign
+/// to change it, `quorumkey network policy`): the network's abuse policy
+/// (`quorumkey_ledger::NetworkPolicy`). Every field is optional; an
+/// absent one takes the default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkPolicyFile {
+    /// Only these owners (compressed secp256k1 keys, hex) may register
+    /// verifiers; absent: anyone.
+    pub allowed_owners: Option<Vec<String>>,
+    /// Most verifiers one owner may hold (default 16).
+    pub verifiers_per_owner: Option<u32>,
+    /// Largest verifier configuration, in bytes (default and most: 16384).
+    pub max_config_len: Option<u32>,
+    /// Registrations the network takes per window (default 10).
+    pub registrations_per_window: Option<u32>,
+    /// New assignments one verifier gets per window (default 600).
+    pub assignments_per_verifier: Option<u32>,
+    /// New assignments the network makes per window (default 3,000).
+    pub assignments_per_window: Option<u32>,
+    /// The window, in seconds of block time (default 60).
+    pub window_secs: Option<u64>,
+}
+
+impl NetworkPolicyFile {
+    /// The policy this section describes (checked).
+    pub fn policy(&self) -> Result<NetworkPolicy, String> {
+        let defaults = NetworkPolicy::default();
+        let registration = match &self.allowed_owners {
+            None => RegistrationRule::Open,
+            Some(owners) => RegistrationRule::AllowList(
+                owners
+                    .iter()
+                    .map(|owner| parse_point(owner).map_err(|e| format!("policy: allowed owner {owner:?}: {e}")))
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        let policy = NetworkPolicy {
+            registration,
+            verifiers_per_owner: self.verifiers_per_owner.unwrap_or(defaults.verifiers_per_owner),
+            max_config_len: self.max_config_len.unwrap_or(defaults.max_config_len),
+            registrations_per_window: self.registrations_per_window.unwrap_or(defaults.registrations_per_window),
+            assignments_per_verifier: self.assignments_per_verifier.unwrap_or(defaults.assignments_per_verifier),
+            assignments_per_window: self.assignments_per_window.unwrap_or(defaults.assignments_per_window),
+            window_ms: self.window_secs.map_or(defaults.window_ms, |secs| secs.saturating_mul(1000)),
+        };
+        policy.validate().map_err(|e| e.to_string())?;
+        Ok(policy)
+    }
+}
+
 /// `network.toml`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +191,13 @@ pub struct NetworkFile {
     /// DKG settings (defaults for the network's size if absent).
     #[serde(default, skip_serializing_if = "is_default_dkg")]
     pub dkg: NetworkDkg,
+    /// The abuse policy the network starts with (defaults if absent).
+    #[serde(default, skip_serializing_if = "is_default_policy")]
+    pub policy: NetworkPolicyFile,
+}
+
+fn is_default_policy(policy: &NetworkPolicyFile) -> bool {
+    policy == &NetworkPolicyFile::default()
 }
 
 fn is_default_dkg(dkg: &NetworkDkg) -> bool {
@@ -176,7 +236,7 @@ impl NetworkFile {
             let owner = parse_point(&verifier.owner).map_err(|e| format!("verifier {}: owner: {e}", verifier.name))?;
             verifiers.push(GenesisVerifier { name, owner, config: Bytes::from(verifier.config.clone().into_bytes()) });
         }
-        let genesis = Genesis { dkg: self.dkg.settings(nodes.len()), nodes, verifiers };
+        let genesis = Genesis { dkg: self.dkg.settings(nodes.len()), nodes, verifiers, policy: self.policy.policy()? };
         genesis.validate().map_err(|e| e.to_string())?;
         Ok(genesis)
     }
@@ -308,6 +368,8 @@ pub struct InitOptions {
     pub verifiers: Vec<NetworkVerifier>,
     /// DKG settings (absent fields take the defaults).
     pub dkg: NetworkDkg,
+    /// The abuse policy (absent fields take the defaults).
+    pub policy: NetworkPolicyFile,
     /// Each node's client API settings.
     pub rpc: RpcSettings,
 }
@@ -363,7 +425,12 @@ pub fn init_network(out: &Path, options: &InitOptions) -> Result<NetworkFile, Co
             rpc_address: SocketAddr::from(([127, 0, 0, 1], options.rpc_base_port + index)),
         });
     }
-    let network = NetworkFile { nodes, verifiers: options.verifiers.clone(), dkg: options.dkg.clone() };
+    let network = NetworkFile {
+        nodes,
+        verifiers: options.verifiers.clone(),
+        dkg: options.dkg.clone(),
+        policy: options.policy.clone(),
+    };
     let path = out.join(NETWORK_FILE);
     network.genesis().map_err(|reason| ConfigError::Invalid { path: path.clone(), reason })?;
     write_file(&path, &to_toml(&network, &path)?)?;

@@ -15,7 +15,9 @@ use tokio::process::{Child, Command};
 
 use crate::api_client::NodeApiClient;
 use crate::config::NetworkVerifier;
-use crate::config::{ConfigError, InitOptions, NETWORK_FILE, NetworkDkg, NetworkFile, RpcSettings, init_network};
+use crate::config::{
+    ConfigError, InitOptions, NETWORK_FILE, NetworkDkg, NetworkFile, NetworkPolicyFile, RpcSettings, init_network,
+};
 use crate::dev_issuer::{DEV_AUDIENCE, DEV_VERIFIER, dev_verifier_config};
 use crate::identity::{owner_public_bytes, save_owner_key};
 use crate::run::node_config_path;
@@ -89,6 +91,8 @@ pub struct DevnetOptions {
     pub binary: PathBuf,
     /// DKG settings (new network only).
     pub dkg: NetworkDkg,
+    /// The abuse policy (new network only; defaults if empty).
+    pub policy: NetworkPolicyFile,
     /// The nodes' client API limits (new network only; the devnet adds its
     /// KeyAssign signer).
     pub rpc: RpcSettings,
@@ -118,7 +122,16 @@ impl DevnetOptions {
     pub fn on_free_ports(nodes: u16, dir: PathBuf, binary: PathBuf, dkg: NetworkDkg) -> Option<Self> {
         let p2p_base_port = free_port_base(nodes, 0)?;
         let rpc_base_port = free_port_base(nodes, p2p_base_port)?;
-        Some(Self { nodes, dir, p2p_base_port, rpc_base_port, binary, dkg, rpc: RpcSettings::default() })
+        Some(Self {
+            nodes,
+            dir,
+            p2p_base_port,
+            rpc_base_port,
+            binary,
+            dkg,
+            policy: NetworkPolicyFile::default(),
+            rpc: RpcSettings::default(),
+        })
     }
 }
 
@@ -210,6 +223,7 @@ impl Devnet {
                         config: dev_verifier_config(&issuer, DEV_AUDIENCE),
                     }],
                     dkg: options.dkg.clone(),
+                    policy: options.policy.clone(),
                     rpc,
                 },
             )

@@ -16,6 +16,7 @@ fn options(nodes: u16) -> InitOptions {
         rpc_base_port: 17000,
         verifiers: vec![],
         dkg: Default::default(),
+        policy: Default::default(),
         rpc: Default::default(),
     }
 }

@@ -323,6 +323,7 @@ fn network_init(nodes: u16, out: &Path, p2p_base_port: u16, rpc_base_port: u16) 
         rpc_base_port,
         verifiers: Vec::new(),
         dkg: Default::default(),
+        policy: Default::default(),
         rpc: Default::default(),
     };
     let network = init_network(out, &options).map_err(|e| e.to_string())?;
@@ -416,6 +417,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 binary,
                 dkg: Default::default(),
                 rpc: Default::default(),
+                policy: Default::default(),
             };
             block_on(devnet(options))?;
         }
