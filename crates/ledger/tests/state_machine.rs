@@ -25,7 +25,14 @@ struct Network {
 
 impl Network {
     fn new(n: u16, seed: u64) -> Self {
-        let kit = TestNetwork::new(n, seed);
+        Self::from_kit(TestNetwork::new(n, seed))
+    }
+
+    fn with_policy(n: u16, seed: u64, policy: NetworkPolicy) -> Self {
+        Self::from_kit(TestNetwork::with_policy(n, seed, DkgSettings::default_for(usize::from(n)), policy))
+    }
+
+    fn from_kit(kit: TestNetwork) -> Self {
         let mut state = MemoryState::default();
         let outcome = kit.ledger.genesis_outcome(&state).unwrap();
         state.commit(&outcome.writes);
@@ -57,7 +64,13 @@ impl Network {
 
     fn apply(&mut self, transactions: &[Vec<u8>]) -> Vec<Result<Effect, Rejection>> {
         let height = self.ledger.height(&self.state).unwrap().unwrap() + 1;
-        let outcome = self.ledger.apply_block(&self.state, height, height * 1_000, transactions).unwrap();
+        self.apply_at(height * 1_000, transactions)
+    }
+
+    /// Applies the next block with block time `time_ms`.
+    fn apply_at(&mut self, time_ms: u64, transactions: &[Vec<u8>]) -> Vec<Result<Effect, Rejection>> {
+        let height = self.ledger.height(&self.state).unwrap().unwrap() + 1;
+        let outcome = self.ledger.apply_block(&self.state, height, time_ms, transactions).unwrap();
         self.state.commit(&outcome.writes);
         assert_eq!(self.ledger.committed_root(&self.state).unwrap(), outcome.state_root);
         self.roots.push(outcome.state_root);
@@ -331,6 +344,167 @@ fn run(ops: &[Op], seed: u64) -> Network {
     }
     net.apply(&block);
     net
+}
+
+
+fn register_body(key: &SigningKey, verifier: &str, config: Bytes) -> TransactionBody {
+    TransactionBody::RegisterVerifier { name: name(verifier), owner: compressed(key), config }
+}
+
+#[test]
+fn the_policy_decides_who_registers_how_many_and_how_large() {
+    let mut rng = ChaCha20Rng::seed_from_u64(6100);
+    let alice = SigningKey::generate_from_rng(&mut rng);
+    let mallory = SigningKey::generate_from_rng(&mut rng);
+    let policy = NetworkPolicy {
+        registration: RegistrationRule::AllowList(vec![compressed(&alice)]),
+        verifiers_per_owner: 2,
+        max_config_len: 300,
+        registrations_per_window: 3,
+        window_ms: 60_000,
+        ..NetworkPolicy::default()
+    };
+    let mut net = Network::with_policy(4, 61, policy);
+    let config = test_verifier_config();
+    let padded = Bytes::from(format!("{}{}", String::from_utf8(config.to_vec()).unwrap(), " ".repeat(200)));
+    let results = net.apply_at(
+        1_000,
+        &[
+            // Not on the allow list.
+            net.owner_tx(&mallory, register_body(&mallory, "mallory-app", config.clone())),
+            // Over the policy's configuration size (though valid JSON).
+            net.owner_tx(&alice, register_body(&alice, "big-app", padded.clone())),
+            net.owner_tx(&alice, register_body(&alice, "app-1", config.clone())),
+            net.owner_tx(&alice, register_body(&alice, "app-2", config.clone())),
+            // The owner's quota of two is used.
+            net.owner_tx(&alice, register_body(&alice, "app-3", config.clone())),
+        ],
+    );
+    assert!(matches!(results[0], Err(Rejection::NotAllowed(_))), "{results:?}");
+    assert!(matches!(&results[1], Err(Rejection::Quota(m)) if m.contains("over the policy's 300")), "{results:?}");
+    assert_eq!(results[2], Ok(Effect::VerifierRegistered));
+    assert_eq!(results[3], Ok(Effect::VerifierRegistered));
+    assert!(matches!(&results[4], Err(Rejection::Quota(m)) if m.contains("holds 2")), "{results:?}");
+    assert!(net.view().verifier(&name("mallory-app")).unwrap().is_none());
+    assert!(net.view().verifier(&name("big-app")).unwrap().is_none());
+    // An update may not grow a configuration past the limit either.
+    let grow = TransactionBody::UpdateVerifier { name: name("app-1"), nonce: 1, config: padded, enabled: true };
+    let results = net.apply_at(2_000, &[net.owner_tx(&alice, grow)]);
+    assert!(matches!(&results[0], Err(Rejection::Quota(_))), "{results:?}");
+    assert_eq!(net.view().verifier(&name("app-1")).unwrap().unwrap().nonce, 0);
+}
+
+#[test]
+fn registrations_have_a_network_budget_per_window() {
+    let policy = NetworkPolicy { registrations_per_window: 2, window_ms: 10_000, ..NetworkPolicy::default() };
+    let mut net = Network::with_policy(4, 62, policy);
+    let mut rng = ChaCha20Rng::seed_from_u64(6200);
+    // Fresh owner keys cost nothing: only the network budget bounds them.
+    let owners: Vec<SigningKey> = (0..5).map(|_| SigningKey::generate_from_rng(&mut rng)).collect();
+    let register = |net: &Network, i: usize| {
+        net.owner_tx(&owners[i], register_body(&owners[i], &format!("app-{i}"), test_verifier_config()))
+    };
+    let block: Vec<Vec<u8>> = (0..3).map(|i| register(&net, i)).collect();
+    let results = net.apply_at(10_000, &block);
+    assert_eq!(results[..2], [Ok(Effect::VerifierRegistered), Ok(Effect::VerifierRegistered)]);
+    assert_eq!(
+        results[2],
+        Err(Rejection::BudgetSpent { what: "the network's registration budget".into(), window_secs: 10 })
+    );
+    // Still the same window a few seconds later.
+    let results = net.apply_at(19_999, &[register(&net, 3)]);
+    assert!(matches!(results[0], Err(Rejection::BudgetSpent { .. })), "{results:?}");
+    // The next window has a fresh budget.
+    let results = net.apply_at(20_000, &[register(&net, 3), register(&net, 4)]);
+    assert_eq!(results, [Ok(Effect::VerifierRegistered), Ok(Effect::VerifierRegistered)]);
+}
+
+#[test]
+fn new_assignments_have_budgets_per_verifier_and_per_network() {
+    let policy = NetworkPolicy {
+        assignments_per_verifier: 3,
+        assignments_per_window: 5,
+        window_ms: 60_000,
+        ..NetworkPolicy::default()
+    };
+    let mut net = Network::with_policy(4, 63, policy);
+    let owner = net.owner.clone();
+    let results = net.apply_at(
+        60_000,
+        &[net.deal(20, 63), net.owner_tx(&owner, register_body(&owner, "second", test_verifier_config()))],
+    );
+    assert_eq!(results[1], Ok(Effect::VerifierRegistered));
+    let mut block: Vec<Vec<u8>> = (0..4).map(|i| net.assign("test-verifier", &format!("user{i}"))).collect();
+    // An existing assignment is answered again without spending budget.
+    block.push(net.assign("test-verifier", "user0"));
+    block.extend((0..3).map(|i| net.assign("second", &format!("user{i}"))));
+    let results = net.apply_at(61_000, &block);
+    assert!(results[..3].iter().all(|r| matches!(r, Ok(Effect::KeyAssigned { .. }))), "{results:?}");
+    assert_eq!(
+        results[3],
+        Err(Rejection::BudgetSpent { what: "verifier test-verifier's assignment budget".into(), window_secs: 60 })
+    );
+    assert_eq!(results[4], Ok(Effect::AlreadyAssigned { key_index: 0 }));
+    assert!(matches!(results[5], Ok(Effect::KeyAssigned { .. })), "{results:?}");
+    assert!(matches!(results[6], Ok(Effect::KeyAssigned { .. })), "{results:?}");
+    // Five new assignments in this window: the network's budget is spent,
+    // though "second" has one left.
+    assert_eq!(
+        results[7],
+        Err(Rejection::BudgetSpent { what: "the network's assignment budget".into(), window_secs: 60 })
+    );
+    assert_eq!(net.view().assignment(&name("test-verifier"), &id("user3")).unwrap(), None);
+    // A refused pair is not queued and keeps no state; the next window serves it.
+    let results = net.apply_at(120_000, &[net.assign("test-verifier", "user3"), net.assign("second", "user2")]);
+    assert!(results.iter().all(|r| matches!(r, Ok(Effect::KeyAssigned { .. }))), "{results:?}");
+    assert_eq!(net.view().ready_keys().unwrap(), 20 - 7);
+}
+
+#[test]
+fn only_two_thirds_of_the_operators_change_the_policy() {
+    let mut net = Network::with_policy(4, 64, NetworkPolicy::default());
+    assert_eq!(net.ledger.genesis().operator_quorum(), 3);
+    let tighter = NetworkPolicy { assignments_per_verifier: 1, ..NetworkPolicy::default() };
+    let set = |nonce| TransactionBody::SetPolicy { policy: tighter.clone(), nonce };
+    // Two of four is not enough; a node signing twice counts once; an
+    // owner or a single node cannot sign a policy at all.
+    let owner = net.owner.clone();
+    let results = net.apply(&[
+        net.kit.operators_tx(&[1, 2], set(1)),
+        net.kit.operators_tx(&[1, 2, 2], set(1)),
+        net.owner_tx(&owner, set(1)),
+        net.node_tx(1, set(1)),
+    ]);
+    assert!(results.iter().all(|r| matches!(r, Err(Rejection::BadAuthorization(_)))), "{results:?}");
+    assert_eq!(net.ledger.policy(&net.state).unwrap(), NetworkPolicy::default());
+    // A signature over another body does not carry over.
+    let signatures = (1u16..=3)
+        .map(|node| {
+            let key = &net.node_keys[usize::from(node) - 1];
+            (node, SignedTransaction::operator_signature(net.ledger.network_id(), &set(2), key))
+        })
+        .collect();
+    let forged = SignedTransaction::from_operators(set(1), signatures).encode().to_vec();
+    let results = net.apply(&[forged]);
+    assert!(matches!(results[0], Err(Rejection::BadAuthorization(_))), "{results:?}");
+    // Three of four, with the next nonce: in force from the next transaction.
+    let results = net.apply(&[
+        net.kit.operators_tx(&[4, 2, 3], set(1)),
+        net.kit.operators_tx(&[1, 2, 3], set(1)),
+        net.deal(5, 64),
+        net.assign("test-verifier", "a"),
+        net.assign("test-verifier", "b"),
+    ]);
+    assert_eq!(results[0], Ok(Effect::PolicySet { nonce: 1 }));
+    assert_eq!(results[1], Err(Rejection::StalePolicyNonce { expected: 2, got: 1 }));
+    assert!(matches!(results[3], Ok(Effect::KeyAssigned { .. })), "{results:?}");
+    assert!(matches!(results[4], Err(Rejection::BudgetSpent { .. })), "{results:?}");
+    assert_eq!(net.ledger.policy(&net.state).unwrap(), tighter);
+    // A policy that does not validate is refused even with every signature.
+    let zero = NetworkPolicy { assignments_per_window: 0, ..NetworkPolicy::default() };
+    let results =
+        net.apply(&[net.kit.operators_tx(&[1, 2, 3, 4], TransactionBody::SetPolicy { policy: zero, nonce: 2 })]);
+    assert!(matches!(results[0], Err(Rejection::Quota(_))), "{results:?}");
 }
 
 proptest! {
