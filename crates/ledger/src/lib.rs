@@ -31,7 +31,8 @@ pub mod types;
 pub use dkg::{BatchRecord, DkgEvent, DkgView, Phase};
 pub use genesis::{DkgSettings, Genesis, GenesisError, GenesisNode, GenesisVerifier};
 pub use machine::{
-    BlockOutcome, Effect, Ledger, LedgerError, LedgerView, MAX_TRANSACTION_LEN, Receipt, Rejection, state_root,
+    BlockOutcome, Effect, Ledger, LedgerError, LedgerView, MAX_TRANSACTION_LEN, Receipt, Rejection, TransactionClass,
+    state_root, transaction_class,
 };
 pub use policy::{NetworkPolicy, RegistrationRule};
 pub use state::{MemoryState, StateRead, StorageError, WriteSet};

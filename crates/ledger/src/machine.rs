@@ -372,6 +372,31 @@ impl Ledger {
         Ok(transaction)
     }
 
+    /// Every check a block would run on `transaction` (already through
+    /// [`Ledger::check_transaction`]) against `state`, the latest committed
+    /// one, as if the next block had time `time_ms`: the owner's signature
+    /// against the record, the nonce, the policy's allow list, quotas and
+    /// budgets, the verifier's existence. Nothing is written.
+    ///
+    /// DKG messages get no stateful check: a peer that applied one block
+    /// more than this node may send the answer to a batch this node has
+    /// not yet seen opened, and a block's checks will judge it anyway.
+    /// A mempool runs this on admission, so a transaction that a block
+    /// would reject now never waits there; a refusal here says nothing bad
+    /// about the peer that gossiped it (its state may be newer or older).
+    pub fn admit<S: StateRead + ?Sized>(
+        &self,
+        state: &S,
+        transaction: &SignedTransaction,
+        time_ms: u64,
+    ) -> Result<Result<(), Rejection>, LedgerError> {
+        if transaction_class(&transaction.body) == TransactionClass::Dkg {
+            return Ok(Ok(()));
+        }
+        let mut overlay = Overlay::new(state);
+        Ok(self.apply_transaction(&mut overlay, transaction.clone(), time_ms)?.map(|_| ()))
+    }
+
     /// At least [`Genesis::operator_quorum`] distinct nodes signed the
     /// transaction's body.
     fn check_operators(
@@ -402,6 +427,12 @@ impl Ledger {
     pub fn policy<S: StateRead + ?Sized>(&self, state: &S) -> Result<NetworkPolicy, LedgerError> {
         Ok(parse_record(state.get(&state_key(Table::Meta, META_POLICY))?, &(), "the stored policy does not decode")?
             .unwrap_or_else(|| self.genesis.policy.clone()))
+    }
+
+    /// The nonce of the policy in force (0 for the genesis policy); the
+    /// next `SetPolicy` carries this plus one.
+    pub fn policy_nonce<S: StateRead + ?Sized>(&self, state: &S) -> Result<u64, LedgerError> {
+        parse_counter(state.get(&state_key(Table::Meta, META_POLICY_NONCE))?)
     }
 
     /// Applies the block at `height`, proposed at `time_ms` (milliseconds
@@ -451,7 +482,7 @@ impl Ledger {
         let policy = self.policy(overlay)?;
         match &transaction.body {
             TransactionBody::AssignKey { verifier, verifier_id } => {
-                self.assign_key(overlay, &policy, time_ms, verifier, verifier_id)
+                self.assign_key(overlay, &policy, time_ms, signer, verifier, verifier_id)
             }
             TransactionBody::RegisterVerifier { name, owner, config } => {
                 // The owner's signature was checked with the encoding.
@@ -536,6 +567,7 @@ impl Ledger {
         overlay: &mut Overlay<'_, S>,
         policy: &NetworkPolicy,
         time_ms: u64,
+        node: u16,
         verifier: &VerifierName,
         verifier_id: &VerifierId,
     ) -> Result<Result<Effect, Rejection>, LedgerError> {
@@ -557,7 +589,12 @@ impl Ledger {
         }
         // A new assignment: within the policy's budgets.
         let mut budget = NetworkBudget::read(overlay, policy, time_ms)?;
-        let mut verifier_budget = VerifierBudget::read(overlay, policy, time_ms, verifier)?;
+        let mut verifier_key = b"v".to_vec();
+        verifier_key.extend_from_slice(verifier.as_str().as_bytes());
+        let mut verifier_budget = WindowCounter::read(overlay, policy, time_ms, verifier_key)?;
+        let mut node_key = b"n".to_vec();
+        node_key.extend_from_slice(&node.to_be_bytes());
+        let mut node_budget = WindowCounter::read(overlay, policy, time_ms, node_key)?;
         let spent = |what: String| Ok(Err(Rejection::BudgetSpent { what, window_secs: policy.window_ms / 1000 }));
         if budget.assignments >= policy.assignments_per_window {
             return spent("the network's assignment budget".to_owned());
@@ -565,10 +602,15 @@ impl Ledger {
         if verifier_budget.used >= policy.assignments_per_verifier {
             return spent(format!("verifier {}'s assignment budget", verifier.as_str()));
         }
+        if node_budget.used >= policy.assignments_per_node {
+            return spent(format!("node {node}'s assignment budget"));
+        }
         budget.assignments += 1;
         budget.write(overlay);
         verifier_budget.used += 1;
-        verifier_budget.write(overlay, verifier);
+        verifier_budget.write(overlay);
+        node_budget.used += 1;
+        node_budget.write(overlay);
         let next_unassigned = read_u64(overlay, META_NEXT_UNASSIGNED)?;
         let next_key = read_u64(overlay, META_NEXT_KEY)?;
         if next_unassigned < next_key {
@@ -633,6 +675,38 @@ pub(crate) fn ready_keys<S: StateRead + ?Sized>(overlay: &Overlay<'_, S>) -> Res
 /// Pairs waiting for a key.
 pub(crate) fn pending_assignments<S: StateRead + ?Sized>(overlay: &Overlay<'_, S>) -> Result<u64, LedgerError> {
     Ok(read_u64(overlay, META_PENDING_TAIL)?.saturating_sub(read_u64(overlay, META_PENDING_HEAD)?))
+}
+
+/// Which part of a node's mempool a transaction waits in, from the most
+/// urgent: the DKG's messages (its phases have deadlines, and keys stop
+/// being made while they wait), then assignments (users waiting for a
+/// key), then client transactions (owners' registrations and updates,
+/// operators' policies), which anyone may send and so must never crowd out
+/// the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TransactionClass {
+    /// `DkgDeal`, `DkgResponse`, `DkgPublicShares` (and the test dealer's
+    /// `DealKeys`).
+    Dkg,
+    /// `AssignKey`.
+    Assignment,
+    /// `RegisterVerifier`, `UpdateVerifier`, `SetPolicy`.
+    Client,
+}
+
+/// The class of a transaction's body.
+pub fn transaction_class(body: &TransactionBody) -> TransactionClass {
+    match body {
+        TransactionBody::DkgDeal { .. }
+        | TransactionBody::DkgResponse { .. }
+        | TransactionBody::DkgPublicShares { .. } => TransactionClass::Dkg,
+        #[cfg(feature = "test-dealer")]
+        TransactionBody::DealKeys { .. } => TransactionClass::Dkg,
+        TransactionBody::AssignKey { .. } => TransactionClass::Assignment,
+        TransactionBody::RegisterVerifier { .. }
+        | TransactionBody::UpdateVerifier { .. }
+        | TransactionBody::SetPolicy { .. } => TransactionClass::Client,
+    }
 }
 
 /// A configuration within the policy's size and valid.
@@ -701,41 +775,40 @@ fn split_budget(bytes: &[u8; 16]) -> (u64, u32, u32) {
     (u64::from_be_bytes(window), u32::from_be_bytes(first), u32::from_be_bytes(second))
 }
 
-/// One verifier's assignment budget's use in the current window.
-struct VerifierBudget {
+/// One verifier's or one node's assignment budget's use in the current
+/// window (`Table::AssignmentBudgets`).
+struct WindowCounter {
+    key: Vec<u8>,
     window: u64,
     used: u32,
 }
 
-impl VerifierBudget {
+impl WindowCounter {
     fn read<S: StateRead + ?Sized>(
         overlay: &Overlay<'_, S>,
         policy: &NetworkPolicy,
         time_ms: u64,
-        verifier: &VerifierName,
+        key: Vec<u8>,
     ) -> Result<Self, LedgerError> {
         let window = policy.window(time_ms);
-        let Some(bytes) = overlay.get(Table::AssignmentBudgets, verifier.as_str().as_bytes())? else {
-            return Ok(Self { window, used: 0 });
+        let Some(bytes) = overlay.get(Table::AssignmentBudgets, &key)? else {
+            return Ok(Self { key, window, used: 0 });
         };
         let bytes: [u8; 12] =
-            bytes.try_into().map_err(|_| LedgerError::CorruptState("a verifier's budget record is not 12 bytes"))?;
+            bytes.try_into().map_err(|_| LedgerError::CorruptState("an assignment budget record is not 12 bytes"))?;
         let mut stored = [0u8; 8];
         let mut used = [0u8; 4];
         stored.copy_from_slice(&bytes[..8]);
         used.copy_from_slice(&bytes[8..]);
-        Ok(if u64::from_be_bytes(stored) == window {
-            Self { window, used: u32::from_be_bytes(used) }
-        } else {
-            Self { window, used: 0 }
-        })
+        let used = if u64::from_be_bytes(stored) == window { u32::from_be_bytes(used) } else { 0 };
+        Ok(Self { key, window, used })
     }
 
-    fn write<S: StateRead + ?Sized>(&self, overlay: &mut Overlay<'_, S>, verifier: &VerifierName) {
+    fn write<S: StateRead + ?Sized>(&self, overlay: &mut Overlay<'_, S>) {
         let mut bytes = Vec::with_capacity(12);
         bytes.extend_from_slice(&self.window.to_be_bytes());
         bytes.extend_from_slice(&self.used.to_be_bytes());
-        overlay.put(Table::AssignmentBudgets, verifier.as_str().as_bytes(), bytes);
+        overlay.put(Table::AssignmentBudgets, &self.key, bytes);
     }
 }
 

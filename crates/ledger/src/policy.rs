@@ -50,6 +50,11 @@ pub struct NetworkPolicy {
     pub registrations_per_window: u32,
     /// New assignments one verifier gets per window.
     pub assignments_per_verifier: u32,
+    /// New assignments one node may make per window (a node signs the
+    /// `AssignKey`s it was asked for): a Byzantine node spends at most this
+    /// much of the network's budget, and, while below
+    /// `assignments_per_verifier`, cannot spend a verifier's alone.
+    pub assignments_per_node: u32,
     /// New assignments the network makes per window, over all verifiers.
     pub assignments_per_window: u32,
     /// The window, in milliseconds of block time.
@@ -59,7 +64,8 @@ pub struct NetworkPolicy {
 impl Default for NetworkPolicy {
     /// Open registration, 16 verifiers per owner, configurations up to
     /// 16 KiB, 10 registrations a minute network-wide; 600 new assignments
-    /// a minute per verifier (10/s) and 3,000 in all (50/s): far below what
+    /// a minute per verifier (10/s), 300 signed by one node, and 3,000 in
+    /// all (50/s): far below what
     /// the DKG refills (about 2,000 keys/s on a 5-node devnet sharing two
     /// cores; `docs/operations.md`).
     fn default() -> Self {
@@ -69,6 +75,7 @@ impl Default for NetworkPolicy {
             max_config_len: MAX_VERIFIER_CONFIG_LEN as u32,
             registrations_per_window: 10,
             assignments_per_verifier: 600,
+            assignments_per_node: 300,
             assignments_per_window: 3_000,
             window_ms: 60_000,
         }
@@ -95,7 +102,7 @@ impl NetworkPolicy {
         if self.max_config_len == 0 || self.max_config_len as usize > MAX_VERIFIER_CONFIG_LEN {
             return invalid(format!("max_config_len must be 1 to {MAX_VERIFIER_CONFIG_LEN} bytes"));
         }
-        if self.assignments_per_verifier == 0 || self.assignments_per_window == 0 {
+        if self.assignments_per_verifier == 0 || self.assignments_per_node == 0 || self.assignments_per_window == 0 {
             return invalid("assignment budgets must be at least 1 per window".to_owned());
         }
         if self.window_ms < MIN_WINDOW_MS {
@@ -155,13 +162,14 @@ impl Write for NetworkPolicy {
         self.max_config_len.write(buf);
         self.registrations_per_window.write(buf);
         self.assignments_per_verifier.write(buf);
+        self.assignments_per_node.write(buf);
         self.assignments_per_window.write(buf);
         self.window_ms.write(buf);
     }
 }
 impl EncodeSize for NetworkPolicy {
     fn encode_size(&self) -> usize {
-        self.registration.encode_size() + 4 * 5 + 8
+        self.registration.encode_size() + 4 * 6 + 8
     }
 }
 impl Read for NetworkPolicy {
@@ -173,6 +181,7 @@ impl Read for NetworkPolicy {
             max_config_len: u32::read(buf)?,
             registrations_per_window: u32::read(buf)?,
             assignments_per_verifier: u32::read(buf)?,
+            assignments_per_node: u32::read(buf)?,
             assignments_per_window: u32::read(buf)?,
             window_ms: u64::read(buf)?,
         })

@@ -38,7 +38,8 @@ pub enum Table {
     VerifierIndex = 10,
     /// Owner key (compressed) → verifiers it registered (u64 big-endian).
     OwnerVerifiers = 11,
-    /// Verifier name → its assignment budget's window (u64) and use (u32).
+    /// `v` + verifier name, or `n` + node index (u16 big-endian) → that
+    /// verifier's or node's assignment budget: its window (u64) and use (u32).
     AssignmentBudgets = 12,
     /// Not hashed into the state root: the root's own accumulator.
     Root = 255,

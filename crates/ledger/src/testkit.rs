@@ -159,6 +159,7 @@ pub fn unlimited_policy() -> NetworkPolicy {
         verifiers_per_owner: u32::MAX,
         registrations_per_window: u32::MAX,
         assignments_per_verifier: u32::MAX,
+        assignments_per_node: u32::MAX,
         assignments_per_window: u32::MAX,
         ..NetworkPolicy::default()
     }

@@ -346,7 +346,6 @@ fn run(ops: &[Op], seed: u64) -> Network {
     net
 }
 
-
 fn register_body(key: &SigningKey, verifier: &str, config: Bytes) -> TransactionBody {
     TransactionBody::RegisterVerifier { name: name(verifier), owner: compressed(key), config }
 }
@@ -458,6 +457,25 @@ fn new_assignments_have_budgets_per_verifier_and_per_network() {
     let results = net.apply_at(120_000, &[net.assign("test-verifier", "user3"), net.assign("second", "user2")]);
     assert!(results.iter().all(|r| matches!(r, Ok(Effect::KeyAssigned { .. }))), "{results:?}");
     assert_eq!(net.view().ready_keys().unwrap(), 20 - 7);
+}
+
+#[test]
+fn one_node_spends_at_most_its_own_assignment_budget() {
+    let policy = NetworkPolicy { assignments_per_node: 2, ..NetworkPolicy::default() };
+    let mut net = Network::with_policy(4, 65, policy);
+    net.apply_at(60_000, &[net.deal(10, 65)]);
+    // Node 1 signs three new assignments: the third is over its budget,
+    // while node 2 still assigns.
+    let block = [
+        net.kit.assign(1, "test-verifier", "a"),
+        net.kit.assign(1, "test-verifier", "b"),
+        net.kit.assign(1, "test-verifier", "c"),
+        net.kit.assign(2, "test-verifier", "c"),
+    ];
+    let results = net.apply_at(61_000, &block);
+    assert!(matches!(results[1], Ok(Effect::KeyAssigned { .. })), "{results:?}");
+    assert_eq!(results[2], Err(Rejection::BudgetSpent { what: "node 1's assignment budget".into(), window_secs: 60 }));
+    assert!(matches!(results[3], Ok(Effect::KeyAssigned { .. })), "{results:?}");
 }
 
 #[test]

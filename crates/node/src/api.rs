@@ -14,10 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use quorumkey_ledger::{Assignment, LedgerView, MAX_TRANSACTION_LEN, VerifierId, VerifierName};
+use quorumkey_ledger::{Assignment, LedgerView, MAX_TRANSACTION_LEN, Rejection, VerifierId, VerifierName};
 use serde::{Deserialize, Serialize};
 
 use crate::applier::BlockApplier;
+use crate::consensus::mempool::MempoolError;
 use crate::consensus::{Admission, AppliedTip, FinalityWaiters, PeerActivity, SubmitError, TransactionSubmitter};
 use crate::observability::{self, HealthCell, Telemetry};
 
@@ -69,7 +70,12 @@ impl From<SubmitError> for ApiError {
     fn from(error: SubmitError) -> Self {
         let status = match &error {
             SubmitError::Invalid(_) => StatusCode::BAD_REQUEST,
-            SubmitError::Busy(_) | SubmitError::Halted(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SubmitError::Refused(Rejection::BudgetSpent { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            SubmitError::Refused(Rejection::BadAuthorization(_) | Rejection::NotAllowed(_)) => StatusCode::FORBIDDEN,
+            SubmitError::Refused(_) | SubmitError::Busy(MempoolError::SlotTaken(_)) => StatusCode::CONFLICT,
+            SubmitError::Busy(MempoolError::Full { .. }) | SubmitError::Halted(_) | SubmitError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         Self::new(status, error.to_string())
     }
@@ -92,11 +98,15 @@ pub struct SubmitResponse {
     /// The transaction's hash, hex.
     pub hash: String,
     /// `added`, `already_pending`, `already_finalized`, or, with `wait`,
-    /// `finalized` or `pending` (not finalized within the wait).
+    /// `finalized` (applied), `rejected` (in a block, which rejected it) or
+    /// `pending` (not finalized within the wait).
     pub status: String,
-    /// With `wait` and `finalized`: the height it was applied at.
+    /// With `wait`, `finalized` or `rejected`: the height of its block.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub height: Option<u64>,
+    /// With `rejected`: why the ledger rejected it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejection: Option<String>,
 }
 
 async fn submit(
@@ -124,17 +134,36 @@ async fn submit(
         Admission::AlreadyPending => "already_pending",
         Admission::AlreadyFinalized => "already_finalized",
     };
-    let mut response = SubmitResponse { hash: hex::encode(hash), status: status.into(), height: None };
+    let mut response = SubmitResponse { hash: hex::encode(hash), status: status.into(), height: None, rejection: None };
     if let (Some(waiter), false) = (waiter, admission == Admission::AlreadyFinalized) {
         match tokio::time::timeout(MAX_FINALITY_WAIT, waiter).await {
-            Ok(Ok(height)) => {
-                response.status = "finalized".into();
-                response.height = Some(height);
+            Ok(Ok(finality)) => {
+                response.status = if finality.rejection.is_some() { "rejected" } else { "finalized" }.into();
+                response.height = Some(finality.height);
+                response.rejection = finality.rejection.map(|rejection| rejection.to_string());
             }
             Ok(Err(_)) | Err(_) => response.status = "pending".into(),
         }
     }
     Ok(Json(response))
+}
+
+/// `GET /v1/policy` answer: the network's abuse policy in force.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PolicyResponse {
+    /// Its nonce (0: the genesis policy); a change carries this plus one.
+    pub nonce: u64,
+    /// The policy, every field written out.
+    pub policy: crate::config::NetworkPolicyFile,
+}
+
+async fn policy(State(api): State<NodeApi>) -> Result<Json<PolicyResponse>, ApiError> {
+    let unavailable = |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e);
+    let snapshot = api.applier.store().snapshot().map_err(|e| unavailable(e.to_string()))?;
+    let ledger = api.applier.ledger();
+    let policy = ledger.policy(&snapshot).map_err(|e| unavailable(e.to_string()))?;
+    let nonce = ledger.policy_nonce(&snapshot).map_err(|e| unavailable(e.to_string()))?;
+    Ok(Json(PolicyResponse { nonce, policy: crate::config::NetworkPolicyFile::from_policy(&policy) }))
 }
 
 /// `GET /v1/status` answer.
@@ -401,6 +430,7 @@ pub fn router(api: NodeApi, health: HealthCell, telemetry: Option<Telemetry>) ->
         .route("/v1/state-roots/{height}", get(state_root))
         .route("/v1/assignment", get(assignment))
         .route("/v1/keys/{index}", get(key))
+        .route("/v1/policy", get(policy))
         .route("/v1/verifiers", get(verifiers))
         .route("/v1/verifiers/{name}", get(verifier))
         // Hex doubles a transaction; leave room for the JSON around it.

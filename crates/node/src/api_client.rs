@@ -127,6 +127,12 @@ impl NodeApiClient {
         }
     }
 
+    /// `GET /v1/policy`.
+    pub async fn policy(&self) -> Result<crate::api::PolicyResponse, ApiClientError> {
+        let url = format!("{}/v1/policy", self.base);
+        Self::answer(url.clone(), self.http.get(&url).send().await).await
+    }
+
     /// `POST /v1/transactions`; with `wait`, answers once it is finalized.
     pub async fn submit(&self, transaction: &[u8], wait: bool) -> Result<SubmitResponse, ApiClientError> {
         let url = format!("{}/v1/transactions", self.base);

@@ -41,6 +41,8 @@ pub enum ApplyReport {
         accepted: usize,
         /// Transactions rejected (recorded the same way on every node).
         rejected: usize,
+        /// Each rejected transaction's hash and why.
+        rejections: Vec<([u8; 32], Rejection)>,
         /// The state root after the block.
         state_root: [u8; 32],
     },
@@ -147,13 +149,14 @@ impl BlockApplier {
                     return Err(ApplyError::Store(error));
                 }
             };
-        let mut rejected = 0;
+        let mut rejections = Vec::new();
         for receipt in &outcome.receipts {
             if let Err(rejection) = &receipt.result {
-                rejected += 1;
                 log_rejection(block.height, &receipt.transaction, rejection);
+                rejections.push((receipt.transaction, rejection.clone()));
             }
         }
+        let rejected = rejections.len();
         log_dkg_events(block.height, &outcome.dkg_events);
         let accepted = outcome.receipts.len() - rejected;
         metrics::counter!(METRIC_TRANSACTIONS, "outcome" => "applied").increment(accepted as u64);
@@ -162,7 +165,7 @@ impl BlockApplier {
         metrics::histogram!(METRIC_FINALIZATION_LATENCY).record(latency_ms as f64 / 1000.0);
         self.health.applied(outcome.height, &outcome.state_root);
         *self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (outcome.height, outcome.state_root);
-        Ok(ApplyReport::Applied { accepted, rejected, state_root: outcome.state_root })
+        Ok(ApplyReport::Applied { accepted, rejected, rejections, state_root: outcome.state_root })
     }
 
     /// Compares this node's root at `height` with the root the network

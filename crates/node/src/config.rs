@@ -146,6 +146,8 @@ pub struct NetworkPolicyFile {
     pub registrations_per_window: Option<u32>,
     /// New assignments one verifier gets per window (default 600).
     pub assignments_per_verifier: Option<u32>,
+    /// New assignments one node may sign per window (default 300).
+    pub assignments_per_node: Option<u32>,
     /// New assignments the network makes per window (default 3,000).
     pub assignments_per_window: Option<u32>,
     /// The window, in seconds of block time (default 60).
@@ -153,6 +155,29 @@ pub struct NetworkPolicyFile {
 }
 
 impl NetworkPolicyFile {
+    /// The section that describes `policy`, every field written out.
+    pub fn from_policy(policy: &NetworkPolicy) -> Self {
+        Self {
+            allowed_owners: match &policy.registration {
+                RegistrationRule::Open => None,
+                RegistrationRule::AllowList(owners) => Some(owners.iter().map(hex::encode).collect()),
+            },
+            verifiers_per_owner: Some(policy.verifiers_per_owner),
+            max_config_len: Some(policy.max_config_len),
+            registrations_per_window: Some(policy.registrations_per_window),
+            assignments_per_verifier: Some(policy.assignments_per_verifier),
+            assignments_per_node: Some(policy.assignments_per_node),
+            assignments_per_window: Some(policy.assignments_per_window),
+            window_secs: Some(policy.window_ms / 1000),
+        }
+    }
+
+    /// Reads a policy file (the `[policy]` section's fields at the top
+    /// level, as `quorumkey network policy` takes them).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        read_toml(path)
+    }
+
     /// The policy this section describes (checked).
     pub fn policy(&self) -> Result<NetworkPolicy, String> {
         let defaults = NetworkPolicy::default();
@@ -171,6 +196,7 @@ impl NetworkPolicyFile {
             max_config_len: self.max_config_len.unwrap_or(defaults.max_config_len),
             registrations_per_window: self.registrations_per_window.unwrap_or(defaults.registrations_per_window),
             assignments_per_verifier: self.assignments_per_verifier.unwrap_or(defaults.assignments_per_verifier),
+            assignments_per_node: self.assignments_per_node.unwrap_or(defaults.assignments_per_node),
             assignments_per_window: self.assignments_per_window.unwrap_or(defaults.assignments_per_window),
             window_ms: self.window_secs.map_or(defaults.window_ms, |secs| secs.saturating_mul(1000)),
         };
@@ -264,9 +290,16 @@ pub struct NodeConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RpcSettings {
-    /// If set (a compressed secp256k1 key, 66 hex digits), `KeyAssign`
-    /// needs this signer's authorization (anti-abuse).
+    /// The signer whose authorization `KeyAssign` needs (a compressed
+    /// secp256k1 key, 66 hex digits): the anti-abuse service that checks a
+    /// user's token before a key leaves the pool for them. Required unless
+    /// `allow_unsigned_key_assign` is set.
     pub key_assign_signer: Option<String>,
+    /// Serve `KeyAssign` without a signer's authorization (default false):
+    /// anyone may then make this node take keys from the pool for any
+    /// verifier_id, within the ledger's assignment budgets. For development
+    /// networks and for networks whose verifiers all need no signer.
+    pub allow_unsigned_key_assign: bool,
     /// Sustained JSON-RPC requests per second from one client IP address.
     pub requests_per_second_per_ip: u32,
     /// Requests one client IP address may send at once above that rate.
@@ -281,6 +314,7 @@ impl Default for RpcSettings {
     fn default() -> Self {
         Self {
             key_assign_signer: None,
+            allow_unsigned_key_assign: false,
             requests_per_second_per_ip: 100,
             burst_per_ip: 200,
             logins_per_second_per_verifier: 500,
@@ -290,12 +324,13 @@ impl Default for RpcSettings {
 }
 
 impl RpcSettings {
-    /// Every rate limit lifted, no `KeyAssign` signer: for a benchmark or a
+    /// Every rate limit lifted, unsigned `KeyAssign` allowed: for a benchmark or a
     /// test whose whole load comes from one address and one verifier
     /// (limits made for real users would refuse the load itself).
     pub fn unlimited() -> Self {
         Self {
             key_assign_signer: None,
+            allow_unsigned_key_assign: true,
             requests_per_second_per_ip: 1_000_000,
             burst_per_ip: 1_000_000,
             logins_per_second_per_verifier: 1_000_000,
@@ -309,8 +344,18 @@ impl RpcSettings {
 
     /// Checks the values.
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(signer) = &self.key_assign_signer {
-            parse_point(signer).map_err(|e| format!("rpc.key_assign_signer: {e}"))?;
+        match (&self.key_assign_signer, self.allow_unsigned_key_assign) {
+            (Some(signer), _) => {
+                parse_point(signer).map_err(|e| format!("rpc.key_assign_signer: {e}"))?;
+            }
+            (None, true) => {}
+            (None, false) => {
+                return Err("rpc.key_assign_signer is not set, so KeyAssign would give any caller a key from the \
+                            pool for any verifier_id: set it to your signer's compressed secp256k1 key (66 hex \
+                            digits), or set rpc.allow_unsigned_key_assign = true to serve unsigned requests \
+                            (development only)"
+                    .to_owned());
+            }
         }
         for (name, value) in [
             ("requests_per_second_per_ip", self.requests_per_second_per_ip),
@@ -384,6 +429,8 @@ pub fn init_network(out: &Path, options: &InitOptions) -> Result<NetworkFile, Co
             reason: format!("a network has 1 to {} nodes", quorumkey_ledger::genesis::MAX_NODES),
         });
     }
+    options.rpc.validate().map_err(|reason| ConfigError::Invalid { path: out.to_owned(), reason })?;
+    options.policy.policy().map_err(|reason| ConfigError::Invalid { path: out.to_owned(), reason })?;
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| ConfigError::Io { path, source }

@@ -28,6 +28,7 @@ pub mod login_records;
 pub mod observability;
 pub mod participant;
 pub mod participant_driver;
+pub mod policy_admin;
 pub mod rpc;
 pub mod run;
 pub mod token_verifier;

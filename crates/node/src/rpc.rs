@@ -35,7 +35,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use quorumkey_crypto::group::PublicKey;
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_ledger::{
-    Assignment, LedgerView, SignedTransaction, TransactionBody, VerifierId, VerifierName, VerifierRecord,
+    Assignment, LedgerView, Rejection, SignedTransaction, TransactionBody, VerifierId, VerifierName, VerifierRecord,
     transaction_hash,
 };
 use quorumkey_login::records::record_key;
@@ -52,6 +52,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::api::{MAX_FINALITY_WAIT, NodeApi};
 use crate::config::RpcSettings;
+use crate::consensus::finality::Finality;
 use crate::consensus::{Admission, SubmitError};
 use crate::login_records::LoginRecordWriter;
 use crate::observability::{METRIC_RPC_LATENCY, METRIC_RPC_REQUESTS};
@@ -155,6 +156,19 @@ impl std::fmt::Debug for RpcService {
 
 /// What a handler returns.
 type Outcome = Result<Value, LoginError>;
+
+/// The error for an assignment the ledger refused (at admission, or in
+/// its block): a spent budget is a rate limit the client may wait out.
+fn assignment_refused(rejection: Rejection) -> LoginError {
+    match rejection {
+        Rejection::BudgetSpent { .. } => {
+            LoginError::RateLimited(format!("the network's assignment policy refuses new keys for now: {rejection}"))
+        }
+        Rejection::UnknownVerifier(name) => LoginError::UnknownVerifier(name),
+        Rejection::VerifierDisabled(name) => LoginError::DisabledVerifier(name),
+        other => LoginError::Unavailable(format!("the ledger refused the assignment: {other}")),
+    }
+}
 
 fn internal(error: impl std::fmt::Display) -> LoginError {
     LoginError::Internal(error.to_string())
@@ -367,8 +381,13 @@ impl RpcService {
         match self.api.submitter.submit(Bytes::from(transaction.to_vec())) {
             Ok((_, Admission::AlreadyFinalized)) => {}
             Ok(_) => {
-                let _ = tokio::time::timeout(MAX_FINALITY_WAIT.min(KEY_ASSIGN_WAIT), waiter).await;
+                if let Ok(Ok(Finality { rejection: Some(rejection), .. })) =
+                    tokio::time::timeout(MAX_FINALITY_WAIT.min(KEY_ASSIGN_WAIT), waiter).await
+                {
+                    return Err(assignment_refused(rejection));
+                }
             }
+            Err(SubmitError::Refused(rejection)) => return Err(assignment_refused(rejection)),
             Err(SubmitError::Invalid(rejection)) => {
                 return Err(internal(format!("the ledger refused the assignment: {rejection}")));
             }

@@ -32,6 +32,10 @@ async fn submit(client: &NodeApiClient, transaction: SignedTransaction) -> Resul
     let answer = client.submit(&transaction.encode(), true).await.map_err(|e| e.to_string())?;
     match answer.status.as_str() {
         "finalized" | "already_finalized" => Ok(()),
+        "rejected" => Err(format!(
+            "the network rejected the transaction: {}",
+            answer.rejection.as_deref().unwrap_or("no reason given")
+        )),
         other => {
             Err(format!("the transaction was not finalized in time (status {other}); check again with `verifier list`"))
         }

@@ -25,7 +25,7 @@ fn applies_each_block_once_and_reports_health() {
 
     let first = block(1, vec![net.deal(1, 2, 5), net.assign(2, TEST_VERIFIER, "alice"), b"garbage".to_vec()]);
     let report = applier.apply(&first, 1_040).unwrap();
-    let ApplyReport::Applied { accepted, rejected, state_root } = report else { panic!("must apply: {report:?}") };
+    let ApplyReport::Applied { accepted, rejected, state_root, .. } = report else { panic!("must apply: {report:?}") };
     assert_eq!((accepted, rejected), (2, 1));
     assert_eq!(applier.apply(&first, 1_050).unwrap(), ApplyReport::AlreadyApplied);
     assert_eq!(health.get().height, 1);

@@ -5,7 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 
 use commonware_cryptography::Signer as _;
 use quorumkey_node::config::{
-    ConfigError, InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, NetworkFile, NodeConfig, init_network,
+    ConfigError, InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, NetworkFile, NetworkPolicyFile, NodeConfig, RpcSettings,
+    init_network,
 };
 use quorumkey_node::identity::{CONSENSUS_KEY_FILE, KeyFileError, NodeIdentity, SECP256K1_KEY_FILE};
 
@@ -17,7 +18,7 @@ fn options(nodes: u16) -> InitOptions {
         verifiers: vec![],
         dkg: Default::default(),
         policy: Default::default(),
-        rpc: Default::default(),
+        rpc: RpcSettings { allow_unsigned_key_assign: true, ..Default::default() },
     }
 }
 
@@ -53,6 +54,56 @@ fn init_writes_a_consistent_network() {
     assert!(matches!(identity.save(&out.join("node-1")), Err(KeyFileError::Exists(_))));
     assert!(matches!(init_network(&out, &options(4)), Err(ConfigError::NotEmpty(_))));
     assert!(matches!(init_network(&dir.path().join("zero"), &options(0)), Err(ConfigError::Invalid { .. })));
+}
+
+#[test]
+fn key_assign_needs_a_signer_unless_the_operator_says_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    // network init refuses to write a network whose nodes would hand out
+    // keys to anyone.
+    let unsigned = InitOptions { rpc: RpcSettings::default(), ..options(1) };
+    let error = init_network(&dir.path().join("a"), &unsigned).unwrap_err().to_string();
+    assert!(error.contains("rpc.key_assign_signer is not set"), "{error}");
+    assert!(error.contains("allow_unsigned_key_assign"), "{error}");
+    assert!(!dir.path().join("a").exists());
+    // A node.toml edited to drop the signer is refused at load.
+    let out = dir.path().join("b");
+    init_network(&out, &options(1)).unwrap();
+    let path = out.join("node-1").join(NODE_CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("allow_unsigned_key_assign = true"), "{text}");
+    std::fs::write(&path, text.replace("allow_unsigned_key_assign = true", "")).unwrap();
+    let error = NodeConfig::load(&path).unwrap_err().to_string();
+    assert!(error.contains("rpc.key_assign_signer is not set"), "{error}");
+    // A signer that is not a key is refused too.
+    let bad =
+        InitOptions { rpc: RpcSettings { key_assign_signer: Some("02zz".into()), ..Default::default() }, ..options(1) };
+    assert!(init_network(&dir.path().join("c"), &bad).unwrap_err().to_string().contains("rpc.key_assign_signer"));
+}
+
+#[test]
+fn the_policy_section_round_trips_and_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = NetworkPolicyFile { assignments_per_node: Some(7), window_secs: Some(30), ..Default::default() };
+    let out = dir.path().join("net");
+    init_network(&out, &InitOptions { policy: file.clone(), ..options(2) }).unwrap();
+    let network = NetworkFile::load(&out.join(NETWORK_FILE)).unwrap();
+    assert_eq!(network.policy, file);
+    let policy = network.genesis().unwrap().policy;
+    assert_eq!(policy.assignments_per_node, 7);
+    assert_eq!(policy.window_ms, 30_000);
+    assert_eq!(policy.assignments_per_verifier, 600);
+    assert_eq!(NetworkPolicyFile::from_policy(&policy).policy().unwrap(), policy);
+    // A zero budget, a short window or a bad owner key never reaches a genesis.
+    for bad in [
+        NetworkPolicyFile { assignments_per_window: Some(0), ..Default::default() },
+        NetworkPolicyFile { window_secs: Some(0), ..Default::default() },
+        NetworkPolicyFile { allowed_owners: Some(vec!["05".repeat(33)]), ..Default::default() },
+        NetworkPolicyFile { max_config_len: Some(1 << 20), ..Default::default() },
+    ] {
+        let error = init_network(&dir.path().join("bad"), &InitOptions { policy: bad, ..options(1) }).unwrap_err();
+        assert!(matches!(error, ConfigError::Invalid { .. }), "{error}");
+    }
 }
 
 #[test]

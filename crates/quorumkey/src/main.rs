@@ -313,18 +313,123 @@ enum NetworkCommand {
         /// Node i serves JSON-RPC on this port + i.
         #[arg(long, default_value_t = 17000)]
         rpc_base_port: u16,
+        /// The signer whose authorization every node requires on KeyAssign
+        /// (compressed secp256k1 public key, 66 hex digits). One of this and
+        /// --allow-unsigned-key-assign is required.
+        #[arg(long, required_unless_present = "allow_unsigned_key_assign")]
+        key_assign_signer: Option<String>,
+        /// Serve KeyAssign without a signer's authorization: anyone may then
+        /// take keys from the pool for any user, within the ledger's budgets
+        /// (development networks).
+        #[arg(long, conflicts_with = "key_assign_signer")]
+        allow_unsigned_key_assign: bool,
+        /// The network's abuse policy (a TOML file with the fields of
+        /// network.toml's [policy] section: allowed_owners,
+        /// verifiers_per_owner, max_config_len, registrations_per_window,
+        /// assignments_per_verifier, assignments_per_node,
+        /// assignments_per_window, window_secs; see docs/operations.md).
+        /// Defaults for every field absent.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// The network's abuse policy: show it, and change it with the
+    /// signatures of at least 2f + 1 operators.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// The network's abuse policy.
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Print the policy in force and its nonce.
+    Show {
+        #[command(flatten)]
+        target: NodeTarget,
+    },
+    /// Sign a change to the policy in FILE with this operator's node key
+    /// (offline) and print the signature as INDEX:HEX, for `submit`.
+    Sign {
+        /// This operator's node.toml (its key directory and network file).
+        #[arg(long)]
+        node_config: PathBuf,
+        /// The new policy (TOML, the fields of network.toml's [policy]).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The change's nonce: the current one (`show`) plus one.
+        #[arg(long)]
+        nonce: u64,
+    },
+    /// Submit a change signed by at least 2f + 1 operators and wait until
+    /// it is in force.
+    Submit {
+        /// The new policy (the same file every operator signed).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The nonce every operator signed.
+        #[arg(long)]
+        nonce: u64,
+        /// An operator's signature, INDEX:HEX as `sign` printed it; repeat.
+        #[arg(long = "signature", required = true)]
+        signatures: Vec<String>,
+        #[command(flatten)]
+        target: NodeTarget,
     },
 }
 
-fn network_init(nodes: u16, out: &Path, p2p_base_port: u16, rpc_base_port: u16) -> Result<(), String> {
+fn policy_command(command: PolicyCommand) -> Result<(), String> {
+    use quorumkey_node::policy_admin::{load_policy, sign, submit};
+    let print = |answer: &quorumkey_node::api::PolicyResponse| -> Result<(), String> {
+        println!("# policy nonce {}", answer.nonce);
+        print!("{}", toml::to_string_pretty(&answer.policy).map_err(|e| e.to_string())?);
+        Ok(())
+    };
+    match command {
+        PolicyCommand::Show { target } => {
+            let client = node_client(&target)?;
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            print(&runtime.block_on(client.policy()).map_err(|e| e.to_string())?)?;
+        }
+        PolicyCommand::Sign { node_config, policy, nonce } => {
+            println!("{}", sign(&node_config, load_policy(&policy)?, nonce)?);
+        }
+        PolicyCommand::Submit { policy, nonce, signatures, target } => {
+            let client = node_client(&target)?;
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            let answer = runtime.block_on(submit(&client, load_policy(&policy)?, nonce, &signatures))?;
+            println!("policy changed");
+            print(&answer)?;
+        }
+    }
+    Ok(())
+}
+
+/// `network init`'s options beyond the node count and directory.
+#[derive(Debug)]
+struct InitFlags {
+    p2p_base_port: u16,
+    rpc_base_port: u16,
+    key_assign_signer: Option<String>,
+    allow_unsigned_key_assign: bool,
+    policy: Option<PathBuf>,
+}
+
+fn network_init(nodes: u16, out: &Path, flags: InitFlags) -> Result<(), String> {
+    let policy = match &flags.policy {
+        Some(path) => quorumkey_node::config::NetworkPolicyFile::load(path).map_err(|e| e.to_string())?,
+        None => Default::default(),
+    };
     let options = InitOptions {
         nodes,
-        p2p_base_port,
-        rpc_base_port,
+        p2p_base_port: flags.p2p_base_port,
+        rpc_base_port: flags.rpc_base_port,
         verifiers: Vec::new(),
         dkg: Default::default(),
-        policy: Default::default(),
-        rpc: Default::default(),
+        policy,
+        rpc: quorumkey_node::config::RpcSettings {
+            key_assign_signer: flags.key_assign_signer,
+            allow_unsigned_key_assign: flags.allow_unsigned_key_assign,
+            ..Default::default()
+        },
     };
     let network = init_network(out, &options).map_err(|e| e.to_string())?;
     let genesis = network.genesis()?;
@@ -399,9 +504,20 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Network(NetworkCommand::Init { nodes, out, p2p_base_port, rpc_base_port }) => {
-            network_init(nodes, &out, p2p_base_port, rpc_base_port)?;
+        Command::Network(NetworkCommand::Init {
+            nodes,
+            out,
+            p2p_base_port,
+            rpc_base_port,
+            key_assign_signer,
+            allow_unsigned_key_assign,
+            policy,
+        }) => {
+            let flags =
+                InitFlags { p2p_base_port, rpc_base_port, key_assign_signer, allow_unsigned_key_assign, policy };
+            network_init(nodes, &out, flags)?;
         }
+        Command::Network(NetworkCommand::Policy(command)) => policy_command(command)?,
         Command::Node(NodeCommand::Run { config }) => {
             init_logging();
             let telemetry = Telemetry::install().map_err(|e| e.to_string())?;

@@ -95,7 +95,14 @@ fn network_init_writes_configs_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("net");
     let out_arg = out.to_str().unwrap();
-    let (ok, stdout, stderr) = run(&["network", "init", "--nodes", "4", "--out", out_arg], None);
+    // Without a KeyAssign signer, or the explicit choice to serve unsigned
+    // requests, nothing is written.
+    let (ok, _, stderr) = run(&["network", "init", "--nodes", "4", "--out", out_arg], None);
+    assert!(!ok);
+    assert!(stderr.contains("--key-assign-signer"), "{stderr}");
+    assert!(!out.exists());
+    let (ok, stdout, stderr) =
+        run(&["network", "init", "--nodes", "4", "--out", out_arg, "--allow-unsigned-key-assign"], None);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("nodes       4 (threshold 3)"), "{stdout}");
     assert!(out.join("network.toml").exists());
@@ -103,10 +110,12 @@ fn network_init_writes_configs_and_refuses_to_overwrite() {
         assert!(out.join(format!("node-{i}/node.toml")).exists());
         assert!(out.join(format!("node-{i}/consensus.key")).exists());
     }
-    let (ok, _, stderr) = run(&["network", "init", "--nodes", "4", "--out", out_arg], None);
+    let (ok, _, stderr) =
+        run(&["network", "init", "--nodes", "4", "--out", out_arg, "--allow-unsigned-key-assign"], None);
     assert!(!ok);
     assert!(stderr.contains("not empty"), "{stderr}");
-    let (ok, _, stderr) = run(&["network", "init", "--nodes", "0", "--out", out_arg], None);
+    let (ok, _, stderr) =
+        run(&["network", "init", "--nodes", "0", "--out", out_arg, "--allow-unsigned-key-assign"], None);
     assert!(!ok);
     assert!(stderr.contains("0 is not in 1..=256"), "{stderr}");
 }

@@ -1,11 +1,13 @@
 //! Waiting for a transaction to be finalized: a client that submits with
-//! `wait` gets the height its transaction was applied at. Register before
-//! submitting, so a transaction finalized in between is not missed.
+//! `wait` gets the height its transaction was applied at, and the ledger's
+//! rejection if the block rejected it. Register before submitting, so a
+//! transaction finalized in between is not missed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::channel::oneshot;
+use quorumkey_ledger::Rejection;
 use thiserror::Error;
 
 use super::mempool::TransactionHash;
@@ -15,11 +17,23 @@ use super::mempool::TransactionHash;
 #[error("{0} clients are already waiting for finality; retry without waiting, or later")]
 pub struct TooManyWaiters(pub usize);
 
+/// What became of a finalized transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finality {
+    /// The height of its block.
+    pub height: u64,
+    /// Why the ledger rejected it, if it did (`None` also when this node
+    /// had applied the block before, after a restart, and does not know).
+    pub rejection: Option<Rejection>,
+}
+
+type Senders = HashMap<TransactionHash, Vec<oneshot::Sender<Finality>>>;
+
 /// Clients waiting for transactions to be finalized.
 #[derive(Clone, Debug)]
 pub struct FinalityWaiters {
     limit: usize,
-    waiting: Arc<Mutex<HashMap<TransactionHash, Vec<oneshot::Sender<u64>>>>>,
+    waiting: Arc<Mutex<Senders>>,
 }
 
 impl FinalityWaiters {
@@ -28,12 +42,13 @@ impl FinalityWaiters {
         Self { limit, waiting: Arc::default() }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<TransactionHash, Vec<oneshot::Sender<u64>>>> {
+    fn lock(&self) -> MutexGuard<'_, Senders> {
         self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Resolves with the height at which `hash` is applied.
-    pub fn register(&self, hash: TransactionHash) -> Result<oneshot::Receiver<u64>, TooManyWaiters> {
+    /// Resolves with the height at which `hash` is applied, and its
+    /// rejection if any.
+    pub fn register(&self, hash: TransactionHash) -> Result<oneshot::Receiver<Finality>, TooManyWaiters> {
         let mut waiting = self.lock();
         let mut count: usize = waiting.values().map(Vec::len).sum();
         if count >= self.limit {
@@ -52,15 +67,23 @@ impl FinalityWaiters {
         Ok(receiver)
     }
 
-    /// Tells the waiters of `hashes` that they were applied at `height`.
-    pub fn finalized<'a>(&self, hashes: impl IntoIterator<Item = &'a TransactionHash>, height: u64) {
+    /// Tells the waiters of `hashes` that they were applied at `height`,
+    /// those in `rejections` rejected.
+    pub fn finalized<'a>(
+        &self,
+        hashes: impl IntoIterator<Item = &'a TransactionHash>,
+        height: u64,
+        rejections: &[(TransactionHash, Rejection)],
+    ) {
         let mut waiting = self.lock();
         if waiting.is_empty() {
             return;
         }
         for hash in hashes {
+            let rejection =
+                rejections.iter().find(|(rejected, _)| rejected == hash).map(|(_, rejection)| rejection.clone());
             for sender in waiting.remove(hash).into_iter().flatten() {
-                let _ = sender.send(height);
+                let _ = sender.send(Finality { height, rejection: rejection.clone() });
             }
         }
     }
@@ -78,8 +101,9 @@ mod tests {
         assert_eq!(waiters.register([3; 32]).err(), Some(TooManyWaiters(2)));
         drop(second);
         // A client that gave up frees its place.
-        let _third = waiters.register([3; 32]).unwrap();
-        waiters.finalized(&[[1; 32]], 7);
-        assert_eq!(first.try_recv().unwrap(), Some(7));
+        let mut third = waiters.register([3; 32]).unwrap();
+        waiters.finalized(&[[1; 32], [3; 32]], 7, &[([3; 32], Rejection::UnknownNode(9))]);
+        assert_eq!(first.try_recv().unwrap(), Some(Finality { height: 7, rejection: None }));
+        assert_eq!(third.try_recv().unwrap(), Some(Finality { height: 7, rejection: Some(Rejection::UnknownNode(9)) }));
     }
 }

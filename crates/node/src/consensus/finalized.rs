@@ -92,10 +92,12 @@ pub async fn apply_finalized_blocks(
             timestamp_ms: block.timestamp_ms,
             transactions: block.transactions.clone(),
         };
+        let mut rejections = Vec::new();
         match applier.apply(&finalized, unix_ms(&clock)) {
-            Ok(ApplyReport::Applied { accepted, rejected, state_root }) => {
+            Ok(ApplyReport::Applied { accepted, rejected, rejections: rejected_here, state_root }) => {
                 tracing::debug!(height = block.height, accepted, rejected, "applied finalized block");
                 tip.advance(StateCheckpoint { height: block.height, state_root });
+                rejections = rejected_here;
             }
             Ok(ApplyReport::AlreadyApplied) => {
                 tracing::debug!(height = block.height, "finalized block was applied before");
@@ -106,7 +108,7 @@ pub async fn apply_finalized_blocks(
             }
         }
         let hashes: Vec<_> = block.transactions.iter().map(|transaction| transaction_hash(transaction)).collect();
-        waiters.finalized(&hashes, block.height);
+        waiters.finalized(&hashes, block.height, &rejections);
         mempool.remove_finalized(hashes);
         metrics::gauge!(METRIC_MEMPOOL_SIZE).set(mempool.len() as f64);
         acknowledgement.acknowledge();

@@ -2,9 +2,15 @@
 //! gossip to every peer on the application channel, so whichever node leads
 //! next can propose a transaction that any node received.
 //!
-//! A peer's gossip is checked exactly like a local submission; a peer that
-//! sends something that fails the checks is blocked (honest nodes check
-//! before they gossip, so only a faulty or malicious peer does that).
+//! Admission runs every check a block would run: the ledger's stateless
+//! checks (encoding, signatures), then, against the latest committed state,
+//! the stateful ones (`Ledger::admit`: an owner's signature against the
+//! record, nonces, the policy's quotas and budgets). A peer's gossip is
+//! checked exactly like a local submission; a peer that sends something
+//! that fails the stateless checks is blocked (honest nodes check before
+//! they gossip, so only a faulty or malicious peer does that), while a
+//! stateful refusal only drops the transaction (the peer's state may be a
+//! block ahead of or behind this node's).
 
 use std::sync::Arc;
 
@@ -13,10 +19,10 @@ use commonware_cryptography::ed25519;
 use commonware_p2p::{Blocker, Receiver, Recipients, Sender};
 use futures::StreamExt;
 use futures::channel::mpsc;
-use quorumkey_ledger::Rejection;
+use quorumkey_ledger::{Rejection, SignedTransaction, TransactionClass, transaction_class};
 use thiserror::Error;
 
-use super::mempool::{Admission, Mempool, MempoolError, TransactionHash};
+use super::mempool::{Admission, Mempool, MempoolError, TransactionHash, transaction_slot};
 use crate::applier::BlockApplier;
 use crate::observability::METRIC_MEMPOOL_SIZE;
 
@@ -26,6 +32,13 @@ pub enum SubmitError {
     /// The ledger refuses it whatever the state (bad encoding, signature).
     #[error("invalid transaction: {0}")]
     Invalid(#[from] Rejection),
+    /// A block would reject it in the current state (an owner's signature
+    /// that does not match the record, a stale nonce, a spent budget).
+    #[error("refused: {0}")]
+    Refused(Rejection),
+    /// The state could not be read to check it.
+    #[error("cannot check the transaction against the ledger: {0}")]
+    Unavailable(String),
     /// The mempool is full.
     #[error(transparent)]
     Busy(#[from] MempoolError),
@@ -60,8 +73,9 @@ impl TransactionSubmitter {
         if let Some(reason) = self.applier.halted() {
             return Err(SubmitError::Halted(reason));
         }
-        self.applier.ledger().check_transaction(&transaction)?;
-        let (hash, admission) = self.mempool.insert(transaction.clone())?;
+        let checked = self.applier.ledger().check_transaction(&transaction)?;
+        let class = admit(&self.applier, &checked)?;
+        let (hash, admission) = self.mempool.insert(transaction.clone(), class, transaction_slot(&checked.body))?;
         if admission == Admission::Added {
             metrics::gauge!(METRIC_MEMPOOL_SIZE).set(self.mempool.len() as f64);
             // A closed channel means the node is shutting down; the
@@ -74,6 +88,24 @@ impl TransactionSubmitter {
     /// The mempool behind this submitter.
     pub fn mempool(&self) -> &Mempool {
         &self.mempool
+    }
+}
+
+/// The stateful half of admission ([`quorumkey_ledger::Ledger::admit`])
+/// against the latest committed state, as if the next block were made now.
+fn admit(applier: &BlockApplier, transaction: &SignedTransaction) -> Result<TransactionClass, SubmitError> {
+    let class = transaction_class(&transaction.body);
+    if class == TransactionClass::Dkg {
+        return Ok(class);
+    }
+    let snapshot = applier.store().snapshot().map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+    match applier.ledger().admit(&snapshot, transaction, now_ms) {
+        Ok(Ok(())) => Ok(class),
+        Ok(Err(rejection)) => Err(SubmitError::Refused(rejection)),
+        Err(error) => Err(SubmitError::Unavailable(error.to_string())),
     }
 }
 
@@ -107,12 +139,22 @@ pub async fn run_gossip<S, R, B>(
                 // Oversized, malformed or badly signed: check_transaction
                 // refuses all of them before anything is kept.
                 let message = Bytes::from(message);
-                if let Err(rejection) = applier.ledger().check_transaction(&message) {
-                    tracing::warn!(%peer, %rejection, "blocking peer: gossiped an invalid transaction");
-                    blocker.block(peer);
-                    continue;
-                }
-                match mempool.insert(message) {
+                let checked = match applier.ledger().check_transaction(&message) {
+                    Ok(checked) => checked,
+                    Err(rejection) => {
+                        tracing::warn!(%peer, %rejection, "blocking peer: gossiped an invalid transaction");
+                        blocker.block(peer);
+                        continue;
+                    }
+                };
+                let class = match admit(&applier, &checked) {
+                    Ok(class) => class,
+                    Err(error) => {
+                        tracing::debug!(%peer, %error, "gossiped transaction not admitted");
+                        continue;
+                    }
+                };
+                match mempool.insert(message, class, transaction_slot(&checked.body)) {
                     Ok(_) => metrics::gauge!(METRIC_MEMPOOL_SIZE).set(mempool.len() as f64),
                     Err(error) => tracing::debug!(%peer, %error, "gossiped transaction dropped"),
                 }
