@@ -459,6 +459,41 @@ fn new_assignments_have_budgets_per_verifier_and_per_network() {
     assert_eq!(net.view().ready_keys().unwrap(), 20 - 7);
 }
 
+/// Bytes of every entry (key and value) in the state.
+fn state_bytes(state: &MemoryState) -> usize {
+    state.entries().map(|(key, value)| key.len() + value.len()).sum()
+}
+
+/// What the budgets' cost figures in `docs/operations.md` rest on: the
+/// state one registration (beside its configuration) and one assignment
+/// add, measured over 200 of each.
+#[test]
+fn state_growth_per_registration_and_assignment() {
+    let mut net = Network::new(4, 66);
+    let mut rng = ChaCha20Rng::seed_from_u64(6600);
+    net.apply(&[net.deal(200, 66)]);
+    let config = test_verifier_config();
+    let before = state_bytes(&net.state);
+    let block: Vec<Vec<u8>> = (0..200)
+        .map(|i| {
+            let owner = SigningKey::generate_from_rng(&mut rng);
+            net.owner_tx(&owner, register_body(&owner, &format!("registered-app-{i:04}"), config.clone()))
+        })
+        .collect();
+    assert!(net.apply(&block).iter().all(Result::is_ok));
+    let per_registration = (state_bytes(&net.state) - before) / 200 - config.len();
+    let before = state_bytes(&net.state);
+    let block: Vec<Vec<u8>> =
+        (0..200).map(|i| net.assign("test-verifier", &format!("user-{i:04}@example.com"))).collect();
+    assert!(net.apply(&block).iter().all(|r| matches!(r, Ok(Effect::KeyAssigned { .. }))));
+    let per_assignment = (state_bytes(&net.state) - before) / 200;
+    eprintln!(
+        "state per registration: {per_registration} bytes + its configuration; per assignment: {per_assignment} bytes"
+    );
+    assert!(per_registration <= 200, "{per_registration}");
+    assert!(per_assignment <= 200, "{per_assignment}");
+}
+
 #[test]
 fn one_node_spends_at_most_its_own_assignment_budget() {
     let policy = NetworkPolicy { assignments_per_node: 2, ..NetworkPolicy::default() };

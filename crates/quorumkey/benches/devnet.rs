@@ -29,7 +29,7 @@ use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::random::os_rng;
 use quorumkey_ledger::MemoryState;
-use quorumkey_node::config::NetworkDkg;
+use quorumkey_node::config::{NetworkDkg, NetworkPolicyFile};
 use quorumkey_node::devnet::Devnet;
 use support::{DevnetSigners, cores, devnet_options, machine};
 
@@ -62,7 +62,15 @@ fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
     let (latency_samples, throughput_count, in_flight) = if full { (300, 4000, 256) } else { (10, 100, 32) };
     let dir = tempfile::tempdir().unwrap();
-    let options = devnet_options(dir.path(), NODES, NetworkDkg::default());
+    let mut options = devnet_options(dir.path(), NODES, NetworkDkg::default());
+    // This measures the ledger's throughput: the policy's assignment
+    // budgets (which a real network keeps far below it) are lifted.
+    options.policy = NetworkPolicyFile {
+        assignments_per_verifier: Some(u32::MAX),
+        assignments_per_node: Some(u32::MAX),
+        assignments_per_window: Some(u32::MAX),
+        ..NetworkPolicyFile::default()
+    };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut devnet = Devnet::launch(&options).unwrap();

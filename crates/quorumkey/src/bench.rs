@@ -183,6 +183,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
     let dkg = dkg_before.mean(&dkg_floor(options.nodes, batch_keys)?);
     let write = durable_write(temporary.path(), &ledger)?;
     report(&options, batch_keys, &measured, &dkg, write);
+    report_budget(&ledger.genesis().policy, &measured);
     Ok(())
 }
 
@@ -526,5 +527,20 @@ fn report(options: &BenchOptions, batch_keys: u16, measured: &Measured, dkg: &Dk
         measured.dkg_keys,
         measured.dkg_time.as_secs_f64(),
         keys_per_second / dkg_limit
+    );
+}
+
+/// How fast the network's assignment budget can drain the pool, against
+/// how fast the DKG measured above refills it.
+fn report_budget(policy: &quorumkey_ledger::NetworkPolicy, measured: &Measured) {
+    let window = policy.window_ms as f64 / 1000.0;
+    let drain = f64::from(policy.assignments_per_window) / window;
+    let refill = measured.dkg_keys as f64 / measured.dkg_time.as_secs_f64().max(1e-9);
+    println!(
+        "assignment budget       at most {drain:.0} keys/s drained ({} per {window:.0} s window; {} per verifier, {} per node)   DKG refill {refill:.0} keys/s   refill/drain {:.0}",
+        policy.assignments_per_window,
+        policy.assignments_per_verifier,
+        policy.assignments_per_node,
+        refill / drain
     );
 }
