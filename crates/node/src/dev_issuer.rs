@@ -365,6 +365,33 @@ fn escape_html(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
+/// Where the browser goes back to: an `https` URL, or `http` to this
+/// machine (127.0.0.0/8, [::1], `localhost`) for an application in
+/// development; no user info (a browser would go to the host after `@`).
+/// (Not a provider URL: the browser follows it, no node fetches it.)
+fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    let invalid = |reason: &str| format!("redirect_uri {reason}");
+    if uri.is_empty() || uri.len() > 512 || !uri.bytes().all(|byte| byte.is_ascii_graphic() && byte != b'\\') {
+        return Err(invalid("must be 1 to 512 bytes of printable ASCII without backslashes"));
+    }
+    let authority = uri.split_once("://").map_or("", |(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    if authority.contains('@') {
+        return Err(invalid("must not carry a user name or password (user@host)"));
+    }
+    let parsed = url::Url::parse(uri).map_err(|_| invalid("is not a URL"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(name)) => name == "localhost" || name.ends_with(".localhost"),
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        None => return Err(invalid("has no host")),
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(invalid("must be https (http only to 127.0.0.1, [::1] or localhost)")),
+    }
+}
+
 fn check_authorize(params: &AuthorizeParams) -> Result<(), String> {
     if params.response_type.as_deref().is_some_and(|t| t != "code") {
         return Err("unsupported response_type: only \"code\"".to_owned());
@@ -372,7 +399,7 @@ fn check_authorize(params: &AuthorizeParams) -> Result<(), String> {
     if params.client_id.is_empty() || params.client_id.len() > 256 {
         return Err("client_id must be 1 to 256 bytes".to_owned());
     }
-    quorumkey_verifier::config::check_url("redirect_uri", &params.redirect_uri).map_err(|e| e.to_string())?;
+    check_redirect_uri(&params.redirect_uri)?;
     for (name, value) in [("state", &params.state), ("nonce", &params.nonce)] {
         if value.as_ref().is_some_and(|v| v.len() > 512) {
             return Err(format!("{name} is longer than 512 bytes"));
