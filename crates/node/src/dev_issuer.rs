@@ -519,15 +519,33 @@ pub fn router(issuer: Arc<DevIssuer>) -> Router {
         .with_state(issuer)
 }
 
+/// Refuses to serve the development issuer (and its signer) on an address
+/// other machines can reach unless `allow_public_bind`: it signs a token
+/// for any email and authorizes any `KeyAssign`, so on a reachable address
+/// anyone could sign in as anyone at every verifier that trusts it.
+pub fn check_bind(listen: std::net::SocketAddr, allow_public_bind: bool) -> Result<(), String> {
+    if listen.ip().is_loopback() || allow_public_bind {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to listen on {listen}: the development issuer signs a token for any email (and its signer \
+         authorizes any KeyAssign), so it listens only on loopback addresses (127.0.0.1, [::1]); pass \
+         --allow-public-bind to serve it on {listen} anyway, where anyone who reaches it can sign in as anyone"
+    ))
+}
+
 /// Runs the development issuer on `listen` until SIGINT or SIGTERM: its
 /// `iss` is `issuer_url`, or `http://LISTEN`. With `signer`, it also serves
 /// the auxiliary hosts of the Torus client (allow, signer, metadata; see
-/// [`crate::auxiliary`]). Prints where it is.
+/// [`crate::auxiliary`]). Prints where it is. A non-loopback `listen` is
+/// refused unless `allow_public_bind` ([`check_bind`]).
 pub async fn run_standalone(
     listen: std::net::SocketAddr,
     issuer_url: Option<String>,
     signer: Option<quorumkey_crypto::k256::ecdsa::SigningKey>,
+    allow_public_bind: bool,
 ) -> Result<(), String> {
+    check_bind(listen, allow_public_bind)?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
