@@ -58,7 +58,7 @@ pub enum VerifyError {
     Refused(u16),
     /// This node calls the verifier's provider as often as it allows.
     #[error(
-        "this node calls the verifier's identity provider at most {per_second} times per second and that budget is spent; retry in a second"
+        "this node's budget of calls to the verifier's identity provider ({per_second} per second) is spent; retry in a second"
     )]
     ProviderBusy {
         /// [`ProviderLimits::calls_per_second_per_verifier`].

@@ -431,7 +431,7 @@ async fn provider_calls_are_limited_per_verifier() {
         let error = verifier.verify_introspection("chat", &config, &format!("user-{user}"), now()).await.unwrap_err();
         assert_eq!(error, VerifyError::ProviderBusy { per_second: 2 });
         assert!(error.is_provider_busy());
-        assert!(error.to_string().contains("at most 2 times per second"), "{error}");
+        assert!(error.to_string().contains("identity provider (2 per second) is spent"), "{error}");
     }
     assert_eq!(served.hits(), 2);
     // A cached answer costs nothing; another verifier has its own budget.
