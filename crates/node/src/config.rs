@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bytes::Bytes;
 use commonware_codec::DecodeExt;
@@ -25,6 +26,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::identity::{KeyFileError, NodeIdentity};
+use crate::jwks_cache::JwksCachePolicy;
+use crate::provider_http::ProviderAccess;
+use crate::token_verifier::ProviderLimits;
 
 /// File name of the network description.
 pub const NETWORK_FILE: &str = "network.toml";
@@ -283,6 +287,122 @@ pub struct NodeConfig {
     /// The client API's limits and options (`[rpc]`; defaults if absent).
     #[serde(default, skip_serializing_if = "RpcSettings::is_default")]
     pub rpc: RpcSettings,
+    /// How this node reaches identity providers (`[providers]`; defaults
+    /// if absent).
+    #[serde(default, skip_serializing_if = "ProviderSettings::is_default")]
+    pub providers: ProviderSettings,
+}
+
+/// The `[providers]` section of `node.toml`: how this node reaches the
+/// identity providers of registered verifiers (JWKS documents,
+/// introspection endpoints), whose URLs anyone may register.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderSettings {
+    /// FOR DEVELOPMENT ONLY: also connect to providers at loopback and
+    /// private addresses (127.0.0.1, 10.0.0.0/8, 192.168.0.0/16, fd00::/8,
+    /// link-local 169.254.0.0/16 ...). Off, the node connects only to
+    /// public addresses, checked after DNS resolution, so no verifier can
+    /// make it send requests into its own network. The devnet turns it on.
+    pub allow_private_addresses: bool,
+    /// Sustained introspection calls per second this node makes for one
+    /// verifier; over it, logins of the verifier are refused ("rate
+    /// limited") until the budget refills.
+    pub calls_per_second_per_verifier: u32,
+    /// Introspection calls for one verifier that may be made at once above
+    /// that rate.
+    pub call_burst_per_verifier: u32,
+    /// Seconds an introspection answer about a token is reused (never past
+    /// the token's own expiry); 0 turns the cache off.
+    pub answer_cache_secs: u64,
+    /// Most introspection answers kept.
+    pub answer_cache_entries: u32,
+    /// Seconds a verifier's JWKS keys are used before they are fetched
+    /// again.
+    pub jwks_max_age_secs: u64,
+    /// Seconds after their last successful fetch that JWKS keys are still
+    /// used while the provider does not answer; after that, logins of the
+    /// verifier fail until it answers again. At least `jwks_max_age_secs`.
+    pub jwks_max_stale_secs: u64,
+}
+
+impl Default for ProviderSettings {
+    fn default() -> Self {
+        let limits = ProviderLimits::default();
+        let jwks = JwksCachePolicy::default();
+        Self {
+            allow_private_addresses: false,
+            calls_per_second_per_verifier: limits.calls_per_second_per_verifier,
+            call_burst_per_verifier: limits.call_burst_per_verifier,
+            answer_cache_secs: limits.answer_ttl.as_secs(),
+            answer_cache_entries: u32::try_from(limits.answer_cache_entries).unwrap_or(u32::MAX),
+            jwks_max_age_secs: jwks.max_age.as_secs(),
+            jwks_max_stale_secs: jwks.max_stale.as_secs(),
+        }
+    }
+}
+
+/// Most introspection answers a node may be told to keep (about 4 MB).
+pub const MAX_ANSWER_CACHE_ENTRIES: u32 = 1_000_000;
+
+impl ProviderSettings {
+    /// The development setting: providers at any address (the devnet's).
+    pub fn development() -> Self {
+        Self { allow_private_addresses: true, ..Self::default() }
+    }
+
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// Checks the values.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("calls_per_second_per_verifier", self.calls_per_second_per_verifier),
+            ("call_burst_per_verifier", self.call_burst_per_verifier),
+        ] {
+            if value == 0 {
+                return Err(format!("providers.{name} must be at least 1"));
+            }
+        }
+        if self.answer_cache_secs > 3600 {
+            return Err("providers.answer_cache_secs must be at most 3600".to_owned());
+        }
+        if self.answer_cache_entries > MAX_ANSWER_CACHE_ENTRIES {
+            return Err(format!("providers.answer_cache_entries must be at most {MAX_ANSWER_CACHE_ENTRIES}"));
+        }
+        if self.jwks_max_age_secs == 0 {
+            return Err("providers.jwks_max_age_secs must be at least 1".to_owned());
+        }
+        if self.jwks_max_stale_secs < self.jwks_max_age_secs {
+            return Err("providers.jwks_max_stale_secs must be at least providers.jwks_max_age_secs".to_owned());
+        }
+        Ok(())
+    }
+
+    /// The address rule.
+    pub fn access(&self) -> ProviderAccess {
+        ProviderAccess::new(self.allow_private_addresses)
+    }
+
+    /// The limits on introspection calls.
+    pub fn limits(&self) -> ProviderLimits {
+        ProviderLimits {
+            calls_per_second_per_verifier: self.calls_per_second_per_verifier,
+            call_burst_per_verifier: self.call_burst_per_verifier,
+            answer_ttl: Duration::from_secs(self.answer_cache_secs),
+            answer_cache_entries: self.answer_cache_entries as usize,
+        }
+    }
+
+    /// The JWKS cache's policy.
+    pub fn jwks_policy(&self) -> JwksCachePolicy {
+        JwksCachePolicy {
+            max_age: Duration::from_secs(self.jwks_max_age_secs),
+            max_stale: Duration::from_secs(self.jwks_max_stale_secs),
+            ..JwksCachePolicy::default()
+        }
+    }
 }
 
 /// The `[rpc]` section of `node.toml`: limits and options of the client
@@ -376,6 +496,7 @@ impl NodeConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut config: Self = read_toml(path)?;
         config.rpc.validate().map_err(|reason| ConfigError::Invalid { path: path.to_owned(), reason })?;
+        config.providers.validate().map_err(|reason| ConfigError::Invalid { path: path.to_owned(), reason })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for field in [&mut config.network_file, &mut config.key_dir, &mut config.data_dir] {
             if field.is_relative() {
@@ -417,6 +538,8 @@ pub struct InitOptions {
     pub policy: NetworkPolicyFile,
     /// Each node's client API settings.
     pub rpc: RpcSettings,
+    /// How each node reaches identity providers.
+    pub providers: ProviderSettings,
 }
 
 /// Writes a new network into `out`: `network.toml`, and for each node
@@ -461,6 +584,7 @@ pub fn init_network(out: &Path, options: &InitOptions) -> Result<NetworkFile, Co
             key_dir: PathBuf::from("."),
             data_dir: PathBuf::from("data"),
             rpc: options.rpc.clone(),
+            providers: options.providers.clone(),
         };
         let config_path = dir.join(NODE_CONFIG_FILE);
         write_file(&config_path, &to_toml(&config, &config_path)?)?;

@@ -365,6 +365,33 @@ fn escape_html(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
+/// Where the browser goes back to: an `https` URL, or `http` to this
+/// machine (127.0.0.0/8, [::1], `localhost`) for an application in
+/// development; no user info (a browser would go to the host after `@`).
+/// (Not a provider URL: the browser follows it, no node fetches it.)
+fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    let invalid = |reason: &str| format!("redirect_uri {reason}");
+    if uri.is_empty() || uri.len() > 512 || !uri.bytes().all(|byte| byte.is_ascii_graphic() && byte != b'\\') {
+        return Err(invalid("must be 1 to 512 bytes of printable ASCII without backslashes"));
+    }
+    let authority = uri.split_once("://").map_or("", |(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    if authority.contains('@') {
+        return Err(invalid("must not carry a user name or password (user@host)"));
+    }
+    let parsed = url::Url::parse(uri).map_err(|_| invalid("is not a URL"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(name)) => name == "localhost" || name.ends_with(".localhost"),
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        None => return Err(invalid("has no host")),
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(invalid("must be https (http only to 127.0.0.1, [::1] or localhost)")),
+    }
+}
+
 fn check_authorize(params: &AuthorizeParams) -> Result<(), String> {
     if params.response_type.as_deref().is_some_and(|t| t != "code") {
         return Err("unsupported response_type: only \"code\"".to_owned());
@@ -372,7 +399,7 @@ fn check_authorize(params: &AuthorizeParams) -> Result<(), String> {
     if params.client_id.is_empty() || params.client_id.len() > 256 {
         return Err("client_id must be 1 to 256 bytes".to_owned());
     }
-    quorumkey_verifier::config::check_url("redirect_uri", &params.redirect_uri).map_err(|e| e.to_string())?;
+    check_redirect_uri(&params.redirect_uri)?;
     for (name, value) in [("state", &params.state), ("nonce", &params.nonce)] {
         if value.as_ref().is_some_and(|v| v.len() > 512) {
             return Err(format!("{name} is longer than 512 bytes"));
@@ -492,15 +519,33 @@ pub fn router(issuer: Arc<DevIssuer>) -> Router {
         .with_state(issuer)
 }
 
+/// Refuses to serve the development issuer (and its signer) on an address
+/// other machines can reach unless `allow_public_bind`: it signs a token
+/// for any email and authorizes any `KeyAssign`, so on a reachable address
+/// anyone could sign in as anyone at every verifier that trusts it.
+pub fn check_bind(listen: std::net::SocketAddr, allow_public_bind: bool) -> Result<(), String> {
+    if listen.ip().is_loopback() || allow_public_bind {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to listen on {listen}: the development issuer signs a token for any email (and its signer \
+         authorizes any KeyAssign), so it listens only on loopback addresses (127.0.0.1, [::1]); pass \
+         --allow-public-bind to serve it on {listen} anyway, where anyone who reaches it can sign in as anyone"
+    ))
+}
+
 /// Runs the development issuer on `listen` until SIGINT or SIGTERM: its
 /// `iss` is `issuer_url`, or `http://LISTEN`. With `signer`, it also serves
 /// the auxiliary hosts of the Torus client (allow, signer, metadata; see
-/// [`crate::auxiliary`]). Prints where it is.
+/// [`crate::auxiliary`]). Prints where it is. A non-loopback `listen` is
+/// refused unless `allow_public_bind` ([`check_bind`]).
 pub async fn run_standalone(
     listen: std::net::SocketAddr,
     issuer_url: Option<String>,
     signer: Option<quorumkey_crypto::k256::ecdsa::SigningKey>,
+    allow_public_bind: bool,
 ) -> Result<(), String> {
+    check_bind(listen, allow_public_bind)?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;

@@ -16,7 +16,8 @@ use tokio::process::{Child, Command};
 use crate::api_client::NodeApiClient;
 use crate::config::NetworkVerifier;
 use crate::config::{
-    ConfigError, InitOptions, NETWORK_FILE, NetworkDkg, NetworkFile, NetworkPolicyFile, RpcSettings, init_network,
+    ConfigError, InitOptions, NETWORK_FILE, NetworkDkg, NetworkFile, NetworkPolicyFile, ProviderSettings, RpcSettings,
+    init_network,
 };
 use crate::dev_issuer::{DEV_AUDIENCE, DEV_VERIFIER, dev_verifier_config};
 use crate::identity::{owner_public_bytes, save_owner_key};
@@ -96,6 +97,10 @@ pub struct DevnetOptions {
     /// The nodes' client API limits (new network only; the devnet adds its
     /// KeyAssign signer).
     pub rpc: RpcSettings,
+    /// How the nodes reach identity providers (new network only). A devnet
+    /// allows private addresses (its development issuer is on 127.0.0.1):
+    /// [`ProviderSettings::development`].
+    pub providers: ProviderSettings,
 }
 
 /// A base port such that `base..=base + nodes` are all free on 127.0.0.1
@@ -131,6 +136,7 @@ impl DevnetOptions {
             dkg,
             policy: NetworkPolicyFile::default(),
             rpc: RpcSettings::default(),
+            providers: ProviderSettings::development(),
         })
     }
 }
@@ -225,6 +231,7 @@ impl Devnet {
                     dkg: options.dkg.clone(),
                     policy: options.policy.clone(),
                     rpc,
+                    providers: options.providers.clone(),
                 },
             )
             .and_then(|network| {

@@ -12,6 +12,8 @@
 //! - [`login_records`]: group commit of login records (one fsync for
 //!   concurrent commitments).
 //! - [`observability`]: `GET /health` and Prometheus `GET /metrics`.
+//! - [`provider_http`]: requests to identity providers: public addresses
+//!   only (checked after DNS resolution), no redirects, bounded answers.
 //! - [`run`]: one node as a process (`quorumkey node run`).
 
 pub mod api;
@@ -29,6 +31,7 @@ pub mod observability;
 pub mod participant;
 pub mod participant_driver;
 pub mod policy_admin;
+pub mod provider_http;
 pub mod rpc;
 pub mod run;
 pub mod token_verifier;

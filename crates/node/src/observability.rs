@@ -52,6 +52,13 @@ pub const METRIC_LOGIN_RECORD_CHECKPOINT: &str = "quorumkey_login_record_checkpo
 pub const METRIC_LOGIN_RECORD_SWEEPS: &str = "quorumkey_login_record_sweeps_total";
 /// Counter: expired login records forgotten by sweeps.
 pub const METRIC_LOGIN_RECORDS_SWEPT: &str = "quorumkey_login_records_swept_total";
+/// Counter: provider requests refused because the provider's address is not public
+/// (a verifier pointing into the node's network, or DNS rebinding).
+pub const METRIC_PROVIDER_ADDRESS_REFUSALS: &str = "quorumkey_provider_address_refusals_total";
+/// Counter: provider calls refused by the per-verifier limit.
+pub const METRIC_PROVIDER_CALLS_LIMITED: &str = "quorumkey_provider_calls_limited_total";
+/// Counter: introspection answers served from the node's short answer cache.
+pub const METRIC_PROVIDER_ANSWER_CACHE_HITS: &str = "quorumkey_provider_answer_cache_hits_total";
 
 /// Why telemetry could not start.
 #[derive(Debug, Error)]

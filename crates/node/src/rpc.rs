@@ -498,18 +498,22 @@ impl RpcService {
         request: &ShareRequest,
         now: u64,
     ) -> Result<CheckedToken, LoginError> {
-        let rejected = |error: VerifyError| LoginError::TokenRejected {
-            verifier: request.verifier.as_str().to_owned(),
-            reason: error.to_string(),
+        let rejected = |error: VerifyError| {
+            if error.is_provider_busy() {
+                LoginError::RateLimited(format!("verifier {}: {error}", request.verifier.as_str()))
+            } else {
+                LoginError::TokenRejected { verifier: request.verifier.as_str().to_owned(), reason: error.to_string() }
+            }
         };
         let identity = match (config, &request.aggregate) {
             (VerifierConfig::Jwt(jwt), _) => self.tokens.verify_jwt(jwt, &request.id_token, now).await.map(Into::into),
             (VerifierConfig::Introspection(introspection), _) => {
-                self.tokens.verify_introspection(introspection, &request.id_token, now).await
+                self.tokens.verify_introspection(request.verifier.as_str(), introspection, &request.id_token, now).await
             }
             (VerifierConfig::Aggregate(aggregate), Some(login)) => {
                 self.tokens
                     .verify_aggregate(
+                        request.verifier.as_str(),
                         aggregate,
                         request.verifier_id.as_str(),
                         &login.sub_verifier_ids,
@@ -536,6 +540,7 @@ impl RpcService {
     /// returns how many records went.
     pub fn sweep(&self) -> Result<usize, String> {
         self.limits.shrink();
+        self.tokens.shrink();
         let mut total = 0;
         loop {
             let swept = self.api.applier.store().sweep_login_records(unix_now(), 10_000).map_err(|e| e.to_string())?;

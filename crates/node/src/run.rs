@@ -19,7 +19,7 @@ use quorumkey_ledger::Ledger;
 use thiserror::Error;
 
 use crate::api::{self, NodeApi, PEER_WINDOW, wall_clock_ms};
-use crate::jwks_cache::{JwksCache, JwksCachePolicy};
+use crate::jwks_cache::JwksCache;
 use crate::rpc::{self, LoginKeys, RpcService};
 use crate::token_verifier::TokenVerifier;
 use commonware_runtime::Spawner as _;
@@ -238,8 +238,17 @@ async fn serve(
         peers: running.peers.clone(),
         waiters: running.waiters.clone(),
     };
-    let jwks = JwksCache::new(JwksCachePolicy::default())
-        .map_err(|e| NodeError::Mismatch(format!("cannot build the HTTP client for verifier keys: {e}")))?;
+    let providers = &node.config.providers;
+    let access = providers.access();
+    if access.allows_non_public() {
+        tracing::warn!(
+            "providers.allow_private_addresses is on: verifiers can make this node connect to loopback and private addresses (development only)"
+        );
+    }
+    let jwks =
+        Arc::new(JwksCache::new(providers.jwks_policy(), &access).map_err(|e| NodeError::Mismatch(e.to_string()))?);
+    let tokens =
+        TokenVerifier::new(jwks, &access, providers.limits()).map_err(|e| NodeError::Mismatch(e.to_string()))?;
     let login_keys = LoginKeys {
         node_key: node.identity.secp256k1.clone(),
         consensus_key: node.identity.consensus.clone(),
@@ -257,8 +266,7 @@ async fn serve(
         threshold: node.ledger.genesis().threshold(),
     };
     let rpc_service = Arc::new(
-        RpcService::new(api_state.clone(), login_keys, TokenVerifier::new(Arc::new(jwks)), &node.config.rpc)
-            .map_err(NodeError::Mismatch)?,
+        RpcService::new(api_state.clone(), login_keys, tokens, &node.config.rpc).map_err(NodeError::Mismatch)?,
     );
     let listener = tokio::net::TcpListener::bind(me.rpc_address)
         .await

@@ -1,11 +1,28 @@
 //! Checks a login's token against its verifier's configuration: the pure
 //! checks of `quorumkey-verifier` with the keys this node fetched and
-//! cached ([`JwksCache`]) and the node's clock.
+//! cached ([`JwksCache`]), the answers of introspection endpoints, and the
+//! node's clock.
+//!
+//! Introspection calls are bounded two ways, because a reveal replayed to
+//! every node (or many times to one) would otherwise make each node call the
+//! provider each time:
+//! - answers are cached briefly ([`ProviderLimits::answer_ttl`], never past
+//!   the token's own expiry), keyed by the verifier, its configuration and
+//!   the token (a hash of it: tokens are not kept), in a bounded cache;
+//!   a definite refusal (HTTP 4xx but 408 and 429) is cached too;
+//! - the calls a node makes for one verifier go through a token bucket
+//!   ([`ProviderLimits::calls_per_second_per_verifier`]); over it, a login
+//!   fails with [`VerifyError::ProviderBusy`] (a JSON-RPC "rate limited"
+//!   error) without calling the provider.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use quorumkey_verifier::config::SubVerifierConfig;
-use quorumkey_verifier::introspection::MAX_ANSWER_LEN;
+use quorumkey_verifier::introspection::{IntrospectedToken, MAX_ANSWER_LEN};
 use quorumkey_verifier::{
     AggregateConfig, AggregateError, IntrospectionConfig, JwtConfig, KeySet, KeySource, TokenError, TokenIdentity,
     VerifiedToken, check_aggregate_agreement, check_aggregate_request, check_introspection, check_opaque_token,
@@ -13,6 +30,11 @@ use quorumkey_verifier::{
 };
 
 use crate::jwks_cache::{JwksCache, JwksFetchError, KeyNeed};
+use crate::observability::{METRIC_PROVIDER_ANSWER_CACHE_HITS, METRIC_PROVIDER_CALLS_LIMITED};
+use crate::provider_http::{ProviderAccess, ProviderClient, ProviderClientError, ProviderError};
+
+/// Timeout of one introspection call.
+pub const INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a token was not accepted.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -27,12 +49,21 @@ pub enum VerifyError {
     /// (cannot happen for configurations the ledger accepted).
     #[error("the verifier's inline keys are unusable: {0}")]
     InlineKeys(String),
-    /// The introspection endpoint could not be asked.
+    /// The introspection endpoint could not be asked, or its answer was
+    /// unusable.
     #[error("the verifier's introspection endpoint failed: {0}")]
-    Introspection(String),
+    Introspection(ProviderError),
     /// The introspection endpoint refused the token.
     #[error("the verifier's introspection endpoint refused the token (HTTP {0})")]
     Refused(u16),
+    /// This node calls the verifier's provider as often as it allows.
+    #[error(
+        "this node's budget of calls to the verifier's identity provider ({per_second} per second) is spent; retry in a second"
+    )]
+    ProviderBusy {
+        /// [`ProviderLimits::calls_per_second_per_verifier`].
+        per_second: u32,
+    },
     /// An aggregate login breaks the aggregate rule.
     #[error(transparent)]
     Aggregate(#[from] AggregateError),
@@ -44,6 +75,130 @@ pub enum VerifyError {
         /// Why its token failed.
         error: Box<VerifyError>,
     },
+}
+
+impl VerifyError {
+    /// Whether the login failed on this node's limit of provider calls (for
+    /// an aggregate, a sub-verifier's), not on the token.
+    pub fn is_provider_busy(&self) -> bool {
+        match self {
+            Self::ProviderBusy { .. } => true,
+            Self::SubVerifier { error, .. } => error.is_provider_busy(),
+            _ => false,
+        }
+    }
+}
+
+/// Limits on the calls a node makes to identity providers for logins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProviderLimits {
+    /// Sustained introspection calls per second for one verifier.
+    pub calls_per_second_per_verifier: u32,
+    /// Calls for one verifier that may be made at once above that rate.
+    pub call_burst_per_verifier: u32,
+    /// How long an introspection answer is reused (never past the token's
+    /// own expiry).
+    pub answer_ttl: Duration,
+    /// Most introspection answers kept (the ones expiring first go first).
+    pub answer_cache_entries: usize,
+}
+
+impl Default for ProviderLimits {
+    fn default() -> Self {
+        Self {
+            calls_per_second_per_verifier: 20,
+            call_burst_per_verifier: 40,
+            answer_ttl: Duration::from_secs(60),
+            answer_cache_entries: 10_000,
+        }
+    }
+}
+
+/// An introspection endpoint's answer about one token, as cached.
+#[derive(Clone, Debug)]
+enum Answer {
+    /// The token passed: what the answer said.
+    Accepted(IntrospectedToken),
+    /// The endpoint refused the token with this status.
+    Refused(u16),
+}
+
+struct CachedAnswer {
+    answer: Answer,
+    slot: (Instant, u64),
+}
+
+/// The bounded answer cache: by key, and by expiry for eviction.
+#[derive(Default)]
+struct AnswerCache {
+    entries: HashMap<[u8; 32], CachedAnswer>,
+    by_expiry: BTreeMap<(Instant, u64), [u8; 32]>,
+    serial: u64,
+}
+
+impl AnswerCache {
+    fn get(&mut self, key: &[u8; 32], now: Instant) -> Option<Answer> {
+        let slot = self.entries.get(key)?.slot;
+        if slot.0 <= now {
+            self.remove(key);
+            return None;
+        }
+        self.entries.get(key).map(|cached| cached.answer.clone())
+    }
+
+    fn remove(&mut self, key: &[u8; 32]) {
+        if let Some(old) = self.entries.remove(key) {
+            self.by_expiry.remove(&old.slot);
+        }
+    }
+
+    fn insert(&mut self, key: [u8; 32], answer: Answer, until: Instant, capacity: usize) {
+        self.remove(&key);
+        if capacity == 0 {
+            return;
+        }
+        while self.entries.len() >= capacity {
+            let Some((_, first)) = self.by_expiry.pop_first() else { break };
+            self.entries.remove(&first);
+        }
+        self.serial += 1;
+        let slot = (until, self.serial);
+        self.by_expiry.insert(slot, key);
+        self.entries.insert(key, CachedAnswer { answer, slot });
+    }
+
+    fn purge_expired(&mut self, now: Instant) {
+        while let Some((&slot, _)) = self.by_expiry.first_key_value() {
+            if slot.0 > now {
+                break;
+            }
+            if let Some((_, key)) = self.by_expiry.pop_first() {
+                self.entries.remove(&key);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// The cache key of a token's answer: the verifier, its configuration and
+/// the token, hashed (the token itself is not kept).
+fn answer_key(verifier: &str, config: &IntrospectionConfig, token: &str) -> [u8; 32] {
+    let config = serde_json::to_vec(config).unwrap_or_default();
+    let mut input = Vec::with_capacity(verifier.len() + config.len() + token.len() + 64);
+    for field in [b"quorumkey/introspection-answer/v1".as_slice(), verifier.as_bytes(), &config, token.as_bytes()] {
+        input.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        input.extend_from_slice(field);
+    }
+    quorumkey_crypto::hash::keccak256(&input)
+}
+
+/// Refusals worth remembering: the provider said the token is not good
+/// (not "later", not "too many").
+fn definite_refusal(status: u16) -> bool {
+    (400..500).contains(&status) && status != 408 && status != 429
 }
 
 /// What a passing token yields: the user, and until when a record that the
@@ -73,58 +228,121 @@ impl From<VerifiedToken> for Identity {
     }
 }
 
-/// Token checks with cached keys.
-#[derive(Debug, Clone)]
+/// Token checks with cached keys and answers.
+#[derive(Clone)]
 pub struct TokenVerifier {
     jwks: Arc<JwksCache>,
-    http: reqwest::Client,
+    http: ProviderClient,
+    limits: ProviderLimits,
+    calls: Arc<DefaultKeyedRateLimiter<String>>,
+    answers: Arc<Mutex<AnswerCache>>,
+    introspection_calls: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier").field("limits", &self.limits).finish_non_exhaustive()
+    }
 }
 
 impl TokenVerifier {
-    /// A verifier that gets keys through `jwks`.
-    pub fn new(jwks: Arc<JwksCache>) -> Self {
-        // Building a client without TLS or proxies from the environment
-        // does not fail; if it ever did, the default client is as good.
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
-        Self { jwks, http }
+    /// A verifier that gets keys through `jwks` and calls introspection
+    /// endpoints with `access`'s address rule, within `limits`.
+    pub fn new(
+        jwks: Arc<JwksCache>,
+        access: &ProviderAccess,
+        limits: ProviderLimits,
+    ) -> Result<Self, ProviderClientError> {
+        let rate = NonZeroU32::new(limits.calls_per_second_per_verifier).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(limits.call_burst_per_verifier).unwrap_or(rate);
+        Ok(Self {
+            jwks,
+            http: access.client(INTROSPECTION_TIMEOUT)?,
+            limits,
+            calls: Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))),
+            answers: Arc::new(Mutex::new(AnswerCache::default())),
+            introspection_calls: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        })
     }
 
-    /// Checks an opaque token by calling the configured endpoint with it as
-    /// a bearer credential (5 s timeout, answer at most 64 KiB, no
-    /// redirects), at Unix time `now`.
+    /// Introspection calls this verifier made (for tests and metrics).
+    pub fn introspection_call_count(&self) -> u64 {
+        self.introspection_calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Introspection answers cached now.
+    pub fn cached_answers(&self) -> usize {
+        self.answers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// Forgets expired answers and idle rate-limit entries.
+    pub fn shrink(&self) {
+        self.answers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).purge_expired(Instant::now());
+        self.calls.retain_recent();
+        self.calls.shrink_to_fit();
+    }
+
+    /// A cached answer as the check would give it at Unix time `now`.
+    fn cached(config: &IntrospectionConfig, answer: Answer, now: u64) -> Result<Identity, VerifyError> {
+        match answer {
+            Answer::Refused(status) => Err(VerifyError::Refused(status)),
+            Answer::Accepted(token) if now > token.expires_at => {
+                Err(TokenError::TooOld { iat: token.issued_at, max_age: config.freshness_secs, now }.into())
+            }
+            Answer::Accepted(token) => Ok(Identity {
+                verifier_id: token.verifier_id,
+                issued_at: token.issued_at,
+                expires_at: token.expires_at,
+                identities: vec![token.identity],
+            }),
+        }
+    }
+
+    /// Checks an opaque token of verifier `verifier` by calling the
+    /// configured endpoint with it as a bearer credential (5 s timeout,
+    /// answer at most 64 KiB, no redirects), at Unix time `now`; a recent
+    /// answer about the same token is reused.
     pub async fn verify_introspection(
         &self,
+        verifier: &str,
         config: &IntrospectionConfig,
         token: &str,
         now: u64,
     ) -> Result<Identity, VerifyError> {
         // One spelling per token, and nothing that could break the header.
         check_opaque_token(token)?;
-        let mut response = self
-            .http
-            .get(&config.url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| VerifyError::Introspection(e.without_url().to_string()))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(VerifyError::Refused(status.as_u16()));
+        let key = answer_key(verifier, config, token);
+        let cached = self.answers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key, Instant::now());
+        if let Some(answer) = cached {
+            metrics::counter!(METRIC_PROVIDER_ANSWER_CACHE_HITS).increment(1);
+            return Self::cached(config, answer, now);
         }
-        let mut body = Vec::new();
-        while let Some(chunk) =
-            response.chunk().await.map_err(|e| VerifyError::Introspection(e.without_url().to_string()))?
-        {
-            if body.len() + chunk.len() > MAX_ANSWER_LEN {
-                return Err(TokenError::Oversized { len: body.len() + chunk.len(), max: MAX_ANSWER_LEN }.into());
+        if self.calls.check_key(&verifier.to_owned()).is_err() {
+            metrics::counter!(METRIC_PROVIDER_CALLS_LIMITED).increment(1);
+            return Err(VerifyError::ProviderBusy { per_second: self.limits.calls_per_second_per_verifier });
+        }
+        self.introspection_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let remember = |answer: Answer, ttl: Duration| {
+            self.answers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(
+                key,
+                answer,
+                Instant::now() + ttl,
+                self.limits.answer_cache_entries,
+            );
+        };
+        let body = match self.http.get(&config.url, Some(token), MAX_ANSWER_LEN).await {
+            Ok(body) => body,
+            Err(ProviderError::Status(status)) => {
+                if definite_refusal(status) {
+                    remember(Answer::Refused(status), self.limits.answer_ttl);
+                }
+                return Err(VerifyError::Refused(status));
             }
-            body.extend_from_slice(&chunk);
-        }
+            Err(error) => return Err(VerifyError::Introspection(error)),
+        };
         let checked = check_introspection(config, &body, now)?;
+        let until_expiry = Duration::from_secs(checked.expires_at.saturating_sub(now));
+        remember(Answer::Accepted(checked.clone()), self.limits.answer_ttl.min(until_expiry));
         Ok(Identity {
             verifier_id: checked.verifier_id,
             issued_at: checked.issued_at,
@@ -133,10 +351,12 @@ impl TokenVerifier {
         })
     }
 
-    /// Checks an aggregate login: `tokens[i]` for sub-verifier
-    /// `sub_verifier_ids[i]`; all must pass and name `claimed`.
+    /// Checks an aggregate login of verifier `verifier`: `tokens[i]` for
+    /// sub-verifier `sub_verifier_ids[i]`; all must pass and name
+    /// `claimed`.
     pub async fn verify_aggregate(
         &self,
+        verifier: &str,
         config: &AggregateConfig,
         claimed: &str,
         sub_verifier_ids: &[String],
@@ -156,7 +376,7 @@ impl TokenVerifier {
                     self.verify_jwt(jwt, token, now).await.map(Identity::from).map_err(wrap)?
                 }
                 Some(SubVerifierConfig::Introspection(introspection)) => {
-                    self.verify_introspection(introspection, token, now).await.map_err(wrap)?
+                    self.verify_introspection(verifier, introspection, token, now).await.map_err(wrap)?
                 }
                 None => return Err(AggregateError::UnknownSubVerifier(name.clone()).into()),
             };

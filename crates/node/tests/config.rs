@@ -5,8 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 
 use commonware_cryptography::Signer as _;
 use quorumkey_node::config::{
-    ConfigError, InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, NetworkFile, NetworkPolicyFile, NodeConfig, RpcSettings,
-    init_network,
+    ConfigError, InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, NetworkFile, NetworkPolicyFile, NodeConfig,
+    ProviderSettings, RpcSettings, init_network,
 };
 use quorumkey_node::identity::{CONSENSUS_KEY_FILE, KeyFileError, NodeIdentity, SECP256K1_KEY_FILE};
 
@@ -19,6 +19,7 @@ fn options(nodes: u16) -> InitOptions {
         dkg: Default::default(),
         policy: Default::default(),
         rpc: RpcSettings { allow_unsigned_key_assign: true, ..Default::default() },
+        providers: Default::default(),
     }
 }
 
@@ -137,4 +138,43 @@ fn a_bad_network_file_says_what_is_wrong() {
     assert!(error.contains("secp256k1_key"), "{error}");
     std::fs::write(&path, "nodes = 3").unwrap();
     assert!(matches!(NetworkFile::load(&path), Err(ConfigError::Parse { .. })));
+}
+
+#[test]
+fn providers_are_reached_at_public_addresses_unless_the_node_says_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("net");
+    init_network(&out, &options(1)).unwrap();
+    let path = out.join("node-1").join(NODE_CONFIG_FILE);
+    // `network init` writes production nodes: no [providers] section, so
+    // the defaults, which allow public addresses only.
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(!written.contains("[providers]"), "{written}");
+    let config = NodeConfig::load(&path).unwrap();
+    assert_eq!(config.providers, ProviderSettings::default());
+    assert!(!config.providers.allow_private_addresses);
+    assert!(!config.providers.access().allows_non_public());
+    let limits = config.providers.limits();
+    assert_eq!((limits.calls_per_second_per_verifier, limits.answer_ttl.as_secs()), (20, 60));
+    let jwks = config.providers.jwks_policy();
+    assert_eq!((jwks.max_age.as_secs(), jwks.max_stale.as_secs()), (600, 3600));
+
+    // The development setting, as a devnet writes it.
+    std::fs::write(&path, format!("{written}\n[providers]\nallow_private_addresses = true\n")).unwrap();
+    let config = NodeConfig::load(&path).unwrap();
+    assert!(config.providers.access().allows_non_public());
+    assert_eq!(config.providers, ProviderSettings::development());
+
+    // Bad values are refused, naming the setting.
+    for (setting, message) in [
+        ("calls_per_second_per_verifier = 0", "providers.calls_per_second_per_verifier must be at least 1"),
+        ("jwks_max_stale_secs = 10", "providers.jwks_max_stale_secs must be at least providers.jwks_max_age_secs"),
+        ("answer_cache_secs = 86400", "providers.answer_cache_secs must be at most 3600"),
+        ("answer_cache_entries = 4000000000", "providers.answer_cache_entries must be at most"),
+        ("allow_loopback = true", "unknown field"),
+    ] {
+        std::fs::write(&path, format!("{written}\n[providers]\n{setting}\n")).unwrap();
+        let error = NodeConfig::load(&path).unwrap_err().to_string();
+        assert!(error.contains(message), "{setting}: {error}");
+    }
 }

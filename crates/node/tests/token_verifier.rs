@@ -12,7 +12,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use quorumkey_node::dev_issuer::{DEV_AUDIENCE, DevIssuer, MintRequest, router};
 use quorumkey_node::jwks_cache::{JwksCache, JwksCachePolicy, JwksFetchError};
-use quorumkey_node::token_verifier::{TokenVerifier, VerifyError};
+use quorumkey_node::provider_http::ProviderAccess;
+use quorumkey_node::token_verifier::{ProviderLimits, TokenVerifier, VerifyError};
 use quorumkey_verifier::{JwtConfig, TokenError, VerifierConfig};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -54,9 +55,17 @@ fn mint(issuer: &DevIssuer, email: &str) -> String {
 fn policy(refetch_ms: u64, max_age_ms: u64) -> JwksCachePolicy {
     JwksCachePolicy {
         max_age: Duration::from_millis(max_age_ms),
+        max_stale: Duration::from_secs(3600),
         min_refetch_interval: Duration::from_millis(refetch_ms),
         fetch_timeout: Duration::from_millis(500),
     }
+}
+
+/// A token verifier of a development node (providers on 127.0.0.1 are
+/// allowed), with `policy` for keys and the default provider limits.
+fn dev_verifier(policy: JwksCachePolicy) -> TokenVerifier {
+    let access = ProviderAccess::development();
+    TokenVerifier::new(Arc::new(JwksCache::new(policy, &access).unwrap()), &access, ProviderLimits::default()).unwrap()
 }
 
 /// The token with its header's kid replaced (signature left as it was).
@@ -71,7 +80,7 @@ fn with_kid(token: &str, kid: &str) -> String {
 async fn keys_are_fetched_once_and_a_rotation_is_picked_up_by_one_refetch() {
     let served = serve(1).await;
     let config = jwt_config(&served.issuer);
-    let verifier = TokenVerifier::new(Arc::new(JwksCache::new(policy(200, 60_000)).unwrap()));
+    let verifier = dev_verifier(policy(200, 60_000));
 
     let token = mint(&served.issuer, "Alice@Example.com");
     let verified = verifier.verify_jwt(&config, &token, now()).await.unwrap();
@@ -120,7 +129,7 @@ async fn keys_are_fetched_once_and_a_rotation_is_picked_up_by_one_refetch() {
 async fn cached_keys_keep_working_while_the_provider_is_down() {
     let served = serve(2).await;
     let config = jwt_config(&served.issuer);
-    let verifier = TokenVerifier::new(Arc::new(JwksCache::new(policy(1000, 200)).unwrap()));
+    let verifier = dev_verifier(policy(1000, 200));
     let token = mint(&served.issuer, "dave@example.com");
     verifier.verify_jwt(&config, &token, now()).await.unwrap();
 
@@ -143,7 +152,7 @@ async fn no_cached_keys_and_the_provider_down_is_a_clear_error() {
     let token = mint(&served.issuer, "erin@example.com");
     served.server.abort();
     let _ = served.server.await;
-    let verifier = TokenVerifier::new(Arc::new(JwksCache::new(policy(60_000, 60_000)).unwrap()));
+    let verifier = dev_verifier(policy(60_000, 60_000));
     let error = verifier.verify_jwt(&config, &token, now()).await.unwrap_err();
     assert!(matches!(error, VerifyError::Keys(JwksFetchError::Unavailable(_))), "{error:?}");
     assert!(error.to_string().contains("unreachable and no keys are cached"), "{error}");
@@ -169,7 +178,7 @@ async fn a_hanging_provider_is_cut_off_by_the_timeout() {
     });
     let issuer = DevIssuer::new(format!("http://{address}"), ChaCha20Rng::seed_from_u64(4)).unwrap();
     let config = jwt_config(&issuer);
-    let verifier = TokenVerifier::new(Arc::new(JwksCache::new(policy(60_000, 60_000)).unwrap()));
+    let verifier = dev_verifier(policy(60_000, 60_000));
     let started = Instant::now();
     let error = verifier.verify_jwt(&config, &mint(&issuer, "frank@example.com"), now()).await.unwrap_err();
     assert!(matches!(error, VerifyError::Keys(_)), "{error:?}");
@@ -197,7 +206,7 @@ async fn the_issuer_serves_discovery_jwks_and_minting_over_http() {
         .await
         .unwrap();
     let token = minted["id_token"].as_str().unwrap();
-    let verifier = TokenVerifier::new(Arc::new(JwksCache::new(JwksCachePolicy::default()).unwrap()));
+    let verifier = dev_verifier(JwksCachePolicy::default());
     let config = jwt_config(&served.issuer);
     assert_eq!(verifier.verify_jwt(&config, token, now()).await.unwrap().verifier_id, "gina@example.com");
     // Bad requests get a clear 400.
@@ -271,20 +280,23 @@ async fn introspection_and_aggregate_logins() {
     use quorumkey_verifier::{AggregateConfig, AggregateError};
     let (url, introspection_server) = serve_introspection().await;
     let served = serve(6).await;
-    let verifier = TokenVerifier::new(Arc::new(JwksCache::new(JwksCachePolicy::default()).unwrap()));
+    let verifier = dev_verifier(JwksCachePolicy::default());
     let config = introspection_config(&url);
 
-    let identity = verifier.verify_introspection(&config, "alice-token", now()).await.unwrap();
+    let identity = verifier.verify_introspection("chat-app", &config, "alice-token", now()).await.unwrap();
     assert_eq!(identity.verifier_id, "alice@example.com");
-    assert_eq!(verifier.verify_introspection(&config, "wrong", now()).await, Err(VerifyError::Refused(401)));
+    assert_eq!(
+        verifier.verify_introspection("chat-app", &config, "wrong", now()).await,
+        Err(VerifyError::Refused(401))
+    );
     assert!(matches!(
-        verifier.verify_introspection(&config, "stale-token", now()).await,
+        verifier.verify_introspection("chat-app", &config, "stale-token", now()).await,
         Err(VerifyError::Token(TokenError::TooOld { .. }))
     ));
-    assert!(verifier.verify_introspection(&config, "a\r\nHost: evil", now()).await.is_err());
+    assert!(verifier.verify_introspection("chat-app", &config, "a\r\nHost: evil", now()).await.is_err());
     let down = introspection_config("http://127.0.0.1:1/me");
     assert!(matches!(
-        verifier.verify_introspection(&down, "alice-token", now()).await,
+        verifier.verify_introspection("chat-app", &down, "alice-token", now()).await,
         Err(VerifyError::Introspection(_))
     ));
 
@@ -301,20 +313,22 @@ async fn introspection_and_aggregate_logins() {
     let alice = mint(&served.issuer, "alice@example.com");
     let bob = mint(&served.issuer, "bob@example.com");
     let tokens = vec![alice.clone(), "alice-token".to_owned()];
-    let identity = verifier.verify_aggregate(&aggregate, "alice@example.com", &ids, &tokens, now()).await.unwrap();
+    let identity =
+        verifier.verify_aggregate("chat-app", &aggregate, "alice@example.com", &ids, &tokens, now()).await.unwrap();
     assert_eq!(identity.verifier_id, "alice@example.com");
     // Another user's JWT: the sub-verifiers disagree.
     let tokens = vec![bob, "alice-token".to_owned()];
     assert!(matches!(
-        verifier.verify_aggregate(&aggregate, "alice@example.com", &ids, &tokens, now()).await,
+        verifier.verify_aggregate("chat-app", &aggregate, "alice@example.com", &ids, &tokens, now()).await,
         Err(VerifyError::Aggregate(AggregateError::Disagree { .. }))
     ));
     // A failing sub-token is named; a missing one is refused before any call.
     let tokens = vec![alice.clone(), "wrong".to_owned()];
-    let error = verifier.verify_aggregate(&aggregate, "alice@example.com", &ids, &tokens, now()).await.unwrap_err();
+    let error =
+        verifier.verify_aggregate("chat-app", &aggregate, "alice@example.com", &ids, &tokens, now()).await.unwrap_err();
     assert!(error.to_string().starts_with("sub-verifier chat:"), "{error}");
     assert!(matches!(
-        verifier.verify_aggregate(&aggregate, "alice@example.com", &ids[..1], &[alice], now()).await,
+        verifier.verify_aggregate("chat-app", &aggregate, "alice@example.com", &ids[..1], &[alice], now()).await,
         Err(VerifyError::Aggregate(AggregateError::Missing(_)))
     ));
     introspection_server.abort();
@@ -349,7 +363,7 @@ async fn tokens_never_reach_the_logs() {
     let served = serve(7).await;
     let config = jwt_config(&served.issuer);
     let good = mint(&served.issuer, "secret-user@example.com");
-    let verifier = TokenVerifier::new(Arc::new(JwksCache::new(policy(0, 0)).unwrap()));
+    let verifier = dev_verifier(policy(0, 0));
     verifier.verify_jwt(&config, &good, now()).await.unwrap();
     // Failures of every kind, with the provider up and then down.
     let forged = with_kid(&good, "unknown");
@@ -357,8 +371,9 @@ async fn tokens_never_reach_the_logs() {
     served.server.abort();
     let _ = served.server.await;
     let _ = verifier.verify_jwt(&config, &good, now()).await;
-    let _ = verifier.verify_introspection(&introspection_config("http://127.0.0.1:1/me"), &good, now()).await;
-    let fresh = TokenVerifier::new(Arc::new(JwksCache::new(policy(0, 0)).unwrap()));
+    let _ =
+        verifier.verify_introspection("chat-app", &introspection_config("http://127.0.0.1:1/me"), &good, now()).await;
+    let fresh = dev_verifier(policy(0, 0));
     let _ = fresh.verify_jwt(&config, &good, now()).await;
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
@@ -412,7 +427,7 @@ async fn the_authorization_code_flow_signs_a_user_in() {
         VerifierConfig::Jwt(config) => config,
         other => panic!("{other:?}"),
     };
-    let verifier = TokenVerifier::new(Arc::new(JwksCache::new(JwksCachePolicy::default()).unwrap()));
+    let verifier = dev_verifier(JwksCachePolicy::default());
     assert_eq!(verifier.verify_jwt(&config, id_token, now()).await.unwrap().verifier_id, "walt@example.com");
     let payload = id_token.split('.').nth(1).unwrap();
     let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();

@@ -12,7 +12,7 @@ use quorumkey_crypto::group::{public_key_from_hex, public_key_from_xy_hex, publi
 use quorumkey_crypto::hash::token_commitment_hex;
 use quorumkey_node::api::VerifierInfo;
 use quorumkey_node::api_client::NodeApiClient;
-use quorumkey_node::config::{InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, init_network};
+use quorumkey_node::config::{InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, ProviderSettings, init_network};
 use quorumkey_node::dev_issuer::{MintRequest, request_token, run_standalone};
 use quorumkey_node::devnet::{Devnet, DevnetOptions, NETWORK_JSON, NetworkJson};
 use quorumkey_node::identity::{load_owner_key, owner_public_bytes, save_owner_key};
@@ -68,7 +68,8 @@ enum Command {
     /// own). FOR DEVELOPMENT ONLY: it signs a token for any email asked.
     /// Serves discovery, JWKS (ES256), POST /dev/token and POST /dev/rotate.
     DevIssuer {
-        /// Address to listen on.
+        /// Address to listen on: a loopback address unless
+        /// --allow-public-bind.
         #[arg(long, default_value = "127.0.0.1:8550")]
         listen: std::net::SocketAddr,
         /// The `iss` of its tokens (default: http://LISTEN).
@@ -80,6 +81,11 @@ enum Command {
         /// makes one).
         #[arg(long)]
         signer_key: Option<PathBuf>,
+        /// Listen on a non-loopback address (e.g. 0.0.0.0) anyway. Without
+        /// it, such an address is refused: anyone who reaches the issuer
+        /// can sign in as anyone at verifiers that trust it.
+        #[arg(long)]
+        allow_public_bind: bool,
     },
     /// Get an ID token for an email from a development issuer (the
     /// devnet's, found in its network.json, or --issuer). Prints the token
@@ -430,6 +436,7 @@ fn network_init(nodes: u16, out: &Path, flags: InitFlags) -> Result<(), String> 
             allow_unsigned_key_assign: flags.allow_unsigned_key_assign,
             ..Default::default()
         },
+        providers: Default::default(),
     };
     let network = init_network(out, &options).map_err(|e| e.to_string())?;
     let genesis = network.genesis()?;
@@ -534,12 +541,14 @@ fn run(cli: Cli) -> Result<(), String> {
                 dkg: Default::default(),
                 rpc: Default::default(),
                 policy: Default::default(),
+                providers: ProviderSettings::development(),
             };
             block_on(devnet(options))?;
         }
-        Command::DevIssuer { listen, issuer_url, signer_key } => {
+        Command::DevIssuer { listen, issuer_url, signer_key, allow_public_bind } => {
+            quorumkey_node::dev_issuer::check_bind(listen, allow_public_bind)?;
             let signer = signer_key.map(|path| load_owner_key(&path)).transpose().map_err(|e| e.to_string())?;
-            block_on(run_standalone(listen, issuer_url, signer))?;
+            block_on(run_standalone(listen, issuer_url, signer, allow_public_bind))?;
         }
         Command::Demo { nodes, keep, email } => {
             block_on(demo::run(demo::DemoOptions { nodes, keep, email }))?;

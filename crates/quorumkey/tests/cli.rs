@@ -163,6 +163,32 @@ fn dev_issuer_runs_alone_and_dev_token_asks_it() {
     assert!(err.contains("start a devnet or pass --issuer"), "{err}");
 }
 
+#[test]
+fn dev_issuer_refuses_a_public_address_without_the_flag() {
+    // Every address other machines may reach: refused at once, saying why
+    // and how to override.
+    for listen in ["0.0.0.0:0", "[::]:0", "192.0.2.1:8550"] {
+        let (ok, _, err) = run(&["dev-issuer", "--listen", listen], None);
+        assert!(!ok, "{listen} was accepted");
+        assert!(err.contains(&format!("refusing to listen on {listen}")), "{listen}: {err}");
+        assert!(err.contains("--allow-public-bind") && err.contains("loopback"), "{listen}: {err}");
+    }
+    let (ok, help, _) = run(&["dev-issuer", "--help"], None);
+    assert!(ok && help.contains("--allow-public-bind"), "{help}");
+    // With the flag, it serves on 0.0.0.0 (and says what it is).
+    let mut issuer = quorumkey()
+        .args(["dev-issuer", "--listen", "0.0.0.0:0", "--allow-public-bind"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(issuer.stdout.take().unwrap()), &mut first).unwrap();
+    assert!(first.starts_with("development issuer http://0.0.0.0:"), "{first}");
+    issuer.kill().unwrap();
+    let _ = issuer.wait();
+}
+
 /// The README's first command, end to end: a local network, the key pool,
 /// a sign-in, the full login, a verified signature, a clean stop.
 #[test]

@@ -17,7 +17,8 @@ use quorumkey_crypto::random::os_rng;
 use quorumkey_node::api_client::NodeApiClient;
 use quorumkey_node::devnet::{Devnet, NETWORK_JSON};
 use quorumkey_node::jwks_cache::{JwksCache, JwksCachePolicy};
-use quorumkey_node::token_verifier::TokenVerifier;
+use quorumkey_node::provider_http::ProviderAccess;
+use quorumkey_node::token_verifier::{ProviderLimits, TokenVerifier};
 use quorumkey_verifier::VerifierConfig;
 use support::{DevnetSigners, devnet_options, small_dkg, start_devnet};
 
@@ -138,7 +139,13 @@ fn five_processes_finalize_survive_kill_and_catch_up() {
         let VerifierConfig::Jwt(config) = VerifierConfig::parse(registered.config.as_bytes()).unwrap() else {
             panic!("the dev verifier is a JWT verifier");
         };
-        let checker = TokenVerifier::new(Arc::new(JwksCache::new(JwksCachePolicy::default()).unwrap()));
+        let access = ProviderAccess::development();
+        let checker = TokenVerifier::new(
+            Arc::new(JwksCache::new(JwksCachePolicy::default(), &access).unwrap()),
+            &access,
+            ProviderLimits::default(),
+        )
+        .unwrap();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         assert_eq!(checker.verify_jwt(&config, &token, now).await.unwrap().verifier_id, "zoe@example.com");
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::address::AddressScope;
 use crate::error::ConfigError;
 use crate::jwks::KeySet;
 
@@ -191,24 +192,105 @@ fn field(name: &'static str, value: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// An `https://` URL, or `http://` to a loopback host (development).
+/// Longest host name (RFC 1035).
+const MAX_HOST_NAME_LEN: usize = 253;
+/// Longest label of a host name (RFC 1035).
+const MAX_LABEL_LEN: usize = 63;
+
+/// A provider's URL, as every node will fetch it: parsed as the nodes'
+/// HTTP client parses it (WHATWG, the `url` crate), then
+/// - printable ASCII only, no backslash (no spelling that parsers read
+///   differently);
+/// - no user name or password: in `http://localhost:1@169.254.169.254/`
+///   the host is 169.254.169.254;
+/// - `https`, or `http` only to a loopback IP literal (127.0.0.0/8, [::1]),
+///   for development;
+/// - the host is a DNS name (at least two labels of letters, digits and
+///   inner hyphens, no trailing dot, not `localhost`) or an IP literal
+///   that is public or loopback ([`crate::address::address_scope`]): no
+///   private, link-local (cloud metadata), shared, documentation,
+///   multicast or reserved address, in any of its spellings (`0x7f.1`,
+///   `[::ffff:10.0.0.1]`);
+/// - a port other than 0, if any.
+///
+/// A DNS name may still resolve to a private address: nodes check every
+/// address they connect to (`docs/verifiers.md`).
 pub fn check_url(name: &'static str, url: &str) -> Result<(), ConfigError> {
     field(name, url)?;
-    let invalid = |reason: &str| ConfigError::Invalid { field: name, reason: reason.to_owned() };
-    let rest = if let Some(rest) = url.strip_prefix("https://") {
-        rest
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let host = host.rsplit_once(':').map_or(host, |(host, _port)| host);
-        if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
-            return Err(invalid("must use https (http only to 127.0.0.1, [::1] or localhost)"));
-        }
-        rest
-    } else {
-        return Err(invalid("must be an https:// URL"));
+    let invalid = |reason: String| ConfigError::Invalid { field: name, reason };
+    if !url.bytes().all(|byte| byte.is_ascii_graphic() && byte != b'\\') {
+        return Err(invalid("must be printable ASCII without blanks or backslashes".to_owned()));
+    }
+    // Any `@` before the path is user info, even an empty one that the
+    // parser drops (`https://:@host/`): refused as written, so that no
+    // parser can read another host out of it.
+    let authority = url.split_once("://").map_or("", |(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    if authority.contains('@') {
+        return Err(invalid("must not carry a user name or password (user@host)".to_owned()));
+    }
+    let parsed = url::Url::parse(url).map_err(|e| invalid(format!("is not a URL ({e})")))?;
+    let https = match parsed.scheme() {
+        "https" => true,
+        "http" => false,
+        _ => return Err(invalid("must be an https:// URL".to_owned())),
     };
-    if rest.is_empty() || rest.starts_with('/') || url.chars().any(char::is_whitespace) {
-        return Err(invalid("has no host or contains whitespace"));
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid("must not carry a user name or password (user@host)".to_owned()));
+    }
+    if parsed.port() == Some(0) {
+        return Err(invalid("must not name port 0".to_owned()));
+    }
+    let address = match parsed.host() {
+        None => return Err(invalid("has no host".to_owned())),
+        Some(url::Host::Domain(host)) => {
+            check_host_name(host).map_err(|reason| invalid(format!("host {reason}")))?;
+            None
+        }
+        Some(url::Host::Ipv4(address)) => Some(std::net::IpAddr::V4(address)),
+        Some(url::Host::Ipv6(address)) => Some(std::net::IpAddr::V6(address)),
+    };
+    let scope = address.map(crate::address::address_scope);
+    match scope {
+        Some(AddressScope::NonPublic(range)) => {
+            Err(invalid(format!("host is {range}, which no node connects to (providers are at public addresses)")))
+        }
+        Some(AddressScope::Loopback) => Ok(()),
+        _ if https => Ok(()),
+        _ => Err(invalid("must use https (http only to a loopback IP literal: 127.0.0.1 or [::1])".to_owned())),
+    }
+}
+
+/// A DNS host name as the URL parser leaves it (lowercase, IDNA to
+/// ASCII): at least two labels of letters, digits and inner hyphens, 1 to
+/// 63 bytes each, at most 253 in all, no trailing dot, not `localhost`.
+fn check_host_name(host: &str) -> Result<(), &'static str> {
+    if host.len() > MAX_HOST_NAME_LEN {
+        return Err("is longer than 253 bytes");
+    }
+    if host == "localhost" || host.ends_with(".localhost") {
+        return Err("is a localhost name; for development use http://127.0.0.1 or http://[::1]");
+    }
+    if host.ends_with('.') {
+        return Err("ends with a dot (write the name without it)");
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    if labels.len() < 2 {
+        return Err("is not a fully qualified DNS name (it needs a dot, as in issuer.example.com)");
+    }
+    for label in &labels {
+        let bytes = label.as_bytes();
+        if bytes.is_empty() || bytes.len() > MAX_LABEL_LEN {
+            return Err("has an empty label or one longer than 63 bytes");
+        }
+        if !bytes.iter().all(|byte| byte.is_ascii_alphanumeric() || *byte == b'-')
+            || bytes.first() == Some(&b'-')
+            || bytes.last() == Some(&b'-')
+        {
+            return Err("is not a DNS name (letters, digits and inner hyphens between dots)");
+        }
+    }
+    if labels.last().is_some_and(|top| top.bytes().all(|byte| byte.is_ascii_digit())) {
+        return Err("is not a DNS name (its last label is a number)");
     }
     Ok(())
 }
@@ -311,5 +393,118 @@ impl AggregateConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn provider_urls_are_checked_as_nodes_parse_them() {
+        let accepted = [
+            "https://issuer.example/jwks",
+            "https://accounts.google.com/.well-known/openid-configuration",
+            "https://issuer.example:8443/jwks?x=1",
+            "https://8.8.8.8/jwks",
+            "https://[2606:4700::1111]/jwks",
+            "http://127.0.0.1:8080/jwks",
+            "http://[::1]:8080/jwks",
+            "https://127.0.0.1/jwks",
+        ];
+        for url in accepted {
+            check_url("url", url).unwrap_or_else(|e| unreachable!("{url}: {e}"));
+        }
+        let refused = [
+            // User info: the host is the part after `@`.
+            ("http://localhost:1@10.0.0.1/", "user name or password"),
+            ("https://issuer.example@10.0.0.1/", "user name or password"),
+            ("https://user:pass@issuer.example/", "user name or password"),
+            ("http://127.0.0.1:80@169.254.169.254/", "user name or password"),
+            // Private, link-local and other non-public IP literals, in any spelling.
+            ("https://10.0.0.1/jwks", "private address"),
+            ("https://192.168.1.1/jwks", "private address"),
+            ("https://172.16.0.1/jwks", "private address"),
+            ("https://169.254.169.254/latest/meta-data", "link-local"),
+            ("https://[fd00::1]/jwks", "unique-local"),
+            ("https://[fe80::1]/jwks", "link-local"),
+            ("https://[::ffff:10.0.0.1]/jwks", "private address"),
+            ("https://[::ffff:169.254.169.254]/", "link-local"),
+            ("https://[64:ff9b::192.168.0.1]/", "private address"),
+            ("https://0x0a.1/jwks", "private address"),
+            ("https://167772161/jwks", "private address"),
+            ("https://012.0.0.1/jwks", "private address"),
+            ("https://%31%30.0.0.1/jwks", "private address"),
+            ("https://0.0.0.0/jwks", "unspecified"),
+            ("https://[::]/jwks", "unspecified"),
+            ("https://100.64.0.1/", "carrier-grade NAT"),
+            ("https://224.0.0.1/", "multicast"),
+            ("https://255.255.255.255/", "reserved"),
+            // Plain http to anything but a loopback literal.
+            ("http://issuer.example/jwks", "must use https"),
+            ("http://8.8.8.8/jwks", "must use https"),
+            // Names that are not (public) DNS names.
+            ("http://localhost:8080/jwks", "localhost"),
+            ("https://localhost/jwks", "localhost"),
+            ("https://a.localhost/jwks", "localhost"),
+            ("https://intranet/jwks", "fully qualified"),
+            ("https://issuer.example./jwks", "ends with a dot"),
+            ("https://issuer_x.example/jwks", "not a DNS name"),
+            ("https://-x.example/jwks", "not a DNS name"),
+            // Other schemes, no host, blanks, backslashes, port 0.
+            ("ftp://issuer.example/jwks", "https://"),
+            ("file:///etc/passwd", "https://"),
+            ("https:///jwks", "fully qualified"),
+            ("https://:@issuer.example/jwks", "user name or password"),
+            ("https://@issuer.example/jwks", "user name or password"),
+            ("https://issuer.example/a b", "printable ASCII"),
+            ("https://issuer.example\\@10.0.0.1/", "printable ASCII"),
+            ("https://issuer.example:0/jwks", "port 0"),
+            ("", "is empty"),
+        ];
+        for (url, reason) in refused {
+            match check_url("url", url) {
+                Ok(()) => unreachable!("{url} was accepted"),
+                Err(error) => assert!(error.to_string().contains(reason), "{url}: {error}"),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        /// An IPv4 literal is judged the same in every spelling the URL
+        /// parser reads as that address (dotted, one integer, hex, as an
+        /// IPv4-mapped IPv6 literal), and accepted only if public or
+        /// loopback.
+        #[test]
+        fn every_spelling_of_an_ipv4_literal_is_judged_alike(bits in any::<u32>()) {
+            let address = std::net::Ipv4Addr::from(bits);
+            let scope = crate::address::address_scope(std::net::IpAddr::V4(address));
+            let expected = !matches!(scope, AddressScope::NonPublic(_));
+            let [a, b, c, d] = address.octets();
+            for url in [
+                format!("https://{address}/jwks"),
+                format!("https://{bits}/jwks"),
+                format!("https://0x{bits:x}/jwks"),
+                format!("https://0x{a:x}.0x{b:x}.0x{c:x}.0x{d:x}/jwks"),
+                format!("https://[::ffff:{address}]/jwks"),
+            ] {
+                prop_assert_eq!(check_url("url", &url).is_ok(), expected, "{}", url);
+            }
+        }
+
+        /// A URL with user info is refused whatever the user info and the
+        /// host.
+        #[test]
+        fn user_info_is_always_refused(user in "[a-zA-Z0-9.:_~-]{1,20}", host in prop_oneof![
+            Just("issuer.example".to_owned()), Just("127.0.0.1".to_owned()), Just("8.8.8.8".to_owned()),
+            Just("10.0.0.1".to_owned()), Just("[::1]".to_owned())]) {
+            for scheme in ["http", "https"] {
+                let url = format!("{scheme}://{user}@{host}/jwks");
+                prop_assert!(check_url("url", &url).is_err(), "{}", url);
+            }
+        }
     }
 }

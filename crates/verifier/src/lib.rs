@@ -7,6 +7,7 @@
 //! spelling of a token that is accepted with its identity ([`canonical`]). No I/O: the node fetches
 //! keys and answers of introspection endpoints, and reads the clock.
 
+pub mod address;
 pub mod aggregate;
 pub mod canonical;
 pub mod config;
