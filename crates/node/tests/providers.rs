@@ -325,7 +325,9 @@ async fn user_info_and_redirects_are_refused_even_on_a_development_node() {
 
 #[tokio::test]
 async fn errors_name_the_failure_and_never_quote_the_provider() {
-    let served = serve_provider(6, "").await;
+    // Its redirect's target carries the marker too (an HTTP client's error
+    // text names the URL it failed on).
+    let served = serve_provider(6, &format!("http://127.0.0.1:1/{MARKER}")).await;
     let token = mint(&served.issuer);
     let development = development();
     for (path, expected) in [
@@ -334,6 +336,7 @@ async fn errors_name_the_failure_and_never_quote_the_provider() {
         ("/no-keys", "no \"keys\" array"),
         ("/huge", "larger than 65536 bytes"),
         ("/missing", "HTTP 404"),
+        ("/redirect", "redirect (HTTP 302)"),
     ] {
         let error =
             development.verify_jwt(&jwt_config(&served.issuer, &served.url(path)), &token, now()).await.unwrap_err();
@@ -347,6 +350,7 @@ async fn errors_name_the_failure_and_never_quote_the_provider() {
         ("/huge", "user-1", "larger than 65536 bytes"),
         ("/me", "nobody", "HTTP 401"),
         ("/me-odd", "user-1", "/id is invalid"),
+        ("/redirect", "user-1", "redirect (HTTP 302)"),
     ] {
         let error = development
             .verify_introspection("chat", &introspection(&served.url(path)), token, now())

@@ -454,5 +454,20 @@ async fn the_authorization_code_flow_signs_a_user_in() {
         .await
         .unwrap();
     assert_eq!(open.status(), 400);
+    // An application in development at localhost is fine; user info (the
+    // browser would go to the host after `@`) is not.
+    for (redirect, status) in [
+        ("http://localhost:3000/cb", 200),
+        ("http://localhost:1@evil.example/cb", 400),
+        ("https://app.example/cb", 200),
+    ] {
+        let answer = client
+            .get(format!("{base}/authorize"))
+            .query(&[("client_id", "my-app"), ("redirect_uri", redirect)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "{redirect}");
+    }
     served.server.abort();
 }

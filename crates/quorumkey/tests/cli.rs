@@ -168,7 +168,24 @@ fn dev_issuer_refuses_a_public_address_without_the_flag() {
     // Every address other machines may reach: refused at once, saying why
     // and how to override.
     for listen in ["0.0.0.0:0", "[::]:0", "192.0.2.1:8550"] {
-        let (ok, _, err) = run(&["dev-issuer", "--listen", listen], None);
+        // An issuer that starts never exits: give it 10 s, then stop it.
+        let mut child = quorumkey()
+            .args(["dev-issuer", "--listen", listen])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                let _ = child.wait();
+                panic!("the development issuer started on {listen} without --allow-public-bind");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let output = child.wait_with_output().unwrap();
+        let (ok, err) = (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned());
         assert!(!ok, "{listen} was accepted");
         assert!(err.contains(&format!("refusing to listen on {listen}")), "{listen}: {err}");
         assert!(err.contains("--allow-public-bind") && err.contains("loopback"), "{listen}: {err}");
