@@ -4,7 +4,11 @@
 
 use quorumkey_ledger::testkit::{TEST_VERIFIER, TestNetwork, id, name};
 use quorumkey_ledger::{Assignment, LedgerError, LedgerView, MemoryState};
-use quorumkey_store::{Applied, NodeStore, StoreError};
+use quorumkey_store::{Applied, Kek, NodeStore, StoreError};
+
+fn kek() -> Kek {
+    Kek::from_bytes(&[0x42; 32])
+}
 
 fn blocks(net: &TestNetwork) -> Vec<Vec<Vec<u8>>> {
     vec![
@@ -23,7 +27,7 @@ fn blocks_apply_once_and_survive_reopening() {
     let mut memory = MemoryState::default();
     memory.commit(&net.ledger.genesis_outcome(&memory).unwrap().writes);
     {
-        let store = NodeStore::open(&path, &net.ledger).unwrap();
+        let store = NodeStore::open(&path, &net.ledger, &kek()).unwrap();
         assert_eq!(net.ledger.height(&store.snapshot().unwrap()).unwrap(), Some(0));
         assert!(store.state_root(0).unwrap().is_some());
         for (height, transactions) in (1u64..).zip(blocks(&net)) {
@@ -50,7 +54,7 @@ fn blocks_apply_once_and_survive_reopening() {
         ));
     }
 
-    let store = NodeStore::open(&path, &net.ledger).unwrap();
+    let store = NodeStore::open(&path, &net.ledger, &kek()).unwrap();
     let snapshot = store.snapshot().unwrap();
     assert_eq!(net.ledger.height(&snapshot).unwrap(), Some(3));
     assert_eq!(net.ledger.committed_root(&snapshot).unwrap(), net.ledger.committed_root(&memory).unwrap());
@@ -70,15 +74,15 @@ fn blocks_apply_once_and_survive_reopening() {
 fn a_database_of_another_network_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node.redb");
-    drop(NodeStore::open(&path, &TestNetwork::new(4, 1).ledger).unwrap());
+    drop(NodeStore::open(&path, &TestNetwork::new(4, 1).ledger, &kek()).unwrap());
     let other = TestNetwork::new(4, 2);
-    assert!(matches!(NodeStore::open(&path, &other.ledger), Err(StoreError::WrongNetwork)));
+    assert!(matches!(NodeStore::open(&path, &other.ledger, &kek()), Err(StoreError::WrongNetwork)));
 }
 
 #[test]
 fn an_unopenable_path_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let error = NodeStore::open(&dir.path().join("missing/dir/node.redb"), &TestNetwork::new(4, 1).ledger).unwrap_err();
+    let error = NodeStore::open(&dir.path().join("missing/dir/node.redb"), &TestNetwork::new(4, 1).ledger, &kek()).unwrap_err();
     assert!(error.to_string().contains("cannot open the node database"), "{error}");
 }
 
@@ -91,7 +95,7 @@ mod login_records {
     use quorumkey_store::{NewLoginRecord, NodeStore};
 
     fn open(path: &Path) -> NodeStore {
-        NodeStore::open(path, &TestNetwork::new(4, 1).ledger).unwrap()
+        NodeStore::open(path, &TestNetwork::new(4, 1).ledger, &super::kek()).unwrap()
     }
 
     fn fresh() -> (tempfile::TempDir, NodeStore) {
