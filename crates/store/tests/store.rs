@@ -369,6 +369,37 @@ mod login_records {
     }
 
     #[test]
+    fn a_log_that_cannot_be_sealed_is_checkpointed_in_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        // No spare next log can be made (as when descriptors run out).
+        let mut next = NodeStore::login_log_path(&path).into_os_string();
+        next.push(".next");
+        std::fs::create_dir(&next).unwrap();
+        let store = open(&path);
+        for g in 0..5u32 {
+            store.insert_login_records(&group(g, 1_000)).unwrap();
+        }
+        assert!(store.login_checkpoint_due().unwrap());
+        assert_eq!(store.checkpoint_login_records().unwrap(), 5_000, "moved all the same");
+        assert!(store.take_login_log_rotation_failure().is_some());
+        assert!(!NodeStore::sealed_login_log_path(&path).exists());
+        assert_eq!(std::fs::metadata(NodeStore::login_log_path(&path)).unwrap().len(), 0, "emptied");
+        assert_eq!(stored(&store, b"4-999").as_deref(), Some(&[1; 200][..]));
+        // The way is clear again: the next checkpoint seals.
+        std::fs::remove_dir(&next).unwrap();
+        for g in 5..10u32 {
+            store.insert_login_records(&group(g, 1_000)).unwrap();
+        }
+        assert_eq!(store.checkpoint_login_records().unwrap(), 5_000);
+        assert_eq!(store.take_login_log_rotation_failure(), None);
+        drop(store);
+        let store = open(&path);
+        assert_eq!(stored(&store, b"0-0").as_deref(), Some(&[1; 200][..]));
+        assert_eq!(stored(&store, b"9-999").as_deref(), Some(&[1; 200][..]));
+    }
+
+    #[test]
     fn without_background_checkpoints_an_insert_runs_one_at_the_pending_limit() {
         let (_dir, path, store) = fresh_at();
         let log = NodeStore::login_log_path(&path);
