@@ -52,6 +52,15 @@ pub const METRIC_LOGIN_RECORD_CHECKPOINT: &str = "quorumkey_login_record_checkpo
 pub const METRIC_LOGIN_RECORD_SWEEPS: &str = "quorumkey_login_record_sweeps_total";
 /// Counter: expired login records forgotten by sweeps.
 pub const METRIC_LOGIN_RECORDS_SWEPT: &str = "quorumkey_login_records_swept_total";
+/// Counter: damaged login-log entries skipped when the node started
+/// (`quorumkey_store::LoginLogDamage`), by `acknowledged` ("true": a
+/// record the node answered for is lost; "false": the last write before a
+/// crash was torn).
+pub const METRIC_LOGIN_LOG_CORRUPT_ENTRIES: &str = "quorumkey_login_log_corrupt_entries_total";
+/// Counter: background checkpoints that could not seal the login log (no
+/// file descriptor for the next one, typically) and ran as a full
+/// checkpoint instead, holding up new records meanwhile.
+pub const METRIC_LOGIN_LOG_ROTATIONS_DEFERRED: &str = "quorumkey_login_log_rotations_deferred_total";
 
 /// Why telemetry could not start.
 #[derive(Debug, Error)]

@@ -428,6 +428,14 @@ impl NodeStore {
         PathBuf::from(name)
     }
 
+    /// Where the next login-record log of the database at `path` waits,
+    /// created ahead of need (see [`login_log`]): `<path>.login-log.next`.
+    pub fn next_login_log_path(path: &Path) -> PathBuf {
+        let mut name = Self::login_log_path(path).into_os_string();
+        name.push(".next");
+        PathBuf::from(name)
+    }
+
     fn log_error(&self, operation: &'static str) -> impl Fn(std::io::Error) -> StoreError + '_ {
         move |e| StoreError::LoginLog {
             path: self.login_log_path.display().to_string(),

@@ -373,8 +373,7 @@ mod login_records {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.redb");
         // No spare next log can be made (as when descriptors run out).
-        let mut next = NodeStore::login_log_path(&path).into_os_string();
-        next.push(".next");
+        let next = NodeStore::next_login_log_path(&path);
         std::fs::create_dir(&next).unwrap();
         let store = open(&path);
         for g in 0..5u32 {
