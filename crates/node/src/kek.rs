@@ -85,11 +85,7 @@ pub fn parse_kek(text: &str) -> Result<Kek, String> {
 /// Reads a KEK file (refused if group or others may read it).
 pub fn read_kek_file(path: &Path) -> Result<Kek, KeyFileError> {
     let text = read_secret(path)?;
-    parse_kek(&text).map_err(|reason| KeyFileError::Invalid {
-        path: path.to_owned(),
-        kind: "key-encryption",
-        reason,
-    })
+    parse_kek(&text).map_err(|reason| KeyFileError::Invalid { path: path.to_owned(), kind: "key-encryption", reason })
 }
 
 /// Writes a new random KEK into a new file of mode 0600 (hex), refusing to
@@ -113,9 +109,9 @@ pub fn load_kek_from(environment: Option<OsString>, kek_file: Option<&Path>, con
     match (environment, kek_file) {
         (Some(_), Some(_)) => Err(KekError::Both { config: config.to_owned() }),
         (Some(value), None) => {
-            let value = Zeroizing::new(value.into_string().map_err(|_| {
-                KekError::BadEnvironment("it is not UTF-8".to_owned())
-            })?);
+            let value = Zeroizing::new(
+                value.into_string().map_err(|_| KekError::BadEnvironment("it is not UTF-8".to_owned()))?,
+            );
             parse_kek(&value).map_err(KekError::BadEnvironment)
         }
         (None, Some(path)) => Ok(read_kek_file(path)?),
@@ -177,7 +173,13 @@ mod tests {
         ] {
             assert_eq!(parse_kek(&text).unwrap().id(), want, "{text:?}");
         }
-        for bad in ["", "00", &hex_text[..62], "not a key at all!", &base64::engine::general_purpose::STANDARD.encode([1u8; 31])] {
+        for bad in [
+            "",
+            "00",
+            &hex_text[..62],
+            "not a key at all!",
+            &base64::engine::general_purpose::STANDARD.encode([1u8; 31]),
+        ] {
             assert!(parse_kek(bad).is_err(), "{bad:?}");
         }
     }
@@ -197,10 +199,7 @@ mod tests {
         assert!(matches!(load_kek_from(env, Some(&file), &config), Err(KekError::Both { .. })));
         let missing = load_kek_from(None, None, &config).unwrap_err();
         assert!(missing.to_string().contains("QUORUMKEY_KEK") && missing.to_string().contains("new-kek"), "{missing}");
-        assert!(matches!(
-            load_kek_from(Some(OsString::from("xyz")), None, &config),
-            Err(KekError::BadEnvironment(_))
-        ));
+        assert!(matches!(load_kek_from(Some(OsString::from("xyz")), None, &config), Err(KekError::BadEnvironment(_))));
 
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
         let open = load_kek_from(None, Some(&file), &config).unwrap_err();

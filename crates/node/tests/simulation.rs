@@ -162,8 +162,15 @@ impl Harness {
     async fn start(&mut self, node: usize, byzantine: bool) {
         let channels = self.channels(node).await;
         let health = HealthCell::new(node as u16 + 1, *self.network.ledger.network_id());
-        let applier =
-            Arc::new(BlockApplier::open(self.network.ledger.clone(), &store_path(&self.dir, node), health, &test_store_options()).unwrap());
+        let applier = Arc::new(
+            BlockApplier::open(
+                self.network.ledger.clone(),
+                &store_path(&self.dir, node),
+                health,
+                &test_store_options(),
+            )
+            .unwrap(),
+        );
         let config = self.config(node);
         let blocker = self.oracle.control(self.keys[node].clone());
         let provider = self.oracle.manager();

@@ -16,8 +16,8 @@ use quorumkey_node::config::{InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, init_n
 use quorumkey_node::dev_issuer::{MintRequest, request_token, run_standalone};
 use quorumkey_node::devnet::{Devnet, DevnetOptions, NETWORK_JSON, NetworkJson};
 use quorumkey_node::identity::{load_owner_key, owner_public_bytes, save_owner_key};
-use quorumkey_node::observability::Telemetry;
 use quorumkey_node::kek::{rekey_node, write_new_kek};
+use quorumkey_node::observability::Telemetry;
 use quorumkey_node::run::{RunOptions, run_node_with};
 
 use quorumkey::client_commands::{self, LoginRequest, TokenSource};

@@ -237,7 +237,8 @@ async fn no_share_is_stored_in_plain_form_and_a_rekey_keeps_them() {
     // with the new one, given through the environment.
     refused(node_run(&config), &["is not the one", &kek_of(&dir, 1).id().to_string(), &new.id().to_string()]);
     let text = std::fs::read_to_string(&config).unwrap();
-    let without_file: String = text.lines().filter(|line| !line.starts_with("kek_file")).map(|l| format!("{l}\n")).collect();
+    let without_file: String =
+        text.lines().filter(|line| !line.starts_with("kek_file")).map(|l| format!("{l}\n")).collect();
     assert_ne!(text, without_file);
     std::fs::write(&config, &without_file).unwrap();
     let mut with_env = node_run(&config);
@@ -291,7 +292,8 @@ fn node_run_refuses_an_open_data_directory_and_a_missing_doubled_or_bad_key() {
     std::fs::set_permissions(node.join(KEK_FILE), std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // No key at all; a variable that is not a key.
-    let without_file: String = text.lines().filter(|line| !line.starts_with("kek_file")).map(|l| format!("{l}\n")).collect();
+    let without_file: String =
+        text.lines().filter(|line| !line.starts_with("kek_file")).map(|l| format!("{l}\n")).collect();
     std::fs::write(&config, without_file).unwrap();
     refused(node_run(&config), &["no key-encryption key", "new-kek", KEK_ENV]);
     let mut bad = node_run(&config);
@@ -349,7 +351,10 @@ async fn a_corrupt_login_log_entry_stops_the_node_until_accepted_then_is_reporte
     child.wait().unwrap();
     assert!(metrics.contains(r#"quorumkey_login_log_corrupt_entries_total{acknowledged="true"} 1"#), "{metrics}");
     let log_text = std::fs::read_to_string(stderr.path()).unwrap();
-    assert!(log_text.contains("corrupt login-log entry") && log_text.contains(&format!("offset={entry}")), "{log_text}");
+    assert!(
+        log_text.contains("corrupt login-log entry") && log_text.contains(&format!("offset={entry}")),
+        "{log_text}"
+    );
 
     // The other records survived; the next start is clean.
     let store = NodeStore::open(&db, &ledger, &read_kek_file(&node.join(KEK_FILE)).unwrap()).unwrap();

@@ -56,7 +56,8 @@ fn run(mode: Checkpoints, records: u64, rate: u64) -> Run {
     let net = TestNetwork::new(4, 1);
     // Next to the repository (the disk a devnet's nodes use), not a tmpfs.
     let dir = tempfile::Builder::new().prefix("quorumkey-checkpoint-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let store = Arc::new(NodeStore::open(&dir.path().join("node.redb"), &net.ledger, &Kek::from_bytes(&[0x42; 32])).unwrap());
+    let store =
+        Arc::new(NodeStore::open(&dir.path().join("node.redb"), &net.ledger, &Kek::from_bytes(&[0x42; 32])).unwrap());
     let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
     let background = {
         let store = store.clone();

@@ -346,10 +346,9 @@ impl NodeStore {
                 login_log_damage.iter().find(|d| d.acknowledged && d.lost_until.is_none_or(|until| until > now))
             {
                 let until = match lost.lost_until {
-                    Some(until) => format!(
-                        "until {until} (Unix seconds, in {} minutes)",
-                        until.saturating_sub(now).div_ceil(60)
-                    ),
+                    Some(until) => {
+                        format!("until {until} (Unix seconds, in {} minutes)", until.saturating_sub(now).div_ceil(60))
+                    }
                     None => "for an unknown time (nothing intact was written after it)".to_owned(),
                 };
                 return Err(StoreError::LostLoginRecords {
@@ -740,7 +739,10 @@ impl NodeStore {
         let mut entries = Vec::with_capacity(key_shares.len());
         for (offset, share) in key_shares.iter().enumerate() {
             let index = first_key + offset as u64;
-            entries.push((index, sealed::seal(&self.kek, secret, index, share).map_err(StoreError::share(secret, index))?));
+            entries.push((
+                index,
+                sealed::seal(&self.kek, secret, index, share).map_err(StoreError::share(secret, index))?,
+            ));
         }
         self.write(|txn| {
             let mut keys = txn.open_table(KEY_SHARES).map_err(|e| db_error("open key shares table")(e.into()))?;
@@ -773,7 +775,11 @@ impl NodeStore {
         let plain = sealed::open(&self.kek, secret, index, value.value()).map_err(StoreError::share(secret, index))?;
         let mut share = Zeroizing::new([0u8; 32]);
         if plain.len() != share.len() {
-            return Err(StoreError::Share { table: secret.name(), key: index, reason: "it is not 32 bytes".to_owned() });
+            return Err(StoreError::Share {
+                table: secret.name(),
+                key: index,
+                reason: "it is not 32 bytes".to_owned(),
+            });
         }
         share.copy_from_slice(&plain);
         Ok(Some(share))
@@ -1046,7 +1052,10 @@ pub fn rekey(path: &Path, current: Option<&Kek>, new: &Kek) -> Result<RekeyRepor
             reencrypt(&txn, KEY_SHARES, SecretTable::KeyShares, Some(current), new)?,
             reencrypt(&txn, BATCH_SHARES, SecretTable::BatchShares, Some(current), new)?,
         ),
-        None => (encrypt_plain_key_shares(&db, &txn, new)?, reencrypt(&txn, BATCH_SHARES, SecretTable::BatchShares, None, new)?),
+        None => (
+            encrypt_plain_key_shares(&db, &txn, new)?,
+            reencrypt(&txn, BATCH_SHARES, SecretTable::BatchShares, None, new)?,
+        ),
     };
     {
         let mut meta = txn.open_table(STORE_META).map_err(|e| db_error("open store meta")(e.into()))?;

@@ -32,15 +32,18 @@
 //! the first of each key winning. Every entry is a record the store
 //! accepted (or was accepting when it stopped), so remembering it is safe.
 //! Damage loses as little as the framing allows:
-//! - a torn or cut tail (a length running past the end of the file, or
-//!   out of range) is cut off, as a write cut short by a crash leaves it;
+//! - whatever follows the last intact entry of the log being written is a
+//!   torn tail, as a write cut short by a crash leaves it, and is cut off;
 //! - an entry whose framing is intact but whose checksum fails is skipped,
-//!   and the entries after it are kept. It is reported
+//!   and the entries after it are kept; where a length is damaged (the
+//!   framing lost), decoding goes on from the next intact entry and the
+//!   bytes up to it are skipped as one damaged region. Either is reported
 //!   ([`crate::LoginLogDamage`], with its offset, never its content). If it
-//!   was *acknowledged* (a later write in the same file began, which only
-//!   happens after its `fdatasync` returned; or it is in a sealed log, cut
-//!   to its acknowledged length before sealing) a record the node answered
-//!   for is lost, and the store refuses to open until no token it could
+//!   was *acknowledged* (an intact entry of a later append follows it in
+//!   the same file, and an append begins only once the one before returned
+//!   from its `fdatasync`; or it is in a sealed log, cut to its
+//!   acknowledged length before sealing) a record the node answered for is
+//!   lost, and the store refuses to open until no token it could
 //!   hold is accepted any more, unless the operator accepts the loss (see
 //!   [`crate::StoreOptions`] and the store's README for why).
 //!
@@ -304,17 +307,34 @@ struct Framed {
     record: Option<NewLoginRecord>,
 }
 
-/// What `bytes` hold: every intact entry, the damaged entries skipped,
-/// and the length up to the tail that is cut (the first entry whose
-/// length runs past the end or out of range, or the damaged entries after
-/// the last intact one of a log still written, `sealed` false: a write
-/// cut short).
+/// What `bytes` hold: every intact entry, the damaged entries skipped (an
+/// entry whose checksum fails; where a length is damaged, the bytes up to
+/// the next intact entry), and the length up to the tail that is cut:
+/// whatever follows the last intact entry of a log still written (`sealed`
+/// false; a write cut short).
 fn decode(bytes: &[u8], sealed: bool) -> Decoded {
     let mut framed = Vec::new();
     let mut at = 0;
-    while let Some(entry) = decode_one(bytes, at) {
-        at = entry.next;
-        framed.push(entry);
+    while at < bytes.len() {
+        if let Some(entry) = decode_one(bytes, at) {
+            at = entry.next;
+            framed.push(entry);
+            continue;
+        }
+        // The framing is broken here (a damaged length). If an intact
+        // entry follows, the damage is in the middle: the bytes up to it
+        // are one damaged region, and decoding goes on from it.
+        let Some(next) = (at + 1..bytes.len()).find(|&p| decode_one(bytes, p).is_some_and(|e| e.record.is_some()))
+        else {
+            // A sealed log was cut to its acknowledged length: even a
+            // damaged tail held acknowledged entries.
+            if sealed {
+                framed.push(Framed { offset: at, next: bytes.len(), group_end: false, record: None });
+            }
+            break;
+        };
+        framed.push(Framed { offset: at, next, group_end: false, record: None });
+        at = next;
     }
     // A log still written: damage after its last intact entry is the tail
     // of a write that may not have completed.
@@ -536,6 +556,26 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_length_in_a_sealed_log_is_reported_to_its_end() {
+        let groups = vec![vec![record(b"k1", b"v1", 1)], vec![record(b"k2", b"v2", 2)]];
+        let (mut bytes, spans) = encoded_groups(&groups);
+        bytes[spans[1].0] ^= 0x7f;
+        // A log still written: a torn tail.
+        assert!(decode(&bytes, false).skipped.is_empty());
+        let sealed = decode(&bytes, true);
+        assert_eq!(sealed.records, [record(b"k1", b"v1", 1)]);
+        assert_eq!(
+            sealed.skipped,
+            [Skipped {
+                offset: spans[1].0 as u64,
+                len: (spans[1].1 - spans[1].0) as u64,
+                acknowledged: true,
+                later_expiry: None
+            }]
+        );
+    }
+
+    #[test]
     fn sealing_cuts_what_a_failed_append_left() {
         let dir = tempfile::tempdir().unwrap();
         let (path, sealed) = (dir.path().join("log"), dir.path().join("log.sealed"));
@@ -574,6 +614,41 @@ mod tests {
     }
 
     proptest! {
+        /// A damaged length: the entries before it survive, and so does every
+        /// entry after the bytes the damaged length claims (decoding finds
+        /// the next intact entry); the damage is reported from the damaged
+        /// entry's offset.
+        #[test]
+        fn a_damaged_length_loses_only_what_it_spans(
+            groups in groups_strategy(),
+            entry in any::<prop::sample::Index>(),
+            at in 0usize..4,
+            mask in 1u8..=255,
+        ) {
+            let records: Vec<NewLoginRecord> = groups.concat();
+            let (clean, spans) = encoded_groups(&groups);
+            let entry = entry.index(records.len());
+            let mut bytes = clean.clone();
+            bytes[spans[entry].0 + at] ^= mask;
+            let claimed = u32::from_le_bytes(bytes[spans[entry].0..spans[entry].0 + 4].try_into().unwrap()) & !GROUP_END;
+            let claimed_end = spans[entry].0 + HEADER + claimed as usize;
+            let plausible = (PAYLOAD_HEADER..=MAX_PAYLOAD).contains(&(claimed as usize)) && claimed_end <= bytes.len();
+            // A damaged length that still spans its own entry exactly (only
+            // the group mark changed) loses nothing.
+            prop_assume!(claimed_end != spans[entry].1);
+            let lost_from = spans[entry].0;
+            let resumes = if plausible { claimed_end } else { spans[entry].0 + 1 };
+            let expected: Vec<NewLoginRecord> = (0..records.len())
+                .filter(|&i| spans[i].1 <= lost_from || spans[i].0 >= resumes)
+                .map(|i| records[i].clone())
+                .collect();
+            let found = decode(&bytes, false);
+            prop_assert_eq!(&found.records, &expected);
+            if expected.len() > entry {
+                prop_assert_eq!(found.skipped.first().map(|s| s.offset), Some(lost_from as u64));
+            }
+        }
+
         /// Random bytes of random entries corrupted where the framing
         /// stays intact (the checksum or the payload): every other entry
         /// survives, in order; each damaged one is reported at its offset

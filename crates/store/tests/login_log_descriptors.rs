@@ -70,7 +70,8 @@ fn records_are_taken_while_descriptors_run_out_and_the_log_rotates_after() {
 
     drop(store);
     let store = NodeStore::open(&path, &ledger, &kek).unwrap();
-    for key in ["before-0-0", "before-1-499", "starved-0-0", "starved-19-499", "starved-after-sweep-0-9", "after-19-499"]
+    for key in
+        ["before-0-0", "before-1-499", "starved-0-0", "starved-19-499", "starved-after-sweep-0-9", "after-19-499"]
     {
         assert_eq!(store.login_record(key.as_bytes()).unwrap().as_deref(), Some(&[1; 200][..]), "{key}");
     }

@@ -82,7 +82,8 @@ fn a_database_of_another_network_is_refused() {
 #[test]
 fn an_unopenable_path_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let error = NodeStore::open(&dir.path().join("missing/dir/node.redb"), &TestNetwork::new(4, 1).ledger, &kek()).unwrap_err();
+    let error =
+        NodeStore::open(&dir.path().join("missing/dir/node.redb"), &TestNetwork::new(4, 1).ledger, &kek()).unwrap_err();
     assert!(error.to_string().contains("cannot open the node database"), "{error}");
 }
 
