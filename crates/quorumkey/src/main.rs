@@ -448,8 +448,11 @@ fn run(cli: Cli) -> Result<(), String> {
             let report = rekey_node(&config, &new_kek).map_err(|e| e.to_string())?;
             let from = report.from.map_or_else(|| "plain".to_owned(), |id| format!("key {id}"));
             println!(
-                "re-encrypted {} key shares and {} batch shares: {from} -> key {}",
-                report.key_shares, report.batch_shares, report.to
+                "re-encrypted {} key shares and {} batch shares: {from} -> key {} ({})",
+                report.key_shares,
+                report.batch_shares,
+                report.to,
+                if report.compacted { "file compacted" } else { "the file could not be compacted" }
             );
             println!(
                 "the node now starts only with {}: point kek_file in {} at it (or set QUORUMKEY_KEK to its content); keep the old key as long as backups made before this rekey",

@@ -219,6 +219,9 @@ pub struct RekeyReport {
     pub key_shares: u64,
     /// Batch shares re-encrypted.
     pub batch_shares: u64,
+    /// Whether the file was compacted afterwards (best effort; see
+    /// [`rekey`]).
+    pub compacted: bool,
 }
 
 fn unix_now() -> u64 {
@@ -1064,8 +1067,8 @@ pub fn rekey(path: &Path, current: Option<&Kek>, new: &Kek) -> Result<RekeyRepor
     txn.commit().map_err(|e| db_error("commit")(e.into()))?;
     // Give freed pages (which may hold the old entries) back to the file
     // system where redb can; a failure leaves a valid, re-keyed database.
-    let _ = db.compact();
-    Ok(RekeyReport { from: from.map(Kek::id), to: new.id(), key_shares, batch_shares })
+    let compacted = db.compact().is_ok();
+    Ok(RekeyReport { from: from.map(Kek::id), to: new.id(), key_shares, batch_shares, compacted })
 }
 
 /// Re-encrypts the entries of `definition` from `from` (`None`: plain) to

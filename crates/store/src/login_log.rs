@@ -224,7 +224,13 @@ impl LoginLog {
         // The sealed log holds acknowledged appends only: cut whatever a
         // failed append left past them (replay takes a damaged entry in a
         // sealed log for an acknowledged one).
-        let cut = self.file.set_len(self.len).and_then(|()| self.file.sync_data());
+        let cut = match self.file.metadata() {
+            Ok(metadata) if metadata.len() > self.len => {
+                self.file.set_len(self.len).and_then(|()| self.file.sync_data())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
         let renamed = cut.and_then(|()| std::fs::rename(path, sealed));
         if let Err(e) = renamed {
             self.spare = Some(spare);

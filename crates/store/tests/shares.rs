@@ -183,7 +183,7 @@ fn a_rekey_reencrypts_every_share_at_once() {
     let report = rekey(&path, Some(&kek(1)), &kek(2)).unwrap();
     assert_eq!(report.from, Some(kek(1).id()));
     assert_eq!(report.to, kek(2).id());
-    assert_eq!((report.key_shares, report.batch_shares), (3, 1));
+    assert_eq!((report.key_shares, report.batch_shares, report.compacted), (3, 1, true));
     assert!(matches!(open(&path, &kek(1)), Err(StoreError::WrongKek { .. })), "the old KEK is refused");
     check_shares(&open(&path, &kek(2)).unwrap());
     assert_eq!(plain_secrets_in(dir.path()), Vec::<String>::new());
