@@ -14,7 +14,7 @@ use bytes::Bytes;
 use std::sync::Mutex;
 
 use quorumkey_ledger::{DkgEvent, Ledger, Rejection};
-use quorumkey_store::{Applied, NodeStore, StoreError};
+use quorumkey_store::{Applied, NodeStore, StoreError, StoreOptions};
 use thiserror::Error;
 
 use crate::observability::{
@@ -90,9 +90,10 @@ impl std::fmt::Debug for BlockApplier {
 }
 
 impl BlockApplier {
-    /// Opens (or creates, with the genesis) the node's database at `path`.
-    pub fn open(ledger: Ledger, path: &Path, health: HealthCell) -> Result<Self, StoreError> {
-        let store = NodeStore::open(path, &ledger)?;
+    /// Opens (or creates, with the genesis) the node's database at `path`
+    /// (see `NodeStore::open_with` for what it refuses).
+    pub fn open(ledger: Ledger, path: &Path, health: HealthCell, options: &StoreOptions) -> Result<Self, StoreError> {
+        let store = NodeStore::open_with(path, &ledger, options)?;
         let snapshot = store.snapshot()?;
         let height = ledger.height(&snapshot)?.unwrap_or(0);
         let root = ledger.committed_root(&snapshot)?;

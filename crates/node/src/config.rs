@@ -282,8 +282,16 @@ pub struct NodeConfig {
     pub network_file: PathBuf,
     /// The directory of this node's key files.
     pub key_dir: PathBuf,
-    /// The directory of this node's database and consensus storage.
+    /// The directory of this node's database and consensus storage
+    /// (created 0700; the node refuses to start if group or others may
+    /// use it).
     pub data_dir: PathBuf,
+    /// The file of the key-encryption key of this node's shares at rest
+    /// (see `crate::kek`); absent: the `QUORUMKEY_KEK` environment
+    /// variable must hold it. Best on another volume than `data_dir`, so
+    /// that a copy of the data directory holds no key to its shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kek_file: Option<PathBuf>,
     /// The client API's limits and options (`[rpc]`; defaults if absent).
     #[serde(default, skip_serializing_if = "RpcSettings::is_default")]
     pub rpc: RpcSettings,
@@ -498,7 +506,10 @@ impl NodeConfig {
         config.rpc.validate().map_err(|reason| ConfigError::Invalid { path: path.to_owned(), reason })?;
         config.providers.validate().map_err(|reason| ConfigError::Invalid { path: path.to_owned(), reason })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for field in [&mut config.network_file, &mut config.key_dir, &mut config.data_dir] {
+        for field in [&mut config.network_file, &mut config.key_dir, &mut config.data_dir]
+            .into_iter()
+            .chain(config.kek_file.as_mut())
+        {
             if field.is_relative() {
                 *field = base.join(&*field);
             }
@@ -543,7 +554,8 @@ pub struct InitOptions {
 }
 
 /// Writes a new network into `out`: `network.toml`, and for each node
-/// `node-<i>/node.toml` and its keys (mode 0600, in a 0700 directory).
+/// `node-<i>/node.toml`, its keys and the key-encryption key of its shares
+/// at rest (`kek.key`; mode 0600, in a 0700 directory).
 /// Refuses a directory that exists and is not empty.
 pub fn init_network(out: &Path, options: &InitOptions) -> Result<NetworkFile, ConfigError> {
     if options.nodes == 0 || usize::from(options.nodes) > quorumkey_ledger::genesis::MAX_NODES {
@@ -578,11 +590,13 @@ pub fn init_network(out: &Path, options: &InitOptions) -> Result<NetworkFile, Co
         std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io(&dir))?;
         let identity = NodeIdentity::generate(&mut rng);
         identity.save(&dir)?;
+        crate::kek::write_new_kek(&dir.join(crate::kek::KEK_FILE))?;
         let config = NodeConfig {
             index,
             network_file: PathBuf::from("..").join(NETWORK_FILE),
             key_dir: PathBuf::from("."),
             data_dir: PathBuf::from("data"),
+            kek_file: Some(PathBuf::from(crate::kek::KEK_FILE)),
             rpc: options.rpc.clone(),
             providers: options.providers.clone(),
         };

@@ -277,6 +277,9 @@ impl Devnet {
         let log_err = log.try_clone().map_err(io)?;
         Command::new(&self.binary)
             .args(args)
+            // Each node has its KEK file: a variable in the developer's
+            // shell would conflict with it.
+            .env_remove(crate::kek::KEK_ENV)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))

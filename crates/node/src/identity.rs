@@ -152,7 +152,7 @@ pub fn owner_public_bytes(key: &SigningKey) -> [u8; 33] {
     point_to_bytes(&quorumkey_crypto::group::Point::from(*key.verifying_key().as_affine()))
 }
 
-fn write_secret(path: &Path, hex: &str) -> Result<(), KeyFileError> {
+pub(crate) fn write_secret(path: &Path, hex: &str) -> Result<(), KeyFileError> {
     let io = |source| KeyFileError::Io { path: path.to_owned(), source };
     let mut file = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
         Ok(file) => file,
@@ -164,7 +164,7 @@ fn write_secret(path: &Path, hex: &str) -> Result<(), KeyFileError> {
     file.sync_all().map_err(io)
 }
 
-fn read_secret(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
+pub(crate) fn read_secret(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
     let io = |source| KeyFileError::Io { path: path.to_owned(), source };
     let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {

@@ -9,6 +9,7 @@
 //! - [`config`]: `network.toml` and `node.toml`, and `network init`.
 //! - [`devnet`]: a supervised local network of node processes.
 //! - [`identity`]: the node's secret keys, one per role, in 0600 files.
+//! - [`kek`]: the key-encryption key of the node's shares at rest.
 //! - [`login_records`]: group commit of login records (one fsync for
 //!   concurrent commitments).
 //! - [`observability`]: `GET /health` and Prometheus `GET /metrics`.
@@ -26,6 +27,7 @@ pub mod dev_issuer;
 pub mod devnet;
 pub mod identity;
 pub mod jwks_cache;
+pub mod kek;
 pub mod login_records;
 pub mod observability;
 pub mod participant;

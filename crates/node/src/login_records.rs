@@ -22,7 +22,10 @@ use quorumkey_store::NewLoginRecord;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::applier::BlockApplier;
-use crate::observability::{METRIC_LOGIN_RECORD_CHECKPOINT, METRIC_LOGIN_RECORD_COMMIT, METRIC_LOGIN_RECORD_GROUP};
+use crate::observability::{
+    METRIC_LOGIN_LOG_ROTATIONS_DEFERRED, METRIC_LOGIN_RECORD_CHECKPOINT, METRIC_LOGIN_RECORD_COMMIT,
+    METRIC_LOGIN_RECORD_GROUP,
+};
 
 /// Most records in one write.
 const MAX_GROUP: usize = 256;
@@ -83,6 +86,13 @@ impl LoginRecordWriter {
                     // checkpoint or sweep retries (or the store refuses new
                     // records until a restart, which the writer reports).
                     Err(error) => tracing::warn!(%error, "login record checkpoint failed"),
+                }
+                if let Some(reason) = store.take_login_log_rotation_failure() {
+                    metrics::counter!(METRIC_LOGIN_LOG_ROTATIONS_DEFERRED).increment(1);
+                    tracing::warn!(
+                        %reason,
+                        "the login record log could not be sealed (out of file descriptors?); the checkpoint ran in full, holding up new records meanwhile"
+                    );
                 }
             }
         })?;

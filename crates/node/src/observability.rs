@@ -59,6 +59,15 @@ pub const METRIC_PROVIDER_ADDRESS_REFUSALS: &str = "quorumkey_provider_address_r
 pub const METRIC_PROVIDER_CALLS_LIMITED: &str = "quorumkey_provider_calls_limited_total";
 /// Counter: introspection answers served from the node's short answer cache.
 pub const METRIC_PROVIDER_ANSWER_CACHE_HITS: &str = "quorumkey_provider_answer_cache_hits_total";
+/// Counter: damaged login-log entries skipped when the node started
+/// (`quorumkey_store::LoginLogDamage`), by `acknowledged` ("true": a
+/// record the node answered for is lost; "false": the last write before a
+/// crash was torn).
+pub const METRIC_LOGIN_LOG_CORRUPT_ENTRIES: &str = "quorumkey_login_log_corrupt_entries_total";
+/// Counter: background checkpoints that could not seal the login log (no
+/// file descriptor for the next one, typically) and ran as a full
+/// checkpoint instead, holding up new records meanwhile.
+pub const METRIC_LOGIN_LOG_ROTATIONS_DEFERRED: &str = "quorumkey_login_log_rotations_deferred_total";
 
 /// Why telemetry could not start.
 #[derive(Debug, Error)]

@@ -1,6 +1,12 @@
 //! Running one node as a process: configuration and keys from disk, the
 //! ledger store and consensus storage under the data directory, consensus
 //! over authenticated TCP connections to the other nodes, and the HTTP API.
+//!
+//! The data directory is private: created 0700, refused if group or
+//! others may use it, and everything the process creates is 0600 or 0700
+//! (umask 077). The shares in the store are encrypted with the node's
+//! key-encryption key (`crate::kek`), loaded before the store is opened;
+//! the store refuses another KEK.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +22,7 @@ use commonware_stream::sake::{self, Sake};
 use commonware_utils::NZUsize;
 use commonware_utils::ordered::Map;
 use quorumkey_ledger::Ledger;
+use quorumkey_store::{NodeStore, StoreOptions};
 use thiserror::Error;
 
 use crate::api::{self, NodeApi, PEER_WINDOW, wall_clock_ms};
@@ -32,8 +39,10 @@ use crate::consensus::{
     max_message_size, start_consensus,
 };
 use crate::identity::{KeyFileError, NodeIdentity};
+use crate::kek::{KekError, load_kek};
 use crate::observability::{
-    HealthCell, METRIC_CONNECTED_PEERS, METRIC_LOGIN_RECORD_SWEEPS, METRIC_LOGIN_RECORDS_SWEPT, Telemetry,
+    HealthCell, METRIC_CONNECTED_PEERS, METRIC_LOGIN_LOG_CORRUPT_ENTRIES, METRIC_LOGIN_RECORD_SWEEPS,
+    METRIC_LOGIN_RECORDS_SWEPT, Telemetry,
 };
 use crate::participant::DkgParticipant;
 use crate::participant_driver::{ParticipantIdentity, run_participant};
@@ -52,6 +61,9 @@ pub enum NodeError {
     /// A key file is missing or unsafe.
     #[error(transparent)]
     Keys(#[from] KeyFileError),
+    /// No usable key-encryption key.
+    #[error(transparent)]
+    Kek(#[from] KekError),
     /// The configuration contradicts itself.
     #[error("{0}")]
     Mismatch(String),
@@ -112,18 +124,40 @@ impl LoadedNode {
     }
 }
 
+/// Choices for one run of a node, beyond its configuration (the command
+/// line's).
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Start even though a login record this node answered for was lost
+    /// to a corrupt log entry and could still matter (see
+    /// `quorumkey_store::StoreOptions`): the operator's choice for this
+    /// start only (the log is emptied when the store opens). Default: the
+    /// node refuses to start until the lost record's tokens have expired.
+    pub accept_lost_login_records: bool,
+}
+
+/// [`run_node_with`] the default options.
+pub fn run_node(config_path: &Path, telemetry: Option<Telemetry>) -> Result<(), NodeError> {
+    run_node_with(config_path, telemetry, &RunOptions::default())
+}
+
 /// Runs the node until the process is interrupted (SIGINT or SIGTERM).
 /// Everything acknowledged to consensus is durable whenever it stops.
-pub fn run_node(config_path: &Path, telemetry: Option<Telemetry>) -> Result<(), NodeError> {
+pub fn run_node_with(config_path: &Path, telemetry: Option<Telemetry>, options: &RunOptions) -> Result<(), NodeError> {
+    // Whatever this process creates (the consensus storage above all) is
+    // its own only.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let node = LoadedNode::load(config_path)?;
+    let kek = load_kek(node.config.kek_file.as_deref(), config_path)?;
     let data_dir = node.config.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|e| NodeError::Storage(format!("cannot create {}: {e}", data_dir.display())))?;
+    prepare_data_dir(&data_dir)?;
     let health = HealthCell::new(node.config.index, *node.ledger.network_id());
+    let store_options = StoreOptions { kek, accept_lost_login_records: options.accept_lost_login_records };
     let applier = Arc::new(
-        BlockApplier::open(node.ledger.clone(), &data_dir.join(LEDGER_FILE), health.clone())
+        BlockApplier::open(node.ledger.clone(), &data_dir.join(LEDGER_FILE), health.clone(), &store_options)
             .map_err(|e| NodeError::Storage(e.to_string()))?,
     );
+    report_login_log_damage(applier.store());
     let runtime = cw_tokio::Runner::new(
         cw_tokio::Config::new().with_storage_directory(data_dir.join(CONSENSUS_DIR)).with_worker_threads(2),
     );
@@ -310,6 +344,62 @@ async fn serve(
     tracing::info!(index, "stopping on signal");
     server.abort();
     Ok(())
+}
+
+/// Creates the data directory (mode 0700) and its consensus storage
+/// directory if absent; refuses a data directory group or others may use.
+fn prepare_data_dir(data_dir: &Path) -> Result<(), NodeError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let create = |dir: &Path| {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| NodeError::Storage(format!("cannot create {}: {e}", dir.display())))
+    };
+    create(data_dir)?;
+    let mode = std::fs::metadata(data_dir)
+        .map_err(|e| NodeError::Storage(format!("cannot read {}: {e}", data_dir.display())))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(NodeError::Storage(format!(
+            "the data directory {} is open to group or others (mode {mode:03o}): its files hold this node's login records and encrypted shares; run chmod 700 {}",
+            data_dir.display(),
+            data_dir.display()
+        )));
+    }
+    let consensus = data_dir.join(CONSENSUS_DIR);
+    create(&consensus)?;
+    // One an older version made with the umask.
+    std::fs::set_permissions(&consensus, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| NodeError::Storage(format!("cannot make {} private: {e}", consensus.display())))
+}
+
+/// Reports the damaged login-log entries the store skipped on opening: a
+/// warning each (where, never what) and a counter.
+fn report_login_log_damage(store: &NodeStore) {
+    for damage in store.login_log_damage() {
+        let acknowledged = if damage.acknowledged { "true" } else { "false" };
+        metrics::counter!(METRIC_LOGIN_LOG_CORRUPT_ENTRIES, "acknowledged" => acknowledged).increment(1);
+        if damage.acknowledged {
+            tracing::warn!(
+                log = %damage.path.display(),
+                offset = damage.offset,
+                bytes = damage.len,
+                lost_until = ?damage.lost_until,
+                "a corrupt login-log entry was skipped: a login record this node answered for is lost (started with --accept-lost-login-records, or its tokens have expired)"
+            );
+        } else {
+            tracing::warn!(
+                log = %damage.path.display(),
+                offset = damage.offset,
+                bytes = damage.len,
+                "a corrupt login-log entry in the last write before a crash was skipped (never answered for)"
+            );
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM (a process that must clean up on either).

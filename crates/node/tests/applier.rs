@@ -19,7 +19,9 @@ fn applies_each_block_once_and_reports_health() {
     let net = TestNetwork::new(4, 1);
     let dir = tempfile::tempdir().unwrap();
     let health = HealthCell::new(1, *net.ledger.network_id());
-    let applier = BlockApplier::open(net.ledger.clone(), &dir.path().join("node.redb"), health.clone()).unwrap();
+    let applier =
+        BlockApplier::open(net.ledger.clone(), &dir.path().join("node.redb"), health.clone(), &test_store_options())
+            .unwrap();
     assert_eq!(health.get().status, NodeStatus::Ok);
     assert_eq!(health.get().height, 0);
 
@@ -40,7 +42,9 @@ fn a_diverged_root_halts_the_node_for_good() {
     let net = TestNetwork::new(4, 2);
     let dir = tempfile::tempdir().unwrap();
     let health = HealthCell::new(2, *net.ledger.network_id());
-    let applier = BlockApplier::open(net.ledger.clone(), &dir.path().join("node.redb"), health.clone()).unwrap();
+    let applier =
+        BlockApplier::open(net.ledger.clone(), &dir.path().join("node.redb"), health.clone(), &test_store_options())
+            .unwrap();
     applier.apply(&block(1, vec![]), 2_000).unwrap();
     let mismatch = applier.check_root(1, &[0xab; 32]).unwrap_err();
     assert_eq!(mismatch.height, 1);
@@ -54,7 +58,14 @@ fn a_gap_in_heights_halts_the_node() {
     let net = TestNetwork::new(4, 3);
     let dir = tempfile::tempdir().unwrap();
     let health = HealthCell::new(1, *net.ledger.network_id());
-    let applier = BlockApplier::open(net.ledger.clone(), &dir.path().join("node.redb"), health.clone()).unwrap();
+    let applier =
+        BlockApplier::open(net.ledger.clone(), &dir.path().join("node.redb"), health.clone(), &test_store_options())
+            .unwrap();
     assert!(matches!(applier.apply(&block(5, vec![]), 0), Err(ApplyError::Store(_))));
     assert!(matches!(health.get().status, NodeStatus::Halted(_)));
+}
+
+/// The store options of a test node (a fixed key-encryption key).
+fn test_store_options() -> quorumkey_store::StoreOptions {
+    quorumkey_store::StoreOptions::new(quorumkey_store::Kek::from_bytes(&[0x42; 32]))
 }

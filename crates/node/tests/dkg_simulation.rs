@@ -113,7 +113,7 @@ impl Harness {
         let ledger = self.network.ledger.clone();
         let health = HealthCell::new(index, *ledger.network_id());
         let path = self.dir.join(format!("node-{node}.redb"));
-        let applier = Arc::new(BlockApplier::open(ledger.clone(), &path, health).unwrap());
+        let applier = Arc::new(BlockApplier::open(ledger.clone(), &path, health, &test_store_options()).unwrap());
         let config = ConsensusConfig {
             namespace: consensus_namespace(ledger.network_id()),
             participants: self.keys.clone(),
@@ -348,4 +348,9 @@ fn seven_nodes_with_a_false_accuser_and_wrong_public_shares() {
 #[test]
 fn seven_nodes_with_a_malformed_dealer_and_one_that_withholds() {
     run(7, 72, &[(6, Behaviour::Malformed), (7, Behaviour::WithholdLater)], None, 32);
+}
+
+/// The store options of a test node (a fixed key-encryption key).
+fn test_store_options() -> quorumkey_store::StoreOptions {
+    quorumkey_store::StoreOptions::new(quorumkey_store::Kek::from_bytes(&[0x42; 32]))
 }

@@ -29,7 +29,7 @@ impl Fixture {
         let _dir = tempfile::tempdir().unwrap();
         let path = _dir.path().join("node.redb");
         let health = HealthCell::new(1, *net.ledger.network_id());
-        let applier = Arc::new(BlockApplier::open(net.ledger.clone(), &path, health).unwrap());
+        let applier = Arc::new(BlockApplier::open(net.ledger.clone(), &path, health, &test_store_options()).unwrap());
         let writer = LoginRecordWriter::start(applier.clone()).unwrap();
         Self { net, _dir, path, applier, writer }
     }
@@ -95,7 +95,7 @@ async fn concurrent_inserts_share_commits_and_keep_the_first_record() {
         }
     };
     drop(applier);
-    let store = NodeStore::open(&path, &net.ledger).unwrap();
+    let store = NodeStore::open_with(&path, &net.ledger, &test_store_options()).unwrap();
     for (key, value) in &expected {
         assert_eq!(store.login_record(key).unwrap().as_ref(), Some(value));
     }
@@ -129,4 +129,9 @@ async fn the_writer_has_redb_take_the_records_over_in_the_background() {
     assert!(!applier.store().login_checkpoint_due().unwrap());
     assert_eq!(applier.store().login_record(b"0-0").unwrap(), Some(vec![1; 300]));
     assert_eq!(applier.store().login_record(b"20-199").unwrap(), Some(vec![1; 300]));
+}
+
+/// The store options of a test node (a fixed key-encryption key).
+fn test_store_options() -> quorumkey_store::StoreOptions {
+    quorumkey_store::StoreOptions::new(quorumkey_store::Kek::from_bytes(&[0x42; 32]))
 }

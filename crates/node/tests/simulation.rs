@@ -162,8 +162,15 @@ impl Harness {
     async fn start(&mut self, node: usize, byzantine: bool) {
         let channels = self.channels(node).await;
         let health = HealthCell::new(node as u16 + 1, *self.network.ledger.network_id());
-        let applier =
-            Arc::new(BlockApplier::open(self.network.ledger.clone(), &store_path(&self.dir, node), health).unwrap());
+        let applier = Arc::new(
+            BlockApplier::open(
+                self.network.ledger.clone(),
+                &store_path(&self.dir, node),
+                health,
+                &test_store_options(),
+            )
+            .unwrap(),
+        );
         let config = self.config(node);
         let blocker = self.oracle.control(self.keys[node].clone());
         let provider = self.oracle.manager();
@@ -494,4 +501,9 @@ fn seven_nodes_restart() {
 #[test]
 fn seven_nodes_byzantine_proposer_and_garbage() {
     run(7, Fault::Byzantine, 15);
+}
+
+/// The store options of a test node (a fixed key-encryption key).
+fn test_store_options() -> quorumkey_store::StoreOptions {
+    quorumkey_store::StoreOptions::new(quorumkey_store::Kek::from_bytes(&[0x42; 32]))
 }

@@ -16,8 +16,9 @@ use quorumkey_node::config::{InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, Provid
 use quorumkey_node::dev_issuer::{MintRequest, request_token, run_standalone};
 use quorumkey_node::devnet::{Devnet, DevnetOptions, NETWORK_JSON, NetworkJson};
 use quorumkey_node::identity::{load_owner_key, owner_public_bytes, save_owner_key};
+use quorumkey_node::kek::{rekey_node, write_new_kek};
 use quorumkey_node::observability::Telemetry;
-use quorumkey_node::run::run_node;
+use quorumkey_node::run::{RunOptions, run_node_with};
 
 use quorumkey::client_commands::{self, LoginRequest, TokenSource};
 use quorumkey::{bench, demo};
@@ -460,11 +461,42 @@ fn network_init(nodes: u16, out: &Path, flags: InitFlags) -> Result<(), String> 
 enum NodeCommand {
     /// Run one node until SIGINT or SIGTERM. Logs go to standard error
     /// (filter with RUST_LOG, default `info`); the API (health, metrics,
-    /// transactions, status) listens on the node's rpc_address.
+    /// transactions, status) listens on the node's rpc_address. Needs the
+    /// node's key-encryption key: the file kek_file in node.toml names, or
+    /// the QUORUMKEY_KEK environment variable (64 hex digits or 32 bytes in
+    /// base64), not both. Refuses a data directory that group or others
+    /// may use (chmod 700 it).
     Run {
         /// The node's node.toml (as written by `network init`).
         #[arg(long)]
         config: PathBuf,
+        /// Start even though a corrupt entry of the login-record log lost a
+        /// record this node answered for, while a token it held may still
+        /// be accepted (without it the node refuses to start until then).
+        /// For this start only: see docs/operations.md before using it.
+        #[arg(long)]
+        accept_lost_login_records: bool,
+    },
+    /// Create a key-encryption key (32 random bytes as 64 hex digits, file
+    /// mode 0600) for a node's shares at rest, and print its id. Keep it
+    /// off the data directory's volume and out of its backups.
+    NewKek {
+        /// The file to create (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Re-encrypt a stopped node's shares under a new key-encryption key,
+    /// all in one transaction (also encrypts a store written before shares
+    /// were encrypted). The current key comes from node.toml's kek_file or
+    /// QUORUMKEY_KEK. Afterwards the node starts only with the new key:
+    /// point kek_file at it (or set QUORUMKEY_KEK). See docs/operations.md.
+    Rekey {
+        /// The node's node.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// The new key's file (made by `quorumkey node new-kek`).
+        #[arg(long)]
+        new_kek: PathBuf,
     },
 }
 
@@ -525,10 +557,31 @@ fn run(cli: Cli) -> Result<(), String> {
             network_init(nodes, &out, flags)?;
         }
         Command::Network(NetworkCommand::Policy(command)) => policy_command(command)?,
-        Command::Node(NodeCommand::Run { config }) => {
+        Command::Node(NodeCommand::Run { config, accept_lost_login_records }) => {
             init_logging();
             let telemetry = Telemetry::install().map_err(|e| e.to_string())?;
-            run_node(&config, Some(telemetry)).map_err(|e| e.to_string())?;
+            let options = RunOptions { accept_lost_login_records };
+            run_node_with(&config, Some(telemetry), &options).map_err(|e| e.to_string())?;
+        }
+        Command::Node(NodeCommand::NewKek { out }) => {
+            let kek = write_new_kek(&out).map_err(|e| e.to_string())?;
+            println!("key-encryption key written to {} (mode 0600), id {}", out.display(), kek.id());
+        }
+        Command::Node(NodeCommand::Rekey { config, new_kek }) => {
+            let report = rekey_node(&config, &new_kek).map_err(|e| e.to_string())?;
+            let from = report.from.map_or_else(|| "plain".to_owned(), |id| format!("key {id}"));
+            println!(
+                "re-encrypted {} key shares and {} batch shares: {from} -> key {} ({})",
+                report.key_shares,
+                report.batch_shares,
+                report.to,
+                if report.compacted { "file compacted" } else { "the file could not be compacted" }
+            );
+            println!(
+                "the node now starts only with {}: point kek_file in {} at it (or set QUORUMKEY_KEK to its content); keep the old key as long as backups made before this rekey",
+                new_kek.display(),
+                config.display()
+            );
         }
         Command::Devnet { nodes, dir, p2p_base_port, rpc_base_port } => {
             let binary = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quorumkey_ledger::testkit::TestNetwork;
-use quorumkey_store::{NewLoginRecord, NodeStore};
+use quorumkey_store::{Kek, NewLoginRecord, NodeStore};
 
 /// Inserts per run, and how many arrive per second (the full benchmark).
 const RECORDS: u64 = 6 * 4096 + 100;
@@ -56,7 +56,8 @@ fn run(mode: Checkpoints, records: u64, rate: u64) -> Run {
     let net = TestNetwork::new(4, 1);
     // Next to the repository (the disk a devnet's nodes use), not a tmpfs.
     let dir = tempfile::Builder::new().prefix("quorumkey-checkpoint-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let store = Arc::new(NodeStore::open(&dir.path().join("node.redb"), &net.ledger).unwrap());
+    let store =
+        Arc::new(NodeStore::open(&dir.path().join("node.redb"), &net.ledger, &Kek::from_bytes(&[0x42; 32])).unwrap());
     let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
     let background = {
         let store = store.clone();

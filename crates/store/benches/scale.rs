@@ -56,7 +56,7 @@ use quorumkey_ledger::{
     Assignment, BlockOutcome, DkgSettings, Effect, KeyRecord, Ledger, LedgerView, MAX_TRANSACTION_LEN, TransactionBody,
     VerifierId, VerifierName,
 };
-use quorumkey_store::{Applied, NodeStore};
+use quorumkey_store::{Applied, Kek, NodeStore};
 use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
 
 /// The store's state table (see `crates/store/src/lib.rs`).
@@ -108,7 +108,7 @@ fn main() {
         config.deal_txs_per_block, config.assign_block
     );
 
-    let mut store = NodeStore::open(&path, &net.ledger).unwrap();
+    let mut store = NodeStore::open(&path, &net.ledger, &Kek::from_bytes(&[0x42; 32])).unwrap();
     let mut builder = Builder::new(&net, config);
     let mut rng = SplitMix(0x5ca1e);
     let mut checkpoints = Vec::new();
@@ -454,7 +454,7 @@ fn checkpoint(builder: &mut Builder<'_>, store: NodeStore, path: &Path, rng: &mu
     write.abort().unwrap();
     drop(db);
 
-    let store = NodeStore::open(path, ledger).unwrap();
+    let store = NodeStore::open(path, ledger, &Kek::from_bytes(&[0x42; 32])).unwrap();
     let (reopened_cold, again) = lookups(&store, ledger, &verifier, &assigned, builder.assigned);
     let (reopened_warm, _) = best_of(|| lookups(&store, ledger, &verifier, &assigned, builder.assigned));
     assert_eq!(again, indexes);

@@ -7,29 +7,49 @@
 //! root are written in one `redb` transaction with immediate durability:
 //! after a crash the store holds every block it acknowledged and no part of
 //! any other. Two more tables hold this node's secret key shares from the
-//! DKG: per batch while the batch runs, then per key index. The last two
+//! DKG: per batch while the batch runs, then per key index, encrypted with
+//! the node's key-encryption key (see [`sealed`]). The last two
 //! hold this node's login records (each token commitment it signed, bound
 //! once to a verifier and a temporary key) and their expiry index. Login
 //! records are made durable by their own write-ahead log next to the
 //! database and reach redb in bulk (see [`login_log`]), not with an fsync'd
 //! redb transaction each.
+//!
+//! Files: the database and the logs are created with mode 0600 (and made
+//! so if an older version left them open to others); the directory that
+//! holds them is the caller's to keep private (the node creates it 0700
+//! and refuses one open to others).
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
 use quorumkey_ledger::{BlockOutcome, Ledger, LedgerError, StateRead, StorageError, WriteSet};
-use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
 const LEDGER_STATE: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("ledger_state");
 const STATE_ROOTS: TableDefinition<'static, u64, &'static [u8; 32]> = TableDefinition::new("state_roots");
 /// Secret: this node's shares of a DKG batch's keys, between the moment it
-/// computed them and the batch's end (then moved to [`KEY_SHARES`]).
+/// computed them and the batch's end (then moved to [`KEY_SHARES`]),
+/// encrypted (see [`sealed`]).
 const BATCH_SHARES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("dkg_batch_shares");
-/// Secret: this node's share of each key, by key index.
-const KEY_SHARES: TableDefinition<'static, u64, &'static [u8; 32]> = TableDefinition::new("key_shares");
+/// Secret: this node's share of each key, by key index, encrypted (see
+/// [`sealed`]).
+const KEY_SHARES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("key_shares");
+/// The key shares as stores made before shares were encrypted kept them:
+/// plain, 32 bytes each (read only to encrypt them, by [`rekey`]).
+const PLAIN_KEY_SHARES: TableDefinition<'static, u64, &'static [u8; 32]> = TableDefinition::new("key_shares");
+/// The store's own facts: the check value of its KEK ([`KEK_CHECK`]).
+const STORE_META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("store_meta");
+/// The KEK's check value in [`STORE_META`] (see [`sealed`]).
+const KEK_CHECK: &str = "kek_check";
+/// Entries re-encrypted per step of a [`rekey`] (all in one transaction;
+/// the step bounds the memory it takes).
+const REKEY_CHUNK: usize = 4096;
 
 /// This node's login records (not replicated state): for each token
 /// commitment it signed, the verifier and temporary key it is bound to.
@@ -48,7 +68,10 @@ const LOGIN_CHECKPOINT_RECORDS: usize = 4096;
 const LOGIN_PENDING_LIMIT: usize = 8 * LOGIN_CHECKPOINT_RECORDS;
 
 mod login_log;
-use login_log::LoginLog;
+mod sealed;
+use login_log::{LoginLog, SealFailure};
+pub use sealed::{KEK_LEN, Kek, KekId, SEALED_OVERHEAD};
+use sealed::{SealError, SecretTable};
 
 /// Why the store failed.
 #[derive(Debug, Error)]
@@ -85,6 +108,147 @@ pub enum StoreError {
     /// The database holds the state of another network.
     #[error("the node database belongs to another network (its genesis root differs)")]
     WrongNetwork,
+    /// The database is open in another process (a running node).
+    #[error("the node database {path} is in use by another process; stop the node that has it open first")]
+    InUse {
+        /// The file.
+        path: String,
+    },
+    /// The key-encryption key given is not the one the shares are
+    /// encrypted with.
+    #[error(
+        "the key-encryption key given (id {given}) is not the one the shares in {path} are encrypted with (id {stored}); give the node its key-encryption key (kek_file in node.toml, or QUORUMKEY_KEK), or after a rekey the new one"
+    )]
+    WrongKek {
+        /// The database.
+        path: String,
+        /// The id of the KEK the store was encrypted with.
+        stored: String,
+        /// The id of the KEK given.
+        given: String,
+    },
+    /// The database was written before shares were encrypted at rest.
+    #[error(
+        "{path} holds {count} key or batch shares in plain form (written before shares were encrypted at rest); encrypt them once, with the node stopped: quorumkey node rekey --config node.toml --new-kek FILE"
+    )]
+    PlainShares {
+        /// The database.
+        path: String,
+        /// How many entries are plain.
+        count: u64,
+    },
+    /// A secret entry does not decrypt.
+    #[error("the {table} entry {key} cannot be decrypted: {reason}")]
+    Share {
+        /// Its table.
+        table: &'static str,
+        /// Its key.
+        key: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A login record the node answered for is lost (a corrupt log entry)
+    /// and could still matter: see [`StoreOptions::accept_lost_login_records`].
+    #[error(
+        "the login-record log {path} has a corrupt entry at byte {offset}: a login record this node answered for is lost, and {until} a token it held could be signed or revealed again by this node; start after that time, or accept the loss now with quorumkey node run --accept-lost-login-records (see docs/operations.md)"
+    )]
+    LostLoginRecords {
+        /// The log file.
+        path: String,
+        /// The entry's first byte.
+        offset: u64,
+        /// Until when, as text.
+        until: String,
+    },
+}
+
+impl StoreError {
+    fn share(table: SecretTable, key: u64) -> impl Fn(SealError) -> StoreError {
+        move |e| StoreError::Share { table: table.name(), key, reason: e.to_string() }
+    }
+}
+
+/// How to open a store (see [`NodeStore::open_with`]).
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// The key-encryption key of the node's shares.
+    pub kek: Kek,
+    /// Open even though a login record the node answered for was lost to
+    /// a corrupt log entry and could still matter (the operator's explicit
+    /// choice, for one start: the log is emptied into redb when the store
+    /// opens). Default `false`: refuse (see the store's README).
+    pub accept_lost_login_records: bool,
+}
+
+impl StoreOptions {
+    /// Options with `kek` and the defaults.
+    pub fn new(kek: Kek) -> Self {
+        Self { kek, accept_lost_login_records: false }
+    }
+}
+
+/// A damaged login-log entry found on opening (skipped; the entries
+/// around it were kept). No content, only where it was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginLogDamage {
+    /// The log file.
+    pub path: PathBuf,
+    /// The entry's first byte in that file.
+    pub offset: u64,
+    /// Its bytes.
+    pub len: u64,
+    /// The entry was durable and answered for (a later append followed it,
+    /// or it was in a sealed log): a record the node accepted is lost.
+    /// Otherwise it was part of the last write, which a crash cut short.
+    pub acknowledged: bool,
+    /// Until when (Unix seconds) the lost record could matter: the latest
+    /// expiry of the records written after it (every record lives as long
+    /// from its writing). `None`: unknown (nothing intact was written
+    /// after it).
+    pub lost_until: Option<u64>,
+}
+
+/// What [`rekey`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RekeyReport {
+    /// The KEK the shares were encrypted with; `None` if they were plain.
+    pub from: Option<KekId>,
+    /// The KEK they are encrypted with now.
+    pub to: KekId,
+    /// Key shares re-encrypted.
+    pub key_shares: u64,
+    /// Batch shares re-encrypted.
+    pub batch_shares: u64,
+    /// Whether the file was compacted afterwards (best effort; see
+    /// [`rekey`]).
+    pub compacted: bool,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Creates the database file with mode 0600 if it is absent (redb would
+/// create it with the process's umask), and makes an existing one 0600.
+fn prepare_database_file(path: &Path) -> Result<(), StoreError> {
+    let open_error = |e: std::io::Error| StoreError::Open { path: path.display().to_string(), reason: e.to_string() };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(open_error)?;
+    login_log::make_private(&file).map_err(open_error)
+}
+
+fn open_database(path: &Path) -> Result<Database, StoreError> {
+    prepare_database_file(path)?;
+    Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse { path: path.display().to_string() },
+        e => StoreError::Open { path: path.display().to_string(), reason: e.to_string() },
+    })
 }
 
 fn db_error(operation: &'static str) -> impl Fn(redb::Error) -> StoreError {
@@ -121,6 +285,16 @@ type PendingLogins = HashMap<Vec<u8>, (Vec<u8>, u64)>;
 /// A node's database.
 pub struct NodeStore {
     db: Database,
+    /// Encrypts the share tables.
+    kek: Kek,
+    /// The logs' directory, open: renames and deletions are made durable
+    /// without a new descriptor (see [`login_log`]).
+    log_dir: File,
+    /// Damaged log entries found on opening.
+    login_log_damage: Vec<LoginLogDamage>,
+    /// Why the last background checkpoint could not seal the log (it ran
+    /// as a full one instead), until [`Self::take_login_log_rotation_failure`].
+    rotation_failure: Mutex<Option<String>>,
     /// The login records' write-ahead log, which also serializes their
     /// writers; `None` once it could not be emptied after a checkpoint
     /// (the store refuses new login records until it is reopened, which
@@ -145,11 +319,20 @@ impl std::fmt::Debug for NodeStore {
 }
 
 impl NodeStore {
-    /// Opens the database at `path`, creating it if absent, and writes the
-    /// genesis state if it is new. Refuses a database of another network.
-    pub fn open(path: &Path, ledger: &Ledger) -> Result<Self, StoreError> {
-        let db = Database::create(path)
-            .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+    /// [`Self::open_with`] with `kek` and the default options.
+    pub fn open(path: &Path, ledger: &Ledger, kek: &Kek) -> Result<Self, StoreError> {
+        Self::open_with(path, ledger, &StoreOptions::new(kek.clone()))
+    }
+
+    /// Opens the database at `path`, creating it (mode 0600) if absent,
+    /// and writes the genesis state if it is new. Refuses a database of
+    /// another network, a key-encryption key other than the one its shares
+    /// are encrypted with, a database whose shares are still plain (see
+    /// [`rekey`]), and, unless `options` accept it, a login-record log that
+    /// lost a record which could still matter (see [`LoginLogDamage`]).
+    pub fn open_with(path: &Path, ledger: &Ledger, options: &StoreOptions) -> Result<Self, StoreError> {
+        let db = open_database(path)?;
+        check_kek(&db, path, &options.kek)?;
         let login_log_path = Self::login_log_path(path);
         let sealed_login_log_path = Self::sealed_login_log_path(path);
         let open_error = |path: &Path| {
@@ -157,11 +340,36 @@ impl NodeStore {
             move |e: std::io::Error| StoreError::LoginLog { path, operation: "open", reason: e.to_string() }
         };
         // The sealed log is the older: its records come first.
-        let mut logged = login_log::read_sealed(&sealed_login_log_path).map_err(open_error(&sealed_login_log_path))?;
+        let sealed = login_log::read_sealed(&sealed_login_log_path).map_err(open_error(&sealed_login_log_path))?;
         let (login_log, active) = LoginLog::open(&login_log_path).map_err(open_error(&login_log_path))?;
-        logged.extend(active);
+        let login_log_damage = assess_damage(&sealed_login_log_path, &sealed, &login_log_path, &active);
+        if !options.accept_lost_login_records {
+            let now = unix_now();
+            if let Some(lost) =
+                login_log_damage.iter().find(|d| d.acknowledged && d.lost_until.is_none_or(|until| until > now))
+            {
+                let until = match lost.lost_until {
+                    Some(until) => {
+                        format!("until {until} (Unix seconds, in {} minutes)", until.saturating_sub(now).div_ceil(60))
+                    }
+                    None => "for an unknown time (nothing intact was written after it)".to_owned(),
+                };
+                return Err(StoreError::LostLoginRecords {
+                    path: lost.path.display().to_string(),
+                    offset: lost.offset,
+                    until,
+                });
+            }
+        }
+        let log_dir = login_log::open_dir_of(&login_log_path).map_err(open_error(&login_log_path))?;
+        let mut logged = sealed.records;
+        logged.extend(active.records);
         let store = Self {
             db,
+            kek: options.kek.clone(),
+            log_dir,
+            login_log_damage,
+            rotation_failure: Mutex::new(None),
             login_log: Mutex::new(Some(login_log)),
             login_log_path,
             login_checkpoints: Mutex::new(sealed_login_log_path.exists()),
@@ -187,6 +395,24 @@ impl NodeStore {
         Ok(store)
     }
 
+    /// The damaged login-log entries found when the store was opened (each
+    /// skipped; see [`LoginLogDamage`]). The node reports them.
+    pub fn login_log_damage(&self) -> &[LoginLogDamage] {
+        &self.login_log_damage
+    }
+
+    /// Why a background checkpoint last could not seal the log (and ran as
+    /// a full one, holding up appends meanwhile), once: the node reports
+    /// it. `None` if every one since the last call sealed.
+    pub fn take_login_log_rotation_failure(&self) -> Option<String> {
+        self.rotation_failure.lock().ok().and_then(|mut failure| failure.take())
+    }
+
+    /// The id of the key-encryption key the shares are encrypted with.
+    pub fn kek_id(&self) -> KekId {
+        self.kek.id()
+    }
+
     /// Where the login records' write-ahead log of the database at `path`
     /// lives: next to it, `<path>.login-log`.
     pub fn login_log_path(path: &Path) -> PathBuf {
@@ -201,6 +427,14 @@ impl NodeStore {
     pub fn sealed_login_log_path(path: &Path) -> PathBuf {
         let mut name = Self::login_log_path(path).into_os_string();
         name.push(".sealed");
+        PathBuf::from(name)
+    }
+
+    /// Where the next login-record log of the database at `path` waits,
+    /// created ahead of need (see [`login_log`]): `<path>.login-log.next`.
+    pub fn next_login_log_path(path: &Path) -> PathBuf {
+        let mut name = Self::login_log_path(path).into_os_string();
+        name.push(".next");
         PathBuf::from(name)
     }
 
@@ -325,7 +559,7 @@ impl NodeStore {
     /// [`Self::clear_login_log`] does): a sealed log that stays could bring
     /// back a record a later sweep forgot.
     fn remove_sealed_login_log(&self, sealed: &mut bool) -> Result<(), StoreError> {
-        login_log::remove_sealed(&self.sealed_login_log_path).map_err(|e| StoreError::LoginLog {
+        login_log::remove_sealed(&self.sealed_login_log_path, &self.log_dir).map_err(|e| StoreError::LoginLog {
             path: self.sealed_login_log_path.display().to_string(),
             operation: "delete after a durable commit",
             reason: e.to_string(),
@@ -361,11 +595,27 @@ impl NodeStore {
             // A sealed log left by a failed checkpoint holds only records
             // still pending: this checkpoint takes them over too.
             if !*sealed {
-                if let Err(e) = log.seal(&self.login_log_path, &self.sealed_login_log_path) {
-                    *guard = None;
-                    return Err(self.log_error("seal for a checkpoint")(e));
+                match log.seal(&self.login_log_path, &self.sealed_login_log_path, &self.log_dir) {
+                    Ok(()) => *sealed = true,
+                    Err(SealFailure::NotSealed(reason)) => {
+                        // No descriptor for the next log (the process ran
+                        // out), or the rename was refused; nothing changed.
+                        // The records move all the same, in a full
+                        // checkpoint: appends wait for its transaction.
+                        // The next checkpoint tries to seal again.
+                        let moved = pending.len();
+                        drop(pending);
+                        if let Ok(mut failure) = self.rotation_failure.lock() {
+                            *failure = Some(reason.to_string());
+                        }
+                        self.checkpoint(&mut sealed, &mut guard, None)?;
+                        return Ok(moved);
+                    }
+                    Err(SealFailure::Broken(e)) => {
+                        *guard = None;
+                        return Err(self.log_error("seal for a checkpoint")(e));
+                    }
                 }
-                *sealed = true;
             }
             pending.iter().map(|(key, (value, expires_at))| (key.clone(), value.clone(), *expires_at)).collect()
         };
@@ -450,20 +700,27 @@ impl NodeStore {
     }
 
     /// Persists this node's shares of a batch (opaque, secret bytes),
-    /// durably, replacing any stored before.
+    /// encrypted, durably, replacing any stored before.
     pub fn put_batch_shares(&self, batch: u64, shares: &[u8]) -> Result<(), StoreError> {
+        let table = SecretTable::BatchShares;
+        let entry = sealed::seal(&self.kek, table, batch, shares).map_err(StoreError::share(table, batch))?;
         self.write(|txn| {
             let mut table = txn.open_table(BATCH_SHARES).map_err(|e| db_error("open shares table")(e.into()))?;
-            table.insert(batch, shares).map_err(|e| db_error("write batch shares")(e.into()))?;
+            table.insert(batch, entry.as_slice()).map_err(|e| db_error("write batch shares")(e.into()))?;
             Ok(())
         })
     }
 
-    /// This node's stored shares of a batch, if any.
+    /// This node's stored shares of a batch, if any (decrypted into a
+    /// buffer zeroized on drop).
     pub fn batch_shares(&self, batch: u64) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
         let Some(table) = self.read_table(BATCH_SHARES)? else { return Ok(None) };
         let value = table.get(batch).map_err(|e| db_error("read batch shares")(e.into()))?;
-        Ok(value.map(|guard| Zeroizing::new(guard.value().to_vec())))
+        let secret = SecretTable::BatchShares;
+        value
+            .map(|guard| sealed::open(&self.kek, secret, batch, guard.value()))
+            .transpose()
+            .map_err(StoreError::share(secret, batch))
     }
 
     /// Batches whose shares are stored and not yet assigned to keys.
@@ -477,13 +734,23 @@ impl NodeStore {
         Ok(out)
     }
 
-    /// The batch finished: stores `key_shares[i]` as the share of key
-    /// `first_key + i` and forgets the batch's entry, in one transaction.
+    /// The batch finished: stores `key_shares[i]`, encrypted, as the share
+    /// of key `first_key + i` and forgets the batch's entry, in one
+    /// transaction.
     pub fn assign_batch_shares(&self, batch: u64, first_key: u64, key_shares: &[[u8; 32]]) -> Result<(), StoreError> {
+        let secret = SecretTable::KeyShares;
+        let mut entries = Vec::with_capacity(key_shares.len());
+        for (offset, share) in key_shares.iter().enumerate() {
+            let index = first_key + offset as u64;
+            entries.push((
+                index,
+                sealed::seal(&self.kek, secret, index, share).map_err(StoreError::share(secret, index))?,
+            ));
+        }
         self.write(|txn| {
             let mut keys = txn.open_table(KEY_SHARES).map_err(|e| db_error("open key shares table")(e.into()))?;
-            for (offset, share) in key_shares.iter().enumerate() {
-                keys.insert(first_key + offset as u64, share).map_err(|e| db_error("write key share")(e.into()))?;
+            for (index, entry) in &entries {
+                keys.insert(*index, entry.as_slice()).map_err(|e| db_error("write key share")(e.into()))?;
             }
             Self::remove_batch_shares(txn, batch)
         })
@@ -501,11 +768,35 @@ impl NodeStore {
     }
 
     /// This node's share of a key (32 bytes, big-endian scalar), if it
-    /// holds one.
+    /// holds one (decrypted into a buffer zeroized on drop).
     pub fn key_share(&self, index: u64) -> Result<Option<Zeroizing<[u8; 32]>>, StoreError> {
         let Some(table) = self.read_table(KEY_SHARES)? else { return Ok(None) };
-        let value = table.get(index).map_err(|e| db_error("read key share")(e.into()))?;
-        Ok(value.map(|guard| Zeroizing::new(*guard.value())))
+        let Some(value) = table.get(index).map_err(|e| db_error("read key share")(e.into()))? else {
+            return Ok(None);
+        };
+        let secret = SecretTable::KeyShares;
+        let plain = sealed::open(&self.kek, secret, index, value.value()).map_err(StoreError::share(secret, index))?;
+        let mut share = Zeroizing::new([0u8; 32]);
+        if plain.len() != share.len() {
+            return Err(StoreError::Share {
+                table: secret.name(),
+                key: index,
+                reason: "it is not 32 bytes".to_owned(),
+            });
+        }
+        share.copy_from_slice(&plain);
+        Ok(Some(share))
+    }
+
+    /// The indexes of the keys this node holds a share of, in order.
+    pub fn key_share_indexes(&self) -> Result<Vec<u64>, StoreError> {
+        let Some(table) = self.read_table(KEY_SHARES)? else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| db_error("list key shares")(e.into()))? {
+            let (key, _) = entry.map_err(|e| db_error("list key shares")(e.into()))?;
+            out.push(key.value());
+        }
+        Ok(out)
     }
 
     /// Stores a login record under `key` unless one is there, durably, in
@@ -639,6 +930,204 @@ fn insert_absent_login_record(
         expiry.insert((expires_at, key), ()).map_err(|e| db_error("write login expiry")(e.into()))?;
     }
     Ok(())
+}
+
+/// The damaged entries of the sealed log and the log, as the store
+/// reports them: a damaged entry of the sealed log could matter as long as
+/// anything written after it, in the log too.
+fn assess_damage(
+    sealed_path: &Path,
+    sealed: &login_log::Decoded,
+    active_path: &Path,
+    active: &login_log::Decoded,
+) -> Vec<LoginLogDamage> {
+    let active_latest = active.latest_expiry();
+    let damage = |path: &Path, skipped: &login_log::Skipped, after: Option<u64>| LoginLogDamage {
+        path: path.to_owned(),
+        offset: skipped.offset,
+        len: skipped.len,
+        acknowledged: skipped.acknowledged,
+        lost_until: skipped.later_expiry.max(after),
+    };
+    let mut out: Vec<LoginLogDamage> =
+        sealed.skipped.iter().map(|skipped| damage(sealed_path, skipped, active_latest)).collect();
+    out.extend(active.skipped.iter().map(|skipped| damage(active_path, skipped, None)));
+    out
+}
+
+/// Plain shares a database made before shares were encrypted holds: key
+/// shares, batch shares, and whether its plain key-share table exists.
+/// Meaningful only for a database without a KEK check value.
+fn plain_shares(db: &Database) -> Result<(u64, u64, bool), StoreError> {
+    let txn = db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
+    let (keys, plain_table) = match txn.open_table(PLAIN_KEY_SHARES) {
+        Ok(table) => (table.len().map_err(|e| db_error("count key shares")(e.into()))?, true),
+        Err(redb::TableError::TableDoesNotExist(_) | redb::TableError::TableTypeMismatch { .. }) => (0, false),
+        Err(e) => return Err(db_error("open key shares table")(e.into())),
+    };
+    let batches = match txn.open_table(BATCH_SHARES) {
+        Ok(table) => table.len().map_err(|e| db_error("count batch shares")(e.into()))?,
+        Err(redb::TableError::TableDoesNotExist(_)) => 0,
+        Err(e) => return Err(db_error("open shares table")(e.into())),
+    };
+    Ok((keys, batches, plain_table))
+}
+
+fn stored_kek_check(db: &Database) -> Result<Option<Vec<u8>>, StoreError> {
+    let txn = db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
+    let meta = match txn.open_table(STORE_META) {
+        Ok(meta) => meta,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(db_error("open store meta")(e.into())),
+    };
+    let check = meta.get(KEK_CHECK).map_err(|e| db_error("read the KEK check")(e.into()))?;
+    Ok(check.map(|guard| guard.value().to_vec()))
+}
+
+/// Refuses `kek` if the database's shares are encrypted with another, or
+/// are plain. A database without shares (new, or made before encryption
+/// and never given a share) is encrypted with `kek` from now on.
+fn check_kek(db: &Database, path: &Path, kek: &Kek) -> Result<(), StoreError> {
+    if let Some(check) = stored_kek_check(db)? {
+        return verify_kek(path, kek, &check);
+    }
+    let (keys, batches, plain_table) = plain_shares(db)?;
+    if keys + batches > 0 {
+        return Err(StoreError::PlainShares { path: path.display().to_string(), count: keys + batches });
+    }
+    let check = sealed::check_value(kek).map_err(StoreError::share(SecretTable::KekCheck, 0))?;
+    let txn = db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
+    if plain_table {
+        txn.delete_table(PLAIN_KEY_SHARES).map_err(|e| db_error("delete the plain key shares table")(e.into()))?;
+    }
+    {
+        let mut meta = txn.open_table(STORE_META).map_err(|e| db_error("open store meta")(e.into()))?;
+        meta.insert(KEK_CHECK, check.as_slice()).map_err(|e| db_error("write the KEK check")(e.into()))?;
+    }
+    txn.commit().map_err(|e| db_error("commit")(e.into()))
+}
+
+fn verify_kek(path: &Path, kek: &Kek, check: &[u8]) -> Result<(), StoreError> {
+    sealed::verify_check_value(kek, check).map_err(|e| StoreError::WrongKek {
+        path: path.display().to_string(),
+        stored: match e {
+            SealError::OtherKek(id) => id.to_string(),
+            _ => sealed::entry_kek_id(check).map_or_else(|| "unknown".to_owned(), |id| id.to_string()),
+        },
+        given: kek.id().to_string(),
+    })
+}
+
+/// Re-encrypts every share in the database at `path` under `new`, in one
+/// durable redb transaction (all or nothing), and stores `new`'s check
+/// value: afterwards the store opens with `new` only. `current` is the
+/// KEK the shares are encrypted with; a database whose shares are still
+/// plain (made before encryption at rest) needs none and is encrypted now.
+/// Run it with the node stopped (a running node holds the database:
+/// [`StoreError::InUse`]). Then compacts the file (best effort; see the
+/// store's README on what a rekey does not erase).
+pub fn rekey(path: &Path, current: Option<&Kek>, new: &Kek) -> Result<RekeyReport, StoreError> {
+    std::fs::metadata(path)
+        .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+    let mut db = open_database(path)?;
+    let from = match stored_kek_check(&db)? {
+        Some(check) => {
+            let current = current.ok_or_else(|| StoreError::WrongKek {
+                path: path.display().to_string(),
+                stored: sealed::entry_kek_id(&check).map_or_else(|| "unknown".to_owned(), |id| id.to_string()),
+                given: "none".to_owned(),
+            })?;
+            verify_kek(path, current, &check)?;
+            if current.id() == new.id() {
+                return Err(StoreError::Open {
+                    path: path.display().to_string(),
+                    reason: format!("the new key-encryption key is the current one (id {})", new.id()),
+                });
+            }
+            Some(current)
+        }
+        None => None,
+    };
+    let check = sealed::check_value(new).map_err(StoreError::share(SecretTable::KekCheck, 0))?;
+    let txn = db.begin_write().map_err(|e| db_error("begin write")(e.into()))?;
+    let (key_shares, batch_shares) = match from {
+        Some(current) => (
+            reencrypt(&txn, KEY_SHARES, SecretTable::KeyShares, Some(current), new)?,
+            reencrypt(&txn, BATCH_SHARES, SecretTable::BatchShares, Some(current), new)?,
+        ),
+        None => (
+            encrypt_plain_key_shares(&db, &txn, new)?,
+            reencrypt(&txn, BATCH_SHARES, SecretTable::BatchShares, None, new)?,
+        ),
+    };
+    {
+        let mut meta = txn.open_table(STORE_META).map_err(|e| db_error("open store meta")(e.into()))?;
+        meta.insert(KEK_CHECK, check.as_slice()).map_err(|e| db_error("write the KEK check")(e.into()))?;
+    }
+    txn.commit().map_err(|e| db_error("commit")(e.into()))?;
+    // Give freed pages (which may hold the old entries) back to the file
+    // system where redb can; a failure leaves a valid, re-keyed database.
+    let compacted = db.compact().is_ok();
+    Ok(RekeyReport { from: from.map(Kek::id), to: new.id(), key_shares, batch_shares, compacted })
+}
+
+/// Re-encrypts the entries of `definition` from `from` (`None`: plain) to
+/// `to`, a chunk at a time, in `txn`. Returns how many.
+fn reencrypt(
+    txn: &redb::WriteTransaction,
+    definition: TableDefinition<'static, u64, &'static [u8]>,
+    secret: SecretTable,
+    from: Option<&Kek>,
+    to: &Kek,
+) -> Result<u64, StoreError> {
+    let mut table = txn.open_table(definition).map_err(|e| db_error("open shares table")(e.into()))?;
+    let (mut start, mut count) = (Some(0u64), 0u64);
+    while let Some(first) = start {
+        let mut chunk: Vec<(u64, Zeroizing<Vec<u8>>)> = Vec::with_capacity(REKEY_CHUNK);
+        for entry in table.range(first..).map_err(|e| db_error("list shares")(e.into()))?.take(REKEY_CHUNK) {
+            let (key, value) = entry.map_err(|e| db_error("list shares")(e.into()))?;
+            chunk.push((key.value(), Zeroizing::new(value.value().to_vec())));
+        }
+        start = match chunk.last() {
+            Some((last, _)) if chunk.len() == REKEY_CHUNK => last.checked_add(1),
+            _ => None,
+        };
+        for (key, stored) in chunk {
+            let plain = match from {
+                Some(from) => sealed::open(from, secret, key, &stored).map_err(StoreError::share(secret, key))?,
+                None => stored,
+            };
+            let entry = sealed::seal(to, secret, key, &plain).map_err(StoreError::share(secret, key))?;
+            table.insert(key, entry.as_slice()).map_err(|e| db_error("write shares")(e.into()))?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// A database made before encryption: its plain key-share table is
+/// replaced by an encrypted one, in `txn`. Returns how many.
+fn encrypt_plain_key_shares(db: &Database, txn: &redb::WriteTransaction, to: &Kek) -> Result<u64, StoreError> {
+    let (_, _, plain_table) = plain_shares(db)?;
+    if !plain_table {
+        return Ok(0);
+    }
+    let mut shares: Vec<(u64, Zeroizing<[u8; 32]>)> = Vec::new();
+    {
+        let table = txn.open_table(PLAIN_KEY_SHARES).map_err(|e| db_error("open key shares table")(e.into()))?;
+        for entry in table.iter().map_err(|e| db_error("list key shares")(e.into()))? {
+            let (key, value) = entry.map_err(|e| db_error("list key shares")(e.into()))?;
+            shares.push((key.value(), Zeroizing::new(*value.value())));
+        }
+    }
+    txn.delete_table(PLAIN_KEY_SHARES).map_err(|e| db_error("delete the plain key shares table")(e.into()))?;
+    let secret = SecretTable::KeyShares;
+    let mut table = txn.open_table(KEY_SHARES).map_err(|e| db_error("open key shares table")(e.into()))?;
+    for (index, share) in &shares {
+        let entry = sealed::seal(to, secret, *index, &share[..]).map_err(StoreError::share(secret, *index))?;
+        table.insert(*index, entry.as_slice()).map_err(|e| db_error("write key share")(e.into()))?;
+    }
+    Ok(shares.len() as u64)
 }
 
 /// A read-only view of the committed ledger state at one point in time.

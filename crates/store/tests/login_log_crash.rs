@@ -8,14 +8,14 @@ use std::path::Path;
 use std::process::Command;
 
 use quorumkey_ledger::testkit::TestNetwork;
-use quorumkey_store::{NewLoginRecord, NodeStore};
+use quorumkey_store::{Kek, NewLoginRecord, NodeStore};
 use redb::{ReadableDatabase, TableDefinition};
 
 const CHILD_DB: &str = "QUORUMKEY_LOGIN_LOG_CRASH_DB";
 const GROUPS: u32 = 40;
 
 fn open(path: &Path) -> NodeStore {
-    NodeStore::open(path, &TestNetwork::new(4, 1).ledger).unwrap()
+    NodeStore::open(path, &TestNetwork::new(4, 1).ledger, &Kek::from_bytes(&[0x42; 32])).unwrap()
 }
 
 fn record(group: u32, i: u32, value: &str) -> NewLoginRecord {

@@ -4,7 +4,11 @@
 
 use quorumkey_ledger::testkit::{TEST_VERIFIER, TestNetwork, id, name};
 use quorumkey_ledger::{Assignment, LedgerError, LedgerView, MemoryState};
-use quorumkey_store::{Applied, NodeStore, StoreError};
+use quorumkey_store::{Applied, Kek, NodeStore, StoreError};
+
+fn kek() -> Kek {
+    Kek::from_bytes(&[0x42; 32])
+}
 
 fn blocks(net: &TestNetwork) -> Vec<Vec<Vec<u8>>> {
     vec![
@@ -23,7 +27,7 @@ fn blocks_apply_once_and_survive_reopening() {
     let mut memory = MemoryState::default();
     memory.commit(&net.ledger.genesis_outcome(&memory).unwrap().writes);
     {
-        let store = NodeStore::open(&path, &net.ledger).unwrap();
+        let store = NodeStore::open(&path, &net.ledger, &kek()).unwrap();
         assert_eq!(net.ledger.height(&store.snapshot().unwrap()).unwrap(), Some(0));
         assert!(store.state_root(0).unwrap().is_some());
         for (height, transactions) in (1u64..).zip(blocks(&net)) {
@@ -50,7 +54,7 @@ fn blocks_apply_once_and_survive_reopening() {
         ));
     }
 
-    let store = NodeStore::open(&path, &net.ledger).unwrap();
+    let store = NodeStore::open(&path, &net.ledger, &kek()).unwrap();
     let snapshot = store.snapshot().unwrap();
     assert_eq!(net.ledger.height(&snapshot).unwrap(), Some(3));
     assert_eq!(net.ledger.committed_root(&snapshot).unwrap(), net.ledger.committed_root(&memory).unwrap());
@@ -70,15 +74,16 @@ fn blocks_apply_once_and_survive_reopening() {
 fn a_database_of_another_network_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node.redb");
-    drop(NodeStore::open(&path, &TestNetwork::new(4, 1).ledger).unwrap());
+    drop(NodeStore::open(&path, &TestNetwork::new(4, 1).ledger, &kek()).unwrap());
     let other = TestNetwork::new(4, 2);
-    assert!(matches!(NodeStore::open(&path, &other.ledger), Err(StoreError::WrongNetwork)));
+    assert!(matches!(NodeStore::open(&path, &other.ledger, &kek()), Err(StoreError::WrongNetwork)));
 }
 
 #[test]
 fn an_unopenable_path_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let error = NodeStore::open(&dir.path().join("missing/dir/node.redb"), &TestNetwork::new(4, 1).ledger).unwrap_err();
+    let error =
+        NodeStore::open(&dir.path().join("missing/dir/node.redb"), &TestNetwork::new(4, 1).ledger, &kek()).unwrap_err();
     assert!(error.to_string().contains("cannot open the node database"), "{error}");
 }
 
@@ -91,7 +96,7 @@ mod login_records {
     use quorumkey_store::{NewLoginRecord, NodeStore};
 
     fn open(path: &Path) -> NodeStore {
-        NodeStore::open(path, &TestNetwork::new(4, 1).ledger).unwrap()
+        NodeStore::open(path, &TestNetwork::new(4, 1).ledger, &super::kek()).unwrap()
     }
 
     fn fresh() -> (tempfile::TempDir, NodeStore) {
@@ -362,6 +367,36 @@ mod login_records {
         assert!(!NodeStore::sealed_login_log_path(&path).exists());
         assert_eq!(std::fs::metadata(NodeStore::login_log_path(&path)).unwrap().len(), 0);
         assert_eq!(store.sweep_login_records(1_001, 10).unwrap(), 4);
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_sealed_is_checkpointed_in_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        // No spare next log can be made (as when descriptors run out).
+        let next = NodeStore::next_login_log_path(&path);
+        std::fs::create_dir(&next).unwrap();
+        let store = open(&path);
+        for g in 0..5u32 {
+            store.insert_login_records(&group(g, 1_000)).unwrap();
+        }
+        assert!(store.login_checkpoint_due().unwrap());
+        assert_eq!(store.checkpoint_login_records().unwrap(), 5_000, "moved all the same");
+        assert!(store.take_login_log_rotation_failure().is_some());
+        assert!(!NodeStore::sealed_login_log_path(&path).exists());
+        assert_eq!(std::fs::metadata(NodeStore::login_log_path(&path)).unwrap().len(), 0, "emptied");
+        assert_eq!(stored(&store, b"4-999").as_deref(), Some(&[1; 200][..]));
+        // The way is clear again: the next checkpoint seals.
+        std::fs::remove_dir(&next).unwrap();
+        for g in 5..10u32 {
+            store.insert_login_records(&group(g, 1_000)).unwrap();
+        }
+        assert_eq!(store.checkpoint_login_records().unwrap(), 5_000);
+        assert_eq!(store.take_login_log_rotation_failure(), None);
+        drop(store);
+        let store = open(&path);
+        assert_eq!(stored(&store, b"0-0").as_deref(), Some(&[1; 200][..]));
+        assert_eq!(stored(&store, b"9-999").as_deref(), Some(&[1; 200][..]));
     }
 
     #[test]

@@ -1,0 +1,250 @@
+//! This node's shares at rest: encrypted with the key-encryption key
+//! (nothing plain in the file), bound to their table and key, refused
+//! under another KEK, re-keyed all at once, and a database written before
+//! encryption refused until it is encrypted. The database and its logs
+//! are private files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use quorumkey_ledger::testkit::TestNetwork;
+use quorumkey_store::{Kek, NodeStore, StoreError, rekey};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+const KEY_SHARES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("key_shares");
+const PLAIN_KEY_SHARES: TableDefinition<'static, u64, &'static [u8; 32]> = TableDefinition::new("key_shares");
+const BATCH_SHARES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("dkg_batch_shares");
+const STORE_META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("store_meta");
+
+fn kek(byte: u8) -> Kek {
+    Kek::from_bytes(&[byte; 32])
+}
+
+/// 32 bytes unlike any other test value (a share).
+fn secret(seed: u64) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for byte in &mut out {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *byte = x as u8;
+    }
+    out
+}
+
+/// A batch's stored shares: pairs (value, blinding) of 32 bytes each.
+fn batch_blob(batch: u64) -> Vec<u8> {
+    (0..6).flat_map(|i| secret(1_000 * batch + i)).collect()
+}
+
+fn fresh() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    (dir, path)
+}
+
+fn open(path: &Path, kek: &Kek) -> Result<NodeStore, StoreError> {
+    NodeStore::open(path, &TestNetwork::new(4, 1).ledger, kek)
+}
+
+/// Key shares 100..103 (from batch 7) and batch 8's shares, pending.
+fn with_shares(path: &Path, kek: &Kek) {
+    let store = open(path, kek).unwrap();
+    store.put_batch_shares(7, &batch_blob(7)).unwrap();
+    store.put_batch_shares(8, &batch_blob(8)).unwrap();
+    store.assign_batch_shares(7, 100, &[secret(100), secret(101), secret(102)]).unwrap();
+}
+
+fn check_shares(store: &NodeStore) {
+    assert_eq!(store.key_share_indexes().unwrap(), [100, 101, 102]);
+    for index in 100..103 {
+        assert_eq!(*store.key_share(index).unwrap().unwrap(), secret(index), "key {index}");
+    }
+    assert_eq!(store.key_share(103).unwrap(), None);
+    assert_eq!(store.batches_with_shares().unwrap(), [8]);
+    assert_eq!(&store.batch_shares(8).unwrap().unwrap()[..], &batch_blob(8)[..]);
+    assert_eq!(store.batch_shares(7).unwrap(), None);
+}
+
+/// Every 32-byte secret written, found anywhere in the files of `dir`.
+fn plain_secrets_in(dir: &Path) -> Vec<String> {
+    let secrets: Vec<[u8; 32]> = (100..103).map(secret).chain((0..6).map(|i| secret(8_000 + i))).collect();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        for (i, s) in secrets.iter().enumerate() {
+            if bytes.windows(32).any(|w| w == s) {
+                found.push(format!("secret {i} in {}", path.display()));
+            }
+        }
+    }
+    found
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn shares_are_encrypted_at_rest_and_read_back() {
+    let (dir, path) = fresh();
+    with_shares(&path, &kek(1));
+    assert_eq!(plain_secrets_in(dir.path()), Vec::<String>::new());
+    let store = open(&path, &kek(1)).unwrap();
+    assert_eq!(store.kek_id(), kek(1).id());
+    check_shares(&store);
+    // Every entry names the KEK; none is shorter than its plaintext plus
+    // the overhead.
+    drop(store);
+    let db = redb::Database::create(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    for (index, entry) in txn.open_table(KEY_SHARES).unwrap().iter().unwrap().map(Result::unwrap) {
+        assert_eq!(entry.value().len(), 32 + quorumkey_store::SEALED_OVERHEAD, "key {}", index.value());
+        assert_eq!(&entry.value()[1..9], kek(1).id().as_bytes());
+    }
+}
+
+#[test]
+fn the_database_and_its_logs_are_private_files() {
+    let (dir, path) = fresh();
+    // A database file an older version left readable by others.
+    std::fs::write(&path, b"").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = open(&path, &kek(1)).unwrap();
+    store.insert_login_record(b"k", b"v", 1).unwrap();
+    drop(store);
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let file = entry.unwrap().path();
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+        files += 1;
+    }
+    assert!(files >= 2, "the database and the log");
+}
+
+#[test]
+fn another_kek_is_refused_with_both_ids() {
+    let (_dir, path) = fresh();
+    with_shares(&path, &kek(1));
+    let error = open(&path, &kek(2)).unwrap_err();
+    match &error {
+        StoreError::WrongKek { stored, given, .. } => {
+            assert_eq!(stored, &kek(1).id().to_string());
+            assert_eq!(given, &kek(2).id().to_string());
+        }
+        other => panic!("{other}"),
+    }
+    assert!(error.to_string().contains("QUORUMKEY_KEK"), "{error}");
+    check_shares(&open(&path, &kek(1)).unwrap());
+}
+
+#[test]
+fn an_entry_moved_to_another_key_or_batch_does_not_decrypt() {
+    let (_dir, path) = fresh();
+    with_shares(&path, &kek(1));
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut keys = txn.open_table(KEY_SHARES).unwrap();
+            let entry = keys.get(100).unwrap().unwrap().value().to_vec();
+            keys.insert(101, entry.as_slice()).unwrap();
+            let mut batches = txn.open_table(BATCH_SHARES).unwrap();
+            let entry = batches.get(8).unwrap().unwrap().value().to_vec();
+            batches.insert(9, entry.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = open(&path, &kek(1)).unwrap();
+    assert_eq!(*store.key_share(100).unwrap().unwrap(), secret(100));
+    let error = store.key_share(101).unwrap_err();
+    assert!(matches!(error, StoreError::Share { table: "key_shares", key: 101, .. }), "{error}");
+    assert!(error.to_string().contains("does not authenticate"), "{error}");
+    assert!(matches!(store.batch_shares(9), Err(StoreError::Share { table: "dkg_batch_shares", key: 9, .. })));
+}
+
+#[test]
+fn a_rekey_reencrypts_every_share_at_once() {
+    let (dir, path) = fresh();
+    with_shares(&path, &kek(1));
+    // A running node holds the database.
+    let running = open(&path, &kek(1)).unwrap();
+    assert!(matches!(rekey(&path, Some(&kek(1)), &kek(2)), Err(StoreError::InUse { .. })));
+    drop(running);
+    // The current KEK must be given, and be the right one; the new one must
+    // be new.
+    assert!(matches!(rekey(&path, None, &kek(2)), Err(StoreError::WrongKek { .. })));
+    assert!(matches!(rekey(&path, Some(&kek(3)), &kek(2)), Err(StoreError::WrongKek { .. })));
+    assert!(rekey(&path, Some(&kek(1)), &kek(1)).unwrap_err().to_string().contains("is the current one"));
+
+    let report = rekey(&path, Some(&kek(1)), &kek(2)).unwrap();
+    assert_eq!(report.from, Some(kek(1).id()));
+    assert_eq!(report.to, kek(2).id());
+    assert_eq!((report.key_shares, report.batch_shares, report.compacted), (3, 1, true));
+    assert!(matches!(open(&path, &kek(1)), Err(StoreError::WrongKek { .. })), "the old KEK is refused");
+    check_shares(&open(&path, &kek(2)).unwrap());
+    assert_eq!(plain_secrets_in(dir.path()), Vec::<String>::new());
+    let db = redb::Database::create(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    for table in [KEY_SHARES, BATCH_SHARES] {
+        for (_, entry) in txn.open_table(table).unwrap().iter().unwrap().map(Result::unwrap) {
+            assert_eq!(&entry.value()[1..9], kek(2).id().as_bytes(), "every entry under the new KEK");
+        }
+    }
+}
+
+/// Turns the database at `path` into one as a version before encryption
+/// left it: no KEK check, key shares of 32 plain bytes, plain batch
+/// shares.
+fn make_plain(path: &Path) {
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.delete_table(STORE_META).unwrap();
+    txn.delete_table(KEY_SHARES).unwrap();
+    {
+        let mut keys = txn.open_table(PLAIN_KEY_SHARES).unwrap();
+        for index in 100..103 {
+            keys.insert(index, &secret(index)).unwrap();
+        }
+        let mut batches = txn.open_table(BATCH_SHARES).unwrap();
+        batches.insert(8, batch_blob(8).as_slice()).unwrap();
+    }
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_database_with_plain_shares_is_refused_until_encrypted() {
+    let (dir, path) = fresh();
+    with_shares(&path, &kek(1));
+    make_plain(&path);
+    assert!(!plain_secrets_in(dir.path()).is_empty(), "the test's plain database holds its shares");
+    let error = open(&path, &kek(1)).unwrap_err();
+    assert!(matches!(error, StoreError::PlainShares { count: 4, .. }), "{error}");
+    assert!(error.to_string().contains("quorumkey node rekey"), "{error}");
+
+    let report = rekey(&path, None, &kek(5)).unwrap();
+    assert_eq!((report.from, report.key_shares, report.batch_shares), (None, 3, 1));
+    check_shares(&open(&path, &kek(5)).unwrap());
+    assert!(matches!(open(&path, &kek(1)), Err(StoreError::WrongKek { .. })));
+}
+
+#[test]
+fn a_database_made_before_encryption_without_shares_opens() {
+    let (_dir, path) = fresh();
+    drop(open(&path, &kek(1)).unwrap());
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(STORE_META).unwrap();
+        txn.open_table(PLAIN_KEY_SHARES).unwrap();
+        txn.commit().unwrap();
+    }
+    let store = open(&path, &kek(2)).unwrap();
+    store.assign_batch_shares(1, 0, &[secret(0)]).unwrap();
+    assert_eq!(*store.key_share(0).unwrap().unwrap(), secret(0));
+    drop(store);
+    assert!(matches!(open(&path, &kek(1)), Err(StoreError::WrongKek { .. })));
+}
