@@ -258,7 +258,7 @@ fn one_node(work: &Path) -> (PathBuf, PathBuf) {
     let p2p = free_base(0);
     let rpc = free_base(p2p);
     let output = quorumkey()
-        .args(["network", "init", "--nodes", "1", "--out", out.to_str().unwrap()])
+        .args(["network", "init", "--nodes", "1", "--out", out.to_str().unwrap(), "--allow-unsigned-key-assign"])
         .args(["--p2p-base-port", &p2p.to_string(), "--rpc-base-port", &rpc.to_string()])
         .output()
         .unwrap();
