@@ -20,9 +20,23 @@
 //! - **no proxies** from the environment (a proxy would resolve the name
 //!   itself, past the check);
 //! - **bounded**: a timeout per request, and answers read up to a limit;
-//! - **errors name the failure** (the HTTP status, a redirect, too large,
-//!   not public, timeout) and never carry what the provider sent: they reach
-//!   clients, and a provider's answer may be a private service's page.
+//! - **TLS** for `https://` (the only scheme the ledger accepts for a DNS
+//!   name): rustls with the aws-lc-rs provider, passed explicitly, TLS 1.2
+//!   and 1.3, and Mozilla's root certificates compiled in (`webpki-roots`),
+//!   not the OS's store: a login needs a threshold of nodes to agree on a
+//!   provider's answer, so every node must trust the same authorities
+//!   whatever its OS image holds (a minimal container has no store at all),
+//!   and a root that Mozilla drops leaves every node at the same release.
+//!   Providers are at public addresses, where certificates come from
+//!   public authorities: there is no setting for private ones (tests add
+//!   their own authority through a hook that only test builds have). The
+//!   TLS connection goes through the same resolver and checks as plain
+//!   HTTP: the address rule applies before the handshake, and the
+//!   certificate must be valid for the URL's host name (or IP literal);
+////! - **errors name the failure** (the HTTP status, a redirect, too large,
+//!   not public, timeout, a refused certificate) and never carry what the
+//!   provider sent: they reach clients, and a provider's answer may be a
+//!   private service's page.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -30,6 +44,8 @@ use std::time::Duration;
 
 use quorumkey_verifier::address::{AddressScope, address_scope};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use rustls::pki_types::CertificateDer;
+use rustls::{CertificateError, RootCertStore};
 
 use crate::observability::METRIC_PROVIDER_ADDRESS_REFUSALS;
 
@@ -71,6 +87,14 @@ pub enum ProviderError {
     /// The answer broke off.
     #[error("the provider's answer was cut off")]
     Read,
+    /// The provider's TLS certificate is refused; says why (its host name,
+    /// its issuer, its validity period), never what it names.
+    #[error("the provider's TLS certificate {0}")]
+    Certificate(&'static str),
+    /// The TLS handshake failed otherwise (not TLS, no common protocol
+    /// version or cipher suite, an alert).
+    #[error("the TLS handshake with the provider failed")]
+    Tls,
 }
 
 /// Why the guarded resolver gave no address (found again in the HTTP
@@ -155,6 +179,9 @@ impl Resolve for GuardedResolver {
 pub struct ProviderAccess {
     allow_non_public: bool,
     resolver: Arc<dyn Resolve>,
+    /// Trusted besides Mozilla's roots: only ever set by tests (the
+    /// `test-hooks` feature).
+    extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl std::fmt::Debug for ProviderAccess {
@@ -178,13 +205,23 @@ impl ProviderAccess {
     /// Public addresses only, or any address if `allow_non_public`; names
     /// resolved by the system.
     pub fn new(allow_non_public: bool) -> Self {
-        Self { allow_non_public, resolver: Arc::new(SystemResolver) }
+        Self { allow_non_public, resolver: Arc::new(SystemResolver), extra_roots: Vec::new() }
     }
 
     /// The same rule with names resolved by `resolver` (tests: a resolver
     /// that answers what an attacker's DNS server would).
     pub fn with_resolver(mut self, resolver: Arc<dyn Resolve>) -> Self {
         self.resolver = resolver;
+        self
+    }
+
+    /// Also trusts the certificate authority `certificate` (DER) for
+    /// `https://` providers: a test's own authority. Test builds only: no
+    /// node setting reaches it, and without the `test-hooks` feature (which
+    /// only this crate's tests enable) it does not exist.
+    #[cfg(feature = "test-hooks")]
+    pub fn with_extra_root_certificate(mut self, certificate: Vec<u8>) -> Self {
+        self.extra_roots.push(CertificateDer::from(certificate));
         self
     }
 
@@ -203,9 +240,30 @@ impl ProviderAccess {
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .dns_resolver(resolver)
+            .tls_backend_preconfigured(self.tls_config()?)
             .build()
             .map_err(|e| ProviderClientError(e.to_string()))?;
         Ok(ProviderClient { client, allow_non_public: self.allow_non_public, timeout })
+    }
+
+    /// The TLS configuration of provider connections (see the module
+    /// documentation): the aws-lc-rs provider named here rather than a
+    /// process-wide default, rustls's safe protocol versions (1.2, 1.3),
+    /// Mozilla's roots, and HTTP/1.1 (the only HTTP version the client is
+    /// built with).
+    fn tls_config(&self) -> Result<rustls::ClientConfig, ProviderClientError> {
+        let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        for certificate in &self.extra_roots {
+            roots.add(certificate.clone()).map_err(|e| ProviderClientError(format!("a test root certificate: {e}")))?;
+        }
+        let mut config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| ProviderClientError(e.to_string()))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
     }
 }
 
@@ -291,7 +349,7 @@ impl ProviderClient {
     }
 
     /// What a failed request means, without its text (which may carry the
-    /// URL or what the provider sent).
+    /// URL, what the provider sent, or the names its certificate holds).
     fn classify(&self, error: &reqwest::Error) -> ProviderError {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
         while let Some(current) = source {
@@ -301,6 +359,12 @@ impl ProviderClient {
                     ResolveFailure::NoAddress => ProviderError::Resolve,
                 };
             }
+            if let Some(failure) = tls_failure(current) {
+                return match failure {
+                    rustls::Error::InvalidCertificate(why) => ProviderError::Certificate(certificate_refusal(why)),
+                    _ => ProviderError::Tls,
+                };
+            }
             source = current.source();
         }
         if error.is_timeout() {
@@ -308,5 +372,34 @@ impl ProviderClient {
         } else {
             ProviderError::Connect
         }
+    }
+}
+
+/// The TLS error in `error`, if it is one. rustls's errors reach the HTTP
+/// client inside an `io::Error`, itself inside another (the connector's),
+/// and `io::Error::source()` skips the error it wraps: unwrapped by hand.
+fn tls_failure<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = error;
+    for _ in 0..8 {
+        if let Some(failure) = current.downcast_ref::<rustls::Error>() {
+            return Some(failure);
+        }
+        let inner: &(dyn std::error::Error + 'static) = current.downcast_ref::<std::io::Error>()?.get_ref()?;
+        current = inner;
+    }
+    None
+}
+
+/// Why a certificate is refused, in words that carry nothing from it.
+fn certificate_refusal(why: &CertificateError) -> &'static str {
+    match why {
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            "is not valid for the provider's host name"
+        }
+        CertificateError::UnknownIssuer => "is not issued by a certificate authority that nodes trust",
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => "has expired",
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => "is not valid yet",
+        CertificateError::Revoked => "is revoked",
+        _ => "is invalid",
     }
 }

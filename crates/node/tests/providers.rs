@@ -12,7 +12,12 @@
 //!   replayed token), never past the token's expiry, and calls per
 //!   verifier are limited;
 //! - cached JWKS keys are served while the provider is down only up to the
-//!   max-stale bound.
+//!   max-stale bound;
+//! - `https://` providers are reached over TLS (a test certificate
+//!   authority made with rcgen, trusted through the test-only hook), with
+//!   the address rule still applied before any handshake; a certificate for
+//!   another name, from an authority nodes do not trust, or expired is
+//!   refused and the provider gets no request.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
@@ -506,4 +511,307 @@ async fn hostile_hosts_are_refused_without_a_lookup() {
         .unwrap_err();
     assert_eq!(error, VerifyError::Introspection(ProviderError::Resolve));
     assert_eq!(lookups.load(Ordering::SeqCst), 1);
+}
+
+/// A certificate authority made for one test, and the certificates it
+/// issues.
+struct TestAuthority {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    certificate: Vec<u8>,
+}
+
+impl TestAuthority {
+    fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, "quorumkey test authority");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = params.self_signed(&key).unwrap().der().to_vec();
+        Self { issuer: rcgen::Issuer::new(params, key), certificate }
+    }
+
+    /// A server certificate for `names`, valid until `not_after`, and its
+    /// key (PKCS#8 DER).
+    fn issue(&self, names: &[&str], not_after: (i32, u8, u8)) -> (Vec<u8>, Vec<u8>) {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = params.signed_by(&key, &self.issuer).unwrap().der().to_vec();
+        (certificate, key.serialize_der())
+    }
+}
+
+/// Accepts TLS connections for the test provider: counts the handshakes
+/// that succeed and those that fail (the HTTP requests are counted by the
+/// provider, after the handshake).
+struct TlsListener {
+    tcp: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshakes: Arc<AtomicU64>,
+    failed_handshakes: Arc<AtomicU64>,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, address)) = self.tcp.accept().await else { continue };
+            match self.acceptor.accept(stream).await {
+                Ok(tls) => {
+                    self.handshakes.fetch_add(1, Ordering::SeqCst);
+                    return (tls, address);
+                }
+                Err(_) => {
+                    self.failed_handshakes.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+struct TlsServed {
+    issuer: Arc<DevIssuer>,
+    hits: Arc<AtomicU64>,
+    handshakes: Arc<AtomicU64>,
+    failed_handshakes: Arc<AtomicU64>,
+    address: SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TlsServed {
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.address.port())
+    }
+
+    fn hits(&self) -> u64 {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    fn handshakes(&self) -> (u64, u64) {
+        (self.handshakes.load(Ordering::SeqCst), self.failed_handshakes.load(Ordering::SeqCst))
+    }
+}
+
+/// The test provider over TLS only, on 127.0.0.1, with `certificate`.
+async fn serve_tls_provider(seed: u64, (certificate, key): (Vec<u8>, Vec<u8>)) -> TlsServed {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![certificate.into()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(key)),
+        )
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = tcp.local_addr().unwrap();
+    let (handshakes, failed_handshakes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let listener = TlsListener {
+        tcp,
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        handshakes: handshakes.clone(),
+        failed_handshakes: failed_handshakes.clone(),
+    };
+    let issuer =
+        Arc::new(DevIssuer::new("https://provider.example".to_owned(), ChaCha20Rng::seed_from_u64(seed)).unwrap());
+    let hits = Arc::new(AtomicU64::new(0));
+    let state = Provider { issuer: issuer.clone(), hits: hits.clone(), redirect_to: String::new() };
+    let app = axum::Router::new().fallback(answer).with_state(state);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    TlsServed { issuer, hits, handshakes, failed_handshakes, address, server }
+}
+
+/// Every name resolves to the test provider (as the provider's DNS would
+/// resolve its own name).
+fn dns_to(address: SocketAddr) -> Arc<dyn Resolve> {
+    Arc::new(AttackerDns { addresses: vec![address], lookups: Arc::new(AtomicU64::new(0)) })
+}
+
+/// The provider error inside a failed JWT or introspection check.
+fn provider_error(error: &VerifyError) -> Option<&ProviderError> {
+    match error {
+        VerifyError::Keys(JwksFetchError::Unavailable(FetchFailure::Provider(error)))
+        | VerifyError::Introspection(error) => Some(error),
+        _ => None,
+    }
+}
+
+const FAR_FUTURE: (i32, u8, u8) = (4000, 1, 1);
+
+#[tokio::test]
+async fn https_providers_are_reached_over_tls_and_the_address_rule_still_applies() {
+    let authority = TestAuthority::new();
+    let served = serve_tls_provider(20, authority.issue(&["provider.example"], FAR_FUTURE)).await;
+    let token = mint(&served.issuer);
+    let (jwks_url, me_url) = (served.url("provider.example", "/jwks"), served.url("provider.example", "/me"));
+    // The ledger accepts these URLs as they are (https to a DNS name).
+    quorumkey_verifier::config::check_url("keys.jwks_url", &jwks_url).unwrap();
+    quorumkey_verifier::config::check_url("url", &me_url).unwrap();
+
+    // A development node (the provider is on 127.0.0.1) that trusts the
+    // test's authority: the keys and an introspection answer, over TLS.
+    let access = ProviderAccess::development()
+        .with_resolver(dns_to(served.address))
+        .with_extra_root_certificate(authority.certificate.clone());
+    let verifier = verifier_with(&access, policy(), ProviderLimits::default());
+    let identity = verifier.verify_jwt(&jwt_config(&served.issuer, &jwks_url), &token, now()).await.unwrap();
+    assert_eq!(identity.verifier_id, "alice@example.com");
+    let identity = verifier.verify_introspection("chat", &introspection(&me_url), "user-1", now()).await.unwrap();
+    assert_eq!(identity.verifier_id, "user-1");
+    assert_eq!(served.hits(), 2);
+    let (handshakes, failed) = served.handshakes();
+    assert!(handshakes >= 1 && failed == 0, "{handshakes} handshakes, {failed} failed");
+
+    // A production node with the same name, resolver and trusted
+    // authority: the address rule comes first, so there is no connection
+    // and no handshake.
+    let production = verifier_with(
+        &ProviderAccess::public_only()
+            .with_resolver(dns_to(served.address))
+            .with_extra_root_certificate(authority.certificate.clone()),
+        policy(),
+        ProviderLimits::default(),
+    );
+    for url in [jwks_url.clone(), served.url("127.0.0.1", "/jwks")] {
+        let error = production.verify_jwt(&jwt_config(&served.issuer, &url), &token, now()).await.unwrap_err();
+        assert!(not_public(&error), "{url}: {error:?}");
+        let error = production.verify_introspection("chat", &introspection(&url), "user-2", now()).await.unwrap_err();
+        assert!(not_public(&error), "{url}: {error:?}");
+    }
+    assert_eq!(served.hits(), 2);
+    assert_eq!(served.handshakes(), (handshakes, 0), "no handshake from the production node");
+
+    // Redirects over https are not followed either.
+    let redirect = jwt_config(&served.issuer, &served.url("provider.example", "/redirect"));
+    let error = verifier.verify_jwt(&redirect, &token, now()).await.unwrap_err();
+    assert_eq!(provider_error(&error), Some(&ProviderError::Redirect(302)), "{error:?}");
+    served.server.abort();
+}
+
+#[tokio::test]
+async fn a_provider_certificate_for_another_name_or_from_an_untrusted_authority_is_refused() {
+    let authority = TestAuthority::new();
+    let served = serve_tls_provider(21, authority.issue(&["provider.example"], FAR_FUTURE)).await;
+    let token = mint(&served.issuer);
+    let trusting = ProviderAccess::development()
+        .with_resolver(dns_to(served.address))
+        .with_extra_root_certificate(authority.certificate.clone());
+    let verifier = verifier_with(&trusting, policy(), ProviderLimits::default());
+    // Mozilla's roots only: what a real node trusts.
+    let mozilla_only = verifier_with(
+        &ProviderAccess::development().with_resolver(dns_to(served.address)),
+        policy(),
+        ProviderLimits::default(),
+    );
+    let expired_server = serve_tls_provider(22, authority.issue(&["provider.example"], (2001, 1, 1))).await;
+    let trusting_expired = verifier_with(
+        &ProviderAccess::development()
+            .with_resolver(dns_to(expired_server.address))
+            .with_extra_root_certificate(authority.certificate.clone()),
+        policy(),
+        ProviderLimits::default(),
+    );
+
+    let another_name = "is not valid for the provider's host name";
+    let untrusted = "is not issued by a certificate authority that nodes trust";
+    let cases = [
+        // The name resolves to the provider, whose certificate names
+        // provider.example only.
+        (&verifier, served.url("other.example", "/jwks"), another_name),
+        // An IP literal the certificate does not name.
+        (&verifier, served.url("127.0.0.1", "/jwks"), another_name),
+        (&mozilla_only, served.url("provider.example", "/jwks"), untrusted),
+        (&trusting_expired, expired_server.url("provider.example", "/jwks"), "has expired"),
+    ];
+    for (verifier, url, why) in cases {
+        let error = verifier.verify_jwt(&jwt_config(&served.issuer, &url), &token, now()).await.unwrap_err();
+        assert_eq!(provider_error(&error), Some(&ProviderError::Certificate(why)), "{url}: {error:?}");
+        let text = error.to_string();
+        assert!(text.contains("TLS certificate") && text.contains(why), "{text}");
+        assert!(!text.contains("example"), "the certificate's and the URL's names are not quoted: {text}");
+        let me = url.replace("/jwks", "/me");
+        let error = verifier.verify_introspection("chat", &introspection(&me), "user-1", now()).await.unwrap_err();
+        assert_eq!(error, VerifyError::Introspection(ProviderError::Certificate(why)), "{me}");
+    }
+    assert_eq!(served.hits() + expired_server.hits(), 0, "no request went past a refused certificate");
+    let (ok, failed) = served.handshakes();
+    assert_eq!(ok, 0);
+    assert!(failed >= 6, "the client aborted the handshakes: {failed}");
+
+    // Not TLS at all (an http server at an https URL): the handshake fails.
+    let plain = serve_provider(23, "").await;
+    let error = verifier
+        .verify_introspection(
+            "chat",
+            &introspection(&format!("https://127.0.0.1:{}/me", plain.address.port())),
+            "user-1",
+            now(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error, VerifyError::Introspection(ProviderError::Tls), "{error:?}");
+
+    // The same certificate, named right: accepted (the refusals above are
+    // the name, the authority and the date).
+    verifier
+        .verify_jwt(&jwt_config(&served.issuer, &served.url("provider.example", "/jwks")), &token, now())
+        .await
+        .unwrap();
+    assert_eq!(served.hits(), 1);
+    for server in [served.server, expired_server.server, plain.server] {
+        server.abort();
+    }
+}
+
+/// What TLS costs a provider call on 127.0.0.1: a new connection (and
+/// handshake) per call against plain HTTP, and a pooled connection.
+/// `cargo test -p quorumkey-node --release --test providers -- --ignored --nocapture tls_cost`
+#[tokio::test]
+#[ignore = "a measurement; run it by name"]
+async fn tls_cost() {
+    const CALLS: u32 = 200;
+    let authority = TestAuthority::new();
+    let tls = serve_tls_provider(30, authority.issue(&["provider.example"], FAR_FUTURE)).await;
+    let plain = serve_provider(31, "").await;
+    let access = ProviderAccess::development()
+        .with_resolver(dns_to(tls.address))
+        .with_extra_root_certificate(authority.certificate.clone());
+    let url = tls.url("provider.example", "/jwks");
+    let plain_url = plain.url("/jwks");
+    let timed = |fresh: bool, url: String| {
+        let access = access.clone();
+        async move {
+            let pooled = access.client(Duration::from_secs(5)).unwrap();
+            let started = Instant::now();
+            for _ in 0..CALLS {
+                let client = if fresh { access.client(Duration::from_secs(5)).unwrap() } else { pooled.clone() };
+                client.get(&url, None, 1 << 20).await.unwrap();
+            }
+            started.elapsed() / CALLS
+        }
+    };
+    let https_fresh = timed(true, url.clone()).await;
+    assert_eq!(tls.handshakes(), (u64::from(CALLS), 0), "one handshake per fresh client");
+    let http_fresh = timed(true, plain_url.clone()).await;
+    let https_pooled = timed(false, url).await;
+    let http_pooled = timed(false, plain_url).await;
+    assert_eq!(tls.handshakes().0, u64::from(CALLS) + 1, "a pooled client makes one handshake");
+    println!(
+        "per call: https new connection {https_fresh:?}, http new connection {http_fresh:?}, \
+         https pooled {https_pooled:?}, http pooled {http_pooled:?}"
+    );
+    tls.server.abort();
+    plain.server.abort();
 }
