@@ -16,7 +16,8 @@ use tokio::process::{Child, Command};
 use crate::api_client::NodeApiClient;
 use crate::config::NetworkVerifier;
 use crate::config::{
-    ConfigError, InitOptions, NETWORK_FILE, NetworkDkg, NetworkFile, NetworkPolicyFile, RpcSettings, init_network,
+    ConfigError, HttpSettings, InitOptions, NETWORK_FILE, NetworkDkg, NetworkFile, NetworkPolicyFile, RpcSettings,
+    init_network,
 };
 use crate::dev_issuer::{DEV_AUDIENCE, DEV_VERIFIER, dev_verifier_config};
 use crate::identity::{owner_public_bytes, save_owner_key};
@@ -96,6 +97,8 @@ pub struct DevnetOptions {
     /// The nodes' client API limits (new network only; the devnet adds its
     /// KeyAssign signer).
     pub rpc: RpcSettings,
+    /// The nodes' HTTP connection settings (new network only).
+    pub http: HttpSettings,
 }
 
 /// A base port such that `base..=base + nodes` are all free on 127.0.0.1
@@ -131,6 +134,7 @@ impl DevnetOptions {
             dkg,
             policy: NetworkPolicyFile::default(),
             rpc: RpcSettings::default(),
+            http: HttpSettings::default(),
         })
     }
 }
@@ -225,6 +229,7 @@ impl Devnet {
                     dkg: options.dkg.clone(),
                     policy: options.policy.clone(),
                     rpc,
+                    http: options.http.clone(),
                 },
             )
             .and_then(|network| {

@@ -18,6 +18,7 @@ fn options(nodes: u16) -> InitOptions {
         dkg: Default::default(),
         policy: Default::default(),
         rpc: Default::default(),
+        http: Default::default(),
     }
 }
 

@@ -325,6 +325,7 @@ fn network_init(nodes: u16, out: &Path, p2p_base_port: u16, rpc_base_port: u16) 
         dkg: Default::default(),
         policy: Default::default(),
         rpc: Default::default(),
+        http: Default::default(),
     };
     let network = init_network(out, &options).map_err(|e| e.to_string())?;
     let genesis = network.genesis()?;
@@ -418,6 +419,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 dkg: Default::default(),
                 rpc: Default::default(),
                 policy: Default::default(),
+                http: Default::default(),
             };
             block_on(devnet(options))?;
         }

@@ -48,6 +48,7 @@ const LOGIN_CHECKPOINT_RECORDS: usize = 4096;
 const LOGIN_PENDING_LIMIT: usize = 8 * LOGIN_CHECKPOINT_RECORDS;
 
 mod login_log;
+mod login_scan;
 use login_log::LoginLog;
 
 /// Why the store failed.
