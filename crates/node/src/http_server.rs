@@ -426,16 +426,16 @@ impl AsyncWrite for Observed {
 #[error("the request body did not arrive within {} s", .0.as_secs())]
 pub struct BodyTimeout(pub Duration);
 
-/// Whether `error` (or one of its sources) is a [`BodyTimeout`].
-pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+/// The [`BodyTimeout`] in `error`'s chain of sources, if one is there.
+pub fn body_timeout<'e>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e BodyTimeout> {
     let mut current = Some(error);
     while let Some(error) = current {
-        if error.is::<BodyTimeout>() {
-            return true;
+        if let Some(timeout) = error.downcast_ref::<BodyTimeout>() {
+            return Some(timeout);
         }
         current = error.source();
     }
-    false
+    None
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -55,7 +55,7 @@ use tower_http::cors::{Any, CorsLayer};
 use crate::api::{MAX_FINALITY_WAIT, NodeApi};
 use crate::client_address::{AddressLimiter, ClientAddress, client_address_of};
 use crate::config::RpcSettings;
-use crate::http_server::is_body_timeout;
+use crate::http_server::body_timeout;
 use crate::pending_records::PendingRecordCaps;
 use crate::consensus::{Admission, SubmitError};
 use crate::login_records::LoginRecordWriter;
@@ -586,12 +586,9 @@ async fn jrpc(State(service): State<Arc<RpcService>>, request: Request) -> Respo
     }
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(body) => body,
-        Err(error) if is_body_timeout(&error) => {
-            let error = RpcError::new(
-                quorumkey_login::rpc::INVALID_REQUEST,
-                "Invalid Request",
-                format!("{error}; send it faster or in one go"),
-            );
+        Err(error) if body_timeout(&error).is_some() => {
+            let timeout = body_timeout(&error).map(ToString::to_string).unwrap_or_default();
+            let error = RpcError::new(quorumkey_login::rpc::INVALID_REQUEST, "Invalid Request", timeout);
             return json_response(StatusCode::REQUEST_TIMEOUT, &RpcResponse::error(Value::Null, error));
         }
         Err(_) => {
