@@ -523,7 +523,18 @@ async fn idle_connections(net: &Net, devnet: &mut Devnet) -> Result<(), String> 
         while attempts.load(Ordering::Relaxed) < IDLE_CONNECTIONS && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Until node 1 has taken what it will take: its open files at its
+        // limit, or steady for two seconds (at most 30 s).
+        let (deadline, mut steady, mut last) = (Instant::now() + Duration::from_secs(30), 0, 0usize);
+        while Instant::now() < deadline && steady < 4 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let files = open_files(pid);
+            if files as u64 + 16 >= NODE_1_FILE_LIMIT {
+                break;
+            }
+            steady = if files.abs_diff(last) <= 16 { steady + 1 } else { 0 };
+            last = files;
+        }
         eprintln!(
             "  attack: {} connections open from this side, node 1 has {} files open ({})",
             open.load(Ordering::Relaxed),
