@@ -7,6 +7,7 @@
 //!   with node 5 down, a full login through the Rust client (which needs
 //!   node 1's signature), and node 1 answers a new client at once; node
 //!   1's open files stay under its connection cap;
+//! - 300 connections from one address: the node keeps 128 of them;
 //! - a slowloris (header bytes trickled) is cut at the header timeout, a
 //!   kept-alive connection at the idle timeout, a trickled body gets 408 at
 //!   the body timeout;
@@ -189,6 +190,7 @@ fn a_node_facing_the_internet_on_five_processes() {
         check("/v1 per address", v1_per_address(&net).await);
         check("trusted proxy", trusted_proxy(&net).await);
         check("record caps", record_caps(&net, &mut devnet).await);
+        check("connections per address", connections_per_address(&net).await);
         check("10,000 idle connections", idle_connections(&net, &mut devnet).await);
         devnet.stop().await;
         assert!(failures.is_empty(), "{} phases failed:\n{}", failures.len(), failures.join("\n"));
@@ -467,6 +469,36 @@ async fn record_caps(net: &Net, devnet: &mut Devnet) -> Result<(), String> {
     net.commit_from(loopback(70), node, "capped-other")
         .await
         .map_err(|e| format!("after the restart, the address's count should be forgotten: {e}"))?;
+    Ok(())
+}
+
+/// 300 connections at once from one address: the node keeps 128 (the
+/// default cap per address) and closes the rest; another address still
+/// gets in.
+async fn connections_per_address(net: &Net) -> Result<(), String> {
+    let cap = HttpSettings::default().max_connections_per_address as usize;
+    let target = net.rpc(3);
+    let mut streams = Vec::new();
+    for _ in 0..300 {
+        streams.push(connect_from(loopback(95), target).await.map_err(|e| e.to_string())?);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut open = 0;
+    for stream in &streams {
+        let mut byte = [0u8; 1];
+        match stream.try_read(&mut byte) {
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => open += 1,
+            _ => {}
+        }
+    }
+    if open > cap {
+        return Err(format!("{open} of 300 connections from one address still open, over the cap of {cap}"));
+    }
+    let other = http_from(loopback(96)).get(format!("{}/v1/status", net.api(3))).send().await;
+    if !other.as_ref().is_ok_and(|r| r.status().is_success()) {
+        return Err(format!("another address: {other:?}"));
+    }
+    eprintln!("  {open} of 300 connections from one address kept open");
     Ok(())
 }
 
