@@ -355,7 +355,7 @@ pub const DEFAULT_MAX_PENDING_RECORDS_PER_VERIFIER: u64 = 1_000_000;
 /// Default of `[rpc] max_pending_records_per_address`.
 pub const DEFAULT_MAX_PENDING_RECORDS_PER_ADDRESS: u64 = 10_000;
 /// Default of `[rpc] max_pending_records`.
-pub const DEFAULT_MAX_PENDING_RECORDS: u64 = 10_000_000;
+pub const DEFAULT_MAX_PENDING_RECORDS: u64 = 2_000_000;
 
 /// The `[rpc]` section of `node.toml`: limits and options of the client
 /// JSON-RPC API.

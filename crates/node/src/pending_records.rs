@@ -117,10 +117,66 @@ pub enum CapReached {
     },
 }
 
+/// Unexpired records per client address: few bytes per address, since an
+/// attacker with many addresses (an IPv6 block holds millions of /64s)
+/// makes one entry each.
+#[derive(Debug, Default)]
+struct AddressCounts {
+    totals: HashMap<ClientAddress, u64>,
+    /// Bucket (expiry minute, rounded up) → records of each address.
+    expiring: BTreeMap<u64, HashMap<ClientAddress, u64>>,
+}
+
+impl AddressCounts {
+    fn forget_expired(&mut self, now: u64) {
+        while let Some((&bucket, _)) = self.expiring.first_key_value() {
+            if bucket.saturating_mul(BUCKET_SECS) >= now {
+                break;
+            }
+            for (address, count) in self.expiring.remove(&bucket).unwrap_or_default() {
+                self.take(address, count);
+            }
+        }
+    }
+
+    fn take(&mut self, address: ClientAddress, count: u64) {
+        if let Some(total) = self.totals.get_mut(&address) {
+            *total = total.saturating_sub(count);
+            if *total == 0 {
+                self.totals.remove(&address);
+            }
+        }
+    }
+
+    fn total(&self, address: ClientAddress) -> u64 {
+        self.totals.get(&address).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, address: ClientAddress, expires_at: u64, count: u64) {
+        *self.totals.entry(address).or_insert(0) += count;
+        *self.expiring.entry(Expiring::bucket(expires_at)).or_default().entry(address).or_insert(0) += count;
+    }
+
+    fn remove(&mut self, address: ClientAddress, expires_at: u64, count: u64) {
+        let bucket = Expiring::bucket(expires_at);
+        let Some(of_bucket) = self.expiring.get_mut(&bucket) else { return };
+        let Some(held) = of_bucket.get_mut(&address) else { return };
+        let taken = count.min(*held);
+        *held -= taken;
+        if *held == 0 {
+            of_bucket.remove(&address);
+            if of_bucket.is_empty() {
+                self.expiring.remove(&bucket);
+            }
+        }
+        self.take(address, taken);
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     verifiers: HashMap<VerifierName, Expiring>,
-    addresses: HashMap<ClientAddress, Expiring>,
+    addresses: AddressCounts,
     all: Expiring,
 }
 
@@ -196,16 +252,13 @@ impl PendingRecordCaps {
         if verifier_total.saturating_add(records) > self.per_verifier {
             return Err(CapReached::Verifier { verifier: verifier.as_str().to_owned(), cap: self.per_verifier });
         }
-        let address_total = counts.addresses.get_mut(&address).map_or(0, |held| {
-            held.forget_expired(now);
-            held.total
-        });
-        if address_total.saturating_add(records) > self.per_address {
+        counts.addresses.forget_expired(now);
+        if counts.addresses.total(address).saturating_add(records) > self.per_address {
             return Err(CapReached::Address { address, cap: self.per_address });
         }
         counts.all.add(expires_at, records);
         counts.verifiers.entry(verifier.clone()).or_default().add(expires_at, records);
-        counts.addresses.entry(address).or_default().add(expires_at, records);
+        counts.addresses.add(address, expires_at, records);
         Ok(())
     }
 
@@ -220,23 +273,20 @@ impl PendingRecordCaps {
         if let Some(held) = counts.verifiers.get_mut(verifier) {
             held.remove(expires_at, records);
         }
-        if let Some(held) = counts.addresses.get_mut(&address) {
-            held.remove(expires_at, records);
-        }
+        counts.addresses.remove(address, expires_at, records);
     }
 
     /// Forgets what expired before `now` everywhere, and the verifiers and
     /// addresses left with nothing (the sweep's part: memory stays bounded
     /// by the records held).
     pub fn forget_expired(&self, now: u64) {
-        let mut guard = self.counts();
-        let counts = &mut *guard;
+        let mut counts = self.counts();
         counts.all.forget_expired(now);
-        for held in counts.verifiers.values_mut().chain(counts.addresses.values_mut()) {
+        counts.addresses.forget_expired(now);
+        for held in counts.verifiers.values_mut() {
             held.forget_expired(now);
         }
         counts.verifiers.retain(|_, held| held.total > 0);
-        counts.addresses.retain(|_, held| held.total > 0);
     }
 
     /// Unexpired records counted for `verifier` at `now`.
@@ -251,10 +301,8 @@ impl PendingRecordCaps {
     /// Unexpired records counted for `address` at `now`.
     pub fn address_count(&self, address: ClientAddress, now: u64) -> u64 {
         let mut counts = self.counts();
-        counts.addresses.get_mut(&address).map_or(0, |held| {
-            held.forget_expired(now);
-            held.total
-        })
+        counts.addresses.forget_expired(now);
+        counts.addresses.total(address)
     }
 
     /// Unexpired records counted in all at `now`.

@@ -350,6 +350,16 @@ enum NodeCommand {
     /// Run one node until SIGINT or SIGTERM. Logs go to standard error
     /// (filter with RUST_LOG, default `info`); the API (health, metrics,
     /// transactions, status) listens on the node's rpc_address.
+    ///
+    /// node.toml's optional sections (docs/api.md, "Limits"): [rpc] the
+    /// client API's rate limits and caps on unexpired login records
+    /// (max_pending_records_per_verifier 1000000,
+    /// max_pending_records_per_address 10000, max_pending_records
+    /// 2000000); [http] connections: max_connections 4096 (lowered to
+    /// fit the open-file limit), max_connections_per_address 128 (an IPv4
+    /// address or an IPv6 /64), header_timeout_secs 10, body_timeout_secs
+    /// 20, idle_timeout_secs 30, trusted_proxies [] (addresses or CIDR
+    /// blocks whose X-Forwarded-For gives the client's address).
     Run {
         /// The node's node.toml (as written by `network init`).
         #[arg(long)]
