@@ -365,9 +365,11 @@ pub struct RpcSettings {
     /// If set (a compressed secp256k1 key, 66 hex digits), `KeyAssign`
     /// needs this signer's authorization (anti-abuse).
     pub key_assign_signer: Option<String>,
-    /// Sustained JSON-RPC requests per second from one client IP address.
+    /// Sustained requests per second from one client address (an IPv4
+    /// address or an IPv6 /64; see `client_address`), `/jrpc` and `/v1`
+    /// together.
     pub requests_per_second_per_ip: u32,
-    /// Requests one client IP address may send at once above that rate.
+    /// Requests one client address may send at once above that rate.
     pub burst_per_ip: u32,
     /// Sustained commitments (logins) per second for one verifier.
     pub logins_per_second_per_verifier: u32,
