@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::applier::BlockApplier;
 use crate::client_address::{AddressLimiter, limit_by_address};
-use crate::http_server::body_timeout;
 use crate::consensus::{Admission, AppliedTip, FinalityWaiters, PeerActivity, SubmitError, TransactionSubmitter};
+use crate::http_server::body_timeout;
 use crate::observability::{self, HealthCell, Telemetry};
 
 /// How long a submission with `wait` waits for finality.
@@ -109,11 +109,9 @@ async fn submit(
 ) -> Result<Json<SubmitResponse>, ApiError> {
     // 413 over the body limit, 408 for a body slower than the body
     // timeout, 400 or 415 otherwise.
-    let Json(request) = body.map_err(|rejection| {
-        match body_timeout(&rejection) {
-            Some(timeout) => ApiError::new(StatusCode::REQUEST_TIMEOUT, timeout.to_string()),
-            None => ApiError::new(rejection.status(), rejection.body_text()),
-        }
+    let Json(request) = body.map_err(|rejection| match body_timeout(&rejection) {
+        Some(timeout) => ApiError::new(StatusCode::REQUEST_TIMEOUT, timeout.to_string()),
+        None => ApiError::new(rejection.status(), rejection.body_text()),
     })?;
     let transaction = hex::decode(request.transaction.trim_start_matches("0x"))
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "`transaction` is not hex"))?;

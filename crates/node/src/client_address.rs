@@ -120,11 +120,8 @@ impl TrustedProxies {
             return peer;
         }
         // Several header lines are one list, in order.
-        let lines: Vec<&str> = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .map(|value| value.to_str().unwrap_or(""))
-            .collect();
+        let lines: Vec<&str> =
+            headers.get_all("x-forwarded-for").iter().map(|value| value.to_str().unwrap_or("")).collect();
         let mut client = peer;
         for hop in lines.iter().rev().flat_map(|line| line.rsplit(',')).take(MAX_FORWARDED_HOPS) {
             let Some(ip) = parse_hop(hop) else { return client };

@@ -384,12 +384,8 @@ impl AsyncRead for Observed {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before && self.connection.is_idle() {
-            let _ = self.connection.head_started.compare_exchange(
-                0,
-                self.clock.now(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
+            let _ =
+                self.connection.head_started.compare_exchange(0, self.clock.now(), Ordering::AcqRel, Ordering::Acquire);
         }
         polled
     }

@@ -31,6 +31,10 @@ use quorumkey_store::{NodeStore, StoreError};
 use crate::client_address::ClientAddress;
 use crate::config::RpcSettings;
 
+/// Unexpired login records counted against the caps (gauge, set at each
+/// sweep).
+pub const METRIC_PENDING_RECORDS: &str = "quorumkey_login_records_pending";
+
 /// The width of one count bucket, in seconds of expiry time.
 const BUCKET_SECS: u64 = 60;
 

@@ -55,11 +55,11 @@ use tower_http::cors::{Any, CorsLayer};
 use crate::api::{MAX_FINALITY_WAIT, NodeApi};
 use crate::client_address::{AddressLimiter, ClientAddress, client_address_of};
 use crate::config::RpcSettings;
-use crate::http_server::body_timeout;
-use crate::pending_records::PendingRecordCaps;
 use crate::consensus::{Admission, SubmitError};
+use crate::http_server::body_timeout;
 use crate::login_records::LoginRecordWriter;
 use crate::observability::{METRIC_RPC_LATENCY, METRIC_RPC_REQUESTS};
+use crate::pending_records::PendingRecordCaps;
 use crate::token_verifier::{TokenVerifier, VerifyError};
 
 /// Largest request body: an aggregate login with eight 16 KiB tokens and
@@ -558,7 +558,9 @@ impl RpcService {
     /// returns how many records went.
     pub fn sweep(&self) -> Result<usize, String> {
         self.limits.shrink();
-        self.pending.forget_expired(unix_now());
+        let now = unix_now();
+        self.pending.forget_expired(now);
+        metrics::gauge!(crate::pending_records::METRIC_PENDING_RECORDS).set(self.pending.total_count(now) as f64);
         let mut total = 0;
         loop {
             let swept = self.api.applier.store().sweep_login_records(unix_now(), 10_000).map_err(|e| e.to_string())?;

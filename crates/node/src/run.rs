@@ -27,11 +27,11 @@ use quorumkey_login::NodeKey;
 
 use crate::applier::BlockApplier;
 use crate::config::{ConfigError, NetworkFile, NetworkNode, NodeConfig};
-use crate::http_server::{HttpServer, ServerLimits, fit_connections_to_file_limit};
 use crate::consensus::{
     BlockLimits, Channels, ConsensusConfig, ConsensusError, MempoolLimits, Timing, channel, consensus_namespace,
     max_message_size, start_consensus,
 };
+use crate::http_server::{HttpServer, ServerLimits, fit_connections_to_file_limit};
 use crate::identity::{KeyFileError, NodeIdentity};
 use crate::observability::{
     HealthCell, METRIC_CONNECTED_PEERS, METRIC_LOGIN_RECORD_SWEEPS, METRIC_LOGIN_RECORDS_SWEPT, Telemetry,

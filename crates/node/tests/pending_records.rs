@@ -137,7 +137,12 @@ fn verifier_and_node_counts_come_back_from_the_store() {
         }
         // Expired ones, and a nullifier: not counted.
         for i in 0..5 {
-            records.extend(commitment_records(&node_key, "alpha", &format!("old{i}"), now - RECORD_LIFETIME_SECS - 120));
+            records.extend(commitment_records(
+                &node_key,
+                "alpha",
+                &format!("old{i}"),
+                now - RECORD_LIFETIME_SECS - 120,
+            ));
         }
         records.push(NewLoginRecord {
             key: nullifier_key(&TokenIdentity([7; 32])),
@@ -171,7 +176,10 @@ fn verifier_and_node_counts_come_back_from_the_store() {
 /// caps, so the test fails if a record takes more than 2 KiB.
 #[test]
 fn bytes_per_login_record() {
-    const RECORDS: usize = match option_env!("QK_RECORDS") { Some(_) => 120_000, None => 40_000 };
+    const RECORDS: usize = match option_env!("QK_RECORDS") {
+        Some(_) => 120_000,
+        None => 40_000,
+    };
     let net = TestNetwork::new(4, 1);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node.redb");

@@ -111,7 +111,8 @@ impl Net {
     /// A `CommitmentRequest` for a random token of `verifier`, from `from`
     /// to `node`: `Ok(result)` or `Err(error data)`.
     async fn commit_from(&self, from: IpAddr, node: u16, verifier: &str) -> Result<Value, String> {
-        let raw = Client { description: self.raw.description.clone(), http: http_from(from), verifier: verifier.into() };
+        let raw =
+            Client { description: self.raw.description.clone(), http: http_from(from), verifier: verifier.into() };
         let token = format!("random-{}", hex::encode(rand_bytes()));
         let params = raw.commitment_params(&token, &TempKey::new());
         let (status, body) = raw.post(node, request_body(Method::Commitment, params).to_string().into_bytes()).await;
@@ -220,7 +221,8 @@ async fn slowloris(net: &Net) -> Result<(), String> {
     let closed = tokio::time::timeout(limit, trickle)
         .await
         .map_err(|_| format!("still open after {limit:?} of trickled headers"))?;
-    let (low, high) = (Duration::from_secs(HEADER_TIMEOUT) - Duration::from_millis(500), Duration::from_secs(HEADER_TIMEOUT + 2));
+    let (low, high) =
+        (Duration::from_secs(HEADER_TIMEOUT) - Duration::from_millis(500), Duration::from_secs(HEADER_TIMEOUT + 2));
     if closed < low || closed > high {
         return Err(format!("closed after {closed:?}, not at the {HEADER_TIMEOUT} s header timeout"));
     }
@@ -242,7 +244,9 @@ async fn idle_keep_alive(net: &Net) -> Result<(), String> {
         .await
         .map_err(|_| format!("an idle kept-alive connection still open after {limit:?}"))?;
     let idle = answered.elapsed();
-    if idle < Duration::from_secs(IDLE_TIMEOUT) - Duration::from_millis(500) || idle > Duration::from_secs(IDLE_TIMEOUT + 2) {
+    if idle < Duration::from_secs(IDLE_TIMEOUT) - Duration::from_millis(500)
+        || idle > Duration::from_secs(IDLE_TIMEOUT + 2)
+    {
         return Err(format!("closed after {idle:?} idle, not at the {IDLE_TIMEOUT} s idle timeout"));
     }
     Ok(())
@@ -357,7 +361,8 @@ async fn v1_per_address(net: &Net) -> Result<(), String> {
         return Err(format!("429 body: {body}"));
     }
     // One budget with /jrpc.
-    let lookup = request_body(Method::VerifierLookup, json!({"verifier": net.raw.verifier, "verifier_id": "x@example.com"}));
+    let lookup =
+        request_body(Method::VerifierLookup, json!({"verifier": net.raw.verifier, "verifier_id": "x@example.com"}));
     let jrpc = flooder.post(format!("{}/jrpc", net.api(4))).body(lookup.to_string()).send().await;
     if jrpc.as_ref().map(reqwest::Response::status).ok() != Some(reqwest::StatusCode::TOO_MANY_REQUESTS) {
         return Err(format!("/jrpc right after the /v1 flood from the same address: {jrpc:?}"));
@@ -575,15 +580,17 @@ async fn idle_connections(net: &Net, devnet: &mut Devnet) -> Result<(), String> 
         );
         // A new client gets an answer from node 1 at once.
         let started = Instant::now();
-        let status = tokio::time::timeout(Duration::from_secs(5), net.raw.http.get(format!("{}/v1/status", net.api(1))).send())
-            .await;
+        let status =
+            tokio::time::timeout(Duration::from_secs(5), net.raw.http.get(format!("{}/v1/status", net.api(1))).send())
+                .await;
         match status {
             Ok(Ok(response)) if response.status().is_success() => {}
             other => return Err(format!("node 1 did not answer a new client within 5 s: {other:?}")),
         }
         eprintln!("  node 1 answered a new client in {:?}", started.elapsed());
         // A full login, node 1 among the nodes that signed its commitment.
-        let client = QuorumkeyClient::from_file(&net.network_json, ClientOptions::default()).map_err(|e| e.to_string())?;
+        let client =
+            QuorumkeyClient::from_file(&net.network_json, ClientOptions::default()).map_err(|e| e.to_string())?;
         let user = "under-attack@example.com";
         let started = Instant::now();
         client.lookup_or_assign(&net.raw.verifier, user).await.map_err(|e| format!("lookup or assign: {e}"))?;

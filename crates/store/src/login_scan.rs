@@ -31,9 +31,7 @@ impl NodeStore {
         let (Some(expiry), Some(records)) = (self.read_table(LOGIN_EXPIRY)?, self.read_table(COMMITMENTS)?) else {
             return Ok(visited);
         };
-        let kept = expiry
-            .range((now, &[][..])..)
-            .map_err(|e| db_error("list login expiry")(e.into()))?;
+        let kept = expiry.range((now, &[][..])..).map_err(|e| db_error("list login expiry")(e.into()))?;
         for entry in kept {
             let (entry, _) = entry.map_err(|e| db_error("list login expiry")(e.into()))?;
             let (expires_at, key) = entry.value();
