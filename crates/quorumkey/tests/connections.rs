@@ -600,6 +600,11 @@ async fn idle_connections(net: &Net, devnet: &mut Devnet) -> Result<(), String> 
             return Err(format!("node 1 did not sign the login's commitment: {:?}", login.nodes[0]));
         }
         eprintln!("  a login took {:?} under the attack", started.elapsed());
+        let metrics = net.raw.http.get(format!("{}/metrics", net.api(1))).send().await.map_err(|e| e.to_string())?;
+        let metrics = metrics.text().await.unwrap_or_default();
+        for line in metrics.lines().filter(|line| line.starts_with("quorumkey_http_connections")) {
+            eprintln!("  node 1: {line}");
+        }
         let files = open_files(pid);
         if files > HttpSettings::default().max_connections as usize + 512 {
             return Err(format!("node 1 has {files} files open, over its connection cap and reserve"));
