@@ -2,8 +2,10 @@
 //! [`observability`](crate::observability)), transaction submission (with
 //! an optional wait for finality), status, state roots by height, and
 //! assignment lookups. Every body is bounded and every error is JSON with a
-//! precise message. The client-facing JSON-RPC API is added next to these
-//! routes.
+//! precise message. Every `/v1` request takes one from its client address's
+//! rate limit, the budget `/jrpc` uses too ([`AddressLimiter`]; 429 with
+//! `Retry-After: 1` over it). The client-facing JSON-RPC API is added next
+//! to these routes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +20,10 @@ use quorumkey_ledger::{Assignment, LedgerView, MAX_TRANSACTION_LEN, Rejection, V
 use serde::{Deserialize, Serialize};
 
 use crate::applier::BlockApplier;
+use crate::client_address::{AddressLimiter, limit_by_address};
 use crate::consensus::mempool::MempoolError;
 use crate::consensus::{Admission, AppliedTip, FinalityWaiters, PeerActivity, SubmitError, TransactionSubmitter};
+use crate::http_server::body_timeout;
 use crate::observability::{self, HealthCell, Telemetry};
 
 /// How long a submission with `wait` waits for finality.
@@ -113,7 +117,12 @@ async fn submit(
     State(api): State<NodeApi>,
     body: Result<Json<SubmitRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<SubmitResponse>, ApiError> {
-    let Json(request) = body.map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    // 413 over the body limit, 408 for a body slower than the body
+    // timeout, 400 or 415 otherwise.
+    let Json(request) = body.map_err(|rejection| match body_timeout(&rejection) {
+        Some(timeout) => ApiError::new(StatusCode::REQUEST_TIMEOUT, timeout.to_string()),
+        None => ApiError::new(rejection.status(), rejection.body_text()),
+    })?;
     let transaction = hex::decode(request.transaction.trim_start_matches("0x"))
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "`transaction` is not hex"))?;
     if transaction.len() > MAX_TRANSACTION_LEN {
@@ -422,8 +431,9 @@ async fn verifier(State(api): State<NodeApi>, Path(name): Path<String>) -> Resul
     }
 }
 
-/// The whole API: `/health`, `/metrics`, and `/v1/...`.
-pub fn router(api: NodeApi, health: HealthCell, telemetry: Option<Telemetry>) -> Router {
+/// The whole API: `/health`, `/metrics`, and `/v1/...` (each `/v1` request
+/// limited per client address by `limiter`).
+pub fn router(api: NodeApi, health: HealthCell, telemetry: Option<Telemetry>, limiter: AddressLimiter) -> Router {
     let v1 = Router::new()
         .route("/v1/transactions", post(submit))
         .route("/v1/status", get(status))
@@ -435,6 +445,7 @@ pub fn router(api: NodeApi, health: HealthCell, telemetry: Option<Telemetry>) ->
         .route("/v1/verifiers/{name}", get(verifier))
         // Hex doubles a transaction; leave room for the JSON around it.
         .layer(DefaultBodyLimit::max(2 * MAX_TRANSACTION_LEN + 4096))
+        .layer(axum::middleware::from_fn_with_state(limiter, limit_by_address))
         .with_state(api);
     v1.merge(observability::router(health, telemetry))
 }

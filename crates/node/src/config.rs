@@ -299,6 +299,10 @@ pub struct NodeConfig {
     /// if absent).
     #[serde(default, skip_serializing_if = "ProviderSettings::is_default")]
     pub providers: ProviderSettings,
+    /// The HTTP server's connection limits and timeouts (`[http]`;
+    /// defaults if absent).
+    #[serde(default, skip_serializing_if = "HttpSettings::is_default")]
+    pub http: HttpSettings,
 }
 
 /// The `[providers]` section of `node.toml`: how this node reaches the
@@ -413,6 +417,100 @@ impl ProviderSettings {
     }
 }
 
+/// The `[http]` section of `node.toml`: connections to the node's HTTP
+/// server (the client JSON-RPC API, `/v1` and `/health`, `/metrics`).
+/// See `quorumkey_node::http_server`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Connections open at once, in all. At the cap a new connection
+    /// replaces the one idle the longest, or is closed if none is idle.
+    /// Lowered at start to what the process's open-file limit leaves room
+    /// for.
+    pub max_connections: u32,
+    /// Connections open at once from one client address (an IPv4 address
+    /// or an IPv6 /64; trusted proxies are not counted). At the cap a new
+    /// connection replaces that address's connection idle the longest, or
+    /// is closed.
+    pub max_connections_per_address: u32,
+    /// Seconds a client has to send a request's whole head (request line
+    /// and headers), from the first byte; and to send its first request on
+    /// a new connection.
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body, from the end
+    /// of its head (a slower body gets 408 and the connection is closed).
+    pub body_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request.
+    pub idle_timeout_secs: u64,
+    /// Reverse proxies whose `X-Forwarded-For` the node believes:
+    /// addresses or CIDR blocks (`10.0.0.0/8`, `2001:db8::/32`). Empty: the
+    /// client is the TCP peer.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            max_connections_per_address: 128,
+            header_timeout_secs: 10,
+            body_timeout_secs: 20,
+            idle_timeout_secs: 30,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl HttpSettings {
+    /// Connection caps lifted to the global one, for a benchmark or a
+    /// test whose whole load comes from one address.
+    pub fn one_address_load() -> Self {
+        let defaults = Self::default();
+        Self { max_connections_per_address: defaults.max_connections, ..defaults }
+    }
+
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// Checks the values.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("max_connections", u64::from(self.max_connections)),
+            ("max_connections_per_address", u64::from(self.max_connections_per_address)),
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(format!("http.{name} must be at least 1"));
+            }
+        }
+        for (name, value) in [
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+        ] {
+            if value > MAX_HTTP_TIMEOUT_SECS {
+                return Err(format!("http.{name} is {value}; at most {MAX_HTTP_TIMEOUT_SECS}"));
+            }
+        }
+        crate::client_address::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| format!("http.trusted_proxies: {e}"))?;
+        Ok(())
+    }
+}
+
+/// The longest `[http]` timeout (an hour).
+pub const MAX_HTTP_TIMEOUT_SECS: u64 = 3600;
+
+/// Default of `[rpc] max_pending_records_per_verifier`.
+pub const DEFAULT_MAX_PENDING_RECORDS_PER_VERIFIER: u64 = 1_000_000;
+/// Default of `[rpc] max_pending_records_per_address`.
+pub const DEFAULT_MAX_PENDING_RECORDS_PER_ADDRESS: u64 = 10_000;
+/// Default of `[rpc] max_pending_records`.
+pub const DEFAULT_MAX_PENDING_RECORDS: u64 = 2_000_000;
+
 /// The `[rpc]` section of `node.toml`: limits and options of the client
 /// JSON-RPC API.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -428,14 +526,27 @@ pub struct RpcSettings {
     /// verifier_id, within the ledger's assignment budgets. For development
     /// networks and for networks whose verifiers all need no signer.
     pub allow_unsigned_key_assign: bool,
-    /// Sustained JSON-RPC requests per second from one client IP address.
+    /// Sustained requests per second from one client address (an IPv4
+    /// address or an IPv6 /64; see `client_address`), `/jrpc` and `/v1`
+    /// together.
     pub requests_per_second_per_ip: u32,
-    /// Requests one client IP address may send at once above that rate.
+    /// Requests one client address may send at once above that rate.
     pub burst_per_ip: u32,
     /// Sustained commitments (logins) per second for one verifier.
     pub logins_per_second_per_verifier: u32,
     /// Sustained key assignments per second for one verifier.
     pub assignments_per_second_per_verifier: u32,
+    /// Most unexpired login records that commitments for one verifier may
+    /// hold on this node (each kept about a day; see
+    /// `quorumkey_node::pending_records`).
+    pub max_pending_records_per_verifier: u64,
+    /// Most unexpired login records that commitments from one client
+    /// address (an IPv4 address or an IPv6 /64) may hold on this node.
+    /// Counted in memory: a restart forgets these counts.
+    pub max_pending_records_per_address: u64,
+    /// Most unexpired login records that commitments may hold on this node
+    /// in all: the bound on the disk they take.
+    pub max_pending_records: u64,
 }
 
 impl Default for RpcSettings {
@@ -447,6 +558,9 @@ impl Default for RpcSettings {
             burst_per_ip: 200,
             logins_per_second_per_verifier: 500,
             assignments_per_second_per_verifier: 50,
+            max_pending_records_per_verifier: DEFAULT_MAX_PENDING_RECORDS_PER_VERIFIER,
+            max_pending_records_per_address: DEFAULT_MAX_PENDING_RECORDS_PER_ADDRESS,
+            max_pending_records: DEFAULT_MAX_PENDING_RECORDS,
         }
     }
 }
@@ -463,6 +577,9 @@ impl RpcSettings {
             burst_per_ip: 1_000_000,
             logins_per_second_per_verifier: 1_000_000,
             assignments_per_second_per_verifier: 1_000_000,
+            max_pending_records_per_verifier: DEFAULT_MAX_PENDING_RECORDS,
+            max_pending_records_per_address: DEFAULT_MAX_PENDING_RECORDS,
+            max_pending_records: DEFAULT_MAX_PENDING_RECORDS,
         }
     }
 
@@ -495,6 +612,15 @@ impl RpcSettings {
                 return Err(format!("rpc.{name} must be at least 1"));
             }
         }
+        for (name, value) in [
+            ("max_pending_records_per_verifier", self.max_pending_records_per_verifier),
+            ("max_pending_records_per_address", self.max_pending_records_per_address),
+            ("max_pending_records", self.max_pending_records),
+        ] {
+            if value == 0 {
+                return Err(format!("rpc.{name} must be at least 1"));
+            }
+        }
         Ok(())
     }
 }
@@ -505,6 +631,7 @@ impl NodeConfig {
         let mut config: Self = read_toml(path)?;
         config.rpc.validate().map_err(|reason| ConfigError::Invalid { path: path.to_owned(), reason })?;
         config.providers.validate().map_err(|reason| ConfigError::Invalid { path: path.to_owned(), reason })?;
+        config.http.validate().map_err(|reason| ConfigError::Invalid { path: path.to_owned(), reason })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for field in [&mut config.network_file, &mut config.key_dir, &mut config.data_dir]
             .into_iter()
@@ -551,6 +678,8 @@ pub struct InitOptions {
     pub rpc: RpcSettings,
     /// How each node reaches identity providers.
     pub providers: ProviderSettings,
+    /// Each node's HTTP connection settings.
+    pub http: HttpSettings,
 }
 
 /// Writes a new network into `out`: `network.toml`, and for each node
@@ -599,6 +728,7 @@ pub fn init_network(out: &Path, options: &InitOptions) -> Result<NetworkFile, Co
             kek_file: Some(PathBuf::from(crate::kek::KEK_FILE)),
             rpc: options.rpc.clone(),
             providers: options.providers.clone(),
+            http: options.http.clone(),
         };
         let config_path = dir.join(NODE_CONFIG_FILE);
         write_file(&config_path, &to_toml(&config, &config_path)?)?;

@@ -16,8 +16,8 @@ use tokio::process::{Child, Command};
 use crate::api_client::NodeApiClient;
 use crate::config::NetworkVerifier;
 use crate::config::{
-    ConfigError, InitOptions, NETWORK_FILE, NetworkDkg, NetworkFile, NetworkPolicyFile, ProviderSettings, RpcSettings,
-    init_network,
+    ConfigError, HttpSettings, InitOptions, NETWORK_FILE, NetworkDkg, NetworkFile, NetworkPolicyFile, ProviderSettings,
+    RpcSettings, init_network,
 };
 use crate::dev_issuer::{DEV_AUDIENCE, DEV_VERIFIER, dev_verifier_config};
 use crate::identity::{owner_public_bytes, save_owner_key};
@@ -101,6 +101,8 @@ pub struct DevnetOptions {
     /// allows private addresses (its development issuer is on 127.0.0.1):
     /// [`ProviderSettings::development`].
     pub providers: ProviderSettings,
+    /// The nodes' HTTP connection settings (new network only).
+    pub http: HttpSettings,
 }
 
 /// A base port such that `base..=base + nodes` are all free on 127.0.0.1
@@ -137,6 +139,7 @@ impl DevnetOptions {
             policy: NetworkPolicyFile::default(),
             rpc: RpcSettings::default(),
             providers: ProviderSettings::development(),
+            http: HttpSettings::default(),
         })
     }
 }
@@ -232,6 +235,7 @@ impl Devnet {
                     policy: options.policy.clone(),
                     rpc,
                     providers: options.providers.clone(),
+                    http: options.http.clone(),
                 },
             )
             .and_then(|network| {

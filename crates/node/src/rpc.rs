@@ -11,20 +11,22 @@
 //! - `ShareRequest`: the reveal; see `quorumkey_login::reveal` for the
 //!   rule on node signatures.
 //!
-//! Every answer is JSON-RPC with HTTP 200, except two transport-level
+//! Every answer is JSON-RPC with HTTP 200, except three transport-level
 //! refusals that still carry a JSON-RPC error body: 413 for a body over
-//! [`MAX_BODY_BYTES`] and 429 (with `Retry-After`) over a rate limit. CORS
-//! allows any origin (the API uses no cookies). Tokens never reach the
-//! logs.
+//! [`MAX_BODY_BYTES`], 408 for a body slower than the body timeout, and
+//! 429 (with `Retry-After`) over a rate limit. The per-address rate limit
+//! is one budget with `/v1` ([`AddressLimiter`]). Commitments are refused
+//! over the caps on unexpired login records
+//! ([`crate::pending_records`]). CORS allows any origin (the API uses no
+//! cookies). Tokens never reach the logs.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method as HttpMethod, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -51,11 +53,14 @@ use serde_json::Value;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::api::{MAX_FINALITY_WAIT, NodeApi};
+use crate::client_address::{AddressLimiter, ClientAddress, client_address_of};
 use crate::config::RpcSettings;
 use crate::consensus::finality::Finality;
 use crate::consensus::{Admission, SubmitError};
+use crate::http_server::body_timeout;
 use crate::login_records::LoginRecordWriter;
 use crate::observability::{METRIC_RPC_LATENCY, METRIC_RPC_REQUESTS};
+use crate::pending_records::PendingRecordCaps;
 use crate::token_verifier::{TokenVerifier, VerifyError};
 
 /// Largest request body: an aggregate login with eight 16 KiB tokens and
@@ -73,7 +78,7 @@ fn unix_now() -> u64 {
 
 /// The request rate limits.
 struct RateLimits {
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_address: AddressLimiter,
     logins: DefaultKeyedRateLimiter<VerifierName>,
     assignments: DefaultKeyedRateLimiter<VerifierName>,
 }
@@ -86,7 +91,7 @@ fn per_second(rate: u32, burst: u32) -> Quota {
 impl RateLimits {
     fn new(settings: &RpcSettings) -> Self {
         Self {
-            per_ip: RateLimiter::keyed(per_second(settings.requests_per_second_per_ip, settings.burst_per_ip)),
+            per_address: AddressLimiter::new(settings.requests_per_second_per_ip, settings.burst_per_ip),
             logins: RateLimiter::keyed(per_second(
                 settings.logins_per_second_per_verifier,
                 settings.logins_per_second_per_verifier.saturating_mul(2),
@@ -109,10 +114,9 @@ impl RateLimits {
 
     /// Forgets idle keys (bounded memory).
     fn shrink(&self) {
-        self.per_ip.retain_recent();
+        self.per_address.shrink();
         self.logins.retain_recent();
         self.assignments.retain_recent();
-        self.per_ip.shrink_to_fit();
     }
 }
 
@@ -146,6 +150,7 @@ pub struct RpcService {
     policy: SignaturePolicy,
     configs: Mutex<HashMap<VerifierName, CachedConfig>>,
     records: LoginRecordWriter,
+    pending: PendingRecordCaps,
 }
 
 impl std::fmt::Debug for RpcService {
@@ -189,6 +194,13 @@ impl RpcService {
             .map(|hex| quorumkey_crypto::group::public_key_from_hex("rpc.key_assign_signer", hex))
             .transpose()
             .map_err(|e| e.to_string())?;
+        // The counts of unexpired records, before any is added.
+        let pending = PendingRecordCaps::new(settings);
+        let started = Instant::now();
+        let counted = pending
+            .rebuild(api.applier.store(), unix_now())
+            .map_err(|e| format!("cannot count the stored login records: {e}"))?;
+        tracing::info!(records = counted, elapsed = ?started.elapsed(), "counted unexpired login records");
         let records = LoginRecordWriter::start(api.applier.clone())
             .map_err(|e| format!("cannot start the login record writer: {e}"))?;
         Ok(Self {
@@ -202,6 +214,7 @@ impl RpcService {
             policy: SignaturePolicy::default(),
             configs: Mutex::new(HashMap::new()),
             records,
+            pending,
         })
     }
 
@@ -210,17 +223,24 @@ impl RpcService {
         self.required
     }
 
-    /// Takes one request of `client` from its token bucket, or refuses it
-    /// (before its body is read).
-    pub fn admit(&self, client: IpAddr) -> Result<(), LoginError> {
-        self.limits
-            .per_ip
-            .check_key(&client)
-            .map_err(|_| LoginError::RateLimited(format!("too many requests from {client}; retry in a second")))
+    /// The per-address rate limit, which `/v1` shares.
+    pub fn address_limiter(&self) -> AddressLimiter {
+        self.limits.per_address.clone()
     }
 
-    /// Answers one request body (from an admitted client).
-    pub async fn handle(&self, body: &[u8]) -> (StatusCode, RpcResponse) {
+    /// The caps on unexpired login records and their counts.
+    pub fn pending_records(&self) -> &PendingRecordCaps {
+        &self.pending
+    }
+
+    /// Takes one request of `client` from its token bucket, or refuses it
+    /// (before its body is read).
+    pub fn admit(&self, client: ClientAddress) -> Result<(), LoginError> {
+        self.limits.per_address.check(client).map_err(LoginError::RateLimited)
+    }
+
+    /// Answers one request body (from an admitted client at `client`).
+    pub async fn handle(&self, client: ClientAddress, body: &[u8]) -> (StatusCode, RpcResponse) {
         let request = match RpcRequest::parse(body) {
             Ok(request) => request,
             Err((id, error)) => {
@@ -232,7 +252,7 @@ impl RpcService {
         let outcome = match request.method {
             Method::VerifierLookup => self.verifier_lookup(&request.params),
             Method::KeyAssign => self.key_assign(&request).await,
-            Method::Commitment => self.commitment(&request.params).await,
+            Method::Commitment => self.commitment(client, &request.params).await,
             Method::Share => self.share(&request.params).await,
         };
         let (status, response) = match outcome {
@@ -409,13 +429,34 @@ impl RpcService {
         }
     }
 
-    async fn commitment(&self, params: &Value) -> Outcome {
+    async fn commitment(&self, client: ClientAddress, params: &Value) -> Outcome {
         let request = CommitmentRequest::parse(params)?;
         let config = self.verifier_config(&request.verifier)?;
         request.check_kind(matches!(*config, VerifierConfig::Aggregate(_)))?;
         RateLimits::verifier(&self.limits.logins, &request.verifier)?;
-        let record = request.sign(&self.keys.node_key, unix_now());
-        let existing = self.insert_records(request.record_writes(&record)).await?;
+        let now = unix_now();
+        let record = request.sign(&self.keys.node_key, now);
+        let writes = request.record_writes(&record);
+        let count = writes.len() as u64;
+        let reserved = match self.pending.reserve(&request.verifier, client, count, record.expires_at, now) {
+            Ok(()) => true,
+            // A retry of a commitment this node signed gets its answer
+            // whatever the counts.
+            Err(_) if self.api.applier.store().login_record(&request.record_key()).map_err(internal)?.is_some() => {
+                false
+            }
+            Err(cap) => return Err(LoginError::Unavailable(cap.to_string())),
+        };
+        let inserted = self.insert_records(writes).await;
+        if reserved {
+            // Only the records this request stored count.
+            let not_stored = match &inserted {
+                Ok(existing) => existing.iter().filter(|found| found.is_some()).count() as u64,
+                Err(_) => count,
+            };
+            self.pending.release(&request.verifier, client, not_stored, record.expires_at);
+        }
+        let existing = inserted?;
         // A retry of the same binding gets the stored answer again.
         let record = request.outcome(record, &existing)?;
         to_value(&record.result(&self.node_public))
@@ -541,6 +582,9 @@ impl RpcService {
     pub fn sweep(&self) -> Result<usize, String> {
         self.limits.shrink();
         self.tokens.shrink();
+        let now = unix_now();
+        self.pending.forget_expired(now);
+        metrics::gauge!(crate::pending_records::METRIC_PENDING_RECORDS).set(self.pending.total_count(now) as f64);
         let mut total = 0;
         loop {
             let swept = self.api.applier.store().sweep_login_records(unix_now(), 10_000).map_err(|e| e.to_string())?;
@@ -562,15 +606,17 @@ fn record(method: Option<Method>, error: &RpcError, elapsed: Duration) {
 
 async fn jrpc(State(service): State<Arc<RpcService>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let client = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(address)| address.ip());
+    let client = client_address_of(&parts.extensions);
     if let Err(refused) = service.admit(client) {
         return rate_limited(&RpcResponse::error(Value::Null, refused.to_rpc()));
     }
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(body) => body,
+        Err(error) if body_timeout(&error).is_some() => {
+            let timeout = body_timeout(&error).map(ToString::to_string).unwrap_or_default();
+            let error = RpcError::new(quorumkey_login::rpc::INVALID_REQUEST, "Invalid Request", timeout);
+            return json_response(StatusCode::REQUEST_TIMEOUT, &RpcResponse::error(Value::Null, error));
+        }
         Err(_) => {
             let error = RpcError::new(
                 quorumkey_login::rpc::INVALID_REQUEST,
@@ -580,7 +626,7 @@ async fn jrpc(State(service): State<Arc<RpcService>>, request: Request) -> Respo
             return json_response(StatusCode::PAYLOAD_TOO_LARGE, &RpcResponse::error(Value::Null, error));
         }
     };
-    match service.handle(&body).await {
+    match service.handle(client, &body).await {
         (StatusCode::TOO_MANY_REQUESTS, response) => rate_limited(&response),
         (status, response) => json_response(status, &response),
     }

@@ -38,6 +38,7 @@ use crate::consensus::{
     BlockLimits, Channels, ConsensusConfig, ConsensusError, MempoolLimits, Timing, channel, consensus_namespace,
     max_message_size, start_consensus,
 };
+use crate::http_server::{HttpServer, ServerLimits, fit_connections_to_file_limit};
 use crate::identity::{KeyFileError, NodeIdentity};
 use crate::kek::{KekError, load_kek};
 use crate::observability::{
@@ -302,14 +303,19 @@ async fn serve(
     let rpc_service = Arc::new(
         RpcService::new(api_state.clone(), login_keys, tokens, &node.config.rpc).map_err(NodeError::Mismatch)?,
     );
+    let mut limits = ServerLimits::new(&node.config.http).map_err(NodeError::Mismatch)?;
+    limits.max_connections = fit_connections_to_file_limit(limits.max_connections).map_err(NodeError::Mismatch)?;
     let listener = tokio::net::TcpListener::bind(me.rpc_address)
         .await
         .map_err(|source| NodeError::Listen { address: me.rpc_address, source })?;
-    let app = api::router(api_state, health, telemetry).merge(rpc::router(rpc_service.clone()));
-    let server =
-        tokio::spawn(
-            async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await },
-        );
+    let app = api::router(api_state, health, telemetry, rpc_service.address_limiter())
+        .merge(rpc::router(rpc_service.clone()));
+    tracing::info!(
+        max_connections = limits.max_connections,
+        max_connections_per_address = limits.max_connections_per_address,
+        "serving clients"
+    );
+    let server = tokio::spawn(HttpServer::new(limits).serve(listener, app));
 
     // Expired login records and idle rate-limit entries: at start (a node
     // that was down may hold many), then once a minute.

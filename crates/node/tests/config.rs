@@ -20,6 +20,7 @@ fn options(nodes: u16) -> InitOptions {
         policy: Default::default(),
         rpc: RpcSettings { allow_unsigned_key_assign: true, ..Default::default() },
         providers: Default::default(),
+        http: Default::default(),
     }
 }
 

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use quorumkey_client::{ClientOptions, QuorumkeyClient};
 use quorumkey_ledger::DkgSettings;
 use quorumkey_login::Method;
-use quorumkey_node::config::{NetworkDkg, RpcSettings};
+use quorumkey_node::config::{HttpSettings, NetworkDkg, RpcSettings};
 use quorumkey_node::dev_issuer::{MintRequest, request_token};
 use quorumkey_node::devnet::{Devnet, DevnetOptions};
 use quorumkey_node::observability::{METRIC_LOGIN_RECORD_COMMIT, METRIC_RPC_LATENCY};
@@ -170,6 +170,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
         .ok_or("no free ports on 127.0.0.1")?;
     // The benchmark is one client address sending everything.
     devnet_options.rpc = RpcSettings::unlimited();
+    devnet_options.http = HttpSettings::one_address_load();
     let mut devnet = Devnet::launch(&devnet_options).map_err(|e| e.to_string())?;
     let ledger =
         devnet.network().genesis().and_then(|g| quorumkey_ledger::Ledger::new(g).map_err(|e| e.to_string()))?;

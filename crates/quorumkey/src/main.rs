@@ -438,6 +438,7 @@ fn network_init(nodes: u16, out: &Path, flags: InitFlags) -> Result<(), String> 
             ..Default::default()
         },
         providers: Default::default(),
+        http: Default::default(),
     };
     let network = init_network(out, &options).map_err(|e| e.to_string())?;
     let genesis = network.genesis()?;
@@ -466,6 +467,16 @@ enum NodeCommand {
     /// the QUORUMKEY_KEK environment variable (64 hex digits or 32 bytes in
     /// base64), not both. Refuses a data directory that group or others
     /// may use (chmod 700 it).
+    ///
+    /// node.toml's optional sections (docs/api.md, "Limits"): [rpc] the
+    /// client API's rate limits and caps on unexpired login records
+    /// (max_pending_records_per_verifier 1000000,
+    /// max_pending_records_per_address 10000, max_pending_records
+    /// 2000000); [http] connections: max_connections 4096 (lowered to
+    /// fit the open-file limit), max_connections_per_address 128 (an IPv4
+    /// address or an IPv6 /64), header_timeout_secs 10, body_timeout_secs
+    /// 20, idle_timeout_secs 30, trusted_proxies [] (addresses or CIDR
+    /// blocks whose X-Forwarded-For gives the client's address).
     Run {
         /// The node's node.toml (as written by `network init`).
         #[arg(long)]
@@ -595,6 +606,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 rpc: Default::default(),
                 policy: Default::default(),
                 providers: ProviderSettings::development(),
+                http: Default::default(),
             };
             block_on(devnet(options))?;
         }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quorumkey_client::{ClientError, ClientOptions, QuorumkeyClient};
-use quorumkey_node::config::RpcSettings;
+use quorumkey_node::config::{HttpSettings, RpcSettings};
 use quorumkey_node::devnet::{Devnet, NetworkJson};
 use support::proxy::{Mode, proxy_network};
 use support::{devnet_options, mint, small_dkg, start_devnet};
@@ -121,6 +121,7 @@ fn logins_survive_crashes_hangs_byzantine_nodes_and_wait_out_two_nodes_down() {
     // Every login of the load comes from this one address: the limits for
     // real users are tested in login.rs.
     options.rpc = RpcSettings::unlimited();
+    options.http = HttpSettings::one_address_load();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let (mut devnet, real) = start_devnet(&options, 32).await;

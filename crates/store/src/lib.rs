@@ -68,6 +68,7 @@ const LOGIN_CHECKPOINT_RECORDS: usize = 4096;
 const LOGIN_PENDING_LIMIT: usize = 8 * LOGIN_CHECKPOINT_RECORDS;
 
 mod login_log;
+mod login_scan;
 mod sealed;
 use login_log::{LoginLog, SealFailure};
 pub use sealed::{KEK_LEN, Kek, KekId, SEALED_OVERHEAD};
