@@ -246,25 +246,30 @@ impl ProviderAccess {
         Ok(ProviderClient { client, allow_non_public: self.allow_non_public, timeout })
     }
 
-    /// The TLS configuration of provider connections (see the module
-    /// documentation): the aws-lc-rs provider named here rather than a
-    /// process-wide default, rustls's safe protocol versions (1.2, 1.3),
-    /// Mozilla's roots, and HTTP/1.1 (the only HTTP version the client is
-    /// built with).
+    /// The TLS configuration of provider connections: [`mozilla_roots_tls`]
+    /// plus the test's roots, if any.
     fn tls_config(&self) -> Result<rustls::ClientConfig, ProviderClientError> {
-        let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        for certificate in &self.extra_roots {
-            roots.add(certificate.clone()).map_err(|e| ProviderClientError(format!("a test root certificate: {e}")))?;
-        }
-        let mut config =
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| ProviderClientError(e.to_string()))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(config)
+        mozilla_roots_tls(&self.extra_roots).map_err(|e| ProviderClientError(e.to_string()))
     }
+}
+
+/// A TLS configuration that trusts Mozilla's roots as compiled in (and
+/// `extra_roots`), whatever the operating system has (see the module
+/// documentation): the aws-lc-rs provider named here rather than a
+/// process-wide default, rustls's safe protocol versions (1.2, 1.3), and
+/// HTTP/1.1 (the only HTTP version the workspace's client is built with).
+pub fn mozilla_roots_tls(extra_roots: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    for certificate in extra_roots {
+        roots.add(certificate.clone())?;
+    }
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// The HTTP client could not be built.

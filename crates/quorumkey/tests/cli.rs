@@ -262,3 +262,23 @@ fn bench_reports_every_figure_with_its_floor() {
     let rate: f64 = dkg.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(rate > 0.0, "the DKG rate was measured: {dkg}");
 }
+
+/// On a machine without CA certificates (a minimal container), the
+/// verifier commands still reach a node: the node API client falls back to
+/// the roots compiled in instead of panicking (reqwest's OS-root verifier
+/// refuses to build without any).
+#[test]
+fn node_commands_work_on_a_machine_without_ca_certificates() {
+    let empty = tempfile::tempdir().unwrap();
+    // rustls-native-certs reads only these when they are set.
+    let output = quorumkey()
+        .args(["verifier", "list", "--node", "http://127.0.0.1:1"])
+        .env("SSL_CERT_FILE", empty.path().join("none.pem"))
+        .env("SSL_CERT_DIR", empty.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("http://127.0.0.1:1/"), "the error is about reaching the node: {stderr}");
+}
