@@ -469,6 +469,7 @@ async fn introspection_rewrites(network: &Network) {
     for verifier in ["opaque-exact", "opaque-lenient"] {
         let raw = network.raw_for(verifier);
         let (key, _) = network.client.lookup_or_assign(verifier, user_id).await.unwrap();
+        raw.wait_assigned(&ALL, user_id).await;
         let token = provider.issue(user_id);
         // The user's login, revealed to every node.
         let user = TempKey::new();

@@ -53,6 +53,20 @@ impl Client {
         (status, response.json().await.unwrap())
     }
 
+    /// Waits until every node in `nodes` has applied the block that
+    /// assigned `user_id` a key (a client returns once t nodes agree; the
+    /// others may be a block behind).
+    pub async fn wait_assigned(&self, nodes: &[u16], user_id: &str) {
+        let params = serde_json::json!({ "verifier": self.verifier, "verifier_id": user_id });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        for &node in nodes {
+            while self.call(node, Method::VerifierLookup, params.clone()).await.is_err() {
+                assert!(std::time::Instant::now() < deadline, "node {node} never saw {user_id}'s assignment");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+
     /// Calls `method` on node `node`; a JSON-RPC error must come with HTTP 200.
     pub async fn call(&self, node: u16, method: Method, params: Value) -> Result<Value, RpcError> {
         let (status, body) = self.post(node, request_body(method, params).to_string().into_bytes()).await;
