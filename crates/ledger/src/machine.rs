@@ -29,9 +29,6 @@ const META_VERIFIER_COUNT: &[u8] = b"verifier_count";
 const META_POLICY: &[u8] = b"policy";
 /// The last policy's nonce (the genesis policy's is 0).
 const META_POLICY_NONCE: &[u8] = b"policy_nonce";
-/// The network-wide budgets' window (u64), registrations (u32) and new
-/// assignments (u32) in it.
-const META_BUDGET: &[u8] = b"budget";
 
 /// Largest encoded transaction accepted, in bytes.
 pub const MAX_TRANSACTION_LEN: usize = 256 * 1024;
@@ -501,14 +498,14 @@ impl Ledger {
                         "this owner holds {owned} verifiers, the policy's most per owner"
                     ))));
                 }
-                let mut budget = NetworkBudget::read(overlay, &policy, time_ms)?;
-                if budget.registrations >= policy.registrations_per_window {
+                let mut budget = WindowCounter::read(overlay, &policy, time_ms, BUDGET_REGISTRATIONS.to_vec())?;
+                if budget.used >= policy.registrations_per_window {
                     return Ok(Err(Rejection::BudgetSpent {
                         what: "the network's registration budget".to_owned(),
                         window_secs: policy.window_ms / 1000,
                     }));
                 }
-                budget.registrations += 1;
+                budget.used += 1;
                 budget.write(overlay);
                 let record = VerifierRecord { owner: *owner, config: config.clone(), nonce: 0, enabled: true };
                 overlay.put(Table::Verifiers, name.as_str().as_bytes(), record.encode().to_vec());
@@ -588,7 +585,7 @@ impl Ledger {
             }));
         }
         // A new assignment: within the policy's budgets.
-        let mut budget = NetworkBudget::read(overlay, policy, time_ms)?;
+        let mut budget = WindowCounter::read(overlay, policy, time_ms, BUDGET_ASSIGNMENTS.to_vec())?;
         let mut verifier_key = b"v".to_vec();
         verifier_key.extend_from_slice(verifier.as_str().as_bytes());
         let mut verifier_budget = WindowCounter::read(overlay, policy, time_ms, verifier_key)?;
@@ -596,7 +593,7 @@ impl Ledger {
         node_key.extend_from_slice(&node.to_be_bytes());
         let mut node_budget = WindowCounter::read(overlay, policy, time_ms, node_key)?;
         let spent = |what: String| Ok(Err(Rejection::BudgetSpent { what, window_secs: policy.window_ms / 1000 }));
-        if budget.assignments >= policy.assignments_per_window {
+        if budget.used >= policy.assignments_per_window {
             return spent("the network's assignment budget".to_owned());
         }
         if verifier_budget.used >= policy.assignments_per_verifier {
@@ -605,7 +602,7 @@ impl Ledger {
         if node_budget.used >= policy.assignments_per_node {
             return spent(format!("node {node}'s assignment budget"));
         }
-        budget.assignments += 1;
+        budget.used += 1;
         budget.write(overlay);
         verifier_budget.used += 1;
         verifier_budget.write(overlay);
@@ -733,50 +730,16 @@ fn count_owner_verifier<S: StateRead + ?Sized>(
     Ok(())
 }
 
-/// The network-wide budgets' use in the current window.
-struct NetworkBudget {
-    window: u64,
-    registrations: u32,
-    assignments: u32,
-}
+/// The network's registration budget's key in `Table::AssignmentBudgets`.
+const BUDGET_REGISTRATIONS: &[u8] = b"r";
+/// The network's assignment budget's key in `Table::AssignmentBudgets`.
+const BUDGET_ASSIGNMENTS: &[u8] = b"a";
 
-impl NetworkBudget {
-    /// The use in the window of `time_ms` (nothing used if the stored one
-    /// is older).
-    fn read<S: StateRead + ?Sized>(
-        overlay: &Overlay<'_, S>,
-        policy: &NetworkPolicy,
-        time_ms: u64,
-    ) -> Result<Self, LedgerError> {
-        let window = policy.window(time_ms);
-        let fresh = Self { window, registrations: 0, assignments: 0 };
-        let Some(bytes) = overlay.get(Table::Meta, META_BUDGET)? else { return Ok(fresh) };
-        let bytes: [u8; 16] =
-            bytes.try_into().map_err(|_| LedgerError::CorruptState("the budget record is not 16 bytes"))?;
-        let (stored, registrations, assignments) = split_budget(&bytes);
-        Ok(if stored == window { Self { window, registrations, assignments } } else { fresh })
-    }
-
-    fn write<S: StateRead + ?Sized>(&self, overlay: &mut Overlay<'_, S>) {
-        let mut bytes = Vec::with_capacity(16);
-        bytes.extend_from_slice(&self.window.to_be_bytes());
-        bytes.extend_from_slice(&self.registrations.to_be_bytes());
-        bytes.extend_from_slice(&self.assignments.to_be_bytes());
-        overlay.put(Table::Meta, META_BUDGET, bytes);
-    }
-}
-
-fn split_budget(bytes: &[u8; 16]) -> (u64, u32, u32) {
-    let mut window = [0u8; 8];
-    let (mut first, mut second) = ([0u8; 4], [0u8; 4]);
-    window.copy_from_slice(&bytes[..8]);
-    first.copy_from_slice(&bytes[8..12]);
-    second.copy_from_slice(&bytes[12..]);
-    (u64::from_be_bytes(window), u32::from_be_bytes(first), u32::from_be_bytes(second))
-}
-
-/// One verifier's or one node's assignment budget's use in the current
-/// window (`Table::AssignmentBudgets`).
+/// A budget's use in the current window of block time, stored under `key`
+/// of `Table::AssignmentBudgets` as the window (u64) and the use (u32): the
+/// network's registrations (`r`) and assignments (`a`), and each
+/// verifier's (`v` + name) and node's (`n` + index) assignments. A stored
+/// window older than the current one reads as nothing used.
 struct WindowCounter {
     key: Vec<u8>,
     window: u64,

@@ -38,8 +38,9 @@ pub enum Table {
     VerifierIndex = 10,
     /// Owner key (compressed) → verifiers it registered (u64 big-endian).
     OwnerVerifiers = 11,
-    /// `v` + verifier name, or `n` + node index (u16 big-endian) → that
-    /// verifier's or node's assignment budget: its window (u64) and use (u32).
+    /// The policy's budgets: `r` (the network's registrations), `a` (its
+    /// new assignments), `v` + verifier name, `n` + node index (u16
+    /// big-endian) → the current window (u64) and its use (u32).
     AssignmentBudgets = 12,
     /// Not hashed into the state root: the root's own accumulator.
     Root = 255,
