@@ -476,16 +476,18 @@ impl Ledger {
             Authorization::Node { index, .. } => (None, *index),
             Authorization::Operators { .. } => (None, 0),
         };
-        let policy = self.policy(overlay)?;
+        // The policy is read only where it applies (DKG messages, most of a
+        // block, never need it); a SetPolicy earlier in the same block binds.
         match &transaction.body {
             TransactionBody::AssignKey { verifier, verifier_id } => {
-                self.assign_key(overlay, &policy, time_ms, signer, verifier, verifier_id)
+                self.assign_key(overlay, &self.policy(overlay)?, time_ms, signer, verifier, verifier_id)
             }
             TransactionBody::RegisterVerifier { name, owner, config } => {
                 // The owner's signature was checked with the encoding.
                 if overlay.get(Table::Verifiers, name.as_str().as_bytes())?.is_some() {
                     return Ok(Err(Rejection::VerifierExists(name.as_str().to_owned())));
                 }
+                let policy = self.policy(overlay)?;
                 if !policy.allows_owner(owner) {
                     return Ok(Err(Rejection::NotAllowed("the owner is not on the allow list")));
                 }
@@ -538,7 +540,7 @@ impl Ledger {
                 if *nonce != expected {
                     return Ok(Err(Rejection::StaleNonce { name: name.as_str().to_owned(), expected, got: *nonce }));
                 }
-                if let Err(rejection) = check_config(&policy, config) {
+                if let Err(rejection) = check_config(&self.policy(overlay)?, config) {
                     return Ok(Err(rejection));
                 }
                 let record =

@@ -90,6 +90,11 @@ impl NetworkPolicy {
             if owners.len() > MAX_ALLOWED_OWNERS {
                 return invalid(format!("an allow list names at most {MAX_ALLOWED_OWNERS} owners"));
             }
+            // One spelling per policy: operators who mean the same list sign
+            // the same bytes.
+            if owners.windows(2).any(|pair| pair[0] >= pair[1]) {
+                return invalid("an allow list names each owner once, in ascending order of its key".to_owned());
+            }
             for owner in owners {
                 if let Err(e) = public_key_from_sec1_named("allowed owner", owner) {
                     return invalid(e.to_string());

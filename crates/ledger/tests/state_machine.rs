@@ -558,6 +558,17 @@ fn only_two_thirds_of_the_operators_change_the_policy() {
     let results =
         net.apply(&[net.kit.operators_tx(&[1, 2, 3, 4], TransactionBody::SetPolicy { policy: zero, nonce: 2 })]);
     assert!(matches!(results[0], Err(Rejection::Quota(_))), "{results:?}");
+    // So is an allow list in another spelling than the one (each owner
+    // once, ascending): operators meaning the same list sign the same bytes.
+    let mut rng = ChaCha20Rng::seed_from_u64(6400);
+    let mut owners: Vec<_> = (0..2).map(|_| compressed(&SigningKey::generate_from_rng(&mut rng))).collect();
+    owners.sort_unstable();
+    for spelling in [vec![owners[1], owners[0]], vec![owners[0], owners[0], owners[1]]] {
+        let policy = NetworkPolicy { registration: RegistrationRule::AllowList(spelling), ..NetworkPolicy::default() };
+        let results =
+            net.apply(&[net.kit.operators_tx(&[1, 2, 3, 4], TransactionBody::SetPolicy { policy, nonce: 2 })]);
+        assert!(matches!(&results[0], Err(Rejection::Quota(m)) if m.contains("ascending")), "{results:?}");
+    }
 }
 
 proptest! {

@@ -51,12 +51,6 @@ impl ClientAddress {
     }
 }
 
-impl From<IpAddr> for ClientAddress {
-    fn from(ip: IpAddr) -> Self {
-        Self::of(ip)
-    }
-}
-
 impl fmt::Display for ClientAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -90,11 +84,6 @@ impl TrustedProxies {
             })
             .collect::<Result<_, _>>()
             .map(Self)
-    }
-
-    /// No proxy is trusted.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 
     /// Whether `ip` is one of the proxies (an IPv4-mapped IPv6 address is
@@ -171,6 +160,12 @@ pub fn client_address_of(extensions: &axum::http::Extensions) -> ClientAddress {
     })
 }
 
+/// `rate` per second (at least one) with bursts of `burst` (`rate` if 0).
+pub(crate) fn per_second(rate: u32, burst: u32) -> Quota {
+    let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+    Quota::per_second(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(rate))
+}
+
 /// One token bucket per client address, shared by `/jrpc` and `/v1`
 /// (`[rpc] requests_per_second_per_ip` and `burst_per_ip`).
 #[derive(Clone, Debug)]
@@ -179,9 +174,7 @@ pub struct AddressLimiter(Arc<DefaultKeyedRateLimiter<ClientAddress>>);
 impl AddressLimiter {
     /// `rate` requests per second with bursts of `burst`, per address.
     pub fn new(rate: u32, burst: u32) -> Self {
-        let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::per_second(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(rate));
-        Self(Arc::new(RateLimiter::keyed(quota)))
+        Self(Arc::new(RateLimiter::keyed(per_second(rate, burst))))
     }
 
     /// Takes one request of `client` from its bucket, or says why not.

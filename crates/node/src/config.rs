@@ -187,12 +187,17 @@ impl NetworkPolicyFile {
         let defaults = NetworkPolicy::default();
         let registration = match &self.allowed_owners {
             None => RegistrationRule::Open,
-            Some(owners) => RegistrationRule::AllowList(
-                owners
+            Some(owners) => {
+                // However the file lists them (order, repeats, hex case),
+                // the same owners make the same policy.
+                let mut keys = owners
                     .iter()
                     .map(|owner| parse_point(owner).map_err(|e| format!("policy: allowed owner {owner:?}: {e}")))
-                    .collect::<Result<_, _>>()?,
-            ),
+                    .collect::<Result<Vec<_>, _>>()?;
+                keys.sort_unstable();
+                keys.dedup();
+                RegistrationRule::AllowList(keys)
+            }
         };
         let policy = NetworkPolicy {
             registration,

@@ -33,7 +33,7 @@
 //!   TLS connection goes through the same resolver and checks as plain
 //!   HTTP: the address rule applies before the handshake, and the
 //!   certificate must be valid for the URL's host name (or IP literal);
-////! - **errors name the failure** (the HTTP status, a redirect, too large,
+//! - **errors name the failure** (the HTTP status, a redirect, too large,
 //!   not public, timeout, a refused certificate) and never carry what the
 //!   provider sent: they reach clients, and a provider's answer may be a
 //!   private service's page.
@@ -289,9 +289,7 @@ impl ProviderClient {
     /// The URL as it will be fetched, if it may be: http or https, no user
     /// info, and an IP-literal host only if this node may connect to it.
     pub fn check_url(&self, url: &str) -> Result<reqwest::Url, ProviderError> {
-        let authority =
-            url.split_once("://").map_or("", |(_, rest)| rest.split(['/', '?', '#', '\\']).next().unwrap_or(""));
-        if authority.contains('@') {
+        if quorumkey_verifier::config::has_user_info(url) {
             return Err(ProviderError::Url("carries a user name or password (user@host)"));
         }
         let parsed = reqwest::Url::parse(url).map_err(|_| ProviderError::Url("is not a URL"))?;

@@ -21,7 +21,6 @@
 //! cookies). Tokens never reach the logs.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,14 +32,14 @@ use axum::routing::post;
 use bytes::Bytes;
 use commonware_codec::Encode as _;
 use commonware_cryptography::ed25519;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, RateLimiter};
 use quorumkey_crypto::group::PublicKey;
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_ledger::{
     Assignment, LedgerView, Rejection, SignedTransaction, TransactionBody, VerifierId, VerifierName, VerifierRecord,
     transaction_hash,
 };
-use quorumkey_login::records::record_key;
+use quorumkey_login::records::{record_expiry, record_key};
 use quorumkey_login::share::{KeyContext, encrypt_share};
 use quorumkey_login::{
     CheckedToken, CommitmentRequest, KeyAssignAuthorization, KeyFacts, KeyLookupResult, LoginError, LookupKey,
@@ -53,7 +52,7 @@ use serde_json::Value;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::api::{MAX_FINALITY_WAIT, NodeApi};
-use crate::client_address::{AddressLimiter, ClientAddress, client_address_of};
+use crate::client_address::{AddressLimiter, ClientAddress, client_address_of, per_second};
 use crate::config::RpcSettings;
 use crate::consensus::finality::Finality;
 use crate::consensus::{Admission, SubmitError};
@@ -81,11 +80,6 @@ struct RateLimits {
     per_address: AddressLimiter,
     logins: DefaultKeyedRateLimiter<VerifierName>,
     assignments: DefaultKeyedRateLimiter<VerifierName>,
-}
-
-fn per_second(rate: u32, burst: u32) -> Quota {
-    let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
-    Quota::per_second(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(rate))
 }
 
 impl RateLimits {
@@ -226,11 +220,6 @@ impl RpcService {
     /// The per-address rate limit, which `/v1` shares.
     pub fn address_limiter(&self) -> AddressLimiter {
         self.limits.per_address.clone()
-    }
-
-    /// The caps on unexpired login records and their counts.
-    pub fn pending_records(&self) -> &PendingRecordCaps {
-        &self.pending
     }
 
     /// Takes one request of `client` from its token bucket, or refuses it
@@ -435,10 +424,11 @@ impl RpcService {
         request.check_kind(matches!(*config, VerifierConfig::Aggregate(_)))?;
         RateLimits::verifier(&self.limits.logins, &request.verifier)?;
         let now = unix_now();
-        let record = request.sign(&self.keys.node_key, now);
-        let writes = request.record_writes(&record);
-        let count = writes.len() as u64;
-        let reserved = match self.pending.reserve(&request.verifier, client, count, record.expires_at, now) {
+        // Counted before any signing: a request over its caps costs no
+        // signature. One record for the commitment, one per sub-token.
+        let count = 1 + request.sub_tokens.len() as u64;
+        let expires_at = record_expiry(now);
+        let reserved = match self.pending.reserve(&request.verifier, client, count, expires_at, now) {
             Ok(()) => true,
             // A retry of a commitment this node signed gets its answer
             // whatever the counts.
@@ -447,6 +437,9 @@ impl RpcService {
             }
             Err(cap) => return Err(LoginError::Unavailable(cap.to_string())),
         };
+        let record = request.sign(&self.keys.node_key, now);
+        debug_assert_eq!(record.expires_at, expires_at);
+        let writes = request.record_writes(&record);
         let inserted = self.insert_records(writes).await;
         if reserved {
             // Only the records this request stored count.
@@ -454,7 +447,7 @@ impl RpcService {
                 Ok(existing) => existing.iter().filter(|found| found.is_some()).count() as u64,
                 Err(_) => count,
             };
-            self.pending.release(&request.verifier, client, not_stored, record.expires_at);
+            self.pending.release(&request.verifier, client, not_stored, expires_at);
         }
         let existing = inserted?;
         // A retry of the same binding gets the stored answer again.
@@ -587,7 +580,7 @@ impl RpcService {
         metrics::gauge!(crate::pending_records::METRIC_PENDING_RECORDS).set(self.pending.total_count(now) as f64);
         let mut total = 0;
         loop {
-            let swept = self.api.applier.store().sweep_login_records(unix_now(), 10_000).map_err(|e| e.to_string())?;
+            let swept = self.api.applier.store().sweep_login_records(now, 10_000).map_err(|e| e.to_string())?;
             total += swept;
             if swept < 10_000 {
                 return Ok(total);
@@ -612,12 +605,12 @@ async fn jrpc(State(service): State<Arc<RpcService>>, request: Request) -> Respo
     }
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(body) => body,
-        Err(error) if body_timeout(&error).is_some() => {
-            let timeout = body_timeout(&error).map(ToString::to_string).unwrap_or_default();
-            let error = RpcError::new(quorumkey_login::rpc::INVALID_REQUEST, "Invalid Request", timeout);
-            return json_response(StatusCode::REQUEST_TIMEOUT, &RpcResponse::error(Value::Null, error));
-        }
-        Err(_) => {
+        Err(error) => {
+            if let Some(timeout) = body_timeout(&error) {
+                let error =
+                    RpcError::new(quorumkey_login::rpc::INVALID_REQUEST, "Invalid Request", timeout.to_string());
+                return json_response(StatusCode::REQUEST_TIMEOUT, &RpcResponse::error(Value::Null, error));
+            }
             let error = RpcError::new(
                 quorumkey_login::rpc::INVALID_REQUEST,
                 "Invalid Request",

@@ -236,7 +236,6 @@ pub struct TokenVerifier {
     limits: ProviderLimits,
     calls: Arc<DefaultKeyedRateLimiter<String>>,
     answers: Arc<Mutex<AnswerCache>>,
-    introspection_calls: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -261,13 +260,7 @@ impl TokenVerifier {
             limits,
             calls: Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))),
             answers: Arc::new(Mutex::new(AnswerCache::default())),
-            introspection_calls: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         })
-    }
-
-    /// Introspection calls this verifier made (for tests and metrics).
-    pub fn introspection_call_count(&self) -> u64 {
-        self.introspection_calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Introspection answers cached now.
@@ -321,7 +314,6 @@ impl TokenVerifier {
             metrics::counter!(METRIC_PROVIDER_CALLS_LIMITED).increment(1);
             return Err(VerifyError::ProviderBusy { per_second: self.limits.calls_per_second_per_verifier });
         }
-        self.introspection_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let remember = |answer: Answer, ttl: Duration| {
             self.answers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(
                 key,

@@ -96,6 +96,19 @@ fn the_policy_section_round_trips_and_is_checked() {
     assert_eq!(policy.window_ms, 30_000);
     assert_eq!(policy.assignments_per_verifier, 600);
     assert_eq!(NetworkPolicyFile::from_policy(&policy).policy().unwrap(), policy);
+    // Owners listed in any order, case or with repeats make one policy.
+    let owners: Vec<String> = (0..2)
+        .map(|_| {
+            use quorumkey_crypto::k256::elliptic_curve::Generate;
+            let key =
+                quorumkey_crypto::k256::ecdsa::SigningKey::generate_from_rng(&mut quorumkey_crypto::random::os_rng());
+            hex::encode(quorumkey_node::identity::owner_public_bytes(&key))
+        })
+        .collect();
+    let listed = |list: Vec<String>| NetworkPolicyFile { allowed_owners: Some(list), ..Default::default() }.policy();
+    let one = listed(vec![owners[0].clone(), owners[1].clone()]).unwrap();
+    let other = listed(vec![owners[1].to_uppercase(), owners[0].clone(), owners[1].clone()]).unwrap();
+    assert_eq!(one, other);
     // A zero budget, a short window or a bad owner key never reaches a genesis.
     for bad in [
         NetworkPolicyFile { assignments_per_window: Some(0), ..Default::default() },

@@ -434,9 +434,7 @@ impl NodeStore {
     /// Where the next login-record log of the database at `path` waits,
     /// created ahead of need (see [`login_log`]): `<path>.login-log.next`.
     pub fn next_login_log_path(path: &Path) -> PathBuf {
-        let mut name = Self::login_log_path(path).into_os_string();
-        name.push(".next");
-        PathBuf::from(name)
+        login_log::spare_path(&Self::login_log_path(path))
     }
 
     fn log_error(&self, operation: &'static str) -> impl Fn(std::io::Error) -> StoreError + '_ {
@@ -787,6 +785,12 @@ impl NodeStore {
         }
         share.copy_from_slice(&plain);
         Ok(Some(share))
+    }
+
+    /// Whether this node holds a share of key `index` (without decrypting it).
+    pub fn has_key_share(&self, index: u64) -> Result<bool, StoreError> {
+        let Some(table) = self.read_table(KEY_SHARES)? else { return Ok(false) };
+        Ok(table.get(index).map_err(|e| db_error("read key share")(e.into()))?.is_some())
     }
 
     /// The indexes of the keys this node holds a share of, in order.

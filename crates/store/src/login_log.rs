@@ -144,7 +144,7 @@ pub(crate) fn make_private(file: &File) -> std::io::Result<()> {
 }
 
 /// Where the spare next log of the log at `path` lives: `<path>.next`.
-fn spare_path(path: &Path) -> PathBuf {
+pub(crate) fn spare_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".next");
     PathBuf::from(name)

@@ -144,6 +144,8 @@ pub(crate) enum SealError {
     Unauthentic,
     /// The operating system gave no randomness for the nonce.
     Random(String),
+    /// The plaintext is beyond what one entry can hold (256 GiB).
+    TooLarge,
 }
 
 impl std::fmt::Display for SealError {
@@ -155,6 +157,7 @@ impl std::fmt::Display for SealError {
                 write!(f, "it does not authenticate (corrupt, or moved from another entry)")
             }
             Self::Random(reason) => write!(f, "no randomness for a nonce: {reason}"),
+            Self::TooLarge => write!(f, "it is too large to encrypt"),
         }
     }
 }
@@ -187,7 +190,7 @@ pub(crate) fn seal(kek: &Kek, table: SecretTable, key: u64, plaintext: &[u8]) ->
         .cipher()
         .encrypt_inout_detached(&XNonce::from(nonce), &aad, (&mut out[HEADER_LEN..]).into())
         // Only a message beyond 256 GiB fails.
-        .map_err(|_| SealError::Malformed)?;
+        .map_err(|_| SealError::TooLarge)?;
     out.extend_from_slice(&tag);
     // Ciphertext only from here: no need to zeroize it.
     Ok(std::mem::take(&mut *out))
@@ -196,13 +199,9 @@ pub(crate) fn seal(kek: &Kek, table: SecretTable, key: u64, plaintext: &[u8]) ->
 /// Decrypts the entry `key` of `table` with `kek`, into a buffer zeroized
 /// on drop.
 pub(crate) fn open(kek: &Kek, table: SecretTable, key: u64, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
-    if sealed.len() < SEALED_OVERHEAD || sealed[0] != FORMAT_V1 {
-        return Err(SealError::Malformed);
-    }
-    let mut id = [0; ID_LEN];
-    id.copy_from_slice(&sealed[1..1 + ID_LEN]);
-    if id != kek.id.0 {
-        return Err(SealError::OtherKek(KekId(id)));
+    let id = entry_kek_id(sealed).ok_or(SealError::Malformed)?;
+    if id != kek.id {
+        return Err(SealError::OtherKek(id));
     }
     let mut nonce = [0; NONCE_LEN];
     nonce.copy_from_slice(&sealed[1 + ID_LEN..HEADER_LEN]);

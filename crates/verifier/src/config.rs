@@ -215,17 +215,22 @@ const MAX_LABEL_LEN: usize = 63;
 ///
 /// A DNS name may still resolve to a private address: nodes check every
 /// address they connect to (`docs/verifiers.md`).
+/// Whether `url` carries user info: any `@` before the path, even an empty
+/// user info that URL parsers drop (`https://:@host/`). Judged on the text
+/// as written, so that no parser can read another host out of it.
+pub fn has_user_info(url: &str) -> bool {
+    let authority =
+        url.split_once("://").map_or("", |(_, rest)| rest.split(['/', '?', '#', '\\']).next().unwrap_or(""));
+    authority.contains('@')
+}
+
 pub fn check_url(name: &'static str, url: &str) -> Result<(), ConfigError> {
     field(name, url)?;
     let invalid = |reason: String| ConfigError::Invalid { field: name, reason };
     if !url.bytes().all(|byte| byte.is_ascii_graphic() && byte != b'\\') {
         return Err(invalid("must be printable ASCII without blanks or backslashes".to_owned()));
     }
-    // Any `@` before the path is user info, even an empty one that the
-    // parser drops (`https://:@host/`): refused as written, so that no
-    // parser can read another host out of it.
-    let authority = url.split_once("://").map_or("", |(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""));
-    if authority.contains('@') {
+    if has_user_info(url) {
         return Err(invalid("must not carry a user name or password (user@host)".to_owned()));
     }
     let parsed = url::Url::parse(url).map_err(|e| invalid(format!("is not a URL ({e})")))?;
