@@ -37,6 +37,8 @@
 //! signatures would be refused by the nodes anyway.
 
 pub mod key_check;
+pub mod node_api_client;
+pub mod registry;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -16,6 +16,8 @@
 //! - [`decision`]: the whole reveal decision as one function.
 //! - [`share`]: the encrypted share a node returns.
 //! - [`network`]: `network.json`, what a client needs to know of a network.
+//! - [`node_api`]: the wire formats of a node's `/v1` API (status,
+//!   transactions, assignments, keys, verifiers, the policy).
 //!
 //! ## Commit, then reveal
 //!
@@ -41,6 +43,7 @@ pub mod error;
 pub mod key_assign;
 pub mod lookup;
 pub mod network;
+pub mod node_api;
 pub mod records;
 pub mod reveal;
 pub mod rpc;

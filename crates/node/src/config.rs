@@ -19,9 +19,7 @@ use commonware_codec::DecodeExt;
 use commonware_cryptography::{Signer as _, ed25519};
 use quorumkey_crypto::random::os_rng;
 use quorumkey_ledger::types::PointBytes;
-use quorumkey_ledger::{
-    DkgSettings, Genesis, GenesisNode, GenesisVerifier, NetworkPolicy, RegistrationRule, VerifierName,
-};
+use quorumkey_ledger::{DkgSettings, Genesis, GenesisNode, GenesisVerifier, VerifierName};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -132,86 +130,12 @@ impl NetworkDkg {
     }
 }
 
-/// The `[policy]` section of `network.toml` (and the file operators sign
-/// to change it, `quorumkey network policy`): the network's abuse policy
-/// (`quorumkey_ledger::NetworkPolicy`). Every field is optional; an
-/// absent one takes the default.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NetworkPolicyFile {
-    /// Only these owners (compressed secp256k1 keys, hex) may register
-    /// verifiers; absent: anyone.
-    pub allowed_owners: Option<Vec<String>>,
-    /// Most verifiers one owner may hold (default 16).
-    pub verifiers_per_owner: Option<u32>,
-    /// Largest verifier configuration, in bytes (default and most: 16384).
-    pub max_config_len: Option<u32>,
-    /// Registrations the network takes per window (default 10).
-    pub registrations_per_window: Option<u32>,
-    /// New assignments one verifier gets per window (default 600).
-    pub assignments_per_verifier: Option<u32>,
-    /// New assignments one node may sign per window (default 300).
-    pub assignments_per_node: Option<u32>,
-    /// New assignments the network makes per window (default 3,000).
-    pub assignments_per_window: Option<u32>,
-    /// The window, in seconds of block time (default 60).
-    pub window_secs: Option<u64>,
-}
+pub use quorumkey_login::node_api::NetworkPolicyFile;
 
-impl NetworkPolicyFile {
-    /// The section that describes `policy`, every field written out.
-    pub fn from_policy(policy: &NetworkPolicy) -> Self {
-        Self {
-            allowed_owners: match &policy.registration {
-                RegistrationRule::Open => None,
-                RegistrationRule::AllowList(owners) => Some(owners.iter().map(hex::encode).collect()),
-            },
-            verifiers_per_owner: Some(policy.verifiers_per_owner),
-            max_config_len: Some(policy.max_config_len),
-            registrations_per_window: Some(policy.registrations_per_window),
-            assignments_per_verifier: Some(policy.assignments_per_verifier),
-            assignments_per_node: Some(policy.assignments_per_node),
-            assignments_per_window: Some(policy.assignments_per_window),
-            window_secs: Some(policy.window_ms / 1000),
-        }
-    }
-
-    /// Reads a policy file (the `[policy]` section's fields at the top
-    /// level, as `quorumkey network policy` takes them).
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        read_toml(path)
-    }
-
-    /// The policy this section describes (checked).
-    pub fn policy(&self) -> Result<NetworkPolicy, String> {
-        let defaults = NetworkPolicy::default();
-        let registration = match &self.allowed_owners {
-            None => RegistrationRule::Open,
-            Some(owners) => {
-                // However the file lists them (order, repeats, hex case),
-                // the same owners make the same policy.
-                let mut keys = owners
-                    .iter()
-                    .map(|owner| parse_point(owner).map_err(|e| format!("policy: allowed owner {owner:?}: {e}")))
-                    .collect::<Result<Vec<_>, _>>()?;
-                keys.sort_unstable();
-                keys.dedup();
-                RegistrationRule::AllowList(keys)
-            }
-        };
-        let policy = NetworkPolicy {
-            registration,
-            verifiers_per_owner: self.verifiers_per_owner.unwrap_or(defaults.verifiers_per_owner),
-            max_config_len: self.max_config_len.unwrap_or(defaults.max_config_len),
-            registrations_per_window: self.registrations_per_window.unwrap_or(defaults.registrations_per_window),
-            assignments_per_verifier: self.assignments_per_verifier.unwrap_or(defaults.assignments_per_verifier),
-            assignments_per_node: self.assignments_per_node.unwrap_or(defaults.assignments_per_node),
-            assignments_per_window: self.assignments_per_window.unwrap_or(defaults.assignments_per_window),
-            window_ms: self.window_secs.map_or(defaults.window_ms, |secs| secs.saturating_mul(1000)),
-        };
-        policy.validate().map_err(|e| e.to_string())?;
-        Ok(policy)
-    }
+/// Reads a policy file: the `[policy]` section's fields at the top level,
+/// as `quorumkey network policy` takes them.
+pub fn load_policy_file(path: &Path) -> Result<NetworkPolicyFile, ConfigError> {
+    read_toml(path)
 }
 
 /// `network.toml`.
@@ -424,7 +348,7 @@ impl ProviderSettings {
 
 /// The `[http]` section of `node.toml`: connections to the node's HTTP
 /// server (the client JSON-RPC API, `/v1` and `/health`, `/metrics`).
-/// See `quorumkey_node::http_server`.
+/// See `quorumkey_node::http::server`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
@@ -500,7 +424,7 @@ impl HttpSettings {
                 return Err(format!("http.{name} is {value}; at most {MAX_HTTP_TIMEOUT_SECS}"));
             }
         }
-        crate::client_address::TrustedProxies::parse(&self.trusted_proxies)
+        crate::http::client_address::TrustedProxies::parse(&self.trusted_proxies)
             .map_err(|e| format!("http.trusted_proxies: {e}"))?;
         Ok(())
     }

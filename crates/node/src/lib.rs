@@ -1,50 +1,42 @@
-//! The quorumkey node: the I/O shell around the pure protocol crates. It
-//! loads its configuration and keys, and (as it is built) wires the ledger
-//! to the consensus engine, storage and the network.
+//! The quorumkey node: the I/O shell around the pure protocol crates
+//! (`quorumkey-ledger`, `quorumkey-login`, `quorumkey-participant`,
+//! `quorumkey-verifier`). It loads its configuration and keys and wires
+//! the ledger to the consensus engine, storage, identity providers and
+//! HTTP.
 //!
-//! - [`api`]: the HTTP API (transactions, status, assignments, health).
-//! - [`api_client`]: a typed client of that API.
-//! - [`applier`]: applies finalized blocks exactly once; halts on divergence.
-//! - [`client_address`]: clients' addresses for per-address limits (IPv6
-//!   by /64, `X-Forwarded-For` from trusted proxies), the per-address rate
-//!   limit.
-//! - [`consensus`]: simplex consensus, the mempool, finalized blocks.
+//! - [`run`]: one node as a process (`quorumkey node run`): starts
+//!   everything below and stops it on a signal.
 //! - [`config`]: `network.toml` and `node.toml`, and `network init`.
-//! - [`devnet`]: a supervised local network of node processes.
-//! - [`http_server`]: the HTTP server: connection caps, header, body and
-//!   idle timeouts, refused bodies drained.
 //! - [`identity`]: the node's secret keys, one per role, in 0600 files.
 //! - [`kek`]: the key-encryption key of the node's shares at rest.
+//! - [`consensus`]: simplex consensus behind a small interface (submit a
+//!   transaction, receive finalized blocks), the mempool, gossip.
+//! - [`applier`]: applies finalized blocks exactly once; halts on
+//!   divergence.
+//! - [`participant_driver`]: runs the pure DKG participant after each
+//!   applied block and carries out its actions.
+//! - [`http`]: the HTTP surface: the server, per-address limits, `/v1`
+//!   and `/jrpc`.
+//! - [`token_verifier`], [`jwks_cache`], [`provider_http`]: ID tokens
+//!   checked against identity providers (public addresses only, no
+//!   redirects, bounded answers, cached keys and answers).
 //! - [`login_records`]: group commit of login records (one fsync for
 //!   concurrent commitments).
-//! - [`observability`]: `GET /health` and Prometheus `GET /metrics`.
-//! - [`provider_http`]: requests to identity providers: public addresses
-//!   only (checked after DNS resolution), no redirects, bounded answers.
 //! - [`pending_records`]: caps on unexpired login records per verifier,
 //!   client address and node.
-//! - [`run`]: one node as a process (`quorumkey node run`).
+//! - [`observability`]: health and Prometheus metrics.
 
-pub mod api;
-pub mod api_client;
 pub mod applier;
-pub mod auxiliary;
-pub mod client_address;
 pub mod config;
 pub mod consensus;
-pub mod dev_issuer;
-pub mod devnet;
-pub mod http_server;
+pub mod http;
 pub mod identity;
 pub mod jwks_cache;
 pub mod kek;
 pub mod login_records;
 pub mod observability;
-pub mod participant;
 pub mod participant_driver;
 pub mod pending_records;
-pub mod policy_admin;
 pub mod provider_http;
-pub mod rpc;
 pub mod run;
 pub mod token_verifier;
-pub mod verifier_admin;

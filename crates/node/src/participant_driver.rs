@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::applier::BlockApplier;
 use crate::consensus::{AppliedTip, TransactionSubmitter};
-use crate::participant::{BatchShareStore, DkgAction, DkgParticipant};
+use quorumkey_participant::{BatchShareStore, DkgAction, DkgNotice, DkgParticipant};
 
 /// What a node does in the DKG after each block: the honest
 /// [`DkgParticipant`], or (in tests) something that misbehaves.
@@ -165,8 +165,31 @@ fn execute(
             store.drop_batch_shares(batch)?;
             tracing::warn!(batch, "dropped this node's shares of an abandoned batch");
         }
+        DkgAction::Notice(notice) => log_notice(&notice),
     }
     Ok(())
+}
+
+/// The participant's notices, in the node's log.
+fn log_notice(notice: &DkgNotice) {
+    match notice {
+        DkgNotice::Recovered { batch } => {
+            tracing::info!(batch, "recovered this node's shares of a batch that finished while it was away");
+        }
+        DkgNotice::CannotDeal { batch, reason } => tracing::error!(batch, error = %reason, "cannot build a dealing"),
+        DkgNotice::Complaining { batch, dealer, fault } => {
+            tracing::warn!(batch, dealer, fault, "complaining about a dealer");
+        }
+        DkgNotice::CannotComplain { batch, dealer, reason } => {
+            tracing::error!(batch, dealer, error = %reason, "cannot build a complaint");
+        }
+        DkgNotice::SittingOut { batch, dealer, fault } => tracing::error!(
+            batch,
+            dealer,
+            fault,
+            "a qualified dealer's shares to this node are wrong; this node sits the batch out"
+        ),
+    }
 }
 
 /// Runs the participant until the store fails: acts on the current state

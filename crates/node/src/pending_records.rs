@@ -28,8 +28,8 @@ use quorumkey_ledger::VerifierName;
 use quorumkey_login::records::RECORD_LIFETIME_SECS;
 use quorumkey_store::{NodeStore, StoreError};
 
-use crate::client_address::ClientAddress;
 use crate::config::RpcSettings;
+use crate::http::client_address::ClientAddress;
 
 /// Unexpired login records counted against the caps (gauge, set at each
 /// sweep).

@@ -25,9 +25,9 @@ use quorumkey_ledger::Ledger;
 use quorumkey_store::{NodeStore, StoreOptions};
 use thiserror::Error;
 
-use crate::api::{self, NodeApi, PEER_WINDOW, wall_clock_ms};
+use crate::http::jrpc::{LoginKeys, RpcService};
+use crate::http::v1::{NodeApi, PEER_WINDOW, wall_clock_ms};
 use crate::jwks_cache::JwksCache;
-use crate::rpc::{self, LoginKeys, RpcService};
 use crate::token_verifier::TokenVerifier;
 use commonware_runtime::Spawner as _;
 use quorumkey_login::NodeKey;
@@ -38,15 +38,15 @@ use crate::consensus::{
     BlockLimits, Channels, ConsensusConfig, ConsensusError, MempoolLimits, Timing, channel, consensus_namespace,
     max_message_size, start_consensus,
 };
-use crate::http_server::{HttpServer, ServerLimits, fit_connections_to_file_limit};
+use crate::http::server::{HttpServer, ServerLimits, fit_connections_to_file_limit};
 use crate::identity::{KeyFileError, NodeIdentity};
 use crate::kek::{KekError, load_kek};
 use crate::observability::{
     HealthCell, METRIC_CONNECTED_PEERS, METRIC_LOGIN_LOG_CORRUPT_ENTRIES, METRIC_LOGIN_RECORD_SWEEPS,
     METRIC_LOGIN_RECORDS_SWEPT, Telemetry,
 };
-use crate::participant::DkgParticipant;
 use crate::participant_driver::{ParticipantIdentity, run_participant};
+use quorumkey_participant::DkgParticipant;
 
 /// The ledger database inside the data directory.
 pub const LEDGER_FILE: &str = "ledger.redb";
@@ -308,8 +308,7 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(me.rpc_address)
         .await
         .map_err(|source| NodeError::Listen { address: me.rpc_address, source })?;
-    let app = api::router(api_state, health, telemetry, rpc_service.address_limiter())
-        .merge(rpc::router(rpc_service.clone()));
+    let app = crate::http::router(api_state, health, telemetry, rpc_service.clone());
     tracing::info!(
         max_connections = limits.max_connections,
         max_connections_per_address = limits.max_connections_per_address,

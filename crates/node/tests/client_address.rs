@@ -6,8 +6,8 @@
 use std::net::IpAddr;
 
 use axum::http::{HeaderMap, HeaderValue};
-use quorumkey_node::client_address::{AddressLimiter, ClientAddress, TrustedProxies};
 use quorumkey_node::config::HttpSettings;
+use quorumkey_node::http::client_address::{AddressLimiter, ClientAddress, TrustedProxies};
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()

@@ -12,8 +12,6 @@
 //! public shares matching the stored shares.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,11 +32,11 @@ use quorumkey_node::consensus::{
     start_consensus,
 };
 use quorumkey_node::observability::HealthCell;
-use quorumkey_node::participant::{BatchShareStore, DkgAction, DkgParticipant};
 use quorumkey_node::participant_driver::{DkgRole, ParticipantIdentity, run_participant};
+use quorumkey_participant::testkit::{Behaviour, subsets, tamper};
+use quorumkey_participant::{BatchShareStore, DkgAction, DkgParticipant};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, SeedableRng};
-use support::dkg::{Behaviour, subsets, tamper};
 
 type Context = deterministic::Context;
 

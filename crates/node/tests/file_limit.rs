@@ -5,7 +5,7 @@
 //! limit, which cannot be raised again.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use quorumkey_node::http_server::{MIN_CONNECTIONS, RESERVED_FILES, fit_connections_to_file_limit};
+use quorumkey_node::http::server::{MIN_CONNECTIONS, RESERVED_FILES, fit_connections_to_file_limit};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 #[test]

@@ -16,8 +16,8 @@ use quorumkey_ledger::VerifierName;
 use quorumkey_ledger::testkit::TestNetwork;
 use quorumkey_login::CommitmentRequest;
 use quorumkey_login::records::{NullifierRecord, RECORD_LIFETIME_SECS, nullifier_key};
-use quorumkey_node::client_address::ClientAddress;
 use quorumkey_node::config::RpcSettings;
+use quorumkey_node::http::client_address::ClientAddress;
 use quorumkey_node::pending_records::{CapReached, PendingRecordCaps};
 use quorumkey_store::{NewLoginRecord, NodeStore};
 use quorumkey_verifier::TokenIdentity;
@@ -125,7 +125,7 @@ fn verifier_and_node_counts_come_back_from_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node.redb");
     let node_key = SigningKey::generate_from_rng(&mut quorumkey_crypto::random::os_rng());
-    let now = quorumkey_node::api::wall_clock_ms() / 1000;
+    let now = quorumkey_node::http::v1::wall_clock_ms() / 1000;
     {
         let store = open(&path, &net);
         let mut records = Vec::new();
@@ -185,7 +185,7 @@ fn bytes_per_login_record() {
     let path = dir.path().join("node.redb");
     let log = NodeStore::login_log_path(&path);
     let node_key = SigningKey::generate_from_rng(&mut quorumkey_crypto::random::os_rng());
-    let now = quorumkey_node::api::wall_clock_ms() / 1000;
+    let now = quorumkey_node::http::v1::wall_clock_ms() / 1000;
     let store = open(&path, &net);
     store.sweep_login_records(now, 10).unwrap();
     let before = std::fs::metadata(&path).unwrap().len();

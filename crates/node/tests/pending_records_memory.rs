@@ -10,8 +10,8 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use quorumkey_ledger::VerifierName;
 use quorumkey_login::records::RECORD_LIFETIME_SECS;
-use quorumkey_node::client_address::ClientAddress;
 use quorumkey_node::config::RpcSettings;
+use quorumkey_node::http::client_address::ClientAddress;
 use quorumkey_node::pending_records::PendingRecordCaps;
 
 /// Resident memory of this process, in bytes.

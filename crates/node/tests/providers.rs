@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use quorumkey_node::dev_issuer::{DEV_AUDIENCE, DevIssuer, MintRequest};
+use quorumkey_devnet::dev_issuer::{DEV_AUDIENCE, DevIssuer, MintRequest};
 use quorumkey_node::jwks_cache::{FetchFailure, JwksCache, JwksCachePolicy, JwksFetchError};
 use quorumkey_node::provider_http::{ProviderAccess, ProviderError};
 use quorumkey_node::token_verifier::{ProviderLimits, TokenVerifier, VerifyError};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use quorumkey_node::dev_issuer::{DEV_AUDIENCE, DevIssuer, MintRequest, router};
+use quorumkey_devnet::dev_issuer::{DEV_AUDIENCE, DevIssuer, MintRequest, router};
 use quorumkey_node::jwks_cache::{JwksCache, JwksCachePolicy, JwksFetchError};
 use quorumkey_node::provider_http::ProviderAccess;
 use quorumkey_node::token_verifier::{ProviderLimits, TokenVerifier, VerifyError};

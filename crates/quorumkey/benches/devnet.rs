@@ -28,9 +28,9 @@ use quorumkey::bench::percentile;
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::random::os_rng;
+use quorumkey_devnet::supervisor::Devnet;
 use quorumkey_ledger::MemoryState;
 use quorumkey_node::config::{NetworkDkg, NetworkPolicyFile};
-use quorumkey_node::devnet::Devnet;
 use support::{DevnetSigners, cores, devnet_options, machine};
 
 const NODES: u16 = 5;

@@ -16,9 +16,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use quorumkey::floors::dkg_floor;
+use quorumkey_devnet::supervisor::Devnet;
 use quorumkey_ledger::DkgSettings;
 use quorumkey_node::config::NetworkDkg;
-use quorumkey_node::devnet::Devnet;
 use support::{cores, devnet_options, machine};
 
 const NODES: u16 = 5;

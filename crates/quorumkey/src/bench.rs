@@ -23,11 +23,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quorumkey_client::{ClientOptions, QuorumkeyClient};
+use quorumkey_devnet::dev_issuer::{MintRequest, request_token};
+use quorumkey_devnet::supervisor::{Devnet, DevnetOptions};
 use quorumkey_ledger::DkgSettings;
 use quorumkey_login::Method;
 use quorumkey_node::config::{HttpSettings, NetworkDkg, RpcSettings};
-use quorumkey_node::dev_issuer::{MintRequest, request_token};
-use quorumkey_node::devnet::{Devnet, DevnetOptions};
 use quorumkey_node::observability::{METRIC_LOGIN_RECORD_COMMIT, METRIC_RPC_LATENCY};
 
 use crate::floors::{DkgFloor, LoginFloor, dkg_floor, durable_write, login_floor};

@@ -93,7 +93,8 @@ pub async fn resolve(client: &QuorumkeyClient, request: &LoginRequest) -> Result
         }
         TokenSource::DevEmail(email) => {
             let dev = dev.ok_or("--dev-email needs a devnet's network.json (it lists the development issuer)")?;
-            let token = quorumkey_node::dev_issuer::authorization_code_login(&dev.issuer, &dev.audience, email).await?;
+            let token =
+                quorumkey_devnet::dev_issuer::authorization_code_login(&dev.issuer, &dev.audience, email).await?;
             (token, Some(email.trim().to_lowercase()))
         }
     };

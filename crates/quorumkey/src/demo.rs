@@ -13,9 +13,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use quorumkey_client::{ClientOptions, QuorumkeyClient};
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::signature::RecoverableSignature;
+use quorumkey_devnet::dev_issuer::authorization_code_login;
+use quorumkey_devnet::supervisor::{Devnet, DevnetOptions};
 use quorumkey_node::config::NetworkDkg;
-use quorumkey_node::dev_issuer::authorization_code_login;
-use quorumkey_node::devnet::{Devnet, DevnetOptions};
 
 /// The demo's key pool: small batches, so the first keys are ready fast.
 const DEMO_BATCH_KEYS: u16 = 64;

@@ -247,12 +247,12 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
     use quorumkey_crypto::group::{PublicKey, point_to_bytes, public_key_to_xy_hex};
     use quorumkey_crypto::k256::ecdsa::SigningKey;
     use quorumkey_crypto::shamir::{Share, majority_threshold, split};
+    use quorumkey_devnet::dev_issuer::{DevIssuer, MintRequest};
     use quorumkey_ledger::{VerifierId, VerifierName};
     use quorumkey_login::share::{KeyContext, encrypt_share};
     use quorumkey_login::{
         CommitmentRequest, NodeKey, ShareRequest, SignaturePolicy, check_commitment_signature, required_signatures,
     };
-    use quorumkey_node::dev_issuer::{DevIssuer, MintRequest};
     use quorumkey_verifier::{KeySet, VerifierConfig, verify_jwt};
     use serde_json::json;
 
@@ -268,7 +268,7 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
         DevIssuer::new("http://127.0.0.1:9".to_owned(), ChaCha20Rng::seed_from_u64(3)).map_err(|e| fail(&e))?;
     let minted = issuer.mint(&MintRequest::for_email("floor@example.com")).map_err(|e| fail(&e))?;
     let VerifierConfig::Jwt(jwt) =
-        VerifierConfig::parse(issuer.verifier_config(quorumkey_node::dev_issuer::DEV_AUDIENCE).as_bytes())
+        VerifierConfig::parse(issuer.verifier_config(quorumkey_devnet::dev_issuer::DEV_AUDIENCE).as_bytes())
             .map_err(|e| fail(&e))?
     else {
         return Err("the development verifier is not a JWT verifier".to_owned());

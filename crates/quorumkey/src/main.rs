@@ -7,14 +7,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use quorumkey_client::node_api_client::NodeApiClient;
 use quorumkey_crypto::address::eth_address;
 use quorumkey_crypto::group::{public_key_from_hex, public_key_from_xy_hex, public_key_to_xy_hex};
 use quorumkey_crypto::hash::token_commitment_hex;
-use quorumkey_node::api::VerifierInfo;
-use quorumkey_node::api_client::NodeApiClient;
+use quorumkey_devnet::dev_issuer::{MintRequest, request_token, run_standalone};
+use quorumkey_devnet::supervisor::{DevnetOptions, NETWORK_JSON, NetworkJson};
+use quorumkey_login::node_api::VerifierInfo;
 use quorumkey_node::config::{InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, ProviderSettings, init_network};
-use quorumkey_node::dev_issuer::{MintRequest, request_token, run_standalone};
-use quorumkey_node::devnet::{Devnet, DevnetOptions, NETWORK_JSON, NetworkJson};
 use quorumkey_node::identity::{load_owner_key, owner_public_bytes, save_owner_key};
 use quorumkey_node::kek::{rekey_node, write_new_kek};
 use quorumkey_node::observability::Telemetry;
@@ -384,8 +384,8 @@ enum PolicyCommand {
 }
 
 fn policy_command(command: PolicyCommand) -> Result<(), String> {
-    use quorumkey_node::policy_admin::{load_policy, sign, submit};
-    let print = |answer: &quorumkey_node::api::PolicyResponse| -> Result<(), String> {
+    use quorumkey::policy_commands::{load_policy, sign, submit};
+    let print = |answer: &quorumkey_login::node_api::PolicyResponse| -> Result<(), String> {
         println!("# policy nonce {}", answer.nonce);
         print!("{}", toml::to_string_pretty(&answer.policy).map_err(|e| e.to_string())?);
         Ok(())
@@ -422,7 +422,7 @@ struct InitFlags {
 
 fn network_init(nodes: u16, out: &Path, flags: InitFlags) -> Result<(), String> {
     let policy = match &flags.policy {
-        Some(path) => quorumkey_node::config::NetworkPolicyFile::load(path).map_err(|e| e.to_string())?,
+        Some(path) => quorumkey_node::config::load_policy_file(path).map_err(|e| e.to_string())?,
         None => Default::default(),
     };
     let options = InitOptions {
@@ -608,10 +608,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 providers: ProviderSettings::development(),
                 http: Default::default(),
             };
-            block_on(devnet(options))?;
+            block_on(async { quorumkey_devnet::run_until_stopped(&options).await.map_err(|e| e.to_string()) })?;
         }
         Command::DevIssuer { listen, issuer_url, signer_key, allow_public_bind } => {
-            quorumkey_node::dev_issuer::check_bind(listen, allow_public_bind)?;
+            quorumkey_devnet::dev_issuer::check_bind(listen, allow_public_bind)?;
             let signer = signer_key.map(|path| load_owner_key(&path)).transpose().map_err(|e| e.to_string())?;
             block_on(run_standalone(listen, issuer_url, signer, allow_public_bind))?;
         }
@@ -702,51 +702,6 @@ fn block_on<T>(future: impl std::future::Future<Output = Result<T, String>>) -> 
     tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?.block_on(future)
 }
 
-/// Runs a devnet until interrupted or until one of its nodes dies.
-async fn devnet(options: DevnetOptions) -> Result<(), String> {
-    let mut devnet = Devnet::launch(&options).map_err(|e| e.to_string())?;
-    println!("starting {} nodes in {} ...", devnet.network().nodes.len(), devnet.dir().display());
-    if let Err(error) = devnet.wait_for_height(1, Duration::from_secs(120)).await {
-        devnet.stop().await;
-        return Err(error.to_string());
-    }
-    let path = devnet.write_network_json().map_err(|e| e.to_string())?;
-    let description = devnet.network_json().map_err(|e| e.to_string())?;
-    println!("network id  {}", description.network_id);
-    println!("threshold   {} of {}", description.threshold, description.nodes.len());
-    for node in &description.nodes {
-        println!("node {:<3}    {}  log {}", node.index, node.endpoint, node.log);
-    }
-    if let Some(issuer) = &description.dev_issuer {
-        println!(
-            "dev issuer  {}  verifier {}  (quorumkey dev-token --email you@example.com)",
-            issuer.issuer, issuer.verifier
-        );
-    }
-    if let Some(auxiliary) = &description.auxiliary {
-        println!(
-            "aux hosts   allow {}  signer {}  metadata {}",
-            auxiliary.allow_host, auxiliary.signer_host, auxiliary.metadata_host
-        );
-    }
-    println!("ready: {} (Ctrl-C stops the network; its data stays in {})", path.display(), devnet.dir().display());
-    let stop = quorumkey_node::run::shutdown_signal();
-    tokio::pin!(stop);
-    let outcome = loop {
-        tokio::select! {
-            () = &mut stop => break Ok(()),
-            () = tokio::time::sleep(Duration::from_secs(1)) => {
-                if let Err(error) = devnet.check_alive() {
-                    break Err(error.to_string());
-                }
-            }
-        }
-    };
-    println!("stopping ...");
-    devnet.stop().await;
-    outcome
-}
-
 /// The node a verifier command talks to.
 fn node_client(target: &NodeTarget) -> Result<NodeApiClient, String> {
     if let Some(node) = &target.node {
@@ -775,13 +730,13 @@ fn print_verifier(info: &VerifierInfo) {
 }
 
 fn verifier_command(command: VerifierCommand) -> Result<(), String> {
-    use quorumkey_node::verifier_admin::{VerifierChange, list, register, update};
+    use quorumkey_client::registry::{VerifierChange, list, register, update};
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let owner = |path: &Path| load_owner_key(path).map_err(|e| e.to_string());
     // An update, enable or disable, then the record as the network has it.
     let apply = |name: &str, change: &VerifierChange, owner_key: &Path, target: &NodeTarget, done: &str| {
         let (client, owner) = (node_client(target)?, owner(owner_key)?);
-        let info = runtime.block_on(update(&client, name, change, &owner))?;
+        let info = runtime.block_on(update(&client, name, change, &owner)).map_err(|e| e.to_string())?;
         print!("{done} ");
         print_verifier(&info);
         Ok::<(), String>(())
@@ -798,7 +753,7 @@ fn verifier_command(command: VerifierCommand) -> Result<(), String> {
         }
         VerifierCommand::Register { name, config, owner_key, target } => {
             let (client, config, owner) = (node_client(&target)?, read_config_file(&config)?, owner(&owner_key)?);
-            let info = runtime.block_on(register(&client, &name, &config, &owner))?;
+            let info = runtime.block_on(register(&client, &name, &config, &owner)).map_err(|e| e.to_string())?;
             print!("registered ");
             print_verifier(&info);
         }
@@ -814,7 +769,7 @@ fn verifier_command(command: VerifierCommand) -> Result<(), String> {
         }
         VerifierCommand::List { json, target } => {
             let client = node_client(&target)?;
-            let all = runtime.block_on(list(&client))?;
+            let all = runtime.block_on(list(&client)).map_err(|e| e.to_string())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?);
             } else if all.is_empty() {

@@ -23,10 +23,10 @@ use futures::StreamExt;
 use quorumkey_client::{ClientOptions, QuorumkeyClient};
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
+use quorumkey_devnet::supervisor::{Devnet, DevnetOptions, NETWORK_JSON, NetworkJson};
 use quorumkey_ledger::{SignedTransaction, TransactionBody, VerifierName};
-use quorumkey_node::api::StatusResponse;
+use quorumkey_login::node_api::StatusResponse;
 use quorumkey_node::config::{NetworkPolicyFile, RpcSettings};
-use quorumkey_node::devnet::{Devnet, DevnetOptions, NETWORK_JSON, NetworkJson};
 use serde_json::{Value, json};
 use support::{DevnetSigners, devnet_options, mint, small_dkg, start_devnet};
 

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use quorumkey_client::{ClientError, ClientOptions, QuorumkeyClient};
-use quorumkey_node::devnet::NetworkJson;
+use quorumkey_devnet::supervisor::NetworkJson;
 use serde_json::Value;
 use support::proxy::{Mode, proxy_network};
 use support::{devnet_options, mint, small_dkg, start_devnet};

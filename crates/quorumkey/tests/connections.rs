@@ -36,11 +36,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use quorumkey_client::{ClientOptions, QuorumkeyClient};
+use quorumkey_devnet::dev_issuer::dev_verifier_config;
+use quorumkey_devnet::supervisor::{Devnet, NETWORK_JSON};
 use quorumkey_login::Method;
 use quorumkey_login::rpc::request_body;
 use quorumkey_node::config::{HttpSettings, RpcSettings};
-use quorumkey_node::dev_issuer::dev_verifier_config;
-use quorumkey_node::devnet::{Devnet, NETWORK_JSON};
 use rustix::process::{Resource, Rlimit, getrlimit, prlimit, setrlimit};
 use serde_json::{Value, json};
 use support::raw::{Client, TempKey};

@@ -11,11 +11,11 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use quorumkey_client::node_api_client::NodeApiClient;
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::random::os_rng;
-use quorumkey_node::api_client::NodeApiClient;
-use quorumkey_node::devnet::{Devnet, NETWORK_JSON};
+use quorumkey_devnet::supervisor::{Devnet, NETWORK_JSON};
 use quorumkey_node::jwks_cache::{JwksCache, JwksCachePolicy};
 use quorumkey_node::provider_http::ProviderAccess;
 use quorumkey_node::token_verifier::{ProviderLimits, TokenVerifier};

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quorumkey_client::{ClientError, ClientOptions, QuorumkeyClient};
+use quorumkey_devnet::supervisor::{Devnet, NetworkJson};
 use quorumkey_node::config::{HttpSettings, RpcSettings};
-use quorumkey_node::devnet::{Devnet, NetworkJson};
 use support::proxy::{Mode, proxy_network};
 use support::{devnet_options, mint, small_dkg, start_devnet};
 

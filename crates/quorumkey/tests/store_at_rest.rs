@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use quorumkey_devnet::supervisor::Devnet;
 use quorumkey_node::config::{NETWORK_FILE, NetworkDkg, NetworkFile};
-use quorumkey_node::devnet::Devnet;
 use quorumkey_node::kek::{KEK_ENV, KEK_FILE, read_kek_file};
 use quorumkey_store::{Kek, NewLoginRecord, NodeStore, StoreError};
 use support::{devnet_options, start_devnet};
@@ -249,7 +249,7 @@ async fn no_share_is_stored_in_plain_form_and_a_rekey_keeps_them() {
 }
 
 fn free_base(avoid: u16) -> u16 {
-    quorumkey_node::devnet::free_port_base(1, avoid).unwrap()
+    quorumkey_devnet::supervisor::free_port_base(1, avoid).unwrap()
 }
 
 /// A one-node network made by `network init`, and node 1's config.

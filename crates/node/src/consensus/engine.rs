@@ -35,8 +35,8 @@ use thiserror::Error;
 
 use super::application::{ConsensusContext, LedgerApplication};
 use super::block::{Block, BlockLimits, StateCheckpoint};
-use super::finality::FinalityWaiters;
-use super::finalized::{apply_finalized_blocks, finalized_channel};
+use super::block_feed::{apply_finalized_blocks, finalized_channel};
+use super::finality_waiters::FinalityWaiters;
 use super::gossip::{TransactionSubmitter, run_gossip, submitter};
 use super::mempool::{Mempool, MempoolLimits};
 use super::peers::{ObservedReceiver, PeerActivity};

@@ -7,8 +7,8 @@
 //! - [`block`]: the block format and its bounds.
 //! - [`mempool`]: pending transactions, deduplicated and bounded.
 //! - [`application`]: what a leader proposes and what validators check.
-//! - [`finalized`]: finalized blocks to the ledger, acknowledged after commit.
-//! - [`finality`]: clients waiting for their transaction to finalize.
+//! - [`block_feed`]: finalized blocks to the ledger, acknowledged after commit.
+//! - [`finality_waiters`]: clients waiting for their transaction to finalize.
 //! - [`gossip`]: transaction submission and gossip between nodes.
 //! - [`peers`]: which peers this node hears from.
 //! - [`tip`]: the applied height and root, awaitable.
@@ -16,9 +16,9 @@
 
 pub mod application;
 pub mod block;
+pub mod block_feed;
 pub mod engine;
-pub mod finality;
-pub mod finalized;
+pub mod finality_waiters;
 pub mod gossip;
 pub mod mempool;
 pub mod peers;
@@ -30,7 +30,7 @@ pub use engine::{
     Channels, ConsensusConfig, ConsensusError, ConsensusRuntime, RunningConsensus, Timing, channel,
     consensus_namespace, max_message_size, start_consensus,
 };
-pub use finality::FinalityWaiters;
+pub use finality_waiters::FinalityWaiters;
 pub use gossip::{SubmitError, TransactionSubmitter};
 pub use mempool::{Admission, Mempool, MempoolLimits, TransactionHash};
 pub use peers::PeerActivity;

@@ -12,10 +12,10 @@ pub mod raw;
 use commonware_codec::Encode;
 use quorumkey_crypto::group::{Point, point_to_bytes};
 use quorumkey_crypto::k256::ecdsa::SigningKey;
+use quorumkey_devnet::dev_issuer::{MintRequest, request_token};
+use quorumkey_devnet::supervisor::{Devnet, DevnetOptions, NetworkJson};
 use quorumkey_ledger::{Ledger, SignedTransaction, TransactionBody, VerifierId, VerifierName};
 use quorumkey_node::config::{NETWORK_FILE, NetworkDkg, NetworkFile};
-use quorumkey_node::dev_issuer::{MintRequest, request_token};
-use quorumkey_node::devnet::{Devnet, DevnetOptions, NetworkJson};
 use quorumkey_node::identity::NodeIdentity;
 
 /// A valid JWT verifier configuration for the tests' registrations.

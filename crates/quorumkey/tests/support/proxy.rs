@@ -133,8 +133,8 @@ pub async fn start_proxy(upstream: String) -> (Arc<Proxy>, String) {
 /// `network` as a client sees it with every node behind its own proxy
 /// (honest until told otherwise), and the proxies, node i at i - 1.
 pub async fn proxy_network(
-    network: &quorumkey_node::devnet::NetworkJson,
-) -> (quorumkey_node::devnet::NetworkJson, Vec<Arc<Proxy>>) {
+    network: &quorumkey_devnet::supervisor::NetworkJson,
+) -> (quorumkey_devnet::supervisor::NetworkJson, Vec<Arc<Proxy>>) {
     let mut proxied = network.clone();
     let mut proxies = Vec::with_capacity(proxied.nodes.len());
     for node in &mut proxied.nodes {

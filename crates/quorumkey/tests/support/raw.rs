@@ -9,9 +9,9 @@ use quorumkey_crypto::group::{NonZeroScalar, PublicKey, Scalar, public_key_to_xy
 use quorumkey_crypto::hash::token_commitment_hex;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::shamir::{Share, reconstruct_secret};
+use quorumkey_devnet::supervisor::NetworkJson;
 use quorumkey_login::rpc::request_body;
 use quorumkey_login::{Method, RpcError, RpcResponse, ShareRequestResult};
-use quorumkey_node::devnet::NetworkJson;
 use serde_json::{Value, json};
 
 /// The network as a client sees it, and a JSON-RPC caller.

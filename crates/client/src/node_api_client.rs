@@ -1,12 +1,13 @@
-//! A typed client of the node's HTTP API ([`crate::api`]), for the CLI,
-//! the devnet supervisor, tests and benchmarks.
+//! A typed client of a node's `/v1` HTTP API
+//! ([`quorumkey_login::node_api`]), for the CLI, the devnet supervisor,
+//! tests and benchmarks.
 
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-use crate::api::{
+use quorumkey_login::node_api::{
     AssignmentResponse, StateRootResponse, StatusResponse, SubmitResponse, VerifierInfo, VerifiersResponse,
 };
 
@@ -43,6 +44,22 @@ impl ApiClientError {
     }
 }
 
+/// TLS that trusts Mozilla's roots as compiled in, whatever the operating
+/// system has: the aws-lc-rs provider named here rather than a process-wide
+/// default, rustls's safe protocol versions, HTTP/1.1. (The node's provider
+/// client builds the same for identity providers, with its test hook for
+/// extra roots: `quorumkey_node::provider_http::mozilla_roots_tls`.)
+fn mozilla_roots_tls() -> Result<rustls::ClientConfig, rustls::Error> {
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// A client of one node.
 #[derive(Clone, Debug)]
 pub struct NodeApiClient {
@@ -57,10 +74,10 @@ impl NodeApiClient {
             || reqwest::Client::builder().timeout(Duration::from_secs(45)).connect_timeout(Duration::from_secs(2));
         // The operating system's roots; on a machine that has none (the
         // verifier refuses to build then, and `unwrap_or_default` would
-        // panic), the roots compiled in for identity providers.
+        // panic), Mozilla's roots compiled in.
         let http = builder()
             .build()
-            .or_else(|_| match crate::provider_http::mozilla_roots_tls(&[]) {
+            .or_else(|_| match mozilla_roots_tls() {
                 Ok(tls) => builder().tls_backend_preconfigured(tls).build(),
                 Err(_) => builder().build(),
             })
@@ -135,7 +152,7 @@ impl NodeApiClient {
     }
 
     /// `GET /v1/policy`.
-    pub async fn policy(&self) -> Result<crate::api::PolicyResponse, ApiClientError> {
+    pub async fn policy(&self) -> Result<quorumkey_login::node_api::PolicyResponse, ApiClientError> {
         let url = format!("{}/v1/policy", self.base);
         Self::answer(url.clone(), self.http.get(&url).send().await).await
     }

@@ -1,7 +1,9 @@
 //! A node's part in the DKG, as pure logic: given the committed ledger
-//! state after a block, what to submit and what to persist. The node's
-//! driver ([`crate::participant_driver`]) feeds it applied heights and
-//! carries out its actions in order; tests drive it directly.
+//! state after a block, what to submit and what to persist. No I/O, no
+//! clock: this crate depends only on the pure protocol crates, so Cargo
+//! keeps it pure. The node's driver (`quorumkey-node`'s
+//! `participant_driver`) feeds it applied heights and carries out its
+//! actions in order; tests drive it directly.
 //!
 //! Everything it needs to resume after a restart is in the ledger (open
 //! batches, accepted dealings) or in the node's share store (shares it
@@ -19,6 +21,9 @@ use quorumkey_dkg::recipient::complain;
 use quorumkey_dkg::{Dealing, KeyShares, PreparedDealing, ReceivedShares, open_dealings};
 use quorumkey_ledger::{Ledger, LedgerError, Phase, StateRead, TransactionBody};
 use rand_core::CryptoRng;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 /// Blocks after which a message that has not landed is sent again.
 pub const RESUBMIT_AFTER_BLOCKS: u64 = 32;
@@ -47,6 +52,56 @@ pub enum DkgAction {
     DropBatchShares {
         /// The batch.
         batch: u64,
+    },
+    /// Something the operator should know (the driver logs it; this crate
+    /// does no I/O).
+    Notice(DkgNotice),
+}
+
+/// What the participant reports besides its actions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DkgNotice {
+    /// This node computed its shares of a batch that finished while it was
+    /// away.
+    Recovered {
+        /// The batch.
+        batch: u64,
+    },
+    /// A dealing could not be built (the node deals again when due).
+    CannotDeal {
+        /// The batch.
+        batch: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A dealer's shares to this node are wrong: this node complains.
+    Complaining {
+        /// The batch.
+        batch: u64,
+        /// The dealer.
+        dealer: u16,
+        /// What is wrong.
+        fault: &'static str,
+    },
+    /// A complaint could not be built.
+    CannotComplain {
+        /// The batch.
+        batch: u64,
+        /// The dealer.
+        dealer: u16,
+        /// Why.
+        reason: String,
+    },
+    /// A qualified dealer's shares to this node are wrong and the time to
+    /// complain is past: this node sits the batch out (the others still
+    /// rebuild every key).
+    SittingOut {
+        /// The batch.
+        batch: u64,
+        /// The dealer.
+        dealer: u16,
+        /// What is wrong.
+        fault: &'static str,
     },
 }
 
@@ -180,9 +235,9 @@ impl DkgParticipant {
             {
                 continue;
             }
-            match self.sum_shares(ledger, state, batch, &record.qualified, rng)? {
+            match self.sum_shares(ledger, state, batch, &record.qualified, &mut actions, rng)? {
                 Some(shares) => {
-                    tracing::info!(batch, "recovered this node's shares of a batch that finished while it was away");
+                    actions.push(DkgAction::Notice(DkgNotice::Recovered { batch }));
                     actions.push(DkgAction::StoreBatchShares { batch, shares });
                     actions.push(DkgAction::AssignBatchShares { batch, first_key });
                 }
@@ -219,7 +274,9 @@ impl DkgParticipant {
                     };
                     match prepared.seal(&context, self.me, &self.recipients, rng) {
                         Ok(dealing) => actions.push(DkgAction::Submit(TransactionBody::DkgDeal { batch, dealing })),
-                        Err(e) => tracing::error!(batch, error = %e, "cannot build a dealing"),
+                        Err(e) => {
+                            actions.push(DkgAction::Notice(DkgNotice::CannotDeal { batch, reason: e.to_string() }))
+                        }
                     }
                 }
                 Phase::Responding
@@ -230,12 +287,17 @@ impl DkgParticipant {
                     let mut complaints = Vec::new();
                     for dealer in record.dealt.iter().filter(|d| !record.disqualified.contains(d)) {
                         if let Err(fault) = self.opened(batch, *dealer) {
-                            tracing::warn!(batch, dealer, fault = fault.describe(), "complaining about a dealer");
-                            let Some(dealing) = view.dealing(batch, *dealer)? else { continue };
+                            let (dealer, fault) = (*dealer, fault.describe());
+                            actions.push(DkgAction::Notice(DkgNotice::Complaining { batch, dealer, fault }));
+                            let Some(dealing) = view.dealing(batch, dealer)? else { continue };
                             let Ok(parsed) = dealing.parse_accepted(&view.params()) else { continue };
-                            match complain(&context, *dealer, &parsed, self.me, &self.secret, rng) {
+                            match complain(&context, dealer, &parsed, self.me, &self.secret, rng) {
                                 Ok(complaint) => complaints.push(complaint),
-                                Err(e) => tracing::error!(batch, dealer, error = %e, "cannot build a complaint"),
+                                Err(e) => actions.push(DkgAction::Notice(DkgNotice::CannotComplain {
+                                    batch,
+                                    dealer,
+                                    reason: e.to_string(),
+                                })),
                             }
                         }
                     }
@@ -244,7 +306,7 @@ impl DkgParticipant {
                 Phase::Publishing if !record.published.contains(&self.me) && !self.sitting_out.contains(&batch) => {
                     let shares = match store.load_batch_shares(batch, self.me) {
                         Some(shares) => shares,
-                        None => match self.sum_shares(ledger, state, batch, &record.qualified, rng)? {
+                        None => match self.sum_shares(ledger, state, batch, &record.qualified, &mut actions, rng)? {
                             Some(shares) => {
                                 actions.push(DkgAction::StoreBatchShares { batch, shares: shares.clone() });
                                 shares
@@ -276,17 +338,14 @@ impl DkgParticipant {
         state: &S,
         batch: u64,
         qualified: &[u16],
+        actions: &mut Vec<DkgAction>,
         rng: &mut R,
     ) -> Result<Option<KeyShares>, LedgerError> {
         self.open_all(ledger, state, batch, qualified, rng)?;
         for dealer in qualified {
             if let Err(fault) = self.opened(batch, *dealer) {
-                tracing::error!(
-                    batch,
-                    dealer,
-                    fault = fault.describe(),
-                    "a qualified dealer's shares to this node are wrong; this node sits the batch out"
-                );
+                let (dealer, fault) = (*dealer, fault.describe());
+                actions.push(DkgAction::Notice(DkgNotice::SittingOut { batch, dealer, fault }));
                 return Ok(None);
             }
         }

@@ -12,14 +12,14 @@ use commonware_codec::Encode;
 use commonware_cryptography::ed25519;
 use quorumkey_ledger::{NetworkPolicy, SignedTransaction, TransactionBody};
 
-use crate::api::PolicyResponse;
-use crate::api_client::NodeApiClient;
-use crate::config::{NetworkFile, NetworkPolicyFile, NodeConfig};
-use crate::identity::NodeIdentity;
+use quorumkey_client::node_api_client::NodeApiClient;
+use quorumkey_login::node_api::PolicyResponse;
+use quorumkey_node::config::{NetworkFile, NodeConfig, load_policy_file};
+use quorumkey_node::identity::NodeIdentity;
 
 /// Reads and checks a policy file.
 pub fn load_policy(path: &Path) -> Result<NetworkPolicy, String> {
-    NetworkPolicyFile::load(path).map_err(|e| e.to_string())?.policy().map_err(|e| format!("{}: {e}", path.display()))
+    load_policy_file(path).map_err(|e| e.to_string())?.policy().map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// This operator's signature on the change to `policy` with `nonce`,

@@ -53,8 +53,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt as _;
 
-use crate::client_address::{ClientAddress, TrustedProxies};
 use crate::config::HttpSettings;
+use crate::http::client_address::{ClientAddress, TrustedProxies};
 
 /// Connections open (gauge).
 pub const METRIC_HTTP_CONNECTIONS: &str = "quorumkey_http_connections";

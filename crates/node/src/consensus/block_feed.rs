@@ -18,7 +18,7 @@ use quorumkey_ledger::transaction_hash;
 
 use super::application::unix_ms;
 use super::block::{Block, StateCheckpoint};
-use super::finality::FinalityWaiters;
+use super::finality_waiters::FinalityWaiters;
 use super::mempool::Mempool;
 use super::tip::AppliedTip;
 use crate::applier::{ApplyReport, BlockApplier, FinalizedBlock};

@@ -1,5 +1,6 @@
-//! Byzantine DKG behaviours: how a misbehaving node changes what an honest
-//! participant would submit.
+//! Byzantine DKG behaviours for tests (feature `testkit`): how a
+//! misbehaving node changes what an honest participant would submit.
+#![allow(clippy::unwrap_used, reason = "test code only (feature `testkit`): a failure is a failed test")]
 
 use quorumkey_crypto::group::{NonZeroScalar, Point, Scalar, point_from_bytes};
 use quorumkey_dkg::DealerSecrets;

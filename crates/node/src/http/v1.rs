@@ -17,13 +17,17 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use quorumkey_ledger::{Assignment, LedgerView, MAX_TRANSACTION_LEN, Rejection, VerifierId, VerifierName};
-use serde::{Deserialize, Serialize};
+use quorumkey_login::node_api::{
+    AssignmentQuery, AssignmentResponse, KeyResponse, MAX_VERIFIERS_PER_PAGE, NetworkPolicyFile, PolicyResponse,
+    StateRootResponse, StatusResponse, SubmitRequest, SubmitResponse, VerifierInfo, VerifiersQuery, VerifiersResponse,
+};
+use serde::Serialize;
 
 use crate::applier::BlockApplier;
-use crate::client_address::{AddressLimiter, limit_by_address};
 use crate::consensus::mempool::MempoolError;
 use crate::consensus::{Admission, AppliedTip, FinalityWaiters, PeerActivity, SubmitError, TransactionSubmitter};
-use crate::http_server::body_timeout;
+use crate::http::client_address::{AddressLimiter, limit_by_address};
+use crate::http::server::body_timeout;
 use crate::observability::{self, HealthCell, Telemetry};
 
 /// How long a submission with `wait` waits for finality.
@@ -85,34 +89,6 @@ impl From<SubmitError> for ApiError {
     }
 }
 
-/// `POST /v1/transactions` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubmitRequest {
-    /// The encoded transaction, hex.
-    pub transaction: String,
-    /// Answer only once it is finalized (up to 30 s).
-    #[serde(default)]
-    pub wait: bool,
-}
-
-/// `POST /v1/transactions` answer.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SubmitResponse {
-    /// The transaction's hash, hex.
-    pub hash: String,
-    /// `added`, `already_pending`, `already_finalized`, or, with `wait`,
-    /// `finalized` (applied), `rejected` (in a block, which rejected it) or
-    /// `pending` (not finalized within the wait).
-    pub status: String,
-    /// With `wait`, `finalized` or `rejected`: the height of its block.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub height: Option<u64>,
-    /// With `rejected`: why the ledger rejected it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rejection: Option<String>,
-}
-
 async fn submit(
     State(api): State<NodeApi>,
     body: Result<Json<SubmitRequest>, axum::extract::rejection::JsonRejection>,
@@ -157,51 +133,13 @@ async fn submit(
     Ok(Json(response))
 }
 
-/// `GET /v1/policy` answer: the network's abuse policy in force.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PolicyResponse {
-    /// Its nonce (0: the genesis policy); a change carries this plus one.
-    pub nonce: u64,
-    /// The policy, every field written out.
-    pub policy: crate::config::NetworkPolicyFile,
-}
-
 async fn policy(State(api): State<NodeApi>) -> Result<Json<PolicyResponse>, ApiError> {
     let unavailable = |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e);
     let snapshot = api.applier.store().snapshot().map_err(|e| unavailable(e.to_string()))?;
     let ledger = api.applier.ledger();
     let policy = ledger.policy(&snapshot).map_err(|e| unavailable(e.to_string()))?;
     let nonce = ledger.policy_nonce(&snapshot).map_err(|e| unavailable(e.to_string()))?;
-    Ok(Json(PolicyResponse { nonce, policy: crate::config::NetworkPolicyFile::from_policy(&policy) }))
-}
-
-/// `GET /v1/status` answer.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct StatusResponse {
-    /// This node's index.
-    pub index: u16,
-    /// The network id, hex.
-    pub network_id: String,
-    /// The highest applied height.
-    pub height: u64,
-    /// The state root there, hex.
-    pub state_root: String,
-    /// Transactions waiting in the mempool.
-    pub mempool_transactions: usize,
-    /// Peers heard from in the last 10 s.
-    pub connected_peers: usize,
-    /// Keys the DKG has made so far (assigned or not).
-    #[serde(default)]
-    pub total_keys: u64,
-    /// Keys ready for new users.
-    #[serde(default)]
-    pub ready_keys: u64,
-    /// Users waiting for the next DKG batch.
-    #[serde(default)]
-    pub pending_assignments: u64,
-    /// Why the node is halted, if it is.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub halted: Option<String>,
+    Ok(Json(PolicyResponse { nonce, policy: NetworkPolicyFile::from_policy(&policy) }))
 }
 
 async fn status(State(api): State<NodeApi>) -> Json<StatusResponse> {
@@ -238,47 +176,12 @@ pub fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// `GET /v1/state-roots/{height}` answer.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct StateRootResponse {
-    /// The height.
-    pub height: u64,
-    /// The state root after it, hex.
-    pub state_root: String,
-}
-
 async fn state_root(State(api): State<NodeApi>, Path(height): Path<u64>) -> Result<Json<StateRootResponse>, ApiError> {
     match api.applier.store().state_root(height) {
         Ok(Some(root)) => Ok(Json(StateRootResponse { height, state_root: hex::encode(root) })),
         Ok(None) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("height {height} is not applied here yet"))),
         Err(error) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())),
     }
-}
-
-/// `GET /v1/assignment` query.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AssignmentQuery {
-    /// The verifier's name.
-    pub verifier: String,
-    /// The user's id at that verifier.
-    pub verifier_id: String,
-}
-
-/// `GET /v1/assignment` answer.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AssignmentResponse {
-    /// `assigned` or `pending` (waiting for the key pool).
-    pub status: String,
-    /// With `assigned`: the key's index in the pool.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_index: Option<u64>,
-    /// With `assigned`: the key's public key, compressed, hex.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_key: Option<String>,
-    /// With `pending`: its place in the queue.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sequence: Option<u64>,
 }
 
 async fn assignment(
@@ -313,18 +216,6 @@ async fn assignment(
     }
 }
 
-/// `GET /v1/keys/{index}` answer: a key's public data from the ledger.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct KeyResponse {
-    /// The key's index in the pool.
-    pub key_index: u64,
-    /// The key's public key, compressed, hex.
-    pub public_key: String,
-    /// Each node's public share `s_j·G` (node j at position j - 1),
-    /// compressed, hex: a client checks the share node j returns against it.
-    pub public_shares: Vec<String>,
-}
-
 async fn key(State(api): State<NodeApi>, Path(index): Path<u64>) -> Result<Json<KeyResponse>, ApiError> {
     let internal = |e: &dyn std::fmt::Display| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     let snapshot = api.applier.store().snapshot().map_err(|e| internal(&e))?;
@@ -337,49 +228,6 @@ async fn key(State(api): State<NodeApi>, Path(index): Path<u64>) -> Result<Json<
         })),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("key {index} is not in the pool (yet)"))),
     }
-}
-
-/// Most verifiers one `GET /v1/verifiers` lists.
-pub const MAX_VERIFIERS_PER_PAGE: u64 = 100;
-
-/// `GET /v1/verifiers` query.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VerifiersQuery {
-    /// Skip this many (registration order).
-    #[serde(default)]
-    pub offset: u64,
-    /// At most this many (default and maximum 100).
-    #[serde(default)]
-    pub limit: Option<u64>,
-}
-
-/// A registered verifier, as the API shows it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct VerifierInfo {
-    /// Its name.
-    pub name: String,
-    /// `jwt`, `introspection` or `aggregate`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Its owner's compressed secp256k1 key, hex.
-    pub owner: String,
-    /// Whether it takes assignments and logins.
-    pub enabled: bool,
-    /// Updates so far (the next update carries this plus one).
-    pub nonce: u64,
-    /// Its configuration (with `GET /v1/verifiers/{name}` only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<serde_json::Value>,
-}
-
-/// `GET /v1/verifiers` answer.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct VerifiersResponse {
-    /// Verifiers ever registered.
-    pub total: u64,
-    /// This page.
-    pub verifiers: Vec<VerifierInfo>,
 }
 
 fn verifier_info(name: &VerifierName, record: &quorumkey_ledger::VerifierRecord, with_config: bool) -> VerifierInfo {

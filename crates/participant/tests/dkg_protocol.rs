@@ -8,8 +8,6 @@
 
 use std::collections::BTreeMap;
 
-mod support;
-
 use commonware_codec::Encode;
 use quorumkey_crypto::group::{Scalar, generator, point_from_bytes};
 use quorumkey_crypto::shamir::{Share, reconstruct_secret};
@@ -17,10 +15,10 @@ use quorumkey_dkg::KeyShares;
 use quorumkey_dkg::dealing::SharePair;
 use quorumkey_ledger::testkit::{TestNetwork, small_dkg};
 use quorumkey_ledger::{DkgEvent, LedgerView, MemoryState, Phase, SignedTransaction};
-use quorumkey_node::participant::{BatchShareStore, DkgAction, DkgParticipant};
+use quorumkey_participant::testkit::{Behaviour, subsets, tamper};
+use quorumkey_participant::{BatchShareStore, DkgAction, DkgParticipant};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
-use support::dkg::{Behaviour, subsets, tamper};
 
 #[derive(Default)]
 struct MemoryShares {
@@ -131,6 +129,7 @@ impl Run {
                     DkgAction::DropBatchShares { batch } => {
                         self.nodes[position].shares.batches.remove(&batch);
                     }
+                    DkgAction::Notice(_) => {}
                 }
             }
             // As the driver does: the next dealing made ahead of need (by

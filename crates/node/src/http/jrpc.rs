@@ -51,12 +51,12 @@ use quorumkey_verifier::VerifierConfig;
 use serde_json::Value;
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::api::{MAX_FINALITY_WAIT, NodeApi};
-use crate::client_address::{AddressLimiter, ClientAddress, client_address_of, per_second};
 use crate::config::RpcSettings;
-use crate::consensus::finality::Finality;
+use crate::consensus::finality_waiters::Finality;
 use crate::consensus::{Admission, SubmitError};
-use crate::http_server::body_timeout;
+use crate::http::client_address::{AddressLimiter, ClientAddress, client_address_of, per_second};
+use crate::http::server::body_timeout;
+use crate::http::v1::{MAX_FINALITY_WAIT, NodeApi};
 use crate::login_records::LoginRecordWriter;
 use crate::observability::{METRIC_RPC_LATENCY, METRIC_RPC_REQUESTS};
 use crate::pending_records::PendingRecordCaps;

@@ -13,15 +13,16 @@ use quorumkey_crypto::group::{public_key_from_hex, public_key_to_xy_hex};
 use thiserror::Error;
 use tokio::process::{Child, Command};
 
-use crate::api_client::NodeApiClient;
-use crate::config::NetworkVerifier;
-use crate::config::{
+use quorumkey_client::node_api_client::NodeApiClient;
+use quorumkey_node::config::NetworkVerifier;
+use quorumkey_node::config::{
     ConfigError, HttpSettings, InitOptions, NETWORK_FILE, NetworkDkg, NetworkFile, NetworkPolicyFile, ProviderSettings,
     RpcSettings, init_network,
 };
+use quorumkey_node::identity::{owner_public_bytes, save_owner_key};
+use quorumkey_node::run::node_config_path;
+
 use crate::dev_issuer::{DEV_AUDIENCE, DEV_VERIFIER, dev_verifier_config};
-use crate::identity::{owner_public_bytes, save_owner_key};
-use crate::run::node_config_path;
 pub use quorumkey_login::network::{NetworkJson, NetworkJsonAuxiliary, NetworkJsonDevIssuer, NetworkJsonNode};
 
 /// The file clients read.
@@ -160,7 +161,9 @@ fn dev_issuer_address(network: &NetworkFile) -> Option<String> {
 
 /// The devnet signer's public key (compressed, hex), if it has one.
 fn devnet_signer_key(dir: &Path) -> Option<String> {
-    crate::identity::load_owner_key(&dir.join(DEV_SIGNER_KEY)).ok().map(|key| hex::encode(owner_public_bytes(&key)))
+    quorumkey_node::identity::load_owner_key(&dir.join(DEV_SIGNER_KEY))
+        .ok()
+        .map(|key| hex::encode(owner_public_bytes(&key)))
 }
 
 /// The development issuer's log file in a devnet directory.
@@ -283,7 +286,7 @@ impl Devnet {
             .args(args)
             // Each node has its KEK file: a variable in the developer's
             // shell would conflict with it.
-            .env_remove(crate::kek::KEK_ENV)
+            .env_remove(quorumkey_node::kek::KEK_ENV)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
@@ -461,4 +464,53 @@ impl Devnet {
         std::fs::write(&path, json + "\n").map_err(|source| DevnetError::Io { path: path.clone(), source })?;
         Ok(path)
     }
+}
+
+/// Runs a devnet in the foreground (`quorumkey devnet`): starts it, waits
+/// for its first finalized block, writes `network.json`, prints where
+/// everything is, then supervises it until Ctrl-C or until a process dies
+/// (the error names it, with the end of its log). The network's data stays
+/// in its directory either way.
+pub async fn run_until_stopped(options: &DevnetOptions) -> Result<(), DevnetError> {
+    let mut devnet = Devnet::launch(options)?;
+    println!("starting {} nodes in {} ...", devnet.network().nodes.len(), devnet.dir().display());
+    if let Err(error) = devnet.wait_for_height(1, Duration::from_secs(120)).await {
+        devnet.stop().await;
+        return Err(error);
+    }
+    let path = devnet.write_network_json()?;
+    let description = devnet.network_json()?;
+    println!("network id  {}", description.network_id);
+    println!("threshold   {} of {}", description.threshold, description.nodes.len());
+    for node in &description.nodes {
+        println!("node {:<3}    {}  log {}", node.index, node.endpoint, node.log);
+    }
+    if let Some(issuer) = &description.dev_issuer {
+        println!(
+            "dev issuer  {}  verifier {}  (quorumkey dev-token --email you@example.com)",
+            issuer.issuer, issuer.verifier
+        );
+    }
+    if let Some(auxiliary) = &description.auxiliary {
+        println!(
+            "aux hosts   allow {}  signer {}  metadata {}",
+            auxiliary.allow_host, auxiliary.signer_host, auxiliary.metadata_host
+        );
+    }
+    println!("ready: {} (Ctrl-C stops the network; its data stays in {})", path.display(), devnet.dir().display());
+    let stop = quorumkey_node::run::shutdown_signal();
+    tokio::pin!(stop);
+    let outcome = loop {
+        tokio::select! {
+            () = &mut stop => break Ok(()),
+            () = tokio::time::sleep(Duration::from_secs(1)) => {
+                if let Err(error) = devnet.check_alive() {
+                    break Err(error);
+                }
+            }
+        }
+    };
+    println!("stopping ...");
+    devnet.stop().await;
+    outcome
 }
