@@ -9,9 +9,9 @@
 //! and reports itself halted on `/health`, instead of serving wrong answers.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use std::sync::Mutex;
 
 use quorumkey_ledger::{DkgEvent, Ledger, Rejection};
 use quorumkey_store::{Applied, NodeStore, StoreError, StoreOptions};
@@ -20,6 +20,7 @@ use thiserror::Error;
 use crate::observability::{
     HealthCell, METRIC_DKG_ABANDONED, METRIC_DKG_KEYS, METRIC_FINALIZATION_LATENCY, METRIC_TRANSACTIONS,
 };
+use crate::state::{CommittedState, HaltFlag, ShareStore};
 
 /// A block as consensus finalized it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,10 +76,10 @@ pub struct RootMismatch {
 
 /// Applies finalized blocks to one node's store.
 pub struct BlockApplier {
-    ledger: Ledger,
-    store: NodeStore,
+    ledger: Arc<Ledger>,
+    store: Arc<NodeStore>,
     health: HealthCell,
-    halted: Mutex<Option<String>>,
+    halted: HaltFlag,
     genesis_root: [u8; 32],
     applied: Mutex<(u64, [u8; 32])>,
 }
@@ -100,7 +101,30 @@ impl BlockApplier {
         drop(snapshot);
         let genesis_root = store.state_root(0)?.unwrap_or(root);
         health.applied(height, &root);
-        Ok(Self { ledger, store, health, halted: Mutex::new(None), genesis_root, applied: Mutex::new((height, root)) })
+        Ok(Self {
+            ledger: Arc::new(ledger),
+            store: Arc::new(store),
+            health,
+            halted: HaltFlag::default(),
+            genesis_root,
+            applied: Mutex::new((height, root)),
+        })
+    }
+
+    /// Reads of the committed state, for the tasks that answer from it.
+    pub fn committed_state(&self) -> CommittedState {
+        CommittedState::new(self.ledger.clone(), self.store.clone(), self.halted.clone())
+    }
+
+    /// This node's key shares.
+    pub fn share_store(&self) -> ShareStore {
+        ShareStore::new(self.store.clone())
+    }
+
+    /// The store, for the login store actor, which owns its login tables
+    /// ([`crate::login_store`]).
+    pub(crate) fn login_tables(&self) -> Arc<NodeStore> {
+        self.store.clone()
     }
 
     /// The ledger.
@@ -108,7 +132,8 @@ impl BlockApplier {
         &self.ledger
     }
 
-    /// The store (for reads).
+    /// The store (for the node's tests and tools; tasks take a narrow
+    /// handle: [`Self::committed_state`], [`Self::share_store`]).
     pub fn store(&self) -> &NodeStore {
         &self.store
     }
@@ -125,14 +150,13 @@ impl BlockApplier {
 
     /// Why the node is halted, if it is.
     pub fn halted(&self) -> Option<String> {
-        self.halted.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.halted.reason()
     }
 
     fn halt(&self, reason: String) {
         tracing::error!(%reason, "halting: this node stops applying blocks and serving answers");
         self.health.halt(reason.clone());
-        let mut halted = self.halted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        halted.get_or_insert(reason);
+        self.halted.set(reason);
     }
 
     /// Applies a finalized block, durably, unless it was applied before.

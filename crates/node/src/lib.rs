@@ -20,8 +20,12 @@
 //! - [`token_verifier`], [`jwks_cache`], [`provider_http`]: ID tokens
 //!   checked against identity providers (public addresses only, no
 //!   redirects, bounded answers, cached keys and answers).
-//! - [`login_records`]: group commit of login records (one fsync for
-//!   concurrent commitments).
+//! - [`state`]: narrow handles to what the node keeps: the committed
+//!   ledger state (reads), the halt flag, this node's key shares.
+//! - [`login_store`]: the actor that owns the login records' writes: group
+//!   commit (one fsync for concurrent commitments), checkpoints, sweeps.
+//! - [`housekeeping`]: the task that owns the periodic chores (sweeps,
+//!   idle entries, the peers gauge).
 //! - [`pending_records`]: caps on unexpired login records per verifier,
 //!   client address and node.
 //! - [`observability`]: health and Prometheus metrics.
@@ -29,14 +33,16 @@
 pub mod applier;
 pub mod config;
 pub mod consensus;
+pub mod housekeeping;
 pub mod http;
 pub mod identity;
 pub mod jwks_cache;
 pub mod kek;
-pub mod login_records;
+pub mod login_store;
 pub mod observability;
 pub mod participant_driver;
 pub mod pending_records;
 pub mod provider_http;
 pub mod run;
+pub mod state;
 pub mod token_verifier;

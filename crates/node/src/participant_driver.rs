@@ -2,8 +2,6 @@
 //! the committed state, asks the participant what to do, and does it in
 //! order (persist shares durably, then submit signed transactions).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use commonware_codec::Encode;
 use commonware_cryptography::ed25519;
@@ -11,12 +9,12 @@ use quorumkey_crypto::group::{scalar_from_bytes, scalar_to_bytes};
 use quorumkey_dkg::KeyShares;
 use quorumkey_dkg::dealing::SharePair;
 use quorumkey_ledger::{Ledger, LedgerError, SignedTransaction, StateRead};
-use quorumkey_store::{NodeStore, StoreError};
+use quorumkey_store::StoreError;
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
-use crate::applier::BlockApplier;
 use crate::consensus::{AppliedTip, TransactionSubmitter};
+use crate::state::{CommittedState, ShareStore};
 use quorumkey_participant::{BatchShareStore, DkgAction, DkgNotice, DkgParticipant};
 
 /// What a node does in the DKG after each block: the honest
@@ -61,7 +59,7 @@ impl DkgRole for DkgParticipant {
 
 /// The node's share tables seen as the participant's [`BatchShareStore`].
 struct StoredShares<'a> {
-    store: &'a NodeStore,
+    store: &'a ShareStore,
 }
 
 /// Bytes of one stored share pair.
@@ -116,6 +114,20 @@ impl BatchShareStore for StoredShares<'_> {
     }
 }
 
+/// What the participant reads and writes: the committed state, this
+/// node's key shares, the applied tip it follows, and consensus for its
+/// transactions.
+pub struct ParticipantHandles {
+    /// The committed ledger state.
+    pub state: CommittedState,
+    /// This node's key shares.
+    pub shares: ShareStore,
+    /// The applied tip.
+    pub tip: AppliedTip,
+    /// Consensus submissions.
+    pub submitter: TransactionSubmitter,
+}
+
 /// Who this node is in the DKG.
 pub struct ParticipantIdentity {
     /// Its index.
@@ -130,7 +142,7 @@ pub struct ParticipantIdentity {
 fn execute(
     action: DkgAction,
     ledger: &Ledger,
-    store: &NodeStore,
+    store: &ShareStore,
     submitter: &TransactionSubmitter,
     identity: &ParticipantIdentity,
 ) -> Result<(), StoreError> {
@@ -197,9 +209,7 @@ fn log_notice(notice: &DkgNotice) {
 /// (skipping heights that went by while it worked: it acts on the latest
 /// state). `now_ms` reads the clock (milliseconds since the Unix epoch).
 pub async fn run_participant<R: CryptoRng + Send>(
-    applier: Arc<BlockApplier>,
-    tip: AppliedTip,
-    submitter: TransactionSubmitter,
+    ParticipantHandles { state, shares: store, tip, submitter }: ParticipantHandles,
     identity: ParticipantIdentity,
     mut role: Box<dyn DkgRole>,
     mut rng: R,
@@ -209,19 +219,18 @@ pub async fn run_participant<R: CryptoRng + Send>(
     loop {
         let height = tip.wait_for(next).await.height;
         next = height + 1;
-        if applier.halted().is_some() {
+        if state.halted().is_some() {
             return;
         }
-        let store = applier.store();
-        let snapshot = match store.snapshot() {
+        let snapshot = match state.snapshot() {
             Ok(snapshot) => snapshot,
             Err(e) => {
                 tracing::error!(error = %e, "DKG participant stopped: cannot read the ledger state");
                 return;
             }
         };
-        let shares = StoredShares { store };
-        let actions = match role.on_block(applier.ledger(), &snapshot, height, now_ms(), &shares, &mut rng) {
+        let shares = StoredShares { store: &store };
+        let actions = match role.on_block(state.ledger(), &snapshot, height, now_ms(), &shares, &mut rng) {
             Ok(actions) => actions,
             Err(e) => {
                 tracing::error!(error = %e, "DKG participant stopped: the ledger state is unreadable");
@@ -230,12 +239,12 @@ pub async fn run_participant<R: CryptoRng + Send>(
         };
         drop(snapshot);
         for action in actions {
-            if let Err(e) = execute(action, applier.ledger(), store, &submitter, &identity) {
+            if let Err(e) = execute(action, state.ledger(), &store, &submitter, &identity) {
                 tracing::error!(error = %e, "DKG participant stopped: cannot persist key shares");
                 return;
             }
         }
-        if let Err(e) = role.prepare(applier.ledger(), &mut rng) {
+        if let Err(e) = role.prepare(state.ledger(), &mut rng) {
             tracing::error!(error = %e, "DKG participant stopped: cannot prepare a dealing");
             return;
         }

@@ -26,7 +26,7 @@ use quorumkey_store::{NodeStore, StoreOptions};
 use thiserror::Error;
 
 use crate::http::jrpc::{LoginKeys, RpcService};
-use crate::http::v1::{NodeApi, PEER_WINDOW, wall_clock_ms};
+use crate::http::v1::{NodeApi, wall_clock_ms};
 use crate::jwks_cache::JwksCache;
 use crate::token_verifier::TokenVerifier;
 use commonware_runtime::Spawner as _;
@@ -35,17 +35,16 @@ use quorumkey_login::NodeKey;
 use crate::applier::BlockApplier;
 use crate::config::{ConfigError, NetworkFile, NetworkNode, NodeConfig};
 use crate::consensus::{
-    BlockLimits, Channels, ConsensusConfig, ConsensusError, MempoolLimits, Timing, channel, consensus_namespace,
-    max_message_size, start_consensus,
+    BlockLimits, Channels, ConsensusConfig, ConsensusError, MempoolLimits, RunningConsensus, Timing, channel,
+    consensus_namespace, max_message_size, start_consensus,
 };
+use crate::housekeeping::{Chores, Housekeeping};
 use crate::http::server::{HttpServer, ServerLimits, fit_connections_to_file_limit};
 use crate::identity::{KeyFileError, NodeIdentity};
 use crate::kek::{KekError, load_kek};
-use crate::observability::{
-    HealthCell, METRIC_CONNECTED_PEERS, METRIC_LOGIN_LOG_CORRUPT_ENTRIES, METRIC_LOGIN_RECORD_SWEEPS,
-    METRIC_LOGIN_RECORDS_SWEPT, Telemetry,
-};
-use crate::participant_driver::{ParticipantIdentity, run_participant};
+use crate::login_store::LoginStore;
+use crate::observability::{HealthCell, METRIC_LOGIN_LOG_CORRUPT_ENTRIES, Telemetry};
+use crate::participant_driver::{ParticipantHandles, ParticipantIdentity, run_participant};
 use quorumkey_participant::DkgParticipant;
 
 /// The ledger database inside the data directory.
@@ -165,6 +164,10 @@ pub fn run_node_with(config_path: &Path, telemetry: Option<Telemetry>, options: 
     runtime.start(|context| async move { serve(context, node, applier, health, telemetry).await })
 }
 
+/// The node's tasks, started in order, stopped in reverse on a signal:
+/// p2p and consensus ([`start_p2p`], `start_consensus`), the DKG
+/// participant ([`start_dkg`]), the login store and the HTTP surface
+/// ([`start_http`]), housekeeping.
 async fn serve(
     context: cw_tokio::Context,
     node: LoadedNode,
@@ -173,37 +176,79 @@ async fn serve(
     telemetry: Option<Telemetry>,
 ) -> Result<(), NodeError> {
     let index = node.config.index;
-    let me = node.me.clone();
-    let participants: Vec<ed25519::PublicKey> =
-        node.ledger.genesis().nodes.iter().map(|entry| entry.consensus_key.clone()).collect();
-    let addresses: Vec<(ed25519::PublicKey, Address)> = node
-        .ledger
-        .genesis()
+    let (channels, oracle) = start_p2p(&context, &node)?;
+    let config = ConsensusConfig {
+        namespace: consensus_namespace(node.ledger.network_id()),
+        participants: node.ledger.genesis().nodes.iter().map(|entry| entry.consensus_key.clone()).collect(),
+        signer: node.identity.consensus.clone(),
+        partition_prefix: format!("node-{index}"),
+        timing: Timing::default(),
+        block_limits: BlockLimits::default(),
+        mempool_limits: MempoolLimits::default(),
+        mailbox_size: NZUsize!(4096),
+    };
+    let running = start_consensus(
+        context.child("consensus"),
+        config,
+        channels,
+        oracle.clone(),
+        oracle,
+        applier.clone(),
+        |application| application,
+    )
+    .await?;
+    tracing::info!(index, p2p = %node.me.p2p_address, rpc = %node.me.rpc_address, "node started");
+    start_dkg(&context, &node, &applier, &running)?;
+    let (login_store, login_task) =
+        LoginStore::start(&applier).map_err(|e| NodeError::Storage(format!("cannot start the login store: {e}")))?;
+    let (server, rpc) = start_http(&node, &applier, &running, health, telemetry, login_store.clone()).await?;
+    let housekeeping = Housekeeping::start(Chores { login_store, rpc, peers: running.peers.clone() });
+
+    shutdown_signal().await;
+    tracing::info!(index, "stopping on signal");
+    // No new requests; then no new chores; then every login record already
+    // queued is written and answered before the process exits.
+    server.abort();
+    housekeeping.stop().await;
+    let _ = tokio::task::spawn_blocking(move || login_task.stop()).await;
+    Ok(())
+}
+
+/// The p2p channels of [`start_p2p`].
+type P2pChannels =
+    Channels<lookup::Sender<ed25519::PublicKey, cw_tokio::Context>, lookup::Receiver<ed25519::PublicKey>>;
+
+/// Authenticated, encrypted connections to the other validators (every
+/// address from `network.toml`), one channel per consensus stream.
+fn start_p2p(
+    context: &cw_tokio::Context,
+    node: &LoadedNode,
+) -> Result<(P2pChannels, lookup::Oracle<ed25519::PublicKey>), NodeError> {
+    let genesis = node.ledger.genesis();
+    let addresses: Vec<(ed25519::PublicKey, Address)> = genesis
         .nodes
         .iter()
         .zip(&node.network.nodes)
         .map(|(genesis, entry)| (genesis.consensus_key.clone(), Address::from(entry.p2p_address)))
         .collect();
     let namespace = consensus_namespace(node.ledger.network_id());
-    let limits = BlockLimits::default();
     let signer = node.identity.consensus.clone();
-
-    // Authenticated, encrypted connections to the other validators.
     let handshake = Cups::<_, ChaCha20Poly1305>::new(
         Sake {
-            signer: signer.clone(),
+            signer,
             synchrony_bound: Duration::from_secs(5),
             max_handshake_age: Duration::from_secs(10),
             version: sake::Version::V1,
         },
         cups::Version::V1,
     );
+    let nodes = genesis.nodes.len();
     let p2p_config = lookup::Config::local(
         handshake,
         &namespace,
-        me.p2p_address,
-        NZUsize!(participants.len().max(1)),
-        max_message_size(participants.len(), &limits),
+        node.me.p2p_address,
+        NZUsize!(nodes.max(1)),
+        max_message_size(nodes, &BlockLimits::default()),
         NZUsize!(4096),
     );
     let (mut network, mut oracle) = lookup::Network::new(context.child("p2p"), p2p_config);
@@ -223,51 +268,47 @@ async fn serve(
         backfill: next()?,
         transactions: next()?,
     };
+    Ok((channels, oracle))
+}
 
-    let config = ConsensusConfig {
-        namespace,
-        participants,
-        signer,
-        partition_prefix: format!("node-{index}"),
-        timing: Timing::default(),
-        block_limits: limits,
-        mempool_limits: MempoolLimits::default(),
-        mailbox_size: NZUsize!(4096),
-    };
-    let running = start_consensus(
-        context.child("consensus"),
-        config,
-        channels,
-        oracle.clone(),
-        oracle,
-        applier.clone(),
-        |application| application,
-    )
-    .await?;
-    tracing::info!(index, p2p = %me.p2p_address, rpc = %me.rpc_address, "node started");
-
-    // The DKG participant, on a blocking thread (its batch checks are
-    // long computations).
+/// The DKG participant, on a blocking thread of the runtime (its batch
+/// checks are long computations); it stops when the node halts or its
+/// store fails.
+fn start_dkg(
+    context: &cw_tokio::Context,
+    node: &LoadedNode,
+    applier: &BlockApplier,
+    running: &RunningConsensus,
+) -> Result<(), NodeError> {
+    let index = node.config.index;
     let participant = DkgParticipant::new(&node.ledger, index, *node.identity.secp256k1.as_nonzero_scalar())
         .map_err(|e| NodeError::Mismatch(format!("cannot start the DKG participant: {e}")))?;
     let identity = ParticipantIdentity { index, node_key: node.identity.consensus.clone() };
-    let (dkg_applier, dkg_tip, dkg_submitter) = (applier.clone(), running.tip.clone(), running.submitter.clone());
+    let handles = ParticipantHandles {
+        state: applier.committed_state(),
+        shares: applier.share_store(),
+        tip: running.tip.clone(),
+        submitter: running.submitter.clone(),
+    };
     context.child("dkg").shared(true).spawn(move |_| {
-        run_participant(
-            dkg_applier,
-            dkg_tip,
-            dkg_submitter,
-            identity,
-            Box::new(participant),
-            quorumkey_crypto::random::os_rng(),
-            wall_clock_ms,
-        )
+        run_participant(handles, identity, Box::new(participant), quorumkey_crypto::random::os_rng(), wall_clock_ms)
     });
+    Ok(())
+}
 
-    // The HTTP API.
+/// The HTTP surface (`/v1`, `/health`, `/metrics`, `/jrpc`) on the node's
+/// RPC address; returns the server's task and the JSON-RPC service.
+async fn start_http(
+    node: &LoadedNode,
+    applier: &BlockApplier,
+    running: &RunningConsensus,
+    health: HealthCell,
+    telemetry: Option<Telemetry>,
+    login_store: LoginStore,
+) -> Result<(tokio::task::JoinHandle<()>, Arc<RpcService>), NodeError> {
     let api_state = NodeApi {
-        index,
-        applier,
+        index: node.config.index,
+        state: applier.committed_state(),
         submitter: running.submitter.clone(),
         tip: running.tip.clone(),
         peers: running.peers.clone(),
@@ -300,55 +341,22 @@ async fn serve(
             .collect::<Result<_, _>>()?,
         threshold: node.ledger.genesis().threshold(),
     };
-    let rpc_service = Arc::new(
-        RpcService::new(api_state.clone(), login_keys, tokens, &node.config.rpc).map_err(NodeError::Mismatch)?,
+    let rpc = Arc::new(
+        RpcService::new(api_state.clone(), login_keys, tokens, login_store, applier.share_store(), &node.config.rpc)
+            .map_err(NodeError::Mismatch)?,
     );
     let mut limits = ServerLimits::new(&node.config.http).map_err(NodeError::Mismatch)?;
     limits.max_connections = fit_connections_to_file_limit(limits.max_connections).map_err(NodeError::Mismatch)?;
-    let listener = tokio::net::TcpListener::bind(me.rpc_address)
-        .await
-        .map_err(|source| NodeError::Listen { address: me.rpc_address, source })?;
-    let app = crate::http::router(api_state, health, telemetry, rpc_service.clone());
+    let address = node.me.rpc_address;
+    let listener =
+        tokio::net::TcpListener::bind(address).await.map_err(|source| NodeError::Listen { address, source })?;
+    let app = crate::http::router(api_state, health, telemetry, rpc.clone());
     tracing::info!(
         max_connections = limits.max_connections,
         max_connections_per_address = limits.max_connections_per_address,
         "serving clients"
     );
-    let server = tokio::spawn(HttpServer::new(limits).serve(listener, app));
-
-    // Expired login records and idle rate-limit entries: at start (a node
-    // that was down may hold many), then once a minute.
-    tokio::spawn(async move {
-        loop {
-            let service = rpc_service.clone();
-            match tokio::task::spawn_blocking(move || service.sweep()).await {
-                Ok(Ok(swept)) => {
-                    metrics::counter!(METRIC_LOGIN_RECORD_SWEEPS).increment(1);
-                    metrics::counter!(METRIC_LOGIN_RECORDS_SWEPT).increment(swept as u64);
-                    if swept > 0 {
-                        tracing::debug!(swept, "forgot expired login records");
-                    }
-                }
-                Ok(Err(error)) => tracing::warn!(%error, "cannot sweep expired login records"),
-                Err(error) => tracing::warn!(%error, "the login record sweep failed"),
-            }
-            tokio::time::sleep(Duration::from_secs(60)).await;
-        }
-    });
-
-    // The peers gauge.
-    let peers = running.peers.clone();
-    tokio::spawn(async move {
-        loop {
-            metrics::gauge!(METRIC_CONNECTED_PEERS).set(peers.active(wall_clock_ms(), PEER_WINDOW) as f64);
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
-
-    shutdown_signal().await;
-    tracing::info!(index, "stopping on signal");
-    server.abort();
-    Ok(())
+    Ok((tokio::spawn(HttpServer::new(limits).serve(listener, app)), rpc))
 }
 
 /// Creates the data directory (mode 0700) and its consensus storage

@@ -32,7 +32,7 @@ use quorumkey_node::consensus::{
     start_consensus,
 };
 use quorumkey_node::observability::HealthCell;
-use quorumkey_node::participant_driver::{DkgRole, ParticipantIdentity, run_participant};
+use quorumkey_node::participant_driver::{DkgRole, ParticipantHandles, ParticipantIdentity, run_participant};
 use quorumkey_participant::testkit::{Behaviour, subsets, tamper};
 use quorumkey_participant::{BatchShareStore, DkgAction, DkgParticipant};
 use rand_chacha::ChaCha20Rng;
@@ -147,9 +147,13 @@ impl Harness {
             .unwrap();
             let (tip, submitter) = (running.tip.clone(), running.submitter.clone());
             let clock = context.child("clock");
-            context.child("dkg").spawn(move |_| {
-                run_participant(task_applier, tip, submitter, identity, role, rng, move || unix_ms(&clock))
-            });
+            let handles = ParticipantHandles {
+                state: task_applier.committed_state(),
+                shares: task_applier.share_store(),
+                tip,
+                submitter,
+            };
+            context.child("dkg").spawn(move |_| run_participant(handles, identity, role, rng, move || unix_ms(&clock)));
             let _ = running.engine.await;
         });
         self.validators.insert(node, Validator { applier, handle });

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use quorumkey_ledger::testkit::TestNetwork;
 use quorumkey_node::applier::BlockApplier;
-use quorumkey_node::login_records::LoginRecordWriter;
+use quorumkey_node::login_store::LoginStore;
 use quorumkey_node::observability::HealthCell;
 use quorumkey_store::{NewLoginRecord, NodeStore};
 
@@ -20,7 +20,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     path: PathBuf,
     applier: Arc<BlockApplier>,
-    writer: LoginRecordWriter,
+    writer: LoginStore,
 }
 
 impl Fixture {
@@ -30,7 +30,7 @@ impl Fixture {
         let path = _dir.path().join("node.redb");
         let health = HealthCell::new(1, *net.ledger.network_id());
         let applier = Arc::new(BlockApplier::open(net.ledger.clone(), &path, health, &test_store_options()).unwrap());
-        let writer = LoginRecordWriter::start(applier.clone()).unwrap();
+        let (writer, _task) = LoginStore::start(&applier).unwrap();
         Self { net, _dir, path, applier, writer }
     }
 }

@@ -12,7 +12,6 @@
 //! out, and a checkpoint above this node's applied height is waited for.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use commonware_consensus::Application;
@@ -28,7 +27,7 @@ use quorumkey_ledger::transaction_hash;
 use super::block::{Block, BlockLimits, StateCheckpoint};
 use super::mempool::{Mempool, TransactionHash};
 use super::tip::AppliedTip;
-use crate::applier::BlockApplier;
+use crate::state::CommittedState;
 
 /// How far ahead of the local clock a proposal's timestamp may be before
 /// this node waits for its clock to catch up.
@@ -44,7 +43,7 @@ pub type ConsensusContext = Context<Digest, ed25519::PublicKey>;
 /// The ledger's block builder and verifier.
 #[derive(Clone)]
 pub struct LedgerApplication {
-    applier: Arc<BlockApplier>,
+    state: CommittedState,
     mempool: Mempool,
     tip: AppliedTip,
     limits: BlockLimits,
@@ -58,17 +57,17 @@ impl std::fmt::Debug for LedgerApplication {
 }
 
 impl LedgerApplication {
-    /// An application over `applier`'s ledger that proposes from `mempool`.
+    /// An application over the committed `state`'s ledger that proposes from `mempool`.
     /// With nothing to propose, a leader waits up to `heartbeat` and then
     /// proposes an empty block; keep it below the consensus leader timeout.
     pub fn new(
-        applier: Arc<BlockApplier>,
+        state: CommittedState,
         mempool: Mempool,
         tip: AppliedTip,
         limits: BlockLimits,
         heartbeat: Duration,
     ) -> Self {
-        Self { applier, mempool, tip, limits, heartbeat }
+        Self { state, mempool, tip, limits, heartbeat }
     }
 
     /// Why `block` (whose parent is `parent`) is invalid, if it is. Looks
@@ -88,7 +87,7 @@ impl LedgerApplication {
             if !seen.insert(transaction_hash(transaction)) {
                 return Err("carries the same transaction twice".into());
             }
-            self.applier
+            self.state
                 .ledger()
                 .check_transaction(transaction)
                 .map_err(|rejection| format!("carries an invalid transaction: {rejection}"))?;
@@ -103,7 +102,7 @@ impl LedgerApplication {
         if tip.height == checkpoint.height {
             return tip.state_root == checkpoint.state_root;
         }
-        match self.applier.store().state_root(checkpoint.height) {
+        match self.state.state_root(checkpoint.height) {
             Ok(Some(root)) => root == checkpoint.state_root,
             // A height below the tip always has a root; a missing one or a
             // read failure means this node cannot vouch for the block.

@@ -290,7 +290,8 @@ where
     let (applied_height, applied_root) = applier.applied();
     let tip = AppliedTip::new(StateCheckpoint { height: applied_height, state_root: applied_root });
     let mempool = Mempool::new(config.mempool_limits);
-    let (submitter, outbound) = submitter(applier.clone(), mempool.clone());
+    let state = applier.committed_state();
+    let (submitter, outbound) = submitter(state.clone(), mempool.clone());
 
     // Block broadcast and backfill.
     let (blocks_engine, buffer) = buffered::Engine::new(
@@ -377,14 +378,14 @@ where
         apply_finalized_blocks(context, finalized, apply_applier, apply_mempool, apply_tip, apply_waiters)
     });
     let (gossip_sender, gossip_receiver) = channels.transactions;
-    let (gossip_applier, gossip_mempool, gossip_blocker) = (applier.clone(), mempool.clone(), blocker.clone());
+    let (gossip_state, gossip_mempool, gossip_blocker) = (state.clone(), mempool.clone(), blocker.clone());
     context.child("gossip").spawn(move |_| {
-        run_gossip(gossip_sender, gossip_receiver, gossip_blocker, outbound, gossip_applier, gossip_mempool)
+        run_gossip(gossip_sender, gossip_receiver, gossip_blocker, outbound, gossip_state, gossip_mempool)
     });
 
     // Consensus.
     let application =
-        wrap(LedgerApplication::new(applier, mempool, tip.clone(), config.block_limits, config.timing.heartbeat));
+        wrap(LedgerApplication::new(state, mempool, tip.clone(), config.block_limits, config.timing.heartbeat));
     let inline = Inline::new(context.child("inline"), application, marshal_mailbox, epocher);
     let timing = config.timing;
     let engine = simplex::Engine::new(

@@ -12,8 +12,6 @@
 //! stateful refusal only drops the transaction (the peer's state may be a
 //! block ahead of or behind this node's).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use commonware_cryptography::ed25519;
 use commonware_p2p::{Blocker, Receiver, Recipients, Sender};
@@ -23,8 +21,8 @@ use quorumkey_ledger::{Rejection, SignedTransaction, TransactionClass, transacti
 use thiserror::Error;
 
 use super::mempool::{Admission, Mempool, MempoolError, TransactionHash, transaction_slot};
-use crate::applier::BlockApplier;
 use crate::observability::METRIC_MEMPOOL_SIZE;
+use crate::state::CommittedState;
 
 /// Why a submitted transaction was refused.
 #[derive(Debug, Error)]
@@ -50,7 +48,7 @@ pub enum SubmitError {
 /// Hands transactions to consensus. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct TransactionSubmitter {
-    applier: Arc<BlockApplier>,
+    state: CommittedState,
     mempool: Mempool,
     outbound: mpsc::UnboundedSender<Bytes>,
 }
@@ -61,20 +59,20 @@ pub struct OutboundTransactions(mpsc::UnboundedReceiver<Bytes>);
 
 /// A submitter and the stream of what it accepted. The stream is bounded
 /// by the mempool: only newly added transactions enter it.
-pub fn submitter(applier: Arc<BlockApplier>, mempool: Mempool) -> (TransactionSubmitter, OutboundTransactions) {
+pub fn submitter(state: CommittedState, mempool: Mempool) -> (TransactionSubmitter, OutboundTransactions) {
     let (outbound, receiver) = mpsc::unbounded();
-    (TransactionSubmitter { applier, mempool, outbound }, OutboundTransactions(receiver))
+    (TransactionSubmitter { state, mempool, outbound }, OutboundTransactions(receiver))
 }
 
 impl TransactionSubmitter {
     /// Checks a transaction, adds it to the mempool and gossips it.
     /// Submitting one that is already pending or finalized is not an error.
     pub fn submit(&self, transaction: Bytes) -> Result<(TransactionHash, Admission), SubmitError> {
-        if let Some(reason) = self.applier.halted() {
+        if let Some(reason) = self.state.halted() {
             return Err(SubmitError::Halted(reason));
         }
-        let checked = self.applier.ledger().check_transaction(&transaction)?;
-        let class = admit(&self.applier, &checked)?;
+        let checked = self.state.ledger().check_transaction(&transaction)?;
+        let class = admit(&self.state, &checked)?;
         let (hash, admission) = self.mempool.insert(transaction.clone(), class, transaction_slot(&checked.body))?;
         if admission == Admission::Added {
             metrics::gauge!(METRIC_MEMPOOL_SIZE).set(self.mempool.len() as f64);
@@ -93,16 +91,16 @@ impl TransactionSubmitter {
 
 /// The stateful half of admission ([`quorumkey_ledger::Ledger::admit`])
 /// against the latest committed state, as if the next block were made now.
-fn admit(applier: &BlockApplier, transaction: &SignedTransaction) -> Result<TransactionClass, SubmitError> {
+fn admit(state: &CommittedState, transaction: &SignedTransaction) -> Result<TransactionClass, SubmitError> {
     let class = transaction_class(&transaction.body);
     if class == TransactionClass::Dkg {
         return Ok(class);
     }
-    let snapshot = applier.store().snapshot().map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+    let snapshot = state.snapshot().map_err(|e| SubmitError::Unavailable(e.to_string()))?;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
-    match applier.ledger().admit(&snapshot, transaction, now_ms) {
+    match state.ledger().admit(&snapshot, transaction, now_ms) {
         Ok(Ok(())) => Ok(class),
         Ok(Err(rejection)) => Err(SubmitError::Refused(rejection)),
         Err(error) => Err(SubmitError::Unavailable(error.to_string())),
@@ -116,7 +114,7 @@ pub async fn run_gossip<S, R, B>(
     mut receiver: R,
     mut blocker: B,
     OutboundTransactions(mut outbound): OutboundTransactions,
-    applier: Arc<BlockApplier>,
+    state: CommittedState,
     mempool: Mempool,
 ) where
     S: Sender<PublicKey = ed25519::PublicKey>,
@@ -139,7 +137,7 @@ pub async fn run_gossip<S, R, B>(
                 // Oversized, malformed or badly signed: check_transaction
                 // refuses all of them before anything is kept.
                 let message = Bytes::from(message);
-                let checked = match applier.ledger().check_transaction(&message) {
+                let checked = match state.ledger().check_transaction(&message) {
                     Ok(checked) => checked,
                     Err(rejection) => {
                         tracing::warn!(%peer, %rejection, "blocking peer: gossiped an invalid transaction");
@@ -147,7 +145,7 @@ pub async fn run_gossip<S, R, B>(
                         continue;
                     }
                 };
-                let class = match admit(&applier, &checked) {
+                let class = match admit(&state, &checked) {
                     Ok(class) => class,
                     Err(error) => {
                         tracing::debug!(%peer, %error, "gossiped transaction not admitted");

@@ -57,9 +57,10 @@ use crate::consensus::{Admission, SubmitError};
 use crate::http::client_address::{AddressLimiter, ClientAddress, client_address_of, per_second};
 use crate::http::server::body_timeout;
 use crate::http::v1::{MAX_FINALITY_WAIT, NodeApi};
-use crate::login_records::LoginRecordWriter;
+use crate::login_store::LoginStore;
 use crate::observability::{METRIC_RPC_LATENCY, METRIC_RPC_REQUESTS};
 use crate::pending_records::PendingRecordCaps;
+use crate::state::ShareStore;
 use crate::token_verifier::{TokenVerifier, VerifyError};
 
 /// Largest request body: an aggregate login with eight 16 KiB tokens and
@@ -143,7 +144,8 @@ pub struct RpcService {
     limits: RateLimits,
     policy: SignaturePolicy,
     configs: Mutex<HashMap<VerifierName, CachedConfig>>,
-    records: LoginRecordWriter,
+    records: LoginStore,
+    shares: ShareStore,
     pending: PendingRecordCaps,
 }
 
@@ -179,9 +181,18 @@ fn to_value<T: serde::Serialize>(value: &T) -> Outcome {
 
 impl RpcService {
     /// The service of node `api.index` with `keys`, checking tokens with
-    /// `tokens`. `settings` gives the limits and the optional KeyAssign
-    /// signer (already validated with the node's configuration).
-    pub fn new(api: NodeApi, keys: LoginKeys, tokens: TokenVerifier, settings: &RpcSettings) -> Result<Self, String> {
+    /// `tokens`, keeping its login records in `records` and reading this
+    /// node's key shares from `shares`. `settings` gives the limits and the
+    /// optional KeyAssign signer (already validated with the node's
+    /// configuration).
+    pub fn new(
+        api: NodeApi,
+        keys: LoginKeys,
+        tokens: TokenVerifier,
+        records: LoginStore,
+        shares: ShareStore,
+        settings: &RpcSettings,
+    ) -> Result<Self, String> {
         let signer = settings
             .key_assign_signer
             .as_deref()
@@ -192,11 +203,9 @@ impl RpcService {
         let pending = PendingRecordCaps::new(settings);
         let started = Instant::now();
         let counted = pending
-            .rebuild(api.applier.store(), unix_now())
+            .rebuild(records.tables(), unix_now())
             .map_err(|e| format!("cannot count the stored login records: {e}"))?;
         tracing::info!(records = counted, elapsed = ?started.elapsed(), "counted unexpired login records");
-        let records = LoginRecordWriter::start(api.applier.clone())
-            .map_err(|e| format!("cannot start the login record writer: {e}"))?;
         Ok(Self {
             node_public: PublicKey::from(keys.node_key.verifying_key()),
             required: required_signatures(keys.nodes.len(), keys.threshold),
@@ -208,6 +217,7 @@ impl RpcService {
             policy: SignaturePolicy::default(),
             configs: Mutex::new(HashMap::new()),
             records,
+            shares,
             pending,
         })
     }
@@ -309,8 +319,7 @@ impl RpcService {
         &self,
         read: impl FnOnce(&LedgerView<'_, quorumkey_store::LedgerSnapshot>) -> Result<T, LoginError>,
     ) -> Result<T, LoginError> {
-        let snapshot = self.api.applier.store().snapshot().map_err(internal)?;
-        read(&LedgerView::new(self.api.applier.ledger(), &snapshot))
+        self.api.state.read(read).map_err(internal)?
     }
 
     /// The key assigned to the pair, if one is (not if it waits for the
@@ -377,7 +386,7 @@ impl RpcService {
         let body =
             TransactionBody::AssignKey { verifier: params.verifier.clone(), verifier_id: params.verifier_id.clone() };
         let transaction = SignedTransaction::sign_as_node(
-            self.api.applier.ledger().network_id(),
+            self.api.state.ledger().network_id(),
             body,
             self.api.index,
             &self.keys.consensus_key,
@@ -432,9 +441,7 @@ impl RpcService {
             Ok(()) => true,
             // A retry of a commitment this node signed gets its answer
             // whatever the counts.
-            Err(_) if self.api.applier.store().login_record(&request.record_key()).map_err(internal)?.is_some() => {
-                false
-            }
+            Err(_) if self.records.record(&request.record_key()).map_err(internal)?.is_some() => false,
             Err(cap) => return Err(LoginError::Unavailable(cap.to_string())),
         };
         let record = request.sign(&self.keys.node_key, now);
@@ -470,12 +477,11 @@ impl RpcService {
     async fn share(&self, params: &Value) -> Outcome {
         let request = ShareRequest::parse(params, self.keys.nodes.len())?;
         let config = self.verifier_config(&request.verifier)?;
-        let store = self.api.applier.store();
-        let record = store.login_record(&record_key(&request.commitment)).map_err(internal)?;
+        let record = self.records.record(&record_key(&request.commitment)).map_err(internal)?;
         let sub_records = request
             .sub_token_commitments()
             .iter()
-            .map(|commitment| store.login_record(&record_key(commitment)))
+            .map(|commitment| self.records.record(&record_key(commitment)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(internal)?;
         let mut facts = RevealFacts::new(
@@ -521,7 +527,7 @@ impl RpcService {
         else {
             return Ok(KeyFacts::NotAssigned);
         };
-        let share = self.api.applier.store().key_share(key_index).map_err(internal)?;
+        let share = self.shares.key_share(key_index).map_err(internal)?;
         Ok(KeyFacts::Assigned { key_index, public_key, own_public_share, share })
     }
 
@@ -570,22 +576,14 @@ impl RpcService {
         })
     }
 
-    /// Forgets login records that expired and idle rate-limit entries;
-    /// returns how many records went.
-    pub fn sweep(&self) -> Result<usize, String> {
+    /// Forgets idle rate-limit entries, cached token answers and the
+    /// counts of records expired at `now` (Unix seconds). The records
+    /// themselves go with the login store's sweep.
+    pub fn forget_idle(&self, now: u64) {
         self.limits.shrink();
         self.tokens.shrink();
-        let now = unix_now();
         self.pending.forget_expired(now);
         metrics::gauge!(crate::pending_records::METRIC_PENDING_RECORDS).set(self.pending.total_count(now) as f64);
-        let mut total = 0;
-        loop {
-            let swept = self.api.applier.store().sweep_login_records(now, 10_000).map_err(|e| e.to_string())?;
-            total += swept;
-            if swept < 10_000 {
-                return Ok(total);
-            }
-        }
     }
 }
 

@@ -7,7 +7,6 @@
 //! `Retry-After: 1` over it). The client-facing JSON-RPC API is added next
 //! to these routes.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -23,12 +22,12 @@ use quorumkey_login::node_api::{
 };
 use serde::Serialize;
 
-use crate::applier::BlockApplier;
 use crate::consensus::mempool::MempoolError;
 use crate::consensus::{Admission, AppliedTip, FinalityWaiters, PeerActivity, SubmitError, TransactionSubmitter};
 use crate::http::client_address::{AddressLimiter, limit_by_address};
 use crate::http::server::body_timeout;
 use crate::observability::{self, HealthCell, Telemetry};
+use crate::state::CommittedState;
 
 /// How long a submission with `wait` waits for finality.
 pub const MAX_FINALITY_WAIT: Duration = Duration::from_secs(30);
@@ -41,8 +40,8 @@ pub const PEER_WINDOW: Duration = Duration::from_secs(10);
 pub struct NodeApi {
     /// This node's index.
     pub index: u16,
-    /// The ledger and its store.
-    pub applier: Arc<BlockApplier>,
+    /// The committed ledger state.
+    pub state: CommittedState,
     /// Consensus submissions.
     pub submitter: TransactionSubmitter,
     /// The applied tip.
@@ -135,8 +134,8 @@ async fn submit(
 
 async fn policy(State(api): State<NodeApi>) -> Result<Json<PolicyResponse>, ApiError> {
     let unavailable = |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e);
-    let snapshot = api.applier.store().snapshot().map_err(|e| unavailable(e.to_string()))?;
-    let ledger = api.applier.ledger();
+    let snapshot = api.state.snapshot().map_err(|e| unavailable(e.to_string()))?;
+    let ledger = api.state.ledger();
     let policy = ledger.policy(&snapshot).map_err(|e| unavailable(e.to_string()))?;
     let nonce = ledger.policy_nonce(&snapshot).map_err(|e| unavailable(e.to_string()))?;
     Ok(Json(PolicyResponse { nonce, policy: NetworkPolicyFile::from_policy(&policy) }))
@@ -147,18 +146,14 @@ async fn status(State(api): State<NodeApi>) -> Json<StatusResponse> {
     // The pool counters are informational: a store error reads as zero
     // (the node's health reports the error itself).
     let (total_keys, ready_keys, pending_assignments) = api
-        .applier
-        .store()
-        .snapshot()
-        .ok()
-        .map(|snapshot| {
-            let view = LedgerView::new(api.applier.ledger(), &snapshot);
+        .state
+        .read(|view| {
             (view.total_keys().unwrap_or(0), view.ready_keys().unwrap_or(0), view.pending_assignments().unwrap_or(0))
         })
         .unwrap_or((0, 0, 0));
     Json(StatusResponse {
         index: api.index,
-        network_id: hex::encode(api.applier.ledger().network_id()),
+        network_id: hex::encode(api.state.ledger().network_id()),
         height: tip.height,
         state_root: hex::encode(tip.state_root),
         mempool_transactions: api.submitter.mempool().len(),
@@ -166,7 +161,7 @@ async fn status(State(api): State<NodeApi>) -> Json<StatusResponse> {
         total_keys,
         ready_keys,
         pending_assignments,
-        halted: api.applier.halted(),
+        halted: api.state.halted(),
     })
 }
 
@@ -177,7 +172,7 @@ pub fn wall_clock_ms() -> u64 {
 }
 
 async fn state_root(State(api): State<NodeApi>, Path(height): Path<u64>) -> Result<Json<StateRootResponse>, ApiError> {
-    match api.applier.store().state_root(height) {
+    match api.state.state_root(height) {
         Ok(Some(root)) => Ok(Json(StateRootResponse { height, state_root: hex::encode(root) })),
         Ok(None) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("height {height} is not applied here yet"))),
         Err(error) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())),
@@ -194,8 +189,8 @@ async fn assignment(
     let verifier_id = VerifierId::new(&query.verifier_id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("verifier_id: {e}")))?;
     let internal = |e: &dyn std::fmt::Display| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    let snapshot = api.applier.store().snapshot().map_err(|e| internal(&e))?;
-    let view = LedgerView::new(api.applier.ledger(), &snapshot);
+    let snapshot = api.state.snapshot().map_err(|e| internal(&e))?;
+    let view = LedgerView::new(api.state.ledger(), &snapshot);
     match view.assignment(&verifier, &verifier_id).map_err(|e| internal(&e))? {
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "no key is assigned to this verifier and verifier_id")),
         Some(Assignment::Pending { sequence }) => Ok(Json(AssignmentResponse {
@@ -218,8 +213,8 @@ async fn assignment(
 
 async fn key(State(api): State<NodeApi>, Path(index): Path<u64>) -> Result<Json<KeyResponse>, ApiError> {
     let internal = |e: &dyn std::fmt::Display| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    let snapshot = api.applier.store().snapshot().map_err(|e| internal(&e))?;
-    let view = LedgerView::new(api.applier.ledger(), &snapshot);
+    let snapshot = api.state.snapshot().map_err(|e| internal(&e))?;
+    let view = LedgerView::new(api.state.ledger(), &snapshot);
     match view.key(index).map_err(|e| internal(&e))? {
         Some(key) => Ok(Json(KeyResponse {
             key_index: index,
@@ -255,8 +250,8 @@ async fn verifiers(
         return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("limit must be 1 to {MAX_VERIFIERS_PER_PAGE}")));
     }
     let internal = |e: &dyn std::fmt::Display| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    let snapshot = api.applier.store().snapshot().map_err(|e| internal(&e))?;
-    let view = LedgerView::new(api.applier.ledger(), &snapshot);
+    let snapshot = api.state.snapshot().map_err(|e| internal(&e))?;
+    let view = LedgerView::new(api.state.ledger(), &snapshot);
     let total = view.verifier_count().map_err(|e| internal(&e))?;
     let mut list = Vec::new();
     for position in query.offset..total.min(query.offset.saturating_add(limit)) {
@@ -271,8 +266,8 @@ async fn verifier(State(api): State<NodeApi>, Path(name): Path<String>) -> Resul
     let name =
         VerifierName::new(&name).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("verifier: {e}")))?;
     let internal = |e: &dyn std::fmt::Display| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    let snapshot = api.applier.store().snapshot().map_err(|e| internal(&e))?;
-    let view = LedgerView::new(api.applier.ledger(), &snapshot);
+    let snapshot = api.state.snapshot().map_err(|e| internal(&e))?;
+    let view = LedgerView::new(api.state.ledger(), &snapshot);
     match view.verifier(&name).map_err(|e| internal(&e))? {
         Some(record) => Ok(Json(verifier_info(&name, &record, true))),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("verifier {} is not registered", name.as_str()))),
