@@ -28,6 +28,11 @@
 //! has a timeout; transport errors are retried; every error says which
 //! nodes failed and why.
 //!
+//! The commitments' and the reveal's decisions (which node to send what
+//! next, given the answers so far and the time) are a sans-IO state
+//! machine, [`login_plan::LoginPlan`], that the async client drives and
+//! that is property-tested without sockets.
+//!
 //! Why the quorum: any two sets of ⌈(n + t) / 2⌉ nodes share at least `t`
 //! nodes. With at most `t − 1` faulty nodes, which may sign anything, the
 //! shared ones include an honest node, and an honest node signs a token's
@@ -37,6 +42,7 @@
 //! signatures would be refused by the nodes anyway.
 
 pub mod key_check;
+pub mod login_plan;
 pub mod node_api_client;
 pub mod registry;
 
@@ -48,6 +54,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use login_plan::{CommitOutcome, LoginPlan, PlanStep, ShareOutcome};
 use quorumkey_crypto::group::{NonZeroScalar, PublicKey, public_key_from_xy_hex, public_key_to_xy_hex};
 use quorumkey_crypto::hash::token_commitment_hex;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
@@ -732,7 +739,8 @@ impl QuorumkeyClient {
     /// nodes not asked yet to its own temporary key before the user gets to
     /// them, and block the login with a single faulty node. A node that
     /// refuses over a rate limit is asked again when it says (see
-    /// [`OnRateLimit::WaitAndRetry`]).
+    /// [`OnRateLimit::WaitAndRetry`]). The decisions are the
+    /// [`LoginPlan`]'s; this loop sends, checks signatures and waits.
     async fn commit(&self, request: &LoginRequest<'_>) -> Result<Committed, ClientError> {
         let temp_secret = NonZeroScalar::generate_from_rng(&mut quorumkey_crypto::random::os_rng());
         let temp_public = PublicKey::from_secret_scalar(&temp_secret);
@@ -741,28 +749,34 @@ impl QuorumkeyClient {
         let step = Instant::now();
         let send =
             |position| self.send(position, body.clone(), self.options.request_timeout, step, OnRateLimit::WaitAndRetry);
+        let plan = LoginPlan::new(
+            self.nodes.iter().map(|node| node.index),
+            self.threshold,
+            self.options.hedge_delay,
+            self.order(),
+        );
         let mut committed = Committed {
             temp_secret,
             temp_public,
             commitment,
             verifier: request.verifier.to_owned(),
             signatures: vec![None; self.nodes.len()],
-            arrival: Vec::with_capacity(self.nodes.len()),
-            reports: self.nodes.iter().map(|node| NodeReport { node: node.index, ..NodeReport::default() }).collect(),
-            pending: self.order().into_iter().map(send).collect(),
+            plan,
+            pending: FuturesUnordered::new(),
             took: Duration::ZERO,
         };
-        while committed.arrival.len() < self.reveal_quorum {
-            let Some(reply) = committed.pending.next().await else { break };
-            committed.record(&self.nodes, reply);
-        }
-        if committed.arrival.len() < self.reveal_quorum {
-            return Err(ClientError::Quorum {
-                step: "commitment",
-                needed: self.reveal_quorum,
-                got: committed.arrival.len(),
-                failures: failures_of(&committed.reports, |r| &r.commitment),
-            });
+        loop {
+            match committed.plan.poll() {
+                PlanStep::SendCommitment { position } => committed.pending.push(send(position)),
+                PlanStep::Wait => match committed.pending.next().await {
+                    Some(reply) => committed.record(&self.nodes, reply),
+                    None => committed.plan.abandon(),
+                },
+                PlanStep::Failed(shortfall) => return Err(shortfall.into()),
+                // The reveal quorum signed (the reveal's steps come only
+                // once `reveal` starts it).
+                PlanStep::ReadyToReveal | PlanStep::SendReveal { .. } | PlanStep::Done { .. } => break,
+            }
         }
         committed.took = step.elapsed();
         Ok(committed)
@@ -772,7 +786,9 @@ impl QuorumkeyClient {
     /// nodes that signed first; for each that fails, to another node that
     /// signed (one that already did, or whose commitment comes later); to
     /// every node that signed when the hedge delay passes without `t` good
-    /// shares; then the interpolation.
+    /// shares; then the interpolation. The decisions are the
+    /// [`LoginPlan`]'s; this loop sends, checks shares and wakes for the
+    /// hedge.
     async fn reveal(
         &self,
         request: &LoginRequest<'_>,
@@ -790,70 +806,64 @@ impl QuorumkeyClient {
             ))
         };
         let mut body = share_body(&committed.signatures);
+        let mut carried = committed.plan.signers().len();
         let step = Instant::now();
         let ask = |position: usize, body: &Bytes| {
             self.send(position, body.clone(), self.options.request_timeout, step, OnRateLimit::Answer)
         };
-        let mut pending: FuturesUnordered<NodeCall> =
-            committed.arrival.iter().take(self.threshold).map(|&position| ask(position, &body)).collect();
-        let mut asked = pending.len();
-        let hedge = tokio::time::sleep(self.options.hedge_delay);
-        tokio::pin!(hedge);
-        let (mut hedged, mut wanted) = (false, 0usize);
-        let mut shares: Vec<Share> = Vec::with_capacity(self.threshold);
-        while shares.len() < self.threshold {
+        committed.plan.start_reveal(step);
+        let mut pending: FuturesUnordered<NodeCall> = FuturesUnordered::new();
+        // Each good share, by position, until the plan names the `t` used.
+        let mut shares: Vec<Option<Share>> = vec![None; self.nodes.len()];
+        let used = loop {
+            match committed.plan.poll() {
+                PlanStep::SendReveal { position, signatures } => {
+                    if signatures != carried {
+                        // Later reveals carry the signatures that came since.
+                        body = share_body(&committed.signatures);
+                        carried = signatures;
+                    }
+                    pending.push(ask(position, &body));
+                    continue;
+                }
+                PlanStep::Done { used } => break Ok(used),
+                PlanStep::Failed(shortfall) => break Err(shortfall),
+                // Every commitment went out before the reveal started.
+                PlanStep::Wait | PlanStep::SendCommitment { .. } | PlanStep::ReadyToReveal => {}
+            }
+            let hedge = committed.plan.poll_timeout();
             tokio::select! {
                 Some(Reply { position, answer, took, .. }) = pending.next(), if !pending.is_empty() => {
                     let node = self.nodes[position].index;
-                    let outcome = match answer {
+                    let opened = match answer {
                         Answer::Result(result) => serde_json::from_value::<ShareRequestResult>(result)
                             .map_err(|e| format!("a malformed share answer: {e}"))
                             .and_then(|answer| checked.open_share(&answer, &committed.temp_secret, node)),
                         other => Err(other.describe()),
                     };
-                    match outcome {
+                    let outcome = match opened {
                         Ok(value) => {
-                            shares.push(Share { index: u32::from(node), value });
-                            committed.reports[position].share = Some(Ok(took));
-                            committed.reports[position].used = true;
+                            shares[position] = Some(Share { index: u32::from(node), value });
+                            ShareOutcome::Good
                         }
-                        Err(reason) => {
-                            committed.reports[position].share = Some(Err(reason));
-                            wanted += 1;
-                        }
-                    }
+                        Err(reason) => ShareOutcome::Failed(reason),
+                    };
+                    committed.plan.share_answered(position, outcome, took);
                 }
                 // Commitments still coming are read (and their signatures
                 // checked) only when another signer is needed.
-                Some(reply) = committed.pending.next(), if !committed.pending.is_empty() && (hedged || wanted > asked.saturating_sub(self.threshold)) => {
-                    if committed.record(&self.nodes, reply) {
-                        // Later reveals carry this signature too.
-                        body = share_body(&committed.signatures);
-                    }
+                Some(reply) = committed.pending.next(), if committed.plan.needs_commitment_answers() => {
+                    committed.record(&self.nodes, reply);
                 }
-                () = &mut hedge, if !hedged => hedged = true,
-                else => break,
+                () = tokio::time::sleep_until(hedge.unwrap_or(step).into()), if hedge.is_some() => {
+                    committed.plan.handle_timeout(Instant::now());
+                }
+                else => committed.plan.abandon(),
             }
-            // Beyond the first `t`, one reveal per failure (all once hedged).
-            let want = if hedged { usize::MAX } else { wanted };
-            while want > asked.saturating_sub(self.threshold) && asked < committed.arrival.len() {
-                pending.push(ask(committed.arrival[asked], &body));
-                asked += 1;
-            }
-            if pending.is_empty() && committed.pending.is_empty() && shares.len() < self.threshold {
-                break;
-            }
-        }
+        };
         // Commitment requests still running finish on their own.
-        let reports = committed.reports;
-        if shares.len() < self.threshold {
-            return Err(ClientError::Quorum {
-                step: "reveal",
-                needed: self.threshold,
-                got: shares.len(),
-                failures: failures_of(&reports, |r| &r.share),
-            });
-        }
+        let reports = committed.plan.into_reports();
+        let shares: Vec<Share> = used?.into_iter().filter_map(|position| shares.get_mut(position)?.take()).collect();
         let secret = checked.rebuild(&shares).map_err(ClientError::Key)?;
         timings.reveal = step.elapsed();
         timings.total = started.elapsed();
@@ -955,8 +965,8 @@ struct KnownKey {
     took: Duration,
 }
 
-/// The commitments of a login: what came so far, and the requests still
-/// running.
+/// The commitments of a login: the temporary key, the signatures so far,
+/// the plan, and the requests still running.
 struct Committed {
     temp_secret: NonZeroScalar,
     temp_public: PublicKey,
@@ -965,9 +975,8 @@ struct Committed {
     verifier: String,
     /// Each node's signed commitment, by position.
     signatures: Vec<Option<Value>>,
-    /// Positions of the nodes that signed, in the order they answered.
-    arrival: Vec<usize>,
-    reports: Vec<NodeReport>,
+    /// The decisions: who signed and in what order, what to send next.
+    plan: LoginPlan,
     /// Commitment requests not answered yet.
     pending: FuturesUnordered<NodeCall>,
     /// Until the reveal quorum signed.
@@ -975,9 +984,10 @@ struct Committed {
 }
 
 impl Committed {
-    /// Records one node's commitment answer; `true` if it signed, with a
-    /// signature the nodes will accept.
-    fn record(&mut self, nodes: &[Node], Reply { position, answer, took, rate_limited }: Reply) -> bool {
+    /// Checks one node's commitment answer (a signature the nodes will
+    /// accept, or why not), keeps its signature, and hands the outcome to
+    /// the plan.
+    fn record(&mut self, nodes: &[Node], Reply { position, answer, took, rate_limited }: Reply) {
         let node = NodeKey { index: nodes[position].index, public: nodes[position].public };
         let signed = match answer {
             Answer::Result(result) => {
@@ -992,18 +1002,14 @@ impl Committed {
             )),
             other => Err(other.describe()),
         };
-        self.reports[position].rate_limited = rate_limited;
-        match signed {
-            Ok(result) => {
-                self.signatures[position] = Some(result);
-                self.arrival.push(position);
-                self.reports[position].commitment = Some(Ok(took));
-                true
-            }
-            Err(reason) => {
-                self.reports[position].commitment = Some(Err(reason));
-                false
-            }
+        let (outcome, signature) = match signed {
+            Ok(result) => (CommitOutcome::Signed, Some(result)),
+            Err(reason) => (CommitOutcome::Failed(reason), None),
+        };
+        if self.plan.commitment_answered(position, outcome, took, rate_limited)
+            && let (Some(signature), Some(slot)) = (signature, self.signatures.get_mut(position))
+        {
+            *slot = Some(signature);
         }
     }
 }
@@ -1151,24 +1157,6 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String>
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-fn failures_of(
-    reports: &[NodeReport],
-    field: impl Fn(&NodeReport) -> &Option<Result<Duration, String>>,
-) -> Vec<NodeFailure> {
-    reports
-        .iter()
-        .filter_map(|report| {
-            let reason = match (&report.commitment, field(report)) {
-                (_, Some(Ok(_))) => return None,
-                (_, Some(Err(reason))) => reason.clone(),
-                (Some(Err(reason)), None) => format!("no commitment: {reason}"),
-                (_, None) => "no answer in time".to_owned(),
-            };
-            Some(NodeFailure { node: report.node, reason })
-        })
-        .collect()
 }
 
 #[cfg(test)]
