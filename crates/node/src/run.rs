@@ -16,21 +16,18 @@ use std::time::Duration;
 use commonware_cryptography::{ChaCha20Poly1305, Signer, ed25519};
 use commonware_p2p::authenticated::lookup;
 use commonware_p2p::{Address, AddressableManager};
+use commonware_runtime::Spawner as _;
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use commonware_stream::cups::{self, Cups};
 use commonware_stream::sake::{self, Sake};
 use commonware_utils::NZUsize;
 use commonware_utils::ordered::Map;
-use quorumkey_ledger::Ledger;
-use quorumkey_store::{NodeStore, StoreOptions};
-use thiserror::Error;
-
-use crate::http::jrpc::{LoginKeys, RpcService};
-use crate::http::v1::{NodeApi, wall_clock_ms};
-use crate::jwks_cache::JwksCache;
-use crate::token_verifier::TokenVerifier;
-use commonware_runtime::Spawner as _;
+use quorumkey_crypto::CryptoError;
+use quorumkey_ledger::{GenesisError, Ledger, LedgerError};
 use quorumkey_login::NodeKey;
+use quorumkey_participant::DkgParticipant;
+use quorumkey_store::{NodeStore, StoreError, StoreOptions};
+use thiserror::Error;
 
 use crate::applier::BlockApplier;
 use crate::config::{ConfigError, NetworkFile, NetworkNode, NodeConfig};
@@ -39,13 +36,17 @@ use crate::consensus::{
     consensus_namespace, max_message_size, start_consensus,
 };
 use crate::housekeeping::{Chores, Housekeeping};
-use crate::http::server::{HttpServer, ServerLimits, fit_connections_to_file_limit};
+use crate::http::jrpc::{LoginKeys, RpcService, RpcStartError};
+use crate::http::server::{FileLimitError, HttpServer, ServerLimits, fit_connections_to_file_limit};
+use crate::http::v1::{NodeApi, wall_clock_ms};
 use crate::identity::{KeyFileError, NodeIdentity};
+use crate::jwks_cache::JwksCache;
 use crate::kek::{KekError, load_kek};
 use crate::login_store::LoginStore;
 use crate::observability::{HealthCell, METRIC_LOGIN_LOG_CORRUPT_ENTRIES, Telemetry};
 use crate::participant_driver::{ParticipantHandles, ParticipantIdentity, run_participant};
-use quorumkey_participant::DkgParticipant;
+use crate::provider_http::ProviderClientError;
+use crate::token_verifier::TokenVerifier;
 
 /// The ledger database inside the data directory.
 pub const LEDGER_FILE: &str = "ledger.redb";
@@ -64,12 +65,92 @@ pub enum NodeError {
     /// No usable key-encryption key.
     #[error(transparent)]
     Kek(#[from] KekError),
-    /// The configuration contradicts itself.
-    #[error("{0}")]
-    Mismatch(String),
-    /// The data directory or the store cannot be used.
-    #[error("{0}")]
-    Storage(String),
+    /// The network file describes no valid genesis.
+    #[error("{file}: {reason}")]
+    Genesis {
+        /// The network file.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The genesis is not one the ledger accepts.
+    #[error("{file}: the genesis is not a valid ledger: {source}")]
+    Ledger {
+        /// The network file.
+        file: PathBuf,
+        /// Why.
+        source: GenesisError,
+    },
+    /// `node.toml` names a node the network does not list.
+    #[error("node {index} is not in {file}")]
+    NotInNetwork {
+        /// The node.
+        index: u16,
+        /// The network file.
+        file: PathBuf,
+    },
+    /// The key files are not the node's keys in the network file.
+    #[error("the keys in {key_dir} are not the ones {file} lists for node {index}")]
+    KeysDiffer {
+        /// The key directory.
+        key_dir: PathBuf,
+        /// The network file.
+        file: PathBuf,
+        /// The node.
+        index: u16,
+    },
+    /// A node's secp256k1 key in the genesis is not a curve point.
+    #[error("node {index}: secp256k1 key: {source}")]
+    NodeKey {
+        /// The node.
+        index: u16,
+        /// Why.
+        source: CryptoError,
+    },
+    /// The data directory cannot be made or read.
+    #[error("cannot {action} {path}: {source}")]
+    DataDir {
+        /// What failed (`create`, `read`, `make private`).
+        action: &'static str,
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The data directory is open to group or others.
+    #[error(
+        "the data directory {path} is open to group or others (mode {mode:03o}): its files hold this node's login records and encrypted shares; run chmod 700 {path}"
+    )]
+    DataDirOpen {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The ledger store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The login store's threads cannot be started.
+    #[error("cannot start the login store: {0}")]
+    LoginStore(std::io::Error),
+    /// The p2p network did not give every channel.
+    #[error("channel registration failed")]
+    Channels,
+    /// The DKG participant cannot start on this ledger.
+    #[error("cannot start the DKG participant: {0}")]
+    Participant(LedgerError),
+    /// The identity-provider client cannot be built.
+    #[error(transparent)]
+    Providers(#[from] ProviderClientError),
+    /// The JSON-RPC service cannot start.
+    #[error(transparent)]
+    Rpc(#[from] RpcStartError),
+    /// `[http]` is not usable.
+    #[error("[http]: {0}")]
+    Http(String),
+    /// Too few open files.
+    #[error(transparent)]
+    FileLimit(#[from] FileLimitError),
     /// Consensus could not start.
     #[error(transparent)]
     Consensus(#[from] ConsensusError),
@@ -104,21 +185,24 @@ impl LoadedNode {
     pub fn load(config_path: &Path) -> Result<Self, NodeError> {
         let config = NodeConfig::load(config_path)?;
         let network = NetworkFile::load(&config.network_file)?;
-        let genesis = network.genesis().map_err(NodeError::Mismatch)?;
-        let ledger = Ledger::new(genesis).map_err(|e| NodeError::Mismatch(e.to_string()))?;
+        let file = config.network_file.clone();
+        let genesis = network.genesis().map_err(|reason| NodeError::Genesis { file: file.clone(), reason })?;
+        let ledger = Ledger::new(genesis).map_err(|source| NodeError::Ledger { file, source })?;
         let identity = NodeIdentity::load(&config.key_dir)?;
-        let me = network.nodes.iter().find(|node| node.index == config.index).cloned().ok_or_else(|| {
-            NodeError::Mismatch(format!("node {} is not in {}", config.index, config.network_file.display()))
-        })?;
+        let me = network
+            .nodes
+            .iter()
+            .find(|node| node.index == config.index)
+            .cloned()
+            .ok_or_else(|| NodeError::NotInNetwork { index: config.index, file: config.network_file.clone() })?;
         if me.consensus_key != hex::encode(identity.consensus.public_key().as_ref())
             || me.secp256k1_key != hex::encode(identity.secp256k1_public_bytes())
         {
-            return Err(NodeError::Mismatch(format!(
-                "the keys in {} are not the ones {} lists for node {}",
-                config.key_dir.display(),
-                config.network_file.display(),
-                config.index
-            )));
+            return Err(NodeError::KeysDiffer {
+                key_dir: config.key_dir.clone(),
+                file: config.network_file.clone(),
+                index: config.index,
+            });
         }
         Ok(Self { config, network, ledger, identity, me })
     }
@@ -153,10 +237,8 @@ pub fn run_node_with(config_path: &Path, telemetry: Option<Telemetry>, options: 
     prepare_data_dir(&data_dir)?;
     let health = HealthCell::new(node.config.index, *node.ledger.network_id());
     let store_options = StoreOptions { kek, accept_lost_login_records: options.accept_lost_login_records };
-    let applier = Arc::new(
-        BlockApplier::open(node.ledger.clone(), &data_dir.join(LEDGER_FILE), health.clone(), &store_options)
-            .map_err(|e| NodeError::Storage(e.to_string()))?,
-    );
+    let applier =
+        Arc::new(BlockApplier::open(node.ledger.clone(), &data_dir.join(LEDGER_FILE), health.clone(), &store_options)?);
     report_login_log_damage(applier.store());
     let runtime = cw_tokio::Runner::new(
         cw_tokio::Config::new().with_storage_directory(data_dir.join(CONSENSUS_DIR)).with_worker_threads(2),
@@ -199,8 +281,7 @@ async fn serve(
     .await?;
     tracing::info!(index, p2p = %node.me.p2p_address, rpc = %node.me.rpc_address, "node started");
     start_dkg(&context, &node, &applier, &running)?;
-    let (login_store, login_task) =
-        LoginStore::start(&applier).map_err(|e| NodeError::Storage(format!("cannot start the login store: {e}")))?;
+    let (login_store, login_task) = LoginStore::start(&applier).map_err(NodeError::LoginStore)?;
     let (server, rpc) = start_http(&node, &applier, &running, health, telemetry, login_store.clone()).await?;
     let housekeeping = Housekeeping::start(Chores { login_store, rpc, peers: running.peers.clone() });
 
@@ -259,7 +340,7 @@ fn start_p2p(
     }
     network.start();
     let mut pairs = pairs.into_iter();
-    let mut next = || pairs.next().ok_or_else(|| NodeError::Mismatch("channel registration failed".into()));
+    let mut next = || pairs.next().ok_or(NodeError::Channels);
     let channels = Channels {
         votes: next()?,
         certificates: next()?,
@@ -282,7 +363,7 @@ fn start_dkg(
 ) -> Result<(), NodeError> {
     let index = node.config.index;
     let participant = DkgParticipant::new(&node.ledger, index, *node.identity.secp256k1.as_nonzero_scalar())
-        .map_err(|e| NodeError::Mismatch(format!("cannot start the DKG participant: {e}")))?;
+        .map_err(NodeError::Participant)?;
     let identity = ParticipantIdentity { index, node_key: node.identity.consensus.clone() };
     let handles = ParticipantHandles {
         state: applier.committed_state(),
@@ -321,10 +402,8 @@ async fn start_http(
             "providers.allow_private_addresses is on: verifiers can make this node connect to loopback and private addresses (development only)"
         );
     }
-    let jwks =
-        Arc::new(JwksCache::new(providers.jwks_policy(), &access).map_err(|e| NodeError::Mismatch(e.to_string()))?);
-    let tokens =
-        TokenVerifier::new(jwks, &access, providers.limits()).map_err(|e| NodeError::Mismatch(e.to_string()))?;
+    let jwks = Arc::new(JwksCache::new(providers.jwks_policy(), &access)?);
+    let tokens = TokenVerifier::new(jwks, &access, providers.limits())?;
     let login_keys = LoginKeys {
         node_key: node.identity.secp256k1.clone(),
         consensus_key: node.identity.consensus.clone(),
@@ -336,17 +415,21 @@ async fn start_http(
             .map(|entry| {
                 quorumkey_crypto::group::public_key_from_sec1(&entry.secp256k1_key)
                     .map(|public| NodeKey { index: entry.index, public })
-                    .map_err(|e| NodeError::Mismatch(format!("node {}: secp256k1 key: {e}", entry.index)))
+                    .map_err(|source| NodeError::NodeKey { index: entry.index, source })
             })
             .collect::<Result<_, _>>()?,
         threshold: node.ledger.genesis().threshold(),
     };
-    let rpc = Arc::new(
-        RpcService::new(api_state.clone(), login_keys, tokens, login_store, applier.share_store(), &node.config.rpc)
-            .map_err(NodeError::Mismatch)?,
-    );
-    let mut limits = ServerLimits::new(&node.config.http).map_err(NodeError::Mismatch)?;
-    limits.max_connections = fit_connections_to_file_limit(limits.max_connections).map_err(NodeError::Mismatch)?;
+    let rpc = Arc::new(RpcService::new(
+        api_state.clone(),
+        login_keys,
+        tokens,
+        login_store,
+        applier.share_store(),
+        &node.config.rpc,
+    )?);
+    let mut limits = ServerLimits::new(&node.config.http).map_err(NodeError::Http)?;
+    limits.max_connections = fit_connections_to_file_limit(limits.max_connections)?;
     let address = node.me.rpc_address;
     let listener =
         tokio::net::TcpListener::bind(address).await.map_err(|source| NodeError::Listen { address, source })?;
@@ -364,30 +447,29 @@ async fn start_http(
 fn prepare_data_dir(data_dir: &Path) -> Result<(), NodeError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let create = |dir: &Path| {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| NodeError::Storage(format!("cannot create {}: {e}", dir.display())))
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|source| NodeError::DataDir {
+            action: "create",
+            path: dir.to_owned(),
+            source,
+        })
     };
     create(data_dir)?;
     let mode = std::fs::metadata(data_dir)
-        .map_err(|e| NodeError::Storage(format!("cannot read {}: {e}", data_dir.display())))?
+        .map_err(|source| NodeError::DataDir { action: "read", path: data_dir.to_owned(), source })?
         .permissions()
         .mode()
         & 0o777;
     if mode & 0o077 != 0 {
-        return Err(NodeError::Storage(format!(
-            "the data directory {} is open to group or others (mode {mode:03o}): its files hold this node's login records and encrypted shares; run chmod 700 {}",
-            data_dir.display(),
-            data_dir.display()
-        )));
+        return Err(NodeError::DataDirOpen { path: data_dir.to_owned(), mode });
     }
     let consensus = data_dir.join(CONSENSUS_DIR);
     create(&consensus)?;
     // One an older version made with the umask.
-    std::fs::set_permissions(&consensus, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| NodeError::Storage(format!("cannot make {} private: {e}", consensus.display())))
+    std::fs::set_permissions(&consensus, std::fs::Permissions::from_mode(0o700)).map_err(|source| NodeError::DataDir {
+        action: "make private",
+        path: consensus,
+        source,
+    })
 }
 
 /// Reports the damaged login-log entries the store skipped on opening: a

@@ -26,7 +26,7 @@ fn connections_fit_the_open_file_limit() {
     // Too little room: refused, saying what to do.
     let files = RESERVED_FILES + MIN_CONNECTIONS - 1;
     setrlimit(Resource::Nofile, Rlimit { current: Some(files), maximum: Some(files) }).unwrap();
-    let refused = fit_connections_to_file_limit(4096).unwrap_err();
+    let refused = fit_connections_to_file_limit(4096).unwrap_err().to_string();
     assert!(refused.contains(&format!("may open only {files} files (RLIMIT_NOFILE)")), "{refused}");
     assert!(refused.contains("raise the limit"), "{refused}");
 }

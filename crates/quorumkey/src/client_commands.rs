@@ -1,12 +1,21 @@
-//! `quorumkey lookup` and `quorumkey login`: the client library's calls,
+//! `quorumkey lookup`, `quorumkey login` and the token helpers
+//! (`dev-token`, `inspect token-commitment`): the client library's calls,
 //! printed for people (or as JSON for scripts).
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use quorumkey_client::{ClientOptions, KeyInfo, Login, QuorumkeyClient};
 use quorumkey_crypto::group::point_to_bytes;
 use serde_json::json;
+
+use crate::error::CommandError;
+use crate::registry_commands::read_network_json;
+
+/// ID tokens are a few kilobytes; a token source longer than this is
+/// refused rather than buffered.
+const MAX_TOKEN_BYTES: u64 = 64 * 1024;
 
 /// Where the ID token of a login comes from.
 pub enum TokenSource {
@@ -35,8 +44,34 @@ pub struct LoginRequest {
     pub show_private_key: bool,
 }
 
-pub fn client(network: &Path) -> Result<QuorumkeyClient, String> {
-    QuorumkeyClient::from_file(network, ClientOptions::default()).map_err(|e| e.to_string())
+/// The client of the network `network` describes.
+pub fn client(network: &Path) -> Result<QuorumkeyClient, CommandError> {
+    Ok(QuorumkeyClient::from_file(network, ClientOptions::default())?)
+}
+
+/// Reads one token from `source` (at most 64 KiB), trimming the trailing
+/// newline that `echo` or a terminal adds (a token never ends in white
+/// space).
+pub fn read_token(source: impl std::io::Read) -> Result<String, CommandError> {
+    let mut token = String::new();
+    source.take(MAX_TOKEN_BYTES + 1).read_to_string(&mut token).map_err(CommandError::Stdin)?;
+    if token.len() as u64 > MAX_TOKEN_BYTES {
+        return Err(CommandError::TokenTooLong(MAX_TOKEN_BYTES));
+    }
+    let trimmed = token.trim_end_matches(['\n', '\r']);
+    if trimmed.is_empty() {
+        return Err(CommandError::NoToken);
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// The token endpoint of the development issuer a devnet's network.json
+/// names.
+pub fn dev_token_endpoint(path: &Path) -> Result<String, CommandError> {
+    read_network_json(path, "start a devnet or pass --issuer")?
+        .dev_issuer
+        .map(|issuer| issuer.token_endpoint)
+        .ok_or_else(|| CommandError::NoDevIssuer { path: path.to_owned() })
 }
 
 fn compressed_hex(key: &KeyInfo) -> String {
@@ -48,9 +83,9 @@ fn millis(duration: Duration) -> String {
 }
 
 /// `quorumkey lookup`.
-pub async fn lookup(network: &Path, verifier: &str, verifier_id: &str, json: bool) -> Result<(), String> {
+pub async fn lookup(network: &Path, verifier: &str, verifier_id: &str, json: bool) -> Result<(), CommandError> {
     let client = client(network)?;
-    let found = client.lookup(verifier, verifier_id).await.map_err(|e| e.to_string())?;
+    let found = client.lookup(verifier, verifier_id).await?;
     match (found, json) {
         (Some(key), true) => println!(
             "{}",
@@ -72,45 +107,56 @@ pub async fn lookup(network: &Path, verifier: &str, verifier_id: &str, json: boo
 }
 
 /// Resolves the verifier, user and token of a login request.
-pub async fn resolve(client: &QuorumkeyClient, request: &LoginRequest) -> Result<(String, String, String), String> {
+pub async fn resolve(
+    client: &QuorumkeyClient,
+    request: &LoginRequest,
+) -> Result<(String, String, String), CommandError> {
     let dev = client.network().dev_issuer.clone();
     let verifier = match (&request.verifier, &dev) {
         (Some(verifier), _) => verifier.clone(),
         (None, Some(dev)) => dev.verifier.clone(),
-        (None, None) => return Err("--verifier is needed (this network has no development issuer)".to_owned()),
+        (None, None) => {
+            return Err(CommandError::Usage("--verifier is needed (this network has no development issuer)"));
+        }
     };
     let (token, default_id) = match &request.token {
         TokenSource::Token(token) => (token.trim().to_owned(), None),
         TokenSource::File(path) => {
             let text = if path.as_os_str() == "-" {
-                let mut text = String::new();
-                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| e.to_string())?;
-                text
+                read_token(std::io::stdin())?
             } else {
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+                let file =
+                    std::fs::File::open(path).map_err(|source| CommandError::Read { path: path.clone(), source })?;
+                read_token(file)?
             };
             (text.trim().to_owned(), None)
         }
         TokenSource::DevEmail(email) => {
-            let dev = dev.ok_or("--dev-email needs a devnet's network.json (it lists the development issuer)")?;
-            let token =
-                quorumkey_devnet::dev_issuer::authorization_code_login(&dev.issuer, &dev.audience, email).await?;
+            let dev = dev.ok_or(CommandError::Usage(
+                "--dev-email needs a devnet's network.json (it lists the development issuer)",
+            ))?;
+            let token = quorumkey_devnet::dev_issuer::authorization_code_login(&dev.issuer, &dev.audience, email)
+                .await
+                .map_err(CommandError::DevIssuer)?;
             (token, Some(email.trim().to_lowercase()))
         }
     };
-    let verifier_id =
-        request.verifier_id.clone().or(default_id).ok_or("--verifier-id is needed (the user the token is for)")?;
+    let verifier_id = request
+        .verifier_id
+        .clone()
+        .or(default_id)
+        .ok_or(CommandError::Usage("--verifier-id is needed (the user the token is for)"))?;
     Ok((verifier, verifier_id, token))
 }
 
 /// `quorumkey login`.
-pub async fn login(request: LoginRequest) -> Result<(), String> {
+pub async fn login(request: LoginRequest) -> Result<(), CommandError> {
     let client = client(&request.network)?;
     let (verifier, verifier_id, token) = resolve(&client, &request).await?;
-    let (key, assigned_now) = client.lookup_or_assign(&verifier, &verifier_id).await.map_err(|e| e.to_string())?;
-    let login = client.login_key(&verifier, &verifier_id, &token, &key).await.map_err(|e| e.to_string())?;
+    let (key, assigned_now) = client.lookup_or_assign(&verifier, &verifier_id).await?;
+    let login = client.login_key(&verifier, &verifier_id, &token, &key).await?;
     if login.key != key {
-        return Err("the login's key differs from the looked-up key".to_owned());
+        return Err(CommandError::KeyMismatch);
     }
     if request.json {
         println!("{}", login_json(&verifier, &verifier_id, assigned_now, &login, request.show_private_key));

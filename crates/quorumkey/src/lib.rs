@@ -2,15 +2,19 @@
 //! parsing arguments (the binary, `src/main.rs`, only parses and
 //! dispatches).
 //!
-//! - [`client_commands`]: `lookup` and `login`, printed for people or as JSON.
+//! - [`client_commands`]: `lookup`, `login` and the token helpers, printed
+//!   for people or as JSON.
+//! - [`registry_commands`]: `verifier ...`, the registry through a node.
+//! - [`operator_commands`]: `network init` and `network policy ...`.
+//! - [`error`]: why a command failed.
 //! - [`demo`]: `quorumkey demo`, the whole system once.
 //! - [`bench`]: `quorumkey bench`, logins and the DKG measured against their floors.
 //! - [`floors`]: the cost of the required cryptography on this machine.
-//! - [`policy_commands`]: `network policy sign|submit`, the operators'
-//!   change of the abuse policy.
 
 pub mod bench;
 pub mod client_commands;
 pub mod demo;
+pub mod error;
 pub mod floors;
-pub mod policy_commands;
+pub mod operator_commands;
+pub mod registry_commands;

@@ -1,26 +1,26 @@
 //! The `quorumkey` command. Thin: parsing and printing only; the work lives
 //! in the library crates.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use quorumkey_client::node_api_client::NodeApiClient;
 use quorumkey_crypto::address::eth_address;
 use quorumkey_crypto::group::{public_key_from_hex, public_key_from_xy_hex, public_key_to_xy_hex};
 use quorumkey_crypto::hash::token_commitment_hex;
 use quorumkey_devnet::dev_issuer::{MintRequest, request_token, run_standalone};
-use quorumkey_devnet::supervisor::{DevnetOptions, NETWORK_JSON, NetworkJson};
-use quorumkey_login::node_api::VerifierInfo;
-use quorumkey_node::config::{InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, ProviderSettings, init_network};
-use quorumkey_node::identity::{load_owner_key, owner_public_bytes, save_owner_key};
+use quorumkey_devnet::supervisor::{DevnetOptions, NETWORK_JSON};
+use quorumkey_node::config::ProviderSettings;
+use quorumkey_node::identity::load_owner_key;
 use quorumkey_node::kek::{rekey_node, write_new_kek};
 use quorumkey_node::observability::Telemetry;
 use quorumkey_node::run::{RunOptions, run_node_with};
 
 use quorumkey::client_commands::{self, LoginRequest, TokenSource};
+use quorumkey::error::CommandError;
+use quorumkey::operator_commands::{self, InitFlags};
+use quorumkey::registry_commands::{self, node_client};
 use quorumkey::{bench, demo};
 
 /// mimalloc instead of glibc's malloc: under a login load glibc's
@@ -383,76 +383,22 @@ enum PolicyCommand {
     },
 }
 
-fn policy_command(command: PolicyCommand) -> Result<(), String> {
-    use quorumkey::policy_commands::{load_policy, sign, submit};
-    let print = |answer: &quorumkey_login::node_api::PolicyResponse| -> Result<(), String> {
-        println!("# policy nonce {}", answer.nonce);
-        print!("{}", toml::to_string_pretty(&answer.policy).map_err(|e| e.to_string())?);
-        Ok(())
-    };
+fn policy_command(command: PolicyCommand) -> Result<(), CommandError> {
+    use quorumkey::operator_commands::{load_policy, print_policy, sign, submit};
     match command {
         PolicyCommand::Show { target } => {
-            let client = node_client(&target)?;
-            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            print(&runtime.block_on(client.policy()).map_err(|e| e.to_string())?)?;
+            let client = node_client(&target.into())?;
+            print_policy(&runtime()?.block_on(client.policy())?)?;
         }
         PolicyCommand::Sign { node_config, policy, nonce } => {
             println!("{}", sign(&node_config, load_policy(&policy)?, nonce)?);
         }
         PolicyCommand::Submit { policy, nonce, signatures, target } => {
-            let client = node_client(&target)?;
-            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            let answer = runtime.block_on(submit(&client, load_policy(&policy)?, nonce, &signatures))?;
+            let client = node_client(&target.into())?;
+            let answer = runtime()?.block_on(submit(&client, load_policy(&policy)?, nonce, &signatures))?;
             println!("policy changed");
-            print(&answer)?;
+            print_policy(&answer)?;
         }
-    }
-    Ok(())
-}
-
-/// `network init`'s options beyond the node count and directory.
-#[derive(Debug)]
-struct InitFlags {
-    p2p_base_port: u16,
-    rpc_base_port: u16,
-    key_assign_signer: Option<String>,
-    allow_unsigned_key_assign: bool,
-    policy: Option<PathBuf>,
-}
-
-fn network_init(nodes: u16, out: &Path, flags: InitFlags) -> Result<(), String> {
-    let policy = match &flags.policy {
-        Some(path) => quorumkey_node::config::load_policy_file(path).map_err(|e| e.to_string())?,
-        None => Default::default(),
-    };
-    let options = InitOptions {
-        nodes,
-        p2p_base_port: flags.p2p_base_port,
-        rpc_base_port: flags.rpc_base_port,
-        verifiers: Vec::new(),
-        dkg: Default::default(),
-        policy,
-        rpc: quorumkey_node::config::RpcSettings {
-            key_assign_signer: flags.key_assign_signer,
-            allow_unsigned_key_assign: flags.allow_unsigned_key_assign,
-            ..Default::default()
-        },
-        providers: Default::default(),
-        http: Default::default(),
-    };
-    let network = init_network(out, &options).map_err(|e| e.to_string())?;
-    let genesis = network.genesis()?;
-    println!("network id  {}", hex::encode(genesis.network_id()));
-    println!("nodes       {} (threshold {})", genesis.node_count(), genesis.threshold());
-    println!("network     {}", out.join(NETWORK_FILE).display());
-    for node in &network.nodes {
-        println!(
-            "node {:<3}    {}  p2p {}  rpc {}",
-            node.index,
-            out.join(format!("node-{}", node.index)).join(NODE_CONFIG_FILE).display(),
-            node.p2p_address,
-            node.rpc_address
-        );
     }
     Ok(())
 }
@@ -545,14 +491,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
+        Err(error) => {
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
         Command::Network(NetworkCommand::Init {
             nodes,
@@ -565,21 +511,21 @@ fn run(cli: Cli) -> Result<(), String> {
         }) => {
             let flags =
                 InitFlags { p2p_base_port, rpc_base_port, key_assign_signer, allow_unsigned_key_assign, policy };
-            network_init(nodes, &out, flags)?;
+            operator_commands::network_init(nodes, &out, flags)?;
         }
         Command::Network(NetworkCommand::Policy(command)) => policy_command(command)?,
         Command::Node(NodeCommand::Run { config, accept_lost_login_records }) => {
             init_logging();
-            let telemetry = Telemetry::install().map_err(|e| e.to_string())?;
+            let telemetry = Telemetry::install()?;
             let options = RunOptions { accept_lost_login_records };
-            run_node_with(&config, Some(telemetry), &options).map_err(|e| e.to_string())?;
+            run_node_with(&config, Some(telemetry), &options)?;
         }
         Command::Node(NodeCommand::NewKek { out }) => {
-            let kek = write_new_kek(&out).map_err(|e| e.to_string())?;
+            let kek = write_new_kek(&out)?;
             println!("key-encryption key written to {} (mode 0600), id {}", out.display(), kek.id());
         }
         Command::Node(NodeCommand::Rekey { config, new_kek }) => {
-            let report = rekey_node(&config, &new_kek).map_err(|e| e.to_string())?;
+            let report = rekey_node(&config, &new_kek)?;
             let from = report.from.map_or_else(|| "plain".to_owned(), |id| format!("key {id}"));
             println!(
                 "re-encrypted {} key shares and {} batch shares: {from} -> key {} ({})",
@@ -595,7 +541,7 @@ fn run(cli: Cli) -> Result<(), String> {
             );
         }
         Command::Devnet { nodes, dir, p2p_base_port, rpc_base_port } => {
-            let binary = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
+            let binary = std::env::current_exe().map_err(CommandError::CurrentExe)?;
             let options = DevnetOptions {
                 nodes,
                 dir,
@@ -608,15 +554,19 @@ fn run(cli: Cli) -> Result<(), String> {
                 providers: ProviderSettings::development(),
                 http: Default::default(),
             };
-            block_on(async { quorumkey_devnet::run_until_stopped(&options).await.map_err(|e| e.to_string()) })?;
+            runtime()?.block_on(quorumkey_devnet::run_until_stopped(&options))?;
         }
         Command::DevIssuer { listen, issuer_url, signer_key, allow_public_bind } => {
-            quorumkey_devnet::dev_issuer::check_bind(listen, allow_public_bind)?;
-            let signer = signer_key.map(|path| load_owner_key(&path)).transpose().map_err(|e| e.to_string())?;
-            block_on(run_standalone(listen, issuer_url, signer, allow_public_bind))?;
+            quorumkey_devnet::dev_issuer::check_bind(listen, allow_public_bind).map_err(CommandError::DevIssuer)?;
+            let signer = signer_key.map(|path| load_owner_key(&path)).transpose()?;
+            runtime()?
+                .block_on(run_standalone(listen, issuer_url, signer, allow_public_bind))
+                .map_err(CommandError::DevIssuer)?;
         }
         Command::Demo { nodes, keep, email } => {
-            block_on(demo::run(demo::DemoOptions { nodes, keep, email }))?;
+            runtime()?
+                .block_on(demo::run(demo::DemoOptions { nodes, keep, email }))
+                .map_err(CommandError::Measurement)?;
         }
         Command::Bench { nodes, concurrency, seconds, logins, new_users, batches, batch_keys } => {
             let options = bench::BenchOptions {
@@ -628,35 +578,39 @@ fn run(cli: Cli) -> Result<(), String> {
                 batches,
                 batch_keys,
             };
-            block_on(bench::run(options))?;
+            runtime()?.block_on(bench::run(options)).map_err(CommandError::Measurement)?;
         }
         Command::Lookup { verifier, verifier_id, network, json } => {
-            block_on(client_commands::lookup(&network, &verifier, &verifier_id, json))?;
+            runtime()?.block_on(client_commands::lookup(&network, &verifier, &verifier_id, json))?;
         }
         Command::Login { verifier, verifier_id, token, network, json, show_private_key } => {
             let token = match (token.id_token, token.id_token_file, token.dev_email) {
                 (Some(token), _, _) => TokenSource::Token(token),
                 (_, Some(path), _) => TokenSource::File(path),
                 (_, _, Some(email)) => TokenSource::DevEmail(email),
-                (None, None, None) => return Err("give --id-token, --id-token-file or --dev-email".to_owned()),
+                (None, None, None) => {
+                    return Err(CommandError::Usage("give --id-token, --id-token-file or --dev-email"));
+                }
             };
             let request = LoginRequest { network, verifier, verifier_id, token, json, show_private_key };
-            block_on(client_commands::login(request))?;
+            runtime()?.block_on(client_commands::login(request))?;
         }
         Command::DevToken { email, network, issuer, audience, ttl_secs } => {
             let endpoint = match issuer {
                 Some(issuer) => format!("{}/dev/token", issuer.trim_end_matches('/')),
-                None => dev_token_endpoint(&network.unwrap_or_else(|| PathBuf::from("devnet").join(NETWORK_JSON)))?,
+                None => client_commands::dev_token_endpoint(
+                    &network.unwrap_or_else(|| PathBuf::from("devnet").join(NETWORK_JSON)),
+                )?,
             };
             let request = MintRequest { audience, ttl_secs, ..MintRequest::for_email(email) };
-            let minted = block_on(request_token(&endpoint, &request))?;
+            let minted = runtime()?.block_on(request_token(&endpoint, &request)).map_err(CommandError::DevIssuer)?;
             println!("{}", minted.id_token);
         }
         Command::Verifier(command) => verifier_command(command)?,
         Command::Inspect(Inspect::TokenCommitment { id_token }) => {
             let token = match id_token {
                 Some(token) => token,
-                None => read_token_from_stdin()?,
+                None => client_commands::read_token(std::io::stdin())?,
             };
             let canonical = quorumkey_verifier::canonical_spelling(&token);
             if canonical != token {
@@ -670,9 +624,8 @@ fn run(cli: Cli) -> Result<(), String> {
             let key = match (&args.public_key, &args.pub_key_x, &args.pub_key_y) {
                 (Some(sec1), _, _) => public_key_from_hex("--public-key", sec1),
                 (None, Some(x), Some(y)) => public_key_from_xy_hex(x, y),
-                _ => return Err("give --public-key, or both --pub-key-x and --pub-key-y".to_owned()),
-            }
-            .map_err(|e| e.to_string())?;
+                _ => return Err(CommandError::Usage("give --public-key, or both --pub-key-x and --pub-key-y")),
+            }?;
             let (x, y) = public_key_to_xy_hex(&key);
             println!("address    {}", eth_address(&key));
             println!("pub_key_X  {x}");
@@ -697,124 +650,38 @@ fn init_logging() {
         .try_init();
 }
 
-/// Runs `future` to completion on a new multi-threaded runtime.
-fn block_on<T>(future: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
-    tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?.block_on(future)
+/// A new multi-threaded async runtime for one command.
+fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
+    tokio::runtime::Runtime::new().map_err(CommandError::Runtime)
 }
 
-/// The node a verifier command talks to.
-fn node_client(target: &NodeTarget) -> Result<NodeApiClient, String> {
-    if let Some(node) = &target.node {
-        return Ok(NodeApiClient::new(node.trim_end_matches('/').to_owned()));
+impl From<NodeTarget> for registry_commands::NodeTarget {
+    fn from(NodeTarget { node, network }: NodeTarget) -> Self {
+        Self { node, network }
     }
-    let path = target.network.clone().unwrap_or_else(|| PathBuf::from("devnet").join(NETWORK_JSON));
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {} ({e}); pass --node URL or --network FILE", path.display()))?;
-    let network: NetworkJson =
-        serde_json::from_str(&text).map_err(|e| format!("{} is not a network.json: {e}", path.display()))?;
-    let first = network.nodes.first().ok_or_else(|| format!("{} lists no nodes", path.display()))?;
-    Ok(NodeApiClient::new(first.api.clone()))
 }
 
-fn read_config_file(path: &Path) -> Result<Vec<u8>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if bytes.len() > 16 * 1024 {
-        return Err(format!("{} is larger than the 16 KiB a verifier configuration may have", path.display()));
-    }
-    Ok(bytes)
-}
-
-fn print_verifier(info: &VerifierInfo) {
-    let state = if info.enabled { "enabled" } else { "disabled" };
-    println!("{:<24} {:<14} {:<9} nonce {:<4} owner {}", info.name, info.kind, state, info.nonce, info.owner);
-}
-
-fn verifier_command(command: VerifierCommand) -> Result<(), String> {
-    use quorumkey_client::registry::{VerifierChange, list, register, update};
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let owner = |path: &Path| load_owner_key(path).map_err(|e| e.to_string());
-    // An update, enable or disable, then the record as the network has it.
-    let apply = |name: &str, change: &VerifierChange, owner_key: &Path, target: &NodeTarget, done: &str| {
-        let (client, owner) = (node_client(target)?, owner(owner_key)?);
-        let info = runtime.block_on(update(&client, name, change, &owner)).map_err(|e| e.to_string())?;
-        print!("{done} ");
-        print_verifier(&info);
-        Ok::<(), String>(())
-    };
+fn verifier_command(command: VerifierCommand) -> Result<(), CommandError> {
+    use quorumkey_client::registry::VerifierChange;
+    use registry_commands::{list, new_owner_key, register, update};
+    let enabled = |enabled| VerifierChange { config: None, enabled: Some(enabled) };
     match command {
-        VerifierCommand::OwnerKey { out } => {
-            let key = {
-                use quorumkey_crypto::k256::elliptic_curve::Generate;
-                quorumkey_crypto::k256::ecdsa::SigningKey::generate_from_rng(&mut quorumkey_crypto::random::os_rng())
-            };
-            save_owner_key(&out, &key).map_err(|e| e.to_string())?;
-            println!("owner key written to {} (mode 0600)", out.display());
-            println!("public key {}", hex::encode(owner_public_bytes(&key)));
-        }
+        VerifierCommand::OwnerKey { out } => new_owner_key(&out),
         VerifierCommand::Register { name, config, owner_key, target } => {
-            let (client, config, owner) = (node_client(&target)?, read_config_file(&config)?, owner(&owner_key)?);
-            let info = runtime.block_on(register(&client, &name, &config, &owner)).map_err(|e| e.to_string())?;
-            print!("registered ");
-            print_verifier(&info);
+            runtime()?.block_on(register(&target.into(), &name, &config, &owner_key))
         }
         VerifierCommand::Update { name, config, owner_key, target } => {
-            let change = VerifierChange { config: Some(read_config_file(&config)?), enabled: None };
-            apply(&name, &change, &owner_key, &target, "updated")?;
+            let change = VerifierChange { config: Some(registry_commands::read_config_file(&config)?), enabled: None };
+            runtime()?.block_on(update(&target.into(), &name, &change, &owner_key, "updated"))
         }
         VerifierCommand::Disable { name, owner_key, target } => {
-            apply(&name, &VerifierChange { config: None, enabled: Some(false) }, &owner_key, &target, "disabled")?;
+            runtime()?.block_on(update(&target.into(), &name, &enabled(false), &owner_key, "disabled"))
         }
         VerifierCommand::Enable { name, owner_key, target } => {
-            apply(&name, &VerifierChange { config: None, enabled: Some(true) }, &owner_key, &target, "enabled")?;
+            runtime()?.block_on(update(&target.into(), &name, &enabled(true), &owner_key, "enabled"))
         }
-        VerifierCommand::List { json, target } => {
-            let client = node_client(&target)?;
-            let all = runtime.block_on(list(&client)).map_err(|e| e.to_string())?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?);
-            } else if all.is_empty() {
-                println!("no verifiers registered");
-            } else {
-                for info in &all {
-                    print_verifier(info);
-                }
-            }
-        }
+        VerifierCommand::List { json, target } => runtime()?.block_on(list(&target.into(), json)),
     }
-    Ok(())
-}
-
-/// The token endpoint of the development issuer a devnet's network.json
-/// names.
-fn dev_token_endpoint(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {} ({e}); start a devnet or pass --issuer", path.display()))?;
-    let network: NetworkJson =
-        serde_json::from_str(&text).map_err(|e| format!("{} is not a network.json: {e}", path.display()))?;
-    network
-        .dev_issuer
-        .map(|issuer| issuer.token_endpoint)
-        .ok_or_else(|| format!("{} lists no development issuer; pass --issuer", path.display()))
-}
-
-/// Reads one token from standard input, trimming the trailing newline that
-/// `echo` or a terminal adds (a token never ends in white space).
-fn read_token_from_stdin() -> Result<String, String> {
-    // ID tokens are a few kilobytes; refuse to buffer an unbounded stream.
-    const MAX_TOKEN_BYTES: u64 = 64 * 1024;
-    let mut token = String::new();
-    std::io::stdin()
-        .take(MAX_TOKEN_BYTES + 1)
-        .read_to_string(&mut token)
-        .map_err(|e| format!("cannot read the ID token from standard input: {e}"))?;
-    if token.len() as u64 > MAX_TOKEN_BYTES {
-        return Err(format!("the ID token on standard input is longer than {MAX_TOKEN_BYTES} bytes"));
-    }
-    let trimmed = token.trim_end_matches(['\n', '\r']);
-    if trimmed.is_empty() {
-        return Err("no ID token on standard input (or pass --id-token)".to_owned());
-    }
-    Ok(trimmed.to_owned())
 }
 
 #[cfg(test)]

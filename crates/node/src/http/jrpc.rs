@@ -133,6 +133,17 @@ pub struct LoginKeys {
     pub threshold: usize,
 }
 
+/// Why the JSON-RPC service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcStartError {
+    /// `rpc.key_assign_signer` is not a public key.
+    #[error("{0}")]
+    Signer(quorumkey_crypto::CryptoError),
+    /// The stored login records could not be counted.
+    #[error("cannot count the stored login records: {0}")]
+    CountRecords(quorumkey_store::StoreError),
+}
+
 /// The JSON-RPC service of one node.
 pub struct RpcService {
     api: NodeApi,
@@ -192,19 +203,17 @@ impl RpcService {
         records: LoginStore,
         shares: ShareStore,
         settings: &RpcSettings,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RpcStartError> {
         let signer = settings
             .key_assign_signer
             .as_deref()
             .map(|hex| quorumkey_crypto::group::public_key_from_hex("rpc.key_assign_signer", hex))
             .transpose()
-            .map_err(|e| e.to_string())?;
+            .map_err(RpcStartError::Signer)?;
         // The counts of unexpired records, before any is added.
         let pending = PendingRecordCaps::new(settings);
         let started = Instant::now();
-        let counted = pending
-            .rebuild(records.tables(), unix_now())
-            .map_err(|e| format!("cannot count the stored login records: {e}"))?;
+        let counted = pending.rebuild(records.tables(), unix_now()).map_err(RpcStartError::CountRecords)?;
         tracing::info!(records = counted, elapsed = ?started.elapsed(), "counted unexpired login records");
         Ok(Self {
             node_public: PublicKey::from(keys.node_key.verifying_key()),

@@ -113,11 +113,21 @@ impl ServerLimits {
     }
 }
 
+/// The process may open too few files to serve clients.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "this process may open only {files} files (RLIMIT_NOFILE), too few to serve clients: the node keeps {RESERVED_FILES} for itself and needs room for at least {MIN_CONNECTIONS} connections; raise the limit (e.g. `ulimit -n 8192`, or LimitNOFILE= in a systemd unit)"
+)]
+pub struct FileLimitError {
+    /// The limit (RLIMIT_NOFILE).
+    pub files: u64,
+}
+
 /// Raises this process's soft limit on open files to its hard limit, and
 /// returns how many client connections fit: `wanted`, or fewer if the limit
 /// leaves less than that beside [`RESERVED_FILES`]. Refuses a limit that
 /// leaves fewer than [`MIN_CONNECTIONS`].
-pub fn fit_connections_to_file_limit(wanted: usize) -> Result<usize, String> {
+pub fn fit_connections_to_file_limit(wanted: usize) -> Result<usize, FileLimitError> {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     let mut current = limit.current;
@@ -132,9 +142,7 @@ pub fn fit_connections_to_file_limit(wanted: usize) -> Result<usize, String> {
     let Some(files) = current else { return Ok(wanted) };
     let room = files.saturating_sub(RESERVED_FILES);
     if room < MIN_CONNECTIONS {
-        return Err(format!(
-            "this process may open only {files} files (RLIMIT_NOFILE), too few to serve clients: the node keeps {RESERVED_FILES} for itself and needs room for at least {MIN_CONNECTIONS} connections; raise the limit (e.g. `ulimit -n 8192`, or LimitNOFILE= in a systemd unit)"
-        ));
+        return Err(FileLimitError { files });
     }
     let fitted = usize::try_from(room).unwrap_or(usize::MAX).min(wanted);
     if fitted < wanted {

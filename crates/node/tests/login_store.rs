@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use quorumkey_ledger::testkit::TestNetwork;
 use quorumkey_node::applier::BlockApplier;
-use quorumkey_node::login_store::LoginStore;
+use quorumkey_node::login_store::{LoginStore, LoginStoreTask};
 use quorumkey_node::observability::HealthCell;
 use quorumkey_store::{NewLoginRecord, NodeStore};
 
@@ -21,6 +21,7 @@ struct Fixture {
     path: PathBuf,
     applier: Arc<BlockApplier>,
     writer: LoginStore,
+    task: LoginStoreTask,
 }
 
 impl Fixture {
@@ -30,14 +31,14 @@ impl Fixture {
         let path = _dir.path().join("node.redb");
         let health = HealthCell::new(1, *net.ledger.network_id());
         let applier = Arc::new(BlockApplier::open(net.ledger.clone(), &path, health, &test_store_options()).unwrap());
-        let (writer, _task) = LoginStore::start(&applier).unwrap();
-        Self { net, _dir, path, applier, writer }
+        let (writer, task) = LoginStore::start(&applier).unwrap();
+        Self { net, _dir, path, applier, writer, task }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_inserts_share_commits_and_keep_the_first_record() {
-    let Fixture { net, _dir, path, applier, writer } = Fixture::new();
+    let Fixture { net, _dir, path, applier, writer, task } = Fixture::new();
 
     // 200 keys; 100 of them inserted twice with different values, all at
     // once.
@@ -83,17 +84,8 @@ async fn concurrent_inserts_share_commits_and_keep_the_first_record() {
             (key, winner)
         })
         .collect();
-    // The writer thread holds the applier until it has seen its queue close.
-    let mut applier = applier;
-    let applier = loop {
-        match Arc::try_unwrap(applier) {
-            Ok(applier) => break applier,
-            Err(shared) => {
-                applier = shared;
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        }
-    };
+    // The login store's threads hold the store until they are stopped.
+    tokio::task::spawn_blocking(move || task.stop()).await.unwrap();
     drop(applier);
     let store = NodeStore::open_with(&path, &net.ledger, &test_store_options()).unwrap();
     for (key, value) in &expected {
@@ -103,7 +95,7 @@ async fn concurrent_inserts_share_commits_and_keep_the_first_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_has_redb_take_the_records_over_in_the_background() {
-    let Fixture { net: _, _dir, path, applier, writer } = Fixture::new();
+    let Fixture { net: _, _dir, path, applier, writer, task: _task } = Fixture::new();
     let log = NodeStore::login_log_path(&path);
     // 4,200 records, 200 at a time: a checkpoint is due at 4,096.
     for round in 0u32..21 {
