@@ -144,7 +144,7 @@ impl BlockApplier {
     }
 
     /// The state root of the genesis (height 0).
-    pub fn genesis_root(&self) -> [u8; 32] {
+    pub(crate) fn genesis_root(&self) -> [u8; 32] {
         self.genesis_root
     }
 

@@ -284,7 +284,7 @@ impl Default for ProviderSettings {
 }
 
 /// Most introspection answers a node may be told to keep (about 4 MB).
-pub const MAX_ANSWER_CACHE_ENTRIES: u32 = 1_000_000;
+pub(crate) const MAX_ANSWER_CACHE_ENTRIES: u32 = 1_000_000;
 
 impl ProviderSettings {
     /// The development setting: providers at any address (the devnet's).
@@ -431,14 +431,14 @@ impl HttpSettings {
 }
 
 /// The longest `[http]` timeout (an hour).
-pub const MAX_HTTP_TIMEOUT_SECS: u64 = 3600;
+pub(crate) const MAX_HTTP_TIMEOUT_SECS: u64 = 3600;
 
 /// Default of `[rpc] max_pending_records_per_verifier`.
-pub const DEFAULT_MAX_PENDING_RECORDS_PER_VERIFIER: u64 = 1_000_000;
+pub(crate) const DEFAULT_MAX_PENDING_RECORDS_PER_VERIFIER: u64 = 1_000_000;
 /// Default of `[rpc] max_pending_records_per_address`.
-pub const DEFAULT_MAX_PENDING_RECORDS_PER_ADDRESS: u64 = 10_000;
+pub(crate) const DEFAULT_MAX_PENDING_RECORDS_PER_ADDRESS: u64 = 10_000;
 /// Default of `[rpc] max_pending_records`.
-pub const DEFAULT_MAX_PENDING_RECORDS: u64 = 2_000_000;
+pub(crate) const DEFAULT_MAX_PENDING_RECORDS: u64 = 2_000_000;
 
 /// The `[rpc]` section of `node.toml`: limits and options of the client
 /// JSON-RPC API.

@@ -23,12 +23,12 @@ use crate::login_store::LoginStore;
 use crate::observability::{METRIC_CONNECTED_PEERS, METRIC_LOGIN_RECORD_SWEEPS, METRIC_LOGIN_RECORDS_SWEPT};
 
 /// How often expired login records are swept.
-pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the peers gauge is set.
 const PEERS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the housekeeping task works on.
-pub struct Chores {
+pub(crate) struct Chores {
     /// The login records' owner, which sweeps them.
     pub login_store: LoginStore,
     /// The JSON-RPC service, whose idle entries are forgotten.
@@ -39,7 +39,7 @@ pub struct Chores {
 
 /// The running housekeeping task.
 #[derive(Debug)]
-pub struct Housekeeping {
+pub(crate) struct Housekeeping {
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use commonware_codec::{DecodeExt, Encode};
 use commonware_cryptography::{Signer as _, ed25519};
 use commonware_math::algebra::Random as _;
-use quorumkey_crypto::group::{NonZeroScalar, PublicKey, nonzero_scalar_from_hex, point_to_bytes, scalar_to_hex};
+use quorumkey_crypto::group::{NonZeroScalar, nonzero_scalar_from_hex, point_to_bytes, scalar_to_hex};
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::random::OsRng;
@@ -87,11 +87,6 @@ impl NodeIdentity {
             consensus: ed25519::PrivateKey::random(&mut *rng as &mut OsRng),
             secp256k1: SigningKey::generate_from_rng(rng),
         }
-    }
-
-    /// The secp256k1 public key.
-    pub fn secp256k1_public(&self) -> PublicKey {
-        PublicKey::from(self.secp256k1.verifying_key())
     }
 
     /// The secp256k1 public key, compressed.

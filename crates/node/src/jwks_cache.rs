@@ -129,8 +129,18 @@ pub enum KeyNeed<'a> {
 impl JwksCache {
     /// A cache with `policy`, fetching with `access`'s address rule.
     pub fn new(policy: JwksCachePolicy, access: &ProviderAccess) -> Result<Self, ProviderClientError> {
-        let client = access.client(policy.fetch_timeout)?;
-        Ok(Self { client, policy, entries: Mutex::new(HashMap::new()), fetches: std::sync::atomic::AtomicU64::new(0) })
+        Ok(Self::with_client(policy, &access.client(policy.fetch_timeout)?))
+    }
+
+    /// A cache with `policy`, fetching through `client` (its connections
+    /// shared; the policy's fetch timeout per request).
+    pub(crate) fn with_client(policy: JwksCachePolicy, client: &ProviderClient) -> Self {
+        Self {
+            client: client.with_timeout(policy.fetch_timeout),
+            policy,
+            entries: Mutex::new(HashMap::new()),
+            fetches: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     /// How many fetches this cache has started (for tests and metrics).

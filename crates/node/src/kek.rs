@@ -58,7 +58,7 @@ pub enum KekError {
 /// The KEK spelled in `text`: 64 hex digits, or 32 bytes in base64
 /// (standard or URL-safe alphabet, padded or not); white space around it
 /// is ignored.
-pub fn parse_kek(text: &str) -> Result<Kek, String> {
+pub(crate) fn parse_kek(text: &str) -> Result<Kek, String> {
     let text = text.trim();
     let mut secret = Zeroizing::new([0u8; KEK_LEN]);
     if text.len() == 2 * KEK_LEN && hex::decode_to_slice(text, secret.as_mut_slice()).is_ok() {
@@ -100,12 +100,16 @@ pub fn write_new_kek(path: &Path) -> Result<Kek, KeyFileError> {
 /// The node's KEK: from `kek_file` (already resolved against the
 /// configuration's directory) or from the environment, exactly one.
 /// `config` names the configuration in errors.
-pub fn load_kek(kek_file: Option<&Path>, config: &Path) -> Result<Kek, KekError> {
+pub(crate) fn load_kek(kek_file: Option<&Path>, config: &Path) -> Result<Kek, KekError> {
     load_kek_from(std::env::var_os(KEK_ENV), kek_file, config)
 }
 
 /// [`load_kek`] with the environment variable's value given.
-pub fn load_kek_from(environment: Option<OsString>, kek_file: Option<&Path>, config: &Path) -> Result<Kek, KekError> {
+pub(crate) fn load_kek_from(
+    environment: Option<OsString>,
+    kek_file: Option<&Path>,
+    config: &Path,
+) -> Result<Kek, KekError> {
     match (environment, kek_file) {
         (Some(_), Some(_)) => Err(KekError::Both { config: config.to_owned() }),
         (Some(value), None) => {

@@ -279,7 +279,10 @@ impl LoginStore {
     /// [`Self::insert`] for the records of one request, made durable in
     /// the same write: for each, in order, the record already stored under
     /// its key, if any.
-    pub async fn insert_all(&self, records: Vec<NewLoginRecord>) -> Result<Vec<Option<Vec<u8>>>, LoginRecordError> {
+    pub(crate) async fn insert_all(
+        &self,
+        records: Vec<NewLoginRecord>,
+    ) -> Result<Vec<Option<Vec<u8>>>, LoginRecordError> {
         let (answer, answered) = oneshot::channel();
         self.queue
             .send(WriterMessage::Insert(Pending { records, answer }))

@@ -23,51 +23,51 @@ use thiserror::Error;
 /// Gauge: the highest finalized height this node has applied.
 pub const METRIC_FINALIZED_HEIGHT: &str = "quorumkey_finalized_height";
 /// Histogram: seconds from a block's proposal timestamp to its application here.
-pub const METRIC_FINALIZATION_LATENCY: &str = "quorumkey_finalization_latency_seconds";
+pub(crate) const METRIC_FINALIZATION_LATENCY: &str = "quorumkey_finalization_latency_seconds";
 /// Gauge: transactions waiting in the mempool.
-pub const METRIC_MEMPOOL_SIZE: &str = "quorumkey_mempool_transactions";
+pub(crate) const METRIC_MEMPOOL_SIZE: &str = "quorumkey_mempool_transactions";
 /// Gauge: peers this node is connected to.
-pub const METRIC_CONNECTED_PEERS: &str = "quorumkey_connected_peers";
+pub(crate) const METRIC_CONNECTED_PEERS: &str = "quorumkey_connected_peers";
 /// Counter: transactions applied, by outcome (`applied` or `rejected`).
-pub const METRIC_TRANSACTIONS: &str = "quorumkey_transactions_total";
+pub(crate) const METRIC_TRANSACTIONS: &str = "quorumkey_transactions_total";
 /// Counter: keys the DKG added to the pool.
-pub const METRIC_DKG_KEYS: &str = "quorumkey_dkg_keys_total";
+pub(crate) const METRIC_DKG_KEYS: &str = "quorumkey_dkg_keys_total";
 /// Counter: DKG batches abandoned.
-pub const METRIC_DKG_ABANDONED: &str = "quorumkey_dkg_batches_abandoned_total";
+pub(crate) const METRIC_DKG_ABANDONED: &str = "quorumkey_dkg_batches_abandoned_total";
 
 /// Counter: client JSON-RPC requests, by method and outcome (`ok` or the
 /// JSON-RPC error code).
-pub const METRIC_RPC_REQUESTS: &str = "quorumkey_rpc_requests_total";
+pub(crate) const METRIC_RPC_REQUESTS: &str = "quorumkey_rpc_requests_total";
 /// Histogram: seconds to answer a client JSON-RPC request, by method.
 pub const METRIC_RPC_LATENCY: &str = "quorumkey_rpc_request_seconds";
 /// Histogram: login records made durable together in one write.
-pub const METRIC_LOGIN_RECORD_GROUP: &str = "quorumkey_login_record_group_size";
+pub(crate) const METRIC_LOGIN_RECORD_GROUP: &str = "quorumkey_login_record_group_size";
 /// Histogram: seconds to make one group of login records durable.
 pub const METRIC_LOGIN_RECORD_COMMIT: &str = "quorumkey_login_record_commit_seconds";
 /// Histogram: seconds a background checkpoint of login records took (see
 /// `quorumkey_store::NodeStore::checkpoint_login_records`).
-pub const METRIC_LOGIN_RECORD_CHECKPOINT: &str = "quorumkey_login_record_checkpoint_seconds";
+pub(crate) const METRIC_LOGIN_RECORD_CHECKPOINT: &str = "quorumkey_login_record_checkpoint_seconds";
 /// Counter: sweeps of expired login records run (one at start, then one a
 /// minute).
-pub const METRIC_LOGIN_RECORD_SWEEPS: &str = "quorumkey_login_record_sweeps_total";
+pub(crate) const METRIC_LOGIN_RECORD_SWEEPS: &str = "quorumkey_login_record_sweeps_total";
 /// Counter: expired login records forgotten by sweeps.
-pub const METRIC_LOGIN_RECORDS_SWEPT: &str = "quorumkey_login_records_swept_total";
+pub(crate) const METRIC_LOGIN_RECORDS_SWEPT: &str = "quorumkey_login_records_swept_total";
 /// Counter: provider requests refused because the provider's address is not public
 /// (a verifier pointing into the node's network, or DNS rebinding).
-pub const METRIC_PROVIDER_ADDRESS_REFUSALS: &str = "quorumkey_provider_address_refusals_total";
+pub(crate) const METRIC_PROVIDER_ADDRESS_REFUSALS: &str = "quorumkey_provider_address_refusals_total";
 /// Counter: provider calls refused by the per-verifier limit.
-pub const METRIC_PROVIDER_CALLS_LIMITED: &str = "quorumkey_provider_calls_limited_total";
+pub(crate) const METRIC_PROVIDER_CALLS_LIMITED: &str = "quorumkey_provider_calls_limited_total";
 /// Counter: introspection answers served from the node's short answer cache.
-pub const METRIC_PROVIDER_ANSWER_CACHE_HITS: &str = "quorumkey_provider_answer_cache_hits_total";
+pub(crate) const METRIC_PROVIDER_ANSWER_CACHE_HITS: &str = "quorumkey_provider_answer_cache_hits_total";
 /// Counter: damaged login-log entries skipped when the node started
 /// (`quorumkey_store::LoginLogDamage`), by `acknowledged` ("true": a
 /// record the node answered for is lost; "false": the last write before a
 /// crash was torn).
-pub const METRIC_LOGIN_LOG_CORRUPT_ENTRIES: &str = "quorumkey_login_log_corrupt_entries_total";
+pub(crate) const METRIC_LOGIN_LOG_CORRUPT_ENTRIES: &str = "quorumkey_login_log_corrupt_entries_total";
 /// Counter: background checkpoints that could not seal the login log (no
 /// file descriptor for the next one, typically) and ran as a full
 /// checkpoint instead, holding up new records meanwhile.
-pub const METRIC_LOGIN_LOG_ROTATIONS_DEFERRED: &str = "quorumkey_login_log_rotations_deferred_total";
+pub(crate) const METRIC_LOGIN_LOG_ROTATIONS_DEFERRED: &str = "quorumkey_login_log_rotations_deferred_total";
 
 /// Why telemetry could not start.
 #[derive(Debug, Error)]
@@ -104,7 +104,7 @@ impl Telemetry {
     }
 
     /// The current metrics in Prometheus text format.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         self.handle.render()
     }
 }

@@ -33,7 +33,7 @@ use crate::http::client_address::ClientAddress;
 
 /// Unexpired login records counted against the caps (gauge, set at each
 /// sweep).
-pub const METRIC_PENDING_RECORDS: &str = "quorumkey_login_records_pending";
+pub(crate) const METRIC_PENDING_RECORDS: &str = "quorumkey_login_records_pending";
 
 /// The width of one count bucket, in seconds of expiry time.
 const BUCKET_SECS: u64 = 60;

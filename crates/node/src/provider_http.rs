@@ -117,7 +117,7 @@ fn describe(scope: AddressScope) -> String {
 
 /// The system's resolver (`getaddrinfo` on a blocking thread).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SystemResolver;
+pub(crate) struct SystemResolver;
 
 impl Resolve for SystemResolver {
     fn resolve(&self, name: Name) -> Resolving {
@@ -134,7 +134,7 @@ impl Resolve for SystemResolver {
 /// A resolver that passes on only the addresses a node may connect to: the
 /// HTTP client connects to what this returns and nothing else.
 #[derive(Clone)]
-pub struct GuardedResolver {
+pub(crate) struct GuardedResolver {
     inner: Arc<dyn Resolve>,
     allow_non_public: bool,
 }
@@ -234,8 +234,9 @@ impl ProviderAccess {
     /// request (connect and answer).
     pub fn client(&self, timeout: Duration) -> Result<ProviderClient, ProviderClientError> {
         let resolver = GuardedResolver { inner: self.resolver.clone(), allow_non_public: self.allow_non_public };
+        // The timeout is per request (see `fetch`), so clients with other
+        // timeouts can share this one's connections (`with_timeout`).
         let client = reqwest::Client::builder()
-            .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -312,6 +313,12 @@ impl ProviderClient {
     }
 
     /// `GET url` (with `bearer` as `Authorization: Bearer` if given): the
+    /// The same client (the same connections, address rule and TLS) with
+    /// `timeout` per request.
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Self { timeout, ..self.clone() }
+    }
+
     /// body of a 2xx answer of at most `max_len` bytes.
     pub async fn get(&self, url: &str, bearer: Option<&str>, max_len: usize) -> Result<Vec<u8>, ProviderError> {
         let result = self.fetch(url, bearer, max_len).await;
@@ -323,7 +330,7 @@ impl ProviderClient {
 
     async fn fetch(&self, url: &str, bearer: Option<&str>, max_len: usize) -> Result<Vec<u8>, ProviderError> {
         let parsed = self.check_url(url)?;
-        let mut request = self.client.get(parsed);
+        let mut request = self.client.get(parsed).timeout(self.timeout);
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
         }

@@ -51,7 +51,7 @@ use crate::token_verifier::TokenVerifier;
 /// The ledger database inside the data directory.
 pub const LEDGER_FILE: &str = "ledger.redb";
 /// Consensus storage inside the data directory.
-pub const CONSENSUS_DIR: &str = "consensus";
+pub(crate) const CONSENSUS_DIR: &str = "consensus";
 
 /// Why a node could not run.
 #[derive(Debug, Error)]
@@ -166,7 +166,7 @@ pub enum NodeError {
 
 /// Everything a node process needs, loaded and checked.
 #[derive(Debug)]
-pub struct LoadedNode {
+pub(crate) struct LoadedNode {
     /// `node.toml`.
     pub config: NodeConfig,
     /// `network.toml`.
@@ -218,11 +218,6 @@ pub struct RunOptions {
     /// start only (the log is emptied when the store opens). Default: the
     /// node refuses to start until the lost record's tokens have expired.
     pub accept_lost_login_records: bool,
-}
-
-/// [`run_node_with`] the default options.
-pub fn run_node(config_path: &Path, telemetry: Option<Telemetry>) -> Result<(), NodeError> {
-    run_node_with(config_path, telemetry, &RunOptions::default())
 }
 
 /// Runs the node until the process is interrupted (SIGINT or SIGTERM).
@@ -280,16 +275,19 @@ async fn serve(
     )
     .await?;
     tracing::info!(index, p2p = %node.me.p2p_address, rpc = %node.me.rpc_address, "node started");
-    start_dkg(&context, &node, &applier, &running)?;
+    let dkg = start_dkg(&context, &node, &applier, &running)?;
     let (login_store, login_task) = LoginStore::start(&applier).map_err(NodeError::LoginStore)?;
     let (server, rpc) = start_http(&node, &applier, &running, health, telemetry, login_store.clone()).await?;
     let housekeeping = Housekeeping::start(Chores { login_store, rpc, peers: running.peers.clone() });
 
     shutdown_signal().await;
     tracing::info!(index, "stopping on signal");
-    // No new requests; then no new chores; then every login record already
-    // queued is written and answered before the process exits.
+    // No new requests and no new DKG work (the participant re-derives what
+    // it was doing from the ledger at the next start); then no new chores;
+    // then every login record already queued is written and answered
+    // before the process exits.
     server.abort();
+    dkg.abort();
     housekeeping.stop().await;
     let _ = tokio::task::spawn_blocking(move || login_task.stop()).await;
     Ok(())
@@ -354,13 +352,13 @@ fn start_p2p(
 
 /// The DKG participant, on a blocking thread of the runtime (its batch
 /// checks are long computations); it stops when the node halts or its
-/// store fails.
+/// store fails, or when its handle is aborted.
 fn start_dkg(
     context: &cw_tokio::Context,
     node: &LoadedNode,
     applier: &BlockApplier,
     running: &RunningConsensus,
-) -> Result<(), NodeError> {
+) -> Result<commonware_runtime::Handle<()>, NodeError> {
     let index = node.config.index;
     let participant = DkgParticipant::new(&node.ledger, index, *node.identity.secp256k1.as_nonzero_scalar())
         .map_err(NodeError::Participant)?;
@@ -371,10 +369,9 @@ fn start_dkg(
         tip: running.tip.clone(),
         submitter: running.submitter.clone(),
     };
-    context.child("dkg").shared(true).spawn(move |_| {
+    Ok(context.child("dkg").shared(true).spawn(move |_| {
         run_participant(handles, identity, Box::new(participant), quorumkey_crypto::random::os_rng(), wall_clock_ms)
-    });
-    Ok(())
+    }))
 }
 
 /// The HTTP surface (`/v1`, `/health`, `/metrics`, `/jrpc`) on the node's
@@ -402,8 +399,11 @@ async fn start_http(
             "providers.allow_private_addresses is on: verifiers can make this node connect to loopback and private addresses (development only)"
         );
     }
-    let jwks = Arc::new(JwksCache::new(providers.jwks_policy(), &access)?);
-    let tokens = TokenVerifier::new(jwks, &access, providers.limits())?;
+    // One client (one connection pool, one TLS configuration) for every
+    // request to identity providers.
+    let provider_client = access.client(providers.jwks_policy().fetch_timeout)?;
+    let jwks = Arc::new(JwksCache::with_client(providers.jwks_policy(), &provider_client));
+    let tokens = TokenVerifier::with_client(jwks, &provider_client, providers.limits());
     let login_keys = LoginKeys {
         node_key: node.identity.secp256k1.clone(),
         consensus_key: node.identity.consensus.clone(),

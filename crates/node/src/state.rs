@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 /// Why the node is halted, if it is: set once, by the block applier.
 #[derive(Clone, Debug, Default)]
-pub struct HaltFlag(Arc<Mutex<Option<String>>>);
+pub(crate) struct HaltFlag(Arc<Mutex<Option<String>>>);
 
 impl HaltFlag {
     /// Why the node is halted, if it is.

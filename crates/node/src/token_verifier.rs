@@ -16,11 +16,10 @@
 //!   error) without calling the provider.
 
 use std::collections::{BTreeMap, HashMap};
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, RateLimiter};
 use quorumkey_verifier::config::SubVerifierConfig;
 use quorumkey_verifier::introspection::{IntrospectedToken, MAX_ANSWER_LEN};
 use quorumkey_verifier::{
@@ -252,15 +251,24 @@ impl TokenVerifier {
         access: &ProviderAccess,
         limits: ProviderLimits,
     ) -> Result<Self, ProviderClientError> {
-        let rate = NonZeroU32::new(limits.calls_per_second_per_verifier).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(limits.call_burst_per_verifier).unwrap_or(rate);
-        Ok(Self {
+        Ok(Self::with_client(jwks, &access.client(INTROSPECTION_TIMEOUT)?, limits))
+    }
+
+    /// A verifier that gets keys through `jwks` and calls introspection
+    /// endpoints through `client` (its connections shared), within
+    /// `limits`.
+    pub fn with_client(jwks: Arc<JwksCache>, client: &ProviderClient, limits: ProviderLimits) -> Self {
+        let quota = crate::http::client_address::per_second(
+            limits.calls_per_second_per_verifier,
+            limits.call_burst_per_verifier,
+        );
+        Self {
             jwks,
-            http: access.client(INTROSPECTION_TIMEOUT)?,
+            http: client.with_timeout(INTROSPECTION_TIMEOUT),
             limits,
-            calls: Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))),
+            calls: Arc::new(RateLimiter::keyed(quota)),
             answers: Arc::new(Mutex::new(AnswerCache::default())),
-        })
+        }
     }
 
     /// Introspection answers cached now.

@@ -18,6 +18,8 @@
 //! and after the network runs. Every figure is printed with its ratio to
 //! its floor.
 
+use crate::error::CommandError;
+use quorumkey_client::ClientError;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -92,8 +94,8 @@ fn us(duration: Duration) -> String {
     format!("{:.0} us", duration.as_secs_f64() * 1e6)
 }
 
-async fn mint(token_endpoint: &str, email: &str) -> Result<String, String> {
-    Ok(request_token(token_endpoint, &MintRequest::for_email(email)).await?.id_token)
+async fn mint(token_endpoint: &str, email: &str) -> Result<String, CommandError> {
+    Ok(request_token(token_endpoint, &MintRequest::for_email(email)).await.map_err(CommandError::DevIssuer)?.id_token)
 }
 
 /// This machine's CPU time so far, all processes (busy: user, system and
@@ -147,7 +149,7 @@ fn mean_between(before: Option<&Histograms>, after: Option<&Histograms>, series:
 }
 
 /// Runs the benchmark and prints its report.
-pub async fn run(options: BenchOptions) -> Result<(), String> {
+pub async fn run(options: BenchOptions) -> Result<(), CommandError> {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; measure with `cargo run --release -- bench`");
     }
@@ -156,7 +158,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
     eprintln!("measuring the DKG floor ...");
     let dkg_before = dkg_floor(options.nodes, batch_keys)?;
 
-    let temporary = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let temporary = tempfile::tempdir().map_err(CommandError::TempDir)?;
     let pool = u32::from(batch_keys) * options.batches.max(1);
     // Batches back to back until the pool holds `pool` keys, then idle.
     let dkg = NetworkDkg {
@@ -165,18 +167,18 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
         low_water: Some(pool),
         ..NetworkDkg::default()
     };
-    let binary = std::env::current_exe().map_err(|e| e.to_string())?;
+    let binary = std::env::current_exe().map_err(CommandError::CurrentExe)?;
     let mut devnet_options = DevnetOptions::on_free_ports(options.nodes, temporary.path().join("devnet"), binary, dkg)
-        .ok_or("no free ports on 127.0.0.1")?;
+        .ok_or(CommandError::NoFreePorts)?;
     // The benchmark is one client address sending everything.
     devnet_options.rpc = RpcSettings::unlimited();
     devnet_options.http = HttpSettings::one_address_load();
-    let mut devnet = Devnet::launch(&devnet_options).map_err(|e| e.to_string())?;
-    let ledger =
-        devnet.network().genesis().and_then(|g| quorumkey_ledger::Ledger::new(g).map_err(|e| e.to_string()))?;
+    let mut devnet = Devnet::launch(&devnet_options)?;
+    let genesis = devnet.network().genesis().map_err(CommandError::Genesis)?;
+    let ledger = quorumkey_ledger::Ledger::new(genesis).map_err(|e| CommandError::Genesis(e.to_string()))?;
     let outcome = tokio::select! {
         outcome = measure(&mut devnet, &options, pool) => outcome,
-        () = quorumkey_node::run::shutdown_signal() => Err("interrupted".to_owned()),
+        () = quorumkey_node::run::shutdown_signal() => Err(CommandError::Interrupted),
     };
     devnet.stop().await;
     let measured = outcome?;
@@ -218,10 +220,10 @@ struct Measured {
     threshold: usize,
 }
 
-async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Result<Measured, String> {
-    devnet.wait_for_height(1, Duration::from_secs(120)).await.map_err(|e| e.to_string())?;
-    let network_path = devnet.write_network_json().map_err(|e| e.to_string())?;
-    let status = devnet.client(1).ok_or("node 1 is missing")?;
+async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Result<Measured, CommandError> {
+    devnet.wait_for_height(1, Duration::from_secs(120)).await?;
+    let network_path = devnet.write_network_json()?;
+    let status = devnet.client(1).ok_or(CommandError::Usage("node 1 is missing"))?;
 
     // DKG: from the first finished batch to a full pool.
     eprintln!("DKG: filling a pool of {pool} keys ...");
@@ -229,8 +231,8 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
     let deadline = waited_from + Duration::from_secs(600);
     let (mut first, mut first_at, mut last, mut last_at) = (0u64, Instant::now(), 0u64, Instant::now());
     loop {
-        devnet.check_alive().map_err(|e| e.to_string())?;
-        let now = status.status().await.map_err(|e| e.to_string())?;
+        devnet.check_alive()?;
+        let now = status.status().await?;
         if now.total_keys > last {
             if last == 0 {
                 (first, first_at) = (now.total_keys, Instant::now());
@@ -241,7 +243,7 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
             break;
         }
         if Instant::now() > deadline {
-            return Err(format!("the DKG made {} of {pool} keys in 10 minutes", now.total_keys));
+            return Err(CommandError::PoolShort { made: now.total_keys, pool, within: Duration::from_secs(600) });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -250,8 +252,8 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
     let (dkg_keys, dkg_time) =
         if last > first { (last - first, last_at - first_at) } else { (last, last_at - waited_from) };
 
-    let client = QuorumkeyClient::from_file(&network_path, ClientOptions::default()).map_err(|e| e.to_string())?;
-    let dev = client.network().dev_issuer.clone().ok_or("no development issuer")?;
+    let client = QuorumkeyClient::from_file(&network_path, ClientOptions::default())?;
+    let dev = client.network().dev_issuer.clone().ok_or(CommandError::NoDevIssuer { path: network_path.clone() })?;
     let verifier = dev.verifier.clone();
 
     // New users, one at a time: assignment through consensus, then login.
@@ -261,22 +263,23 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
         let user = format!("new-{i}@bench.example");
         let token = mint(&dev.token_endpoint, &user).await?;
         let started = Instant::now();
-        client.lookup_or_assign(&verifier, &user).await.map_err(|e| e.to_string())?;
-        client.login(&verifier, &user, &token).await.map_err(|e| e.to_string())?;
+        client.lookup_or_assign(&verifier, &user).await?;
+        client.login(&verifier, &user, &token).await?;
         new_users.push(started.elapsed());
     }
 
     // Existing users, one login at a time.
     let users: Vec<String> = (0..options.new_users.max(1)).map(|i| format!("new-{i}@bench.example")).collect();
     if options.new_users == 0 {
-        client.lookup_or_assign(&verifier, &users[0]).await.map_err(|e| e.to_string())?;
+        client.lookup_or_assign(&verifier, &users[0]).await?;
     }
     let node_apis: Vec<String> = client.network().nodes.iter().map(|node| node.api.clone()).collect();
     // Their keys, for the logins of an application that already knows
     // the user's key (`login_key`: no lookup).
     let mut keys = Vec::with_capacity(users.len());
     for user in &users {
-        keys.push(client.lookup(&verifier, user).await.map_err(|e| e.to_string())?.ok_or("a bench user has no key")?);
+        let not_assigned = || ClientError::NotAssigned { verifier: verifier.clone(), verifier_id: user.clone() };
+        keys.push(client.lookup(&verifier, user).await?.ok_or_else(not_assigned)?);
     }
     eprintln!("{} logins of existing users, and as many with the key known ...", options.logins);
     // Tokens first, so that the machine's CPU below is the logins' alone.
@@ -302,8 +305,7 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
             client.login_key(&verifier, user, token, key).await
         } else {
             client.login(&verifier, user, token).await
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
         let took = started.elapsed();
         let spent = machine_cpu().zip(cpu_before).map(|((after, _), (before, _))| after.saturating_sub(before));
         busy[usize::from(knows_key)] = busy[usize::from(knows_key)].zip(spent).map(|(sum, spent)| sum + spent);
@@ -377,7 +379,7 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
         .collect();
     let (mut sustained_ok, mut sustained_failed, mut first_failure) = (0, 0, None);
     for worker in workers {
-        let (ok, failed, failure) = worker.await.map_err(|e| e.to_string())?;
+        let (ok, failed, failure) = worker.await.map_err(CommandError::Task)?;
         sustained_ok += ok;
         sustained_failed += failed;
         first_failure = first_failure.or(failure);

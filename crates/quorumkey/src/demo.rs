@@ -17,6 +17,8 @@ use quorumkey_devnet::dev_issuer::authorization_code_login;
 use quorumkey_devnet::supervisor::{Devnet, DevnetOptions};
 use quorumkey_node::config::NetworkDkg;
 
+use crate::error::CommandError;
+
 /// The demo's key pool: small batches, so the first keys are ready fast.
 const DEMO_BATCH_KEYS: u16 = 64;
 
@@ -42,11 +44,11 @@ fn spinner(message: &str) -> ProgressBar {
 }
 
 /// Runs the demo; the network is stopped whatever happens.
-pub async fn run(options: DemoOptions) -> Result<(), String> {
+pub async fn run(options: DemoOptions) -> Result<(), CommandError> {
     let started = Instant::now();
-    let temporary = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    let temporary = tempfile::tempdir().map_err(CommandError::TempDir)?;
     let dir = options.keep.clone().unwrap_or_else(|| temporary.path().join("devnet"));
-    let binary = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
+    let binary = std::env::current_exe().map_err(CommandError::CurrentExe)?;
     let dkg = NetworkDkg {
         batch_keys: Some(DEMO_BATCH_KEYS),
         pool_target: Some(2 * u32::from(DEMO_BATCH_KEYS)),
@@ -54,13 +56,13 @@ pub async fn run(options: DemoOptions) -> Result<(), String> {
         ..NetworkDkg::default()
     };
     let devnet_options =
-        DevnetOptions::on_free_ports(options.nodes, dir.clone(), binary, dkg).ok_or("no free ports on 127.0.0.1")?;
+        DevnetOptions::on_free_ports(options.nodes, dir.clone(), binary, dkg).ok_or(CommandError::NoFreePorts)?;
     println!("quorumkey demo: {} nodes on 127.0.0.1 in {}", options.nodes, dir.display());
-    let mut devnet = Devnet::launch(&devnet_options).map_err(|e| e.to_string())?;
+    let mut devnet = Devnet::launch(&devnet_options)?;
     // Ctrl-C (or SIGTERM) stops the nodes too, instead of orphaning them.
     let outcome = tokio::select! {
         outcome = demo(&mut devnet, &options) => outcome,
-        () = quorumkey_node::run::shutdown_signal() => Err("interrupted".to_owned()),
+        () = quorumkey_node::run::shutdown_signal() => Err(CommandError::Interrupted),
     };
     let stopping = spinner("stopping the network");
     devnet.stop().await;
@@ -80,14 +82,14 @@ pub async fn run(options: DemoOptions) -> Result<(), String> {
     outcome
 }
 
-async fn demo(devnet: &mut Devnet, options: &DemoOptions) -> Result<(), String> {
+async fn demo(devnet: &mut Devnet, options: &DemoOptions) -> Result<(), CommandError> {
     let bar = spinner("starting the nodes and consensus");
-    devnet.wait_for_height(1, Duration::from_secs(120)).await.map_err(|e| e.to_string())?;
-    let network_path = devnet.write_network_json().map_err(|e| e.to_string())?;
+    devnet.wait_for_height(1, Duration::from_secs(120)).await?;
+    let network_path = devnet.write_network_json()?;
     bar.finish_with_message(format!("{} nodes finalize blocks", options.nodes));
 
     // The key pool, behind a progress bar.
-    let status = devnet.client(1).ok_or("node 1 is missing")?;
+    let status = devnet.client(1).ok_or(CommandError::Usage("node 1 is missing"))?;
     let bar = ProgressBar::new(u64::from(DEMO_BATCH_KEYS));
     bar.set_style(
         ProgressStyle::with_template("{spinner} DKG: {pos}/{len} keys ready {bar:30} {msg} [{elapsed}]")
@@ -96,7 +98,7 @@ async fn demo(devnet: &mut Devnet, options: &DemoOptions) -> Result<(), String> 
     bar.enable_steady_tick(Duration::from_millis(120));
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        devnet.check_alive().map_err(|e| e.to_string())?;
+        devnet.check_alive()?;
         if let Ok(now) = status.status().await {
             bar.set_position(now.ready_keys.min(u64::from(DEMO_BATCH_KEYS)));
             bar.set_message(format!("height {}", now.height));
@@ -105,36 +107,35 @@ async fn demo(devnet: &mut Devnet, options: &DemoOptions) -> Result<(), String> 
             }
         }
         if Instant::now() > deadline {
-            return Err("the DKG made no key within 3 minutes; see the node logs".to_owned());
+            return Err(CommandError::NoKeys(Duration::from_secs(180)));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bar.finish();
 
     // Sign in, like a web app, at the development issuer.
-    let client = QuorumkeyClient::from_file(&network_path, ClientOptions::default()).map_err(|e| e.to_string())?;
-    let dev = client.network().dev_issuer.clone().ok_or("the devnet lists no development issuer")?;
+    let client = QuorumkeyClient::from_file(&network_path, ClientOptions::default())?;
+    let dev = client.network().dev_issuer.clone().ok_or(CommandError::NoDevIssuer { path: network_path.clone() })?;
     let sign_in = Instant::now();
-    let token = authorization_code_login(&dev.issuer, &dev.audience, &options.email).await?;
+    let token =
+        authorization_code_login(&dev.issuer, &dev.audience, &options.email).await.map_err(CommandError::DevIssuer)?;
     let sign_in = sign_in.elapsed();
     let verifier_id = options.email.trim().to_lowercase();
 
     // Assign and log in.
     let assign = Instant::now();
-    let (key, assigned_now) = client.lookup_or_assign(&dev.verifier, &verifier_id).await.map_err(|e| e.to_string())?;
+    let (key, assigned_now) = client.lookup_or_assign(&dev.verifier, &verifier_id).await?;
     let assign = assign.elapsed();
-    let login = client.login_key(&dev.verifier, &verifier_id, &token, &key).await.map_err(|e| e.to_string())?;
+    let login = client.login_key(&dev.verifier, &verifier_id, &token, &key).await?;
     if login.key != key {
-        return Err("the login's key differs from the looked-up key".to_owned());
+        return Err(CommandError::KeyMismatch);
     }
 
     // Prove it: sign with the rebuilt key, verify with the looked-up one.
-    let signer = SigningKey::from_slice(login.private_key.as_slice()).map_err(|e| e.to_string())?;
+    let signer = SigningKey::from_slice(login.private_key.as_slice()).map_err(|_| CommandError::KeyMismatch)?;
     let message = format!("quorumkey demo: {} owns {}", verifier_id, key.address);
     let signature = RecoverableSignature::sign_keccak(&signer, message.as_bytes());
-    signature
-        .verify_keccak(&key.public_key, message.as_bytes())
-        .map_err(|e| format!("the signature does not verify against the looked-up key: {e}"))?;
+    signature.verify_keccak(&key.public_key, message.as_bytes()).map_err(CommandError::SignatureCheck)?;
 
     println!();
     println!("network     {} nodes, threshold {}, {}", options.nodes, client.threshold(), network_path.display());

@@ -151,8 +151,42 @@ pub enum CommandError {
     /// The devnet failed.
     #[error(transparent)]
     Devnet(#[from] DevnetError),
-    /// A measurement (`demo`, `bench`) failed; its steps report their own
-    /// causes in the message.
-    #[error("{0}")]
-    Measurement(String),
+    /// No temporary directory.
+    #[error("cannot make a temporary directory: {0}")]
+    TempDir(std::io::Error),
+    /// No free ports for a devnet.
+    #[error("no free ports on 127.0.0.1")]
+    NoFreePorts,
+    /// Ctrl-C or SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+    /// The DKG made no key in time.
+    #[error("the DKG made no key within {} minutes; see the node logs", .0.as_secs() / 60)]
+    NoKeys(std::time::Duration),
+    /// The rebuilt key's signature does not verify against the looked-up
+    /// public key.
+    #[error("the signature does not verify against the looked-up key: {0}")]
+    SignatureCheck(quorumkey_crypto::CryptoError),
+    /// The DKG did not fill the bench's pool in time.
+    #[error("the DKG made {made} of {pool} keys in {} minutes", .within.as_secs() / 60)]
+    PoolShort {
+        /// Keys made.
+        made: u64,
+        /// Keys wanted.
+        pool: u32,
+        /// The wait.
+        within: std::time::Duration,
+    },
+    /// A bench worker task failed.
+    #[error("a bench worker failed: {0}")]
+    Task(tokio::task::JoinError),
+    /// An operation measured for a floor failed (its inputs are fixed, so
+    /// this is a bug or a broken build).
+    #[error("measuring the {what} floor: {reason}")]
+    Floor {
+        /// Which floor.
+        what: &'static str,
+        /// The failing operation's error.
+        reason: String,
+    },
 }

@@ -7,6 +7,7 @@
 //! - [`login_floor`]: a login's cryptography, per step, on the node and
 //!   on the client.
 
+use crate::error::CommandError;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -70,8 +71,8 @@ impl DkgFloor {
 }
 
 /// Measures the DKG floor for batches of `keys` keys on `nodes` nodes.
-pub fn dkg_floor(nodes: u16, keys: u16) -> Result<DkgFloor, String> {
-    let fail = |e: &dyn std::fmt::Display| e.to_string();
+pub fn dkg_floor(nodes: u16, keys: u16) -> Result<DkgFloor, CommandError> {
+    let fail = |e: &dyn std::fmt::Display| CommandError::Floor { what: "DKG", reason: e.to_string() };
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let params = BatchParams::new(nodes, keys).map_err(|e| fail(&e))?;
     let (n, t, k) = (usize::from(nodes), usize::from(params.threshold()), usize::from(keys));
@@ -116,7 +117,7 @@ pub fn dkg_floor(nodes: u16, keys: u16) -> Result<DkgFloor, String> {
             .collect::<Result<Vec<ParsedDealing>, _>>()
             .map_err(|e| fail(&e))
     };
-    let mut one_batch = || -> Result<(), String> {
+    let mut one_batch = || -> Result<(), CommandError> {
         let dealings = (1..=params.dealers())
             .map(|i| DealerSecrets::random(params, &mut rng).deal(&context, i, &public, &mut rng))
             .collect::<Result<Vec<_>, _>>()
@@ -130,7 +131,7 @@ pub fn dkg_floor(nodes: u16, keys: u16) -> Result<DkgFloor, String> {
             let received = open_dealings(&context, &items, j, &secrets[usize::from(j) - 1], &mut rng)
                 .into_iter()
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("{e:?}"))?;
+                .map_err(|e| CommandError::Floor { what: "DKG", reason: format!("{e:?}") })?;
             let shares =
                 KeyShares::aggregate(&params, j, &received.iter().collect::<Vec<_>>()).map_err(|e| fail(&e))?;
             publications.push(shares.prove_public_shares(&context, &mut rng));
@@ -242,7 +243,7 @@ impl LoginFloor {
 }
 
 /// Measures [`LoginFloor`] with the real functions of each step.
-pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
+pub fn login_floor(nodes: u16) -> Result<LoginFloor, CommandError> {
     use quorumkey_client::key_check::check_public_shares;
     use quorumkey_crypto::group::{PublicKey, point_to_bytes, public_key_to_xy_hex};
     use quorumkey_crypto::k256::ecdsa::SigningKey;
@@ -256,7 +257,7 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
     use quorumkey_verifier::{KeySet, VerifierConfig, verify_jwt};
     use serde_json::json;
 
-    let fail = |e: &dyn std::fmt::Display| e.to_string();
+    let fail = |e: &dyn std::fmt::Display| CommandError::Floor { what: "login", reason: e.to_string() };
     let n = usize::from(nodes);
     let t = majority_threshold(u32::from(nodes)) as usize;
     let quorum = required_signatures(n, t);
@@ -271,7 +272,7 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
         VerifierConfig::parse(issuer.verifier_config(quorumkey_devnet::dev_issuer::DEV_AUDIENCE).as_bytes())
             .map_err(|e| fail(&e))?
     else {
-        return Err("the development verifier is not a JWT verifier".to_owned());
+        return Err(fail(&"the development verifier is not a JWT verifier"));
     };
     let keys = KeySet::from_jwks(&serde_json::to_vec(&issuer.jwks()).map_err(|e| fail(&e))?).map_err(|e| fail(&e))?;
 
@@ -334,19 +335,19 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
         shares.iter().take(t).map(|s| encrypt_share(&s.value, &temp_public, &context, &mut rng)).collect();
     // The key's public shares are checked once per key and kept (the
     // client caches them), so they are not a login's work.
-    let checked = check_public_shares(0, &public_key, &public_shares, n, t)?;
+    let checked = check_public_shares(0, &public_key, &public_shares, n, t).map_err(|e| fail(&e))?;
     let commitment_hex = quorumkey_crypto::hash::token_commitment_hex(&minted.id_token);
-    let client_work = || -> Result<Scalar, String> {
+    let client_work = || -> Result<Scalar, CommandError> {
         black_box(PublicKey::from_secret_scalar(&NonZeroScalar::generate_from_rng(&mut ChaCha20Rng::seed_from_u64(4))));
         for (entry, node) in results.iter().zip(&network) {
-            check_commitment_signature(entry, node, &commitment_hex, verifier, &temp_public)?;
+            check_commitment_signature(entry, node, &commitment_hex, verifier, &temp_public).map_err(|e| fail(&e))?;
         }
         let mut opened = Vec::with_capacity(t);
         for (answer, index) in answers.iter().zip(1u16..) {
-            let value = checked.open_share(answer, &temp_secret, index)?;
+            let value = checked.open_share(answer, &temp_secret, index).map_err(|e| fail(&e))?;
             opened.push(Share { index: u32::from(index), value });
         }
-        checked.rebuild(&opened)
+        checked.rebuild(&opened).map_err(|e| fail(&e))
     };
     client_work()?;
     let client = median_time(10, client_work);
@@ -357,10 +358,10 @@ pub fn login_floor(nodes: u16) -> Result<LoginFloor, String> {
 /// (a login record stored alone, as a node does for each commitment it
 /// signs: appended to its write-ahead log and `fdatasync`'d, inserted
 /// into redb without an fsync): the median of 15.
-pub fn durable_write(dir: &std::path::Path, ledger: &quorumkey_ledger::Ledger) -> Result<Duration, String> {
+pub fn durable_write(dir: &std::path::Path, ledger: &quorumkey_ledger::Ledger) -> Result<Duration, CommandError> {
     use quorumkey_store::NodeStore;
 
-    let fail = |e: &dyn std::fmt::Display| e.to_string();
+    let fail = |e: &dyn std::fmt::Display| CommandError::Floor { what: "durable write", reason: e.to_string() };
     let path = dir.join("durable-write.redb");
     // A throwaway store that holds no share: any key-encryption key does.
     let kek = quorumkey_store::Kek::from_bytes(&[0; quorumkey_store::KEK_LEN]);

@@ -564,9 +564,7 @@ fn run(cli: Cli) -> Result<(), CommandError> {
                 .map_err(CommandError::DevIssuer)?;
         }
         Command::Demo { nodes, keep, email } => {
-            runtime()?
-                .block_on(demo::run(demo::DemoOptions { nodes, keep, email }))
-                .map_err(CommandError::Measurement)?;
+            runtime()?.block_on(demo::run(demo::DemoOptions { nodes, keep, email }))?;
         }
         Command::Bench { nodes, concurrency, seconds, logins, new_users, batches, batch_keys } => {
             let options = bench::BenchOptions {
@@ -578,7 +576,7 @@ fn run(cli: Cli) -> Result<(), CommandError> {
                 batches,
                 batch_keys,
             };
-            runtime()?.block_on(bench::run(options)).map_err(CommandError::Measurement)?;
+            runtime()?.block_on(bench::run(options))?;
         }
         Command::Lookup { verifier, verifier_id, network, json } => {
             runtime()?.block_on(client_commands::lookup(&network, &verifier, &verifier_id, json))?;

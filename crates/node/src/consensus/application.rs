@@ -31,7 +31,7 @@ use crate::state::CommittedState;
 
 /// How far ahead of the local clock a proposal's timestamp may be before
 /// this node waits for its clock to catch up.
-pub const MAX_CLOCK_DRIFT: Duration = Duration::from_millis(500);
+pub(crate) const MAX_CLOCK_DRIFT: Duration = Duration::from_millis(500);
 
 /// How far back a proposer walks unfinalized ancestors to skip
 /// transactions they already carry.
@@ -72,7 +72,7 @@ impl LedgerApplication {
 
     /// Why `block` (whose parent is `parent`) is invalid, if it is. Looks
     /// at neither the clock nor the checkpoint, which may need waiting for.
-    pub fn check_contents(&self, block: &Block, parent: &Block) -> Result<(), String> {
+    pub(crate) fn check_contents(&self, block: &Block, parent: &Block) -> Result<(), String> {
         if parent.height.checked_add(1) != Some(block.height) || block.parent != parent.digest() {
             return Err("does not extend its parent".into());
         }
@@ -97,7 +97,7 @@ impl LedgerApplication {
 
     /// Whether the checkpoint matches this node's own root at its height,
     /// waiting until this node has applied that height.
-    pub async fn checkpoint_agrees(&self, checkpoint: &StateCheckpoint) -> bool {
+    pub(crate) async fn checkpoint_agrees(&self, checkpoint: &StateCheckpoint) -> bool {
         let tip = self.tip.wait_for(checkpoint.height).await;
         if tip.height == checkpoint.height {
             return tip.state_root == checkpoint.state_root;

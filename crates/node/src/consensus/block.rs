@@ -94,11 +94,6 @@ impl Block {
         Self::new(parent, 0, 0, StateCheckpoint { height: 0, state_root: genesis_root }, Vec::new())
     }
 
-    /// The sum of the transactions' lengths.
-    pub fn transaction_bytes(&self) -> usize {
-        self.transactions.iter().map(Bytes::len).sum()
-    }
-
     fn write_body(&self, buf: &mut impl BufMut) {
         self.parent.write(buf);
         UInt(self.height).write(buf);

@@ -28,18 +28,18 @@ type Delivery = (Digested<Block>, Exact);
 
 /// Marshal's reporter: hands finalized blocks to [`apply_finalized_blocks`].
 #[derive(Clone, Debug)]
-pub struct FinalizedBlockReporter {
+pub(crate) struct FinalizedBlockReporter {
     sender: mpsc::UnboundedSender<Delivery>,
 }
 
 /// The receiving end, for [`apply_finalized_blocks`].
 #[derive(Debug)]
-pub struct FinalizedBlocks(mpsc::UnboundedReceiver<Delivery>);
+pub(crate) struct FinalizedBlocks(mpsc::UnboundedReceiver<Delivery>);
 
 /// A reporter and the stream of blocks it reports. The stream is unbounded
 /// as a channel, but marshal never has more than its `max_pending_acks`
 /// blocks unacknowledged.
-pub fn finalized_channel() -> (FinalizedBlockReporter, FinalizedBlocks) {
+pub(crate) fn finalized_channel() -> (FinalizedBlockReporter, FinalizedBlocks) {
     let (sender, receiver) = mpsc::unbounded();
     (FinalizedBlockReporter { sender }, FinalizedBlocks(receiver))
 }
@@ -66,7 +66,7 @@ impl Reporter for FinalizedBlockReporter {
 /// Acknowledges each block only after it is committed, removes its
 /// transactions from the mempool, advances the tip and tells clients
 /// waiting for those transactions.
-pub async fn apply_finalized_blocks(
+pub(crate) async fn apply_finalized_blocks(
     clock: impl Clock,
     FinalizedBlocks(mut blocks): FinalizedBlocks,
     applier: Arc<BlockApplier>,

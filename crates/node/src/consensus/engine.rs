@@ -46,17 +46,17 @@ use crate::applier::BlockApplier;
 /// The p2p channels, in the order they are registered.
 pub mod channel {
     /// Simplex votes.
-    pub const VOTES: u64 = 0;
+    pub(crate) const VOTES: u64 = 0;
     /// Simplex certificates.
-    pub const CERTIFICATES: u64 = 1;
+    pub(crate) const CERTIFICATES: u64 = 1;
     /// Simplex's certificate resolver.
-    pub const RESOLVER: u64 = 2;
+    pub(crate) const RESOLVER: u64 = 2;
     /// Full blocks (marshal's buffered broadcast).
-    pub const BLOCKS: u64 = 3;
+    pub(crate) const BLOCKS: u64 = 3;
     /// Finalized block backfill (marshal's resolver).
-    pub const BACKFILL: u64 = 4;
+    pub(crate) const BACKFILL: u64 = 4;
     /// Transaction gossip.
-    pub const TRANSACTIONS: u64 = 5;
+    pub(crate) const TRANSACTIONS: u64 = 5;
     /// All of them.
     pub const ALL: [u64; 6] = [VOTES, CERTIFICATES, RESOLVER, BLOCKS, BACKFILL, TRANSACTIONS];
 
@@ -214,7 +214,7 @@ impl std::fmt::Debug for RunningConsensus {
 }
 
 /// The most clients waiting for finality at once.
-pub const MAX_FINALITY_WAITERS: usize = 16_384;
+pub(crate) const MAX_FINALITY_WAITERS: usize = 16_384;
 
 const PAGE_SIZE: std::num::NonZeroU16 = commonware_utils::NZU16!(4096);
 const PAGE_CACHE_PAGES: NonZeroUsize = commonware_utils::NZUsize!(1024);

@@ -109,7 +109,7 @@ fn admit(state: &CommittedState, transaction: &SignedTransaction) -> Result<Tran
 
 /// Sends accepted transactions to every peer and admits theirs, until the
 /// network closes the channel.
-pub async fn run_gossip<S, R, B>(
+pub(crate) async fn run_gossip<S, R, B>(
     mut sender: S,
     mut receiver: R,
     mut blocker: B,

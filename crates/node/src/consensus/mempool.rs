@@ -105,7 +105,7 @@ pub enum MempoolError {
 }
 
 /// The slot a client transaction holds while pending, and how to name it.
-pub fn transaction_slot(body: &TransactionBody) -> Option<(Vec<u8>, String)> {
+pub(crate) fn transaction_slot(body: &TransactionBody) -> Option<(Vec<u8>, String)> {
     match body {
         TransactionBody::RegisterVerifier { name, .. } => {
             Some(([b"r", name.as_str().as_bytes()].concat(), format!("a registration of verifier {}", name.as_str())))
@@ -260,7 +260,7 @@ impl Mempool {
 
     /// Forgets transactions that a finalized block carried, and remembers
     /// their hashes (up to the configured memory).
-    pub fn remove_finalized(&self, hashes: impl IntoIterator<Item = TransactionHash>) {
+    pub(crate) fn remove_finalized(&self, hashes: impl IntoIterator<Item = TransactionHash>) {
         let mut pending = self.lock();
         for hash in hashes {
             if let Some(entry) = pending.by_hash.remove(&hash) {
@@ -289,8 +289,10 @@ impl Mempool {
         self.lock().by_hash.len()
     }
 
-    /// Pending transactions of one class.
-    pub fn len_of(&self, class: TransactionClass) -> usize {
+    /// Pending transactions of one class (for the tests of the classes'
+    /// bounds).
+    #[cfg(test)]
+    pub(crate) fn len_of(&self, class: TransactionClass) -> usize {
         self.lock().usage[class_index(class)].0
     }
 
@@ -306,7 +308,7 @@ impl Mempool {
 
     /// Resolves once a transaction is added after this call (or was, if
     /// something is already pending).
-    pub async fn wait_for_transactions(&self) {
+    pub(crate) async fn wait_for_transactions(&self) {
         let arrival = self.arrivals.notified();
         if !self.is_empty() {
             return;

@@ -35,7 +35,7 @@ impl PeerActivity {
 }
 
 /// A receiver that records who it hears from.
-pub struct ObservedReceiver<R, C> {
+pub(crate) struct ObservedReceiver<R, C> {
     inner: R,
     activity: PeerActivity,
     clock: Arc<C>,

@@ -38,7 +38,7 @@ impl AppliedTip {
     }
 
     /// The tip, once it is at or above `height`.
-    pub async fn wait_for(&self, height: u64) -> StateCheckpoint {
+    pub(crate) async fn wait_for(&self, height: u64) -> StateCheckpoint {
         let mut receiver = self.sender.subscribe();
         match receiver.wait_for(|tip| tip.height >= height).await {
             Ok(tip) => *tip,

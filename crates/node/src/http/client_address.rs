@@ -22,7 +22,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 
 /// Most `X-Forwarded-For` hops looked at, from the right.
-pub const MAX_FORWARDED_HOPS: usize = 32;
+pub(crate) const MAX_FORWARDED_HOPS: usize = 32;
 
 /// A client's address as the per-address limits count it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -152,7 +152,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 
 /// The client address of a request: what the node's HTTP server put in its
 /// extensions, else the TCP peer's (`ConnectInfo`), else 0.0.0.0.
-pub fn client_address_of(extensions: &axum::http::Extensions) -> ClientAddress {
+pub(crate) fn client_address_of(extensions: &axum::http::Extensions) -> ClientAddress {
     extensions.get::<ClientAddress>().copied().unwrap_or_else(|| {
         extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -183,7 +183,7 @@ impl AddressLimiter {
     }
 
     /// Forgets idle addresses (bounded memory).
-    pub fn shrink(&self) {
+    pub(crate) fn shrink(&self) {
         self.0.retain_recent();
         self.0.shrink_to_fit();
     }
@@ -191,7 +191,7 @@ impl AddressLimiter {
 
 /// Middleware: refuses a request over its address's rate limit with 429,
 /// `Retry-After: 1` and `{"error": "too many requests from …"}`.
-pub async fn limit_by_address(
+pub(crate) async fn limit_by_address(
     axum::extract::State(limiter): axum::extract::State<AddressLimiter>,
     request: axum::extract::Request,
     next: axum::middleware::Next,

@@ -65,9 +65,9 @@ use crate::token_verifier::{TokenVerifier, VerifyError};
 
 /// Largest request body: an aggregate login with eight 16 KiB tokens and
 /// the signatures, with room to spare.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Longest a `KeyAssign` waits for its key (finality, then the pool).
-pub const KEY_ASSIGN_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const KEY_ASSIGN_WAIT: Duration = Duration::from_secs(30);
 /// Verifier configurations kept parsed.
 const VERIFIER_CACHE_SIZE: usize = 1024;
 
@@ -237,7 +237,7 @@ impl RpcService {
     }
 
     /// The per-address rate limit, which `/v1` shares.
-    pub fn address_limiter(&self) -> AddressLimiter {
+    pub(crate) fn address_limiter(&self) -> AddressLimiter {
         self.limits.per_address.clone()
     }
 
@@ -588,7 +588,7 @@ impl RpcService {
     /// Forgets idle rate-limit entries, cached token answers and the
     /// counts of records expired at `now` (Unix seconds). The records
     /// themselves go with the login store's sweep.
-    pub fn forget_idle(&self, now: u64) {
+    pub(crate) fn forget_idle(&self, now: u64) {
         self.limits.shrink();
         self.tokens.shrink();
         self.pending.forget_expired(now);
@@ -646,7 +646,7 @@ fn json_response(status: StatusCode, response: &RpcResponse) -> Response {
 }
 
 /// Longest a request may take (a `KeyAssign` waits up to 30 s).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// `POST /jrpc` with CORS for any origin and a 40 s limit per request.
 pub fn router(service: Arc<RpcService>) -> Router {

@@ -57,22 +57,22 @@ use crate::config::HttpSettings;
 use crate::http::client_address::{ClientAddress, TrustedProxies};
 
 /// Connections open (gauge).
-pub const METRIC_HTTP_CONNECTIONS: &str = "quorumkey_http_connections";
+pub(crate) const METRIC_HTTP_CONNECTIONS: &str = "quorumkey_http_connections";
 /// Connections closed by the node, by `reason`: `header_timeout`, `idle`,
 /// `evicted` (replaced at a cap).
-pub const METRIC_HTTP_CLOSED: &str = "quorumkey_http_connections_closed_total";
+pub(crate) const METRIC_HTTP_CLOSED: &str = "quorumkey_http_connections_closed_total";
 /// Connections refused at accept, by `reason`: `per_address`,
 /// `max_connections` (a cap, with no idle connection to replace).
-pub const METRIC_HTTP_REFUSED: &str = "quorumkey_http_connections_refused_total";
+pub(crate) const METRIC_HTTP_REFUSED: &str = "quorumkey_http_connections_refused_total";
 
 /// Most bytes of a refused body read and thrown away so that the client
 /// gets the answer.
-pub const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
 /// Largest request head (request line and headers) hyper buffers.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// A connection idle for less than this is not replaced at a cap (a new
 /// connection's request may be on its way).
-pub const EVICTION_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const EVICTION_GRACE: Duration = Duration::from_secs(1);
 /// How often connections are checked against the timeouts.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 /// File descriptors the node keeps for other uses than client connections
@@ -83,7 +83,7 @@ pub const MIN_CONNECTIONS: u64 = 64;
 
 /// The server's limits, checked.
 #[derive(Clone, Debug)]
-pub struct ServerLimits {
+pub(crate) struct ServerLimits {
     /// Connections at once.
     pub max_connections: usize,
     /// Connections at once from one client address.
@@ -428,10 +428,10 @@ impl AsyncWrite for Observed {
 /// A request body that did not arrive within the body timeout.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive within {} s", .0.as_secs())]
-pub struct BodyTimeout(pub Duration);
+pub(crate) struct BodyTimeout(pub Duration);
 
 /// The [`BodyTimeout`] in `error`'s chain of sources, if one is there.
-pub fn body_timeout<'e>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e BodyTimeout> {
+pub(crate) fn body_timeout<'e>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e BodyTimeout> {
     let mut current = Some(error);
     while let Some(error) = current {
         if let Some(timeout) = error.downcast_ref::<BodyTimeout>() {
@@ -537,7 +537,7 @@ async fn drain(mut body: Incoming, deadline: tokio::time::Instant, in_flight: Op
 
 /// The server: the accept loop and the timeout checks.
 #[derive(Debug)]
-pub struct HttpServer {
+pub(crate) struct HttpServer {
     shared: Arc<Shared>,
 }
 

@@ -30,10 +30,10 @@ use crate::observability::{self, HealthCell, Telemetry};
 use crate::state::CommittedState;
 
 /// How long a submission with `wait` waits for finality.
-pub const MAX_FINALITY_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const MAX_FINALITY_WAIT: Duration = Duration::from_secs(30);
 
 /// A peer heard from within this window counts as connected.
-pub const PEER_WINDOW: Duration = Duration::from_secs(10);
+pub(crate) const PEER_WINDOW: Duration = Duration::from_secs(10);
 
 /// What the API reads and writes.
 #[derive(Clone, Debug)]
@@ -54,7 +54,7 @@ pub struct NodeApi {
 
 /// An error as the API returns it.
 #[derive(Debug, Serialize)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// What went wrong.
     pub error: String,
     #[serde(skip)]
