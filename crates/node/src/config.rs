@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use commonware_codec::DecodeExt;
-use commonware_cryptography::{Signer as _, ed25519};
+use commonware_cryptography::ed25519;
 use quorumkey_crypto::random::os_rng;
 use quorumkey_ledger::types::PointBytes;
 use quorumkey_ledger::{DkgSettings, Genesis, GenesisNode, GenesisVerifier, VerifierName};
@@ -205,8 +205,10 @@ impl NetworkFile {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
-    /// This node's index in the network file.
-    pub index: u16,
+    /// This node's index in the network file; absent (as `node keygen`
+    /// writes it): the node finds itself there by its keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u16>,
     /// The network description.
     pub network_file: PathBuf,
     /// The directory of this node's key files.
@@ -642,7 +644,7 @@ pub fn init_network(out: &Path, options: &InitOptions) -> Result<NetworkFile, Co
     }
     std::fs::create_dir_all(out).map_err(io(out))?;
     let mut rng = os_rng();
-    let mut nodes = Vec::with_capacity(usize::from(options.nodes));
+    let mut enrollments = Vec::with_capacity(usize::from(options.nodes));
     for index in 1..=options.nodes {
         let dir = out.join(format!("node-{index}"));
         std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io(&dir))?;
@@ -650,7 +652,7 @@ pub fn init_network(out: &Path, options: &InitOptions) -> Result<NetworkFile, Co
         identity.save(&dir)?;
         crate::kek::write_new_kek(&dir.join(crate::kek::KEK_FILE))?;
         let config = NodeConfig {
-            index,
+            index: Some(index),
             network_file: PathBuf::from("..").join(NETWORK_FILE),
             key_dir: PathBuf::from("."),
             data_dir: PathBuf::from("data"),
@@ -661,21 +663,23 @@ pub fn init_network(out: &Path, options: &InitOptions) -> Result<NetworkFile, Co
         };
         let config_path = dir.join(NODE_CONFIG_FILE);
         write_file(&config_path, &to_toml(&config, &config_path)?)?;
-        nodes.push(NetworkNode {
-            index,
-            consensus_key: hex::encode(identity.consensus.public_key().as_ref()),
-            secp256k1_key: hex::encode(identity.secp256k1_public_bytes()),
-            p2p_address: SocketAddr::from(([127, 0, 0, 1], options.p2p_base_port + index)),
-            rpc_address: SocketAddr::from(([127, 0, 0, 1], options.rpc_base_port + index)),
-        });
+        // The same two steps as operators on their own machines take
+        // (`node keygen`, `network genesis`), numbered as the directories.
+        enrollments.push(crate::enrollment::Enrollment::sign(
+            &identity,
+            SocketAddr::from(([127, 0, 0, 1], options.p2p_base_port + index)),
+            SocketAddr::from(([127, 0, 0, 1], options.rpc_base_port + index)),
+        ));
     }
-    let network = NetworkFile {
-        nodes,
+    let path = out.join(NETWORK_FILE);
+    let parts = crate::enrollment::GenesisParts {
         verifiers: options.verifiers.clone(),
         dkg: options.dkg.clone(),
         policy: options.policy.clone(),
     };
-    let path = out.join(NETWORK_FILE);
+    let network =
+        crate::enrollment::network_from_enrollments(&enrollments, crate::enrollment::NodeOrder::AsGiven, parts)
+            .map_err(|e| ConfigError::Invalid { path: path.clone(), reason: e.to_string() })?;
     network.genesis().map_err(|reason| ConfigError::Invalid { path: path.clone(), reason })?;
     write_file(&path, &to_toml(&network, &path)?)?;
     Ok(network)

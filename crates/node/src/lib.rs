@@ -7,6 +7,8 @@
 //! - [`run`]: one node as a process (`quorumkey node run`): starts
 //!   everything below and stops it on a signal.
 //! - [`config`]: `network.toml` and `node.toml`, and `network init`.
+//! - [`enrollment`]: operators' own keys (`node keygen`) and the genesis
+//!   from their public enrollments (`network genesis`).
 //! - [`identity`]: the node's secret keys, one per role, in 0600 files.
 //! - [`kek`]: the key-encryption key of the node's shares at rest.
 //! - [`consensus`]: simplex consensus behind a small interface (submit a
@@ -33,6 +35,7 @@
 pub mod applier;
 pub mod config;
 pub mod consensus;
+pub mod enrollment;
 pub mod housekeeping;
 pub mod http;
 pub mod identity;

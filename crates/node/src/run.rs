@@ -89,6 +89,14 @@ pub enum NodeError {
         /// The network file.
         file: PathBuf,
     },
+    /// The network file lists no node with this node's keys.
+    #[error("{file} lists no node with the keys in {key_dir}: is it the genesis this node enrolled in?")]
+    NotEnrolled {
+        /// The key directory.
+        key_dir: PathBuf,
+        /// The network file.
+        file: PathBuf,
+    },
     /// The key files are not the node's keys in the network file.
     #[error("the keys in {key_dir} are not the ones {file} lists for node {index}")]
     KeysDiffer {
@@ -166,7 +174,7 @@ pub enum NodeError {
 
 /// Everything a node process needs, loaded and checked.
 #[derive(Debug)]
-pub(crate) struct LoadedNode {
+pub struct LoadedNode {
     /// `node.toml`.
     pub config: NodeConfig,
     /// `network.toml`.
@@ -189,19 +197,24 @@ impl LoadedNode {
         let genesis = network.genesis().map_err(|reason| NodeError::Genesis { file: file.clone(), reason })?;
         let ledger = Ledger::new(genesis).map_err(|source| NodeError::Ledger { file, source })?;
         let identity = NodeIdentity::load(&config.key_dir)?;
-        let me = network
-            .nodes
-            .iter()
-            .find(|node| node.index == config.index)
-            .cloned()
-            .ok_or_else(|| NodeError::NotInNetwork { index: config.index, file: config.network_file.clone() })?;
-        if me.consensus_key != hex::encode(identity.consensus.public_key().as_ref())
-            || me.secp256k1_key != hex::encode(identity.secp256k1_public_bytes())
-        {
+        let consensus_key = hex::encode(identity.consensus.public_key().as_ref());
+        let me = match config.index {
+            Some(index) => network
+                .nodes
+                .iter()
+                .find(|node| node.index == index)
+                .ok_or_else(|| NodeError::NotInNetwork { index, file: config.network_file.clone() })?,
+            // A node made by `node keygen` finds itself by its keys.
+            None => network.nodes.iter().find(|node| node.consensus_key == consensus_key).ok_or_else(|| {
+                NodeError::NotEnrolled { key_dir: config.key_dir.clone(), file: config.network_file.clone() }
+            })?,
+        }
+        .clone();
+        if me.consensus_key != consensus_key || me.secp256k1_key != hex::encode(identity.secp256k1_public_bytes()) {
             return Err(NodeError::KeysDiffer {
                 key_dir: config.key_dir.clone(),
                 file: config.network_file.clone(),
-                index: config.index,
+                index: me.index,
             });
         }
         Ok(Self { config, network, ledger, identity, me })
@@ -230,7 +243,7 @@ pub fn run_node_with(config_path: &Path, telemetry: Option<Telemetry>, options: 
     let kek = load_kek(node.config.kek_file.as_deref(), config_path)?;
     let data_dir = node.config.data_dir.clone();
     prepare_data_dir(&data_dir)?;
-    let health = HealthCell::new(node.config.index, *node.ledger.network_id());
+    let health = HealthCell::new(node.me.index, *node.ledger.network_id());
     let store_options = StoreOptions { kek, accept_lost_login_records: options.accept_lost_login_records };
     let applier =
         Arc::new(BlockApplier::open(node.ledger.clone(), &data_dir.join(LEDGER_FILE), health.clone(), &store_options)?);
@@ -252,7 +265,7 @@ async fn serve(
     health: HealthCell,
     telemetry: Option<Telemetry>,
 ) -> Result<(), NodeError> {
-    let index = node.config.index;
+    let index = node.me.index;
     let (channels, oracle) = start_p2p(&context, &node)?;
     let config = ConsensusConfig {
         namespace: consensus_namespace(node.ledger.network_id()),
@@ -359,7 +372,7 @@ fn start_dkg(
     applier: &BlockApplier,
     running: &RunningConsensus,
 ) -> Result<commonware_runtime::Handle<()>, NodeError> {
-    let index = node.config.index;
+    let index = node.me.index;
     let participant = DkgParticipant::new(&node.ledger, index, *node.identity.secp256k1.as_nonzero_scalar())
         .map_err(NodeError::Participant)?;
     let identity = ParticipantIdentity { index, node_key: node.identity.consensus.clone() };
@@ -385,7 +398,7 @@ async fn start_http(
     login_store: LoginStore,
 ) -> Result<(tokio::task::JoinHandle<()>, Arc<RpcService>), NodeError> {
     let api_state = NodeApi {
-        index: node.config.index,
+        index: node.me.index,
         state: applier.committed_state(),
         submitter: running.submitter.clone(),
         tip: running.tip.clone(),

@@ -43,7 +43,7 @@ fn init_writes_a_consistent_network() {
         assert_eq!(mode(&node_dir.join(CONSENSUS_KEY_FILE)), 0o600);
         assert_eq!(mode(&node_dir.join(SECP256K1_KEY_FILE)), 0o600);
         let config = NodeConfig::load(&node_dir.join(NODE_CONFIG_FILE)).unwrap();
-        assert_eq!(config.index, index);
+        assert_eq!(config.index, Some(index));
         assert_eq!(NetworkFile::load(&config.network_file).unwrap(), network);
         let identity = NodeIdentity::load(&config.key_dir).unwrap();
         let node = genesis.node(index).unwrap();

@@ -124,6 +124,23 @@ pub enum CommandError {
     /// The key a login rebuilt is not the key the lookup named.
     #[error("the login's key differs from the looked-up key")]
     KeyMismatch,
+    /// A file to create exists.
+    #[error("{0} exists; choose another --out")]
+    Exists(PathBuf),
+    /// A file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The network file lists no node with this node's keys.
+    #[error("{0} lists no node with this node's keys")]
+    NotEnrolled(PathBuf),
+    /// An enrollment is refused.
+    #[error(transparent)]
+    Enrollment(#[from] quorumkey_node::enrollment::EnrollmentError),
     /// The client failed.
     #[error(transparent)]
     Client(#[from] ClientError),

@@ -339,6 +339,24 @@ enum NetworkCommand {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
+    /// Assemble a network's genesis from its nodes' public enrollments
+    /// (each made by `quorumkey node keygen` on the node's own machine):
+    /// every enrollment's signatures are checked, no key or address may
+    /// appear twice, and the nodes are numbered by their consensus keys, so
+    /// the same enrollments in any order give the same network.toml. Prints
+    /// the network id: every operator should get the same one (compare it
+    /// out of band) before putting network.toml beside its node.toml.
+    Genesis {
+        /// An enrollment file (enrollment.toml); once per node.
+        #[arg(long = "enrollment", required = true)]
+        enrollments: Vec<PathBuf>,
+        /// The network.toml to write (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// The network's abuse policy, as for `network init`.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
     /// The network's abuse policy: show it, and change it with the
     /// signatures of at least 2f + 1 operators.
     #[command(subcommand)]
@@ -434,6 +452,34 @@ enum NodeCommand {
         #[arg(long)]
         accept_lost_login_records: bool,
     },
+    /// Make a new node's keys on this machine, for a network of
+    /// independent operators: writes into --out the secret keys (mode
+    /// 0600), a key-encryption key (0600), a node.toml that finds the
+    /// node's index in the network.toml to be put beside it, and
+    /// enrollment.toml, the node's public enrollment (its public keys and
+    /// addresses, signed by both keys), which it also prints. Send only
+    /// enrollment.toml to whoever assembles the genesis (`quorumkey network
+    /// genesis`); no secret leaves --out.
+    Keygen {
+        /// The node's directory to create (must not exist, or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Where the other nodes reach this one (IP:PORT).
+        #[arg(long)]
+        p2p_address: std::net::SocketAddr,
+        /// Where clients reach this node's API (IP:PORT).
+        #[arg(long)]
+        rpc_address: std::net::SocketAddr,
+        /// The signer whose authorization this node requires on KeyAssign
+        /// (compressed secp256k1 public key, 66 hex digits). One of this and
+        /// --allow-unsigned-key-assign is required.
+        #[arg(long, required_unless_present = "allow_unsigned_key_assign")]
+        key_assign_signer: Option<String>,
+        /// Serve KeyAssign without a signer's authorization (development
+        /// networks).
+        #[arg(long, conflicts_with = "key_assign_signer")]
+        allow_unsigned_key_assign: bool,
+    },
     /// Create a key-encryption key (32 random bytes as 64 hex digits, file
     /// mode 0600) for a node's shares at rest, and print its id. Keep it
     /// off the data directory's volume and out of its backups.
@@ -514,6 +560,24 @@ fn run(cli: Cli) -> Result<(), CommandError> {
             operator_commands::network_init(nodes, &out, flags)?;
         }
         Command::Network(NetworkCommand::Policy(command)) => policy_command(command)?,
+        Command::Network(NetworkCommand::Genesis { enrollments, out, policy }) => {
+            operator_commands::network_genesis(&enrollments, &out, policy.as_deref())?;
+        }
+        Command::Node(NodeCommand::Keygen {
+            out,
+            p2p_address,
+            rpc_address,
+            key_assign_signer,
+            allow_unsigned_key_assign,
+        }) => {
+            operator_commands::node_keygen(
+                &out,
+                p2p_address,
+                rpc_address,
+                key_assign_signer,
+                allow_unsigned_key_assign,
+            )?;
+        }
         Command::Node(NodeCommand::Run { config, accept_lost_login_records }) => {
             init_logging();
             let telemetry = Telemetry::install()?;

@@ -7,16 +7,20 @@
 //! signatures and submits them to a node (`submit`), which answers once
 //! the block is finalized, with the ledger's rejection if any.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use commonware_codec::Encode;
-use commonware_cryptography::ed25519;
+use commonware_cryptography::{Signer as _, ed25519};
 use quorumkey_ledger::{NetworkPolicy, SignedTransaction, TransactionBody};
 
 use quorumkey_client::node_api_client::NodeApiClient;
 use quorumkey_login::node_api::PolicyResponse;
 use quorumkey_node::config::{
     InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, NetworkFile, NodeConfig, RpcSettings, init_network, load_policy_file,
+};
+use quorumkey_node::enrollment::{
+    ENROLLMENT_FILE, Enrollment, GenesisParts, KeygenOptions, NodeOrder, keygen, network_from_enrollments,
 };
 use quorumkey_node::identity::NodeIdentity;
 
@@ -76,6 +80,58 @@ pub fn network_init(nodes: u16, out: &Path, flags: InitFlags) -> Result<(), Comm
     Ok(())
 }
 
+/// `node keygen`: a new node's keys and node.toml in `out`; prints (and
+/// writes) its enrollment.
+pub fn node_keygen(
+    out: &Path,
+    p2p_address: SocketAddr,
+    rpc_address: SocketAddr,
+    key_assign_signer: Option<String>,
+    allow_unsigned_key_assign: bool,
+) -> Result<(), CommandError> {
+    let options = KeygenOptions {
+        rpc: RpcSettings { key_assign_signer, allow_unsigned_key_assign, ..Default::default() },
+        ..Default::default()
+    };
+    let enrollment = keygen(out, p2p_address, rpc_address, &options)?;
+    println!("# {} (send this file, and nothing else from {})", out.join(ENROLLMENT_FILE).display(), out.display());
+    print!("{}", toml::to_string_pretty(&enrollment)?);
+    println!(
+        "# then put the network's network.toml in {} and run: quorumkey node run --config {}",
+        out.display(),
+        out.join(NODE_CONFIG_FILE).display()
+    );
+    Ok(())
+}
+
+/// `network genesis`: network.toml from the nodes' enrollments, numbered by
+/// consensus key; prints the network id.
+pub fn network_genesis(enrollment_files: &[PathBuf], out: &Path, policy: Option<&Path>) -> Result<(), CommandError> {
+    if out.exists() {
+        return Err(CommandError::Exists(out.to_owned()));
+    }
+    let enrollments = enrollment_files.iter().map(|path| Enrollment::load(path)).collect::<Result<Vec<_>, _>>()?;
+    let policy = match policy {
+        Some(path) => load_policy_file(path)?,
+        None => Default::default(),
+    };
+    let parts = GenesisParts { policy, ..Default::default() };
+    let network = network_from_enrollments(&enrollments, NodeOrder::ByConsensusKey, parts)?;
+    let genesis = network.genesis().map_err(CommandError::Genesis)?;
+    let text = toml::to_string_pretty(&network)?;
+    std::fs::write(out, text).map_err(|source| CommandError::Write { path: out.to_owned(), source })?;
+    println!("network id  {}  (every operator must see the same)", hex::encode(genesis.network_id()));
+    println!("nodes       {} (threshold {})", genesis.node_count(), genesis.threshold());
+    for node in &network.nodes {
+        println!(
+            "node {:<3}    consensus key {}  p2p {}  rpc {}",
+            node.index, node.consensus_key, node.p2p_address, node.rpc_address
+        );
+    }
+    println!("written     {}", out.display());
+    Ok(())
+}
+
 /// Prints the policy in force as `quorumkey network policy` takes it.
 pub fn print_policy(answer: &PolicyResponse) -> Result<(), CommandError> {
     println!("# policy nonce {}", answer.nonce);
@@ -95,9 +151,21 @@ pub fn sign(node_config: &Path, policy: NetworkPolicy, nonce: u64) -> Result<Str
     let network = NetworkFile::load(&config.network_file)?;
     let genesis = network.genesis().map_err(CommandError::Genesis)?;
     let identity = NodeIdentity::load(&config.key_dir)?;
+    // node.toml names its index, or (made by `node keygen`) the node is the
+    // one with its keys.
+    let consensus_key = hex::encode(identity.consensus.public_key().as_ref());
+    let index = match config.index {
+        Some(index) => index,
+        None => network
+            .nodes
+            .iter()
+            .find(|node| node.consensus_key == consensus_key)
+            .map(|node| node.index)
+            .ok_or_else(|| CommandError::NotEnrolled(config.network_file.clone()))?,
+    };
     let body = TransactionBody::SetPolicy { policy, nonce };
     let signature = SignedTransaction::operator_signature(&genesis.network_id(), &body, &identity.consensus);
-    Ok(format!("{}:{}", config.index, hex::encode(signature.encode())))
+    Ok(format!("{index}:{}", hex::encode(signature.encode())))
 }
 
 /// Parses `index:hex` signatures.

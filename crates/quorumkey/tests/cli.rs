@@ -121,6 +121,74 @@ fn network_init_writes_configs_and_refuses_to_overwrite() {
 }
 
 #[test]
+fn operators_make_their_own_keys_and_assemble_the_genesis_from_enrollments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut enrollments = Vec::new();
+    for i in 1..=4u16 {
+        let out = dir.path().join(format!("operator-{i}"));
+        let (p2p, rpc) = (format!("10.0.0.{i}:27000"), format!("10.0.0.{i}:17000"));
+        let (ok, stdout, stderr) = run(
+            &[
+                "node",
+                "keygen",
+                "--out",
+                out.to_str().unwrap(),
+                "--p2p-address",
+                &p2p,
+                "--rpc-address",
+                &rpc,
+                "--allow-unsigned-key-assign",
+            ],
+            None,
+        );
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("consensus_signature"), "{stdout}");
+        enrollments.push(out.join("enrollment.toml"));
+    }
+    let genesis = |enrollments: &[std::path::PathBuf], order: &[usize], out: &std::path::Path| {
+        let mut args = vec!["network".to_owned(), "genesis".to_owned(), "--out".to_owned()];
+        args.push(out.to_str().unwrap().to_owned());
+        for &i in order {
+            args.extend(["--enrollment".to_owned(), enrollments[i].to_str().unwrap().to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, None)
+    };
+    let (first, second) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+    let (ok, stdout, stderr) = genesis(&enrollments, &[0, 1, 2, 3], &first);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("nodes       4 (threshold 3)"), "{stdout}");
+    let id = stdout.lines().find(|line| line.starts_with("network id")).unwrap().to_owned();
+    // Another operator, the enrollments in another order: the same network.
+    let (ok, again, stderr) = genesis(&enrollments, &[3, 1, 0, 2], &second);
+    assert!(ok, "{stderr}");
+    assert!(again.contains(&id), "{again}");
+    assert_eq!(std::fs::read(&first).unwrap(), std::fs::read(&second).unwrap());
+    // No secret left its operator's directory: none is in the genesis.
+    let network = std::fs::read_to_string(&first).unwrap();
+    for i in 1..=4 {
+        for secret in ["consensus.key", "secp256k1.key", "kek.key"] {
+            let key = std::fs::read_to_string(dir.path().join(format!("operator-{i}/{secret}"))).unwrap();
+            assert!(!network.contains(key.trim()), "operator {i}'s {secret} is in network.toml");
+        }
+    }
+    // An enrollment altered on the way is refused, and nothing is written.
+    let tampered = dir.path().join("tampered.toml");
+    let text = std::fs::read_to_string(&enrollments[0]).unwrap().replace("10.0.0.1:27000", "10.0.0.9:27000");
+    std::fs::write(&tampered, text).unwrap();
+    enrollments[0] = tampered;
+    let third = dir.path().join("c.toml");
+    let (ok, _, stderr) = genesis(&enrollments, &[0, 1, 2, 3], &third);
+    assert!(!ok);
+    assert!(stderr.contains("does not verify"), "{stderr}");
+    assert!(!third.exists());
+    // An existing file is not overwritten.
+    let (ok, _, stderr) = genesis(&enrollments, &[1, 2, 3], &first);
+    assert!(!ok);
+    assert!(stderr.contains("exists"), "{stderr}");
+}
+
+#[test]
 fn dev_issuer_runs_alone_and_dev_token_asks_it() {
     // A free port below the kernel's ephemeral range (an outgoing
     // connection cannot take it meanwhile).
