@@ -576,6 +576,43 @@ impl NodeConfig {
     }
 }
 
+/// A node's `[rpc]`, `[providers]` and `[http]` sections, as written into
+/// its `node.toml`.
+pub(crate) struct NodeSettings<'a> {
+    pub(crate) rpc: &'a RpcSettings,
+    pub(crate) providers: &'a ProviderSettings,
+    pub(crate) http: &'a HttpSettings,
+}
+
+/// Fills a new node directory `dir` (which exists, mode 0700): fresh
+/// secret keys (0600), a key-encryption key (0600) and a `node.toml` with
+/// `index` (or none: the node finds itself by its keys) and `network_file`;
+/// returns the keys.
+pub(crate) fn write_node_dir(
+    dir: &Path,
+    index: Option<u16>,
+    network_file: PathBuf,
+    settings: &NodeSettings<'_>,
+    rng: &mut quorumkey_crypto::random::OsRng,
+) -> Result<NodeIdentity, ConfigError> {
+    let identity = NodeIdentity::generate(rng);
+    identity.save(dir)?;
+    crate::kek::write_new_kek(&dir.join(crate::kek::KEK_FILE))?;
+    let config = NodeConfig {
+        index,
+        network_file,
+        key_dir: PathBuf::from("."),
+        data_dir: PathBuf::from("data"),
+        kek_file: Some(PathBuf::from(crate::kek::KEK_FILE)),
+        rpc: settings.rpc.clone(),
+        providers: settings.providers.clone(),
+        http: settings.http.clone(),
+    };
+    let config_path = dir.join(NODE_CONFIG_FILE);
+    write_file(&config_path, &to_toml(&config, &config_path)?)?;
+    Ok(identity)
+}
+
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
     toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), reason: e.to_string() })
@@ -648,21 +685,8 @@ pub fn init_network(out: &Path, options: &InitOptions) -> Result<NetworkFile, Co
     for index in 1..=options.nodes {
         let dir = out.join(format!("node-{index}"));
         std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io(&dir))?;
-        let identity = NodeIdentity::generate(&mut rng);
-        identity.save(&dir)?;
-        crate::kek::write_new_kek(&dir.join(crate::kek::KEK_FILE))?;
-        let config = NodeConfig {
-            index: Some(index),
-            network_file: PathBuf::from("..").join(NETWORK_FILE),
-            key_dir: PathBuf::from("."),
-            data_dir: PathBuf::from("data"),
-            kek_file: Some(PathBuf::from(crate::kek::KEK_FILE)),
-            rpc: options.rpc.clone(),
-            providers: options.providers.clone(),
-            http: options.http.clone(),
-        };
-        let config_path = dir.join(NODE_CONFIG_FILE);
-        write_file(&config_path, &to_toml(&config, &config_path)?)?;
+        let settings = NodeSettings { rpc: &options.rpc, providers: &options.providers, http: &options.http };
+        let identity = write_node_dir(&dir, Some(index), PathBuf::from("..").join(NETWORK_FILE), &settings, &mut rng)?;
         // The same two steps as operators on their own machines take
         // (`node keygen`, `network genesis`), numbered as the directories.
         enrollments.push(crate::enrollment::Enrollment::sign(

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::config::{
-    ConfigError, HttpSettings, NETWORK_FILE, NODE_CONFIG_FILE, NetworkDkg, NetworkFile, NetworkNode, NetworkPolicyFile,
-    NetworkVerifier, NodeConfig, ProviderSettings, RpcSettings,
+    ConfigError, HttpSettings, NETWORK_FILE, NetworkDkg, NetworkFile, NetworkNode, NetworkPolicyFile, NetworkVerifier,
+    NodeSettings, ProviderSettings, RpcSettings, write_node_dir,
 };
 use crate::identity::NodeIdentity;
 
@@ -266,23 +266,8 @@ pub fn keygen(
     }
     options.rpc.validate().map_err(|reason| ConfigError::Invalid { path: out.to_owned(), reason })?;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(out).map_err(io(out))?;
-    let identity = NodeIdentity::generate(&mut os_rng());
-    identity.save(out)?;
-    crate::kek::write_new_kek(&out.join(crate::kek::KEK_FILE))?;
-    let config = NodeConfig {
-        index: None,
-        network_file: PathBuf::from(NETWORK_FILE),
-        key_dir: PathBuf::from("."),
-        data_dir: PathBuf::from("data"),
-        kek_file: Some(PathBuf::from(crate::kek::KEK_FILE)),
-        rpc: options.rpc.clone(),
-        providers: options.providers.clone(),
-        http: options.http.clone(),
-    };
-    let config_path = out.join(NODE_CONFIG_FILE);
-    let text = toml::to_string_pretty(&config)
-        .map_err(|e| ConfigError::Invalid { path: config_path.clone(), reason: e.to_string() })?;
-    std::fs::write(&config_path, text).map_err(io(&config_path))?;
+    let settings = NodeSettings { rpc: &options.rpc, providers: &options.providers, http: &options.http };
+    let identity = write_node_dir(out, None, PathBuf::from(NETWORK_FILE), &settings, &mut os_rng())?;
     let enrollment = Enrollment::sign(&identity, p2p_address, rpc_address);
     let path = out.join(ENROLLMENT_FILE);
     let text = toml::to_string_pretty(&enrollment)
