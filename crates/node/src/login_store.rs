@@ -172,8 +172,9 @@ impl LoginStore {
     pub fn start(applier: &BlockApplier) -> std::io::Result<(Self, LoginStoreTask)> {
         let store = applier.login_tables();
         let (queue, mut waiting) = mpsc::channel::<WriterMessage>(QUEUE);
-        // Checkpoint wake-ups beyond the first waiting are dropped: a
-        // checkpoint takes every record pending when it starts.
+        // Checkpoint wake-ups that find the mailbox full are dropped: a
+        // checkpoint takes every record pending when it starts, and one
+        // that finds none due does nothing.
         let (maintenance, mailbox) = mpsc::channel::<Maintenance>(4);
         let writes = Arc::new(AtomicU64::new(0));
         let counted = writes.clone();
