@@ -79,7 +79,12 @@ async fn run(chores: Chores, mut stopped: oneshot::Receiver<()>) {
 
 async fn sweep(chores: &Chores) {
     let now = wall_clock_ms() / 1000;
-    chores.rpc.forget_idle(now);
+    // Walking the rate limiters' and caches' maps takes time in proportion
+    // to their entries: off the runtime's workers, as the sweep itself is.
+    let rpc = chores.rpc.clone();
+    if let Err(error) = tokio::task::spawn_blocking(move || rpc.forget_idle(now)).await {
+        tracing::warn!(%error, "forgetting idle rate-limit entries failed");
+    }
     match chores.login_store.sweep(now).await {
         Ok(swept) => {
             metrics::counter!(METRIC_LOGIN_RECORD_SWEEPS).increment(1);

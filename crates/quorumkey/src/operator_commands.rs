@@ -107,9 +107,6 @@ pub fn node_keygen(
 /// `network genesis`: network.toml from the nodes' enrollments, numbered by
 /// consensus key; prints the network id.
 pub fn network_genesis(enrollment_files: &[PathBuf], out: &Path, policy: Option<&Path>) -> Result<(), CommandError> {
-    if out.exists() {
-        return Err(CommandError::Exists(out.to_owned()));
-    }
     let enrollments = enrollment_files.iter().map(|path| Enrollment::load(path)).collect::<Result<Vec<_>, _>>()?;
     let policy = match policy {
         Some(path) => load_policy_file(path)?,
@@ -119,7 +116,16 @@ pub fn network_genesis(enrollment_files: &[PathBuf], out: &Path, policy: Option<
     let network = network_from_enrollments(&enrollments, NodeOrder::ByConsensusKey, parts)?;
     let genesis = network.genesis().map_err(CommandError::Genesis)?;
     let text = toml::to_string_pretty(&network)?;
-    std::fs::write(out, text).map_err(|source| CommandError::Write { path: out.to_owned(), source })?;
+    // Created, never overwritten (a file that appeared meanwhile included).
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(out).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            CommandError::Exists(out.to_owned())
+        } else {
+            CommandError::Write { path: out.to_owned(), source }
+        }
+    })?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .map_err(|source| CommandError::Write { path: out.to_owned(), source })?;
     println!("network id  {}  (every operator must see the same)", hex::encode(genesis.network_id()));
     println!("nodes       {} (threshold {})", genesis.node_count(), genesis.threshold());
     for node in &network.nodes {

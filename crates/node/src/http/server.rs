@@ -600,11 +600,13 @@ async fn serve_connection(
 ) {
     let clock = shared.clock;
     let io = TokioIo::new(Observed { stream, connection: connection.clone(), clock });
-    let (body_timeout, proxies) = (shared.limits.body_timeout, shared.limits.trusted_proxies.clone());
+    // The limits are read through the shared state: nothing is copied per
+    // connection.
+    let (body_timeout, limits) = (shared.limits.body_timeout, shared.clone());
     let on_request = connection.clone();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let in_flight = InFlight::begin(&on_request, clock);
-        let client = proxies.client_of(peer.ip(), request.headers());
+        let client = limits.limits.trusted_proxies.client_of(peer.ip(), request.headers());
         let (mut parts, body) = request.into_parts();
         parts.extensions.insert(client);
         parts.extensions.insert(ConnectInfo(peer));
