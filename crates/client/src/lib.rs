@@ -43,6 +43,7 @@
 
 pub mod key_check;
 pub mod login_plan;
+pub mod network_discovery;
 pub mod node_api_client;
 pub mod registry;
 

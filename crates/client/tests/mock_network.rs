@@ -207,7 +207,7 @@ impl MockNetwork {
                 pub_key_x: x,
                 pub_key_y: y,
                 p2p_address: "127.0.0.1:1".to_owned(),
-                log: String::new(),
+                log: None,
             });
             nodes.push(node);
         }
@@ -216,6 +216,8 @@ impl MockNetwork {
             threshold: THRESHOLD,
             nodes: described,
             verifiers: Vec::new(),
+            genesis: None,
+            attestation: None,
             dev_issuer: None,
             auxiliary: None,
         };

@@ -25,7 +25,7 @@ fn network(endpoints: &[&str]) -> NetworkJson {
                 pub_key_x: x,
                 pub_key_y: y,
                 p2p_address: format!("127.0.0.1:{}", 9100 + index),
-                log: String::new(),
+                log: None,
             }
         })
         .collect();
@@ -34,6 +34,8 @@ fn network(endpoints: &[&str]) -> NetworkJson {
         threshold: 2,
         nodes,
         verifiers: Vec::new(),
+        genesis: None,
+        attestation: None,
         dev_issuer: None,
         auxiliary: None,
     }

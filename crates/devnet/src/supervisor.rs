@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use quorumkey_crypto::group::{public_key_from_hex, public_key_to_xy_hex};
 use thiserror::Error;
 use tokio::process::{Child, Command};
 
@@ -311,7 +310,7 @@ impl Devnet {
             .nodes
             .iter()
             .find(|node| node.index == index)
-            .map(|node| NodeApiClient::new(format!("http://{}", node.rpc_address)))
+            .map(|node| NodeApiClient::new(node.rpc_url.to_string()))
     }
 
     /// Starts node `index` (again).
@@ -410,24 +409,12 @@ impl Devnet {
 
     /// The client description of this network.
     pub fn network_json(&self) -> Result<NetworkJson, DevnetError> {
-        let genesis = self
+        let mut description = self
             .network
-            .genesis()
+            .client_description()
             .map_err(|reason| ConfigError::Invalid { path: self.dir.join(NETWORK_FILE), reason })?;
-        let mut nodes = Vec::with_capacity(self.network.nodes.len());
-        for node in &self.network.nodes {
-            let key = public_key_from_hex("secp256k1_key", &node.secp256k1_key)
-                .map_err(|e| ConfigError::Invalid { path: self.dir.join(NETWORK_FILE), reason: e.to_string() })?;
-            let (pub_key_x, pub_key_y) = public_key_to_xy_hex(&key);
-            nodes.push(NetworkJsonNode {
-                index: node.index,
-                endpoint: format!("http://{}/jrpc", node.rpc_address),
-                api: format!("http://{}", node.rpc_address),
-                pub_key_x,
-                pub_key_y,
-                p2p_address: node.p2p_address.to_string(),
-                log: node_log_path(&self.dir, node.index).display().to_string(),
-            });
+        for node in &mut description.nodes {
+            node.log = Some(node_log_path(&self.dir, node.index).display().to_string());
         }
         let dev_issuer = dev_issuer_address(&self.network).map(|address| {
             let issuer = format!("http://{address}");
@@ -447,14 +434,9 @@ impl Devnet {
                 metadata_host: format!("http://{address}"),
                 signer_key,
             });
-        Ok(NetworkJson {
-            auxiliary,
-            network_id: hex::encode(genesis.network_id()),
-            threshold: genesis.threshold(),
-            nodes,
-            verifiers: self.network.verifiers.iter().map(|v| v.name.clone()).collect(),
-            dev_issuer,
-        })
+        description.dev_issuer = dev_issuer;
+        description.auxiliary = auxiliary;
+        Ok(description)
     }
 
     /// Writes `network.json` into the devnet directory.
@@ -483,7 +465,7 @@ pub async fn run_until_stopped(options: &DevnetOptions) -> Result<(), DevnetErro
     println!("network id  {}", description.network_id);
     println!("threshold   {} of {}", description.threshold, description.nodes.len());
     for node in &description.nodes {
-        println!("node {:<3}    {}  log {}", node.index, node.endpoint, node.log);
+        println!("node {:<3}    {}  log {}", node.index, node.endpoint, node.log.as_deref().unwrap_or("-"));
     }
     if let Some(issuer) = &description.dev_issuer {
         println!(

@@ -1,11 +1,30 @@
 //! `network.json`: everything a client needs to use a network (each
 //! node's index, endpoints and secp256k1 key, the threshold, the
 //! registered verifiers, and on a devnet the development issuer and the
-//! auxiliary hosts). `quorumkey devnet` writes it; clients read it.
+//! auxiliary hosts). `quorumkey devnet` writes it, every node serves it at
+//! `GET /v1/network`, and clients read it.
+//!
+//! A description a node serves carries the network's genesis (from which
+//! anyone recomputes the network id, and so checks every key and the
+//! threshold) and the node's **attestation**: its secp256k1 signature over
+//! what the description means (bytes decoded from hex, so no spelling of
+//! a value changes it). Why a client that collects t attestations can
+//! trust the rest (the addresses, which the network id does not cover):
+//! the keys are those of the genesis whose id the client compares out of
+//! band, at most t − 1 of them are dishonest, so t signatures include one
+//! of an honest node, which signs only its network's real description.
 
-use quorumkey_crypto::group::{PublicKey, public_key_from_xy_hex};
+use commonware_codec::{DecodeExt as _, Encode as _};
+use quorumkey_crypto::group::{PublicKey, public_key_from_sec1, public_key_from_xy_hex};
+use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::shamir::majority_threshold;
+use quorumkey_crypto::signature::RecoverableSignature;
+use quorumkey_ledger::Genesis;
 use serde::{Deserialize, Serialize};
+
+/// The domain of attestation signatures (no other signature of a node key
+/// can be taken for one).
+const ATTESTATION_NAMESPACE: &[u8] = b"quorumkey/network-description/v1";
 
 /// One node as `network.json` lists it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -24,8 +43,9 @@ pub struct NetworkJsonNode {
     pub pub_key_y: String,
     /// Where its peers reach it.
     pub p2p_address: String,
-    /// Its log file.
-    pub log: String,
+    /// Its log file (devnets only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 /// The devnet's development issuer, as `network.json` lists it.
@@ -70,12 +90,49 @@ pub struct NetworkJson {
     /// The verifiers registered at genesis, by name.
     #[serde(default)]
     pub verifiers: Vec<String>,
+    /// The genesis, in its canonical encoding, hex (what the network id
+    /// hashes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genesis: Option<String>,
+    /// The serving node's signature over the description (as
+    /// `GET /v1/network` answers; absent in a file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<NetworkAttestation>,
     /// The development issuer, if the devnet runs one.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev_issuer: Option<NetworkJsonDevIssuer>,
     /// The auxiliary hosts, if the devnet runs them.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auxiliary: Option<NetworkJsonAuxiliary>,
+}
+
+/// A node's signature over a description.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkAttestation {
+    /// The signing node's index.
+    pub index: u16,
+    /// Recoverable ECDSA over keccak256 of the attested content, hex.
+    pub signature: String,
+}
+
+/// Why a description is not to be trusted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DescriptionError {
+    /// The description is malformed or inconsistent.
+    #[error("{0}")]
+    Invalid(String),
+    /// It carries no genesis.
+    #[error("the description carries no genesis, so its keys cannot be checked against the network id")]
+    NoGenesis,
+    /// Its genesis does not hash to its network id, or disagrees with it.
+    #[error("the description contradicts its own genesis: {0}")]
+    Genesis(String),
+    /// It carries no attestation.
+    #[error("the description is not attested by a node")]
+    NotAttested,
+    /// The attestation does not verify.
+    #[error("the attestation of node {0} does not verify")]
+    BadAttestation(u16),
 }
 
 impl NetworkJson {
@@ -116,5 +173,113 @@ impl NetworkJson {
             ));
         }
         Ok(keys)
+    }
+}
+
+impl NetworkJson {
+    /// What an attestation signs: the description's meaning (hex fields as
+    /// bytes, each field length-prefixed), without the attestation and the
+    /// devnet-only parts (log paths, development issuer, auxiliary hosts).
+    pub fn attested_content(&self) -> Result<Vec<u8>, DescriptionError> {
+        let invalid = |what: String| DescriptionError::Invalid(what);
+        let mut out = Vec::with_capacity(512);
+        let mut field = |bytes: &[u8]| {
+            out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+            out.extend_from_slice(bytes);
+        };
+        field(ATTESTATION_NAMESPACE);
+        field(&hex::decode(&self.network_id).map_err(|_| invalid("network_id is not hex".to_owned()))?);
+        field(&(self.threshold as u64).to_be_bytes());
+        field(&(self.nodes.len() as u64).to_be_bytes());
+        let keys = self.node_keys().map_err(invalid)?;
+        for (node, key) in self.nodes.iter().zip(&keys) {
+            field(&node.index.to_be_bytes());
+            field(node.endpoint.as_bytes());
+            field(node.api.as_bytes());
+            field(&quorumkey_crypto::group::public_key_to_uncompressed(key));
+            field(node.p2p_address.as_bytes());
+        }
+        field(&(self.verifiers.len() as u64).to_be_bytes());
+        for verifier in &self.verifiers {
+            field(verifier.as_bytes());
+        }
+        match &self.genesis {
+            Some(genesis) => field(&hex::decode(genesis).map_err(|_| invalid("genesis is not hex".to_owned()))?),
+            None => field(&[]),
+        }
+        Ok(out)
+    }
+
+    /// Signs the description as node `index` (replacing any attestation).
+    pub fn attest(&mut self, index: u16, key: &SigningKey) -> Result<(), DescriptionError> {
+        let content = self.attested_content()?;
+        let signature = RecoverableSignature::sign_keccak(key, &content);
+        self.attestation = Some(NetworkAttestation { index, signature: hex::encode(signature.to_bytes()) });
+        Ok(())
+    }
+
+    /// The index of the node that attested this description, after
+    /// checking its signature against the key the description lists for
+    /// it.
+    pub fn attested_by(&self) -> Result<u16, DescriptionError> {
+        let attestation = self.attestation.as_ref().ok_or(DescriptionError::NotAttested)?;
+        let bad = DescriptionError::BadAttestation(attestation.index);
+        let keys = self.node_keys().map_err(DescriptionError::Invalid)?;
+        let key = usize::from(attestation.index).checked_sub(1).and_then(|i| keys.get(i)).ok_or(bad.clone())?;
+        let content = self.attested_content()?;
+        hex::decode(&attestation.signature)
+            .ok()
+            .and_then(|bytes| RecoverableSignature::from_bytes(&bytes).ok())
+            .and_then(|signature| signature.verify_keccak(key, &content).ok())
+            .ok_or(bad)?;
+        Ok(attestation.index)
+    }
+
+    /// Whether two descriptions mean the same network at the same
+    /// addresses (attestations and devnet-only parts aside).
+    pub fn same_as(&self, other: &Self) -> Result<bool, DescriptionError> {
+        Ok(self.attested_content()? == other.attested_content()?)
+    }
+
+    /// The genesis this description carries, after checking that it hashes
+    /// to the network id and lists the same node keys, threshold and
+    /// verifiers as the description.
+    pub fn checked_genesis(&self) -> Result<Genesis, DescriptionError> {
+        let text = self.genesis.as_deref().ok_or(DescriptionError::NoGenesis)?;
+        let wrong = |what: String| DescriptionError::Genesis(what);
+        let bytes = hex::decode(text).map_err(|_| wrong("genesis is not hex".to_owned()))?;
+        let genesis = Genesis::decode(bytes::Bytes::from(bytes.clone()))
+            .map_err(|e| wrong(format!("genesis does not decode: {e}")))?;
+        genesis.validate().map_err(|e| wrong(format!("genesis is not valid: {e}")))?;
+        // The encoding is canonical: what decodes re-encodes to the same
+        // bytes, so the id below is the id of exactly these bytes.
+        if genesis.encode().as_ref() != bytes.as_slice() {
+            return Err(wrong("genesis is not in its canonical encoding".to_owned()));
+        }
+        let id =
+            hex::decode(&self.network_id).map_err(|_| DescriptionError::Invalid("network_id is not hex".to_owned()))?;
+        if id != genesis.network_id() {
+            return Err(wrong(format!(
+                "it hashes to network id {}, not {}",
+                hex::encode(genesis.network_id()),
+                self.network_id
+            )));
+        }
+        let keys = self.node_keys().map_err(DescriptionError::Invalid)?;
+        if keys.len() != genesis.node_count() {
+            return Err(wrong(format!("{} nodes listed, {} in the genesis", keys.len(), genesis.node_count())));
+        }
+        for (key, node) in keys.iter().zip(&genesis.nodes) {
+            let genesis_key = public_key_from_sec1(&node.secp256k1_key)
+                .map_err(|e| wrong(format!("node {}: key: {e}", node.index)))?;
+            if &genesis_key != key {
+                return Err(wrong(format!("node {}: the listed key is not the genesis key", node.index)));
+            }
+        }
+        let names: Vec<&str> = genesis.verifiers.iter().map(|verifier| verifier.name.as_str()).collect();
+        if names != self.verifiers.iter().map(String::as_str).collect::<Vec<_>>() {
+            return Err(wrong("the verifiers listed are not the genesis verifiers".to_owned()));
+        }
+        Ok(genesis)
     }
 }

@@ -23,6 +23,9 @@ use quorumkey_ledger::{DkgSettings, Genesis, GenesisNode, GenesisVerifier, Verif
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use quorumkey_login::network::{NetworkJson, NetworkJsonNode};
+
+use crate::addresses::{ListenOverrides, RpcUrl};
 use crate::identity::{KeyFileError, NodeIdentity};
 use crate::jwks_cache::JwksCachePolicy;
 use crate::provider_http::ProviderAccess;
@@ -78,10 +81,12 @@ pub struct NetworkNode {
     pub consensus_key: String,
     /// Compressed secp256k1 public key, 66 hex digits.
     pub secp256k1_key: String,
-    /// Where its peers reach it.
+    /// Where its peers reach it (what they dial).
     pub p2p_address: SocketAddr,
-    /// Where clients reach its JSON-RPC API.
-    pub rpc_address: SocketAddr,
+    /// Where clients reach its API (`/jrpc`, `/v1`, `/health`); the older
+    /// `rpc_address = "IP:PORT"` reads as `http://IP:PORT`.
+    #[serde(alias = "rpc_address")]
+    pub rpc_url: RpcUrl,
 }
 
 /// A verifier registered at genesis, in `network.toml`.
@@ -136,6 +141,20 @@ pub use quorumkey_login::node_api::NetworkPolicyFile;
 /// as `quorumkey network policy` takes them.
 pub fn load_policy_file(path: &Path) -> Result<NetworkPolicyFile, ConfigError> {
     read_toml(path)
+}
+
+/// The `[[verifiers]]` of a file (`network genesis --verifiers`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenesisVerifiersFile {
+    #[serde(default)]
+    verifiers: Vec<NetworkVerifier>,
+}
+
+/// Reads a file of `[[verifiers]]` entries, as in `network.toml`.
+pub fn load_genesis_verifiers(path: &Path) -> Result<Vec<NetworkVerifier>, ConfigError> {
+    let file: GenesisVerifiersFile = read_toml(path)?;
+    Ok(file.verifiers)
 }
 
 /// `network.toml`.
@@ -201,6 +220,41 @@ impl NetworkFile {
     }
 }
 
+impl NetworkFile {
+    /// The description clients use (`network.json`, `GET /v1/network`):
+    /// each node's endpoints, key and p2p address, the threshold, the
+    /// genesis verifiers, and the genesis itself (which the network id
+    /// hashes), unattested and without devnet-only parts.
+    pub fn client_description(&self) -> Result<NetworkJson, String> {
+        let genesis = self.genesis()?;
+        let mut nodes = Vec::with_capacity(self.nodes.len());
+        for (node, entry) in self.nodes.iter().zip(&genesis.nodes) {
+            let key = quorumkey_crypto::group::public_key_from_sec1(&entry.secp256k1_key)
+                .map_err(|e| format!("node {}: secp256k1_key: {e}", node.index))?;
+            let (pub_key_x, pub_key_y) = quorumkey_crypto::group::public_key_to_xy_hex(&key);
+            nodes.push(NetworkJsonNode {
+                index: node.index,
+                endpoint: node.rpc_url.endpoint(),
+                api: node.rpc_url.to_string(),
+                pub_key_x,
+                pub_key_y,
+                p2p_address: node.p2p_address.to_string(),
+                log: None,
+            });
+        }
+        Ok(NetworkJson {
+            network_id: hex::encode(genesis.network_id()),
+            threshold: genesis.threshold(),
+            nodes,
+            verifiers: genesis.verifiers.iter().map(|verifier| verifier.name.as_str().to_owned()).collect(),
+            genesis: Some(hex::encode(commonware_codec::Encode::encode(&genesis))),
+            attestation: None,
+            dev_issuer: None,
+            auxiliary: None,
+        })
+    }
+}
+
 /// `node-<i>/node.toml`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -223,6 +277,14 @@ pub struct NodeConfig {
     /// that a copy of the data directory holds no key to its shares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kek_file: Option<PathBuf>,
+    /// The address the p2p listener binds (any interface: `0.0.0.0:PORT`
+    /// or `[::]:PORT`); absent: the `p2p_address` the network lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p2p_listen: Option<SocketAddr>,
+    /// The address the API binds; absent: the address of the `rpc_url`
+    /// the network lists (which must then name an IP address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_listen: Option<SocketAddr>,
     /// The client API's limits and options (`[rpc]`; defaults if absent).
     #[serde(default, skip_serializing_if = "RpcSettings::is_default")]
     pub rpc: RpcSettings,
@@ -579,6 +641,7 @@ impl NodeConfig {
 /// A node's `[rpc]`, `[providers]` and `[http]` sections, as written into
 /// its `node.toml`.
 pub(crate) struct NodeSettings<'a> {
+    pub(crate) listen: ListenOverrides,
     pub(crate) rpc: &'a RpcSettings,
     pub(crate) providers: &'a ProviderSettings,
     pub(crate) http: &'a HttpSettings,
@@ -604,6 +667,8 @@ pub(crate) fn write_node_dir(
         key_dir: PathBuf::from("."),
         data_dir: PathBuf::from("data"),
         kek_file: Some(PathBuf::from(crate::kek::KEK_FILE)),
+        p2p_listen: settings.listen.p2p,
+        rpc_listen: settings.listen.rpc,
         rpc: settings.rpc.clone(),
         providers: settings.providers.clone(),
         http: settings.http.clone(),
@@ -685,14 +750,20 @@ pub fn init_network(out: &Path, options: &InitOptions) -> Result<NetworkFile, Co
     for index in 1..=options.nodes {
         let dir = out.join(format!("node-{index}"));
         std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io(&dir))?;
-        let settings = NodeSettings { rpc: &options.rpc, providers: &options.providers, http: &options.http };
+        let settings = NodeSettings {
+            listen: ListenOverrides::default(),
+            rpc: &options.rpc,
+            providers: &options.providers,
+            http: &options.http,
+        };
         let identity = write_node_dir(&dir, Some(index), PathBuf::from("..").join(NETWORK_FILE), &settings, &mut rng)?;
         // The same two steps as operators on their own machines take
         // (`node keygen`, `network genesis`), numbered as the directories.
         enrollments.push(crate::enrollment::Enrollment::sign(
             &identity,
             SocketAddr::from(([127, 0, 0, 1], options.p2p_base_port + index)),
-            SocketAddr::from(([127, 0, 0, 1], options.rpc_base_port + index)),
+            &RpcUrl::parse(&SocketAddr::from(([127, 0, 0, 1], options.rpc_base_port + index)).to_string())
+                .map_err(|reason| ConfigError::Invalid { path: out.to_owned(), reason })?,
         ));
     }
     let path = out.join(NETWORK_FILE);

@@ -25,6 +25,7 @@ use quorumkey_crypto::signature::RecoverableSignature;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::addresses::{ListenOverrides, RpcUrl};
 use crate::config::{
     ConfigError, HttpSettings, NETWORK_FILE, NetworkDkg, NetworkFile, NetworkNode, NetworkPolicyFile, NetworkVerifier,
     NodeSettings, ProviderSettings, RpcSettings, write_node_dir,
@@ -46,10 +47,10 @@ pub struct Enrollment {
     pub consensus_key: String,
     /// Compressed secp256k1 public key (what clients check), hex.
     pub secp256k1_key: String,
-    /// Where its peers reach it.
+    /// Where its peers reach it (what they dial).
     pub p2p_address: SocketAddr,
     /// Where clients reach its API.
-    pub rpc_address: SocketAddr,
+    pub rpc_url: RpcUrl,
     /// The consensus key's signature over the enrollment, hex.
     pub consensus_signature: String,
     /// The secp256k1 key's signature over the enrollment (65 bytes,
@@ -98,9 +99,10 @@ struct EnrollmentKeys {
 
 /// What both keys sign: the namespace, then each field length-prefixed,
 /// the keys as bytes (not as spelled) and the addresses in their one
-/// printed form.
-fn message(consensus: &ed25519::PublicKey, secp256k1: &[u8; 33], p2p: &SocketAddr, rpc: &SocketAddr) -> Vec<u8> {
-    let (p2p, rpc) = (p2p.to_string(), rpc.to_string());
+/// canonical form.
+fn message(consensus: &ed25519::PublicKey, secp256k1: &[u8; 33], p2p: &SocketAddr, rpc: &RpcUrl) -> Vec<u8> {
+    let p2p = p2p.to_string();
+    let rpc = rpc.as_str();
     let mut out = Vec::with_capacity(160);
     let fields: [&[u8]; 5] = [ENROLLMENT_NAMESPACE, consensus.as_ref(), secp256k1, p2p.as_bytes(), rpc.as_bytes()];
     for field in fields {
@@ -113,17 +115,17 @@ fn message(consensus: &ed25519::PublicKey, secp256k1: &[u8; 33], p2p: &SocketAdd
 impl Enrollment {
     /// The enrollment of `identity` at these addresses, signed by both of
     /// its keys.
-    pub fn sign(identity: &NodeIdentity, p2p_address: SocketAddr, rpc_address: SocketAddr) -> Self {
+    pub fn sign(identity: &NodeIdentity, p2p_address: SocketAddr, rpc_url: &RpcUrl) -> Self {
         let consensus = identity.consensus.public_key();
         let secp256k1 = identity.secp256k1_public_bytes();
-        let message = message(&consensus, &secp256k1, &p2p_address, &rpc_address);
+        let message = message(&consensus, &secp256k1, &p2p_address, rpc_url);
         let consensus_signature = identity.consensus.sign(ENROLLMENT_NAMESPACE, &message);
         let secp256k1_signature = RecoverableSignature::sign_keccak(&identity.secp256k1, &message);
         Self {
             consensus_key: hex::encode(consensus.as_ref()),
             secp256k1_key: hex::encode(secp256k1),
             p2p_address,
-            rpc_address,
+            rpc_url: rpc_url.clone(),
             consensus_signature: hex::encode(consensus_signature.encode()),
             secp256k1_signature: hex::encode(secp256k1_signature.to_bytes()),
         }
@@ -144,7 +146,7 @@ impl Enrollment {
     /// Checks both signatures.
     pub fn verify(&self) -> Result<(), EnrollmentError> {
         let keys = self.keys()?;
-        let message = message(&keys.consensus, &keys.secp256k1, &self.p2p_address, &self.rpc_address);
+        let message = message(&keys.consensus, &keys.secp256k1, &self.p2p_address, &self.rpc_url);
         let signature = hex::decode(&self.consensus_signature)
             .ok()
             .and_then(|bytes| ed25519::Signature::decode(bytes::Bytes::from(bytes)).ok())
@@ -212,7 +214,7 @@ pub fn network_from_enrollments(
             ("consensus_key", hex::encode(keys.consensus.as_ref())),
             ("secp256k1_key", hex::encode(keys.secp256k1)),
             ("address", enrollment.p2p_address.to_string()),
-            ("address", enrollment.rpc_address.to_string()),
+            ("address", enrollment.rpc_url.to_string()),
         ] {
             if !seen.insert((what, value.clone())) {
                 return Err(EnrollmentError::Duplicate { what, value });
@@ -230,7 +232,7 @@ pub fn network_from_enrollments(
             consensus_key: hex::encode(keys.consensus.as_ref()),
             secp256k1_key: hex::encode(keys.secp256k1),
             p2p_address: enrollment.p2p_address,
-            rpc_address: enrollment.rpc_address,
+            rpc_url: enrollment.rpc_url.clone(),
         })
         .collect();
     Ok(NetworkFile { nodes, verifiers: parts.verifiers, dkg: parts.dkg, policy: parts.policy })
@@ -239,6 +241,8 @@ pub fn network_from_enrollments(
 /// What `node keygen` writes besides the keys.
 #[derive(Clone, Debug, Default)]
 pub struct KeygenOptions {
+    /// Where the node binds, if not the addresses it advertises.
+    pub listen: ListenOverrides,
     /// `[rpc]` of node.toml.
     pub rpc: RpcSettings,
     /// `[providers]` of node.toml.
@@ -250,11 +254,13 @@ pub struct KeygenOptions {
 /// A new node in `out` (created 0700; refused if it holds anything): its
 /// secret keys (0600), its key-encryption key (0600), a `node.toml` that
 /// finds the node's index in `network.toml` (to be put beside it) by its
-/// keys, and its public enrollment, which it returns.
+/// keys, and its public enrollment, which it returns. Refuses addresses
+/// the node could not bind (an `rpc_url` naming a host, with no
+/// `listen.rpc`).
 pub fn keygen(
     out: &Path,
     p2p_address: SocketAddr,
-    rpc_address: SocketAddr,
+    rpc_url: &RpcUrl,
     options: &KeygenOptions,
 ) -> Result<Enrollment, ConfigError> {
     let io = |path: &Path| {
@@ -265,10 +271,15 @@ pub fn keygen(
         return Err(ConfigError::NotEmpty(out.to_owned()));
     }
     options.rpc.validate().map_err(|reason| ConfigError::Invalid { path: out.to_owned(), reason })?;
+    options
+        .listen
+        .resolve(p2p_address, rpc_url)
+        .map_err(|reason| ConfigError::Invalid { path: out.to_owned(), reason })?;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(out).map_err(io(out))?;
-    let settings = NodeSettings { rpc: &options.rpc, providers: &options.providers, http: &options.http };
+    let settings =
+        NodeSettings { listen: options.listen, rpc: &options.rpc, providers: &options.providers, http: &options.http };
     let identity = write_node_dir(out, None, PathBuf::from(NETWORK_FILE), &settings, &mut os_rng())?;
-    let enrollment = Enrollment::sign(&identity, p2p_address, rpc_address);
+    let enrollment = Enrollment::sign(&identity, p2p_address, rpc_url);
     let path = out.join(ENROLLMENT_FILE);
     let text = toml::to_string_pretty(&enrollment)
         .map_err(|e| ConfigError::Invalid { path: path.clone(), reason: e.to_string() })?;

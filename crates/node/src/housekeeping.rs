@@ -5,21 +5,28 @@
 //!   the login store sweeps expired login records, and the JSON-RPC service
 //!   forgets idle rate-limit entries, cached token answers and the counts
 //!   of expired records.
-//! - Every second, the connected-peers gauge.
+//! - Every second, the connected-peers gauge and the peers on `/health`;
+//!   while the node hears from fewer peers than consensus needs, a warning
+//!   on `/health` at once and in the log once it has lasted a peer window
+//!   (then every minute), naming the peers not heard; a line when enough
+//!   are back.
 //!
 //! [`Housekeeping::stop`] ends the task between chores and waits for it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use commonware_cryptography::ed25519;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio::time::MissedTickBehavior;
 
 use crate::consensus::PeerActivity;
 use crate::http::jrpc::RpcService;
 use crate::http::v1::{PEER_WINDOW, wall_clock_ms};
 use crate::login_store::LoginStore;
+use crate::observability::{HealthCell, PeerHealth, too_few_peers};
 use crate::observability::{METRIC_CONNECTED_PEERS, METRIC_LOGIN_RECORD_SWEEPS, METRIC_LOGIN_RECORDS_SWEPT};
 
 /// How often expired login records are swept.
@@ -35,6 +42,12 @@ pub(crate) struct Chores {
     pub rpc: Arc<RpcService>,
     /// Peer liveness, for the gauge.
     pub peers: PeerActivity,
+    /// The other nodes (index, consensus key).
+    pub peer_set: Vec<(u16, ed25519::PublicKey)>,
+    /// How many of them consensus needs.
+    pub peers_needed: usize,
+    /// Where the peers are shown.
+    pub health: HealthCell,
 }
 
 /// The running housekeeping task.
@@ -65,14 +78,60 @@ async fn run(chores: Chores, mut stopped: oneshot::Receiver<()>) {
     for interval in [&mut sweeps, &mut gauge] {
         interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
     }
+    let mut watch = PeerWatch::default();
     loop {
         tokio::select! {
             _ = &mut stopped => return,
             _ = sweeps.tick() => sweep(&chores).await,
-            _ = gauge.tick() => {
-                metrics::gauge!(METRIC_CONNECTED_PEERS)
-                    .set(chores.peers.active(wall_clock_ms(), PEER_WINDOW) as f64);
+            _ = gauge.tick() => watch.check(&chores, Instant::now()),
+        }
+    }
+}
+
+/// When the node has heard from too few peers since, and when it last
+/// said so in the log.
+#[derive(Debug, Default)]
+struct PeerWatch {
+    short_since: Option<Instant>,
+    logged: Option<Instant>,
+}
+
+/// How often the log repeats that too few peers are heard.
+const PEER_WARNING_REPEAT: Duration = Duration::from_secs(60);
+
+impl PeerWatch {
+    fn check(&mut self, chores: &Chores, now: Instant) {
+        let now_ms = wall_clock_ms();
+        let silent = chores.peers.silent(&chores.peer_set, now_ms, PEER_WINDOW);
+        let peers = PeerHealth {
+            heard: chores.peer_set.len() - silent.len(),
+            needed: chores.peers_needed,
+            total: chores.peer_set.len(),
+        };
+        metrics::gauge!(METRIC_CONNECTED_PEERS).set(peers.heard as f64);
+        chores.health.peers(peers, &silent);
+        if peers.enough() {
+            if self.logged.is_some() {
+                tracing::info!(
+                    heard = peers.heard,
+                    needed = peers.needed,
+                    total = peers.total,
+                    "enough peers reachable again"
+                );
             }
+            *self = Self::default();
+            return;
+        }
+        // A node that just started has not heard from anyone yet: it says
+        // so in the log once that has lasted a peer window.
+        let since = *self.short_since.get_or_insert(now);
+        let due = match self.logged {
+            None => now.duration_since(since) >= PEER_WINDOW,
+            Some(at) => now.duration_since(at) >= PEER_WARNING_REPEAT,
+        };
+        if due {
+            tracing::warn!("{}", too_few_peers(peers, &silent));
+            self.logged = Some(now);
         }
     }
 }

@@ -6,6 +6,8 @@
 //!
 //! - [`run`]: one node as a process (`quorumkey node run`): starts
 //!   everything below and stops it on a signal.
+//! - [`addresses`]: what a node advertises (`p2p_address`, `rpc_url`)
+//!   and where it binds.
 //! - [`config`]: `network.toml` and `node.toml`, and `network init`.
 //! - [`enrollment`]: operators' own keys (`node keygen`) and the genesis
 //!   from their public enrollments (`network genesis`).
@@ -32,6 +34,7 @@
 //!   client address and node.
 //! - [`observability`]: health and Prometheus metrics.
 
+pub mod addresses;
 pub mod applier;
 pub mod config;
 pub mod consensus;

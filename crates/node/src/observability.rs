@@ -138,6 +138,31 @@ pub struct Health {
     pub status: NodeStatus,
     /// Software version.
     pub version: &'static str,
+    /// How many peers it hears from (absent until first counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<PeerHealth>,
+    /// What an operator should look at (absent when nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// The peers a node hears from, against what consensus needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PeerHealth {
+    /// Peers heard from within the last few seconds.
+    pub heard: usize,
+    /// Peers consensus needs besides this node (a quorum of 2f + 1 nodes
+    /// minus itself): with fewer, no block is finalized.
+    pub needed: usize,
+    /// The other nodes of the network.
+    pub total: usize,
+}
+
+impl PeerHealth {
+    /// Whether consensus can make progress with the peers heard.
+    pub fn enough(&self) -> bool {
+        self.heard >= self.needed
+    }
 }
 
 /// Shared, updatable health of a node.
@@ -154,6 +179,8 @@ impl HealthCell {
             state_root: hex::encode([0u8; 32]),
             status: NodeStatus::Starting,
             version: env!("CARGO_PKG_VERSION"),
+            peers: None,
+            warning: None,
         })))
     }
 
@@ -168,6 +195,14 @@ impl HealthCell {
         metrics::gauge!(METRIC_FINALIZED_HEIGHT).set(height as f64);
     }
 
+    /// Records how many peers the node hears from, with a warning while
+    /// too few for consensus (`silent`: the indexes of the peers not heard).
+    pub fn peers(&self, peers: PeerHealth, silent: &[u16]) {
+        let mut health = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        health.peers = Some(peers);
+        health.warning = (!peers.enough()).then(|| too_few_peers(peers, silent));
+    }
+
     /// Marks the node halted; it stays halted.
     pub fn halt(&self, reason: String) {
         let mut health = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -178,6 +213,18 @@ impl HealthCell {
     pub fn get(&self) -> Health {
         self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
+}
+
+/// The warning of a node that hears from too few peers.
+pub fn too_few_peers(peers: PeerHealth, silent: &[u16]) -> String {
+    let silent: Vec<String> = silent.iter().map(u16::to_string).collect();
+    format!(
+        "hears from {} of {} peers, consensus needs {}: no block is finalized until more are reachable (not heard: node {}); check that their p2p addresses accept connections from this host and that this node's p2p_address reaches it",
+        peers.heard,
+        peers.total,
+        peers.needed,
+        silent.join(", ")
+    )
 }
 
 #[derive(Clone)]

@@ -29,6 +29,9 @@ use quorumkey_participant::DkgParticipant;
 use quorumkey_store::{NodeStore, StoreError, StoreOptions};
 use thiserror::Error;
 
+use commonware_utils::{Faults as _, N3f1};
+
+use crate::addresses::{ListenAddresses, ListenOverrides};
 use crate::applier::BlockApplier;
 use crate::config::{ConfigError, NetworkFile, NetworkNode, NodeConfig};
 use crate::consensus::{
@@ -162,6 +165,15 @@ pub enum NodeError {
     /// Consensus could not start.
     #[error(transparent)]
     Consensus(#[from] ConsensusError),
+    /// `node.toml` does not say where to bind and the advertised address
+    /// cannot tell.
+    #[error("{file}: {reason}")]
+    ListenAddress {
+        /// `node.toml`.
+        file: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
     /// The API address cannot be bound.
     #[error("cannot listen for clients on {address}: {source}")]
     Listen {
@@ -185,6 +197,8 @@ pub struct LoadedNode {
     pub identity: NodeIdentity,
     /// This node's entry in the network file.
     pub me: NetworkNode,
+    /// Where it binds (its `node.toml`'s choice, or what it advertises).
+    pub listen: ListenAddresses,
 }
 
 impl LoadedNode {
@@ -217,7 +231,11 @@ impl LoadedNode {
                 index: me.index,
             });
         }
-        Ok(Self { config, network, ledger, identity, me })
+        let overrides = ListenOverrides { p2p: config.p2p_listen, rpc: config.rpc_listen };
+        let listen = overrides
+            .resolve(me.p2p_address, &me.rpc_url)
+            .map_err(|reason| NodeError::ListenAddress { file: config_path.to_owned(), reason })?;
+        Ok(Self { config, network, ledger, identity, me, listen })
     }
 }
 
@@ -287,11 +305,38 @@ async fn serve(
         |application| application,
     )
     .await?;
-    tracing::info!(index, p2p = %node.me.p2p_address, rpc = %node.me.rpc_address, "node started");
+    tracing::info!(
+        index,
+        p2p = %node.me.p2p_address,
+        p2p_listen = %node.listen.p2p,
+        rpc = %node.me.rpc_url,
+        rpc_listen = %node.listen.rpc,
+        "node started"
+    );
     let dkg = start_dkg(&context, &node, &applier, &running)?;
     let (login_store, login_task) = LoginStore::start(&applier).map_err(NodeError::LoginStore)?;
+    let health_for_chores = health.clone();
     let (server, rpc) = start_http(&node, &applier, &running, health, telemetry, login_store.clone()).await?;
-    let housekeeping = Housekeeping::start(Chores { login_store, rpc, peers: running.peers.clone() });
+    let peer_set = node
+        .ledger
+        .genesis()
+        .nodes
+        .iter()
+        .filter(|entry| entry.index != index)
+        .map(|entry| (entry.index, entry.consensus_key.clone()))
+        .collect();
+    // Simplex finalizes with a quorum of n − f votes (f = ⌊(n − 1)/3⌋),
+    // this node's own among them.
+    let nodes = node.ledger.genesis().node_count().max(1);
+    let peers_needed = (N3f1::quorum(nodes) as usize).saturating_sub(1);
+    let housekeeping = Housekeeping::start(Chores {
+        login_store,
+        rpc,
+        peers: running.peers.clone(),
+        peer_set,
+        peers_needed,
+        health: health_for_chores,
+    });
 
     shutdown_signal().await;
     tracing::info!(index, "stopping on signal");
@@ -338,7 +383,7 @@ fn start_p2p(
     let p2p_config = lookup::Config::local(
         handshake,
         &namespace,
-        node.me.p2p_address,
+        node.listen.p2p,
         NZUsize!(nodes.max(1)),
         max_message_size(nodes, &BlockLimits::default()),
         NZUsize!(4096),
@@ -397,6 +442,7 @@ async fn start_http(
     telemetry: Option<Telemetry>,
     login_store: LoginStore,
 ) -> Result<(tokio::task::JoinHandle<()>, Arc<RpcService>), NodeError> {
+    let description = attested_description(node)?;
     let api_state = NodeApi {
         index: node.me.index,
         state: applier.committed_state(),
@@ -404,6 +450,7 @@ async fn start_http(
         tip: running.tip.clone(),
         peers: running.peers.clone(),
         waiters: running.waiters.clone(),
+        description,
     };
     let providers = &node.config.providers;
     let access = providers.access();
@@ -443,7 +490,7 @@ async fn start_http(
     )?);
     let mut limits = ServerLimits::new(&node.config.http).map_err(NodeError::Http)?;
     limits.max_connections = fit_connections_to_file_limit(limits.max_connections)?;
-    let address = node.me.rpc_address;
+    let address = node.listen.rpc;
     let listener =
         tokio::net::TcpListener::bind(address).await.map_err(|source| NodeError::Listen { address, source })?;
     let app = crate::http::router(api_state, health, telemetry, rpc.clone());
@@ -453,6 +500,19 @@ async fn start_http(
         "serving clients"
     );
     Ok((tokio::spawn(HttpServer::new(limits).serve(listener, app)), rpc))
+}
+
+/// The network's description as this node serves it at `/v1/network`:
+/// with the genesis, attested by this node's secp256k1 key, as JSON.
+fn attested_description(node: &LoadedNode) -> Result<bytes::Bytes, NodeError> {
+    let file = node.config.network_file.clone();
+    let mut description =
+        node.network.client_description().map_err(|reason| NodeError::Genesis { file: file.clone(), reason })?;
+    description
+        .attest(node.me.index, &node.identity.secp256k1)
+        .map_err(|e| NodeError::Genesis { file: file.clone(), reason: e.to_string() })?;
+    let json = serde_json::to_vec(&description).map_err(|e| NodeError::Genesis { file, reason: e.to_string() })?;
+    Ok(bytes::Bytes::from(json))
 }
 
 /// Creates the data directory (mode 0700) and its consensus storage

@@ -49,7 +49,10 @@ fn init_writes_a_consistent_network() {
         let node = genesis.node(index).unwrap();
         assert_eq!(identity.consensus.public_key(), node.consensus_key);
         assert_eq!(identity.secp256k1_public_bytes(), node.secp256k1_key);
-        assert_eq!(network.nodes[usize::from(index) - 1].rpc_address.port(), 17000 + index);
+        assert_eq!(
+            network.nodes[usize::from(index) - 1].rpc_url.as_str(),
+            format!("http://127.0.0.1:{}", 17000 + index)
+        );
     }
     // Keys are never overwritten, and a used directory is refused.
     let identity = NodeIdentity::load(&out.join("node-1")).unwrap();

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
+use quorumkey_node::addresses::RpcUrl;
 use quorumkey_node::config::{NETWORK_FILE, NODE_CONFIG_FILE};
 use quorumkey_node::enrollment::{
     ENROLLMENT_FILE, Enrollment, EnrollmentError, GenesisParts, KeygenOptions, NodeOrder, keygen,
@@ -20,6 +21,10 @@ fn address(port: u16) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, (port % 200) as u8 + 1], port))
 }
 
+fn url(port: u16) -> RpcUrl {
+    RpcUrl::parse(&format!("http://{}", address(port))).unwrap()
+}
+
 fn options() -> KeygenOptions {
     let mut options = KeygenOptions::default();
     options.rpc.allow_unsigned_key_assign = true;
@@ -29,9 +34,7 @@ fn options() -> KeygenOptions {
 /// `count` nodes made by keygen in their own directories under `root`.
 fn enroll(root: &Path, count: u16) -> Vec<Enrollment> {
     (1..=count)
-        .map(|i| {
-            keygen(&root.join(format!("operator-{i}")), address(27000 + i), address(17000 + i), &options()).unwrap()
-        })
+        .map(|i| keygen(&root.join(format!("operator-{i}")), address(27000 + i), &url(17000 + i), &options()).unwrap())
         .collect()
 }
 
@@ -39,7 +42,7 @@ fn enroll(root: &Path, count: u16) -> Vec<Enrollment> {
 fn keygen_writes_private_keys_and_a_signed_public_enrollment() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("operator");
-    let enrollment = keygen(&dir, address(27001), address(17001), &options()).unwrap();
+    let enrollment = keygen(&dir, address(27001), &url(17001), &options()).unwrap();
     enrollment.verify().unwrap();
     assert_eq!(Enrollment::load(&dir.join(ENROLLMENT_FILE)).unwrap(), enrollment);
     assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
@@ -52,7 +55,7 @@ fn keygen_writes_private_keys_and_a_signed_public_enrollment() {
         assert!(!public.contains(key.trim()), "{secret} leaks into the enrollment");
     }
     // A directory in use is not overwritten.
-    assert!(keygen(&dir, address(27001), address(17001), &options()).is_err());
+    assert!(keygen(&dir, address(27001), &url(17001), &options()).is_err());
 }
 
 #[test]
@@ -61,7 +64,9 @@ fn an_altered_enrollment_is_refused() {
     let [enrollment, other]: [Enrollment; 2] = enroll(root.path(), 2).try_into().unwrap();
     let altered = [
         Enrollment { p2p_address: address(30000), ..enrollment.clone() },
-        Enrollment { rpc_address: address(30001), ..enrollment.clone() },
+        Enrollment { rpc_url: url(30001), ..enrollment.clone() },
+        // The same URL spelled otherwise is the same URL; a different one is not.
+        Enrollment { rpc_url: RpcUrl::parse("https://node.example.org").unwrap(), ..enrollment.clone() },
         // Another node's key with this one's signatures, each key in turn.
         Enrollment { consensus_key: other.consensus_key.clone(), ..enrollment.clone() },
         Enrollment { secp256k1_key: other.secp256k1_key.clone(), ..enrollment.clone() },
@@ -115,7 +120,7 @@ fn no_key_or_address_enrolls_twice() {
     // A node enrolled at another node's address (signed, so only its own
     // operator could have made it).
     let dir = root.path().join("late");
-    let same_address = keygen(&dir, enrollments[1].p2p_address, address(19999), &options()).unwrap();
+    let same_address = keygen(&dir, enrollments[1].p2p_address, &url(19999), &options()).unwrap();
     let both = [enrollments[1].clone(), same_address];
     assert!(matches!(
         network_from_enrollments(&both, NodeOrder::ByConsensusKey, GenesisParts::default()),
@@ -143,7 +148,7 @@ fn a_node_made_by_keygen_finds_itself_in_the_genesis() {
     }
     // A genesis this node did not enroll in is refused, naming why.
     let stranger = root.path().join("stranger");
-    keygen(&stranger, address(28000), address(18000), &options()).unwrap();
+    keygen(&stranger, address(28000), &url(18000), &options()).unwrap();
     std::fs::write(stranger.join(NETWORK_FILE), &text).unwrap();
     let refused = LoadedNode::load(&stranger.join(NODE_CONFIG_FILE)).unwrap_err();
     assert!(matches!(refused, NodeError::NotEnrolled { .. }), "{refused}");

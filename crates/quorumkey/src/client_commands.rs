@@ -238,3 +238,51 @@ pub fn print_login(verifier: &str, verifier_id: &str, assigned_now: bool, login:
         millis(t.total)
     );
 }
+
+/// `network client-config`: the network.json of the network whose node
+/// answers at `node`, once t of its nodes attest it; written to `out` (a
+/// new file) or printed.
+pub async fn client_config(
+    node: &str,
+    network_id: Option<&str>,
+    out: Option<&Path>,
+    timeout: Duration,
+) -> Result<(), CommandError> {
+    let found = quorumkey_client::network_discovery::discover(node, network_id, timeout).await?;
+    let text = serde_json::to_string_pretty(&found.description)? + "\n";
+    let agreeing: Vec<String> = found.agreeing.iter().map(u16::to_string).collect();
+    let summary = format!(
+        "network id  {}{}\nattested by nodes {} (threshold {} of {})",
+        found.description.network_id,
+        if network_id.is_some() {
+            "  (as expected)"
+        } else {
+            "  (compare it with the id the operators publish, or pass --network-id)"
+        },
+        agreeing.join(", "),
+        found.description.threshold,
+        found.description.nodes.len()
+    );
+    let failures: Vec<String> =
+        found.failures.iter().map(|(index, reason)| format!("node {index} did not: {reason}")).collect();
+    match out {
+        Some(path) => {
+            crate::operator_commands::write_new_file(path, &text)?;
+            println!("{summary}");
+            for line in &failures {
+                println!("{line}");
+            }
+            println!("written     {}", path.display());
+        }
+        None => {
+            // The description on standard output, everything else on
+            // standard error, so that `> network.json` captures only it.
+            eprintln!("{summary}");
+            for line in &failures {
+                eprintln!("{line}");
+            }
+            print!("{text}");
+        }
+    }
+    Ok(())
+}

@@ -147,6 +147,9 @@ pub enum CommandError {
     /// A node's `/v1` API failed.
     #[error(transparent)]
     Api(#[from] ApiClientError),
+    /// No network description could be trusted.
+    #[error(transparent)]
+    Discovery(#[from] quorumkey_client::network_discovery::DiscoveryError),
     /// A registry command failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),

@@ -11,6 +11,7 @@ use quorumkey_crypto::group::{public_key_from_hex, public_key_from_xy_hex, publi
 use quorumkey_crypto::hash::token_commitment_hex;
 use quorumkey_devnet::dev_issuer::{MintRequest, request_token, run_standalone};
 use quorumkey_devnet::supervisor::{DevnetOptions, NETWORK_JSON};
+use quorumkey_node::addresses::{ListenOverrides, RpcUrl};
 use quorumkey_node::config::ProviderSettings;
 use quorumkey_node::identity::load_owner_key;
 use quorumkey_node::kek::{rekey_node, write_new_kek};
@@ -356,6 +357,35 @@ enum NetworkCommand {
         /// The network's abuse policy, as for `network init`.
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// Verifiers to register at genesis: a TOML file of [[verifiers]]
+        /// entries (name, owner: the owner's compressed secp256k1 key in
+        /// hex, config: the verifier's configuration document), as in
+        /// network.toml.
+        #[arg(long)]
+        verifiers: Option<PathBuf>,
+    },
+    /// Write the network.json a client (the quorumkey client, or an app
+    /// using torus.js) needs, from one node's URL: fetches the node's
+    /// description (GET /v1/network), checks it against the genesis it
+    /// carries (whose hash is the network id), and accepts it only when t
+    /// of the nodes it lists, at the addresses it lists, serve the same
+    /// description signed by their keys. Compare the network id it prints
+    /// with the one the operators publish, or pass --network-id.
+    ClientConfig {
+        /// A node's API URL (e.g. http://10.0.0.1:8000).
+        #[arg(long)]
+        node: String,
+        /// The network id to expect (64 hex digits), as the operators
+        /// published it.
+        #[arg(long)]
+        network_id: Option<String>,
+        /// Where to write network.json (must not exist); absent: standard
+        /// output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Seconds to wait for each node.
+        #[arg(long, default_value_t = 10)]
+        timeout_secs: u64,
     },
     /// The network's abuse policy: show it, and change it with the
     /// signatures of at least 2f + 1 operators.
@@ -426,7 +456,8 @@ fn policy_command(command: PolicyCommand) -> Result<(), CommandError> {
 enum NodeCommand {
     /// Run one node until SIGINT or SIGTERM. Logs go to standard error
     /// (filter with RUST_LOG, default `info`); the API (health, metrics,
-    /// transactions, status) listens on the node's rpc_address. Needs the
+    /// transactions, status) listens on rpc_listen in node.toml, or else
+    /// the address of the node's rpc_url in network.toml. Needs the
     /// node's key-encryption key: the file kek_file in node.toml names, or
     /// the QUORUMKEY_KEK environment variable (64 hex digits or 32 bytes in
     /// base64), not both. Refuses a data directory that group or others
@@ -464,12 +495,25 @@ enum NodeCommand {
         /// The node's directory to create (must not exist, or be empty).
         #[arg(long)]
         out: PathBuf,
-        /// Where the other nodes reach this one (IP:PORT).
+        /// Where the other nodes reach this one (IP:PORT; an IPv6 address
+        /// in brackets, e.g. [2001:db8::1]:9000). Peers also accept its
+        /// connections only from this IP.
         #[arg(long)]
         p2p_address: std::net::SocketAddr,
-        /// Where clients reach this node's API (IP:PORT).
+        /// Where clients reach this node's API: http(s)://HOST[:PORT][/PREFIX]
+        /// (IP:PORT means http://IP:PORT). Clients call /jrpc, /v1/... and
+        /// /health under it.
+        #[arg(long, alias = "rpc-address")]
+        rpc_url: RpcUrl,
+        /// The address the p2p listener binds, if not --p2p-address (e.g.
+        /// 0.0.0.0:9000 or [::]:9000 for every interface).
         #[arg(long)]
-        rpc_address: std::net::SocketAddr,
+        p2p_listen: Option<std::net::SocketAddr>,
+        /// The address the API binds, if not the address of --rpc-url
+        /// (required when --rpc-url names a host, e.g. behind a reverse
+        /// proxy).
+        #[arg(long)]
+        rpc_listen: Option<std::net::SocketAddr>,
         /// The signer whose authorization this node requires on KeyAssign
         /// (compressed secp256k1 public key, 66 hex digits). One of this and
         /// --allow-unsigned-key-assign is required.
@@ -560,23 +604,34 @@ fn run(cli: Cli) -> Result<(), CommandError> {
             operator_commands::network_init(nodes, &out, flags)?;
         }
         Command::Network(NetworkCommand::Policy(command)) => policy_command(command)?,
-        Command::Network(NetworkCommand::Genesis { enrollments, out, policy }) => {
-            operator_commands::network_genesis(&enrollments, &out, policy.as_deref())?;
+        Command::Network(NetworkCommand::Genesis { enrollments, out, policy, verifiers }) => {
+            operator_commands::network_genesis(&enrollments, &out, policy.as_deref(), verifiers.as_deref())?;
+        }
+        Command::Network(NetworkCommand::ClientConfig { node, network_id, out, timeout_secs }) => {
+            let timeout = Duration::from_secs(timeout_secs.max(1));
+            runtime()?.block_on(client_commands::client_config(
+                &node,
+                network_id.as_deref(),
+                out.as_deref(),
+                timeout,
+            ))?;
         }
         Command::Node(NodeCommand::Keygen {
             out,
             p2p_address,
-            rpc_address,
+            rpc_url,
+            p2p_listen,
+            rpc_listen,
             key_assign_signer,
             allow_unsigned_key_assign,
         }) => {
-            operator_commands::node_keygen(
-                &out,
+            let addresses = operator_commands::KeygenAddresses {
                 p2p_address,
-                rpc_address,
-                key_assign_signer,
-                allow_unsigned_key_assign,
-            )?;
+                rpc_url,
+                listen: ListenOverrides { p2p: p2p_listen, rpc: rpc_listen },
+            };
+            let signer = operator_commands::KeyAssignSigner { key_assign_signer, allow_unsigned_key_assign };
+            operator_commands::node_keygen(&out, &addresses, signer)?;
         }
         Command::Node(NodeCommand::Run { config, accept_lost_login_records }) => {
             init_logging();

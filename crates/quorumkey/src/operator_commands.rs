@@ -16,8 +16,10 @@ use quorumkey_ledger::{NetworkPolicy, SignedTransaction, TransactionBody};
 
 use quorumkey_client::node_api_client::NodeApiClient;
 use quorumkey_login::node_api::PolicyResponse;
+use quorumkey_node::addresses::{ListenOverrides, RpcUrl};
 use quorumkey_node::config::{
-    InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, NetworkFile, NodeConfig, RpcSettings, init_network, load_policy_file,
+    InitOptions, NETWORK_FILE, NODE_CONFIG_FILE, NetworkFile, NodeConfig, RpcSettings, init_network,
+    load_genesis_verifiers, load_policy_file,
 };
 use quorumkey_node::enrollment::{
     ENROLLMENT_FILE, Enrollment, GenesisParts, KeygenOptions, NodeOrder, keygen, network_from_enrollments,
@@ -74,26 +76,45 @@ pub fn network_init(nodes: u16, out: &Path, flags: InitFlags) -> Result<(), Comm
             node.index,
             out.join(format!("node-{}", node.index)).join(NODE_CONFIG_FILE).display(),
             node.p2p_address,
-            node.rpc_address
+            node.rpc_url
         );
     }
     Ok(())
 }
 
+/// What a node advertises and where it binds, as `node keygen` is told.
+#[derive(Clone, Debug)]
+pub struct KeygenAddresses {
+    /// What peers dial.
+    pub p2p_address: SocketAddr,
+    /// What clients call.
+    pub rpc_url: RpcUrl,
+    /// Where it binds, if elsewhere.
+    pub listen: ListenOverrides,
+}
+
+/// Whose KeyAssign authorization a new node requires.
+#[derive(Clone, Debug)]
+pub struct KeyAssignSigner {
+    /// The signer's key (hex).
+    pub key_assign_signer: Option<String>,
+    /// None required (development).
+    pub allow_unsigned_key_assign: bool,
+}
+
 /// `node keygen`: a new node's keys and node.toml in `out`; prints (and
 /// writes) its enrollment.
-pub fn node_keygen(
-    out: &Path,
-    p2p_address: SocketAddr,
-    rpc_address: SocketAddr,
-    key_assign_signer: Option<String>,
-    allow_unsigned_key_assign: bool,
-) -> Result<(), CommandError> {
+pub fn node_keygen(out: &Path, addresses: &KeygenAddresses, signer: KeyAssignSigner) -> Result<(), CommandError> {
     let options = KeygenOptions {
-        rpc: RpcSettings { key_assign_signer, allow_unsigned_key_assign, ..Default::default() },
+        listen: addresses.listen,
+        rpc: RpcSettings {
+            key_assign_signer: signer.key_assign_signer,
+            allow_unsigned_key_assign: signer.allow_unsigned_key_assign,
+            ..Default::default()
+        },
         ..Default::default()
     };
-    let enrollment = keygen(out, p2p_address, rpc_address, &options)?;
+    let enrollment = keygen(out, addresses.p2p_address, &addresses.rpc_url, &options)?;
     println!("# {} (send this file, and nothing else from {})", out.join(ENROLLMENT_FILE).display(), out.display());
     print!("{}", toml::to_string_pretty(&enrollment)?);
     println!(
@@ -106,32 +127,31 @@ pub fn node_keygen(
 
 /// `network genesis`: network.toml from the nodes' enrollments, numbered by
 /// consensus key; prints the network id.
-pub fn network_genesis(enrollment_files: &[PathBuf], out: &Path, policy: Option<&Path>) -> Result<(), CommandError> {
+pub fn network_genesis(
+    enrollment_files: &[PathBuf],
+    out: &Path,
+    policy: Option<&Path>,
+    verifiers: Option<&Path>,
+) -> Result<(), CommandError> {
     let enrollments = enrollment_files.iter().map(|path| Enrollment::load(path)).collect::<Result<Vec<_>, _>>()?;
     let policy = match policy {
         Some(path) => load_policy_file(path)?,
         None => Default::default(),
     };
-    let parts = GenesisParts { policy, ..Default::default() };
+    let verifiers = match verifiers {
+        Some(path) => load_genesis_verifiers(path)?,
+        None => Vec::new(),
+    };
+    let parts = GenesisParts { policy, verifiers, ..Default::default() };
     let network = network_from_enrollments(&enrollments, NodeOrder::ByConsensusKey, parts)?;
     let genesis = network.genesis().map_err(CommandError::Genesis)?;
-    let text = toml::to_string_pretty(&network)?;
-    // Created, never overwritten (a file that appeared meanwhile included).
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(out).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::AlreadyExists {
-            CommandError::Exists(out.to_owned())
-        } else {
-            CommandError::Write { path: out.to_owned(), source }
-        }
-    })?;
-    std::io::Write::write_all(&mut file, text.as_bytes())
-        .map_err(|source| CommandError::Write { path: out.to_owned(), source })?;
+    write_new_file(out, &toml::to_string_pretty(&network)?)?;
     println!("network id  {}  (every operator must see the same)", hex::encode(genesis.network_id()));
     println!("nodes       {} (threshold {})", genesis.node_count(), genesis.threshold());
     for node in &network.nodes {
         println!(
             "node {:<3}    consensus key {}  p2p {}  rpc {}",
-            node.index, node.consensus_key, node.p2p_address, node.rpc_address
+            node.index, node.consensus_key, node.p2p_address, node.rpc_url
         );
     }
     println!("written     {}", out.display());
@@ -214,4 +234,18 @@ pub async fn submit(
         }
         other => Err(CommandError::PolicyNotFinalized(other.to_owned())),
     }
+}
+
+/// Writes `text` to a new file `path`: created, never overwritten (a file
+/// that appeared meanwhile included).
+pub(crate) fn write_new_file(path: &Path, text: &str) -> Result<(), CommandError> {
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            CommandError::Exists(path.to_owned())
+        } else {
+            CommandError::Write { path: path.to_owned(), source }
+        }
+    })?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .map_err(|source| CommandError::Write { path: path.to_owned(), source })
 }

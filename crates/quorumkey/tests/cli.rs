@@ -135,7 +135,7 @@ fn operators_make_their_own_keys_and_assemble_the_genesis_from_enrollments() {
                 out.to_str().unwrap(),
                 "--p2p-address",
                 &p2p,
-                "--rpc-address",
+                "--rpc-url",
                 &rpc,
                 "--allow-unsigned-key-assign",
             ],

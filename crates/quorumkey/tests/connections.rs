@@ -172,7 +172,7 @@ fn a_node_facing_the_internet_on_five_processes() {
         let verifier = description.dev_issuer.as_ref().unwrap().verifier.clone();
         let net = Net {
             api: description.nodes.iter().map(|node| node.api.clone()).collect(),
-            rpc: devnet.network().nodes.iter().map(|node| node.rpc_address).collect(),
+            rpc: devnet.network().nodes.iter().filter_map(|node| node.rpc_url.listen_default()).collect(),
             raw: Client { description, http: reqwest::Client::new(), verifier },
             network_json: options.dir.join(NETWORK_JSON),
         };

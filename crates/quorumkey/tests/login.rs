@@ -18,8 +18,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -36,53 +35,14 @@ use quorumkey_node::config::RpcSettings;
 use quorumkey_node::identity::NodeIdentity;
 use serde_json::{Value, json};
 use support::raw::{Client, TempKey, data_of, open, rebuild};
+use support::torusjs::torus_js;
 use support::{devnet_options, small_dkg, start_devnet};
 
 const NODES: u16 = 5;
 
-/// The torus.js test client's directory.
-fn torusjs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("torusjs")
-}
-
-/// Installs torus.js from npm exactly as the lockfile pins it (once).
-fn install_torusjs() {
-    let dir = torusjs_dir();
-    if dir.join("node_modules/@toruslabs/torus.js/package.json").exists() {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-        .current_dir(&dir)
-        .status()
-        .expect("npm is needed for the torus.js end-to-end test");
-    assert!(status.success(), "npm ci in {} failed", dir.display());
-}
-
-/// Runs `login.cjs` (torus.js): lookup (assigning a key if needed) and,
-/// with a token, the login. Ok: `{"lookup": ..., "login": ...}`.
-fn torus_js(network: &Path, verifier: &str, verifier_id: &str, token: Option<&str>) -> Result<Value, String> {
-    let work = tempfile::tempdir().unwrap();
-    let request = work.path().join("request.json");
-    let description: Value = serde_json::from_str(&std::fs::read_to_string(network).unwrap()).unwrap();
-    let mut body = json!({ "network": description, "verifier": verifier, "verifierId": verifier_id });
-    if let Some(token) = token {
-        body["idToken"] = json!(token);
-    }
-    std::fs::write(&request, body.to_string()).unwrap();
-    let output = Command::new("node").arg("login.cjs").arg(&request).current_dir(torusjs_dir()).output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let answer: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|_| panic!("login.cjs printed no JSON: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
-    match answer.get("error") {
-        Some(error) => Err(error.as_str().unwrap_or_default().to_owned()),
-        None => Ok(answer),
-    }
-}
-
 #[test]
 fn torus_js_and_commit_reveal_on_five_processes() {
-    install_torusjs();
+    support::torusjs::install();
     let dir = tempfile::tempdir().unwrap();
     // A low per-verifier login limit so the limit can be seen.
     let mut options = devnet_options(dir.path(), NODES, small_dkg());

@@ -334,7 +334,7 @@ async fn a_corrupt_login_log_entry_stops_the_node_until_accepted_then_is_reporte
     accepted.arg("--accept-lost-login-records").env("RUST_LOG", "warn");
     let stderr = tempfile::NamedTempFile::new().unwrap();
     let mut child = accepted.stdout(Stdio::null()).stderr(Stdio::from(stderr.reopen().unwrap())).spawn().unwrap();
-    let metrics_url = format!("http://{}/metrics", network.nodes[0].rpc_address);
+    let metrics_url = format!("{}/metrics", network.nodes[0].rpc_url);
     let deadline = Instant::now() + Duration::from_secs(60);
     let metrics = loop {
         if let Ok(answer) = reqwest::get(&metrics_url).await

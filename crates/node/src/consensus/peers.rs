@@ -26,6 +26,18 @@ impl PeerActivity {
         seen.insert(peer.clone(), now_ms);
     }
 
+    /// Which of `peers` (index, key) were not heard from within `window`
+    /// of `now_ms`, by index.
+    pub fn silent(&self, peers: &[(u16, ed25519::PublicKey)], now_ms: u64, window: Duration) -> Vec<u16> {
+        let window_ms = window.as_millis() as u64;
+        let seen = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        peers
+            .iter()
+            .filter(|(_, key)| seen.get(key).is_none_or(|&at| now_ms.saturating_sub(at) > window_ms))
+            .map(|(index, _)| *index)
+            .collect()
+    }
+
     /// Peers heard from within `window` of `now_ms`.
     pub fn active(&self, now_ms: u64, window: Duration) -> usize {
         let window_ms = window.as_millis() as u64;

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -50,6 +50,10 @@ pub struct NodeApi {
     pub peers: PeerActivity,
     /// Clients waiting for finality.
     pub waiters: FinalityWaiters,
+    /// `GET /v1/network`: the network's description attested by this
+    /// node, as JSON (made once at start; the description never changes
+    /// while the node runs).
+    pub description: bytes::Bytes,
 }
 
 /// An error as the API returns it.
@@ -274,12 +278,20 @@ async fn verifier(State(api): State<NodeApi>, Path(name): Path<String>) -> Resul
     }
 }
 
+/// The network's description (the `network.json` shape), with the
+/// genesis and this node's attestation: what `quorumkey network
+/// client-config` collects from t nodes.
+async fn network(State(api): State<NodeApi>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], api.description.clone()).into_response()
+}
+
 /// The whole API: `/health`, `/metrics`, and `/v1/...` (each `/v1` request
 /// limited per client address by `limiter`).
 pub fn router(api: NodeApi, health: HealthCell, telemetry: Option<Telemetry>, limiter: AddressLimiter) -> Router {
     let v1 = Router::new()
         .route("/v1/transactions", post(submit))
         .route("/v1/status", get(status))
+        .route("/v1/network", get(network))
         .route("/v1/state-roots/{height}", get(state_root))
         .route("/v1/assignment", get(assignment))
         .route("/v1/keys/{index}", get(key))
