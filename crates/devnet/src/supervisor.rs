@@ -337,6 +337,25 @@ impl Devnet {
         }
     }
 
+    /// Stops node `index` as an operator would (SIGTERM: it stops serving
+    /// and writes what it acknowledged), waiting up to `limit` before
+    /// killing it; true if it stopped on its own.
+    pub async fn stop_node(&mut self, index: u16, limit: Duration) -> bool {
+        let Some(Some(mut child)) = self.children.get_mut(usize::from(index) - 1).map(Option::take) else {
+            return false;
+        };
+        if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        match tokio::time::timeout(limit, child.wait()).await {
+            Ok(status) => status.is_ok_and(|status| status.success()),
+            Err(_) => {
+                let _ = child.kill().await;
+                false
+            }
+        }
+    }
+
     /// Asks every node to stop (SIGTERM) and waits for them.
     pub async fn stop(mut self) {
         for child in self.children.iter_mut().flatten().chain(self.issuer.iter_mut()) {
