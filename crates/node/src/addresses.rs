@@ -4,9 +4,10 @@
 //! its peers dial its `p2p_address`, and clients call its `rpc_url` (the
 //! base of `/jrpc`, `/v1/...` and `/health`). Where the node binds is its
 //! operator's choice, in its own `node.toml` (`p2p_listen`, `rpc_listen`):
-//! any interface (`0.0.0.0:9000`, `[::]:8000`) behind an address the
+//! every interface (`0.0.0.0:9000`, `[::]:8000`) behind an address the
 //! others see, or a port a reverse proxy forwards to. Absent, a node binds
-//! the address it advertises.
+//! the address it advertises (an `https` URL is a TLS proxy's: the node
+//! must be told where to bind).
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -55,10 +56,15 @@ impl RpcUrl {
     }
 
     /// Where a node advertising this URL listens when its `node.toml`
-    /// does not say: the URL's own address, if its host is an IP address
-    /// (none if it is a name).
+    /// does not say: the URL's own address, if it is `http` and its host is
+    /// an IP address. None for a host name, or for `https` (the node serves
+    /// plain HTTP, so an `https` URL is a TLS proxy's, which forwards to an
+    /// address only the operator knows).
     pub fn listen_default(&self) -> Option<SocketAddr> {
         let url = Url::parse(&self.0).ok()?;
+        if url.scheme() != "http" {
+            return None;
+        }
         // An IPv6 host is spelled in brackets; a name does not parse.
         let ip: IpAddr = url.host_str()?.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
         Some(SocketAddr::new(ip, url.port_or_known_default()?))
@@ -113,14 +119,30 @@ pub struct ListenAddresses {
 
 impl ListenOverrides {
     /// The addresses a node advertising `p2p_address` and `rpc_url` binds.
+    ///
+    /// The p2p listener must be of the advertised address's family: peers
+    /// accept a node's connections only from the IP it advertises, and
+    /// expect the same of it, so an IPv4 peer's connection that a `[::]`
+    /// socket reports as `::ffff:a.b.c.d` would be refused as coming from
+    /// an unknown address.
     pub fn resolve(&self, p2p_address: SocketAddr, rpc_url: &RpcUrl) -> Result<ListenAddresses, String> {
         let rpc = match self.rpc {
             Some(rpc) => rpc,
             None => rpc_url.listen_default().ok_or_else(|| {
-                format!("rpc_url {rpc_url} names a host, not an IP address: set rpc_listen (the address to bind, e.g. \"0.0.0.0:8000\") in node.toml")
+                format!(
+                    "rpc_url {rpc_url} names a host name or is https (the node serves plain HTTP, behind a TLS proxy for https): set rpc_listen (the address to bind, e.g. \"0.0.0.0:8000\") in node.toml"
+                )
             })?,
         };
-        Ok(ListenAddresses { p2p: self.p2p.unwrap_or(p2p_address), rpc })
+        let p2p = self.p2p.unwrap_or(p2p_address);
+        if p2p.is_ipv4() != p2p_address.is_ipv4() {
+            let any = if p2p_address.is_ipv4() { "0.0.0.0" } else { "[::]" };
+            return Err(format!(
+                "p2p_listen {p2p} and p2p_address {p2p_address} are of different IP families: peers connecting to {p2p_address} would arrive from addresses they are not known by; bind {any}:{} or {p2p_address}",
+                p2p.port()
+            ));
+        }
+        Ok(ListenAddresses { p2p, rpc })
     }
 }
 
@@ -162,11 +184,21 @@ mod tests {
         assert_eq!(none.resolve(p2p, &ip).unwrap(), ListenAddresses { p2p, rpc: "10.231.0.1:8000".parse().unwrap() });
         assert!(none.resolve(p2p, &named).unwrap_err().contains("rpc_listen"));
         let any =
-            ListenOverrides { p2p: Some("[::]:9000".parse().unwrap()), rpc: Some("0.0.0.0:8000".parse().unwrap()) };
+            ListenOverrides { p2p: Some("0.0.0.0:9000".parse().unwrap()), rpc: Some("[::]:8000".parse().unwrap()) };
         assert_eq!(
             any.resolve(p2p, &named).unwrap(),
-            ListenAddresses { p2p: "[::]:9000".parse().unwrap(), rpc: "0.0.0.0:8000".parse().unwrap() }
+            ListenAddresses { p2p: "0.0.0.0:9000".parse().unwrap(), rpc: "[::]:8000".parse().unwrap() }
         );
-        assert_eq!(RpcUrl::parse("https://10.0.0.1").unwrap().listen_default(), Some("10.0.0.1:443".parse().unwrap()));
+        // https is a TLS proxy's URL: where the node binds is not in it.
+        assert_eq!(RpcUrl::parse("https://10.0.0.1").unwrap().listen_default(), None);
+        assert!(none.resolve(p2p, &RpcUrl::parse("https://10.0.0.1").unwrap()).unwrap_err().contains("rpc_listen"));
+        // Every interface, of the advertised address's family only.
+        let v6 = ListenOverrides { p2p: Some("[::]:9000".parse().unwrap()), rpc: None };
+        assert!(v6.resolve(p2p, &ip).unwrap_err().contains("0.0.0.0:9000"));
+        let v4 = ListenOverrides { p2p: Some("0.0.0.0:9000".parse().unwrap()), rpc: None };
+        assert_eq!(v4.resolve(p2p, &ip).unwrap().p2p, "0.0.0.0:9000".parse().unwrap());
+        let p2p6: SocketAddr = "[fd51:7a3b::1]:9000".parse().unwrap();
+        assert!(v4.resolve(p2p6, &ip).unwrap_err().contains("[::]:9000"));
+        assert_eq!(v6.resolve(p2p6, &ip).unwrap().p2p, "[::]:9000".parse().unwrap());
     }
 }

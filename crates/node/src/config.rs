@@ -277,12 +277,13 @@ pub struct NodeConfig {
     /// that a copy of the data directory holds no key to its shares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kek_file: Option<PathBuf>,
-    /// The address the p2p listener binds (any interface: `0.0.0.0:PORT`
-    /// or `[::]:PORT`); absent: the `p2p_address` the network lists.
+    /// The address the p2p listener binds (every interface: `0.0.0.0:PORT`
+    /// for an IPv4 `p2p_address`, `[::]:PORT` for an IPv6 one; the family
+    /// must match); absent: the `p2p_address` the network lists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p2p_listen: Option<SocketAddr>,
     /// The address the API binds; absent: the address of the `rpc_url`
-    /// the network lists (which must then name an IP address).
+    /// the network lists (which must then be `http` to an IP address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpc_listen: Option<SocketAddr>,
     /// The client API's limits and options (`[rpc]`; defaults if absent).

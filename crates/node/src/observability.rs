@@ -151,8 +151,8 @@ pub struct Health {
 pub struct PeerHealth {
     /// Peers heard from within the last few seconds.
     pub heard: usize,
-    /// Peers consensus needs besides this node (a quorum of 2f + 1 nodes
-    /// minus itself): with fewer, no block is finalized.
+    /// Peers consensus needs besides this node (a quorum of n − f nodes,
+    /// f = ⌊(n − 1)/3⌋, minus itself): with fewer, no block is finalized.
     pub needed: usize,
     /// The other nodes of the network.
     pub total: usize,

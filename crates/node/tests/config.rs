@@ -195,3 +195,53 @@ fn providers_are_reached_at_public_addresses_unless_the_node_says_otherwise() {
         assert!(error.contains(message), "{setting}: {error}");
     }
 }
+
+#[test]
+fn a_network_file_with_the_older_rpc_address_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("net");
+    init_network(&out, &options(4)).unwrap();
+    let path = out.join(NETWORK_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    // As `network init` wrote it before nodes advertised a URL.
+    let older = text.replace("rpc_url = \"http://127.0.0.1:17001\"", "rpc_address = \"127.0.0.1:17001\"");
+    assert_ne!(older, text);
+    std::fs::write(&path, older).unwrap();
+    let network = NetworkFile::load(&path).unwrap();
+    assert_eq!(network.nodes[0].rpc_url.as_str(), "http://127.0.0.1:17001");
+    assert_eq!(network.nodes[0].rpc_url.listen_default(), Some("127.0.0.1:17001".parse().unwrap()));
+    // A URL a node could not serve is refused, with the field named.
+    let bad = text.replace("rpc_url = \"http://127.0.0.1:17001\"", "rpc_url = \"ftp://127.0.0.1:17001\"");
+    std::fs::write(&path, bad).unwrap();
+    let error = NetworkFile::load(&path).unwrap_err().to_string();
+    assert!(error.contains("scheme must be http or https"), "{error}");
+}
+
+#[test]
+fn a_node_binds_what_its_operator_chose_or_what_it_advertises() {
+    use quorumkey_node::run::{LoadedNode, NodeError};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("net");
+    init_network(&out, &options(4)).unwrap();
+    let config = out.join("node-2").join(NODE_CONFIG_FILE);
+    let node = LoadedNode::load(&config).unwrap();
+    assert_eq!(node.listen.rpc, "127.0.0.1:17002".parse().unwrap());
+    assert_eq!(node.listen.p2p, "127.0.0.1:27002".parse().unwrap());
+    let text = std::fs::read_to_string(&config).unwrap();
+    let chosen =
+        text.replacen("network_file", "p2p_listen = \"0.0.0.0:27002\"\nrpc_listen = \"[::]:8000\"\nnetwork_file", 1);
+    std::fs::write(&config, chosen).unwrap();
+    let node = LoadedNode::load(&config).unwrap();
+    assert_eq!(node.listen.rpc, "[::]:8000".parse().unwrap());
+    assert_eq!(node.listen.p2p, "0.0.0.0:27002".parse().unwrap());
+    // A node advertising a host name must be told where to bind.
+    let network = out.join(NETWORK_FILE);
+    let named = std::fs::read_to_string(&network)
+        .unwrap()
+        .replace("rpc_url = \"http://127.0.0.1:17001\"", "rpc_url = \"https://node1.example.org\"");
+    std::fs::write(&network, named).unwrap();
+    match LoadedNode::load(&out.join("node-1").join(NODE_CONFIG_FILE)) {
+        Err(error @ NodeError::ListenAddress { .. }) => assert!(error.to_string().contains("rpc_listen"), "{error}"),
+        other => panic!("{:?}", other.map(|node| node.listen)),
+    }
+}

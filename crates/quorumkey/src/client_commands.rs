@@ -248,7 +248,9 @@ pub async fn client_config(
     out: Option<&Path>,
     timeout: Duration,
 ) -> Result<(), CommandError> {
-    let found = quorumkey_client::network_discovery::discover(node, network_id, timeout).await?;
+    // `HOST:PORT` means http://HOST:PORT, as in a node's rpc_url.
+    let node = if node.contains("://") { node.to_owned() } else { format!("http://{node}") };
+    let found = quorumkey_client::network_discovery::discover(&node, network_id, timeout).await?;
     let text = serde_json::to_string_pretty(&found.description)? + "\n";
     let agreeing: Vec<String> = found.agreeing.iter().map(u16::to_string).collect();
     let summary = format!(

@@ -372,7 +372,8 @@ enum NetworkCommand {
     /// description signed by their keys. Compare the network id it prints
     /// with the one the operators publish, or pass --network-id.
     ClientConfig {
-        /// A node's API URL (e.g. http://10.0.0.1:8000).
+        /// A node's API URL (e.g. http://10.0.0.1:8000; HOST:PORT means
+        /// http://HOST:PORT).
         #[arg(long)]
         node: String,
         /// The network id to expect (64 hex digits), as the operators
@@ -505,13 +506,15 @@ enum NodeCommand {
         /// /health under it.
         #[arg(long, alias = "rpc-address")]
         rpc_url: RpcUrl,
-        /// The address the p2p listener binds, if not --p2p-address (e.g.
-        /// 0.0.0.0:9000 or [::]:9000 for every interface).
+        /// The address the p2p listener binds, if not --p2p-address: e.g.
+        /// 0.0.0.0:9000 (every IPv4 interface) for an IPv4 --p2p-address,
+        /// [::]:9000 for an IPv6 one (the same family: peers accept a
+        /// node's connections only from its advertised IP).
         #[arg(long)]
         p2p_listen: Option<std::net::SocketAddr>,
-        /// The address the API binds, if not the address of --rpc-url
-        /// (required when --rpc-url names a host, e.g. behind a reverse
-        /// proxy).
+        /// The address the API binds, if not the address of --rpc-url.
+        /// Required when --rpc-url names a host or is https (the node serves
+        /// plain HTTP: an https URL is a TLS proxy's, forwarding here).
         #[arg(long)]
         rpc_listen: Option<std::net::SocketAddr>,
         /// The signer whose authorization this node requires on KeyAssign

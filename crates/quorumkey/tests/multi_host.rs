@@ -497,6 +497,27 @@ fn five_operators_on_five_hosts_form_a_network_and_log_users_in() {
         let login = client.login(VERIFIER, "bob@example.com", &mint("bob@example.com").await).await.unwrap();
         assert_eq!(login.key.address, bob.address);
 
+        // The command line, as the operations guide's first login.
+        let token_file = client_dir.join("dave.token");
+        std::fs::write(&token_file, mint("dave@example.com").await).unwrap();
+        let network_arg = app_network.to_str().unwrap();
+        let (ok, stdout, stderr) = quorumkey(&[
+            "login",
+            "--network",
+            network_arg,
+            "--verifier",
+            VERIFIER,
+            "--verifier-id",
+            "dave@example.com",
+            "--id-token-file",
+            token_file.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(ok, "{stderr}");
+        let dave: Value = serde_json::from_str(&stdout).unwrap();
+        let (dave_key, _) = client.lookup_or_assign(VERIFIER, "dave@example.com").await.unwrap();
+        assert_eq!(dave["address"], dave_key.address.as_str(), "{stdout}");
+
         // One host's node dies: logins go on; it restarts and catches up.
         nodes.kill(2);
         let token = mint("carol@example.com").await;
