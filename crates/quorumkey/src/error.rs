@@ -147,6 +147,15 @@ pub enum CommandError {
     /// A node's `/v1` API failed.
     #[error(transparent)]
     Api(#[from] ApiClientError),
+    /// A verifier script's module is refused.
+    #[error(transparent)]
+    ScriptModule(#[from] quorumkey_script::ModuleError),
+    /// A verifier script gave no verifier_id.
+    #[error(transparent)]
+    ScriptRun(#[from] quorumkey_script::ScriptError),
+    /// A verifier script's input is unusable.
+    #[error("{0}")]
+    Script(String),
     /// No network description could be trusted.
     #[error(transparent)]
     Discovery(#[from] quorumkey_client::network_discovery::DiscoveryError),

@@ -18,3 +18,4 @@ pub mod error;
 pub mod floors;
 pub mod operator_commands;
 pub mod registry_commands;
+pub mod script_commands;

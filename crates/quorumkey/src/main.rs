@@ -291,6 +291,28 @@ enum VerifierCommand {
         #[command(flatten)]
         target: NodeTarget,
     },
+    /// Run a verifier script on this machine on a sample login, as every
+    /// node would: validates the module as the ledger does (size, no
+    /// floats, only quorumkey host functions, the exports), runs it in the
+    /// same sandbox within the budget, and prints the verifier_id it
+    /// accepts and the fuel it used, or why it gives none. The input is a
+    /// JSON file: {"sub_tokens": [{"name", "verifier_id", "claims"}],
+    /// "params": {...}, "issued_at", "now"} (examples beside the scripts in
+    /// guest/assemblyscript/examples; docs/verifiers.md).
+    TestScript {
+        /// The module (.wasm).
+        #[arg(long)]
+        module: PathBuf,
+        /// The sample login (JSON).
+        #[arg(long)]
+        input: PathBuf,
+        /// Fuel for the run (at most 100000000).
+        #[arg(long, default_value_t = 10_000_000)]
+        fuel: u64,
+        /// Memory for the run, in 64 KiB pages (at most 64).
+        #[arg(long, default_value_t = 16)]
+        memory_pages: u32,
+    },
     /// List the registered verifiers.
     List {
         /// Print JSON.
@@ -801,6 +823,11 @@ fn verifier_command(command: VerifierCommand) -> Result<(), CommandError> {
             runtime()?.block_on(update(&target.into(), &name, &enabled(true), &owner_key, "enabled"))
         }
         VerifierCommand::List { json, target } => runtime()?.block_on(list(&target.into(), json)),
+        VerifierCommand::TestScript { module, input, fuel, memory_pages } => quorumkey::script_commands::test_script(
+            &module,
+            &input,
+            quorumkey_script::ScriptBudget { fuel, memory_pages },
+        ),
     }
 }
 

@@ -350,3 +350,40 @@ fn node_commands_work_on_a_machine_without_ca_certificates() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("http://127.0.0.1:1/"), "the error is about reaching the node: {stderr}");
 }
+
+#[test]
+fn test_script_runs_an_example_on_its_sample_login() {
+    let guest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest/assemblyscript");
+    let wasm = guest.join("build/same-email.wasm");
+    if !wasm.exists() {
+        let npm = |args: &[&str]| Command::new("npm").args(args).current_dir(&guest).status().unwrap();
+        if !guest.join("node_modules/assemblyscript/package.json").exists() {
+            assert!(npm(&["ci", "--no-audit", "--no-fund", "--loglevel=error"]).success());
+        }
+        assert!(npm(&["run", "build"]).success());
+    }
+    let module = wasm.to_str().unwrap().to_owned();
+    let sample = guest.join("examples/same-email.input.json");
+    let (ok, stdout, stderr) =
+        run(&["verifier", "test-script", "--module", &module, "--input", sample.to_str().unwrap()], None);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("verifier_id  alice@example.com"), "{stdout}");
+    assert!(stdout.contains("fuel         "), "{stdout}");
+    // A refusal is an error, with the script's reason.
+    let other = guest.join("examples/wallet-with-oauth.input.json");
+    let (ok, _, stderr) =
+        run(&["verifier", "test-script", "--module", &module, "--input", other.to_str().unwrap()], None);
+    assert!(!ok && stderr.contains("refused the login: sign in with both providers"), "{stderr}");
+    // A budget too small.
+    let (ok, _, stderr) = run(
+        &["verifier", "test-script", "--module", &module, "--input", sample.to_str().unwrap(), "--fuel", "100"],
+        None,
+    );
+    assert!(!ok && stderr.contains("ran out of fuel (100 units)"), "{stderr}");
+    // Not a script.
+    let (ok, _, stderr) = run(
+        &["verifier", "test-script", "--module", sample.to_str().unwrap(), "--input", sample.to_str().unwrap()],
+        None,
+    );
+    assert!(!ok && stderr.contains("not valid WebAssembly"), "{stderr}");
+}

@@ -20,7 +20,7 @@ pub struct SubTokenInput {
 }
 
 /// Everything one run of a script sees.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptInput {
     /// The verified sub-tokens, in the order the login presented them.

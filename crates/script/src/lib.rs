@@ -36,9 +36,9 @@ pub use run::{ScriptBudget, ScriptError, ScriptOutcome, run_script};
 
 /// The largest module the ledger stores (bytes).
 pub const MAX_MODULE_BYTES: usize = 256 * 1024;
-/// The largest fuel budget a verifier may give one login (about a second
-/// of interpretation on one core of the reference machine; see
-/// `docs/benchmarks.md`).
+/// The largest fuel budget a verifier may give one login: about 45 ms of
+/// interpretation on one core of the reference machine (2,200 fuel per
+/// microsecond; `docs/benchmarks.md`).
 pub const MAX_FUEL: u64 = 100_000_000;
 /// The largest memory a verifier may give one login, in 64 KiB pages
 /// (4 MiB).

@@ -96,6 +96,7 @@ fn wallet_with_oauth_names_the_wallet_that_signed_the_tokens_nonce() {
     let input = login(vec![oauth.clone()], json!({"message": message, "signature": sign(&message)}));
     let outcome = run_script(&script, &input, BUDGET).unwrap();
     assert_eq!(outcome.verifier_id, address);
+
     println!("wallet-with-oauth: {} fuel", outcome.fuel_used);
 
     let refused = |input| match run_script(&script, &input, BUDGET) {
@@ -117,4 +118,19 @@ fn wallet_with_oauth_names_the_wallet_that_signed_the_tokens_nonce() {
         refused(login(vec![oauth], json!({"message": message}))),
         "the login must carry the wallet's message and signature"
     );
+}
+
+/// The sample inputs beside the examples (`quorumkey verifier test-script`
+/// runs them; docs/verifiers.md shows them) give the ids they document.
+#[test]
+fn the_sample_inputs_give_their_documented_ids() {
+    // The wallet of the sample is the secret key 0x4242…42.
+    let wallet = SigningKey::from_slice(&[0x42; 32]).unwrap();
+    let wallet = eth_address(&PublicKey::from(wallet.verifying_key())).to_lowercase();
+    for (name, id) in [("same-email", "alice@example.com"), ("wallet-with-oauth", wallet.as_str())] {
+        let script = ScriptModule::compile(&example(name)).unwrap();
+        let input = std::fs::read_to_string(guest_dir().join("examples").join(format!("{name}.input.json"))).unwrap();
+        let input: ScriptInput = serde_json::from_str(&input).unwrap();
+        assert_eq!(run_script(&script, &input, BUDGET).unwrap().verifier_id, id, "{name}");
+    }
 }
