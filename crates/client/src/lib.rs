@@ -63,7 +63,7 @@ use quorumkey_crypto::shamir::Share;
 use quorumkey_login::commitment::SUB_TOKEN_COMMITMENTS;
 use quorumkey_login::error::NOT_ASSIGNED;
 use quorumkey_login::network::NetworkJson;
-use quorumkey_login::reveal::aggregate_id_token;
+use quorumkey_login::reveal::{aggregate_id_token, script_id_token};
 use quorumkey_login::rpc::{RATE_LIMITED, request_body};
 use quorumkey_login::{
     KeyAssignAuthorization, LookupKey, Method, NodeKey, RpcError, RpcResponse, ShareRequestResult,
@@ -701,6 +701,25 @@ impl QuorumkeyClient {
         self.login_with(&LoginRequest::new(verifier, verifier_id, Credential::aggregate(sub_tokens)), None).await
     }
 
+    /// Logs `verifier_id` in at the script verifier `verifier`: one token
+    /// per sub-verifier (`sub_tokens`, (sub-verifier, token) pairs, each
+    /// checked by its sub-verifier) and the evidence the script reads
+    /// (`evidence`: a wallet's message and signature, a passkey's
+    /// assertion; text fields). The script, run by every node, must name
+    /// `verifier_id`. The commitment is to keccak256 of the sub-tokens and
+    /// the evidence ([`quorumkey_login::reveal::script_id_token`]) and lists
+    /// each sub-token's commitment, so nothing of the login can be changed
+    /// or reused between the commitment and the reveal.
+    pub async fn login_script(
+        &self,
+        verifier: &str,
+        verifier_id: &str,
+        sub_tokens: &[(String, String)],
+        evidence: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Login, ClientError> {
+        self.login_with(&LoginRequest::new(verifier, verifier_id, Credential::script(sub_tokens, evidence)), None).await
+    }
+
     /// [`Self::login_aggregate`] for a key already looked up.
     pub async fn login_aggregate_key(
         &self,
@@ -892,6 +911,9 @@ enum Credential {
         sub_verifier_ids: Vec<String>,
         /// Their tokens, in the same order.
         sub_tokens: Vec<String>,
+        /// A script login's evidence (`script_params`), bound by its
+        /// `idtoken`; `None` for an aggregate login.
+        evidence: Option<std::collections::BTreeMap<String, String>>,
     },
 }
 
@@ -905,7 +927,20 @@ impl Credential {
             .iter()
             .map(|(sub_verifier, token)| (sub_verifier.clone(), canonical_spelling(token).into_owned()))
             .unzip();
-        Self::Aggregate { id_token: aggregate_id_token(&sub_tokens), sub_verifier_ids, sub_tokens }
+        Self::Aggregate { id_token: aggregate_id_token(&sub_tokens), sub_verifier_ids, sub_tokens, evidence: None }
+    }
+
+    fn script(sub_tokens: &[(String, String)], evidence: &std::collections::BTreeMap<String, String>) -> Self {
+        let (sub_verifier_ids, sub_tokens): (Vec<String>, Vec<String>) = sub_tokens
+            .iter()
+            .map(|(sub_verifier, token)| (sub_verifier.clone(), canonical_spelling(token).into_owned()))
+            .unzip();
+        Self::Aggregate {
+            id_token: script_id_token(&sub_tokens, evidence),
+            sub_verifier_ids,
+            sub_tokens,
+            evidence: Some(evidence.clone()),
+        }
     }
 
     /// The token the commitment is to, revealed as `idtoken`.
@@ -946,13 +981,16 @@ impl<'a> LoginRequest<'a> {
     fn share_item(&self, signatures: &[&Value]) -> Value {
         let mut item = json!({"verifier_id": self.verifier_id, "idtoken": self.credential.id_token(),
                               "nodesignatures": signatures, "verifieridentifier": self.verifier});
-        if let (Credential::Aggregate { sub_verifier_ids, sub_tokens, .. }, Some(fields)) =
+        if let (Credential::Aggregate { sub_verifier_ids, sub_tokens, evidence, .. }, Some(fields)) =
             (&self.credential, item.as_object_mut())
         {
             let verify_params: Vec<Value> =
                 sub_tokens.iter().map(|token| json!({"verifier_id": self.verifier_id, "idtoken": token})).collect();
             fields.insert("verify_params".to_owned(), json!(verify_params));
             fields.insert("sub_verifier_ids".to_owned(), json!(sub_verifier_ids));
+            if let Some(evidence) = evidence {
+                fields.insert("script_params".to_owned(), json!(evidence));
+            }
         }
         item
     }

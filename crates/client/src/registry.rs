@@ -131,6 +131,22 @@ pub async fn register(
     }
 }
 
+/// Publishes a verifier script's module, signed by `owner` (the ledger
+/// validates it, and refuses it with the reason if it is not a script);
+/// returns its id (sha-256), which a script verifier's configuration names.
+/// Publishing a module already published changes nothing.
+pub async fn publish_script(
+    client: &NodeApiClient,
+    module: &[u8],
+    owner: &SigningKey,
+) -> Result<[u8; 32], RegistryError> {
+    let body = TransactionBody::PublishScript { owner: owner_bytes(owner), module: module.to_vec().into() };
+    submit(client, SignedTransaction::sign_as_owner(&network_id(client).await?, body, owner)).await?;
+    let mut hasher = sha2::Sha256::default();
+    sha2::Digest::update(&mut hasher, module);
+    Ok(sha2::Digest::finalize(hasher).into())
+}
+
 /// Updates `name` as `change` says, signed by `owner`.
 pub async fn update(
     client: &NodeApiClient,

@@ -213,11 +213,22 @@ impl Genesis {
             if verifier.config.len() > MAX_VERIFIER_CONFIG_LEN {
                 return Err(GenesisError::ConfigTooLarge(verifier.name.as_str().to_owned()));
             }
-            if let Err(e) = quorumkey_verifier::VerifierConfig::parse(&verifier.config) {
-                return Err(GenesisError::InvalidVerifierConfig {
-                    name: verifier.name.as_str().to_owned(),
-                    reason: e.to_string(),
-                });
+            match quorumkey_verifier::VerifierConfig::parse(&verifier.config) {
+                Err(e) => {
+                    return Err(GenesisError::InvalidVerifierConfig {
+                        name: verifier.name.as_str().to_owned(),
+                        reason: e.to_string(),
+                    });
+                }
+                // The genesis holds no modules.
+                Ok(quorumkey_verifier::VerifierConfig::Script(_)) => {
+                    return Err(GenesisError::InvalidVerifierConfig {
+                        name: verifier.name.as_str().to_owned(),
+                        reason: "a script verifier names a module published on the ledger: register it after genesis"
+                            .to_owned(),
+                    });
+                }
+                Ok(_) => {}
             }
             if names.contains(&verifier.name.as_str()) {
                 return Err(GenesisError::DuplicateVerifier(verifier.name.as_str().to_owned()));

@@ -75,6 +75,11 @@ pub enum Effect {
         /// Their batch.
         batch: u64,
     },
+    /// A verifier script's module is on the ledger (now, or already).
+    ScriptPublished {
+        /// Its sha-256.
+        id: [u8; 32],
+    },
     /// The operators replaced the abuse policy.
     PolicySet {
         /// Its nonce.
@@ -114,6 +119,12 @@ pub enum Rejection {
     /// A verifier configuration that does not parse or breaks a rule.
     #[error("{0}")]
     InvalidVerifierConfig(String),
+    /// A verifier script's module is refused.
+    #[error("{0}")]
+    InvalidScript(String),
+    /// A script verifier names a module the ledger does not hold.
+    #[error("no verifier script module {0} is on the ledger: publish it first (quorumkey verifier publish-script)")]
+    UnknownScript(String),
     /// The update's nonce is not the next one.
     #[error("verifier {name}: nonce {got}, expected {expected}")]
     StaleNonce {
@@ -334,6 +345,7 @@ impl Ledger {
             TransactionBody::DealKeys { .. } => true,
             TransactionBody::RegisterVerifier { .. }
             | TransactionBody::UpdateVerifier { .. }
+            | TransactionBody::PublishScript { .. }
             | TransactionBody::SetPolicy { .. } => false,
         };
         match (&transaction.authorization, &transaction.body) {
@@ -351,7 +363,9 @@ impl Ledger {
                 }
             }
             (Authorization::Owner { signature }, _) if !node_transaction => {
-                if let TransactionBody::RegisterVerifier { owner, .. } = &transaction.body {
+                if let TransactionBody::RegisterVerifier { owner, .. } | TransactionBody::PublishScript { owner, .. } =
+                    &transaction.body
+                {
                     let owner_key =
                         public_key_from_sec1_named("owner", owner).map_err(|e| Rejection::InvalidKey(e.to_string()))?;
                     check_owner_signature(
@@ -491,7 +505,7 @@ impl Ledger {
                 if !policy.allows_owner(owner) {
                     return Ok(Err(Rejection::NotAllowed("the owner is not on the allow list")));
                 }
-                if let Err(rejection) = check_config(&policy, config) {
+                if let Err(rejection) = check_config(overlay, &policy, config)? {
                     return Ok(Err(rejection));
                 }
                 let owned = parse_counter(overlay.get(Table::OwnerVerifiers, owner)?)?;
@@ -514,6 +528,34 @@ impl Ledger {
                 index_verifier(overlay, name.as_str())?;
                 count_owner_verifier(overlay, owner)?;
                 Ok(Ok(Effect::VerifierRegistered))
+            }
+            TransactionBody::PublishScript { owner, module } => {
+                // The owner's signature was checked with the encoding.
+                let id = quorumkey_script::ScriptModule::id_of(module);
+                if overlay.get(Table::Scripts, &id)?.is_some() {
+                    return Ok(Ok(Effect::ScriptPublished { id }));
+                }
+                let policy = self.policy(overlay)?;
+                if !policy.allows_owner(owner) {
+                    return Ok(Err(Rejection::NotAllowed("the owner is not on the allow list")));
+                }
+                // A module is state every node keeps for good, as a
+                // verifier is: it spends the registration budget.
+                let mut budget = WindowCounter::read(overlay, &policy, time_ms, BUDGET_REGISTRATIONS.to_vec())?;
+                if budget.used >= policy.registrations_per_window {
+                    return Ok(Err(Rejection::BudgetSpent {
+                        what: "the network's registration budget".to_owned(),
+                        window_secs: policy.window_ms / 1000,
+                    }));
+                }
+                // Validated last: the dearest check (a full compilation).
+                if let Err(error) = quorumkey_script::ScriptModule::validate(module) {
+                    return Ok(Err(Rejection::InvalidScript(error.to_string())));
+                }
+                budget.used += 1;
+                budget.write(overlay);
+                overlay.put(Table::Scripts, &id, module.to_vec());
+                Ok(Ok(Effect::ScriptPublished { id }))
             }
             TransactionBody::SetPolicy { policy, nonce } => {
                 // The operators' signatures and the policy's values were
@@ -540,7 +582,7 @@ impl Ledger {
                 if *nonce != expected {
                     return Ok(Err(Rejection::StaleNonce { name: name.as_str().to_owned(), expected, got: *nonce }));
                 }
-                if let Err(rejection) = check_config(&self.policy(overlay)?, config) {
+                if let Err(rejection) = check_config(overlay, &self.policy(overlay)?, config)? {
                     return Ok(Err(rejection));
                 }
                 let record =
@@ -704,22 +746,36 @@ pub fn transaction_class(body: &TransactionBody) -> TransactionClass {
         TransactionBody::AssignKey { .. } => TransactionClass::Assignment,
         TransactionBody::RegisterVerifier { .. }
         | TransactionBody::UpdateVerifier { .. }
+        | TransactionBody::PublishScript { .. }
         | TransactionBody::SetPolicy { .. } => TransactionClass::Client,
     }
 }
 
-/// A configuration within the policy's size and valid.
-fn check_config(policy: &NetworkPolicy, config: &[u8]) -> Result<(), Rejection> {
+/// A configuration within the policy's size and valid; a script
+/// verifier's module on the ledger.
+fn check_config<S: StateRead + ?Sized>(
+    overlay: &Overlay<'_, S>,
+    policy: &NetworkPolicy,
+    config: &[u8],
+) -> Result<Result<(), Rejection>, LedgerError> {
     if config.len() > policy.max_config_len as usize {
-        return Err(Rejection::Quota(format!(
+        return Ok(Err(Rejection::Quota(format!(
             "a configuration of {} bytes, over the policy's {}",
             config.len(),
             policy.max_config_len
-        )));
+        ))));
     }
-    quorumkey_verifier::VerifierConfig::parse(config)
-        .map(|_| ())
-        .map_err(|e| Rejection::InvalidVerifierConfig(e.to_string()))
+    let parsed = match quorumkey_verifier::VerifierConfig::parse(config) {
+        Ok(parsed) => parsed,
+        Err(e) => return Ok(Err(Rejection::InvalidVerifierConfig(e.to_string()))),
+    };
+    if let quorumkey_verifier::VerifierConfig::Script(script) = &parsed {
+        let id = script.module_id().unwrap_or_default();
+        if overlay.get(Table::Scripts, &id)?.is_none() {
+            return Ok(Err(Rejection::UnknownScript(script.module.clone())));
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// Counts one more verifier for `owner`.
@@ -867,6 +923,11 @@ impl<'a, S: StateRead + ?Sized> LedgerView<'a, S> {
     pub fn verifier(&self, name: &VerifierName) -> Result<Option<VerifierRecord>, LedgerError> {
         let bytes = self.state.get(&state_key(Table::Verifiers, name.as_str().as_bytes()))?;
         parse_record(bytes, &MAX_VERIFIER_CONFIG_LEN, "a verifier record does not decode")
+    }
+
+    /// A verifier script's module, by its sha-256.
+    pub fn script_module(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self.state.get(&state_key(Table::Scripts, id))?)
     }
 
     /// Verifiers ever registered.

@@ -42,6 +42,8 @@ pub enum Table {
     /// new assignments), `v` + verifier name, `n` + node index (u16
     /// big-endian) → the current window (u64) and its use (u32).
     AssignmentBudgets = 12,
+    /// Module id (sha-256) → a verifier script's module (WebAssembly).
+    Scripts = 13,
     /// Not hashed into the state root: the root's own accumulator.
     Root = 255,
 }

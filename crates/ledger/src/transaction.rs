@@ -84,6 +84,16 @@ pub enum TransactionBody {
         /// `s_kj·G` for each key, with the proof.
         shares: PublicShares,
     },
+    /// Store a verifier script's module on the ledger, under its sha-256,
+    /// for script verifiers to name. Signed by `owner` (on the policy's
+    /// allow list, if it has one); storing a module already stored changes
+    /// nothing.
+    PublishScript {
+        /// Compressed secp256k1 key of the publisher.
+        owner: PointBytes,
+        /// The module (WebAssembly).
+        module: Bytes,
+    },
     /// Replace the network's abuse policy. Signed by at least 2f + 1 nodes
     /// ([`Authorization::Operators`]); `nonce` must be one above the last
     /// policy's (the genesis policy's is 0).
@@ -219,6 +229,7 @@ const TAG_DKG_DEAL: u8 = 3;
 const TAG_DKG_RESPONSE: u8 = 4;
 const TAG_DKG_PUBLIC_SHARES: u8 = 5;
 const TAG_SET_POLICY: u8 = 6;
+const TAG_PUBLISH_SCRIPT: u8 = 7;
 #[cfg(feature = "test-dealer")]
 const TAG_DEAL_KEYS: u8 = 200;
 
@@ -263,6 +274,11 @@ impl Write for TransactionBody {
                 policy.write(buf);
                 nonce.write(buf);
             }
+            Self::PublishScript { owner, module } => {
+                TAG_PUBLISH_SCRIPT.write(buf);
+                owner.write(buf);
+                module.write(buf);
+            }
             #[cfg(feature = "test-dealer")]
             Self::DealKeys { keys } => {
                 TAG_DEAL_KEYS.write(buf);
@@ -286,6 +302,7 @@ impl EncodeSize for TransactionBody {
             Self::DkgResponse { batch, complaints } => batch.encode_size() + complaints.encode_size(),
             Self::DkgPublicShares { batch, shares } => batch.encode_size() + shares.encode_size(),
             Self::SetPolicy { policy, nonce } => policy.encode_size() + nonce.encode_size(),
+            Self::PublishScript { owner, module } => owner.encode_size() + module.encode_size(),
             #[cfg(feature = "test-dealer")]
             Self::DealKeys { keys } => keys.encode_size(),
         }
@@ -320,6 +337,10 @@ impl Read for TransactionBody {
                 Ok(Self::DkgPublicShares { batch: u64::read(buf)?, shares: PublicShares::read_cfg(buf, &limits.dkg)? })
             }
             TAG_SET_POLICY => Ok(Self::SetPolicy { policy: NetworkPolicy::read(buf)?, nonce: u64::read(buf)? }),
+            TAG_PUBLISH_SCRIPT => Ok(Self::PublishScript {
+                owner: PointBytes::read(buf)?,
+                module: Bytes::read_cfg(buf, &RangeCfg::new(1..=quorumkey_script::MAX_MODULE_BYTES))?,
+            }),
             #[cfg(feature = "test-dealer")]
             TAG_DEAL_KEYS => Ok(Self::DealKeys {
                 keys: Vec::<KeyRecord>::read_cfg(buf, &(RangeCfg::new(1..=MAX_DEALT_KEYS), limits.nodes))?,

@@ -606,3 +606,75 @@ proptest! {
         }
     }
 }
+
+/// A script verifier configuration naming `module`, with the test JWT
+/// configuration as its one sub-verifier.
+fn script_config(module: &[u8; 32]) -> Bytes {
+    let jwt: serde_json::Value = serde_json::from_slice(&test_verifier_config()).unwrap();
+    let config = serde_json::json!({
+        "type": "script",
+        "module": hex::encode(module),
+        "fuel": 1_000_000,
+        "memory_pages": 2,
+        "sub_verifiers": { "provider": jwt },
+    });
+    Bytes::from(config.to_string())
+}
+
+#[test]
+fn script_modules_are_published_once_validated_and_script_verifiers_name_one_on_the_ledger() {
+    let mut net = Network::new(4, 3);
+    let owner = net.owner.clone();
+    let module = Bytes::from(
+        wat::parse_str(
+            r#"(module (import "quorumkey" "accept" (func (param i32 i32))) (memory (export "memory") 1)
+                 (func (export "verify") (result i32) i32.const 0))"#,
+        )
+        .unwrap(),
+    );
+    let id = quorumkey_script::ScriptModule::id_of(&module);
+    let floats = Bytes::from(
+        wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "verify") (result i32) f32.const 1 i32.trunc_f32_s))"#)
+            .unwrap(),
+    );
+    let publish = |module: &Bytes| TransactionBody::PublishScript { owner: compressed(&owner), module: module.clone() };
+    let register = |verifier: &str, module: &[u8; 32]| TransactionBody::RegisterVerifier {
+        name: name(verifier),
+        owner: compressed(&owner),
+        config: script_config(module),
+    };
+    let results = net.apply(&[
+        // Named before it is published: refused.
+        net.owner_tx(&owner, register("early", &id)),
+        net.owner_tx(&owner, publish(&floats)),
+        net.owner_tx(&owner, publish(&module)),
+        net.owner_tx(&owner, publish(&module)),
+        net.owner_tx(&owner, register("scripted", &id)),
+    ]);
+    assert_eq!(results[0], Err(Rejection::UnknownScript(hex::encode(id))));
+    assert!(
+        matches!(results[1], Err(Rejection::InvalidScript(ref e)) if e.contains("not valid WebAssembly")),
+        "{:?}",
+        results[1]
+    );
+    assert_eq!(results[2], Ok(Effect::ScriptPublished { id }));
+    assert_eq!(results[3], Ok(Effect::ScriptPublished { id }), "publishing again changes nothing");
+    assert_eq!(results[4], Ok(Effect::VerifierRegistered));
+    assert_eq!(net.view().script_module(&id).unwrap().as_deref(), Some(module.as_ref()));
+    let floats_id = quorumkey_script::ScriptModule::id_of(&floats);
+    assert_eq!(net.view().script_module(&floats_id).unwrap(), None);
+
+    // Signed by someone else than the publisher it names: refused with the
+    // encoding, as a registration is.
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let mallory = SigningKey::generate_from_rng(&mut rng);
+    let results = net.apply(&[net.owner_tx(&mallory, publish(&module))]);
+    assert!(matches!(results[0], Err(Rejection::BadAuthorization(_))));
+}
+
+#[test]
+fn a_script_verifier_cannot_be_in_a_genesis() {
+    let mut genesis = TestNetwork::new(4, 3).ledger.genesis().clone();
+    genesis.verifiers[0].config = script_config(&[7u8; 32]);
+    assert!(genesis.validate().unwrap_err().to_string().contains("register it after genesis"));
+}

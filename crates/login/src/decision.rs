@@ -201,20 +201,27 @@ fn internal(error: impl std::fmt::Display) -> LoginError {
 pub fn decide(facts: &RevealFacts<'_>) -> Result<RevealStep, LoginError> {
     let request = facts.request;
     let verifier = request.verifier.as_str();
-    let aggregate_verifier = matches!(facts.config, VerifierConfig::Aggregate(_));
-    match (aggregate_verifier, request.aggregate.is_some()) {
-        (true, false) => {
+    let aggregate_verifier = facts.config.takes_sub_tokens();
+    let script_verifier = matches!(facts.config, VerifierConfig::Script(_));
+    let evidence = request.aggregate.as_ref().map(|login| login.evidence.is_some());
+    match (aggregate_verifier, script_verifier, evidence) {
+        (true, true, Some(true)) | (true, false, Some(false)) | (false, _, None) => {}
+        (true, true, _) => {
             return Err(LoginError::InvalidParams(format!(
-                "verifier {verifier} is an aggregate verifier: send `verify_params` and `sub_verifier_ids`"
+                "verifier {verifier} is a script verifier: send `verify_params`, `sub_verifier_ids` and `script_params` (the evidence, `{{}}` if none)"
             )));
         }
-        (false, true) => {
+        (true, false, _) => {
+            return Err(LoginError::InvalidParams(format!(
+                "verifier {verifier} is an aggregate verifier: send `verify_params` and `sub_verifier_ids`, and no `script_params`"
+            )));
+        }
+        (false, _, Some(_)) => {
             return Err(LoginError::InvalidParams(format!(
                 "verifier {verifier} is a {} verifier: send no `verify_params` or `sub_verifier_ids`",
                 facts.config.kind()
             )));
         }
-        _ => {}
     }
 
     // 2. The records: the commitment's, and each sub-token's.

@@ -26,6 +26,15 @@ pub const MAX_SUB_TOKENS: usize = 8;
 /// Separator of an aggregate's sorted sub-tokens before hashing (ASCII
 /// 0x1D, as Torus' customauth joins them).
 pub const SUB_TOKEN_SEPARATOR: char = '\u{1d}';
+/// What separates a script login's sub-tokens from its evidence in the
+/// text its `idtoken` hashes (0x1E).
+pub const EVIDENCE_SEPARATOR: char = '\u{1e}';
+/// Most evidence fields of a script login.
+pub const MAX_EVIDENCE_FIELDS: usize = 16;
+/// Longest evidence field name.
+pub const MAX_EVIDENCE_NAME_LEN: usize = 64;
+/// Most evidence bytes of a script login (names and values).
+pub const MAX_EVIDENCE_LEN: usize = 32 * 1024;
 
 /// How many node signatures a reveal needs in a network of `nodes` with
 /// threshold `threshold`: ⌈(n + t) / 2⌉, so that any two sets of that many
@@ -65,13 +74,17 @@ pub struct NodeKey {
     pub public: PublicKey,
 }
 
-/// The sub-tokens of an aggregate login.
+/// The sub-tokens of an aggregate or script login.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AggregateLogin {
     /// The sub-verifiers, in request order.
     pub sub_verifier_ids: Vec<String>,
     /// Their tokens, in the same order.
     pub tokens: Vec<String>,
+    /// A script login's evidence (`script_params`: field name to text),
+    /// bound by its `idtoken` ([`script_id_token`]); `None` for an
+    /// aggregate login.
+    pub evidence: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A parsed `ShareRequest` (one login).
@@ -134,12 +147,64 @@ pub fn aggregate_id_token(sub_tokens: &[String]) -> String {
     hex::encode(keccak256(sorted.join(&SUB_TOKEN_SEPARATOR.to_string()).as_bytes()))
 }
 
+/// The evidence's one spelling: a JSON object of strings, keys sorted, no
+/// blanks (serde_json's escaping), whatever spelling the client sent.
+pub fn canonical_evidence(evidence: &std::collections::BTreeMap<String, String>) -> String {
+    // A map of strings always serializes.
+    serde_json::to_string(evidence).unwrap_or_default()
+}
+
+/// A script login's `idtoken`: keccak256 of its sub-tokens sorted and
+/// joined with 0x1D, then 0x1E and the evidence in its one spelling, as 64
+/// lower-case hex digits. Committing to it commits to every sub-token and
+/// every piece of evidence: a node or proxy that changes either between
+/// the commitment and the reveal changes the commitment, which then has
+/// no quorum of signatures.
+pub fn script_id_token(sub_tokens: &[String], evidence: &std::collections::BTreeMap<String, String>) -> String {
+    let mut sorted: Vec<&str> = sub_tokens.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let text = format!(
+        "{}{EVIDENCE_SEPARATOR}{}",
+        sorted.join(&SUB_TOKEN_SEPARATOR.to_string()),
+        canonical_evidence(evidence)
+    );
+    hex::encode(keccak256(text.as_bytes()))
+}
+
+/// Parses `script_params`: at most [`MAX_EVIDENCE_FIELDS`] fields of text,
+/// names of 1 to [`MAX_EVIDENCE_NAME_LEN`] bytes, at most
+/// [`MAX_EVIDENCE_LEN`] bytes in all.
+fn parse_evidence(value: &Value) -> Result<std::collections::BTreeMap<String, String>, LoginError> {
+    let invalid = |reason: String| LoginError::InvalidParams(format!("`script_params` {reason}"));
+    let Value::Object(fields) = value else { return Err(invalid("must be an object".to_owned())) };
+    if fields.len() > MAX_EVIDENCE_FIELDS {
+        return Err(invalid(format!("has {} fields; at most {MAX_EVIDENCE_FIELDS}", fields.len())));
+    }
+    let mut evidence = std::collections::BTreeMap::new();
+    let mut total = 0usize;
+    for (name, value) in fields {
+        if name.is_empty() || name.len() > MAX_EVIDENCE_NAME_LEN {
+            return Err(invalid(format!("field names have 1 to {MAX_EVIDENCE_NAME_LEN} bytes")));
+        }
+        let Value::String(text) = value else {
+            return Err(invalid(format!("field {name:?} must be a string")));
+        };
+        total = total.saturating_add(name.len() + text.len());
+        if total > MAX_EVIDENCE_LEN {
+            return Err(invalid(format!("holds more than {MAX_EVIDENCE_LEN} bytes")));
+        }
+        evidence.insert(name.clone(), text.clone());
+    }
+    Ok(evidence)
+}
+
 impl ShareRequest {
     /// Parses the params: `encrypted` absent or `"yes"`; `item` with
     /// exactly one login holding `idtoken`, `verifieridentifier`,
     /// `verifier_id`, `nodesignatures` (at most `max_signatures` entries)
-    /// and, for an aggregate, `verify_params` and `sub_verifier_ids`.
-    /// Other fields are ignored.
+    /// and, for an aggregate, `verify_params` and `sub_verifier_ids`; for a
+    /// script login, those and `script_params` too. Other fields are
+    /// ignored.
     pub fn parse(params: &Value, max_signatures: usize) -> Result<Self, LoginError> {
         let params = object(params, "params")?;
         match params.get("encrypted") {
@@ -160,12 +225,12 @@ impl ShareRequest {
         let verifier = verifier_name(string_field(item, "verifieridentifier")?, "verifieridentifier")?;
         let claimed = verifier_id(string_field(item, "verifier_id")?)?;
         let node_signatures = array(item, "nodesignatures", max_signatures)?.to_vec();
-        let aggregate = match (item.get("verify_params"), item.get("sub_verifier_ids")) {
-            (None, None) => None,
-            (Some(_), Some(_)) => Some(Self::parse_aggregate(item, &claimed, &id_token)?),
+        let aggregate = match (item.get("verify_params"), item.get("sub_verifier_ids"), item.get("script_params")) {
+            (None, None, None) => None,
+            (Some(_), Some(_), evidence) => Some(Self::parse_aggregate(item, &claimed, &id_token, evidence)?),
             _ => {
                 return Err(LoginError::InvalidParams(
-                    "an aggregate login needs both `verify_params` and `sub_verifier_ids`".to_owned(),
+                    "an aggregate or script login needs both `verify_params` and `sub_verifier_ids`".to_owned(),
                 ));
             }
         };
@@ -183,7 +248,9 @@ impl ShareRequest {
         item: &Map<String, Value>,
         claimed: &VerifierId,
         id_token: &str,
+        evidence: Option<&Value>,
     ) -> Result<AggregateLogin, LoginError> {
+        let evidence = evidence.map(parse_evidence).transpose()?;
         let params = array(item, "verify_params", MAX_SUB_TOKENS)?;
         let ids = array(item, "sub_verifier_ids", MAX_SUB_TOKENS)?;
         if params.is_empty() || params.len() != ids.len() {
@@ -193,10 +260,14 @@ impl ShareRequest {
                 ids.len()
             )));
         }
-        let mut login = AggregateLogin { sub_verifier_ids: Vec::with_capacity(ids.len()), tokens: Vec::new() };
+        let mut login =
+            AggregateLogin { sub_verifier_ids: Vec::with_capacity(ids.len()), tokens: Vec::new(), evidence: None };
         for (position, (param, id)) in params.iter().zip(ids).enumerate() {
             let param = object(param, "an entry of `verify_params`")?;
-            if string_field(param, "verifier_id")? != claimed.as_str() {
+            // In a script login the sub-tokens may name other users (an
+            // email, a wallet): the script names the login's.
+            let sub_id = string_field(param, "verifier_id")?;
+            if evidence.is_none() && sub_id != claimed.as_str() {
                 return Err(LoginError::InvalidParams(format!(
                     "`verify_params[{position}].verifier_id` differs from the login's `verifier_id`"
                 )));
@@ -213,11 +284,20 @@ impl ShareRequest {
         }
         // Exactly as computed (lower-case hex): a token with two spellings
         // would have two commitments.
-        if aggregate_id_token(&login.tokens) != id_token {
-            return Err(LoginError::CommitmentMismatch(
-                "an aggregate's `idtoken` must be keccak256 of its sub-tokens, sorted and joined with 0x1D, in lower-case hex".to_owned(),
-            ));
+        match &evidence {
+            None if aggregate_id_token(&login.tokens) != id_token => {
+                return Err(LoginError::CommitmentMismatch(
+                    "an aggregate's `idtoken` must be keccak256 of its sub-tokens, sorted and joined with 0x1D, in lower-case hex".to_owned(),
+                ));
+            }
+            Some(evidence) if script_id_token(&login.tokens, evidence) != id_token => {
+                return Err(LoginError::CommitmentMismatch(
+                    "a script login's `idtoken` must be keccak256 of its sub-tokens, sorted and joined with 0x1D, then 0x1E and its `script_params` as sorted compact JSON, in lower-case hex: the evidence is not what was committed".to_owned(),
+                ));
+            }
+            _ => {}
         }
+        login.evidence = evidence;
         Ok(login)
     }
 

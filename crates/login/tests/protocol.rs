@@ -1636,3 +1636,53 @@ fn a_client_counts_only_commitment_signatures_the_nodes_will_accept() {
     forged["signature"] = net.good(1, temp)["signature"].clone();
     assert!(check(&forged, 0).unwrap_err().contains("not node 1's signature"));
 }
+
+#[test]
+fn script_logins_bind_their_evidence_in_the_idtoken() {
+    use quorumkey_login::reveal::{canonical_evidence, script_id_token};
+    use std::collections::BTreeMap;
+    let tokens = ["sub.token.a".to_owned()];
+    let evidence: BTreeMap<String, String> =
+        [("signature".to_owned(), "0xabc".to_owned()), ("message".to_owned(), "nonce: 1\n\"q\"".to_owned())].into();
+    // One spelling: sorted keys, compact, serde_json's escapes.
+    assert_eq!(canonical_evidence(&evidence), r#"{"message":"nonce: 1\n\"q\"","signature":"0xabc"}"#);
+    let id_token = script_id_token(&tokens, &evidence);
+    assert_eq!(
+        id_token,
+        hex::encode(keccak256(format!("sub.token.a\u{1e}{}", canonical_evidence(&evidence)).as_bytes()))
+    );
+    assert_ne!(id_token, aggregate_id_token(&tokens), "a script login is never an aggregate login's commitment");
+    // The sub-token names a wallet's user, not the login's: allowed here.
+    let verify_params = json!([{"verifier_id": "someone-else", "idtoken": tokens[0]}]);
+    let script = |id_token: &str, evidence: Value| {
+        let mut params = aggregate_params(id_token, verify_params.clone(), json!(["google"]));
+        params["item"][0]["script_params"] = evidence;
+        ShareRequest::parse(&params, 5)
+    };
+    // The client may spell the evidence any way: the same meaning, the
+    // same idtoken.
+    let respelled =
+        serde_json::from_str::<Value>("{ \"signature\" : \"0xabc\",\n \"message\": \"nonce: 1\\n\\\"q\\\"\" }")
+            .unwrap();
+    let parsed = script(&id_token, respelled).unwrap();
+    assert_eq!(parsed.aggregate.unwrap().evidence, Some(evidence.clone()));
+    // Evidence other than what the idtoken (and so the commitment) binds.
+    let mut swapped = evidence.clone();
+    swapped.insert("signature".to_owned(), "0xdef".to_owned());
+    match script(&id_token, serde_json::to_value(&swapped).unwrap()) {
+        Err(LoginError::CommitmentMismatch(reason)) => assert!(reason.contains("not what was committed"), "{reason}"),
+        other => panic!("expected CommitmentMismatch, got {other:?}"),
+    }
+    // Not strings, too many, too large.
+    let reason = invalid_params(script(&id_token, json!({"n": 1})));
+    assert!(reason.contains("must be a string"), "{reason}");
+    let many: serde_json::Map<String, Value> = (0..17).map(|i| (format!("f{i}"), json!("x"))).collect();
+    assert!(invalid_params(script(&id_token, Value::Object(many))).contains("at most 16"));
+    let huge = json!({"blob": "x".repeat(40_000)});
+    assert!(invalid_params(script(&id_token, huge)).contains("more than"));
+    assert!(invalid_params(script(&id_token, json!(["not", "an", "object"]))).contains("object"));
+    // Evidence without sub-tokens.
+    let mut params = share_params(&id_token, vec![]);
+    params["item"][0]["script_params"] = json!({});
+    invalid_params(ShareRequest::parse(&params, 5));
+}

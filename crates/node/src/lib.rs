@@ -30,6 +30,8 @@
 //!   commit (one fsync for concurrent commitments), checkpoints, sweeps.
 //! - [`housekeeping`]: the task that owns the periodic chores (sweeps,
 //!   idle entries, the peers gauge).
+//! - [`script_runner`]: verifier scripts, compiled once from the ledger,
+//!   run off the async workers within their budget.
 //! - [`pending_records`]: caps on unexpired login records per verifier,
 //!   client address and node.
 //! - [`observability`]: health and Prometheus metrics.
@@ -50,5 +52,6 @@ pub mod participant_driver;
 pub mod pending_records;
 pub mod provider_http;
 pub mod run;
+pub mod script_runner;
 pub mod state;
 pub mod token_verifier;

@@ -214,6 +214,9 @@ pub struct Identity {
     /// What each token is, whatever its spelling (one per sub-token of an
     /// aggregate): the keys of its nullifiers.
     pub identities: Vec<TokenIdentity>,
+    /// A single token's verified claims (a JWT's payload, an introspection
+    /// answer's fields); empty for an aggregate.
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 impl From<VerifiedToken> for Identity {
@@ -223,8 +226,19 @@ impl From<VerifiedToken> for Identity {
             issued_at: token.issued_at,
             expires_at: token.expires_at,
             identities: vec![token.identity],
+            claims: token.claims,
         }
     }
+}
+
+/// One sub-token of an aggregate or script login, verified by its
+/// sub-verifier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedSubToken {
+    /// The sub-verifier's name.
+    pub name: String,
+    /// What the token established.
+    pub identity: Identity,
 }
 
 /// Token checks with cached keys and answers.
@@ -295,6 +309,7 @@ impl TokenVerifier {
                 issued_at: token.issued_at,
                 expires_at: token.expires_at,
                 identities: vec![token.identity],
+                claims: token.claims,
             }),
         }
     }
@@ -348,6 +363,7 @@ impl TokenVerifier {
             issued_at: checked.issued_at,
             expires_at: checked.expires_at,
             identities: vec![checked.identity],
+            claims: checked.claims,
         })
     }
 
@@ -364,14 +380,29 @@ impl TokenVerifier {
         now: u64,
     ) -> Result<Identity, VerifyError> {
         check_aggregate_request(config, sub_verifier_ids, tokens.len())?;
-        let mut yielded = Vec::with_capacity(tokens.len());
-        let mut expires_at = u64::MAX;
-        let mut issued_at = u64::MAX;
-        let mut identities = Vec::with_capacity(tokens.len());
+        let subs = self.verify_sub_tokens(verifier, &config.sub_verifiers, sub_verifier_ids, tokens, now).await?;
+        let pairs: Vec<(&str, &str)> =
+            subs.iter().map(|sub| (sub.name.as_str(), sub.identity.verifier_id.as_str())).collect();
+        check_aggregate_agreement(claimed, &pairs)?;
+        Ok(combined(claimed, &subs))
+    }
+
+    /// Checks each sub-token of a login (`tokens[i]` for sub-verifier
+    /// `sub_verifier_ids[i]`, already checked against the verifier's
+    /// sub-verifiers and presence rule), in order; all must pass.
+    pub async fn verify_sub_tokens(
+        &self,
+        verifier: &str,
+        sub_verifiers: &BTreeMap<String, SubVerifierConfig>,
+        sub_verifier_ids: &[String],
+        tokens: &[String],
+        now: u64,
+    ) -> Result<Vec<VerifiedSubToken>, VerifyError> {
+        let mut verified = Vec::with_capacity(tokens.len());
         for (name, token) in sub_verifier_ids.iter().zip(tokens) {
             let wrap =
                 |error: VerifyError| VerifyError::SubVerifier { sub_verifier: name.clone(), error: Box::new(error) };
-            let identity = match config.sub_verifiers.get(name) {
+            let identity = match sub_verifiers.get(name) {
                 Some(SubVerifierConfig::Jwt(jwt)) => {
                     self.verify_jwt(jwt, token, now).await.map(Identity::from).map_err(wrap)?
                 }
@@ -380,14 +411,9 @@ impl TokenVerifier {
                 }
                 None => return Err(AggregateError::UnknownSubVerifier(name.clone()).into()),
             };
-            expires_at = expires_at.min(identity.expires_at);
-            issued_at = issued_at.min(identity.issued_at);
-            identities.extend(identity.identities);
-            yielded.push((name.as_str(), identity.verifier_id));
+            verified.push(VerifiedSubToken { name: name.clone(), identity });
         }
-        let pairs: Vec<(&str, &str)> = yielded.iter().map(|(name, id)| (*name, id.as_str())).collect();
-        check_aggregate_agreement(claimed, &pairs)?;
-        Ok(Identity { verifier_id: claimed.to_owned(), issued_at, expires_at, identities })
+        Ok(verified)
     }
 
     /// The key cache.
@@ -414,5 +440,17 @@ impl TokenVerifier {
                 Ok(verify_jwt(config, &keys, token, now)?)
             }
         }
+    }
+}
+
+/// The identity of a login of several sub-tokens that names `verifier_id`:
+/// the earliest issue time, the earliest expiry, every token's nullifier.
+pub fn combined(verifier_id: &str, subs: &[VerifiedSubToken]) -> Identity {
+    Identity {
+        verifier_id: verifier_id.to_owned(),
+        issued_at: subs.iter().map(|sub| sub.identity.issued_at).min().unwrap_or(0),
+        expires_at: subs.iter().map(|sub| sub.identity.expires_at).min().unwrap_or(0),
+        identities: subs.iter().flat_map(|sub| sub.identity.identities.iter().cloned()).collect(),
+        claims: serde_json::Map::new(),
     }
 }

@@ -291,6 +291,21 @@ enum VerifierCommand {
         #[command(flatten)]
         target: NodeTarget,
     },
+    /// Publish a verifier script's module (.wasm) on the ledger, signed by
+    /// an owner key: checked here as the ledger checks it (size, no floats,
+    /// only quorumkey host functions, the exports), then submitted; prints
+    /// its id, which a script verifier's configuration names as `module`.
+    /// Spends the network's registration budget, as a registration does.
+    PublishScript {
+        /// The module.
+        #[arg(long)]
+        module: PathBuf,
+        /// The owner key file (on the policy's allow list, if it has one).
+        #[arg(long)]
+        owner_key: PathBuf,
+        #[command(flatten)]
+        target: NodeTarget,
+    },
     /// Run a verifier script on this machine on a sample login, as every
     /// node would: validates the module as the ledger does (size, no
     /// floats, only quorumkey host functions, the exports), runs it in the
@@ -823,6 +838,9 @@ fn verifier_command(command: VerifierCommand) -> Result<(), CommandError> {
             runtime()?.block_on(update(&target.into(), &name, &enabled(true), &owner_key, "enabled"))
         }
         VerifierCommand::List { json, target } => runtime()?.block_on(list(&target.into(), json)),
+        VerifierCommand::PublishScript { module, owner_key, target } => {
+            runtime()?.block_on(registry_commands::publish_script(&target.into(), &module, &owner_key))
+        }
         VerifierCommand::TestScript { module, input, fuel, memory_pages } => quorumkey::script_commands::test_script(
             &module,
             &input,

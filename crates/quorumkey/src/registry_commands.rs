@@ -86,6 +86,21 @@ pub async fn register(target: &NodeTarget, name: &str, config: &Path, owner_key:
     Ok(())
 }
 
+/// `verifier publish-script`: checks the module as the ledger will, then
+/// publishes it; prints its id.
+pub async fn publish_script(target: &NodeTarget, module: &Path, owner_key: &Path) -> Result<(), CommandError> {
+    let bytes = std::fs::read(module).map_err(|source| CommandError::Read { path: module.to_owned(), source })?;
+    quorumkey_script::ScriptModule::validate(&bytes)?;
+    let (client, owner) = (node_client(target)?, load_owner_key(owner_key)?);
+    let id = registry::publish_script(&client, &bytes, &owner).await?;
+    println!("published   module {} ({} bytes)", hex::encode(id), bytes.len());
+    println!(
+        "name it in a script verifier's configuration: {{\"type\": \"script\", \"module\": \"{}\", \"fuel\": …, \"memory_pages\": …, \"sub_verifiers\": {{…}}}} (docs/verifiers.md)",
+        hex::encode(id)
+    );
+    Ok(())
+}
+
 /// `verifier update`, `enable` and `disable`: `change`, then the record as
 /// the network has it, after `done`.
 pub async fn update(

@@ -34,15 +34,16 @@ pub use input::{ScriptInput, SubTokenInput};
 pub use module::{CompiledScript, ModuleError, ScriptModule};
 pub use run::{ScriptBudget, ScriptError, ScriptOutcome, run_script};
 
-/// The largest module the ledger stores (bytes).
-pub const MAX_MODULE_BYTES: usize = 256 * 1024;
+/// The largest module the ledger stores (bytes): it travels in one
+/// transaction, whose limit is 256 KiB.
+pub const MAX_MODULE_BYTES: usize = 192 * 1024;
 /// The largest fuel budget a verifier may give one login: about 45 ms of
 /// interpretation on one core of the reference machine (2,200 fuel per
-/// microsecond; `docs/benchmarks.md`).
-pub const MAX_FUEL: u64 = 100_000_000;
+/// microsecond; `docs/benchmarks.md`). The verifier configuration's limit.
+pub const MAX_FUEL: u64 = quorumkey_verifier::config::MAX_SCRIPT_FUEL;
 /// The largest memory a verifier may give one login, in 64 KiB pages
-/// (4 MiB).
-pub const MAX_MEMORY_PAGES: u32 = 64;
+/// (4 MiB). The verifier configuration's limit.
+pub const MAX_MEMORY_PAGES: u32 = quorumkey_verifier::config::MAX_SCRIPT_MEMORY_PAGES;
 /// The longest `verifier_id` a script may accept (as the ledger's).
 pub const MAX_VERIFIER_ID_LEN: usize = 256;
 /// The longest refusal reason a script may give.

@@ -59,25 +59,35 @@ pub fn check_aggregate_request(
     sub_verifier_ids: &[String],
     verify_params_len: usize,
 ) -> Result<(), AggregateError> {
+    check_sub_token_request(&config.sub_verifiers, config.require_all, sub_verifier_ids, verify_params_len)
+}
+
+/// The aggregate rule's request checks, for any verifier that takes
+/// sub-tokens (an aggregate's or a script's sub-verifiers and presence
+/// rule).
+pub fn check_sub_token_request(
+    sub_verifiers: &std::collections::BTreeMap<String, crate::config::SubVerifierConfig>,
+    require_all: bool,
+    sub_verifier_ids: &[String],
+    verify_params_len: usize,
+) -> Result<(), AggregateError> {
     if verify_params_len != sub_verifier_ids.len() {
         return Err(AggregateError::Mismatched { params: verify_params_len, ids: sub_verifier_ids.len() });
     }
-    let max = config.sub_verifiers.len().min(MAX_SUB_TOKENS);
+    let max = sub_verifiers.len().min(MAX_SUB_TOKENS);
     if sub_verifier_ids.is_empty() || sub_verifier_ids.len() > max {
         return Err(AggregateError::Count { count: sub_verifier_ids.len(), max });
     }
     let mut seen = BTreeSet::new();
     for id in sub_verifier_ids {
-        if !config.sub_verifiers.contains_key(id) {
+        if !sub_verifiers.contains_key(id) {
             return Err(AggregateError::UnknownSubVerifier(quote(id)));
         }
         if !seen.insert(id.as_str()) {
             return Err(AggregateError::Duplicate(quote(id)));
         }
     }
-    if config.require_all
-        && let Some(missing) = config.sub_verifiers.keys().find(|name| !seen.contains(name.as_str()))
-    {
+    if require_all && let Some(missing) = sub_verifiers.keys().find(|name| !seen.contains(name.as_str())) {
         return Err(AggregateError::Missing(missing.clone()));
     }
     Ok(())

@@ -32,6 +32,12 @@ pub const MAX_CLOCK_SKEW_SECS: u64 = 600;
 pub const MAX_ACCEPTANCE_SECS: u64 = MAX_WINDOW_SECS + MAX_CLOCK_SKEW_SECS;
 /// Clock skew allowed when a configuration does not say (one minute).
 pub const DEFAULT_CLOCK_SKEW_SECS: u64 = 60;
+/// The most fuel a script verifier may give one login (about 45 ms of
+/// interpretation on the reference machine: `crates/script`).
+pub const MAX_SCRIPT_FUEL: u64 = 100_000_000;
+/// The most memory a script verifier may give one login, in 64 KiB pages
+/// (4 MiB).
+pub const MAX_SCRIPT_MEMORY_PAGES: u32 = 64;
 
 /// A verifier: how the tokens of one application are checked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +50,9 @@ pub enum VerifierConfig {
     Introspection(IntrospectionConfig),
     /// Several tokens that must all pass and name the same user.
     Aggregate(AggregateConfig),
+    /// Tokens checked by sub-verifiers, then a WebAssembly program of the
+    /// application's that names the user (`docs/verifiers.md`, "Scripts").
+    Script(ScriptConfig),
 }
 
 /// Where a JWT verifier gets its keys.
@@ -118,6 +127,27 @@ pub struct AggregateConfig {
     pub require_all: bool,
 }
 
+/// A script verifier: the tokens of a login are checked by its
+/// sub-verifiers, as an aggregate's are; then the module (published on the
+/// ledger, named by its sha-256) runs on their verified claims and the
+/// login's evidence, within the budget, and names the user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptConfig {
+    /// The module's sha-256, 64 lower-case hex digits.
+    pub module: String,
+    /// Fuel per login (1 to [`MAX_SCRIPT_FUEL`]).
+    pub fuel: u64,
+    /// Memory per login, in 64 KiB pages (1 to [`MAX_SCRIPT_MEMORY_PAGES`]).
+    pub memory_pages: u32,
+    /// The sub-verifiers by their id in requests.
+    pub sub_verifiers: BTreeMap<String, SubVerifierConfig>,
+    /// Every sub-verifier must be presented (otherwise any non-empty
+    /// subset, and the script decides).
+    #[serde(default)]
+    pub require_all: bool,
+}
+
 /// A sub-verifier of an aggregate: a JWT or introspection verifier (no
 /// nesting).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +179,7 @@ impl VerifierConfig {
             Self::Jwt(jwt) => jwt.validate(),
             Self::Introspection(introspection) => introspection.validate(),
             Self::Aggregate(aggregate) => aggregate.validate(),
+            Self::Script(script) => script.validate(),
         }
     }
 
@@ -160,8 +191,8 @@ impl VerifierConfig {
         match self {
             Self::Jwt(jwt) => jwt.acceptance_window_secs(),
             Self::Introspection(introspection) => introspection.freshness_secs,
-            Self::Aggregate(aggregate) => aggregate
-                .sub_verifiers
+            Self::Aggregate(AggregateConfig { sub_verifiers, .. })
+            | Self::Script(ScriptConfig { sub_verifiers, .. }) => sub_verifiers
                 .values()
                 .map(|sub| match sub {
                     SubVerifierConfig::Jwt(jwt) => jwt.acceptance_window_secs(),
@@ -172,12 +203,28 @@ impl VerifierConfig {
         }
     }
 
-    /// `jwt`, `introspection` or `aggregate`.
+    /// Whether a login presents sub-tokens (`aggregate` and `script`).
+    pub fn takes_sub_tokens(&self) -> bool {
+        matches!(self, Self::Aggregate(_) | Self::Script(_))
+    }
+
+    /// The sub-verifiers and the presence rule, for a verifier that takes
+    /// sub-tokens.
+    pub fn sub_verifiers(&self) -> Option<(&BTreeMap<String, SubVerifierConfig>, bool)> {
+        match self {
+            Self::Aggregate(aggregate) => Some((&aggregate.sub_verifiers, aggregate.require_all)),
+            Self::Script(script) => Some((&script.sub_verifiers, script.require_all)),
+            Self::Jwt(_) | Self::Introspection(_) => None,
+        }
+    }
+
+    /// `jwt`, `introspection`, `aggregate` or `script`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Jwt(_) => "jwt",
             Self::Introspection(_) => "introspection",
             Self::Aggregate(_) => "aggregate",
+            Self::Script(_) => "script",
         }
     }
 }
@@ -384,20 +431,56 @@ impl IntrospectionConfig {
 
 impl AggregateConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.sub_verifiers.is_empty() || self.sub_verifiers.len() > MAX_SUB_VERIFIERS {
+        validate_sub_verifiers(&self.sub_verifiers)
+    }
+}
+
+fn validate_sub_verifiers(sub_verifiers: &BTreeMap<String, SubVerifierConfig>) -> Result<(), ConfigError> {
+    if sub_verifiers.is_empty() || sub_verifiers.len() > MAX_SUB_VERIFIERS {
+        return Err(ConfigError::Invalid {
+            field: "sub_verifiers",
+            reason: format!("must name 1 to {MAX_SUB_VERIFIERS} sub-verifiers"),
+        });
+    }
+    for (name, sub) in sub_verifiers {
+        field("sub_verifiers", name)?;
+        match sub {
+            SubVerifierConfig::Jwt(jwt) => jwt.validate()?,
+            SubVerifierConfig::Introspection(introspection) => introspection.validate()?,
+        }
+    }
+    Ok(())
+}
+
+impl ScriptConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let hex_digits =
+            |text: &str| text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex_digits(&self.module) {
             return Err(ConfigError::Invalid {
-                field: "sub_verifiers",
-                reason: format!("must name 1 to {MAX_SUB_VERIFIERS} sub-verifiers"),
+                field: "module",
+                reason: "must be the module's sha-256 as 64 lower-case hex digits".to_owned(),
             });
         }
-        for (name, sub) in &self.sub_verifiers {
-            field("sub_verifiers", name)?;
-            match sub {
-                SubVerifierConfig::Jwt(jwt) => jwt.validate()?,
-                SubVerifierConfig::Introspection(introspection) => introspection.validate()?,
-            }
+        if !(1..=MAX_SCRIPT_FUEL).contains(&self.fuel) {
+            return Err(ConfigError::Invalid { field: "fuel", reason: format!("must be 1 to {MAX_SCRIPT_FUEL}") });
         }
-        Ok(())
+        if !(1..=MAX_SCRIPT_MEMORY_PAGES).contains(&self.memory_pages) {
+            return Err(ConfigError::Invalid {
+                field: "memory_pages",
+                reason: format!("must be 1 to {MAX_SCRIPT_MEMORY_PAGES}"),
+            });
+        }
+        validate_sub_verifiers(&self.sub_verifiers)
+    }
+
+    /// The module's id as bytes (validated: 64 hex digits).
+    pub fn module_id(&self) -> Option<[u8; 32]> {
+        let mut id = [0u8; 32];
+        for (i, byte) in id.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(self.module.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(id)
     }
 }
 

@@ -26,6 +26,9 @@ pub struct IntrospectedToken {
     /// What the token is, whatever its spelling: the endpoint, the user id
     /// it answered (as answered) and the issue time.
     pub identity: TokenIdentity,
+    /// The answer's fields, if it is an object (what a verifier script
+    /// reads).
+    pub claims: serde_json::Map<String, Value>,
 }
 
 /// Checks an opaque token's form before it is sent anywhere: 1 to
@@ -104,10 +107,15 @@ pub fn check_introspection(
     }
     let identity = TokenIdentity::introspection(&config.url, &id, issued_at);
     let verifier_id = normalize_verifier_id(&config.user_id_pointer, id, config.lowercase_verifier_id)?;
+    let claims = match answer {
+        Value::Object(fields) => fields,
+        _ => serde_json::Map::new(),
+    };
     Ok(IntrospectedToken {
         verifier_id,
         issued_at,
         expires_at: issued_at.saturating_add(config.freshness_secs),
         identity,
+        claims,
     })
 }

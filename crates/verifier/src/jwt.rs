@@ -31,6 +31,8 @@ pub struct VerifiedToken {
     pub expires_at: u64,
     /// What the token is, whatever its spelling: its nullifier's key.
     pub identity: TokenIdentity,
+    /// Its payload, checked (what a verifier script reads).
+    pub claims: Map<String, Value>,
 }
 
 /// A token's header fields that decide which key checks it.
@@ -153,6 +155,7 @@ pub fn verify_jwt(config: &JwtConfig, keys: &KeySet, token: &str, now: u64) -> R
         issued_at: checked.issued_at,
         expires_at: checked.expires_at,
         identity: TokenIdentity::jwt(parts.signed),
+        claims,
     })
 }
 

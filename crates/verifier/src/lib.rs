@@ -16,9 +16,11 @@ pub mod introspection;
 pub mod jwks;
 pub mod jwt;
 
-pub use aggregate::{AggregateError, check_aggregate_agreement, check_aggregate_request};
+pub use aggregate::{AggregateError, check_aggregate_agreement, check_aggregate_request, check_sub_token_request};
 pub use canonical::{TokenIdentity, canonical_spelling, other_spellings};
-pub use config::{AggregateConfig, IntrospectionConfig, JwtConfig, KeySource, SubVerifierConfig, VerifierConfig};
+pub use config::{
+    AggregateConfig, IntrospectionConfig, JwtConfig, KeySource, ScriptConfig, SubVerifierConfig, VerifierConfig,
+};
 pub use error::{ConfigError, JwksError, TokenError};
 pub use introspection::{IntrospectedToken, check_introspection, check_opaque_token};
 pub use jwks::{KeySet, VerificationKey};

@@ -40,14 +40,16 @@ use quorumkey_ledger::{
     transaction_hash,
 };
 use quorumkey_login::records::{record_expiry, record_key};
+use quorumkey_login::reveal::AggregateLogin;
 use quorumkey_login::share::{KeyContext, encrypt_share};
 use quorumkey_login::{
     CheckedToken, CommitmentRequest, KeyAssignAuthorization, KeyFacts, KeyLookupResult, LoginError, LookupKey,
     LookupParams, Method, NodeKey, RecordWrite, RevealFacts, RevealStep, RpcError, RpcRequest, RpcResponse,
     ShareRequest, SignaturePolicy, SignerRequest, decide, required_signatures,
 };
+use quorumkey_script::{ScriptInput, SubTokenInput};
 use quorumkey_store::NewLoginRecord;
-use quorumkey_verifier::VerifierConfig;
+use quorumkey_verifier::{ScriptConfig, VerifierConfig, check_sub_token_request};
 use serde_json::Value;
 use tower_http::cors::{Any, CorsLayer};
 
@@ -60,8 +62,9 @@ use crate::http::v1::{MAX_FINALITY_WAIT, NodeApi};
 use crate::login_store::LoginStore;
 use crate::observability::{METRIC_RPC_LATENCY, METRIC_RPC_REQUESTS};
 use crate::pending_records::PendingRecordCaps;
+use crate::script_runner::ScriptRunError;
 use crate::state::ShareStore;
-use crate::token_verifier::{TokenVerifier, VerifyError};
+use crate::token_verifier::{TokenVerifier, VerifyError, combined};
 
 /// Largest request body: an aggregate login with eight 16 KiB tokens and
 /// the signatures, with room to spare.
@@ -158,6 +161,7 @@ pub struct RpcService {
     records: LoginStore,
     shares: ShareStore,
     pending: PendingRecordCaps,
+    scripts: crate::script_runner::ScriptRunner,
 }
 
 impl std::fmt::Debug for RpcService {
@@ -228,6 +232,7 @@ impl RpcService {
             records,
             shares,
             pending,
+            scripts: crate::script_runner::ScriptRunner::default(),
         })
     }
 
@@ -439,7 +444,7 @@ impl RpcService {
     async fn commitment(&self, client: ClientAddress, params: &Value) -> Outcome {
         let request = CommitmentRequest::parse(params)?;
         let config = self.verifier_config(&request.verifier)?;
-        request.check_kind(matches!(*config, VerifierConfig::Aggregate(_)))?;
+        request.check_kind(config.takes_sub_tokens())?;
         RateLimits::verifier(&self.limits.logins, &request.verifier)?;
         let now = unix_now();
         // Counted before any signing: a request over its caps costs no
@@ -571,13 +576,80 @@ impl RpcService {
                     )
                     .await
             }
-            (VerifierConfig::Aggregate(_), None) => {
+            (VerifierConfig::Script(script), Some(login)) => {
+                return self.verify_script(script, request, login, now).await;
+            }
+            (VerifierConfig::Aggregate(_) | VerifierConfig::Script(_), None) => {
                 return Err(internal(
-                    "the reveal decision let an aggregate verifier's request without sub-tokens through",
+                    "the reveal decision let a request without sub-tokens through for a verifier that takes them",
                 ));
             }
         }
         .map_err(rejected)?;
+        Ok(CheckedToken {
+            verifier_id: identity.verifier_id,
+            issued_at: identity.issued_at,
+            identities: identity.identities,
+        })
+    }
+
+    /// A script login's check: each sub-token by its sub-verifier, then the
+    /// script on their verified claims and the login's evidence, which
+    /// must name the login's `verifier_id`.
+    async fn verify_script(
+        &self,
+        config: &ScriptConfig,
+        request: &ShareRequest,
+        login: &AggregateLogin,
+        now: u64,
+    ) -> Result<CheckedToken, LoginError> {
+        let verifier = request.verifier.as_str();
+        let rejected = |reason: String| LoginError::TokenRejected { verifier: verifier.to_owned(), reason };
+        let token_rejected = |error: VerifyError| {
+            if error.is_provider_busy() {
+                LoginError::RateLimited(format!("verifier {verifier}: {error}"))
+            } else {
+                rejected(error.to_string())
+            }
+        };
+        check_sub_token_request(&config.sub_verifiers, config.require_all, &login.sub_verifier_ids, login.tokens.len())
+            .map_err(|error| token_rejected(error.into()))?;
+        let subs = self
+            .tokens
+            .verify_sub_tokens(verifier, &config.sub_verifiers, &login.sub_verifier_ids, &login.tokens, now)
+            .await
+            .map_err(token_rejected)?;
+        let evidence = login.evidence.clone().unwrap_or_default();
+        let input = ScriptInput {
+            sub_tokens: subs
+                .iter()
+                .map(|sub| SubTokenInput {
+                    name: sub.name.clone(),
+                    verifier_id: sub.identity.verifier_id.clone(),
+                    claims: sub.identity.claims.clone(),
+                })
+                .collect(),
+            params: evidence.into_iter().map(|(name, text)| (name, Value::String(text))).collect(),
+            issued_at: subs.iter().map(|sub| sub.identity.issued_at).min().unwrap_or(0),
+            now,
+        };
+        let load = || {
+            let id = config.module_id()?;
+            self.with_view(|view| view.script_module(&id).map_err(internal)).ok().flatten()
+        };
+        let outcome = match self.scripts.run(config, input, load).await {
+            Ok(outcome) => outcome,
+            Err(ScriptRunError::Run(error)) => return Err(rejected(error.to_string())),
+            Err(other) => return Err(internal(other)),
+        };
+        if outcome.verifier_id != request.verifier_id.as_str() {
+            return Err(rejected(format!(
+                "the verifier script names {:?}, not this login's verifier_id {:?}",
+                outcome.verifier_id,
+                request.verifier_id.as_str()
+            )));
+        }
+        let identity = combined(&outcome.verifier_id, &subs);
         Ok(CheckedToken {
             verifier_id: identity.verifier_id,
             issued_at: identity.issued_at,
