@@ -720,6 +720,19 @@ impl QuorumkeyClient {
         self.login_with(&LoginRequest::new(verifier, verifier_id, Credential::script(sub_tokens, evidence)), None).await
     }
 
+    /// [`Self::login_script`] for a key already looked up.
+    pub async fn login_script_key(
+        &self,
+        verifier: &str,
+        verifier_id: &str,
+        sub_tokens: &[(String, String)],
+        evidence: &std::collections::BTreeMap<String, String>,
+        key: &KeyInfo,
+    ) -> Result<Login, ClientError> {
+        self.login_with(&LoginRequest::new(verifier, verifier_id, Credential::script(sub_tokens, evidence)), Some(key))
+            .await
+    }
+
     /// [`Self::login_aggregate`] for a key already looked up.
     pub async fn login_aggregate_key(
         &self,

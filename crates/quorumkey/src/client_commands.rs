@@ -26,6 +26,9 @@ pub enum TokenSource {
     /// Minted for this email by the devnet's development issuer (through
     /// its authorization-code flow).
     DevEmail(String),
+    /// An aggregate or script login's sub-tokens: (sub-verifier, file of
+    /// its token; `-` is standard input, once).
+    SubTokens(Vec<(String, PathBuf)>),
 }
 
 /// A login as the command line asks for it.
@@ -42,6 +45,8 @@ pub struct LoginRequest {
     pub json: bool,
     /// Print the private key too.
     pub show_private_key: bool,
+    /// A script login's evidence (field, text).
+    pub evidence: Vec<(String, String)>,
 }
 
 /// The client of the network `network` describes.
@@ -131,6 +136,9 @@ pub async fn resolve(
             };
             (text.trim().to_owned(), None)
         }
+        TokenSource::SubTokens(_) => {
+            return Err(CommandError::Usage("an aggregate or script login has sub-tokens, not one token"));
+        }
         TokenSource::DevEmail(email) => {
             let dev = dev.ok_or(CommandError::Usage(
                 "--dev-email needs a devnet's network.json (it lists the development issuer)",
@@ -149,12 +157,71 @@ pub async fn resolve(
     Ok((verifier, verifier_id, token))
 }
 
+/// Reads a token from `path` (`-`: standard input).
+fn read_token_file(path: &Path) -> Result<String, CommandError> {
+    let text = if path.as_os_str() == "-" {
+        read_token(std::io::stdin())?
+    } else {
+        let file = std::fs::File::open(path).map_err(|source| CommandError::Read { path: path.to_owned(), source })?;
+        read_token(file)?
+    };
+    Ok(text.trim().to_owned())
+}
+
+/// An aggregate or script login: the sub-tokens read, the verifier's kind
+/// asked of a node unless evidence says it is a script login.
+async fn login_sub_tokens(
+    client: &QuorumkeyClient,
+    request: &LoginRequest,
+    files: &[(String, PathBuf)],
+) -> Result<(String, String, KeyInfo, bool, Login), CommandError> {
+    let verifier = request.verifier.clone().ok_or(CommandError::Usage("--sub-token needs --verifier"))?;
+    let verifier_id =
+        request.verifier_id.clone().ok_or(CommandError::Usage("--sub-token needs --verifier-id (the login's user)"))?;
+    let mut sub_tokens = Vec::with_capacity(files.len());
+    for (name, path) in files {
+        sub_tokens.push((name.clone(), read_token_file(path)?));
+    }
+    let evidence: std::collections::BTreeMap<String, String> = request.evidence.iter().cloned().collect();
+    let script = if evidence.is_empty() {
+        let node = client.network().nodes.first().ok_or(CommandError::Usage("network.json lists no node"))?;
+        let info = quorumkey_client::node_api_client::NodeApiClient::new(node.api.clone())
+            .verifier(&verifier)
+            .await?
+            .ok_or_else(|| CommandError::Script(format!("verifier {verifier} is not registered")))?;
+        match info.kind.as_str() {
+            "script" => true,
+            "aggregate" => false,
+            other => {
+                return Err(CommandError::Script(format!(
+                    "verifier {verifier} is a {other} verifier: log in with one token (--id-token-file), not --sub-token"
+                )));
+            }
+        }
+    } else {
+        true
+    };
+    let (key, assigned_now) = client.lookup_or_assign(&verifier, &verifier_id).await?;
+    let login = if script {
+        client.login_script_key(&verifier, &verifier_id, &sub_tokens, &evidence, &key).await?
+    } else {
+        client.login_aggregate_key(&verifier, &verifier_id, &sub_tokens, &key).await?
+    };
+    Ok((verifier, verifier_id, key, assigned_now, login))
+}
+
 /// `quorumkey login`.
 pub async fn login(request: LoginRequest) -> Result<(), CommandError> {
     let client = client(&request.network)?;
-    let (verifier, verifier_id, token) = resolve(&client, &request).await?;
-    let (key, assigned_now) = client.lookup_or_assign(&verifier, &verifier_id).await?;
-    let login = client.login_key(&verifier, &verifier_id, &token, &key).await?;
+    let (verifier, verifier_id, key, assigned_now, login) = match &request.token {
+        TokenSource::SubTokens(files) => login_sub_tokens(&client, &request, files).await?,
+        _ => {
+            let (verifier, verifier_id, token) = resolve(&client, &request).await?;
+            let (key, assigned_now) = client.lookup_or_assign(&verifier, &verifier_id).await?;
+            let login = client.login_key(&verifier, &verifier_id, &token, &key).await?;
+            (verifier, verifier_id, key, assigned_now, login)
+        }
+    };
     if login.key != key {
         return Err(CommandError::KeyMismatch);
     }

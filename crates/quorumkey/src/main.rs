@@ -196,6 +196,14 @@ enum Command {
         /// Also print the private key (hex). It is the user's secret.
         #[arg(long)]
         show_private_key: bool,
+        /// A script login's evidence, NAME=VALUE (e.g. a wallet's
+        /// signature); repeat. Needs --sub-token.
+        #[arg(long, requires = "sub_token")]
+        evidence: Vec<String>,
+        /// A script login's evidence read from a file, NAME=FILE (e.g. a
+        /// signed message); repeat. Needs --sub-token.
+        #[arg(long, requires = "sub_token")]
+        evidence_file: Vec<PathBuf>,
     },
     /// Compute the values a Torus client and a node exchange, to debug an
     /// integration by hand.
@@ -217,6 +225,11 @@ struct TokenArgs {
     /// Sign this email in at the devnet's development issuer for a token.
     #[arg(long)]
     dev_email: Option<String>,
+    /// For an aggregate or script verifier: one sub-token, SUB_VERIFIER=FILE
+    /// (the file holds the token; `-` is standard input); repeat, one per
+    /// sub-verifier. Needs --verifier and --verifier-id.
+    #[arg(long)]
+    sub_token: Vec<String>,
 }
 
 /// Which node to talk to.
@@ -252,6 +265,11 @@ enum VerifierCommand {
         /// The owner key file.
         #[arg(long)]
         owner_key: PathBuf,
+        /// A script verifier's module (.wasm): published first (as
+        /// `publish-script` does), and named as the configuration's
+        /// `module`.
+        #[arg(long)]
+        script: Option<PathBuf>,
         #[command(flatten)]
         target: NodeTarget,
     },
@@ -266,6 +284,11 @@ enum VerifierCommand {
         /// The owner key file.
         #[arg(long)]
         owner_key: PathBuf,
+        /// A script verifier's module (.wasm): published first (as
+        /// `publish-script` does), and named as the configuration's
+        /// `module`.
+        #[arg(long)]
+        script: Option<PathBuf>,
         #[command(flatten)]
         target: NodeTarget,
     },
@@ -740,16 +763,30 @@ fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Lookup { verifier, verifier_id, network, json } => {
             runtime()?.block_on(client_commands::lookup(&network, &verifier, &verifier_id, json))?;
         }
-        Command::Login { verifier, verifier_id, token, network, json, show_private_key } => {
-            let token = match (token.id_token, token.id_token_file, token.dev_email) {
-                (Some(token), _, _) => TokenSource::Token(token),
-                (_, Some(path), _) => TokenSource::File(path),
-                (_, _, Some(email)) => TokenSource::DevEmail(email),
-                (None, None, None) => {
-                    return Err(CommandError::Usage("give --id-token, --id-token-file or --dev-email"));
+        Command::Login { verifier, verifier_id, token, network, json, show_private_key, evidence, evidence_file } => {
+            let token = match (token.id_token, token.id_token_file, token.dev_email, token.sub_token) {
+                (Some(token), _, _, _) => TokenSource::Token(token),
+                (_, Some(path), _, _) => TokenSource::File(path),
+                (_, _, Some(email), _) => TokenSource::DevEmail(email),
+                (None, None, None, subs) if !subs.is_empty() => TokenSource::SubTokens(
+                    subs.iter()
+                        .map(|pair| split_pair(pair, "--sub-token").map(|(name, path)| (name, PathBuf::from(path))))
+                        .collect::<Result<_, _>>()?,
+                ),
+                _ => {
+                    return Err(CommandError::Usage("give --id-token, --id-token-file, --dev-email or --sub-token"));
                 }
             };
-            let request = LoginRequest { network, verifier, verifier_id, token, json, show_private_key };
+            let mut pairs: Vec<(String, String)> =
+                evidence.iter().map(|pair| split_pair(pair, "--evidence")).collect::<Result<_, _>>()?;
+            for pair in &evidence_file {
+                let (name, path) = split_pair(&pair.to_string_lossy(), "--evidence-file")?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| CommandError::Read { path: PathBuf::from(&path), source })?;
+                pairs.push((name, text));
+            }
+            let request =
+                LoginRequest { network, verifier, verifier_id, token, json, show_private_key, evidence: pairs };
             runtime()?.block_on(client_commands::login(request))?;
         }
         Command::DevToken { email, network, issuer, audience, ttl_secs } => {
@@ -808,6 +845,14 @@ fn init_logging() {
 }
 
 /// A new multi-threaded async runtime for one command.
+/// `NAME=VALUE` as given to `flag`.
+fn split_pair(pair: &str, flag: &'static str) -> Result<(String, String), CommandError> {
+    match pair.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(CommandError::Script(format!("{flag} takes NAME=VALUE, not {pair:?}"))),
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
     tokio::runtime::Runtime::new().map_err(CommandError::Runtime)
 }
@@ -824,12 +869,20 @@ fn verifier_command(command: VerifierCommand) -> Result<(), CommandError> {
     let enabled = |enabled| VerifierChange { config: None, enabled: Some(enabled) };
     match command {
         VerifierCommand::OwnerKey { out } => new_owner_key(&out),
-        VerifierCommand::Register { name, config, owner_key, target } => {
-            runtime()?.block_on(register(&target.into(), &name, &config, &owner_key))
+        VerifierCommand::Register { name, config, owner_key, script, target } => {
+            runtime()?.block_on(register(&target.into(), &name, &config, &owner_key, script.as_deref()))
         }
-        VerifierCommand::Update { name, config, owner_key, target } => {
-            let change = VerifierChange { config: Some(registry_commands::read_config_file(&config)?), enabled: None };
-            runtime()?.block_on(update(&target.into(), &name, &change, &owner_key, "updated"))
+        VerifierCommand::Update { name, config, owner_key, script, target } => {
+            let target = target.into();
+            let runtime = runtime()?;
+            let config = runtime.block_on(registry_commands::config_with_script(
+                &target,
+                registry_commands::read_config_file(&config)?,
+                script.as_deref(),
+                &owner_key,
+            ))?;
+            let change = VerifierChange { config: Some(config), enabled: None };
+            runtime.block_on(update(&target, &name, &change, &owner_key, "updated"))
         }
         VerifierCommand::Disable { name, owner_key, target } => {
             runtime()?.block_on(update(&target.into(), &name, &enabled(false), &owner_key, "disabled"))
@@ -839,7 +892,12 @@ fn verifier_command(command: VerifierCommand) -> Result<(), CommandError> {
         }
         VerifierCommand::List { json, target } => runtime()?.block_on(list(&target.into(), json)),
         VerifierCommand::PublishScript { module, owner_key, target } => {
-            runtime()?.block_on(registry_commands::publish_script(&target.into(), &module, &owner_key))
+            let id = runtime()?.block_on(registry_commands::publish_script(&target.into(), &module, &owner_key))?;
+            println!(
+                "name it as \"module\": \"{}\" in a script verifier's configuration (or register with --script): docs/verifiers.md",
+                hex::encode(id)
+            );
+            Ok(())
         }
         VerifierCommand::TestScript { module, input, fuel, memory_pages } => quorumkey::script_commands::test_script(
             &module,

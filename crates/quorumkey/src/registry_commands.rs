@@ -77,9 +77,36 @@ pub fn new_owner_key(out: &Path) -> Result<(), CommandError> {
     Ok(())
 }
 
+/// `config` with `script` (if given) published and named as its
+/// `module`: the configuration must then be a script verifier's.
+pub async fn config_with_script(
+    target: &NodeTarget,
+    config: Vec<u8>,
+    script: Option<&Path>,
+    owner_key: &Path,
+) -> Result<Vec<u8>, CommandError> {
+    let Some(script) = script else { return Ok(config) };
+    let mut value: serde_json::Value = serde_json::from_slice(&config)?;
+    if value.get("type").and_then(serde_json::Value::as_str) != Some("script") {
+        return Err(CommandError::Script(
+            "--script needs a script verifier's configuration (\"type\": \"script\")".to_owned(),
+        ));
+    }
+    let id = publish_script(target, script, owner_key).await?;
+    value["module"] = serde_json::Value::String(hex::encode(id));
+    Ok(serde_json::to_vec(&value)?)
+}
+
 /// `verifier register`.
-pub async fn register(target: &NodeTarget, name: &str, config: &Path, owner_key: &Path) -> Result<(), CommandError> {
-    let (client, config, owner) = (node_client(target)?, read_config_file(config)?, load_owner_key(owner_key)?);
+pub async fn register(
+    target: &NodeTarget,
+    name: &str,
+    config: &Path,
+    owner_key: &Path,
+    script: Option<&Path>,
+) -> Result<(), CommandError> {
+    let config = config_with_script(target, read_config_file(config)?, script, owner_key).await?;
+    let (client, owner) = (node_client(target)?, load_owner_key(owner_key)?);
     let info = registry::register(&client, name, &config, &owner).await?;
     print!("registered ");
     print_verifier(&info);
@@ -88,17 +115,13 @@ pub async fn register(target: &NodeTarget, name: &str, config: &Path, owner_key:
 
 /// `verifier publish-script`: checks the module as the ledger will, then
 /// publishes it; prints its id.
-pub async fn publish_script(target: &NodeTarget, module: &Path, owner_key: &Path) -> Result<(), CommandError> {
+pub async fn publish_script(target: &NodeTarget, module: &Path, owner_key: &Path) -> Result<[u8; 32], CommandError> {
     let bytes = std::fs::read(module).map_err(|source| CommandError::Read { path: module.to_owned(), source })?;
     quorumkey_script::ScriptModule::validate(&bytes)?;
     let (client, owner) = (node_client(target)?, load_owner_key(owner_key)?);
     let id = registry::publish_script(&client, &bytes, &owner).await?;
     println!("published   module {} ({} bytes)", hex::encode(id), bytes.len());
-    println!(
-        "name it in a script verifier's configuration: {{\"type\": \"script\", \"module\": \"{}\", \"fuel\": …, \"memory_pages\": …, \"sub_verifiers\": {{…}}}} (docs/verifiers.md)",
-        hex::encode(id)
-    );
-    Ok(())
+    Ok(id)
 }
 
 /// `verifier update`, `enable` and `disable`: `change`, then the record as

@@ -148,7 +148,10 @@ fn errors(answers: &[Result<quorumkey_login::ShareRequestResult, RpcError>]) -> 
 #[test]
 fn verifier_scripts_log_users_in_on_five_processes() {
     let dir = tempfile::tempdir().unwrap();
-    let options = devnet_options(dir.path(), NODES, small_dkg());
+    let mut options = devnet_options(dir.path(), NODES, small_dkg());
+    // Publications spend the registration budget as registrations do; this
+    // test makes a dozen of both in well under a window.
+    options.policy.registrations_per_window = Some(100);
     let network = options.dir.join(NETWORK_JSON);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -184,7 +187,26 @@ fn verifier_scripts_log_users_in_on_five_processes() {
             let (node, owner) = (node.clone(), owner.clone());
             async move { registry::register(&node, name, &config, &owner).await.unwrap() }
         };
-        register("both-logins", script_config(&modules["same-email"], &dev.issuer, &["google", "github"])).await;
+        // With the command line: the module published and named by
+        // `register --script`.
+        let config_file = dir.path().join("both-logins.json");
+        std::fs::write(&config_file, script_config(&"0".repeat(64), &dev.issuer, &["google", "github"])).unwrap();
+        let (ok, stdout, stderr) = quorumkey(&[
+            "verifier",
+            "register",
+            "--name",
+            "both-logins",
+            "--config",
+            config_file.to_str().unwrap(),
+            "--script",
+            example("same-email").to_str().unwrap(),
+            "--owner-key",
+            owner_file.to_str().unwrap(),
+            "--network",
+            network_arg,
+        ]);
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains(&modules["same-email"]), "{stdout}");
         register("wallet-login", script_config(&modules["wallet-with-oauth"], &dev.issuer, &["google"])).await;
 
         let client = QuorumkeyClient::from_file(&network, ClientOptions::default()).unwrap();
@@ -198,6 +220,27 @@ fn verifier_scripts_log_users_in_on_five_processes() {
         ];
         let login = client.login_script("both-logins", "alice@example.com", &subs, &BTreeMap::new()).await.unwrap();
         assert_eq!(login.key.address, alice.address);
+        // The command line's login, with a file per sub-token.
+        let (first, second) = (dir.path().join("google.token"), dir.path().join("github.token"));
+        std::fs::write(&first, mint(&endpoint, "alice@example.com", None).await).unwrap();
+        std::fs::write(&second, mint(&endpoint, "ALICE@example.com", None).await).unwrap();
+        let (ok, stdout, stderr) = quorumkey(&[
+            "login",
+            "--network",
+            network_arg,
+            "--verifier",
+            "both-logins",
+            "--verifier-id",
+            "alice@example.com",
+            "--sub-token",
+            &format!("google={}", first.display()),
+            "--sub-token",
+            &format!("github={}", second.display()),
+            "--json",
+        ]);
+        assert!(ok, "{stderr}");
+        let answer: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(answer["address"], alice.address.as_str(), "{stdout}");
         let mixed = vec![
             ("google".to_owned(), mint(&endpoint, "alice@example.com", None).await),
             ("github".to_owned(), mint(&endpoint, "mallory@example.com", None).await),
@@ -220,6 +263,33 @@ fn verifier_scripts_log_users_in_on_five_processes() {
             .await
             .unwrap();
         assert_eq!(login.key.address, key.address);
+
+        // The command line, with the evidence as arguments and a file.
+        let nonce = fresh_nonce();
+        let token_file = dir.path().join("wallet.token");
+        std::fs::write(&token_file, mint(&endpoint, "bob@example.com", Some(&nonce)).await).unwrap();
+        let message = format!("Sign in to the wallet app\nnonce: {nonce}");
+        let message_file = dir.path().join("message.txt");
+        std::fs::write(&message_file, &message).unwrap();
+        let (ok, stdout, stderr) = quorumkey(&[
+            "login",
+            "--network",
+            network_arg,
+            "--verifier",
+            "wallet-login",
+            "--verifier-id",
+            &address,
+            "--sub-token",
+            &format!("google={}", token_file.display()),
+            "--evidence",
+            &format!("signature={}", personal_sign(&wallet, &message)),
+            "--evidence-file",
+            &format!("message={}", message_file.display()),
+            "--json",
+        ]);
+        assert!(ok, "{stderr}");
+        let answer: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(answer["address"], key.address.as_str(), "{stdout}");
 
         // Every node runs the module alike: all five serve a share, and
         // any three rebuild the user's key.
