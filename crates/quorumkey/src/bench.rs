@@ -8,6 +8,10 @@
 //!   its cost here) and against the least time this machine's cores could
 //!   do that work in (a stricter lower bound); the same with the key
 //!   already known (no lookup), alternating with them;
+//! - a script login (`docs/verifiers.md`, "script": the same token as a
+//!   sub-token, and a script that names its user) against a plain jwt
+//!   login, both with the key known, alternating: what a script costs a
+//!   login end to end;
 //! - sustained logins per second with C concurrent clients, against the
 //!   crypto limit of this machine (its cores divided by a login's
 //!   cryptography).
@@ -213,6 +217,9 @@ struct Measured {
     /// The machine's CPU per login during those logins (all processes),
     /// and the share of the cores' time that was busy.
     login_cpu: Option<(Duration, f64)>,
+    /// Script logins and jwt logins alternating (both with the key known),
+    /// sorted.
+    script_vs_jwt: [Vec<Duration>; 2],
     sustained_ok: u64,
     sustained_failed: u64,
     sustained_time: Duration,
@@ -341,6 +348,8 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
         node_mean(&format!("{METRIC_RPC_LATENCY}{{method=\"{}\"}}", Method::Share.name())),
     ];
 
+    let script_vs_jwt = script_logins(&client, &dev, &verifier, &users, &keys, options.logins).await?;
+
     // Sustained: tokens minted first, then C clients log in until the
     // time is up (or the tokens run out).
     let budget = options.concurrency * 400;
@@ -404,12 +413,97 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
         node_commit,
         node_handlers,
         login_cpu,
+        script_vs_jwt,
         sustained_ok,
         sustained_failed,
         sustained_time,
         first_failure,
         threshold: client.threshold(),
     })
+}
+
+/// The verifier script of the bench: it accepts its one sub-token's user,
+/// so that a script login names whom the same token's jwt login names.
+/// Assembled from:
+///
+/// ```text
+/// (module
+///   (import "quorumkey" "sub_verifier_id" (func $id (param i32 i32 i32) (result i32)))
+///   (import "quorumkey" "accept" (func $accept (param i32 i32)))
+///   (memory (export "memory") 1)
+///   (func (export "verify") (result i32) (local $len i32)
+///     (local.set $len (call $id (i32.const 0) (i32.const 0) (i32.const 256)))
+///     (if (i32.lt_s (local.get $len) (i32.const 1)) (then unreachable))
+///     (if (i32.gt_s (local.get $len) (i32.const 256)) (then unreachable))
+///     (call $accept (i32.const 0) (local.get $len))
+///     (i32.const 0)))
+/// ```
+pub const BENCH_SCRIPT: [u8; 153] = [
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x11, 0x03, 0x60, 0x03, 0x7f, 0x7f, 0x7f, 0x01, 0x7f, 0x60,
+    0x02, 0x7f, 0x7f, 0x00, 0x60, 0x00, 0x01, 0x7f, 0x02, 0x30, 0x02, 0x09, 0x71, 0x75, 0x6f, 0x72, 0x75, 0x6d, 0x6b,
+    0x65, 0x79, 0x0f, 0x73, 0x75, 0x62, 0x5f, 0x76, 0x65, 0x72, 0x69, 0x66, 0x69, 0x65, 0x72, 0x5f, 0x69, 0x64, 0x00,
+    0x00, 0x09, 0x71, 0x75, 0x6f, 0x72, 0x75, 0x6d, 0x6b, 0x65, 0x79, 0x06, 0x61, 0x63, 0x63, 0x65, 0x70, 0x74, 0x00,
+    0x01, 0x03, 0x02, 0x01, 0x02, 0x05, 0x03, 0x01, 0x00, 0x01, 0x07, 0x13, 0x02, 0x06, 0x6d, 0x65, 0x6d, 0x6f, 0x72,
+    0x79, 0x02, 0x00, 0x06, 0x76, 0x65, 0x72, 0x69, 0x66, 0x79, 0x00, 0x02, 0x0a, 0x2c, 0x01, 0x2a, 0x01, 0x01, 0x7f,
+    0x41, 0x00, 0x41, 0x00, 0x41, 0x80, 0x02, 0x10, 0x00, 0x21, 0x00, 0x20, 0x00, 0x41, 0x01, 0x48, 0x04, 0x40, 0x00,
+    0x0b, 0x20, 0x00, 0x41, 0x80, 0x02, 0x4a, 0x04, 0x40, 0x00, 0x0b, 0x41, 0x00, 0x20, 0x00, 0x10, 0x01, 0x41, 0x00,
+    0x0b,
+];
+
+/// The script verifier of the bench.
+const BENCH_SCRIPT_VERIFIER: &str = "bench-script";
+
+/// `logins` script logins alternating with as many jwt logins of the same
+/// users (both with the key known): the bench script, published and
+/// registered with the development issuer's configuration as its one
+/// sub-verifier, each user assigned a key there first. Sorted: [script,
+/// jwt].
+async fn script_logins(
+    client: &QuorumkeyClient,
+    dev: &quorumkey_login::network::NetworkJsonDevIssuer,
+    verifier: &str,
+    users: &[String],
+    keys: &[quorumkey_client::KeyInfo],
+    logins: usize,
+) -> Result<[Vec<Duration>; 2], CommandError> {
+    use quorumkey_crypto::k256::elliptic_curve::Generate as _;
+    eprintln!("{logins} script logins, alternating with as many jwt logins ...");
+    let node = client.network().nodes.first().ok_or(CommandError::Usage("network.json lists no node"))?;
+    let node = quorumkey_client::node_api_client::NodeApiClient::new(node.api.clone());
+    let owner = quorumkey_crypto::k256::ecdsa::SigningKey::generate_from_rng(&mut quorumkey_crypto::random::os_rng());
+    let module = quorumkey_client::registry::publish_script(&node, &BENCH_SCRIPT, &owner).await?;
+    let jwt: serde_json::Value =
+        serde_json::from_str(&quorumkey_devnet::dev_issuer::dev_verifier_config(&dev.issuer, &dev.audience))?;
+    let config = serde_json::json!({"type": "script", "module": hex::encode(module), "fuel": 100_000,
+                                    "memory_pages": 1, "sub_verifiers": {"dev": jwt}});
+    quorumkey_client::registry::register(&node, BENCH_SCRIPT_VERIFIER, &serde_json::to_vec(&config)?, &owner).await?;
+    let mut script_keys = Vec::with_capacity(users.len());
+    for user in users {
+        script_keys.push(client.lookup_or_assign(BENCH_SCRIPT_VERIFIER, user).await?.0);
+    }
+    let mut tokens = Vec::with_capacity(2 * logins);
+    for i in 0..2 * logins {
+        tokens.push(mint(&dev.token_endpoint, &users[i / 2 % users.len()]).await?);
+    }
+    let (mut script, mut jwt) = (Vec::with_capacity(logins), Vec::with_capacity(logins));
+    let no_evidence = std::collections::BTreeMap::new();
+    for (i, token) in tokens.into_iter().enumerate() {
+        let user = i / 2 % users.len();
+        let started = Instant::now();
+        if i % 2 == 0 {
+            let subs = [("dev".to_owned(), token)];
+            client
+                .login_script_key(BENCH_SCRIPT_VERIFIER, &users[user], &subs, &no_evidence, &script_keys[user])
+                .await?;
+            script.push(started.elapsed());
+        } else {
+            client.login_key(verifier, &users[user], &token, &keys[user]).await?;
+            jwt.push(started.elapsed());
+        }
+    }
+    script.sort();
+    jwt.sort();
+    Ok([script, jwt])
 }
 
 fn report(options: &BenchOptions, batch_keys: u16, measured: &Measured, dkg: &DkgFloor, durable_write: Duration) {
@@ -458,6 +552,20 @@ fn report(options: &BenchOptions, batch_keys: u16, measured: &Measured, dkg: &Dk
             "  a node's own time per request during those logins (from its metrics, mean): commitment {}, reveal (share request) {}",
             ms(commitment),
             ms(share)
+        );
+    }
+    if let [script, jwt] = &measured.script_vs_jwt
+        && !script.is_empty()
+    {
+        let (script_p50, jwt_p50) = (percentile(script, 0.50), percentile(jwt, 0.50));
+        println!(
+            "script login (key known)  p50 {}  p99 {}  ({} logins; the same token as a sub-token, a script naming its user)   jwt login alternating with them p50 {}: the script login costs {} more (ratio {:.2})",
+            ms(script_p50),
+            ms(percentile(script, 0.99)),
+            script.len(),
+            ms(jwt_p50),
+            ms(script_p50.saturating_sub(jwt_p50)),
+            ratio(script_p50, jwt_p50)
         );
     }
     if let Some((cpu, busy)) = measured.login_cpu {
@@ -546,4 +654,29 @@ fn report_budget(policy: &quorumkey_ledger::NetworkPolicy, measured: &Measured) 
         policy.assignments_per_node,
         refill / drain
     );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bench_script_is_a_valid_module_that_names_its_sub_tokens_user() {
+        let script = quorumkey_script::ScriptModule::compile(&BENCH_SCRIPT).unwrap();
+        let input = quorumkey_script::ScriptInput {
+            sub_tokens: vec![quorumkey_script::SubTokenInput {
+                name: "dev".to_owned(),
+                verifier_id: "alice@example.com".to_owned(),
+                claims: serde_json::Map::new(),
+            }],
+            ..Default::default()
+        };
+        let budget = quorumkey_script::ScriptBudget { fuel: 100_000, memory_pages: 1 };
+        let outcome = quorumkey_script::run_script(&script, &input, budget).unwrap();
+        assert_eq!(outcome.verifier_id, "alice@example.com");
+        // No sub-token: it traps rather than name nobody.
+        let empty = quorumkey_script::ScriptInput::default();
+        assert!(quorumkey_script::run_script(&script, &empty, budget).is_err());
+    }
 }
