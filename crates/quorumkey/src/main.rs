@@ -133,8 +133,9 @@ enum Command {
     },
     /// Measure a fresh local network against the cost of its required
     /// cryptography: DKG keys per second, new-user latency, existing-user
-    /// login latency (p50, p99), sustained logins per second with
-    /// concurrent clients. Build with --release.
+    /// login latency (p50, p99), a verifier script's login against a jwt
+    /// login, sustained logins per second with concurrent clients. Build
+    /// with --release.
     Bench {
         /// Number of nodes.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=64))]
