@@ -29,10 +29,7 @@ pub const SUB_TOKEN_SEPARATOR: char = '\u{1d}';
 /// What separates a script login's sub-tokens from its evidence in the
 /// text its `idtoken` hashes (0x1E).
 pub const EVIDENCE_SEPARATOR: char = '\u{1e}';
-/// Most evidence fields of a script login.
-pub const MAX_EVIDENCE_FIELDS: usize = 16;
-/// Longest evidence field name.
-pub const MAX_EVIDENCE_NAME_LEN: usize = 64;
+pub use quorumkey_verifier::config::{MAX_EVIDENCE_FIELDS, MAX_EVIDENCE_NAME_LEN};
 /// Most evidence bytes of a script login (names and values).
 pub const MAX_EVIDENCE_LEN: usize = 32 * 1024;
 

@@ -316,15 +316,23 @@ fn bench_reports_every_figure_with_its_floor() {
     ];
     let (ok, out, err) = run(&args, None);
     assert!(ok, "bench failed:\n{out}\n{err}");
-    for expected in
-        ["login floor", "login, existing user", "login, key known", "new user", "sustained logins", "DKG", "0 failed"]
-    {
+    for expected in [
+        "login floor",
+        "login, existing user",
+        "login, key known",
+        "script login",
+        "new user",
+        "sustained logins",
+        "DKG",
+        "0 failed",
+    ] {
         assert!(out.contains(expected), "{expected:?} in:\n{out}");
     }
     // Each login figure against the floor and against the least time the
     // cores could do its cryptography in (the two logins, and both with
-    // storage); new users, sustained logins and the DKG against theirs.
-    assert_eq!(out.matches("ratio ").count(), 9, "{out}");
+    // storage); a script login against a jwt login; new users, sustained
+    // logins and the DKG against theirs.
+    assert_eq!(out.matches("ratio ").count(), 10, "{out}");
     assert_eq!(out.matches("least possible").count(), 3, "{out}");
     let dkg = out.lines().find(|line| line.starts_with("DKG")).unwrap();
     let rate: f64 = dkg.split_whitespace().nth(1).unwrap().parse().unwrap();

@@ -66,14 +66,15 @@ fn example(name: &str) -> PathBuf {
     wasm
 }
 
-/// A script verifier's configuration: `module`, and the development
-/// issuer's JWT configuration under each of `subs`.
-fn script_config(module: &str, issuer: &str, subs: &[&str]) -> Vec<u8> {
+/// A script verifier's configuration: `module`, the development issuer's
+/// JWT configuration under each of `subs`, and the `evidence` it takes.
+fn script_config(module: &str, issuer: &str, subs: &[&str], evidence: &[&str]) -> Vec<u8> {
     let jwt: Value = serde_json::from_str(&dev_verifier_config(issuer, DEV_AUDIENCE)).unwrap();
     let subs: serde_json::Map<String, Value> = subs.iter().map(|name| ((*name).to_owned(), jwt.clone())).collect();
-    json!({"type": "script", "module": module, "fuel": 2_000_000, "memory_pages": 4, "sub_verifiers": subs})
-        .to_string()
-        .into_bytes()
+    json!({"type": "script", "module": module, "fuel": 2_000_000, "memory_pages": 4, "sub_verifiers": subs,
+           "evidence": evidence})
+    .to_string()
+    .into_bytes()
 }
 
 async fn mint(endpoint: &str, email: &str, nonce: Option<&str>) -> String {
@@ -190,7 +191,7 @@ fn verifier_scripts_log_users_in_on_five_processes() {
         // With the command line: the module published and named by
         // `register --script`.
         let config_file = dir.path().join("both-logins.json");
-        std::fs::write(&config_file, script_config(&"0".repeat(64), &dev.issuer, &["google", "github"])).unwrap();
+        std::fs::write(&config_file, script_config(&"0".repeat(64), &dev.issuer, &["google", "github"], &[])).unwrap();
         let (ok, stdout, stderr) = quorumkey(&[
             "verifier",
             "register",
@@ -207,7 +208,11 @@ fn verifier_scripts_log_users_in_on_five_processes() {
         ]);
         assert!(ok, "{stderr}");
         assert!(stdout.contains(&modules["same-email"]), "{stdout}");
-        register("wallet-login", script_config(&modules["wallet-with-oauth"], &dev.issuer, &["google"])).await;
+        register(
+            "wallet-login",
+            script_config(&modules["wallet-with-oauth"], &dev.issuer, &["google"], &["message", "signature"]),
+        )
+        .await;
 
         let client = QuorumkeyClient::from_file(&network, ClientOptions::default()).unwrap();
         let endpoint = dev.token_endpoint.clone();
@@ -263,6 +268,14 @@ fn verifier_scripts_log_users_in_on_five_processes() {
             .await
             .unwrap();
         assert_eq!(login.key.address, key.address);
+        // Evidence the verifier does not take never reaches its script.
+        let mut extra = evidence.clone();
+        extra.insert("referrer".to_owned(), "anything".to_owned());
+        let nonce = fresh_nonce();
+        let token = mint(&endpoint, "bob@example.com", Some(&nonce)).await;
+        let refused = client.login_script("wallet-login", &address, &[("google".to_owned(), token)], &extra).await;
+        let refused = format!("{:?}", refused.unwrap_err());
+        assert!(refused.contains("takes no evidence field") && refused.contains("referrer"), "{refused}");
 
         // The command line, with the evidence as arguments and a file.
         let nonce = fresh_nonce();
@@ -333,9 +346,13 @@ fn verifier_scripts_log_users_in_on_five_processes() {
             ("floats", r#"(module (memory (export "memory") 1) (func (export "verify") (result i32) f64.const 2 i32.trunc_f64_s))"#, "not valid WebAssembly"),
         ] {
             let module = wat::parse_str(text).unwrap();
-            let refused = registry::publish_script(&node, &module, &owner).await.unwrap_err().to_string();
-            // Refused at admission by the node asked, as a block would.
-            assert!(refused.contains(reason), "{what}: {refused}");
+            // Refused at admission by whichever node is asked, as a block
+            // would be by all.
+            for node in &description.nodes {
+                let node = NodeApiClient::new(node.api.clone());
+                let refused = registry::publish_script(&node, &module, &owner).await.unwrap_err().to_string();
+                assert!(refused.contains(reason), "{what}: {refused}");
+            }
             let path = dir.path().join("bad.wasm");
             std::fs::write(&path, &module).unwrap();
             let (ok, _, stderr) = quorumkey(&[
@@ -358,7 +375,7 @@ fn verifier_scripts_log_users_in_on_five_processes() {
             let module = wat::parse_str(text).unwrap();
             let id = hex::encode(registry::publish_script(&node, &module, &owner).await.unwrap());
             let verifier: &'static str = Box::leak(format!("bad-{name}").into_boxed_str());
-            register(verifier, script_config(&id, &dev.issuer, &["google"])).await;
+            register(verifier, script_config(&id, &dev.issuer, &["google"], &[])).await;
             let raw = Client { description: description.clone(), http: reqwest::Client::new(), verifier: verifier.to_owned() };
             let login = RawScriptLogin {
                 client: &raw,
@@ -387,7 +404,7 @@ fn verifier_scripts_log_users_in_on_five_processes() {
         .unwrap();
         let closed = hex::encode(registry::publish_script(&node, &closed, &owner).await.unwrap());
         let change = VerifierChange {
-            config: Some(script_config(&closed, &dev.issuer, &["google", "github"])),
+            config: Some(script_config(&closed, &dev.issuer, &["google", "github"], &[])),
             enabled: None,
         };
         registry::update(&node, "both-logins", &change, &owner).await.unwrap();

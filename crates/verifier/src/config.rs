@@ -146,7 +146,19 @@ pub struct ScriptConfig {
     /// subset, and the script decides).
     #[serde(default)]
     pub require_all: bool,
+    /// The evidence fields a login may carry besides its tokens (what the
+    /// script reads with `param`: a wallet's `message` and `signature`);
+    /// a login with any other is refused. At most
+    /// [`MAX_EVIDENCE_FIELDS`] names of 1 to [`MAX_EVIDENCE_NAME_LEN`]
+    /// bytes; none if absent.
+    #[serde(default)]
+    pub evidence: std::collections::BTreeSet<String>,
 }
+
+/// Most evidence fields a script verifier may take (as a login may carry).
+pub const MAX_EVIDENCE_FIELDS: usize = 16;
+/// Longest evidence field name.
+pub const MAX_EVIDENCE_NAME_LEN: usize = 64;
 
 /// A sub-verifier of an aggregate: a JWT or introspection verifier (no
 /// nesting).
@@ -471,6 +483,14 @@ impl ScriptConfig {
                 reason: format!("must be 1 to {MAX_SCRIPT_MEMORY_PAGES}"),
             });
         }
+        if self.evidence.len() > MAX_EVIDENCE_FIELDS
+            || self.evidence.iter().any(|name| name.is_empty() || name.len() > MAX_EVIDENCE_NAME_LEN)
+        {
+            return Err(ConfigError::Invalid {
+                field: "evidence",
+                reason: format!("must name at most {MAX_EVIDENCE_FIELDS} fields of 1 to {MAX_EVIDENCE_NAME_LEN} bytes"),
+            });
+        }
         validate_sub_verifiers(&self.sub_verifiers)
     }
 
@@ -488,6 +508,34 @@ impl ScriptConfig {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_script_configuration_is_checked_within_the_maxima() {
+        let jwt = r#"{"type":"jwt","issuer":"https://issuer.example","audiences":["app"],"keys":{"jwks_url":"https://issuer.example/jwks"},"verifier_id_claim":"sub","max_token_age_secs":600}"#;
+        let config = |module: &str, fuel: u64, pages: u32, evidence: &str| {
+            format!(
+                r#"{{"type":"script","module":"{module}","fuel":{fuel},"memory_pages":{pages},"sub_verifiers":{{"google":{jwt}}},"evidence":{evidence}}}"#
+            )
+        };
+        let module = "ab".repeat(32);
+        let parsed = VerifierConfig::parse(config(&module, 1_000, 2, r#"["message","signature"]"#).as_bytes()).unwrap();
+        assert!(matches!(&parsed, VerifierConfig::Script(script) if script.module_id() == Some([0xab; 32])));
+        assert_eq!(parsed.kind(), "script");
+        assert!(parsed.takes_sub_tokens());
+        assert_eq!(parsed.acceptance_window_secs(), 600 + DEFAULT_CLOCK_SKEW_SECS);
+        let refused = |text: String| VerifierConfig::parse(text.as_bytes()).unwrap_err().to_string();
+        assert!(refused(config(&"AB".repeat(32), 1_000, 2, "[]")).contains("module"));
+        assert!(refused(config("abc", 1_000, 2, "[]")).contains("module"));
+        assert!(refused(config(&module, 0, 2, "[]")).contains("fuel"));
+        assert!(refused(config(&module, MAX_SCRIPT_FUEL + 1, 2, "[]")).contains("fuel"));
+        assert!(refused(config(&module, 1_000, MAX_SCRIPT_MEMORY_PAGES + 1, "[]")).contains("memory_pages"));
+        assert!(refused(config(&module, 1_000, 2, r#"[""]"#)).contains("evidence"));
+        let many: Vec<String> = (0..=MAX_EVIDENCE_FIELDS).map(|i| format!("\"f{i}\"")).collect();
+        assert!(refused(config(&module, 1_000, 2, &format!("[{}]", many.join(",")))).contains("evidence"));
+        let no_subs =
+            format!(r#"{{"type":"script","module":"{module}","fuel":1,"memory_pages":1,"sub_verifiers":{{}}}}"#);
+        assert!(refused(no_subs).contains("sub_verifiers"));
+    }
 
     #[test]
     fn provider_urls_are_checked_as_nodes_parse_them() {

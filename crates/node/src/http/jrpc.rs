@@ -620,6 +620,12 @@ impl RpcService {
             .await
             .map_err(token_rejected)?;
         let evidence = login.evidence.clone().unwrap_or_default();
+        // Only the evidence the verifier takes reaches its script.
+        if let Some(field) = evidence.keys().find(|field| !config.evidence.contains(*field)) {
+            return Err(LoginError::InvalidParams(format!(
+                "verifier {verifier} takes no evidence field {field:?} (its configuration's `evidence` lists what it takes)"
+            )));
+        }
         let input = ScriptInput {
             sub_tokens: subs
                 .iter()
