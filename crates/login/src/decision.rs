@@ -185,7 +185,8 @@ fn internal(error: impl std::fmt::Display) -> LoginError {
 }
 
 /// The reveal decision; see the module's documentation. Checks, in order:
-/// 1. the request's shape fits the verifier (aggregate or not);
+/// 1. the request's shape fits the verifier (aggregate, script or neither), and
+///    a script login carries only the evidence its verifier takes;
 /// 2. this node recorded the token's commitment, for this verifier, as a
 ///    login of its own (not as a sub-token of an aggregate), and for an
 ///    aggregate, exactly the sub-tokens presented, each recorded as a
@@ -222,6 +223,16 @@ pub fn decide(facts: &RevealFacts<'_>) -> Result<RevealStep, LoginError> {
                 facts.config.kind()
             )));
         }
+    }
+
+    // A script verifier reads only the evidence its owner declared.
+    if let (VerifierConfig::Script(script), Some(login)) = (facts.config, &request.aggregate)
+        && let Some(field) =
+            login.evidence.iter().flat_map(|evidence| evidence.keys()).find(|field| !script.evidence.contains(*field))
+    {
+        return Err(LoginError::InvalidParams(format!(
+            "verifier {verifier} takes no evidence field {field:?} (its configuration's `evidence` lists what it takes)"
+        )));
     }
 
     // 2. The records: the commitment's, and each sub-token's.

@@ -430,3 +430,47 @@ proptest! {
         }
     }
 }
+
+/// A script verifier takes script logins only (sub-tokens and evidence),
+/// an aggregate verifier never, and a script login carries only the
+/// evidence its verifier declares: each checked before anything else.
+#[test]
+fn script_logins_fit_their_verifier_and_carry_only_declared_evidence() {
+    use quorumkey_login::reveal::script_id_token;
+    let jwt: Value = serde_json::from_slice(&JWT.to_bytes()).unwrap();
+    let script_config = VerifierConfig::parse(
+        json!({"type": "script", "module": "ab".repeat(32), "fuel": 1000, "memory_pages": 1,
+               "sub_verifiers": {"a": jwt, "b": jwt}, "evidence": ["signature"]})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let subs = ["sub.token.one".to_owned(), "sub.token.two".to_owned()];
+    let script_params = |evidence: Value| {
+        let map: std::collections::BTreeMap<String, String> = serde_json::from_value(evidence.clone()).unwrap();
+        let mut params = aggregate_share_params(&["sub.token.one", "sub.token.two"], vec![]);
+        params["item"][0]["idtoken"] = json!(script_id_token(&subs, &map));
+        params["item"][0]["script_params"] = evidence;
+        ShareRequest::parse(&params, N).unwrap()
+    };
+    let invalid = |step| match refusal(step) {
+        LoginError::InvalidParams(reason) => reason,
+        other => panic!("expected InvalidParams, got {other:?}"),
+    };
+    // The declared evidence: the shape passes, and the next check (the
+    // records, none here) decides.
+    let declared = script_params(json!({"signature": "0x01"}));
+    assert_eq!(refusal(decide(&facts(&declared, &script_config, &[]))), LoginError::NoCommitment);
+    // Another field.
+    let other = script_params(json!({"signature": "0x01", "referrer": "x"}));
+    assert!(invalid(decide(&facts(&other, &script_config, &[]))).contains("takes no evidence field \"referrer\""));
+    // An aggregate login at a script verifier, a script login at an
+    // aggregate verifier, a single token at either.
+    let aggregate =
+        ShareRequest::parse(&aggregate_share_params(&["sub.token.one", "sub.token.two"], vec![]), N).unwrap();
+    assert!(invalid(decide(&facts(&aggregate, &script_config, &[]))).contains("is a script verifier"));
+    assert!(invalid(decide(&facts(&declared, &AGGREGATE_CONFIG, &[]))).contains("is an aggregate verifier"));
+    let (single, _) = user_login();
+    assert!(invalid(decide(&facts(&single, &script_config, &[]))).contains("is a script verifier"));
+    assert!(invalid(decide(&facts(&declared, &JWT, &[]))).contains("send no `verify_params`"));
+}
