@@ -1,7 +1,8 @@
-//! Verifier scripts on a node: each module is loaded from the ledger and
-//! compiled once (a small cache by module id), and each login's run goes to
-//! a blocking thread, within the verifier's budget (at most about 45 ms of
-//! interpretation: `quorumkey_script::MAX_FUEL`).
+//! Verifier scripts on a node: each module is read from the ledger and
+//! compiled once (a small cache by module id); the compilation and each
+//! login's run go to a blocking thread, the run within the verifier's
+//! budget (at most about 45 ms of interpretation:
+//! `quorumkey_script::MAX_FUEL`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,32 +45,13 @@ pub struct ScriptRunner {
 }
 
 impl ScriptRunner {
-    /// The compiled module `id`, compiling it from what `load` reads off
-    /// the ledger if it is not cached.
-    fn compiled(
-        &self,
-        id: [u8; 32],
-        load: impl FnOnce() -> Option<Vec<u8>>,
-    ) -> Result<Arc<CompiledScript>, ScriptRunError> {
-        if let Some(compiled) = self.lock().get(&id) {
-            return Ok(compiled.clone());
-        }
-        let bytes = load().ok_or_else(|| ScriptRunError::Missing(hex::encode(id)))?;
-        let compiled = Arc::new(ScriptModule::compile(&bytes)?);
-        let mut cache = self.lock();
-        if cache.len() >= MAX_CACHED_MODULES {
-            cache.clear();
-        }
-        cache.insert(id, compiled.clone());
-        Ok(compiled)
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<CompiledScript>>> {
         self.compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Runs the script of `config` on `input`, off the async workers;
-    /// `load` reads the module off the ledger when it is not compiled yet.
+    /// Runs the script of `config` on `input`. `load` reads the module off
+    /// the ledger when it is not compiled yet; the compilation (once per
+    /// module) and the run both happen off the async workers.
     pub async fn run(
         &self,
         config: &ScriptConfig,
@@ -77,11 +59,31 @@ impl ScriptRunner {
         load: impl FnOnce() -> Option<Vec<u8>>,
     ) -> Result<ScriptOutcome, ScriptRunError> {
         let id = config.module_id().ok_or_else(|| ScriptRunError::Missing(config.module.clone()))?;
-        let compiled = self.compiled(id, load)?;
+        let cached = self.lock().get(&id).cloned();
+        let source = match cached {
+            Some(compiled) => Ok(compiled),
+            None => Err(load().ok_or_else(|| ScriptRunError::Missing(hex::encode(id)))?),
+        };
         let budget = ScriptBudget { fuel: config.fuel, memory_pages: config.memory_pages };
-        let outcome = tokio::task::spawn_blocking(move || run_script(&compiled, &input, budget))
-            .await
-            .map_err(|_| ScriptRunError::Thread)?;
+        let (compiled, outcome) = tokio::task::spawn_blocking(move || {
+            let compiled = match source {
+                Ok(compiled) => compiled,
+                Err(bytes) => Arc::new(ScriptModule::compile(&bytes)?),
+            };
+            let outcome = run_script(&compiled, &input, budget);
+            Ok::<_, ScriptRunError>((compiled, outcome))
+        })
+        .await
+        .map_err(|_| ScriptRunError::Thread)??;
+        {
+            let mut cache = self.lock();
+            if !cache.contains_key(&id) {
+                if cache.len() >= MAX_CACHED_MODULES {
+                    cache.clear();
+                }
+                cache.insert(id, compiled);
+            }
+        }
         metrics::counter!(METRIC_SCRIPT_RUNS).increment(1);
         if let Ok(done) = &outcome {
             metrics::counter!(METRIC_SCRIPT_FUEL).increment(done.fuel_used);
