@@ -81,6 +81,15 @@ fn main() {
         let answer = devnet.client(1).unwrap().submit(&register, true).await.unwrap();
         assert_eq!(answer.status, "finalized");
         let clients: Vec<_> = (1..=NODES).map(|i| devnet.client(i).unwrap()).collect();
+        // Finalized at node 1; every node admits assignments only once it
+        // has applied the registration too.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for client in &clients {
+            while client.verifier(VERIFIER).await.unwrap().is_none() {
+                assert!(Instant::now() < deadline, "a node never applied the registration");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         // Let the DKG fill the initial pool first, so that the latency
         // figures are not those of a network busy making keys (the
         // throughput run then uses up the pool and runs alongside refills).
