@@ -133,9 +133,43 @@ impl VerifierOwner {
         assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
     }
 
+    /// The nonce of `name` as node `api` lists it (`quorumkey verifier
+    /// list`), if it lists it.
+    fn nonce_at(&self, api: &str, name: &str) -> Option<u64> {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_quorumkey"))
+            .args(["verifier", "list", "--json", "--node", api])
+            .output()
+            .ok()?;
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).ok()?;
+        list.iter().find(|info| info["name"] == name).and_then(|info| info["nonce"].as_u64())
+    }
+
     /// `quorumkey verifier register` (`command` "register") or `update`
-    /// of `name` with `config`, waiting until it is finalized.
+    /// of `name` with `config`, waiting until it is finalized and every
+    /// node has applied it (the command reads it back from one node; the
+    /// others may be a block behind, and a lookup asks t of them).
     pub fn submit(&self, command: &str, name: &str, config: &serde_json::Value) {
+        let description: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&self.network).unwrap()).unwrap();
+        let apis: Vec<String> = description["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|node| node["api"].as_str().unwrap().to_owned())
+            .collect();
+        let before = self.nonce_at(&apis[0], name);
+        self.submit_once(command, name, config);
+        let expected = before.map_or(0, |nonce| nonce + 1);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for api in &apis {
+            while self.nonce_at(api, name) != Some(expected) {
+                assert!(Instant::now() < deadline, "{api} never applied {command} {name}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn submit_once(&self, command: &str, name: &str, config: &serde_json::Value) {
         let file = self.work.path().join(format!("{name}.json"));
         std::fs::write(&file, config.to_string()).unwrap();
         let (key, network) = (self.key(), self.network.clone());
