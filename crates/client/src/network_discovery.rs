@@ -34,6 +34,10 @@ pub const MAX_DESCRIPTION_BYTES: usize =
     2 * quorumkey_ledger::genesis::MAX_GENESIS_VERIFIERS * (quorumkey_ledger::genesis::MAX_VERIFIER_CONFIG_LEN + 256)
         + (1 << 20);
 
+/// Room for another node's attestation (index, 130 hex digits) beside the
+/// first description's length.
+const ATTESTATION_SLACK: usize = 1024;
+
 /// Why no description could be trusted.
 #[derive(Debug, Error)]
 pub enum DiscoveryError {
@@ -88,8 +92,9 @@ pub struct DiscoveredNetwork {
     pub failures: BTreeMap<u16, String>,
 }
 
-/// Fetches a description from `url` (a node's API base) with `http`.
-async fn fetch(http: &reqwest::Client, base: &str) -> Result<NetworkJson, DiscoveryError> {
+/// Fetches a description of at most `limit` bytes from `base` (a node's
+/// API base) with `http`; returns it and its length.
+async fn fetch(http: &reqwest::Client, base: &str, limit: usize) -> Result<(NetworkJson, usize), DiscoveryError> {
     let url = format!("{}/v1/network", base.trim_end_matches('/'));
     let fail = |reason: String| DiscoveryError::Fetch { url: url.clone(), reason };
     let mut response = http.get(&url).send().await.map_err(|e| fail(e.to_string()))?;
@@ -98,12 +103,13 @@ async fn fetch(http: &reqwest::Client, base: &str) -> Result<NetworkJson, Discov
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| fail(e.to_string()))? {
-        if body.len() + chunk.len() > MAX_DESCRIPTION_BYTES {
-            return Err(fail(format!("the description exceeds {MAX_DESCRIPTION_BYTES} bytes")));
+        if body.len() + chunk.len() > limit {
+            return Err(fail(format!("the description exceeds {limit} bytes")));
         }
         body.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&body).map_err(|e| fail(format!("not a network description: {e}")))
+    let description = serde_json::from_slice(&body).map_err(|e| fail(format!("not a network description: {e}")))?;
+    Ok((description, body.len()))
 }
 
 /// Checks one node's answer against the description being collected:
@@ -133,7 +139,7 @@ pub async fn discover(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| DiscoveryError::Fetch { url: bootstrap.to_owned(), reason: e.to_string() })?;
-    let first = fetch(&http, bootstrap).await?;
+    let (first, first_len) = fetch(&http, bootstrap, MAX_DESCRIPTION_BYTES).await?;
     let description_error = |source| DiscoveryError::Description { url: bootstrap.to_owned(), source };
     let genesis = first.checked_genesis().map_err(description_error)?;
     first.attested_by().map_err(description_error)?;
@@ -149,7 +155,10 @@ pub async fn discover(
         .iter()
         .map(|node| {
             let http = &http;
-            async move { (node.index, fetch(http, &node.api).await) }
+            // A description that means the same is as long, but for its
+            // attestation: up to n of them at once stay within n times the
+            // first's size, whatever the nodes it lists send.
+            async move { (node.index, fetch(http, &node.api, first_len + ATTESTATION_SLACK).await.map(|(d, _)| d)) }
         })
         .collect();
     let mut agreeing = Vec::new();

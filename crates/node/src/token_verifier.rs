@@ -298,26 +298,21 @@ impl TokenVerifier {
     }
 
     /// A cached answer as the check would give it at Unix time `now`.
-    fn cached(config: &IntrospectionConfig, answer: Answer, now: u64) -> Result<Identity, VerifyError> {
+    fn cached(config: &IntrospectionConfig, answer: Answer, now: u64) -> Result<IntrospectedToken, VerifyError> {
         match answer {
             Answer::Refused(status) => Err(VerifyError::Refused(status)),
             Answer::Accepted(token) if now > token.expires_at => {
                 Err(TokenError::TooOld { iat: token.issued_at, max_age: config.freshness_secs, now }.into())
             }
-            Answer::Accepted(token) => Ok(Identity {
-                verifier_id: token.verifier_id,
-                issued_at: token.issued_at,
-                expires_at: token.expires_at,
-                identities: vec![token.identity],
-                claims: token.claims,
-            }),
+            Answer::Accepted(token) => Ok(token),
         }
     }
 
     /// Checks an opaque token of verifier `verifier` by calling the
     /// configured endpoint with it as a bearer credential (5 s timeout,
     /// answer at most 64 KiB, no redirects), at Unix time `now`; a recent
-    /// answer about the same token is reused.
+    /// answer about the same token is reused. The identity carries no
+    /// claims (see [`Self::verify_introspection_claims`]).
     pub async fn verify_introspection(
         &self,
         verifier: &str,
@@ -325,13 +320,57 @@ impl TokenVerifier {
         token: &str,
         now: u64,
     ) -> Result<Identity, VerifyError> {
+        self.introspect(verifier, config, token, now, true).await.map(|checked| Identity {
+            verifier_id: checked.verifier_id,
+            issued_at: checked.issued_at,
+            expires_at: checked.expires_at,
+            identities: vec![checked.identity],
+            claims: serde_json::Map::new(),
+        })
+    }
+
+    /// [`Self::verify_introspection`] with the answer's fields as claims
+    /// (what a verifier script reads): always a fresh answer, within the
+    /// per-verifier call budget. The answer cache keeps no claims, so it
+    /// stays as small as it was (an answer may be 64 KiB; an entry without
+    /// claims is a few hundred bytes).
+    pub async fn verify_introspection_claims(
+        &self,
+        verifier: &str,
+        config: &IntrospectionConfig,
+        token: &str,
+        now: u64,
+    ) -> Result<Identity, VerifyError> {
+        self.introspect(verifier, config, token, now, false).await.map(|checked| Identity {
+            verifier_id: checked.verifier_id,
+            issued_at: checked.issued_at,
+            expires_at: checked.expires_at,
+            identities: vec![checked.identity],
+            claims: checked.claims,
+        })
+    }
+
+    /// The introspection check: from the answer cache if `use_cache` and it
+    /// holds one (without claims), else from the provider (with them); the
+    /// cache remembers every answer, without claims.
+    async fn introspect(
+        &self,
+        verifier: &str,
+        config: &IntrospectionConfig,
+        token: &str,
+        now: u64,
+        use_cache: bool,
+    ) -> Result<IntrospectedToken, VerifyError> {
         // One spelling per token, and nothing that could break the header.
         check_opaque_token(token)?;
         let key = answer_key(verifier, config, token);
-        let cached = self.answers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key, Instant::now());
-        if let Some(answer) = cached {
-            metrics::counter!(METRIC_PROVIDER_ANSWER_CACHE_HITS).increment(1);
-            return Self::cached(config, answer, now);
+        if use_cache {
+            let cached =
+                self.answers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key, Instant::now());
+            if let Some(answer) = cached {
+                metrics::counter!(METRIC_PROVIDER_ANSWER_CACHE_HITS).increment(1);
+                return Self::cached(config, answer, now);
+            }
         }
         if self.calls.check_key(&verifier.to_owned()).is_err() {
             metrics::counter!(METRIC_PROVIDER_CALLS_LIMITED).increment(1);
@@ -357,14 +396,15 @@ impl TokenVerifier {
         };
         let checked = check_introspection(config, &body, now)?;
         let until_expiry = Duration::from_secs(checked.expires_at.saturating_sub(now));
-        remember(Answer::Accepted(checked.clone()), self.limits.answer_ttl.min(until_expiry));
-        Ok(Identity {
-            verifier_id: checked.verifier_id,
+        let without_claims = IntrospectedToken {
+            verifier_id: checked.verifier_id.clone(),
             issued_at: checked.issued_at,
             expires_at: checked.expires_at,
-            identities: vec![checked.identity],
-            claims: checked.claims,
-        })
+            identity: checked.identity,
+            claims: serde_json::Map::new(),
+        };
+        remember(Answer::Accepted(without_claims), self.limits.answer_ttl.min(until_expiry));
+        Ok(checked)
     }
 
     /// Checks an aggregate login of verifier `verifier`: `tokens[i]` for
@@ -380,7 +420,8 @@ impl TokenVerifier {
         now: u64,
     ) -> Result<Identity, VerifyError> {
         check_aggregate_request(config, sub_verifier_ids, tokens.len())?;
-        let subs = self.verify_sub_tokens(verifier, &config.sub_verifiers, sub_verifier_ids, tokens, now).await?;
+        let subs =
+            self.verify_sub_tokens(verifier, &config.sub_verifiers, sub_verifier_ids, tokens, now, false).await?;
         let pairs: Vec<(&str, &str)> =
             subs.iter().map(|sub| (sub.name.as_str(), sub.identity.verifier_id.as_str())).collect();
         check_aggregate_agreement(claimed, &pairs)?;
@@ -389,7 +430,9 @@ impl TokenVerifier {
 
     /// Checks each sub-token of a login (`tokens[i]` for sub-verifier
     /// `sub_verifier_ids[i]`, already checked against the verifier's
-    /// sub-verifiers and presence rule), in order; all must pass.
+    /// sub-verifiers and presence rule), in order; all must pass. With
+    /// `claims` (a script's login), each identity carries its token's
+    /// claims, an introspection answer then fresh from its provider.
     pub async fn verify_sub_tokens(
         &self,
         verifier: &str,
@@ -397,6 +440,7 @@ impl TokenVerifier {
         sub_verifier_ids: &[String],
         tokens: &[String],
         now: u64,
+        claims: bool,
     ) -> Result<Vec<VerifiedSubToken>, VerifyError> {
         let mut verified = Vec::with_capacity(tokens.len());
         for (name, token) in sub_verifier_ids.iter().zip(tokens) {
@@ -404,7 +448,14 @@ impl TokenVerifier {
                 |error: VerifyError| VerifyError::SubVerifier { sub_verifier: name.clone(), error: Box::new(error) };
             let identity = match sub_verifiers.get(name) {
                 Some(SubVerifierConfig::Jwt(jwt)) => {
-                    self.verify_jwt(jwt, token, now).await.map(Identity::from).map_err(wrap)?
+                    let mut identity = self.verify_jwt(jwt, token, now).await.map(Identity::from).map_err(wrap)?;
+                    if !claims {
+                        identity.claims = serde_json::Map::new();
+                    }
+                    identity
+                }
+                Some(SubVerifierConfig::Introspection(introspection)) if claims => {
+                    self.verify_introspection_claims(verifier, introspection, token, now).await.map_err(wrap)?
                 }
                 Some(SubVerifierConfig::Introspection(introspection)) => {
                     self.verify_introspection(verifier, introspection, token, now).await.map_err(wrap)?

@@ -368,6 +368,29 @@ async fn errors_name_the_failure_and_never_quote_the_provider() {
     served.server.abort();
 }
 
+/// A script's sub-token needs its answer's fields: it gets them fresh from
+/// the provider (within the call budget), while the answer cache, which
+/// may hold a million entries, keeps none of them (an answer may be 64
+/// KiB; an entry without its fields is a few hundred bytes).
+#[tokio::test]
+async fn claims_come_fresh_and_the_answer_cache_keeps_none() {
+    let served = serve_provider(7, "").await;
+    let verifier = verifier_with(&ProviderAccess::development(), policy(), ProviderLimits::default());
+    let config = introspection(&served.url("/me"));
+    let plain = verifier.verify_introspection("chat", &config, "user-1", now()).await.unwrap();
+    assert!(plain.claims.is_empty(), "a plain check carries no claims");
+    assert_eq!(served.hits(), 1);
+    let cached = verifier.verify_introspection("chat", &config, "user-1", now()).await.unwrap();
+    assert!(cached.claims.is_empty());
+    assert_eq!(served.hits(), 1, "the plain check reuses the answer");
+    let with_claims = verifier.verify_introspection_claims("chat", &config, "user-1", now()).await.unwrap();
+    assert_eq!(served.hits(), 2, "claims come from a fresh answer");
+    assert_eq!(with_claims.verifier_id, plain.verifier_id);
+    assert!(!with_claims.claims.is_empty(), "the answer's fields");
+    assert_eq!(verifier.cached_answers(), 1);
+    served.server.abort();
+}
+
 #[tokio::test]
 async fn replayed_tokens_reuse_the_providers_answer() {
     let served = serve_provider(7, "").await;

@@ -339,6 +339,20 @@ fn verifier_scripts_log_users_in_on_five_processes() {
             answers.iter().zip(ALL).map(|(answer, node)| (node, open(answer.as_ref().unwrap(), &temp).unwrap())).collect();
         assert_eq!(rebuild(&shares[2..]), key.address);
         assert_eq!(rebuild(&shares[..3]), key.address);
+        // The same evidence in another spelling (an escaped character,
+        // blanks): the same login, answered again by every node, since
+        // nodes bind the evidence by what it means.
+        let params = login.reveal_params(&signatures, &committed_id, &login.evidence);
+        let body = quorumkey_login::rpc::request_body(quorumkey_login::Method::Share, params).to_string();
+        let respelled = body.replacen("\"signature\":\"0x", "\"signature\" : \"\\u0030x", 1);
+        assert_ne!(respelled, body);
+        for node in ALL {
+            let (status, answer) = raw.post(node, respelled.clone().into_bytes()).await;
+            assert_eq!(status, 200);
+            let answer: quorumkey_login::ShareRequestResult = serde_json::from_value(answer["result"].clone())
+                .unwrap_or_else(|_| panic!("node {node} refused the respelled evidence: {answer}"));
+            assert_eq!(open(&answer, &temp), Some(shares[usize::from(node) - 1].1), "node {node}");
+        }
 
         // The ledger refuses modules that are not scripts, on every node.
         for (what, text, reason) in [

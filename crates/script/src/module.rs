@@ -131,7 +131,9 @@ impl ScriptModule {
         if !entry {
             return Err(ModuleError::Export("`verify`, a function of no parameters returning an i32"));
         }
-        Ok(CompiledScript { engine, compiled: module, module: Self { bytes: bytes.to_vec() } })
+        // The host functions are linked once per module, not per login.
+        let linker = crate::host::linker(&engine).map_err(|e| ModuleError::Invalid(e.to_string()))?;
+        Ok(CompiledScript { engine, compiled: module, linker, module: Self { bytes: bytes.to_vec() } })
     }
 
     /// The bytes.
@@ -150,6 +152,7 @@ impl ScriptModule {
 pub struct CompiledScript {
     pub(crate) engine: Engine,
     pub(crate) compiled: Module,
+    pub(crate) linker: wasmi::Linker<crate::host::HostState>,
     /// The module it was compiled from.
     pub module: ScriptModule,
 }

@@ -4,7 +4,7 @@
 use thiserror::Error;
 use wasmi::{Store, StoreLimitsBuilder, TrapCode};
 
-use crate::host::{Decision, HostState, HostTrap, linker};
+use crate::host::{Decision, HostState, HostTrap};
 use crate::input::ScriptInput;
 use crate::module::CompiledScript;
 use crate::{ENTRY_POINT, MAX_FUEL, MAX_MEMORY_PAGES};
@@ -69,8 +69,7 @@ pub fn run_script(
     let mut store = Store::new(&script.engine, state);
     store.limiter(|state| &mut state.limits);
     store.set_fuel(budget.fuel).map_err(|e| ScriptError::Trap(e.to_string()))?;
-    let linker = linker(&script.engine).map_err(|e| ScriptError::Trap(e.to_string()))?;
-    let instance = match linker.instantiate_and_start(&mut store, &script.compiled) {
+    let instance = match script.linker.instantiate_and_start(&mut store, &script.compiled) {
         Ok(instance) => instance,
         // A start function that ran out of fuel or trapped.
         Err(error) if error.as_trap_code().is_some() || error.downcast_ref::<HostTrap>().is_some() => {

@@ -616,7 +616,7 @@ impl RpcService {
             .map_err(|error| token_rejected(error.into()))?;
         let subs = self
             .tokens
-            .verify_sub_tokens(verifier, &config.sub_verifiers, &login.sub_verifier_ids, &login.tokens, now)
+            .verify_sub_tokens(verifier, &config.sub_verifiers, &login.sub_verifier_ids, &login.tokens, now, true)
             .await
             .map_err(token_rejected)?;
         // `decide` let through only the evidence the verifier takes.
