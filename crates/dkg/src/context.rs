@@ -61,23 +61,29 @@ impl BatchContext {
     /// depend on, so nobody can pick inputs after seeing the weights).
     /// 128 bits give a cheating prover a 2^-128 chance per attempt.
     pub(crate) fn weights(&self, label: &[u8], seed: &[&[u8]], count: usize) -> Vec<Scalar> {
-        let mut hasher = blake3::Hasher::new_derive_key("quorumkey/dkg/batch-weights/v1");
-        hasher.update(&self.id);
-        hasher.update(&(label.len() as u64).to_be_bytes());
-        hasher.update(label);
-        for part in seed {
-            hasher.update(&(part.len() as u64).to_be_bytes());
-            hasher.update(part);
-        }
-        let mut reader = hasher.finalize_xof();
-        let mut buf = [0u8; 16];
-        (0..count)
-            .map(|_| {
-                reader.fill(&mut buf);
-                Scalar::from(u128::from_be_bytes(buf))
-            })
-            .collect()
+        derive_weights(&self.id, label, seed, count)
     }
+}
+
+/// `count` 128-bit weights hashed from a sharing's id (a DKG or reshare
+/// batch), a label and `seed`.
+pub(crate) fn derive_weights(id: &[u8; 32], label: &[u8], seed: &[&[u8]], count: usize) -> Vec<Scalar> {
+    let mut hasher = blake3::Hasher::new_derive_key("quorumkey/dkg/batch-weights/v1");
+    hasher.update(id);
+    hasher.update(&(label.len() as u64).to_be_bytes());
+    hasher.update(label);
+    for part in seed {
+        hasher.update(&(part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    let mut reader = hasher.finalize_xof();
+    let mut buf = [0u8; 16];
+    (0..count)
+        .map(|_| {
+            reader.fill(&mut buf);
+            Scalar::from(u128::from_be_bytes(buf))
+        })
+        .collect()
 }
 
 /// 64-bit weights from the caller's RNG, for a recipient's private check.

@@ -321,9 +321,23 @@ fn share_cipher(
     ephemeral: &Point,
     shared: &Point,
 ) -> ChaCha20Poly1305 {
+    pair_cipher(b"quorumkey/dkg/share-key/v1", context.id(), dealer, recipient, ephemeral, shared)
+}
+
+/// The AEAD of one dealer-recipient pair of a sharing identified by `id`
+/// (a DKG batch or a reshare batch), under a key that hashes `label`, `id`,
+/// both indexes, the ephemeral key and the shared point.
+pub(crate) fn pair_cipher(
+    label: &[u8],
+    id: &[u8; 32],
+    dealer: u16,
+    recipient: u16,
+    ephemeral: &Point,
+    shared: &Point,
+) -> ChaCha20Poly1305 {
     let mut hasher = Sha256::new();
-    hasher.update(b"quorumkey/dkg/share-key/v1");
-    hasher.update(context.id());
+    hasher.update(label);
+    hasher.update(id);
     hasher.update(dealer.to_be_bytes());
     hasher.update(recipient.to_be_bytes());
     hasher.update(point_to_bytes(ephemeral));
@@ -334,7 +348,13 @@ fn share_cipher(
 }
 
 fn share_aad(context: &BatchContext, dealer: u16, recipient: u16) -> Vec<u8> {
-    let mut aad = context.id().to_vec();
+    pair_aad(context.id(), dealer, recipient)
+}
+
+/// The associated data of one pair's ciphertext: the sharing and both
+/// indexes.
+pub(crate) fn pair_aad(id: &[u8; 32], dealer: u16, recipient: u16) -> Vec<u8> {
+    let mut aad = id.to_vec();
     aad.extend_from_slice(&dealer.to_be_bytes());
     aad.extend_from_slice(&recipient.to_be_bytes());
     aad

@@ -33,6 +33,7 @@ pub mod msm;
 pub mod params;
 pub mod points;
 pub mod public_shares;
+pub mod reshare;
 pub mod recipient;
 mod schnorr;
 

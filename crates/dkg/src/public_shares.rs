@@ -312,7 +312,7 @@ pub fn finish_keys(params: &BatchParams, published: &[(u16, Vec<AffinePoint>)]) 
 }
 
 /// The scalar as a signed integer below 2^32 in magnitude, if it is one.
-fn small_integer(scalar: &Scalar) -> Option<i64> {
+pub(crate) fn small_integer(scalar: &Scalar) -> Option<i64> {
     let fits = |s: &Scalar| -> Option<i64> {
         let bytes: [u8; 32] = s.to_bytes().into();
         if bytes[..28].iter().any(|b| *b != 0) {
@@ -324,7 +324,7 @@ fn small_integer(scalar: &Scalar) -> Option<i64> {
 }
 
 /// `value·point` by double-and-add (variable time: public values only).
-fn small_multiple(point: &Point, value: i64) -> Point {
+pub(crate) fn small_multiple(point: &Point, value: i64) -> Point {
     let mut magnitude = value.unsigned_abs();
     let mut addend = *point;
     let mut acc = Point::IDENTITY;
