@@ -33,8 +33,8 @@ pub mod msm;
 pub mod params;
 pub mod points;
 pub mod public_shares;
-pub mod reshare;
 pub mod recipient;
+pub mod reshare;
 mod schnorr;
 
 pub use aggregate::AggregateCommitments;

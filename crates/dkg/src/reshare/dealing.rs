@@ -3,8 +3,8 @@
 //! one encrypted vector of new shares per new node.
 
 use bytes::{BufMut, Bytes};
-use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::Nonce;
+use chacha20poly1305::aead::{Aead, Payload};
 use commonware_codec::{Buf, EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
 use quorumkey_crypto::group::{
     AffinePoint, NonZeroScalar, Point, Scalar, generator, point_from_bytes, point_to_bytes, scalar_from_bytes,
@@ -135,8 +135,7 @@ impl ReshareSecrets {
             return Err(DkgError::InvalidParameters("one share per key of the reshare batch"));
         }
         let degree = usize::from(params.new_threshold()) - 1;
-        let polynomials =
-            shares.iter().map(|share| Polynomial::random_with_constant(*share, degree, rng)).collect();
+        let polynomials = shares.iter().map(|share| Polynomial::random_with_constant(*share, degree, rng)).collect();
         Ok(Self { params, polynomials })
     }
 
@@ -289,7 +288,8 @@ pub(crate) fn check_reshare_shares(params: &ReshareParams, checks: &[ShareCheck<
         {
             return false;
         }
-        for (k, ((share, weight), old)) in check.shares.iter().zip(check.weights).zip(check.old_public_shares).enumerate()
+        for (k, ((share, weight), old)) in
+            check.shares.iter().zip(check.weights).zip(check.old_public_shares).enumerate()
         {
             g_scalar += *weight * share;
             terms.push((Point::from(*old), *weight));

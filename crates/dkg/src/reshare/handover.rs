@@ -54,7 +54,8 @@ pub fn handover_keys(
                 qualified.iter().zip(small).fold(Point::IDENTITY, |acc, (q, l)| acc + small_multiple(&point_of(q), *l))
             }
             None => {
-                let terms: Vec<(Point, Scalar)> = qualified.iter().zip(&lambdas).map(|(q, l)| (point_of(q), *l)).collect();
+                let terms: Vec<(Point, Scalar)> =
+                    qualified.iter().zip(&lambdas).map(|(q, l)| (point_of(q), *l)).collect();
                 msm(&terms)
             }
         }

@@ -42,7 +42,7 @@ use crate::points::AFFINE_POINT_LEN;
 pub use dealing::{ParsedReshareDealing, ReshareDealing, ReshareSecrets};
 pub use handover::handover_keys;
 pub use judge::adjudicate_reshare;
-pub use recipient::{ReceivedReshare, complain_reshare, combine_reshared, open_reshare_dealings};
+pub use recipient::{ReceivedReshare, combine_reshared, complain_reshare, open_reshare_dealings};
 
 /// Bytes of one recipient's share of one key in a reshare ciphertext.
 pub const RESHARE_SHARE_LEN: usize = 32;

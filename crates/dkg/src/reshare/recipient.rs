@@ -136,7 +136,10 @@ pub fn complain_reshare<R: CryptoRng + ?Sized>(
 /// dealers' shares (exactly the qualified set the ledger fixed, at least
 /// `t` of them): `s'_kj = Σ_{i∈Q} λ_i·a_ik(j)`, with `λ_i` the Lagrange
 /// coefficients at 0 over the old indexes in `Q`. Secret.
-pub fn combine_reshared(params: &ReshareParams, received: &[&ReceivedReshare]) -> Result<Zeroizing<Vec<Scalar>>, DkgError> {
+pub fn combine_reshared(
+    params: &ReshareParams,
+    received: &[&ReceivedReshare],
+) -> Result<Zeroizing<Vec<Scalar>>, DkgError> {
     let keys = usize::from(params.keys());
     if received.len() < usize::from(params.old_threshold()) || received.iter().any(|r| r.shares.len() != keys) {
         return Err(DkgError::InvalidParameters("shares from at least t qualified old dealers, K each"));

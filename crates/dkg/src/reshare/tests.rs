@@ -70,10 +70,11 @@ fn hand_over(
         .collect();
     let mut new_shares = Vec::new();
     for j in 1..=params.new_nodes() {
-        let received: Vec<ReceivedReshare> = open_reshare_dealings(&context, &to_open, j, &new_secrets[usize::from(j) - 1], rng)
-            .into_iter()
-            .map(|r| r.expect("an honest dealer's shares check"))
-            .collect();
+        let received: Vec<ReceivedReshare> =
+            open_reshare_dealings(&context, &to_open, j, &new_secrets[usize::from(j) - 1], rng)
+                .into_iter()
+                .map(|r| r.expect("an honest dealer's shares check"))
+                .collect();
         let refs: Vec<&ReceivedReshare> = received.iter().collect();
         new_shares.push(combine_reshared(&params, &refs).unwrap());
     }
@@ -86,7 +87,12 @@ fn hand_over(
     (old, new_shares, finished)
 }
 
-fn check_handover(params: &ReshareParams, old: &OldSharing, new_shares: &[zeroize::Zeroizing<Vec<Scalar>>], finished: &[crate::FinishedKey]) {
+fn check_handover(
+    params: &ReshareParams,
+    old: &OldSharing,
+    new_shares: &[zeroize::Zeroizing<Vec<Scalar>>],
+    finished: &[crate::FinishedKey],
+) {
     let t_new = usize::from(params.new_threshold());
     for k in 0..usize::from(params.keys()) {
         assert_eq!(finished[k].public_key, <[u8; 33]>::from(old.public_keys[k].to_bytes()), "public key unchanged");
@@ -96,9 +102,8 @@ fn check_handover(params: &ReshareParams, old: &OldSharing, new_shares: &[zeroiz
         }
         // Every window of t' consecutive new nodes rebuilds the key.
         for start in 0..=(new_shares.len() - t_new) {
-            let subset: Vec<Share> = (start..start + t_new)
-                .map(|j| Share { index: j as u32 + 1, value: new_shares[j][k] })
-                .collect();
+            let subset: Vec<Share> =
+                (start..start + t_new).map(|j| Share { index: j as u32 + 1, value: new_shares[j][k] }).collect();
             assert_eq!(reconstruct_secret(&subset).unwrap(), old.secrets[k]);
         }
         // t' - 1 shares do not (with overwhelming probability).
@@ -113,7 +118,13 @@ fn check_handover(params: &ReshareParams, old: &OldSharing, new_shares: &[zeroiz
 #[test]
 fn four_to_five_five_to_four_and_refresh_keep_every_key() {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
-    for (old_n, new_n, q) in [(4u16, 5u16, vec![1u16, 2, 3]), (5, 4, vec![2, 3, 5]), (5, 5, vec![1, 2, 3]), (1, 3, vec![1]), (3, 1, vec![1, 3])] {
+    for (old_n, new_n, q) in [
+        (4u16, 5u16, vec![1u16, 2, 3]),
+        (5, 4, vec![2, 3, 5]),
+        (5, 5, vec![1, 2, 3]),
+        (1, 3, vec![1]),
+        (3, 1, vec![1, 3]),
+    ] {
         let params = ReshareParams::new(old_n, new_n, 6).unwrap();
         let (old, new_shares, finished) = hand_over(params, &q, &mut rng);
         check_handover(&params, &old, &new_shares, &finished);
@@ -208,8 +219,16 @@ fn a_cheating_dealer_is_caught_and_an_honest_one_is_not() {
 
     // A complaint made with another node's key proves nothing.
     let stolen = complain_reshare(&context, 2, &cheating_parsed, 3, &new_secrets[2], &mut rng).unwrap();
-    let verdict =
-        adjudicate_reshare(&context, 2, &cheating_dealing, &cheating_parsed, &old.public_shares[1], 2, &new_keys[1], &stolen);
+    let verdict = adjudicate_reshare(
+        &context,
+        2,
+        &cheating_dealing,
+        &cheating_parsed,
+        &old.public_shares[1],
+        2,
+        &new_keys[1],
+        &stolen,
+    );
     assert!(matches!(verdict, Verdict::ComplaintFalse(_)));
 }
 
@@ -238,8 +257,16 @@ fn a_dealer_cannot_deal_another_constant() {
         );
         assert_eq!(results[0].as_ref().err(), Some(&ShareFault::Inconsistent));
         let complaint = complain_reshare(&context, 1, &parsed, j, &new_secrets[usize::from(j) - 1], &mut rng).unwrap();
-        let verdict =
-            adjudicate_reshare(&context, 1, &dealing, &parsed, &old.public_shares[0], j, &new_keys[usize::from(j) - 1], &complaint);
+        let verdict = adjudicate_reshare(
+            &context,
+            1,
+            &dealing,
+            &parsed,
+            &old.public_shares[0],
+            j,
+            &new_keys[usize::from(j) - 1],
+            &complaint,
+        );
         assert_eq!(verdict, Verdict::DealerFaulty(ShareFault::Inconsistent));
     }
 }
@@ -252,10 +279,13 @@ fn a_handover_that_would_change_a_public_key_is_refused() {
     let dealers: Vec<(u16, ParsedReshareDealing)> = (1..=2u16)
         .map(|i| {
             let secrets = ReshareSecrets::new(params, &old.shares[usize::from(i) - 1], &mut rng).unwrap();
-            (i, ParsedReshareDealing {
-                commitments: secrets.commitments().iter().map(|p| p.to_affine()).collect(),
-                ephemeral: Point::GENERATOR,
-            })
+            (
+                i,
+                ParsedReshareDealing {
+                    commitments: secrets.commitments().iter().map(|p| p.to_affine()).collect(),
+                    ephemeral: Point::GENERATOR,
+                },
+            )
         })
         .collect();
     let qualified: Vec<handover::QualifiedDealer<'_>> =
@@ -277,7 +307,8 @@ fn dealings_are_bound_to_their_batch() {
     let context = ReshareContext::new([7u8; 32], 5, 0, 0, params);
     let old = old_sharing(&params, &mut rng);
     let (new_secrets, new_keys) = node_keys(4, &mut rng);
-    let dealing = ReshareSecrets::new(params, &old.shares[0], &mut rng).unwrap().deal(&context, 1, &new_keys, &mut rng).unwrap();
+    let dealing =
+        ReshareSecrets::new(params, &old.shares[0], &mut rng).unwrap().deal(&context, 1, &new_keys, &mut rng).unwrap();
     assert!(dealing.parse(&context, 1).is_ok());
     assert!(dealing.parse(&context, 2).is_err(), "another dealer's");
     for other in [
@@ -288,8 +319,13 @@ fn dealings_are_bound_to_their_batch() {
     ] {
         assert!(dealing.parse(&other, 1).is_err());
         let parsed = dealing.parse_accepted(&params).unwrap();
-        let opened =
-            open_reshare_dealings(&other, &[(1, &dealing, &parsed, old.public_shares[0].as_slice())], 1, &new_secrets[0], &mut rng);
+        let opened = open_reshare_dealings(
+            &other,
+            &[(1, &dealing, &parsed, old.public_shares[0].as_slice())],
+            1,
+            &new_secrets[0],
+            &mut rng,
+        );
         assert_eq!(opened[0].as_ref().err(), Some(&ShareFault::Undecryptable));
     }
 }
@@ -301,7 +337,8 @@ fn codec_round_trip_and_shape_checks() {
     let context = ReshareContext::new([1u8; 32], 1, 0, 0, params);
     let old = old_sharing(&params, &mut rng);
     let (_, new_keys) = node_keys(7, &mut rng);
-    let dealing = ReshareSecrets::new(params, &old.shares[0], &mut rng).unwrap().deal(&context, 1, &new_keys, &mut rng).unwrap();
+    let dealing =
+        ReshareSecrets::new(params, &old.shares[0], &mut rng).unwrap().deal(&context, 1, &new_keys, &mut rng).unwrap();
     let bytes = dealing.encode();
     assert!(bytes.len() <= params.dealing_len());
     let decoded = ReshareDealing::read_cfg(&mut bytes.clone(), &params).unwrap();
@@ -321,6 +358,8 @@ fn largest_fitting_batches_fit() {
         }
     }
     assert!(ReshareParams::largest_fitting(256, 256, 1000).is_none());
+    // docs/dkg.md: 907 keys for 5 -> 5 within the DKG's dealing budget.
+    assert_eq!(ReshareParams::largest_fitting(5, 5, 256 * 1024 - 512).map(|p| p.keys()), Some(907));
 }
 
 #[test]
