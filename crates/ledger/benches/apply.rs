@@ -30,8 +30,9 @@ fn main() {
 
     let mut group = criterion.benchmark_group("ledger");
     group.throughput(Throughput::Elements(BLOCK as u64));
+    let sets = net.ledger.node_sets(&state).unwrap();
     group.bench_function("check_transaction", |b| {
-        b.iter(|| block.iter().filter(|tx| net.ledger.check_transaction(black_box(tx)).is_ok()).count())
+        b.iter(|| block.iter().filter(|tx| net.ledger.check_transaction(black_box(tx), &sets).is_ok()).count())
     });
     group.bench_function("apply_block_256_new_assignments", |b| {
         b.iter_batched(

@@ -231,6 +231,49 @@ pub enum DkgEvent {
         /// Why.
         reason: &'static str,
     },
+    /// The DKG drained and the handover to `epoch` fixed its keys.
+    HandoverStarted {
+        /// The epoch handed over to.
+        epoch: u64,
+        /// Keys to hand over (`0..keys`).
+        keys: u64,
+        /// Reshare batches it takes.
+        batches: u64,
+    },
+    /// A reshare batch opened.
+    ReshareBatchOpened {
+        /// The epoch handed over to.
+        epoch: u64,
+        /// The batch.
+        batch: u64,
+    },
+    /// A reshare batch's keys have their new public shares.
+    ReshareBatchFinished {
+        /// The epoch handed over to.
+        epoch: u64,
+        /// The batch.
+        batch: u64,
+        /// Its first key.
+        first_key: u64,
+        /// How many keys.
+        keys: u64,
+        /// The qualified old dealers.
+        qualified: Vec<u16>,
+    },
+    /// Every key is handed over; the next set serves from `boundary` on.
+    HandoverFinished {
+        /// The epoch handed over to.
+        epoch: u64,
+        /// The first height of the new epoch.
+        boundary: u64,
+    },
+    /// The new set is in force from `height` on.
+    EpochStarted {
+        /// The epoch.
+        epoch: u64,
+        /// Its first height.
+        height: u64,
+    },
 }
 
 /// Key of a per-batch, per-node entry.
@@ -274,12 +317,70 @@ impl DkgMachine {
         Ok(Self { settings: genesis.dkg, params, network_id, node_keys })
     }
 
+    /// The DKG of a later epoch's set, with the genesis's settings: batches
+    /// no larger than fit that set's dealings, phases at least `f + 2`
+    /// blocks long.
+    pub(crate) fn for_set(
+        settings: DkgSettings,
+        network_id: [u8; 32],
+        set: &crate::epoch::NodeSet,
+    ) -> Result<Self, crate::GenesisError> {
+        let n = set.size();
+        let largest = BatchParams::largest_fitting(n, crate::genesis::DEALING_BUDGET).unwrap_or(1);
+        let keys = settings.batch_keys.min(largest).max(1);
+        let params = BatchParams::new(n, keys).map_err(|e| crate::GenesisError::Dkg(e.to_string()))?;
+        let f = u32::from(params.max_faulty());
+        let settings =
+            DkgSettings { batch_keys: keys, phase_min_blocks: settings.phase_min_blocks.max(f + 2), ..settings };
+        let node_keys =
+            set.secp256k1_points().ok_or(crate::GenesisError::InvalidPoint("a node key of the set".to_owned()))?;
+        Ok(Self { settings, params, network_id, node_keys })
+    }
+
+    /// True if no batch is in flight (every opened batch ended).
+    pub(crate) fn idle<S: StateRead + ?Sized>(&self, overlay: &Overlay<'_, S>) -> Result<bool, LedgerError> {
+        let next_batch = read_u64(overlay, META_NEXT_BATCH)?;
+        let oldest_open = read_u64(overlay, META_OLDEST_OPEN)?;
+        if oldest_open >= next_batch {
+            return Ok(true);
+        }
+        // The cursor moves at the end of a block: check the batches.
+        for batch in oldest_open..next_batch {
+            match self.read_batch(overlay, batch)? {
+                Some(record) if record.ended() => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// At an epoch's start: drops the dealings the last epoch's batches
+    /// kept for late recipients (their keys were handed over since).
+    pub(crate) fn forget_retained<S: StateRead + ?Sized>(
+        &self,
+        overlay: &mut Overlay<'_, S>,
+    ) -> Result<(), LedgerError> {
+        let mut oldest = read_u64(overlay, META_OLDEST_UNPRUNED)?;
+        let next_batch = read_u64(overlay, META_NEXT_BATCH)?;
+        while oldest < next_batch {
+            if let Some(record) = self.read_batch(overlay, oldest)? {
+                for dealer in &record.dealt {
+                    overlay.delete(Table::DkgDealings, &batch_node_key(oldest, *dealer));
+                }
+            }
+            oldest += 1;
+        }
+        write_u64(overlay, META_OLDEST_UNPRUNED, oldest);
+        write_u64(overlay, META_OLDEST_OPEN, next_batch);
+        Ok(())
+    }
+
     pub(crate) fn context(&self, batch: u64) -> BatchContext {
         BatchContext::new(self.network_id, batch, self.params)
     }
 
     fn parse_batch(&self, bytes: Option<Vec<u8>>) -> Result<Option<BatchRecord>, LedgerError> {
-        crate::machine::parse_record(bytes, &usize::from(self.params.nodes()), "a DKG batch record does not decode")
+        crate::machine::parse_record(bytes, &crate::genesis::MAX_NODES, "a DKG batch record does not decode")
     }
 
     fn parse_dealing(&self, bytes: Option<Vec<u8>>) -> Result<Option<Dealing>, LedgerError> {
@@ -430,6 +531,7 @@ impl DkgMachine {
         overlay: &mut Overlay<'_, S>,
         height: u64,
         time_ms: u64,
+        may_open: bool,
     ) -> Result<Vec<DkgEvent>, LedgerError> {
         let mut events = Vec::new();
         let next_batch = read_u64(overlay, META_NEXT_BATCH)?;
@@ -457,7 +559,7 @@ impl DkgMachine {
         }
         write_u64(overlay, META_OLDEST_OPEN, oldest_open);
         self.prune(overlay, height, oldest_open)?;
-        if self.should_open(overlay, in_flight, dealing)? {
+        if self.should_open(overlay, in_flight, dealing)? && may_open {
             self.write_batch(overlay, next_batch, &BatchRecord::new(height, time_ms));
             write_u64(overlay, META_NEXT_BATCH, next_batch + 1);
             events.push(DkgEvent::BatchOpened { batch: next_batch });
@@ -677,7 +779,7 @@ impl DkgMachine {
 /// Read access to the DKG's state for the nodes' participants and the API.
 pub struct DkgView<'a, S: StateRead + ?Sized> {
     pub(crate) state: &'a S,
-    pub(crate) machine: &'a DkgMachine,
+    pub(crate) machine: std::borrow::Cow<'a, DkgMachine>,
 }
 
 impl<S: StateRead + ?Sized> DkgView<'_, S> {

@@ -94,6 +94,39 @@ impl DkgSettings {
     }
 }
 
+/// How epochs change. Part of the genesis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochSettings {
+    /// A new node set takes over only at a height that is a multiple of
+    /// this (where consensus may change its validator set): the first one
+    /// after every key was handed over.
+    pub boundary_blocks: u32,
+}
+
+impl Default for EpochSettings {
+    /// Boundaries every 64 blocks.
+    fn default() -> Self {
+        Self { boundary_blocks: 64 }
+    }
+}
+
+impl Write for EpochSettings {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.boundary_blocks.write(buf);
+    }
+}
+impl EncodeSize for EpochSettings {
+    fn encode_size(&self) -> usize {
+        4
+    }
+}
+impl Read for EpochSettings {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self { boundary_blocks: u32::read(buf)? })
+    }
+}
+
 /// Most nodes a network may have.
 pub const MAX_NODES: usize = 256;
 /// Largest verifier configuration, in bytes.
@@ -136,6 +169,8 @@ pub struct Genesis {
     /// The abuse policy it starts with (operators change it with
     /// `SetPolicy`).
     pub policy: NetworkPolicy,
+    /// How epochs change.
+    pub epochs: EpochSettings,
 }
 
 /// Why a genesis is not usable.
@@ -178,6 +213,9 @@ pub enum GenesisError {
     /// An abuse policy with values that cannot work.
     #[error("policy: {0}")]
     Policy(String),
+    /// Epoch settings that cannot work.
+    #[error("epochs: {0}")]
+    Epochs(String),
 }
 
 impl Genesis {
@@ -236,6 +274,12 @@ impl Genesis {
             names.push(verifier.name.as_str());
         }
         self.policy.validate()?;
+        if self.epochs.boundary_blocks < 2 {
+            return Err(GenesisError::Epochs(
+                "epoch boundaries must be at least 2 blocks apart (consensus re-proposes each epoch's last block)"
+                    .to_owned(),
+            ));
+        }
         self.dkg.validate(n)
     }
 
@@ -353,11 +397,16 @@ impl Write for Genesis {
         self.verifiers.write(buf);
         self.dkg.write(buf);
         self.policy.write(buf);
+        self.epochs.write(buf);
     }
 }
 impl EncodeSize for Genesis {
     fn encode_size(&self) -> usize {
-        self.nodes.encode_size() + self.verifiers.encode_size() + self.dkg.encode_size() + self.policy.encode_size()
+        self.nodes.encode_size()
+            + self.verifiers.encode_size()
+            + self.dkg.encode_size()
+            + self.policy.encode_size()
+            + self.epochs.encode_size()
     }
 }
 impl Read for Genesis {
@@ -368,6 +417,7 @@ impl Read for Genesis {
             verifiers: Vec::<GenesisVerifier>::read_cfg(buf, &(RangeCfg::new(0..=MAX_GENESIS_VERIFIERS), ()))?,
             dkg: DkgSettings::read(buf)?,
             policy: NetworkPolicy::read(buf)?,
+            epochs: EpochSettings::read(buf)?,
         })
     }
 }

@@ -14,11 +14,15 @@
 //! - [`Ledger`]: applies blocks; [`LedgerView`]: reads the state.
 //! - [`dkg`]: the batched DKG's phases, decided by the state machine, which
 //!   fill the key pool.
+//! - [`epoch`], [`handover`]: the node set in force, the next one the
+//!   operators decide, and the batched handover of every key to it.
 //! - The state root is an LtHash ([`lthash`]) of every state entry, updated
 //!   per change, so two nodes agree on the root iff they agree on the state.
 
 pub mod dkg;
+pub mod epoch;
 pub mod genesis;
+pub mod handover;
 pub mod lthash;
 pub mod machine;
 pub mod policy;
@@ -29,10 +33,12 @@ pub mod transaction;
 pub mod types;
 
 pub use dkg::{BatchRecord, DkgEvent, DkgView, Phase};
-pub use genesis::{DkgSettings, Genesis, GenesisError, GenesisNode, GenesisVerifier};
+pub use epoch::{EpochNode, NodeSet, NodeSetError};
+pub use genesis::{DkgSettings, EpochSettings, Genesis, GenesisError, GenesisNode, GenesisVerifier};
+pub use handover::{EpochView, HandoverRecord, HandoverStage, ReshareBatchRecord, ResharePhase};
 pub use machine::{
-    BlockOutcome, Effect, Ledger, LedgerError, LedgerView, MAX_TRANSACTION_LEN, Receipt, Rejection, TransactionClass,
-    state_root, transaction_class,
+    BlockOutcome, Effect, Ledger, LedgerError, LedgerView, MAX_TRANSACTION_LEN, NodeSets, Receipt, Rejection,
+    TransactionClass, state_root, transaction_class,
 };
 pub use policy::{NetworkPolicy, RegistrationRule};
 pub use state::{MemoryState, StateRead, StorageError, WriteSet};

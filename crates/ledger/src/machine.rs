@@ -8,7 +8,9 @@ use quorumkey_crypto::signature::RecoverableSignature;
 use thiserror::Error;
 
 use crate::dkg::{DkgEvent, DkgMachine, DkgView};
+use crate::epoch::NodeSet;
 use crate::genesis::{Genesis, GenesisError, MAX_VERIFIER_CONFIG_LEN};
+use crate::handover::{EpochView, HandoverMachine, current_set, key_record, read_handover};
 use crate::lthash::LtHash;
 use crate::policy::NetworkPolicy;
 use crate::state::{Overlay, StateRead, StorageError, Table, WriteSet, read_accumulator, state_key};
@@ -20,7 +22,7 @@ use crate::types::{
 };
 
 const META_HEIGHT: &[u8] = b"height";
-const META_NEXT_KEY: &[u8] = b"next_key";
+pub(crate) const META_NEXT_KEY: &[u8] = b"next_key";
 const META_NEXT_UNASSIGNED: &[u8] = b"next_unassigned";
 const META_PENDING_HEAD: &[u8] = b"pending_head";
 const META_PENDING_TAIL: &[u8] = b"pending_tail";
@@ -85,6 +87,28 @@ pub enum Effect {
         /// Its nonce.
         nonce: u64,
     },
+    /// The operators decided the next epoch's node set: the handover to it
+    /// begins.
+    EpochProposed {
+        /// The epoch.
+        epoch: u64,
+    },
+    /// A reshare dealing was accepted.
+    ReshareDealingAccepted {
+        /// The epoch being handed over to.
+        epoch: u64,
+        /// The reshare batch.
+        batch: u64,
+    },
+    /// A reshare response was accepted, its complaints judged.
+    ReshareResponseAccepted {
+        /// The epoch being handed over to.
+        epoch: u64,
+        /// The reshare batch.
+        batch: u64,
+        /// Complaints that disqualified their dealer.
+        upheld: u16,
+    },
     /// Keys entered the pool (test dealer).
     KeysAdded {
         /// Index of the first new key.
@@ -141,6 +165,10 @@ pub enum Rejection {
     /// A DKG message that does not fit the batch's state or does not check.
     #[error("DKG: {0}")]
     Dkg(String),
+    /// An epoch proposal or handover message that does not fit the state or
+    /// does not check.
+    #[error("epoch: {0}")]
+    Epoch(String),
     /// The policy does not let this owner register.
     #[error("the network's policy does not let this owner register verifiers: {0}")]
     NotAllowed(&'static str),
@@ -224,7 +252,20 @@ pub fn state_root(accumulator: &LtHash) -> [u8; 32] {
 pub struct Ledger {
     genesis: Genesis,
     network_id: [u8; 32],
+    /// The DKG of the genesis set (later epochs' are made per block).
     dkg: DkgMachine,
+    handover: HandoverMachine,
+}
+
+/// The node sets a transaction is checked against: the one in force, and
+/// the next one while a handover to it runs (its nodes sign their
+/// `ReshareResponse`s).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeSets {
+    /// The set in force.
+    pub current: NodeSet,
+    /// The next set, decided and not yet in force.
+    pub next: Option<NodeSet>,
 }
 
 /// A stored counter (absent means 0).
@@ -269,7 +310,12 @@ impl Ledger {
         genesis.validate()?;
         let network_id = genesis.network_id();
         let dkg = DkgMachine::new(&genesis, network_id)?;
-        Ok(Self { genesis, network_id, dkg })
+        let handover = HandoverMachine {
+            network_id,
+            settings: genesis.dkg,
+            boundary_blocks: u64::from(genesis.epochs.boundary_blocks),
+        };
+        Ok(Self { genesis, network_id, dkg, handover })
     }
 
     /// The genesis.
@@ -282,9 +328,35 @@ impl Ledger {
         &self.network_id
     }
 
-    /// Decoding limits for this network.
-    pub fn limits(&self) -> TransactionLimits {
-        TransactionLimits { nodes: self.genesis.node_count(), dkg: self.dkg.params }
+    /// Decoding limits while `set` is in force.
+    pub fn limits(&self, set: &NodeSet) -> Result<TransactionLimits, LedgerError> {
+        Ok(TransactionLimits { nodes: set.len(), dkg: self.dkg_for(set)?.params })
+    }
+
+    /// The DKG of the node set `set`: the genesis's, or one with the same
+    /// settings for a later set (batches no larger than fit its dealings).
+    pub(crate) fn dkg_for(&self, set: &NodeSet) -> Result<std::borrow::Cow<'_, DkgMachine>, LedgerError> {
+        if set.epoch == 0 {
+            return Ok(std::borrow::Cow::Borrowed(&self.dkg));
+        }
+        DkgMachine::for_set(self.genesis.dkg, self.network_id, set)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|_| LedgerError::CorruptState("the node set in force cannot run the DKG"))
+    }
+
+    /// The node set in force in `state`, and the next one if a handover to
+    /// it runs.
+    pub fn node_sets<S: StateRead + ?Sized>(&self, state: &S) -> Result<NodeSets, LedgerError> {
+        let overlay = Overlay::new(state);
+        Ok(NodeSets {
+            current: current_set(&overlay, &self.genesis)?,
+            next: read_handover(&overlay)?.map(|handover| handover.next),
+        })
+    }
+
+    /// Epochs and the handover in `state`.
+    pub fn epoch_view<'a, S: StateRead + ?Sized>(&'a self, state: &'a S) -> EpochView<'a, S> {
+        EpochView { state, genesis: &self.genesis, machine: &self.handover }
     }
 
     /// The state at height 0, for an empty store.
@@ -327,37 +399,55 @@ impl Ledger {
     /// the encoding, a node's signature, and the signature of a
     /// registration (whose owner key it carries). Consensus uses this to
     /// refuse blocks that carry garbage.
-    pub fn check_transaction(&self, bytes: &[u8]) -> Result<SignedTransaction, Rejection> {
+    pub fn check_transaction(&self, bytes: &[u8], sets: &NodeSets) -> Result<SignedTransaction, Rejection> {
         if bytes.len() > MAX_TRANSACTION_LEN {
             return Err(Rejection::Malformed(format!(
                 "{} bytes, over the limit of {MAX_TRANSACTION_LEN}",
                 bytes.len()
             )));
         }
-        let transaction = SignedTransaction::decode_cfg(Copying(bytes), &self.limits())
-            .map_err(|e| Rejection::Malformed(e.to_string()))?;
+        let limits = self.limits(&sets.current).map_err(|e| Rejection::Malformed(e.to_string()))?;
+        let transaction =
+            SignedTransaction::decode_cfg(Copying(bytes), &limits).map_err(|e| Rejection::Malformed(e.to_string()))?;
         let node_transaction = match &transaction.body {
             TransactionBody::AssignKey { .. }
             | TransactionBody::DkgDeal { .. }
             | TransactionBody::DkgResponse { .. }
-            | TransactionBody::DkgPublicShares { .. } => true,
+            | TransactionBody::DkgPublicShares { .. }
+            | TransactionBody::ReshareDeal { .. }
+            | TransactionBody::ReshareResponse { .. } => true,
             #[cfg(feature = "test-dealer")]
             TransactionBody::DealKeys { .. } => true,
             TransactionBody::RegisterVerifier { .. }
             | TransactionBody::UpdateVerifier { .. }
             | TransactionBody::PublishScript { .. }
-            | TransactionBody::SetPolicy { .. } => false,
+            | TransactionBody::SetPolicy { .. }
+            | TransactionBody::ProposeEpoch { .. } => false,
         };
         match (&transaction.authorization, &transaction.body) {
             (Authorization::Operators { signatures }, TransactionBody::SetPolicy { policy, .. }) => {
-                self.check_operators(&transaction, signatures)?;
+                self.check_operators(&transaction, signatures, &sets.current)?;
                 policy.validate().map_err(|e| Rejection::Quota(e.to_string()))?;
             }
             (_, TransactionBody::SetPolicy { .. }) => {
                 return Err(Rejection::BadAuthorization("a policy must be signed by 2f + 1 operators"));
             }
+            (Authorization::Operators { signatures }, TransactionBody::ProposeEpoch { .. }) => {
+                self.check_operators(&transaction, signatures, &sets.current)?;
+            }
+            (_, TransactionBody::ProposeEpoch { .. }) => {
+                return Err(Rejection::BadAuthorization("an epoch must be proposed by 2f + 1 operators"));
+            }
+            (Authorization::Node { index, .. }, TransactionBody::ReshareResponse { .. }) => {
+                // New nodes respond, by their index in the next set.
+                let next = sets.next.as_ref().ok_or(Rejection::Epoch("no handover is under way".to_owned()))?;
+                let node = next.node(*index).ok_or(Rejection::UnknownNode(*index))?;
+                if !transaction.node_signature_valid(&self.network_id, &node.consensus_key) {
+                    return Err(Rejection::BadAuthorization("node signature does not verify"));
+                }
+            }
             (Authorization::Node { index, .. }, _) if node_transaction => {
-                let node = self.genesis.node(*index).ok_or(Rejection::UnknownNode(*index))?;
+                let node = sets.current.node(*index).ok_or(Rejection::UnknownNode(*index))?;
                 if !transaction.node_signature_valid(&self.network_id, &node.consensus_key) {
                     return Err(Rejection::BadAuthorization("node signature does not verify"));
                 }
@@ -405,7 +495,9 @@ impl Ledger {
             return Ok(Ok(()));
         }
         let mut overlay = Overlay::new(state);
-        Ok(self.apply_transaction(&mut overlay, transaction.clone(), time_ms)?.map(|_| ()))
+        let current = current_set(&overlay, &self.genesis)?;
+        let height = self.height(state)?.unwrap_or(0) + 1;
+        Ok(self.apply_transaction(&mut overlay, transaction.clone(), time_ms, &current, height)?.map(|_| ()))
     }
 
     /// At least [`Genesis::operator_quorum`] distinct nodes signed the
@@ -414,12 +506,13 @@ impl Ledger {
         &self,
         transaction: &SignedTransaction,
         signatures: &[(u16, commonware_cryptography::ed25519::Signature)],
+        current: &NodeSet,
     ) -> Result<(), Rejection> {
         use commonware_cryptography::Verifier as _;
         let payload = crate::transaction::signing_payload(&self.network_id, &transaction.body);
         let mut signers: Vec<u16> = Vec::with_capacity(signatures.len());
         for (index, signature) in signatures {
-            let node = self.genesis.node(*index).ok_or(Rejection::UnknownNode(*index))?;
+            let node = current.node(*index).ok_or(Rejection::UnknownNode(*index))?;
             if signers.contains(index) {
                 return Err(Rejection::BadAuthorization("an operator signed twice"));
             }
@@ -428,7 +521,7 @@ impl Ledger {
             }
             signers.push(*index);
         }
-        if signers.len() < self.genesis.operator_quorum() {
+        if signers.len() < current.operator_quorum() {
             return Err(Rejection::BadAuthorization("fewer than 2f + 1 operators signed"));
         }
         Ok(())
@@ -463,18 +556,29 @@ impl Ledger {
         if height != expected {
             return Err(LedgerError::UnexpectedHeight { expected, got: height });
         }
+        let sets = self.node_sets(state)?;
         let mut overlay = Overlay::new(state);
         write_u64(&mut overlay, META_HEIGHT, height);
         let mut receipts = Vec::with_capacity(transactions.len());
         for bytes in transactions {
             let bytes = bytes.as_ref();
-            let result = match self.check_transaction(bytes) {
-                Ok(transaction) => self.apply_transaction(&mut overlay, transaction, time_ms)?,
+            let result = match self.check_transaction(bytes, &sets) {
+                Ok(transaction) => self.apply_transaction(&mut overlay, transaction, time_ms, &sets.current, height)?,
                 Err(rejection) => Err(rejection),
             };
             receipts.push(Receipt { transaction: transaction_hash(bytes), result });
         }
-        let dkg_events = self.dkg.end_block(&mut overlay, height, time_ms)?;
+        // The handover first: it may put the next set in force, whose DKG
+        // then runs (and it pauses the DKG while it runs).
+        let dkg_idle = self.dkg_for(&sets.current)?.idle(&overlay)?;
+        let (mut dkg_events, dkg_may_open) =
+            self.handover.end_block(&mut overlay, &self.genesis, height, time_ms, dkg_idle)?;
+        let current = current_set(&overlay, &self.genesis)?;
+        let dkg = self.dkg_for(&current)?;
+        if current.epoch != sets.current.epoch {
+            dkg.forget_retained(&mut overlay)?;
+        }
+        dkg_events.extend(dkg.end_block(&mut overlay, height, time_ms, dkg_may_open)?);
         let (writes, accumulator) = overlay.finish()?;
         Ok(BlockOutcome { height, writes, state_root: state_root(&accumulator), receipts, dkg_events })
     }
@@ -484,6 +588,8 @@ impl Ledger {
         overlay: &mut Overlay<'_, S>,
         transaction: SignedTransaction,
         time_ms: u64,
+        current: &NodeSet,
+        height: u64,
     ) -> Result<Result<Effect, Rejection>, LedgerError> {
         let (owner_signature, signer) = match &transaction.authorization {
             Authorization::Owner { signature } => (Some(*signature), 0),
@@ -591,15 +697,27 @@ impl Ledger {
                 Ok(Ok(Effect::VerifierUpdated { nonce: *nonce }))
             }
             // The node signature was checked with the encoding.
-            TransactionBody::DkgDeal { batch, dealing } => self.dkg.apply_deal(overlay, signer, *batch, dealing),
+            TransactionBody::DkgDeal { batch, dealing } => {
+                self.dkg_for(current)?.apply_deal(overlay, signer, *batch, dealing)
+            }
             TransactionBody::DkgResponse { batch, complaints } => {
-                self.dkg.apply_response(overlay, signer, *batch, complaints)
+                self.dkg_for(current)?.apply_response(overlay, signer, *batch, complaints)
             }
             TransactionBody::DkgPublicShares { batch, shares } => {
-                self.dkg.apply_public_shares(overlay, signer, *batch, shares)
+                self.dkg_for(current)?.apply_public_shares(overlay, signer, *batch, shares)
+            }
+            // The operators' signatures were checked with the encoding.
+            TransactionBody::ProposeEpoch { epoch, nodes } => {
+                self.handover.apply_propose(overlay, current, height, NodeSet { epoch: *epoch, nodes: nodes.clone() })
+            }
+            TransactionBody::ReshareDeal { epoch, batch, dealing } => {
+                self.handover.apply_deal(overlay, current, signer, *epoch, *batch, dealing)
+            }
+            TransactionBody::ReshareResponse { epoch, batch, complaints } => {
+                self.handover.apply_response(overlay, current, signer, *epoch, *batch, complaints)
             }
             #[cfg(feature = "test-dealer")]
-            TransactionBody::DealKeys { keys } => self.add_keys(overlay, keys),
+            TransactionBody::DealKeys { keys } => self.add_keys(overlay, keys, current),
         }
     }
 
@@ -675,8 +793,16 @@ impl Ledger {
         &self,
         overlay: &mut Overlay<'_, S>,
         keys: &[KeyRecord],
+        current: &NodeSet,
     ) -> Result<Result<Effect, Rejection>, LedgerError> {
         for (position, key) in keys.iter().enumerate() {
+            if key.public_shares.len() != current.len() {
+                return Ok(Err(Rejection::InvalidKey(format!(
+                    "key {position} has {} public shares for {} nodes",
+                    key.public_shares.len(),
+                    current.len()
+                ))));
+            }
             for point in std::iter::once(&key.public_key).chain(&key.public_shares) {
                 if let Err(e) = public_key_from_sec1_named("dealt key", point) {
                     return Ok(Err(Rejection::InvalidKey(format!("key {position}: {e}"))));
@@ -687,9 +813,10 @@ impl Ledger {
         Ok(Ok(Effect::KeysAdded { first_index, count: keys.len() as u64 }))
     }
 
-    /// The DKG's state.
-    pub fn dkg_view<'a, S: StateRead + ?Sized>(&'a self, state: &'a S) -> DkgView<'a, S> {
-        DkgView { state, machine: &self.dkg }
+    /// The DKG's state, for the node set in force.
+    pub fn dkg_view<'a, S: StateRead + ?Sized>(&'a self, state: &'a S) -> Result<DkgView<'a, S>, LedgerError> {
+        let current = current_set(&Overlay::new(state), &self.genesis)?;
+        Ok(DkgView { state, machine: self.dkg_for(&current)? })
     }
 }
 
@@ -740,14 +867,17 @@ pub fn transaction_class(body: &TransactionBody) -> TransactionClass {
     match body {
         TransactionBody::DkgDeal { .. }
         | TransactionBody::DkgResponse { .. }
-        | TransactionBody::DkgPublicShares { .. } => TransactionClass::Dkg,
+        | TransactionBody::DkgPublicShares { .. }
+        | TransactionBody::ReshareDeal { .. }
+        | TransactionBody::ReshareResponse { .. } => TransactionClass::Dkg,
         #[cfg(feature = "test-dealer")]
         TransactionBody::DealKeys { .. } => TransactionClass::Dkg,
         TransactionBody::AssignKey { .. } => TransactionClass::Assignment,
         TransactionBody::RegisterVerifier { .. }
         | TransactionBody::UpdateVerifier { .. }
         | TransactionBody::PublishScript { .. }
-        | TransactionBody::SetPolicy { .. } => TransactionClass::Client,
+        | TransactionBody::SetPolicy { .. }
+        | TransactionBody::ProposeEpoch { .. } => TransactionClass::Client,
     }
 }
 
@@ -886,13 +1016,18 @@ fn serve_pending<S: StateRead + ?Sized>(overlay: &mut Overlay<'_, S>) -> Result<
 /// Read-only queries over a committed state.
 pub struct LedgerView<'a, S: StateRead + ?Sized> {
     state: &'a S,
-    nodes: usize,
+    genesis: &'a Genesis,
 }
 
 impl<'a, S: StateRead + ?Sized> LedgerView<'a, S> {
     /// A view of `state` for the network of `ledger`.
-    pub fn new(ledger: &Ledger, state: &'a S) -> Self {
-        Self { state, nodes: ledger.genesis.node_count() }
+    pub fn new(ledger: &'a Ledger, state: &'a S) -> Self {
+        Self { state, genesis: &ledger.genesis }
+    }
+
+    /// The node set in force.
+    pub fn node_set(&self) -> Result<NodeSet, LedgerError> {
+        current_set(&Overlay::new(self.state), self.genesis)
     }
 
     /// Where a pair stands, if it ever asked for a key.
@@ -906,9 +1041,11 @@ impl<'a, S: StateRead + ?Sized> LedgerView<'a, S> {
     }
 
     /// A key of the pool, assigned or not.
+    /// Its public shares are those of the epoch in force.
     pub fn key(&self, index: u64) -> Result<Option<KeyRecord>, LedgerError> {
-        let bytes = self.state.get(&state_key(Table::Keys, &index.to_be_bytes()))?;
-        parse_record(bytes, &self.nodes, "a key record does not decode")
+        let overlay = Overlay::new(self.state);
+        let epoch = current_set(&overlay, self.genesis)?.epoch;
+        key_record(&overlay, epoch, index)
     }
 
     /// The pair a key is assigned to.

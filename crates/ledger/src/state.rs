@@ -44,6 +44,15 @@ pub enum Table {
     AssignmentBudgets = 12,
     /// Module id (sha-256) → a verifier script's module (WebAssembly).
     Scripts = 13,
+    /// (epoch, key index), both u64 big-endian → the key's public shares in
+    /// that epoch, written by the handover into it.
+    PublicShares = 14,
+    /// (epoch, batch) → [`crate::handover::ReshareBatchRecord`] of the
+    /// handover into that epoch.
+    ReshareBatches = 15,
+    /// (epoch, batch, dealer u16) → its accepted reshare dealing, kept a
+    /// while after the batch.
+    ReshareDealings = 16,
     /// Not hashed into the state root: the root's own accumulator.
     Root = 255,
 }

@@ -84,7 +84,8 @@ impl TestNetwork {
             owner: compressed(&owner),
             config: test_verifier_config(),
         }];
-        let ledger = Ledger::new(Genesis { dkg, nodes, verifiers, policy }).expect("valid test genesis");
+        let ledger = Ledger::new(Genesis { dkg, nodes, verifiers, policy, epochs: Default::default() })
+            .expect("valid test genesis");
         Self { ledger, node_keys, owner, secp256k1_keys }
     }
 

@@ -1,12 +1,14 @@
 //! Transactions, their authorization, and their canonical encoding.
 //!
 //! Every transaction is signed over `network_id ‖ encode(body)`:
-//! - node transactions (key assignment, DKG messages, the test dealer) by a current
-//!   node's ed25519 key under the namespace [`TX_NAMESPACE`];
+//! - node transactions (key assignment, DKG and handover messages, the test
+//!   dealer) by a node's ed25519 key (a node of the current set; for a
+//!   `ReshareResponse`, of the next set) under the namespace [`TX_NAMESPACE`];
 //! - owner transactions (verifier registration and updates) by the
 //!   owner's secp256k1 key: recoverable ECDSA over
 //!   `keccak256(TX_NAMESPACE ‖ network_id ‖ encode(body))`;
-//! - operators' decisions (the abuse policy) by at least 2f + 1 nodes, each
+//! - operators' decisions (the abuse policy, the next epoch) by at least
+//!   2f + 1 nodes of the current set, each
 //!   with its ed25519 key as for a node transaction.
 
 use bytes::{BufMut, Bytes};
@@ -15,8 +17,10 @@ use commonware_cryptography::{Signer as _, Verifier as _, ed25519};
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::signature::{RECOVERABLE_SIGNATURE_LEN, RecoverableSignature};
 
+use quorumkey_dkg::reshare::ReshareDealing;
 use quorumkey_dkg::{BatchParams, Complaint, Dealing, PublicShares};
 
+use crate::epoch::EpochNode;
 use crate::genesis::{MAX_NODES, MAX_VERIFIER_CONFIG_LEN};
 use crate::policy::NetworkPolicy;
 #[cfg(feature = "test-dealer")]
@@ -102,6 +106,38 @@ pub enum TransactionBody {
         policy: NetworkPolicy,
         /// The last policy's nonce plus one.
         nonce: u64,
+    },
+    /// Decide the next epoch's node set (nodes added, removed or replaced,
+    /// or the same set for a refresh of every share). Signed by at least
+    /// 2f + 1 nodes of the current set ([`Authorization::Operators`]);
+    /// `epoch` must be the current one plus one, and no other handover may
+    /// be under way.
+    ProposeEpoch {
+        /// The epoch it starts.
+        epoch: u64,
+        /// Its nodes, by index from 1.
+        nodes: Vec<EpochNode>,
+    },
+    /// Handover: the signer's (a node of the current set) dealing of its
+    /// shares of a reshare batch's keys to the next set.
+    ReshareDeal {
+        /// The epoch being handed over to.
+        epoch: u64,
+        /// The reshare batch.
+        batch: u64,
+        /// Commitments and encrypted shares.
+        dealing: ReshareDealing,
+    },
+    /// Handover: the signer's (a node of the **next** set, by its index
+    /// there) complaints against dealers of a reshare batch (none if all
+    /// its shares checked out).
+    ReshareResponse {
+        /// The epoch being handed over to.
+        epoch: u64,
+        /// The reshare batch.
+        batch: u64,
+        /// At most one per dealer.
+        complaints: Vec<Complaint>,
     },
     /// Test only: add keys dealt by a trusted dealer to the pool. Signed by
     /// a node. Release builds do not have this variant at all.
@@ -230,6 +266,9 @@ const TAG_DKG_RESPONSE: u8 = 4;
 const TAG_DKG_PUBLIC_SHARES: u8 = 5;
 const TAG_SET_POLICY: u8 = 6;
 const TAG_PUBLISH_SCRIPT: u8 = 7;
+const TAG_PROPOSE_EPOCH: u8 = 8;
+const TAG_RESHARE_DEAL: u8 = 9;
+const TAG_RESHARE_RESPONSE: u8 = 10;
 #[cfg(feature = "test-dealer")]
 const TAG_DEAL_KEYS: u8 = 200;
 
@@ -279,6 +318,23 @@ impl Write for TransactionBody {
                 owner.write(buf);
                 module.write(buf);
             }
+            Self::ProposeEpoch { epoch, nodes } => {
+                TAG_PROPOSE_EPOCH.write(buf);
+                epoch.write(buf);
+                nodes.write(buf);
+            }
+            Self::ReshareDeal { epoch, batch, dealing } => {
+                TAG_RESHARE_DEAL.write(buf);
+                epoch.write(buf);
+                batch.write(buf);
+                dealing.write(buf);
+            }
+            Self::ReshareResponse { epoch, batch, complaints } => {
+                TAG_RESHARE_RESPONSE.write(buf);
+                epoch.write(buf);
+                batch.write(buf);
+                complaints.write(buf);
+            }
             #[cfg(feature = "test-dealer")]
             Self::DealKeys { keys } => {
                 TAG_DEAL_KEYS.write(buf);
@@ -303,6 +359,13 @@ impl EncodeSize for TransactionBody {
             Self::DkgPublicShares { batch, shares } => batch.encode_size() + shares.encode_size(),
             Self::SetPolicy { policy, nonce } => policy.encode_size() + nonce.encode_size(),
             Self::PublishScript { owner, module } => owner.encode_size() + module.encode_size(),
+            Self::ProposeEpoch { epoch, nodes } => epoch.encode_size() + nodes.encode_size(),
+            Self::ReshareDeal { epoch, batch, dealing } => {
+                epoch.encode_size() + batch.encode_size() + dealing.encode_size()
+            }
+            Self::ReshareResponse { epoch, batch, complaints } => {
+                epoch.encode_size() + batch.encode_size() + complaints.encode_size()
+            }
             #[cfg(feature = "test-dealer")]
             Self::DealKeys { keys } => keys.encode_size(),
         }
@@ -340,6 +403,20 @@ impl Read for TransactionBody {
             TAG_PUBLISH_SCRIPT => Ok(Self::PublishScript {
                 owner: PointBytes::read(buf)?,
                 module: Bytes::read_cfg(buf, &RangeCfg::new(1..=quorumkey_script::MAX_MODULE_BYTES))?,
+            }),
+            TAG_PROPOSE_EPOCH => Ok(Self::ProposeEpoch {
+                epoch: u64::read(buf)?,
+                nodes: Vec::<EpochNode>::read_cfg(buf, &(RangeCfg::new(1..=MAX_NODES), ()))?,
+            }),
+            TAG_RESHARE_DEAL => Ok(Self::ReshareDeal {
+                epoch: u64::read(buf)?,
+                batch: u64::read(buf)?,
+                dealing: ReshareDealing::read_cfg(buf, &crate::handover::dealing_bounds())?,
+            }),
+            TAG_RESHARE_RESPONSE => Ok(Self::ReshareResponse {
+                epoch: u64::read(buf)?,
+                batch: u64::read(buf)?,
+                complaints: Vec::<Complaint>::read_cfg(buf, &(RangeCfg::new(0..=MAX_NODES), ()))?,
             }),
             #[cfg(feature = "test-dealer")]
             TAG_DEAL_KEYS => Ok(Self::DealKeys {

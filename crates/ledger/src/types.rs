@@ -112,11 +112,12 @@ impl EncodeSize for KeyRecord {
     }
 }
 impl Read for KeyRecord {
-    /// The number of nodes.
+    /// The most nodes a key may have shares for (the number of nodes of the
+    /// epoch in force: the ledger checks the exact count where it matters).
     type Cfg = usize;
     fn read_cfg(buf: &mut impl Buf, nodes: &usize) -> Result<Self, CodecError> {
         let public_key = PointBytes::read(buf)?;
-        let public_shares = Vec::<PointBytes>::read_cfg(buf, &(RangeCfg::exact(*nodes), ()))?;
+        let public_shares = Vec::<PointBytes>::read_cfg(buf, &(RangeCfg::new(1..=*nodes), ()))?;
         Ok(Self { public_key, public_shares })
     }
 }

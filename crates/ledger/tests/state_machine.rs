@@ -303,8 +303,13 @@ fn genesis_is_validated() {
     let mut genesis = net.ledger.genesis().clone();
     genesis.verifiers.push(genesis.verifiers[0].clone());
     assert!(matches!(Ledger::new(genesis).unwrap_err(), GenesisError::DuplicateVerifier(_)));
-    let genesis =
-        Genesis { nodes: vec![], verifiers: vec![], dkg: DkgSettings::default_for(0), policy: Default::default() };
+    let genesis = Genesis {
+        nodes: vec![],
+        verifiers: vec![],
+        dkg: DkgSettings::default_for(0),
+        policy: Default::default(),
+        epochs: Default::default(),
+    };
     assert_eq!(Ledger::new(genesis).unwrap_err(), GenesisError::NodeCount(0));
     // The network id changes with any change to the genesis.
     let mut other = net.ledger.genesis().clone();

@@ -229,6 +229,21 @@ fn log_dkg_events(height: u64, events: &[DkgEvent]) {
                 metrics::counter!(METRIC_DKG_ABANDONED).increment(1);
                 tracing::warn!(height, batch, reason, "DKG batch abandoned");
             }
+            DkgEvent::HandoverStarted { epoch, keys, batches } => {
+                tracing::info!(height, epoch, keys, batches, "handover to the next epoch started");
+            }
+            DkgEvent::ReshareBatchOpened { epoch, batch } => {
+                tracing::info!(height, epoch, batch, "reshare batch opened");
+            }
+            DkgEvent::ReshareBatchFinished { epoch, batch, first_key, keys, qualified } => {
+                tracing::info!(height, epoch, batch, first_key, keys, ?qualified, "reshare batch handed over");
+            }
+            DkgEvent::HandoverFinished { epoch, boundary } => {
+                tracing::info!(height, epoch, boundary, "every key handed over: the new set serves from the boundary");
+            }
+            DkgEvent::EpochStarted { epoch, height: first } => {
+                tracing::info!(height, epoch, first_height = first, "new epoch in force");
+            }
         }
     }
 }

@@ -214,7 +214,13 @@ impl NetworkFile {
             let owner = parse_point(&verifier.owner).map_err(|e| format!("verifier {}: owner: {e}", verifier.name))?;
             verifiers.push(GenesisVerifier { name, owner, config: Bytes::from(verifier.config.clone().into_bytes()) });
         }
-        let genesis = Genesis { dkg: self.dkg.settings(nodes.len()), nodes, verifiers, policy: self.policy.policy()? };
+        let genesis = Genesis {
+            dkg: self.dkg.settings(nodes.len()),
+            nodes,
+            verifiers,
+            policy: self.policy.policy()?,
+            epochs: Default::default(),
+        };
         genesis.validate().map_err(|e| e.to_string())?;
         Ok(genesis)
     }

@@ -14,7 +14,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use quorumkey_ledger::{Ledger, LedgerView};
+use quorumkey_ledger::{Ledger, LedgerView, NodeSets};
 use quorumkey_store::{LedgerSnapshot, NodeStore, StoreError};
 use zeroize::Zeroizing;
 
@@ -61,6 +61,14 @@ impl CommittedState {
     pub fn read<T>(&self, read: impl FnOnce(&LedgerView<'_, LedgerSnapshot>) -> T) -> Result<T, StoreError> {
         let snapshot = self.store.snapshot()?;
         Ok(read(&LedgerView::new(&self.ledger, &snapshot)))
+    }
+
+    /// The node set in force and the next one (while a handover runs), as
+    /// of the latest committed block: what a transaction's signer is
+    /// checked against.
+    pub fn node_sets(&self) -> Result<NodeSets, StoreError> {
+        let snapshot = self.store.snapshot()?;
+        Ok(self.ledger.node_sets(&snapshot)?)
     }
 
     /// The state root after `height`, if this node applied it.

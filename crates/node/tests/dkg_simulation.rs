@@ -267,7 +267,7 @@ fn run(n: u16, seed: u64, byzantine: &[(u16, Behaviour)], restart: Option<u16>, 
         // Qualified sets: every honest dealer, no excluded one.
         let first = &harness.validators[&(usize::from(honest[0]) - 1)].applier;
         let snapshot = first.store().snapshot().unwrap();
-        let view = first.ledger().dkg_view(&snapshot);
+        let view = first.ledger().dkg_view(&snapshot).unwrap();
         let mut finished = 0;
         for batch in 0..view.next_batch().unwrap() {
             let record = view.batch(batch).unwrap().unwrap();

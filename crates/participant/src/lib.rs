@@ -211,7 +211,7 @@ impl DkgParticipant {
         store: &dyn BatchShareStore,
         rng: &mut R,
     ) -> Result<Vec<DkgAction>, LedgerError> {
-        let view = ledger.dkg_view(state);
+        let view = ledger.dkg_view(state)?;
         let mut actions = Vec::new();
         // Batches whose shares wait for the batch's end.
         for batch in store.batches_with_shares() {
@@ -355,7 +355,7 @@ impl DkgParticipant {
         if mine.len() != qualified.len() {
             return Ok(None);
         }
-        let params = ledger.dkg_view(state).params();
+        let params = ledger.dkg_view(state)?.params();
         Ok(KeyShares::aggregate(&params, self.me, &mine).ok())
     }
 
@@ -369,7 +369,7 @@ impl DkgParticipant {
         dealers: &[u16],
         rng: &mut R,
     ) -> Result<(), LedgerError> {
-        let view = ledger.dkg_view(state);
+        let view = ledger.dkg_view(state)?;
         let context = view.context(batch);
         let known = self.received.get(&batch);
         let mut dealings = Vec::new();

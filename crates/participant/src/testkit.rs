@@ -48,7 +48,7 @@ pub fn tamper<S: StateRead + ?Sized, R: CryptoRng + ?Sized>(
     let n = ledger.genesis().node_count() as u16;
     let recipients: Vec<Point> =
         ledger.genesis().nodes.iter().map(|node| point_from_bytes("key", &node.secp256k1_key).unwrap()).collect();
-    let view = ledger.dkg_view(state);
+    let view = ledger.dkg_view(state).unwrap();
     match (behaviour, body) {
         (Behaviour::Honest, body) => Some(body),
         (Behaviour::Silent, _) => None,

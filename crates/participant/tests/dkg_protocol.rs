@@ -190,7 +190,7 @@ fn check_keys(run: &Run, honest: &[u16]) -> usize {
 
 /// The records of the batches that fixed a qualified set.
 fn qualified_batches(run: &Run) -> Vec<quorumkey_ledger::BatchRecord> {
-    let view = run.net.ledger.dkg_view(&run.state);
+    let view = run.net.ledger.dkg_view(&run.state).unwrap();
     run.events
         .iter()
         .filter_map(|e| match e {
@@ -255,7 +255,7 @@ fn byzantine_dealers_are_excluded_and_honest_ones_never() {
             }
             // The misbehaving dealers did deal (or were silent) in batch 0,
             // and the batch topped up with honest dealers.
-            let first = run.net.ledger.dkg_view(&run.state).batch(0).unwrap().unwrap();
+            let first = run.net.ledger.dkg_view(&run.state).unwrap().batch(0).unwrap().unwrap();
             if matches!(kind, BadShare | InconsistentCommitments) {
                 assert_eq!(first.disqualified, bad, "n={n} {kind:?}: {first:?}");
                 assert!(first.qualified.iter().all(|q| honest.contains(q)), "n={n} {kind:?}: {first:?}");
@@ -267,7 +267,7 @@ fn byzantine_dealers_are_excluded_and_honest_ones_never() {
             );
             check_keys(&run, &honest);
             if *kind == BadPublicShares {
-                let view = run.net.ledger.dkg_view(&run.state);
+                let view = run.net.ledger.dkg_view(&run.state).unwrap();
                 let record = view.batch(0).unwrap().unwrap();
                 assert!(matches!(record.phase, Phase::Finished { .. }));
                 assert_eq!(record.refused, bad, "n={n}: the wrong public shares are refused");

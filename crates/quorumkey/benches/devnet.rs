@@ -44,9 +44,10 @@ fn ms(d: Duration) -> String {
 fn floor_per_assignment(signers: &DevnetSigners, register: &[u8], samples: usize) -> (Duration, Duration) {
     let ledger = &signers.ledger;
     let transactions: Vec<Vec<u8>> = (0..samples).map(|i| signers.assign(1, VERIFIER, &format!("floor-{i}"))).collect();
+    let sets = ledger.node_sets(&MemoryState::default()).unwrap();
     let start = Instant::now();
     for transaction in &transactions {
-        assert!(ledger.check_transaction(transaction).is_ok());
+        assert!(ledger.check_transaction(transaction, &sets).is_ok());
     }
     let check = start.elapsed() / samples as u32;
     let mut state = MemoryState::default();

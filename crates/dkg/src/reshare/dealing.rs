@@ -58,15 +58,37 @@ impl EncodeSize for ReshareDealing {
     }
 }
 
+/// How large a reshare dealing may be when it is decoded. A dealing's
+/// exact shape depends on its batch (the last batch of a handover is
+/// shorter), which the ledger knows only once it has read the batch
+/// number: it decodes within these bounds and [`ReshareDealing::parse`]
+/// checks the exact shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReshareDealingBounds {
+    /// Most recipients (ciphertexts).
+    pub max_recipients: usize,
+    /// Most bytes of commitments, and of one ciphertext.
+    pub max_bytes: usize,
+}
+
+impl From<&ReshareParams> for ReshareDealingBounds {
+    fn from(params: &ReshareParams) -> Self {
+        Self {
+            max_recipients: usize::from(params.new_nodes()),
+            max_bytes: params.commitments_len().max(params.ciphertext_len()),
+        }
+    }
+}
+
 impl Read for ReshareDealing {
-    type Cfg = ReshareParams;
-    fn read_cfg(buf: &mut impl Buf, params: &ReshareParams) -> Result<Self, CodecError> {
-        let commitments = Bytes::read_cfg(buf, &RangeCfg::exact(params.commitments_len()))?;
+    type Cfg = ReshareDealingBounds;
+    fn read_cfg(buf: &mut impl Buf, bounds: &ReshareDealingBounds) -> Result<Self, CodecError> {
+        let commitments = Bytes::read_cfg(buf, &RangeCfg::new(0..=bounds.max_bytes))?;
         let ephemeral = <[u8; 33]>::read(buf)?;
         let ephemeral_proof = <[u8; SCHNORR_PROOF_LEN]>::read(buf)?;
         let ciphertexts = Vec::<Bytes>::read_cfg(
             buf,
-            &(RangeCfg::exact(usize::from(params.new_nodes())), RangeCfg::exact(params.ciphertext_len())),
+            &(RangeCfg::new(1..=bounds.max_recipients), RangeCfg::new(0..=bounds.max_bytes)),
         )?;
         Ok(Self { commitments, ephemeral, ephemeral_proof, ciphertexts })
     }

@@ -39,7 +39,7 @@ use crate::error::DkgError;
 use crate::params::{MAX_BATCH_KEYS, MAX_NODES, TAG_LEN};
 use crate::points::AFFINE_POINT_LEN;
 
-pub use dealing::{ParsedReshareDealing, ReshareDealing, ReshareSecrets};
+pub use dealing::{ParsedReshareDealing, ReshareDealing, ReshareDealingBounds, ReshareSecrets};
 pub use handover::handover_keys;
 pub use judge::adjudicate_reshare;
 pub use recipient::{ReceivedReshare, combine_reshared, complain_reshare, open_reshare_dealings};

@@ -341,10 +341,15 @@ fn codec_round_trip_and_shape_checks() {
         ReshareSecrets::new(params, &old.shares[0], &mut rng).unwrap().deal(&context, 1, &new_keys, &mut rng).unwrap();
     let bytes = dealing.encode();
     assert!(bytes.len() <= params.dealing_len());
-    let decoded = ReshareDealing::read_cfg(&mut bytes.clone(), &params).unwrap();
+    let decoded = ReshareDealing::read_cfg(&mut bytes.clone(), &(&params).into()).unwrap();
     assert_eq!(decoded, dealing);
+    // Decoded within another batch's bounds, the shape check refuses it.
     let other = ReshareParams::new(5, 6, 5).unwrap();
-    assert!(ReshareDealing::read_cfg(&mut bytes.clone(), &other).is_err());
+    assert!(ReshareDealing::read_cfg(&mut bytes.clone(), &(&other).into()).is_err());
+    let loose = dealing::ReshareDealingBounds { max_recipients: 256, max_bytes: 1 << 18 };
+    let decoded = ReshareDealing::read_cfg(&mut bytes.clone(), &loose).unwrap();
+    assert!(decoded.parse(&context, 1).is_ok());
+    assert!(decoded.parse_accepted(&other).is_err());
 }
 
 #[test]

@@ -82,6 +82,7 @@ impl LedgerApplication {
         if block.checkpoint.height >= block.height {
             return Err("checkpoint is not below the block".into());
         }
+        let sets = self.state.node_sets().map_err(|e| format!("cannot read the node sets: {e}"))?;
         let mut seen = HashSet::with_capacity(block.transactions.len());
         for transaction in &block.transactions {
             if !seen.insert(transaction_hash(transaction)) {
@@ -89,7 +90,7 @@ impl LedgerApplication {
             }
             self.state
                 .ledger()
-                .check_transaction(transaction)
+                .check_transaction(transaction, &sets)
                 .map_err(|rejection| format!("carries an invalid transaction: {rejection}"))?;
         }
         Ok(())

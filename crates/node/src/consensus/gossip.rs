@@ -71,7 +71,8 @@ impl TransactionSubmitter {
         if let Some(reason) = self.state.halted() {
             return Err(SubmitError::Halted(reason));
         }
-        let checked = self.state.ledger().check_transaction(&transaction)?;
+        let sets = self.state.node_sets().map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+        let checked = self.state.ledger().check_transaction(&transaction, &sets)?;
         let class = admit(&self.state, &checked)?;
         let (hash, admission) = self.mempool.insert(transaction.clone(), class, transaction_slot(&checked.body))?;
         if admission == Admission::Added {
@@ -137,7 +138,14 @@ pub(crate) async fn run_gossip<S, R, B>(
                 // Oversized, malformed or badly signed: check_transaction
                 // refuses all of them before anything is kept.
                 let message = Bytes::from(message);
-                let checked = match state.ledger().check_transaction(&message) {
+                let sets = match state.node_sets() {
+                    Ok(sets) => sets,
+                    Err(error) => {
+                        tracing::warn!(%peer, %error, "cannot check a gossiped transaction: the state is unreadable");
+                        continue;
+                    }
+                };
+                let checked = match state.ledger().check_transaction(&message, &sets) {
                     Ok(checked) => checked,
                     Err(rejection) => {
                         tracing::warn!(%peer, %rejection, "blocking peer: gossiped an invalid transaction");
