@@ -10,9 +10,16 @@
 //! - [`supervisor`]: a local network of `quorumkey node run` processes on
 //!   127.0.0.1, supervised, with the issuer and the auxiliary hosts
 //!   (`quorumkey devnet`).
+//! - [`restart_policy`]: when `quorumkey devnet` restarts a node whose
+//!   process exited, and which nodes it leaves down.
+//! - [`control_socket`]: how `quorumkey devnet-node` reaches a running
+//!   `quorumkey devnet` (a Unix socket in its directory), and the lock that
+//!   keeps one supervisor per directory.
 
 pub mod auxiliary;
+pub mod control_socket;
 pub mod dev_issuer;
+pub mod restart_policy;
 pub mod supervisor;
 
 pub use supervisor::{Devnet, DevnetError, DevnetOptions, NETWORK_JSON, run_until_stopped};

@@ -3,10 +3,18 @@
 //! it (and each node's data) afterwards, so a devnet can be stopped and
 //! started again without losing anything. Writes `network.json`, the
 //! description clients need, once every node has finalized a block.
+//!
+//! [`Devnet`] is the handle tests, the demo and the benchmark drive: it
+//! starts, stops and kills nodes when told and never restarts one by
+//! itself. [`run_until_stopped`] (`quorumkey devnet`) adds supervision: it
+//! restarts a node whose process exits ([`crate::restart_policy`]) and
+//! answers `quorumkey devnet-node` on the directory's control socket
+//! ([`crate::control_socket`]).
 
 use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -21,7 +29,12 @@ use quorumkey_node::config::{
 use quorumkey_node::identity::{owner_public_bytes, save_owner_key};
 use quorumkey_node::run::node_config_path;
 
+use crate::control_socket::{
+    ControlCall, ControlError, ControlRequest, ControlResponse, ControlServer, NodeReport, NodeState, SupervisorLock,
+    format_duration_secs,
+};
 use crate::dev_issuer::{DEV_AUDIENCE, DEV_VERIFIER, dev_verifier_config};
+use crate::restart_policy::SupervisedNode;
 pub use quorumkey_login::network::{NetworkJson, NetworkJsonAuxiliary, NetworkJsonDevIssuer, NetworkJsonNode};
 
 /// The file clients read.
@@ -51,7 +64,7 @@ pub enum DevnetError {
         /// Why.
         source: std::io::Error,
     },
-    /// A node process exited.
+    /// The development issuer's process exited.
     #[error("the development issuer exited ({status}); its log is {log}:\n{tail}")]
     IssuerExited {
         /// Exit status.
@@ -61,6 +74,7 @@ pub enum DevnetError {
         /// The log's end.
         tail: String,
     },
+    /// A node process exited.
     #[error("node {index} exited ({status}); its log is {log}:\n{tail}")]
     NodeExited {
         /// The node.
@@ -72,6 +86,10 @@ pub enum DevnetError {
         /// The end of its log.
         tail: String,
     },
+    /// The control socket could not be served, or another supervisor runs
+    /// in the directory.
+    #[error(transparent)]
+    Control(#[from] ControlError),
     /// The network did not become ready in time.
     #[error("the network did not finalize a block within {0:?}; see the node logs in the devnet directory")]
     NotReady(Duration),
@@ -170,11 +188,23 @@ fn dev_issuer_log_path(dir: &Path) -> PathBuf {
     dir.join("dev-issuer.log")
 }
 
-/// The last 15 lines of a log file, for an error message.
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let tail: Vec<&str> = text.lines().rev().take(15).collect();
-    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+/// The last `lines` lines of a log file, for a message (read from its last
+/// 16 KiB: a node's log grows for as long as the devnet runs).
+fn log_tail(path: &Path, lines: usize) -> String {
+    const WINDOW: u64 = 16 * 1024;
+    let Ok(mut file) = std::fs::File::open(path) else { return String::new() };
+    let start = file.metadata().map_or(0, |meta| meta.len()).saturating_sub(WINDOW);
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(start)).and_then(|_| file.take(WINDOW).read_to_end(&mut bytes)).is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    // A window that starts inside the file starts inside a line: skip it.
+    let whole = text.lines().skip(usize::from(start > 0));
+    let mut tail: Vec<&str> = whole.collect();
+    let keep = tail.len().saturating_sub(lines);
+    tail.drain(..keep);
+    tail.join("\n")
 }
 
 /// Node `index`'s log file in a devnet directory.
@@ -192,62 +222,69 @@ pub struct Devnet {
     issuer: Option<Child>,
 }
 
-impl Devnet {
-    /// Creates (or reuses) the network in `options.dir` and starts every node.
-    pub fn launch(options: &DevnetOptions) -> Result<Self, DevnetError> {
-        let network_path = options.dir.join(NETWORK_FILE);
-        let network = if network_path.exists() {
-            let network = NetworkFile::load(&network_path)?;
-            if network.nodes.len() != usize::from(options.nodes) {
-                return Err(DevnetError::OtherNetwork {
-                    dir: options.dir.clone(),
-                    found: network.nodes.len(),
-                    wanted: usize::from(options.nodes),
-                });
-            }
-            network
-        } else {
-            // The development issuer listens on the RPC base port (node i
-            // uses base + i); its verifier is registered at genesis, owned
-            // by a key kept in the devnet directory.
-            let new_key = || {
-                use quorumkey_crypto::k256::elliptic_curve::Generate;
-                quorumkey_crypto::k256::ecdsa::SigningKey::generate_from_rng(&mut quorumkey_crypto::random::os_rng())
-            };
-            let (owner, signer) = (new_key(), new_key());
-            // Every node requires the devnet signer's authorization on
-            // KeyAssign, as a production network would require its own.
-            let rpc = RpcSettings {
-                key_assign_signer: Some(hex::encode(owner_public_bytes(&signer))),
-                ..options.rpc.clone()
-            };
-            let issuer = format!("http://127.0.0.1:{}", options.rpc_base_port);
-            init_network(
-                &options.dir,
-                &InitOptions {
-                    nodes: options.nodes,
-                    p2p_base_port: options.p2p_base_port,
-                    rpc_base_port: options.rpc_base_port,
-                    verifiers: vec![NetworkVerifier {
-                        name: DEV_VERIFIER.to_owned(),
-                        owner: hex::encode(owner_public_bytes(&owner)),
-                        config: dev_verifier_config(&issuer, DEV_AUDIENCE),
-                    }],
-                    dkg: options.dkg.clone(),
-                    policy: options.policy.clone(),
-                    rpc,
-                    providers: options.providers.clone(),
-                    http: options.http.clone(),
-                },
-            )
-            .and_then(|network| {
-                for (file, key) in [(DEV_VERIFIER_OWNER_KEY, &owner), (DEV_SIGNER_KEY, &signer)] {
-                    save_owner_key(&options.dir.join(file), key)
-                        .map_err(|e| ConfigError::Invalid { path: options.dir.join(file), reason: e.to_string() })?;
-                }
-                Ok(network)
-            })?
+/// The network in `options.dir`: created on first use (with the devnet's
+/// development verifier and KeyAssign signer), loaded afterwards (then it
+/// must have `options.nodes` nodes). Starts nothing.
+pub fn prepare_network(options: &DevnetOptions) -> Result<NetworkFile, DevnetError> {
+    let network_path = options.dir.join(NETWORK_FILE);
+    let network = if network_path.exists() {
+        let network = NetworkFile::load(&network_path)?;
+        if network.nodes.len() != usize::from(options.nodes) {
+            return Err(DevnetError::OtherNetwork {
+                dir: options.dir.clone(),
+                found: network.nodes.len(),
+                wanted: usize::from(options.nodes),
+            });
+        }
+        network
+    } else {
+        // The development issuer listens on the RPC base port (node i
+        // uses base + i); its verifier is registered at genesis, owned
+        // by a key kept in the devnet directory.
+        let new_key = || {
+            use quorumkey_crypto::k256::elliptic_curve::Generate;
+            quorumkey_crypto::k256::ecdsa::SigningKey::generate_from_rng(&mut quorumkey_crypto::random::os_rng())
         };
+        let (owner, signer) = (new_key(), new_key());
+        // Every node requires the devnet signer's authorization on
+        // KeyAssign, as a production network would require its own.
+        let rpc =
+            RpcSettings { key_assign_signer: Some(hex::encode(owner_public_bytes(&signer))), ..options.rpc.clone() };
+        let issuer = format!("http://127.0.0.1:{}", options.rpc_base_port);
+        init_network(
+            &options.dir,
+            &InitOptions {
+                nodes: options.nodes,
+                p2p_base_port: options.p2p_base_port,
+                rpc_base_port: options.rpc_base_port,
+                verifiers: vec![NetworkVerifier {
+                    name: DEV_VERIFIER.to_owned(),
+                    owner: hex::encode(owner_public_bytes(&owner)),
+                    config: dev_verifier_config(&issuer, DEV_AUDIENCE),
+                }],
+                dkg: options.dkg.clone(),
+                policy: options.policy.clone(),
+                rpc,
+                providers: options.providers.clone(),
+                http: options.http.clone(),
+            },
+        )
+        .and_then(|network| {
+            for (file, key) in [(DEV_VERIFIER_OWNER_KEY, &owner), (DEV_SIGNER_KEY, &signer)] {
+                save_owner_key(&options.dir.join(file), key)
+                    .map_err(|e| ConfigError::Invalid { path: options.dir.join(file), reason: e.to_string() })?;
+            }
+            Ok(network)
+        })?
+    };
+    Ok(network)
+}
+
+impl Devnet {
+    /// Creates (or reuses) the network in `options.dir` ([`prepare_network`])
+    /// and starts every node.
+    pub fn launch(options: &DevnetOptions) -> Result<Self, DevnetError> {
+        let network = prepare_network(options)?;
         let mut devnet = Self {
             dir: options.dir.clone(),
             binary: options.binary.clone(),
@@ -372,6 +409,24 @@ impl Devnet {
 
     /// An error if a node process (or the development issuer) has exited.
     pub fn check_alive(&mut self) -> Result<(), DevnetError> {
+        self.check_issuer()?;
+        let count = u16::try_from(self.children.len()).unwrap_or(u16::MAX);
+        for index in 1..=count {
+            if let Some(status) = self.node_exit(index) {
+                let log = node_log_path(&self.dir, index);
+                return Err(DevnetError::NodeExited {
+                    index,
+                    status: status.to_string(),
+                    log: log.display().to_string(),
+                    tail: log_tail(&log, 15),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// An error if the development issuer has exited.
+    pub fn check_issuer(&mut self) -> Result<(), DevnetError> {
         if let Some(issuer) = &mut self.issuer
             && let Ok(Some(status)) = issuer.try_wait()
         {
@@ -380,24 +435,20 @@ impl Devnet {
             return Err(DevnetError::IssuerExited {
                 status: status.to_string(),
                 log: log.display().to_string(),
-                tail: log_tail(&log),
+                tail: log_tail(&log, 15),
             });
         }
-        for (position, slot) in self.children.iter_mut().enumerate() {
-            let Some(child) = slot else { continue };
-            if let Ok(Some(status)) = child.try_wait() {
-                let index = position as u16 + 1;
-                let log = node_log_path(&self.dir, index);
-                *slot = None;
-                return Err(DevnetError::NodeExited {
-                    index,
-                    status: status.to_string(),
-                    log: log.display().to_string(),
-                    tail: log_tail(&log),
-                });
-            }
-        }
         Ok(())
+    }
+
+    /// How node `index`'s process ended, if it has; the node then counts as
+    /// not running (as after [`Self::kill_node`]) until started again.
+    /// `None` while it runs, or if it was not started.
+    pub fn node_exit(&mut self, index: u16) -> Option<ExitStatus> {
+        let slot = self.children.get_mut(usize::from(index).checked_sub(1)?)?;
+        let status = slot.as_mut()?.try_wait().ok()??;
+        *slot = None;
+        Some(status)
     }
 
     /// Waits until every running node has applied at least `height`.
@@ -467,17 +518,70 @@ impl Devnet {
     }
 }
 
-/// Runs a devnet in the foreground (`quorumkey devnet`): starts it, waits
-/// for its first finalized block, writes `network.json`, prints where
-/// everything is, then supervises it until Ctrl-C or until a process dies
-/// (the error names it, with the end of its log). The network's data stays
-/// in its directory either way.
+/// How long a node stopped on request may take to exit after SIGTERM
+/// before it is killed.
+pub const STOP_ON_REQUEST_LIMIT: Duration = Duration::from_secs(10);
+/// How often the supervisor looks for exited nodes and due restarts.
+const SUPERVISION_TICK: Duration = Duration::from_millis(250);
+/// Lines of a node's log shown when it exits.
+const EXIT_LOG_LINES: usize = 10;
+
+/// Runs a devnet in the foreground (`quorumkey devnet`): takes the devnet
+/// directory (one supervisor per directory), starts the network, waits for
+/// its first finalized block, writes `network.json`, prints where
+/// everything is, then supervises it until Ctrl-C or SIGTERM. A node whose
+/// process exits is reported on stderr (its exit status and the end of its
+/// log) and restarted with a growing delay ([`crate::restart_policy`]); a
+/// node stopped through the control socket stays down until started
+/// through it. Fatal, and returned as the error: a node exiting before the
+/// first block (a misconfiguration, not a crash to ride out), and the
+/// development issuer exiting at any time (its signing key is in its memory
+/// only: a restarted issuer would sign with another, and the tokens it gave
+/// out would stop verifying). The network's data stays in its directory
+/// either way.
 pub async fn run_until_stopped(options: &DevnetOptions) -> Result<(), DevnetError> {
+    // Before anything starts: a second supervisor would start every node
+    // a second time.
+    let lock = SupervisorLock::acquire(&options.dir)?;
+    let launched = Instant::now();
     let mut devnet = Devnet::launch(options)?;
+    let (control, mut calls) = match ControlServer::start(&lock) {
+        Ok(started) => started,
+        Err(error) => {
+            devnet.stop().await;
+            return Err(error.into());
+        }
+    };
     println!("starting {} nodes in {} ...", devnet.network().nodes.len(), devnet.dir().display());
-    if let Err(error) = devnet.wait_for_height(1, Duration::from_secs(120)).await {
-        devnet.stop().await;
-        return Err(error);
+    let stop = quorumkey_node::run::shutdown_signal();
+    tokio::pin!(stop);
+    let ready = {
+        let ready = devnet.wait_for_height(1, Duration::from_secs(120));
+        tokio::pin!(ready);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut stop => break None,
+                result = &mut ready => break Some(result),
+                Some(call) = calls.recv() => call.answer(ControlResponse::refused(
+                    "the devnet is starting: it answers once every node has finalized a block",
+                )),
+            }
+        }
+    };
+    match ready {
+        Some(Ok(())) => {}
+        Some(Err(error)) => {
+            drop(control);
+            devnet.stop().await;
+            return Err(error);
+        }
+        None => {
+            println!("stopping ...");
+            drop(control);
+            devnet.stop().await;
+            return Ok(());
+        }
     }
     let path = devnet.write_network_json()?;
     let description = devnet.network_json()?;
@@ -498,20 +602,191 @@ pub async fn run_until_stopped(options: &DevnetOptions) -> Result<(), DevnetErro
             auxiliary.allow_host, auxiliary.signer_host, auxiliary.metadata_host
         );
     }
+    println!(
+        "control     {}  (quorumkey devnet-node status|stop|start --dir {}; a node that exits is restarted)",
+        control.path().display(),
+        devnet.dir().display()
+    );
     println!("ready: {} (Ctrl-C stops the network; its data stays in {})", path.display(), devnet.dir().display());
-    let stop = quorumkey_node::run::shutdown_signal();
-    tokio::pin!(stop);
+    let mut supervision = Supervision::new(devnet, launched);
+    let mut tick = tokio::time::interval(SUPERVISION_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = loop {
         tokio::select! {
+            biased;
             () = &mut stop => break Ok(()),
-            () = tokio::time::sleep(Duration::from_secs(1)) => {
-                if let Err(error) = devnet.check_alive() {
+            _ = tick.tick() => {
+                if let Err(error) = supervision.check(Instant::now()) {
                     break Err(error);
                 }
             }
+            Some(call) = calls.recv() => supervision.answer(call).await,
         }
     };
     println!("stopping ...");
-    devnet.stop().await;
+    // Commands say "no devnet" from here on.
+    drop(control);
+    supervision.devnet.stop().await;
     outcome
+}
+
+/// The running devnet and each node's supervision state, owned by
+/// [`run_until_stopped`]'s loop: every change to a node goes through it,
+/// one at a time.
+struct Supervision {
+    devnet: Devnet,
+    nodes: Vec<SupervisedNode>,
+}
+
+impl Supervision {
+    /// Supervises `devnet`, whose every node was started by `now`.
+    fn new(devnet: Devnet, now: Instant) -> Self {
+        let nodes = devnet.network().nodes.iter().map(|node| SupervisedNode::running(node.index, now)).collect();
+        Self { devnet, nodes }
+    }
+
+    /// `--dir ...` for the hints in messages.
+    fn dir_flag(devnet: &Devnet) -> String {
+        format!("--dir {}", devnet.dir().display())
+    }
+
+    /// Reports and schedules the restart of every node whose process has
+    /// exited, and restarts those whose time has come. An error only if
+    /// the development issuer has exited.
+    fn check(&mut self, now: Instant) -> Result<(), DevnetError> {
+        self.devnet.check_issuer()?;
+        for node in &mut self.nodes {
+            let index = node.index();
+            if node.is_running() {
+                let Some(status) = self.devnet.node_exit(index) else { continue };
+                let up = match node.state(now) {
+                    NodeState::Running { up_secs } => format!(" after {} up", format_duration_secs(up_secs)),
+                    NodeState::StoppedOnRequest | NodeState::RestartingAfterExit { .. } => String::new(),
+                };
+                let delay = node.exited(status.to_string(), now);
+                let log = node_log_path(self.devnet.dir(), index);
+                let tail = log_tail(&log, EXIT_LOG_LINES);
+                let mut report = format!("devnet: node {index} exited ({status}){up}; its log {} ends:", log.display());
+                for line in tail.lines() {
+                    report.push_str("\n    ");
+                    report.push_str(line);
+                }
+                eprintln!("{report}");
+                eprintln!(
+                    "devnet: restarting node {index} in {} s (`quorumkey devnet-node stop --index {index} {}` keeps it down)",
+                    delay.as_secs(),
+                    Self::dir_flag(&self.devnet)
+                );
+            } else if node.restart_due(now) {
+                match self.devnet.start_node(index) {
+                    Ok(()) => {
+                        node.restarted(now);
+                        let pid = self.devnet.pid(index).map_or_else(|| "-".to_owned(), |pid| pid.to_string());
+                        eprintln!("devnet: node {index} restarted (pid {pid}, restart {})", node.restarts());
+                    }
+                    Err(error) => {
+                        let delay = node.exited(format!("could not be started: {error}"), now);
+                        eprintln!(
+                            "devnet: node {index} could not be started ({error}); next attempt in {} s",
+                            delay.as_secs()
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out one request from the control socket and answers it.
+    async fn answer(&mut self, call: ControlCall) {
+        let response = match call.request {
+            ControlRequest::Status => {
+                let now = Instant::now();
+                ControlResponse::Status {
+                    nodes: self.nodes.iter().map(|node| report(&self.devnet, node, now)).collect(),
+                }
+            }
+            ControlRequest::Stop { index } => self.stop(index).await,
+            ControlRequest::Start { index } => self.start(index),
+        };
+        call.answer(response);
+    }
+
+    /// Stops node `index` (SIGTERM, killed after [`STOP_ON_REQUEST_LIMIT`])
+    /// and keeps it down.
+    async fn stop(&mut self, index: u16) -> ControlResponse {
+        let dir_flag = Self::dir_flag(&self.devnet);
+        let count = self.nodes.len();
+        let Some(node) = self.nodes.iter_mut().find(|node| node.index() == index) else {
+            return unknown_node(index, count);
+        };
+        let stays_down = format!("it stays down until `quorumkey devnet-node start --index {index} {dir_flag}`");
+        let message = if node.is_stopped_on_request() {
+            format!("node {index} is already stopped on request; {stays_down}")
+        } else {
+            let detail = if node.is_running() {
+                let clean = self.devnet.stop_node(index, STOP_ON_REQUEST_LIMIT).await;
+                if clean {
+                    "it exited cleanly on SIGTERM".to_owned()
+                } else {
+                    format!(
+                        "it did not exit cleanly within {} s of SIGTERM; see its log",
+                        STOP_ON_REQUEST_LIMIT.as_secs()
+                    )
+                }
+            } else {
+                "it was waiting to restart after it exited".to_owned()
+            };
+            node.stopped_on_request();
+            eprintln!("devnet: node {index} stopped on request ({detail})");
+            format!("node {index} stopped ({detail}); {stays_down}")
+        };
+        ControlResponse::Done { message, node: report(&self.devnet, node, Instant::now()) }
+    }
+
+    /// Starts node `index` now, whether stopped on request or waiting to
+    /// restart.
+    fn start(&mut self, index: u16) -> ControlResponse {
+        let count = self.nodes.len();
+        let Some(node) = self.nodes.iter_mut().find(|node| node.index() == index) else {
+            return unknown_node(index, count);
+        };
+        let now = Instant::now();
+        if node.is_running() {
+            let pid = self.devnet.pid(index).map_or_else(|| "-".to_owned(), |pid| pid.to_string());
+            return ControlResponse::Done {
+                message: format!("node {index} is already running (pid {pid})"),
+                node: report(&self.devnet, node, now),
+            };
+        }
+        if let Err(error) = self.devnet.start_node(index) {
+            return ControlResponse::refused(format!("node {index} could not be started: {error}"));
+        }
+        node.started_on_request(now);
+        let pid = self.devnet.pid(index).map_or_else(|| "-".to_owned(), |pid| pid.to_string());
+        eprintln!("devnet: node {index} started on request (pid {pid})");
+        ControlResponse::Done {
+            message: format!("node {index} started (pid {pid}); it catches up from its storage"),
+            node: report(&self.devnet, node, now),
+        }
+    }
+}
+
+/// The refusal of a request for a node that does not exist.
+fn unknown_node(index: u16, count: usize) -> ControlResponse {
+    ControlResponse::refused(format!("node {index} does not exist (this devnet has {count} nodes)"))
+}
+
+/// `node`'s report, with what the devnet knows of it.
+fn report(devnet: &Devnet, node: &SupervisedNode, now: Instant) -> NodeReport {
+    let index = node.index();
+    let rpc_url = devnet
+        .network()
+        .nodes
+        .iter()
+        .find(|described| described.index == index)
+        .map(|described| described.rpc_url.to_string())
+        .unwrap_or_default();
+    let log = node_log_path(devnet.dir(), index).display().to_string();
+    node.report(now, devnet.pid(index), rpc_url, log)
 }

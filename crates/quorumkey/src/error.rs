@@ -180,6 +180,9 @@ pub enum CommandError {
     /// The devnet failed.
     #[error(transparent)]
     Devnet(#[from] DevnetError),
+    /// A running devnet could not be reached, or refused the request.
+    #[error(transparent)]
+    DevnetControl(#[from] quorumkey_devnet::control_socket::ControlError),
     /// No temporary directory.
     #[error("cannot make a temporary directory: {0}")]
     TempDir(std::io::Error),

@@ -6,6 +6,8 @@
 //!   for people or as JSON.
 //! - [`registry_commands`]: `verifier ...`, the registry through a node.
 //! - [`operator_commands`]: `network init` and `network policy ...`.
+//! - [`devnet_commands`]: `devnet-node status|stop|start`, a running
+//!   devnet's nodes through its control socket.
 //! - [`error`]: why a command failed.
 //! - [`demo`]: `quorumkey demo`, the whole system once.
 //! - [`bench`]: `quorumkey bench`, logins and the DKG measured against their floors.
@@ -14,6 +16,7 @@
 pub mod bench;
 pub mod client_commands;
 pub mod demo;
+pub mod devnet_commands;
 pub mod error;
 pub mod floors;
 pub mod operator_commands;

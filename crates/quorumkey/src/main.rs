@@ -22,7 +22,7 @@ use quorumkey::client_commands::{self, LoginRequest, TokenSource};
 use quorumkey::error::CommandError;
 use quorumkey::operator_commands::{self, InitFlags};
 use quorumkey::registry_commands::{self, node_client};
-use quorumkey::{bench, demo};
+use quorumkey::{bench, demo, devnet_commands};
 
 /// mimalloc instead of glibc's malloc: under a login load glibc's
 /// allocator took about 9% of the CPU (nodes and clients allocate small,
@@ -52,6 +52,15 @@ enum Command {
     /// each, until interrupted. Creates the network in --dir on first use
     /// and reuses it (keys and data) afterwards. Writes DIR/network.json
     /// once every node has finalized a block.
+    ///
+    /// Supervised: a node process that exits is reported on stderr (exit
+    /// status, log file, the log's last lines) and restarted after 1 s,
+    /// doubling to at most 30 s while it keeps exiting (back to 1 s once it
+    /// has run 60 s). `quorumkey devnet-node status|stop|start` inspects,
+    /// stops and starts single nodes while it runs, through DIR/control.sock.
+    /// Fatal: the development issuer exiting, or a node exiting before the
+    /// first block. One devnet per directory: a second is refused.
+    /// Ctrl-C or SIGTERM stops every node.
     Devnet {
         /// Number of nodes.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -66,6 +75,11 @@ enum Command {
         #[arg(long, default_value_t = 17000)]
         rpc_base_port: u16,
     },
+    /// Stop, start or show single nodes of a running `quorumkey devnet`
+    /// (through its control socket, DIR/control.sock), e.g. to try the
+    /// network's fault tolerance by hand.
+    #[command(subcommand)]
+    DevnetNode(DevnetNodeCommand),
     /// Run the development OpenID Connect issuer alone (a devnet runs its
     /// own). FOR DEVELOPMENT ONLY: it signs a token for any email asked.
     /// Serves discovery, JWKS (ES256), POST /dev/token and POST /dev/rotate.
@@ -231,6 +245,48 @@ struct TokenArgs {
     /// sub-verifier. Needs --verifier and --verifier-id.
     #[arg(long)]
     sub_token: Vec<String>,
+}
+
+/// The directory of a running `quorumkey devnet`.
+#[derive(Debug, Args)]
+struct DevnetDir {
+    /// The devnet directory (as given to `quorumkey devnet --dir`).
+    #[arg(long, default_value = "devnet")]
+    dir: PathBuf,
+}
+
+/// One node of a running devnet.
+#[derive(Debug, Subcommand)]
+enum DevnetNodeCommand {
+    /// Every node: index, process id, automatic restarts, API URL and
+    /// state: running, stopped on request, or restarting after exit (with
+    /// how it exited and when the next attempt is).
+    Status {
+        #[command(flatten)]
+        dir: DevnetDir,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a node (SIGTERM; killed if still running after 10 s) and keep
+    /// it down: it is not restarted until `devnet-node start`. Answers once
+    /// it has exited.
+    Stop {
+        /// The node (from 1).
+        #[arg(long)]
+        index: u16,
+        #[command(flatten)]
+        dir: DevnetDir,
+    },
+    /// Start a node now (stopped on request, or waiting to restart after
+    /// it exited); it catches up from its storage.
+    Start {
+        /// The node (from 1).
+        #[arg(long)]
+        index: u16,
+        #[command(flatten)]
+        dir: DevnetDir,
+    },
 }
 
 /// Which node to talk to.
@@ -738,6 +794,16 @@ fn run(cli: Cli) -> Result<(), CommandError> {
                 http: Default::default(),
             };
             runtime()?.block_on(quorumkey_devnet::run_until_stopped(&options))?;
+        }
+        Command::DevnetNode(command) => {
+            let runtime = runtime()?;
+            match command {
+                DevnetNodeCommand::Status { dir, json } => {
+                    runtime.block_on(devnet_commands::status(&dir.dir, json))?;
+                }
+                DevnetNodeCommand::Stop { index, dir } => runtime.block_on(devnet_commands::stop(&dir.dir, index))?,
+                DevnetNodeCommand::Start { index, dir } => runtime.block_on(devnet_commands::start(&dir.dir, index))?,
+            }
         }
         Command::DevIssuer { listen, issuer_url, signer_key, allow_public_bind } => {
             quorumkey_devnet::dev_issuer::check_bind(listen, allow_public_bind).map_err(CommandError::DevIssuer)?;

@@ -34,7 +34,7 @@ fn help_lists_the_subcommands() {
     assert!(ok);
     assert!(out.contains("inspect") && out.contains("network"), "{out}");
     assert!(out.contains("dev-issuer") && out.contains("dev-token"), "{out}");
-    for command in ["demo", "bench", "lookup", "login", "devnet", "verifier"] {
+    for command in ["demo", "bench", "lookup", "login", "devnet", "devnet-node", "verifier"] {
         assert!(out.contains(command), "{command} in {out}");
         let (ok, help, _) = run(&[command, "--help"], None);
         assert!(ok && help.contains("Usage: quorumkey"), "{command} --help: {help}");
