@@ -162,6 +162,11 @@ impl NodeSet {
         self.nodes.iter().position(|node| &node.consensus_key == consensus_key).and_then(|p| u16::try_from(p + 1).ok())
     }
 
+    /// The index of the node with this secp256k1 key (compressed).
+    pub fn index_of_secp256k1(&self, key: &PointBytes) -> Option<u16> {
+        self.nodes.iter().position(|node| &node.secp256k1_key == key).and_then(|p| u16::try_from(p + 1).ok())
+    }
+
     /// Every node's secp256k1 key as a point (node `j` at `j - 1`); `None`
     /// if one does not parse (a validated set's always do).
     pub fn secp256k1_points(&self) -> Option<Vec<Point>> {

@@ -42,9 +42,8 @@ pub(crate) const META_HANDOVER: &[u8] = b"epoch_handover";
 /// What is left to delete of the last epoch: its public shares and
 /// reshare records.
 const META_PRUNE: &[u8] = b"epoch_prune";
-/// Most keys a reshare batch hands over (larger batches fit a transaction
-/// for small sets, but spread a batch's blocks over no more keys than the
-/// DKG's largest).
+/// Most keys a reshare batch hands over (a handover's batches are the
+/// DKG's size, and no larger than this or than fits a transaction).
 pub const MAX_RESHARE_BATCH_KEYS: u16 = 512;
 /// Blocks a finished reshare batch's dealings stay in the state, so that a
 /// new node that was away can still decrypt its shares.
@@ -74,8 +73,11 @@ pub enum HandoverStage {
     Ready {
         /// Keys handed over.
         keys: u64,
-        /// Batches it took.
-        batches: u64,
+        /// Keys per batch.
+        batch_keys: u16,
+        /// The lowest batch whose dealings are still kept (new nodes that
+        /// were away recover their shares from them until the boundary).
+        oldest_unpruned: u64,
         /// The first height the next set serves.
         boundary: u64,
     },
@@ -264,10 +266,12 @@ impl HandoverMachine {
         ReshareParams::new(current.size(), next.size(), count).ok()
     }
 
-    /// The largest batch for a handover between these sets.
-    pub(crate) fn batch_keys(current: &NodeSet, next: &NodeSet) -> u16 {
+    /// The batch size of a handover between these sets: the DKG's batch
+    /// size, within what fits a dealing's transaction and
+    /// [`MAX_RESHARE_BATCH_KEYS`].
+    pub(crate) fn batch_keys(&self, current: &NodeSet, next: &NodeSet) -> u16 {
         ReshareParams::largest_fitting(current.size(), next.size(), DEALING_BUDGET)
-            .map_or(1, |p| p.keys().min(MAX_RESHARE_BATCH_KEYS))
+            .map_or(1, |p| p.keys().min(MAX_RESHARE_BATCH_KEYS).min(self.settings.batch_keys.max(1)))
     }
 
     /// The context of a batch of the handover into `next`.
@@ -521,7 +525,7 @@ impl HandoverMachine {
         let epoch = handover.next.epoch;
         if handover.stage == HandoverStage::Draining && dkg_idle {
             let keys = parse_counter(overlay.get(Table::Meta, crate::machine::META_NEXT_KEY)?)?;
-            let batch_keys = Self::batch_keys(&current, &handover.next);
+            let batch_keys = self.batch_keys(&current, &handover.next);
             let batches = keys.div_ceil(u64::from(batch_keys));
             events.push(DkgEvent::HandoverStarted { epoch, keys, batches });
             handover.stage =
@@ -583,14 +587,15 @@ impl HandoverMachine {
                 let boundary = (height / self.boundary_blocks + 1) * self.boundary_blocks;
                 events.push(DkgEvent::HandoverFinished { epoch, boundary });
                 // The dealings left are pruned with the epoch's records.
-                HandoverStage::Ready { keys, batches, boundary }
+                HandoverStage::Ready { keys, batch_keys, oldest_unpruned, boundary }
             } else {
                 HandoverStage::Resharing { keys, batch_keys, next_batch, oldest_open, oldest_unpruned }
             };
         }
-        if let HandoverStage::Ready { keys, batches, boundary } = handover.stage
+        if let HandoverStage::Ready { keys, batch_keys, boundary, .. } = handover.stage
             && height + 1 >= boundary
         {
+            let batches = keys.div_ceil(u64::from(batch_keys));
             overlay.put(Table::Meta, META_NODE_SET, handover.next.encode().to_vec());
             overlay.delete(Table::Meta, META_HANDOVER);
             let cursor = PruneCursor { epoch: current.epoch, next_key: 0, keys, next_batch: 0, batches };
@@ -769,10 +774,11 @@ impl Write for HandoverStage {
                 oldest_open.write(buf);
                 oldest_unpruned.write(buf);
             }
-            Self::Ready { keys, batches, boundary } => {
+            Self::Ready { keys, batch_keys, oldest_unpruned, boundary } => {
                 2u8.write(buf);
                 keys.write(buf);
-                batches.write(buf);
+                batch_keys.write(buf);
+                oldest_unpruned.write(buf);
                 boundary.write(buf);
             }
         }
@@ -784,7 +790,7 @@ impl EncodeSize for HandoverStage {
         1 + match self {
             Self::Draining => 0,
             Self::Resharing { .. } => 8 + 2 + 8 + 8 + 8,
-            Self::Ready { .. } => 24,
+            Self::Ready { .. } => 8 + 2 + 8 + 8,
         }
     }
 }
@@ -801,7 +807,12 @@ impl Read for HandoverStage {
                 oldest_open: u64::read(buf)?,
                 oldest_unpruned: u64::read(buf)?,
             }),
-            2 => Ok(Self::Ready { keys: u64::read(buf)?, batches: u64::read(buf)?, boundary: u64::read(buf)? }),
+            2 => Ok(Self::Ready {
+                keys: u64::read(buf)?,
+                batch_keys: u16::read(buf)?,
+                oldest_unpruned: u64::read(buf)?,
+                boundary: u64::read(buf)?,
+            }),
             tag => Err(CodecError::InvalidEnum(tag)),
         }
     }
@@ -935,10 +946,17 @@ impl<S: StateRead + ?Sized> EpochView<'_, S> {
     /// resharing or ready).
     pub fn context(&self, current: &NodeSet, handover: &HandoverRecord, batch: u64) -> Option<ReshareContext> {
         let (keys, batch_keys) = match handover.stage {
-            HandoverStage::Resharing { keys, batch_keys, .. } => (keys, batch_keys),
-            _ => return None,
+            HandoverStage::Resharing { keys, batch_keys, .. } | HandoverStage::Ready { keys, batch_keys, .. } => {
+                (keys, batch_keys)
+            }
+            HandoverStage::Draining => return None,
         };
         self.machine.context(current, &handover.next, keys, batch_keys, batch)
+    }
+
+    /// The settings phases run by (the genesis's DKG settings).
+    pub fn settings(&self) -> DkgSettings {
+        self.machine.settings
     }
 
     /// Node `dealer`'s public shares (in the epoch in force) of the keys

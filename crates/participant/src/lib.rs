@@ -22,6 +22,7 @@ use quorumkey_dkg::{Dealing, KeyShares, PreparedDealing, ReceivedShares, open_de
 use quorumkey_ledger::{Ledger, LedgerError, Phase, StateRead, TransactionBody};
 use rand_core::CryptoRng;
 
+pub mod handover;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -158,6 +159,23 @@ impl DkgParticipant {
                     .map_err(|_| LedgerError::CorruptState("a genesis node key is not a point"))
             })
             .collect::<Result<_, _>>()?;
+        Ok(Self {
+            me,
+            secret,
+            recipients,
+            received: BTreeMap::new(),
+            submitted: BTreeMap::new(),
+            sitting_out: Vec::new(),
+            prepared: None,
+        })
+    }
+
+    /// Node `me` of the node set `set` (the one in force), with its
+    /// secp256k1 secret key: after an epoch change, the driver makes a new
+    /// participant for the new set.
+    pub fn for_set(set: &quorumkey_ledger::NodeSet, me: u16, secret: NonZeroScalar) -> Result<Self, LedgerError> {
+        let recipients =
+            set.secp256k1_points().ok_or(LedgerError::CorruptState("a node key of the set in force is not a point"))?;
         Ok(Self {
             me,
             secret,
