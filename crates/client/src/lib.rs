@@ -590,12 +590,19 @@ impl QuorumkeyClient {
     }
 
     /// The key's public shares as `t` nodes agree on them (all asked at
-    /// once), checked, and kept for later logins.
-    async fn public_shares(&self, key: &KeyInfo) -> Result<CheckedKey, ClientError> {
+    /// once), checked, and kept for later logins; `true` if they came from
+    /// what this client kept (a handover to a new epoch, or a refresh, may
+    /// have changed them since: see [`Self::refetch_public_shares`]).
+    async fn public_shares(&self, key: &KeyInfo) -> Result<(CheckedKey, bool), ClientError> {
         let cached = self.checked_keys.lock().ok().and_then(|cache| cache.get(&key.key_index).cloned());
         if let Some(checked) = cached.filter(|checked| checked.public_key == key.public_key) {
-            return Ok(checked);
+            return Ok((checked, true));
         }
+        Ok((self.refetch_public_shares(key).await?, false))
+    }
+
+    /// The key's public shares fetched afresh, and kept.
+    async fn refetch_public_shares(&self, key: &KeyInfo) -> Result<CheckedKey, ClientError> {
         let checked = self.fetch_public_shares(key).await?;
         if let Ok(mut cache) = self.checked_keys.lock() {
             if cache.len() >= CHECKED_KEY_CACHE {
@@ -758,8 +765,8 @@ impl QuorumkeyClient {
                     }
                 })?,
             };
-            let checked = self.public_shares(&key).await?;
-            Ok::<_, ClientError>(KnownKey { key, checked, took: started.elapsed() })
+            let (checked, cached) = self.public_shares(&key).await?;
+            Ok::<_, ClientError>(KnownKey { key, checked, cached, took: started.elapsed() })
         };
         let (key, committed) = tokio::join!(key, self.commit(request));
         self.reveal(request, key?, committed?, started).await
@@ -829,7 +836,7 @@ impl QuorumkeyClient {
         mut committed: Committed,
         started: Instant,
     ) -> Result<Login, ClientError> {
-        let KnownKey { key, checked, took: lookup } = key;
+        let KnownKey { key, mut checked, mut cached, took: lookup } = key;
         let mut timings = LoginTimings { lookup, commitment: committed.took, ..LoginTimings::default() };
         let share_body = |signatures: &[Option<Value>]| {
             let entries: Vec<&Value> = signatures.iter().map(|s| s.as_ref().unwrap_or(&Value::Null)).collect();
@@ -868,12 +875,26 @@ impl QuorumkeyClient {
             tokio::select! {
                 Some(Reply { position, answer, took, .. }) = pending.next(), if !pending.is_empty() => {
                     let node = self.nodes[position].index;
-                    let opened = match answer {
+                    let answer = match answer {
                         Answer::Result(result) => serde_json::from_value::<ShareRequestResult>(result)
-                            .map_err(|e| format!("a malformed share answer: {e}"))
-                            .and_then(|answer| checked.open_share(&answer, &committed.temp_secret, node)),
+                            .map_err(|e| format!("a malformed share answer: {e}")),
                         other => Err(other.describe()),
                     };
+                    let mut opened =
+                        answer.as_ref().map_err(Clone::clone).and_then(|a| checked.open_share(a, &committed.temp_secret, node));
+                    // A share that does not match the public share this
+                    // client kept: the network may have refreshed its
+                    // shares or handed its keys to a new epoch since. Fetch
+                    // the public shares again, once per login, and check
+                    // this answer against them (earlier answers all
+                    // matched the kept ones, so none is affected).
+                    if let (Err(_), Ok(parsed), true) = (&opened, &answer, cached) {
+                        cached = false;
+                        if let Ok(fresh) = self.refetch_public_shares(&key).await {
+                            checked = fresh;
+                            opened = checked.open_share(parsed, &committed.temp_secret, node);
+                        }
+                    }
                     let outcome = match opened {
                         Ok(value) => {
                             shares[position] = Some(Share { index: u32::from(node), value });
@@ -1014,6 +1035,8 @@ impl<'a> LoginRequest<'a> {
 struct KnownKey {
     key: KeyInfo,
     checked: CheckedKey,
+    /// The checked data came from what the client kept.
+    cached: bool,
     took: Duration,
 }
 

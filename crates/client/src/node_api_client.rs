@@ -151,6 +151,12 @@ impl NodeApiClient {
         }
     }
 
+    /// `GET /v1/epoch`: the node set in force and the handover under way.
+    pub async fn epoch(&self) -> Result<quorumkey_login::node_api::EpochResponse, ApiClientError> {
+        let url = format!("{}/v1/epoch", self.base);
+        Self::answer(url.clone(), self.http.get(&url).send().await).await
+    }
+
     /// `GET /v1/policy`.
     pub async fn policy(&self) -> Result<quorumkey_login::node_api::PolicyResponse, ApiClientError> {
         let url = format!("{}/v1/policy", self.base);

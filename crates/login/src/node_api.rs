@@ -108,6 +108,102 @@ pub struct AssignmentResponse {
     pub sequence: Option<u64>,
 }
 
+/// One node of an epoch, as `GET /v1/epoch` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochNodeInfo {
+    /// Its index in the epoch.
+    pub index: u16,
+    /// Its ed25519 consensus key, hex.
+    pub consensus_key: String,
+    /// Its compressed secp256k1 key, hex.
+    pub secp256k1_key: String,
+    /// Where peers reach it (empty for a genesis node: see the network's
+    /// configuration).
+    pub p2p_address: String,
+    /// Where clients reach it (empty for a genesis node).
+    pub rpc_url: String,
+}
+
+/// A handover to the next epoch, as `GET /v1/epoch` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverInfo {
+    /// The epoch being handed over to.
+    pub epoch: u64,
+    /// `draining` (the DKG's batches in flight end first), `resharing`
+    /// or `ready` (every key handed over; the new set serves from
+    /// `boundary`).
+    pub stage: String,
+    /// Height of the block that decided it.
+    pub decided_height: u64,
+    /// Keys to hand over (known once draining ended).
+    pub keys: u64,
+    /// Reshare batches it takes.
+    pub batches: u64,
+    /// Reshare batches finished.
+    pub batches_finished: u64,
+    /// The first height of the new epoch, once ready.
+    pub boundary: Option<u64>,
+    /// The next epoch's nodes.
+    pub nodes: Vec<EpochNodeInfo>,
+}
+
+impl EpochNodeInfo {
+    /// The nodes of a set, by index.
+    pub fn from_set(set: &quorumkey_ledger::NodeSet) -> Vec<Self> {
+        set.nodes
+            .iter()
+            .zip(1u16..)
+            .map(|(node, index)| Self {
+                index,
+                consensus_key: hex::encode(node.consensus_key.as_ref()),
+                secp256k1_key: hex::encode(node.secp256k1_key),
+                p2p_address: node.p2p_address.clone(),
+                rpc_url: node.rpc_url.clone(),
+            })
+            .collect()
+    }
+}
+
+impl HandoverInfo {
+    /// A handover record as the API shows it.
+    pub fn from_record(record: &quorumkey_ledger::HandoverRecord) -> Self {
+        use quorumkey_ledger::HandoverStage;
+        let (stage, keys, batches, batches_finished, boundary) = match record.stage {
+            HandoverStage::Draining => ("draining", 0, 0, 0, None),
+            HandoverStage::Resharing { keys, batch_keys, oldest_open, .. } => {
+                ("resharing", keys, keys.div_ceil(u64::from(batch_keys)), oldest_open, None)
+            }
+            HandoverStage::Ready { keys, batch_keys, boundary, .. } => {
+                let batches = keys.div_ceil(u64::from(batch_keys));
+                ("ready", keys, batches, batches, Some(boundary))
+            }
+        };
+        Self {
+            epoch: record.next.epoch,
+            stage: stage.to_owned(),
+            decided_height: record.decided_height,
+            keys,
+            batches,
+            batches_finished,
+            boundary,
+            nodes: EpochNodeInfo::from_set(&record.next),
+        }
+    }
+}
+
+/// `GET /v1/epoch`: the node set in force and the handover under way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochResponse {
+    /// The epoch in force (0: the genesis set).
+    pub epoch: u64,
+    /// The height this answer reflects.
+    pub height: u64,
+    /// Its nodes.
+    pub nodes: Vec<EpochNodeInfo>,
+    /// The handover to the next epoch, while one runs.
+    pub handover: Option<HandoverInfo>,
+}
+
 /// `GET /v1/keys/{index}` answer: a key's public data from the ledger.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct KeyResponse {

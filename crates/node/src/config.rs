@@ -119,6 +119,10 @@ pub struct NetworkDkg {
     pub phase_min_blocks: Option<u32>,
     /// Least milliseconds of block time a phase waits for a silent node.
     pub phase_min_ms: Option<u64>,
+    /// A new epoch's node set (after a handover, which runs like the DKG)
+    /// comes into force only at a height that is a multiple of this
+    /// (default 64).
+    pub epoch_boundary_blocks: Option<u32>,
 }
 
 impl NetworkDkg {
@@ -219,7 +223,12 @@ impl NetworkFile {
             nodes,
             verifiers,
             policy: self.policy.policy()?,
-            epochs: Default::default(),
+            epochs: quorumkey_ledger::EpochSettings {
+                boundary_blocks: self
+                    .dkg
+                    .epoch_boundary_blocks
+                    .unwrap_or(quorumkey_ledger::EpochSettings::default().boundary_blocks),
+            },
         };
         genesis.validate().map_err(|e| e.to_string())?;
         Ok(genesis)

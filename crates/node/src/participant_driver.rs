@@ -1,11 +1,14 @@
-//! Runs this node's DKG participant: after every applied block it reads
-//! the committed state, asks the participant what to do, and does it in
-//! order (persist shares durably, then submit signed transactions).
+//! Runs this node's DKG and handover participants: after every applied
+//! block it reads the committed state, asks each participant what to do,
+//! and does it in order (persist shares durably, then submit signed
+//! transactions). The handover participant goes first: when a new epoch
+//! comes into force it puts the new shares in place, and the DKG
+//! participant then works for the new set (under this node's index there).
 
 use bytes::Bytes;
 use commonware_codec::Encode;
 use commonware_cryptography::ed25519;
-use quorumkey_crypto::group::{scalar_from_bytes, scalar_to_bytes};
+use quorumkey_crypto::group::{NonZeroScalar, Scalar, scalar_from_bytes, scalar_to_bytes};
 use quorumkey_dkg::KeyShares;
 use quorumkey_dkg::dealing::SharePair;
 use quorumkey_ledger::{Ledger, LedgerError, SignedTransaction, StateRead};
@@ -15,6 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::consensus::{AppliedTip, TransactionSubmitter};
 use crate::state::{CommittedState, ShareStore};
+use quorumkey_participant::handover::{HandoverAction, HandoverNotice, HandoverParticipant, HandoverShareStore};
 use quorumkey_participant::{BatchShareStore, DkgAction, DkgNotice, DkgParticipant};
 
 /// What a node does in the DKG after each block: the honest
@@ -114,6 +118,33 @@ impl BatchShareStore for StoredShares<'_> {
     }
 }
 
+impl HandoverShareStore for StoredShares<'_> {
+    fn key_share(&self, index: u64) -> Option<Scalar> {
+        match self.store.key_share(index) {
+            Ok(Some(bytes)) => scalar_from_bytes(&bytes[..]).ok(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(index, error = %e, "cannot read a key share");
+                None
+            }
+        }
+    }
+
+    fn share_epoch(&self) -> u64 {
+        // On a read error, claim the newest epoch: nothing is activated
+        // twice, and the next block retries.
+        self.store.share_epoch().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the epoch of this node's shares");
+            u64::MAX
+        })
+    }
+
+    fn has_next_shares(&self, epoch: u64, batch: u64) -> bool {
+        // On a read error, claim them: recovery is retried next block.
+        self.store.has_next_shares(epoch, batch).unwrap_or(true)
+    }
+}
+
 /// What the participant reads and writes: the committed state, this
 /// node's key shares, the applied tip it follows, and consensus for its
 /// transactions.
@@ -130,10 +161,13 @@ pub struct ParticipantHandles {
 
 /// Who this node is in the DKG.
 pub struct ParticipantIdentity {
-    /// Its index.
-    pub index: u16,
+    /// Its index in the node set in force (`None` once an epoch it is not
+    /// a member of came into force).
+    pub index: Option<u16>,
     /// Its ed25519 key, which signs its DKG transactions.
     pub node_key: ed25519::PrivateKey,
+    /// Its secp256k1 key, which shares are dealt to.
+    pub secp256k1: NonZeroScalar,
 }
 
 /// Carries out one action. A storage failure stops the participant (the
@@ -148,8 +182,8 @@ fn execute(
 ) -> Result<(), StoreError> {
     match action {
         DkgAction::Submit(body) => {
-            let transaction =
-                SignedTransaction::sign_as_node(ledger.network_id(), body, identity.index, &identity.node_key);
+            let Some(index) = identity.index else { return Ok(()) };
+            let transaction = SignedTransaction::sign_as_node(ledger.network_id(), body, index, &identity.node_key);
             if let Err(e) = submitter.submit(Bytes::from(transaction.encode().to_vec())) {
                 tracing::warn!(error = %e, "a DKG transaction was not accepted; it will be sent again");
             }
@@ -182,6 +216,68 @@ fn execute(
     Ok(())
 }
 
+/// Carries out one handover action; an epoch in force makes a DKG
+/// participant for this node's index in the new set (or none).
+fn execute_handover(
+    action: HandoverAction,
+    state: &CommittedState,
+    store: &ShareStore,
+    submitter: &TransactionSubmitter,
+    identity: &mut ParticipantIdentity,
+    role: &mut Box<dyn DkgRole>,
+) -> Result<(), StoreError> {
+    let ledger = state.ledger();
+    match action {
+        HandoverAction::Submit { index, body } => {
+            let transaction = SignedTransaction::sign_as_node(ledger.network_id(), body, index, &identity.node_key);
+            if let Err(e) = submitter.submit(Bytes::from(transaction.encode().to_vec())) {
+                tracing::warn!(error = %e, "a handover transaction was not accepted; it will be sent again");
+            }
+        }
+        HandoverAction::StoreNextShares { epoch, batch, first_key, shares } => {
+            let bytes: Zeroizing<Vec<[u8; 32]>> = Zeroizing::new(shares.iter().map(scalar_to_bytes).collect());
+            store.put_next_shares(epoch, batch, first_key, &bytes)?;
+            tracing::info!(epoch, batch, first_key, keys = bytes.len(), "stored this node's shares for the next epoch");
+        }
+        HandoverAction::ActivateEpoch { epoch, index } => {
+            let held = store.activate_epoch(epoch, index.is_some())?;
+            match index {
+                Some(index) => {
+                    tracing::info!(epoch, index, key_shares = held, "epoch in force: this node's new shares serve");
+                    if identity.index != Some(index) {
+                        let current = state
+                            .node_sets()
+                            .map_err(|e| StoreError::Open { path: "ledger state".to_owned(), reason: e.to_string() })?;
+                        match DkgParticipant::for_set(&current.current, index, identity.secp256k1) {
+                            Ok(participant) => *role = Box::new(participant),
+                            Err(e) => tracing::error!(error = %e, "cannot take part in the new epoch's DKG"),
+                        }
+                    }
+                    identity.index = Some(index);
+                }
+                None => {
+                    tracing::warn!(epoch, "epoch in force without this node: every key share it held is deleted");
+                    identity.index = None;
+                }
+            }
+        }
+        HandoverAction::Notice(notice) => match notice {
+            HandoverNotice::CannotDeal { batch, reason } => {
+                tracing::warn!(batch, reason, "cannot deal in a reshare batch; the other old nodes deal")
+            }
+            HandoverNotice::Complaining { batch, dealer, fault } => {
+                tracing::warn!(batch, dealer, fault, "complaining about a reshare dealer")
+            }
+            HandoverNotice::SittingOut { batch, reason } => tracing::error!(
+                batch,
+                reason,
+                "this node holds no next-epoch shares of a reshare batch (the others rebuild every key)"
+            ),
+        },
+    }
+    Ok(())
+}
+
 /// The participant's notices, in the node's log.
 fn log_notice(notice: &DkgNotice) {
     match notice {
@@ -210,11 +306,12 @@ fn log_notice(notice: &DkgNotice) {
 /// state). `now_ms` reads the clock (milliseconds since the Unix epoch).
 pub async fn run_participant<R: CryptoRng + Send>(
     ParticipantHandles { state, shares: store, tip, submitter }: ParticipantHandles,
-    identity: ParticipantIdentity,
+    mut identity: ParticipantIdentity,
     mut role: Box<dyn DkgRole>,
     mut rng: R,
     now_ms: impl Fn() -> u64 + Send,
 ) {
+    let mut handover = HandoverParticipant::new(identity.secp256k1);
     let mut next = 0;
     loop {
         let height = tip.wait_for(next).await.height;
@@ -230,7 +327,24 @@ pub async fn run_participant<R: CryptoRng + Send>(
             }
         };
         let shares = StoredShares { store: &store };
-        let actions = match role.on_block(state.ledger(), &snapshot, height, now_ms(), &shares, &mut rng) {
+        let now = now_ms();
+        let actions = match handover.on_block(state.ledger(), &snapshot, height, now, &shares, &mut rng) {
+            Ok(actions) => actions,
+            Err(e) => {
+                tracing::error!(error = %e, "handover participant stopped: the ledger state is unreadable");
+                return;
+            }
+        };
+        for action in actions {
+            if let Err(e) = execute_handover(action, &state, &store, &submitter, &mut identity, &mut role) {
+                tracing::error!(error = %e, "DKG participant stopped: cannot persist key shares");
+                return;
+            }
+        }
+        if identity.index.is_none() {
+            continue;
+        }
+        let actions = match role.on_block(state.ledger(), &snapshot, height, now, &shares, &mut rng) {
             Ok(actions) => actions,
             Err(e) => {
                 tracing::error!(error = %e, "DKG participant stopped: the ledger state is unreadable");

@@ -420,7 +420,11 @@ fn start_dkg(
     let index = node.me.index;
     let participant = DkgParticipant::new(&node.ledger, index, *node.identity.secp256k1.as_nonzero_scalar())
         .map_err(NodeError::Participant)?;
-    let identity = ParticipantIdentity { index, node_key: node.identity.consensus.clone() };
+    let identity = ParticipantIdentity {
+        index: Some(index),
+        node_key: node.identity.consensus.clone(),
+        secp256k1: *node.identity.secp256k1.as_nonzero_scalar(),
+    };
     let handles = ParticipantHandles {
         state: applier.committed_state(),
         shares: applier.share_store(),

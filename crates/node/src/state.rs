@@ -127,4 +127,31 @@ impl ShareStore {
     pub fn drop_batch_shares(&self, batch: u64) -> Result<(), StoreError> {
         self.0.drop_batch_shares(batch)
     }
+
+    /// The epoch this node's key shares are for.
+    pub fn share_epoch(&self) -> Result<u64, StoreError> {
+        self.0.share_epoch()
+    }
+
+    /// Keeps this node's shares of a reshare batch for the next epoch.
+    pub fn put_next_shares(
+        &self,
+        epoch: u64,
+        batch: u64,
+        first_key: u64,
+        shares: &[[u8; 32]],
+    ) -> Result<(), StoreError> {
+        self.0.put_next_shares(epoch, batch, first_key, shares)
+    }
+
+    /// Whether this node keeps its shares of a reshare batch.
+    pub fn has_next_shares(&self, epoch: u64, batch: u64) -> Result<bool, StoreError> {
+        self.0.has_next_shares(epoch, batch)
+    }
+
+    /// Puts epoch `epoch`'s shares in force (or deletes every share, if
+    /// this node is not a member).
+    pub fn activate_epoch(&self, epoch: u64, member: bool) -> Result<u64, StoreError> {
+        self.0.activate_epoch(epoch, member)
+    }
 }

@@ -128,7 +128,11 @@ impl Harness {
             Behaviour::Honest => Box::new(participant),
             behaviour => Box::new(Misbehaving { inner: participant, behaviour, secret }),
         };
-        let identity = ParticipantIdentity { index, node_key: self.network.node_keys[node].clone() };
+        let identity = ParticipantIdentity {
+            index: Some(index),
+            node_key: self.network.node_keys[node].clone(),
+            secp256k1: secret,
+        };
         let rng = ChaCha20Rng::seed_from_u64(self.seed * 100 + node as u64);
         let blocker = self.oracle.control(self.keys[node].clone());
         let provider = self.oracle.manager();

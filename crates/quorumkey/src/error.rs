@@ -135,6 +135,17 @@ pub enum CommandError {
         /// Why.
         source: std::io::Error,
     },
+    /// An epoch proposal file is not one.
+    #[error("{path}: {reason}")]
+    Proposal {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// An epoch change could not be made.
+    #[error("{0}")]
+    Epoch(String),
     /// The network file lists no node with this node's keys.
     #[error("{0} lists no node with this node's keys")]
     NotEnrolled(PathBuf),

@@ -6,6 +6,7 @@
 //!   for people or as JSON.
 //! - [`registry_commands`]: `verifier ...`, the registry through a node.
 //! - [`operator_commands`]: `network init` and `network policy ...`.
+//! - [`epoch_commands`]: `network epoch ...`, changing the node set.
 //! - [`devnet_commands`]: `devnet-node status|stop|start`, a running
 //!   devnet's nodes through its control socket.
 //! - [`error`]: why a command failed.
@@ -17,6 +18,7 @@ pub mod bench;
 pub mod client_commands;
 pub mod demo;
 pub mod devnet_commands;
+pub mod epoch_commands;
 pub mod error;
 pub mod floors;
 pub mod operator_commands;

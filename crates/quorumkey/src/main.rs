@@ -509,6 +509,115 @@ enum NetworkCommand {
     /// signatures of at least 2f + 1 operators.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The node set: show the epoch in force and a handover's progress,
+    /// and change the set (add, remove or replace nodes, or refresh every
+    /// share) with the signatures of at least 2f + 1 current operators.
+    #[command(subcommand)]
+    Epoch(EpochCommand),
+}
+
+/// Epochs: the node set in force and changes to it.
+#[derive(Debug, Subcommand)]
+enum EpochCommand {
+    /// Print the epoch in force, its nodes, and the handover to the next
+    /// one if it runs.
+    Show {
+        /// Follow the handover with a progress bar until the new epoch is
+        /// in force.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        target: NodeTarget,
+    },
+    /// Write a proposal for the next epoch: the set in force (asked of a
+    /// node) without the nodes --remove names and with those whose
+    /// enrollments --add names (made by `quorumkey node keygen`). With
+    /// neither, the proposal refreshes every share within the same set.
+    Propose {
+        /// An enrollment of a node to add (enrollment.toml); repeat.
+        #[arg(long = "add")]
+        add: Vec<PathBuf>,
+        /// The index (in the epoch in force) of a node to remove; repeat.
+        #[arg(long = "remove")]
+        remove: Vec<u16>,
+        /// network.toml: the addresses of genesis nodes, which the ledger
+        /// does not hold (needed while epoch 0 is in force).
+        #[arg(long)]
+        network_file: Option<PathBuf>,
+        /// Where to write the proposal (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        target: NodeTarget,
+    },
+    /// Sign a proposal with this operator's node key and print the
+    /// signature as INDEX:HEX, for `submit`. The index is the node's in
+    /// the epoch in force: asked of --node if given, else read from
+    /// network.toml (right while epoch 0 is in force).
+    Sign {
+        /// This operator's node.toml (its key directory and network file).
+        #[arg(long)]
+        node_config: PathBuf,
+        /// The proposal (the same file every operator signs).
+        #[arg(long)]
+        proposal: PathBuf,
+        /// A node's API URL, to find this node's index in the epoch in
+        /// force.
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Submit a proposal signed by at least 2f + 1 current operators and
+    /// wait until it is decided; the handover then runs on its own
+    /// (follow it with `show --watch`).
+    Submit {
+        /// The proposal every operator signed.
+        #[arg(long)]
+        proposal: PathBuf,
+        /// An operator's signature, INDEX:HEX as `sign` printed it; repeat.
+        #[arg(long = "signature", required = true)]
+        signatures: Vec<String>,
+        #[command(flatten)]
+        target: NodeTarget,
+    },
+}
+
+fn epoch_command(command: EpochCommand) -> Result<(), CommandError> {
+    use quorumkey::epoch_commands::{ProposalFile, describe, propose, sign, submit, watch};
+    match command {
+        EpochCommand::Show { watch: follow, target } => {
+            let client = node_client(&target.into())?;
+            if follow {
+                runtime()?.block_on(watch(&client, Duration::from_millis(500)))?;
+            } else {
+                print!("{}", describe(&runtime()?.block_on(client.epoch())?));
+            }
+        }
+        EpochCommand::Propose { add, remove, network_file, out, target } => {
+            let client = node_client(&target.into())?;
+            let proposal = runtime()?.block_on(propose(&client, network_file.as_deref(), &add, &remove, &out))?;
+            let t = proposal.nodes.len() / 2 + 1;
+            println!("epoch {} proposed: {} nodes (threshold {t})", proposal.epoch, proposal.nodes.len());
+            for (position, node) in proposal.nodes.iter().enumerate() {
+                println!("  node {:<3} {}  {}", position + 1, node.consensus_key, node.rpc_url);
+            }
+            println!("written {}; each operator signs it with `quorumkey network epoch sign`", out.display());
+        }
+        EpochCommand::Sign { node_config, proposal, node } => {
+            let proposal = ProposalFile::load(&proposal)?;
+            let client = node.map(quorumkey_client::node_api_client::NodeApiClient::new);
+            println!("{}", runtime()?.block_on(sign(&node_config, &proposal, client.as_ref()))?);
+        }
+        EpochCommand::Submit { proposal, signatures, target } => {
+            let client = node_client(&target.into())?;
+            let proposal = ProposalFile::load(&proposal)?;
+            let height = runtime()?.block_on(submit(&client, &proposal, &signatures))?;
+            println!(
+                "epoch {} decided at height {height}; follow the handover with `quorumkey network epoch show --watch`",
+                proposal.epoch
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The network's abuse policy.
@@ -724,6 +833,7 @@ fn run(cli: Cli) -> Result<(), CommandError> {
             operator_commands::network_init(nodes, &out, flags)?;
         }
         Command::Network(NetworkCommand::Policy(command)) => policy_command(command)?,
+        Command::Network(NetworkCommand::Epoch(command)) => epoch_command(command)?,
         Command::Network(NetworkCommand::Genesis { enrollments, out, policy, verifiers }) => {
             operator_commands::network_genesis(&enrollments, &out, policy.as_deref(), verifiers.as_deref())?;
         }

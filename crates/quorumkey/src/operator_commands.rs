@@ -195,7 +195,7 @@ pub fn sign(node_config: &Path, policy: NetworkPolicy, nonce: u64) -> Result<Str
 }
 
 /// Parses `index:hex` signatures.
-fn parse_signatures(signatures: &[String]) -> Result<Vec<(u16, ed25519::Signature)>, CommandError> {
+pub(crate) fn parse_signatures(signatures: &[String]) -> Result<Vec<(u16, ed25519::Signature)>, CommandError> {
     use commonware_codec::DecodeExt as _;
     signatures
         .iter()

@@ -40,6 +40,14 @@ const BATCH_SHARES: TableDefinition<'static, u64, &'static [u8]> = TableDefiniti
 /// Secret: this node's share of each key, by key index, encrypted (see
 /// [`sealed`]).
 const KEY_SHARES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("key_shares");
+/// Secret: this node's shares of a reshare batch's keys for the next
+/// epoch, by `epoch << 40 | batch`, from their handover until the epoch
+/// is in force (then they replace [`KEY_SHARES`]), encrypted (see
+/// [`sealed`]): the first key's index (8 bytes), then 32 bytes per key.
+const NEXT_SHARES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("next_epoch_shares");
+/// The epoch the shares in [`KEY_SHARES`] are for, in [`STORE_META`]
+/// (absent: 0).
+const SHARE_EPOCH: &str = "share_epoch";
 /// The key shares as stores made before shares were encrypted kept them:
 /// plain, 32 bytes each (read only to encrypt them, by [`rekey`]).
 const PLAIN_KEY_SHARES: TableDefinition<'static, u64, &'static [u8; 32]> = TableDefinition::new("key_shares");
@@ -787,6 +795,99 @@ impl NodeStore {
         Ok(Some(share))
     }
 
+    /// The epoch this node's key shares are for (0 until a handover's
+    /// epoch came into force).
+    pub fn share_epoch(&self) -> Result<u64, StoreError> {
+        let Some(table) = self.read_table(STORE_META)? else { return Ok(0) };
+        let Some(value) = table.get(SHARE_EPOCH).map_err(|e| db_error("read the share epoch")(e.into()))? else {
+            return Ok(0);
+        };
+        <[u8; 8]>::try_from(value.value()).map(u64::from_be_bytes).map_err(|_| StoreError::Open {
+            path: "store_meta".to_owned(),
+            reason: "share_epoch is not 8 bytes".to_owned(),
+        })
+    }
+
+    /// Persists this node's shares of keys `first_key..` for epoch `epoch`
+    /// (reshare batch `batch`), encrypted, durably.
+    pub fn put_next_shares(
+        &self,
+        epoch: u64,
+        batch: u64,
+        first_key: u64,
+        shares: &[[u8; 32]],
+    ) -> Result<(), StoreError> {
+        let key = next_shares_key(epoch, batch)?;
+        let mut plain = Zeroizing::new(Vec::with_capacity(8 + 32 * shares.len()));
+        plain.extend_from_slice(&first_key.to_be_bytes());
+        for share in shares {
+            plain.extend_from_slice(share);
+        }
+        let secret = SecretTable::NextShares;
+        let entry = sealed::seal(&self.kek, secret, key, &plain).map_err(StoreError::share(secret, key))?;
+        self.write(|txn| {
+            let mut table = txn.open_table(NEXT_SHARES).map_err(|e| db_error("open next shares table")(e.into()))?;
+            table.insert(key, entry.as_slice()).map_err(|e| db_error("write next shares")(e.into()))?;
+            Ok(())
+        })
+    }
+
+    /// Whether this node keeps its shares of reshare batch `batch` for
+    /// epoch `epoch`.
+    pub fn has_next_shares(&self, epoch: u64, batch: u64) -> Result<bool, StoreError> {
+        let Some(table) = self.read_table(NEXT_SHARES)? else { return Ok(false) };
+        let key = next_shares_key(epoch, batch)?;
+        Ok(table.get(key).map_err(|e| db_error("read next shares")(e.into()))?.is_some())
+    }
+
+    /// Epoch `epoch` is in force: if this node is a member, its shares for
+    /// it replace every key share it held; if not, it deletes them all. In
+    /// one transaction, with the share epoch. Returns how many key shares
+    /// the node holds now.
+    pub fn activate_epoch(&self, epoch: u64, member: bool) -> Result<u64, StoreError> {
+        let secret = SecretTable::NextShares;
+        let mut entries: Vec<(u64, Vec<u8>)> = Vec::new();
+        if member && let Some(table) = self.read_table(NEXT_SHARES)? {
+            let (low, high) = (next_shares_key(epoch, 0)?, next_shares_key(epoch + 1, 0)?);
+            for entry in table.range(low..high).map_err(|e| db_error("list next shares")(e.into()))? {
+                let (key, value) = entry.map_err(|e| db_error("list next shares")(e.into()))?;
+                let plain = sealed::open(&self.kek, secret, key.value(), value.value())
+                    .map_err(StoreError::share(secret, key.value()))?;
+                if plain.len() < 8 || !(plain.len() - 8).is_multiple_of(32) {
+                    return Err(StoreError::Share {
+                        table: secret.name(),
+                        key: key.value(),
+                        reason: "it is not a first key and 32-byte shares".to_owned(),
+                    });
+                }
+                let mut first = [0u8; 8];
+                first.copy_from_slice(&plain[..8]);
+                let first = u64::from_be_bytes(first);
+                for (offset, share) in plain[8..].chunks_exact(32).enumerate() {
+                    let index = first + offset as u64;
+                    let sealed = sealed::seal(&self.kek, SecretTable::KeyShares, index, share)
+                        .map_err(StoreError::share(SecretTable::KeyShares, index))?;
+                    entries.push((index, sealed));
+                }
+            }
+        }
+        let count = entries.len() as u64;
+        self.write(|txn| {
+            for definition in [KEY_SHARES, BATCH_SHARES, NEXT_SHARES] {
+                txn.delete_table(definition).map_err(|e| db_error("clear a shares table")(e.into()))?;
+            }
+            let mut keys = txn.open_table(KEY_SHARES).map_err(|e| db_error("open key shares table")(e.into()))?;
+            for (index, entry) in &entries {
+                keys.insert(*index, entry.as_slice()).map_err(|e| db_error("write key share")(e.into()))?;
+            }
+            let mut meta = txn.open_table(STORE_META).map_err(|e| db_error("open store meta")(e.into()))?;
+            meta.insert(SHARE_EPOCH, epoch.to_be_bytes().as_slice())
+                .map_err(|e| db_error("write the share epoch")(e.into()))?;
+            Ok(())
+        })?;
+        Ok(count)
+    }
+
     /// Whether this node holds a share of key `index` (without decrypting it).
     pub fn has_key_share(&self, index: u64) -> Result<bool, StoreError> {
         let Some(table) = self.read_table(KEY_SHARES)? else { return Ok(false) };
@@ -1058,7 +1159,8 @@ pub fn rekey(path: &Path, current: Option<&Kek>, new: &Kek) -> Result<RekeyRepor
     let (key_shares, batch_shares) = match from {
         Some(current) => (
             reencrypt(&txn, KEY_SHARES, SecretTable::KeyShares, Some(current), new)?,
-            reencrypt(&txn, BATCH_SHARES, SecretTable::BatchShares, Some(current), new)?,
+            reencrypt(&txn, BATCH_SHARES, SecretTable::BatchShares, Some(current), new)?
+                + reencrypt(&txn, NEXT_SHARES, SecretTable::NextShares, Some(current), new)?,
         ),
         None => (
             encrypt_plain_key_shares(&db, &txn, new)?,
@@ -1133,6 +1235,18 @@ fn encrypt_plain_key_shares(db: &Database, txn: &redb::WriteTransaction, to: &Ke
         table.insert(*index, entry.as_slice()).map_err(|e| db_error("write key share")(e.into()))?;
     }
     Ok(shares.len() as u64)
+}
+
+/// The key of a reshare batch's next-epoch shares: the epoch in the top 24
+/// bits, the batch in the low 40.
+fn next_shares_key(epoch: u64, batch: u64) -> Result<u64, StoreError> {
+    if epoch >= 1 << 24 || batch >= 1 << 40 {
+        return Err(StoreError::Open {
+            path: "next_epoch_shares".to_owned(),
+            reason: format!("epoch {epoch} or reshare batch {batch} is beyond what the store indexes"),
+        });
+    }
+    Ok(epoch << 40 | batch)
 }
 
 /// A read-only view of the committed ledger state at one point in time.

@@ -110,6 +110,8 @@ pub(crate) enum SecretTable {
     BatchShares,
     /// `key_shares`, by key index.
     KeyShares,
+    /// `next_epoch_shares`, by `epoch << 40 | batch`.
+    NextShares,
 }
 
 impl SecretTable {
@@ -118,6 +120,7 @@ impl SecretTable {
             Self::KekCheck => 0,
             Self::BatchShares => 1,
             Self::KeyShares => 2,
+            Self::NextShares => 3,
         }
     }
 
@@ -127,6 +130,7 @@ impl SecretTable {
             Self::KekCheck => "store_meta",
             Self::BatchShares => "dkg_batch_shares",
             Self::KeyShares => "key_shares",
+            Self::NextShares => "next_epoch_shares",
         }
     }
 }

@@ -248,3 +248,50 @@ fn a_database_made_before_encryption_without_shares_opens() {
     drop(store);
     assert!(matches!(open(&path, &kek(1)), Err(StoreError::WrongKek { .. })));
 }
+
+/// A handover's shares wait apart, encrypted, and take over every key share
+/// at once when their epoch comes into force; a node that leaves deletes
+/// everything.
+#[test]
+fn next_epoch_shares_replace_every_key_share_at_activation() {
+    let (dir, path) = fresh();
+    with_shares(&path, &kek(1));
+    let store = open(&path, &kek(1)).unwrap();
+    assert_eq!(store.share_epoch().unwrap(), 0);
+    // Epoch 1: keys 100..102 in reshare batch 0, key 200 in batch 1.
+    store.put_next_shares(1, 0, 100, &[secret(9_100), secret(9_101), secret(9_102)]).unwrap();
+    assert!(store.has_next_shares(1, 0).unwrap());
+    assert!(!store.has_next_shares(1, 1).unwrap());
+    assert!(!store.has_next_shares(2, 0).unwrap());
+    store.put_next_shares(1, 1, 200, &[secret(9_200)]).unwrap();
+    // Until then, the current shares serve.
+    check_shares(&store);
+    drop(store);
+    // At rest, the next shares are encrypted too.
+    let bytes = std::fs::read(&path).unwrap();
+    for s in [secret(9_100), secret(9_200)] {
+        assert!(!bytes.windows(32).any(|w| w == s), "a next-epoch share in the clear");
+    }
+    // A rekey carries them over.
+    rekey(&path, Some(&kek(1)), &kek(2)).unwrap();
+    let store = open(&path, &kek(2)).unwrap();
+    assert_eq!(store.activate_epoch(1, true).unwrap(), 4);
+    assert_eq!(store.share_epoch().unwrap(), 1);
+    assert_eq!(store.key_share_indexes().unwrap(), [100, 101, 102, 200]);
+    for (index, seed) in [(100, 9_100), (101, 9_101), (102, 9_102), (200, 9_200)] {
+        assert_eq!(*store.key_share(index).unwrap().unwrap(), secret(seed), "key {index}");
+    }
+    assert_eq!(store.batches_with_shares().unwrap(), Vec::<u64>::new());
+    assert!(!store.has_next_shares(1, 0).unwrap());
+    drop(store);
+    // Reopened, the epoch and the shares stay.
+    let store = open(&path, &kek(2)).unwrap();
+    assert_eq!(store.share_epoch().unwrap(), 1);
+    // A node that is not in epoch 2 deletes every share it has.
+    store.put_next_shares(2, 0, 100, &[secret(5)]).unwrap();
+    assert_eq!(store.activate_epoch(2, false).unwrap(), 0);
+    assert_eq!(store.key_share_indexes().unwrap(), Vec::<u64>::new());
+    assert!(!store.has_next_shares(2, 0).unwrap());
+    assert_eq!(store.share_epoch().unwrap(), 2);
+    drop(dir);
+}

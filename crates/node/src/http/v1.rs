@@ -17,8 +17,9 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use quorumkey_ledger::{Assignment, LedgerView, MAX_TRANSACTION_LEN, Rejection, VerifierId, VerifierName};
 use quorumkey_login::node_api::{
-    AssignmentQuery, AssignmentResponse, KeyResponse, MAX_VERIFIERS_PER_PAGE, NetworkPolicyFile, PolicyResponse,
-    StateRootResponse, StatusResponse, SubmitRequest, SubmitResponse, VerifierInfo, VerifiersQuery, VerifiersResponse,
+    AssignmentQuery, AssignmentResponse, EpochNodeInfo, EpochResponse, HandoverInfo, KeyResponse,
+    MAX_VERIFIERS_PER_PAGE, NetworkPolicyFile, PolicyResponse, StateRootResponse, StatusResponse, SubmitRequest,
+    SubmitResponse, VerifierInfo, VerifiersQuery, VerifiersResponse,
 };
 use serde::Serialize;
 
@@ -143,6 +144,22 @@ async fn policy(State(api): State<NodeApi>) -> Result<Json<PolicyResponse>, ApiE
     let policy = ledger.policy(&snapshot).map_err(|e| unavailable(e.to_string()))?;
     let nonce = ledger.policy_nonce(&snapshot).map_err(|e| unavailable(e.to_string()))?;
     Ok(Json(PolicyResponse { nonce, policy: NetworkPolicyFile::from_policy(&policy) }))
+}
+
+async fn epoch(State(api): State<NodeApi>) -> Result<Json<EpochResponse>, ApiError> {
+    let unavailable = |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e);
+    let snapshot = api.state.snapshot().map_err(|e| unavailable(e.to_string()))?;
+    let ledger = api.state.ledger();
+    let view = ledger.epoch_view(&snapshot);
+    let current = view.current().map_err(|e| unavailable(e.to_string()))?;
+    let handover = view.handover().map_err(|e| unavailable(e.to_string()))?;
+    let height = ledger.height(&snapshot).map_err(|e| unavailable(e.to_string()))?.unwrap_or(0);
+    Ok(Json(EpochResponse {
+        epoch: current.epoch,
+        height,
+        nodes: EpochNodeInfo::from_set(&current),
+        handover: handover.as_ref().map(HandoverInfo::from_record),
+    }))
 }
 
 async fn status(State(api): State<NodeApi>) -> Json<StatusResponse> {
@@ -296,6 +313,7 @@ pub fn router(api: NodeApi, health: HealthCell, telemetry: Option<Telemetry>, li
         .route("/v1/assignment", get(assignment))
         .route("/v1/keys/{index}", get(key))
         .route("/v1/policy", get(policy))
+        .route("/v1/epoch", get(epoch))
         .route("/v1/verifiers", get(verifiers))
         .route("/v1/verifiers/{name}", get(verifier))
         // Hex doubles a transaction; leave room for the JSON around it.
