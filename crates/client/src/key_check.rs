@@ -12,6 +12,12 @@ use quorumkey_login::ShareRequestResult;
 
 use crate::NodeFailure;
 
+/// Why [`CheckedKey::open_share`] refuses a share that decrypts but is not
+/// the node's share by the public shares the client holds: the node lies,
+/// or the network moved to new shares (a refresh or another epoch) since
+/// the client fetched them.
+pub const WRONG_SHARE: &str = "wrong share: it does not match the node's public share on the ledger";
+
 /// A key's public data, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckedKey {
@@ -225,9 +231,15 @@ impl CheckedKey {
         let plaintext = decrypt(temp_secret, &ciphertext).map_err(|e| format!("the share does not decrypt: {e}"))?;
         let share = scalar_from_bytes(&plaintext).map_err(|e| format!("the share: {e}"))?;
         if !self.share_matches(node, &share) {
-            return Err("wrong share: it does not match the node's public share on the ledger".to_owned());
+            return Err(WRONG_SHARE.to_owned());
         }
         Ok(share)
+    }
+
+    /// True if `other` records other public shares for the key (the
+    /// network moved to new shares between the two fetches).
+    pub fn public_shares_differ(&self, other: &Self) -> bool {
+        self.public_shares != other.public_shares
     }
 
     /// The key from exactly `threshold` checked shares, checked against the

@@ -590,15 +590,15 @@ impl QuorumkeyClient {
     }
 
     /// The key's public shares as `t` nodes agree on them (all asked at
-    /// once), checked, and kept for later logins; `true` if they came from
-    /// what this client kept (a handover to a new epoch, or a refresh, may
-    /// have changed them since: see [`Self::refetch_public_shares`]).
-    async fn public_shares(&self, key: &KeyInfo) -> Result<(CheckedKey, bool), ClientError> {
+    /// once), checked, and kept for later logins (a refresh or a new epoch
+    /// may change them since: a login that meets a share that does not
+    /// match fetches them again, see [`Self::refetch_public_shares`]).
+    async fn public_shares(&self, key: &KeyInfo) -> Result<CheckedKey, ClientError> {
         let cached = self.checked_keys.lock().ok().and_then(|cache| cache.get(&key.key_index).cloned());
         if let Some(checked) = cached.filter(|checked| checked.public_key == key.public_key) {
-            return Ok((checked, true));
+            return Ok(checked);
         }
-        Ok((self.refetch_public_shares(key).await?, false))
+        self.refetch_public_shares(key).await
     }
 
     /// The key's public shares fetched afresh, and kept.
@@ -765,8 +765,8 @@ impl QuorumkeyClient {
                     }
                 })?,
             };
-            let (checked, cached) = self.public_shares(&key).await?;
-            Ok::<_, ClientError>(KnownKey { key, checked, cached, took: started.elapsed() })
+            let checked = self.public_shares(&key).await?;
+            Ok::<_, ClientError>(KnownKey { key, checked, took: started.elapsed() })
         };
         let (key, committed) = tokio::join!(key, self.commit(request));
         self.reveal(request, key?, committed?, started).await
@@ -836,7 +836,8 @@ impl QuorumkeyClient {
         mut committed: Committed,
         started: Instant,
     ) -> Result<Login, ClientError> {
-        let KnownKey { key, mut checked, mut cached, took: lookup } = key;
+        let KnownKey { key, mut checked, took: lookup } = key;
+        let mut refetched = false;
         let mut timings = LoginTimings { lookup, commitment: committed.took, ..LoginTimings::default() };
         let share_body = |signatures: &[Option<Value>]| {
             let entries: Vec<&Value> = signatures.iter().map(|s| s.as_ref().unwrap_or(&Value::Null)).collect();
@@ -855,6 +856,7 @@ impl QuorumkeyClient {
         let mut pending: FuturesUnordered<NodeCall> = FuturesUnordered::new();
         // Each good share, by position, until the plan names the `t` used.
         let mut shares: Vec<Option<Share>> = vec![None; self.nodes.len()];
+        let mut answers: Vec<Option<ShareRequestResult>> = vec![None; self.nodes.len()];
         let used = loop {
             match committed.plan.poll() {
                 PlanStep::SendReveal { position, signatures } => {
@@ -882,18 +884,38 @@ impl QuorumkeyClient {
                     };
                     let mut opened =
                         answer.as_ref().map_err(Clone::clone).and_then(|a| checked.open_share(a, &committed.temp_secret, node));
-                    // A share that does not match the public share this
-                    // client kept: the network may have refreshed its
-                    // shares or handed its keys to a new epoch since. Fetch
-                    // the public shares again, once per login, and check
-                    // this answer against them (earlier answers all
-                    // matched the kept ones, so none is affected).
-                    if let (Err(_), Ok(parsed), true) = (&opened, &answer, cached) {
-                        cached = false;
-                        if let Ok(fresh) = self.refetch_public_shares(&key).await {
+                    // A share that decrypts but does not match the public
+                    // share the client holds: the network may have moved
+                    // to new shares (a refresh, another epoch) since the
+                    // client fetched them. Fetch them again, once per
+                    // login; check this answer against them, and take back
+                    // the shares counted so far that no longer match (a
+                    // node that had not switched yet), so that the shares
+                    // used are all of one epoch.
+                    if let (Err(reason), Ok(parsed), false) = (&opened, &answer, refetched)
+                        && reason == key_check::WRONG_SHARE
+                    {
+                        refetched = true;
+                        if let Ok(fresh) = self.refetch_public_shares(&key).await
+                            && fresh.public_shares_differ(&checked)
+                        {
                             checked = fresh;
                             opened = checked.open_share(parsed, &committed.temp_secret, node);
+                            for earlier in 0..self.nodes.len() {
+                                let Some(earlier_answer) = &answers[earlier] else { continue };
+                                if shares[earlier].is_none() {
+                                    continue;
+                                }
+                                let index = self.nodes[earlier].index;
+                                if let Err(reason) = checked.open_share(earlier_answer, &committed.temp_secret, index) {
+                                    shares[earlier] = None;
+                                    committed.plan.revoke_share(earlier, reason);
+                                }
+                            }
                         }
+                    }
+                    if let Ok(parsed) = answer {
+                        answers[position] = Some(parsed);
                     }
                     let outcome = match opened {
                         Ok(value) => {
@@ -1035,8 +1057,6 @@ impl<'a> LoginRequest<'a> {
 struct KnownKey {
     key: KeyInfo,
     checked: CheckedKey,
-    /// The checked data came from what the client kept.
-    cached: bool,
     took: Duration,
 }
 

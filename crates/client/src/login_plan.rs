@@ -359,6 +359,24 @@ impl LoginPlan {
         true
     }
 
+    /// A share counted good turns out not to be (the client fetched the
+    /// key's public shares again and it does not match them): it no longer
+    /// counts, and the plan asks other signers for theirs.
+    pub fn revoke_share(&mut self, position: usize, reason: String) {
+        if self.phase != Phase::Revealing {
+            return;
+        }
+        let Some(found) = self.good_shares.iter().position(|p| *p == position) else { return };
+        self.good_shares.remove(found);
+        if let Some(report) = self.reports.get_mut(position) {
+            report.share = Some(Err(reason));
+            report.used = false;
+        }
+        self.failed_shares += 1;
+        self.ask_signers();
+        self.settle_reveal();
+    }
+
     /// The time is `now`: once the hedge is due, every signer not asked
     /// yet is (and every later one will be as soon as it signs).
     pub fn handle_timeout(&mut self, now: Instant) {

@@ -68,6 +68,16 @@ pub struct StatusResponse {
     /// Users waiting for the next DKG batch.
     #[serde(default)]
     pub pending_assignments: u64,
+    /// The epoch in force on the ledger.
+    #[serde(default)]
+    pub epoch: u64,
+    /// The epoch this node's key shares are for (behind `epoch` only
+    /// between a handover's boundary and this node's next block).
+    #[serde(default)]
+    pub share_epoch: u64,
+    /// Keys this node holds a share of (`total_keys` when it holds all).
+    #[serde(default)]
+    pub key_shares: u64,
     /// Why the node is halted, if it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub halted: Option<String>,

@@ -454,6 +454,7 @@ async fn start_http(
         tip: running.tip.clone(),
         peers: running.peers.clone(),
         waiters: running.waiters.clone(),
+        shares: applier.share_store(),
         description,
     };
     let providers = &node.config.providers;

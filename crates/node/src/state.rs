@@ -128,6 +128,11 @@ impl ShareStore {
         self.0.drop_batch_shares(batch)
     }
 
+    /// How many key shares this node holds.
+    pub fn key_share_count(&self) -> Result<u64, StoreError> {
+        self.0.key_share_count()
+    }
+
     /// The epoch this node's key shares are for.
     pub fn share_epoch(&self) -> Result<u64, StoreError> {
         self.0.share_epoch()

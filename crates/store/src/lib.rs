@@ -888,6 +888,12 @@ impl NodeStore {
         Ok(count)
     }
 
+    /// How many key shares this node holds (nothing decrypted).
+    pub fn key_share_count(&self) -> Result<u64, StoreError> {
+        let Some(table) = self.read_table(KEY_SHARES)? else { return Ok(0) };
+        table.len().map_err(|e| db_error("count key shares")(e.into()))
+    }
+
     /// Whether this node holds a share of key `index` (without decrypting it).
     pub fn has_key_share(&self, index: u64) -> Result<bool, StoreError> {
         let Some(table) = self.read_table(KEY_SHARES)? else { return Ok(false) };

@@ -66,6 +66,10 @@ use crate::script_runner::ScriptRunError;
 use crate::state::ShareStore;
 use crate::token_verifier::{TokenVerifier, VerifyError, combined};
 
+/// Longest a reveal waits for this node's shares to catch up with a new
+/// epoch in force (see `settled_key_facts`).
+const EPOCH_SWITCH_WAIT: Duration = Duration::from_secs(2);
+
 /// Largest request body: an aggregate login with eight 16 KiB tokens and
 /// the signatures, with room to spare.
 pub(crate) const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -512,7 +516,7 @@ impl RpcService {
         for _ in 0..4 {
             match decide(&facts)? {
                 RevealStep::CheckToken => facts.token = Some(self.verify_token(&config, &request, facts.now).await),
-                RevealStep::LookUpKey => facts.key = Some(self.key_facts(&request)?),
+                RevealStep::LookUpKey => facts.key = Some(self.settled_key_facts(&request).await?),
                 RevealStep::RecordNullifiers(writes) => facts.nullifiers = Some(self.insert_records(writes).await?),
                 RevealStep::Grant(grant) => {
                     let context = KeyContext {
@@ -532,6 +536,30 @@ impl RpcService {
             }
         }
         Err(internal("the reveal decision asked for more than the four facts it needs"))
+    }
+
+    /// [`Self::key_facts`] once this node's shares are for the epoch in
+    /// force. Between the block that puts a new epoch in force and this
+    /// node's participant moving its new shares in (a few milliseconds),
+    /// the ledger's public shares are the new epoch's and the stored share
+    /// the old one's: the answer waits for the move, up to
+    /// [`EPOCH_SWITCH_WAIT`], rather than refuse a share that is about to
+    /// be right.
+    async fn settled_key_facts(&self, request: &ShareRequest) -> Result<KeyFacts, LoginError> {
+        let deadline = Instant::now() + EPOCH_SWITCH_WAIT;
+        loop {
+            let epoch = self.with_view(|view| view.node_set().map(|set| set.epoch).map_err(internal))?;
+            let share_epoch = self.shares.share_epoch().map_err(internal)?;
+            if share_epoch >= epoch {
+                return self.key_facts(request);
+            }
+            if Instant::now() >= deadline {
+                return Err(LoginError::Unavailable(format!(
+                    "this node is moving to the shares of epoch {epoch}; try again in a moment"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The pair's key and this node's share of it.

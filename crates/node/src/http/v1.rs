@@ -51,6 +51,8 @@ pub struct NodeApi {
     pub peers: PeerActivity,
     /// Clients waiting for finality.
     pub waiters: FinalityWaiters,
+    /// This node's key shares (counted for `/v1/status`).
+    pub shares: crate::state::ShareStore,
     /// `GET /v1/network`: the network's description attested by this
     /// node, as JSON (made once at start; the description never changes
     /// while the node runs).
@@ -166,12 +168,17 @@ async fn status(State(api): State<NodeApi>) -> Json<StatusResponse> {
     let tip = api.tip.get();
     // The pool counters are informational: a store error reads as zero
     // (the node's health reports the error itself).
-    let (total_keys, ready_keys, pending_assignments) = api
+    let (total_keys, ready_keys, pending_assignments, epoch) = api
         .state
         .read(|view| {
-            (view.total_keys().unwrap_or(0), view.ready_keys().unwrap_or(0), view.pending_assignments().unwrap_or(0))
+            (
+                view.total_keys().unwrap_or(0),
+                view.ready_keys().unwrap_or(0),
+                view.pending_assignments().unwrap_or(0),
+                view.node_set().map_or(0, |set| set.epoch),
+            )
         })
-        .unwrap_or((0, 0, 0));
+        .unwrap_or((0, 0, 0, 0));
     Json(StatusResponse {
         index: api.index,
         network_id: hex::encode(api.state.ledger().network_id()),
@@ -182,6 +189,9 @@ async fn status(State(api): State<NodeApi>) -> Json<StatusResponse> {
         total_keys,
         ready_keys,
         pending_assignments,
+        epoch,
+        share_epoch: api.shares.share_epoch().unwrap_or(0),
+        key_shares: api.shares.key_share_count().unwrap_or(0),
         halted: api.state.halted(),
     })
 }
