@@ -106,6 +106,29 @@ fn each_failed_share_asks_the_next_signer_once() {
     assert!(!plan.needs_commitment_answers(), "one failure, one more signer asked");
 }
 
+/// A share counted good is taken back (it is of the epoch before the
+/// network's public shares the client fetched again): it no longer
+/// counts, and the next signer is asked in its place.
+#[test]
+fn a_revoked_share_no_longer_counts_and_asks_the_next_signer() {
+    let mut plan = revealing(&[2, 0, 4, 1, 3], Instant::now());
+    drain(&mut plan);
+    share(&mut plan, 2, true);
+    share(&mut plan, 0, true);
+    plan.revoke_share(2, "of the last epoch".to_owned());
+    assert_eq!(drain(&mut plan), (vec![(1, 5)], PlanStep::Wait), "node 2's place goes to the next signer");
+    // Revoking a share never counted, or twice, changes nothing.
+    plan.revoke_share(3, "never answered".to_owned());
+    plan.revoke_share(2, "again".to_owned());
+    assert_eq!(drain(&mut plan), (vec![], PlanStep::Wait));
+    share(&mut plan, 4, true);
+    share(&mut plan, 1, true);
+    assert_eq!(drain(&mut plan), (vec![], PlanStep::Done { used: vec![0, 4, 1] }));
+    let reports = plan.into_reports();
+    assert!(!reports[2].used, "the revoked share is not used");
+    assert_eq!(reports[2].share, Some(Err("of the last epoch".to_owned())));
+}
+
 #[test]
 fn pending_commitments_are_read_only_when_another_signer_is_needed() {
     let mut plan = revealing(&[2, 0, 4, 1], Instant::now());
