@@ -3,9 +3,11 @@
 //! current operators sign; the network then hands every key over to the
 //! new set (`docs/operations.md`, "Changing the node set").
 //!
-//! - `propose`: the next set from the one in force (asked of a node) with
-//!   nodes added from their enrollments and nodes removed, written to a
-//!   proposal file;
+//! - `propose`: the next set from the one in force (asked of a node),
+//!   written to a proposal file (the library builds set changes too, with
+//!   nodes added from their enrollments and nodes removed; the command
+//!   proposes refreshes only, since nodes refuse set changes until
+//!   consensus switches validator sets);
 //! - `sign`: this operator's signature of a proposal (offline, with its
 //!   node's key);
 //! - `submit`: the proposal with the signatures, to a node, waiting until

@@ -529,17 +529,13 @@ enum EpochCommand {
         #[command(flatten)]
         target: NodeTarget,
     },
-    /// Write a proposal for the next epoch: the set in force (asked of a
-    /// node) without the nodes --remove names and with those whose
-    /// enrollments --add names (made by `quorumkey node keygen`). With
-    /// neither, the proposal refreshes every share within the same set.
+    /// Write a proposal for the next epoch that refreshes every share
+    /// within the set in force (asked of a node): every key keeps its
+    /// public key, every node gets a new share of it, and shares of the
+    /// epoch before are worthless once it is in force. (Adding, removing
+    /// or replacing nodes waits for consensus to switch its validator set
+    /// at an epoch's boundary; nodes refuse such proposals until then.)
     Propose {
-        /// An enrollment of a node to add (enrollment.toml); repeat.
-        #[arg(long = "add")]
-        add: Vec<PathBuf>,
-        /// The index (in the epoch in force) of a node to remove; repeat.
-        #[arg(long = "remove")]
-        remove: Vec<u16>,
         /// network.toml: the addresses of genesis nodes, which the ledger
         /// does not hold (needed while epoch 0 is in force).
         #[arg(long)]
@@ -592,9 +588,9 @@ fn epoch_command(command: EpochCommand) -> Result<(), CommandError> {
                 print!("{}", describe(&runtime()?.block_on(client.epoch())?));
             }
         }
-        EpochCommand::Propose { add, remove, network_file, out, target } => {
+        EpochCommand::Propose { network_file, out, target } => {
             let client = node_client(&target.into())?;
-            let proposal = runtime()?.block_on(propose(&client, network_file.as_deref(), &add, &remove, &out))?;
+            let proposal = runtime()?.block_on(propose(&client, network_file.as_deref(), &[], &[], &out))?;
             let t = proposal.nodes.len() / 2 + 1;
             println!("epoch {} proposed: {} nodes (threshold {t})", proposal.epoch, proposal.nodes.len());
             for (position, node) in proposal.nodes.iter().enumerate() {
