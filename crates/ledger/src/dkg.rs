@@ -231,6 +231,12 @@ pub enum DkgEvent {
         /// Why.
         reason: &'static str,
     },
+    /// The epoch lasted the genesis's `refresh_blocks`: the ledger decided
+    /// a refresh of every share (a handover to the same set, `epoch`).
+    RefreshScheduled {
+        /// The epoch the refresh makes.
+        epoch: u64,
+    },
     /// The DKG drained and the handover to `epoch` fixed its keys.
     HandoverStarted {
         /// The epoch handed over to.

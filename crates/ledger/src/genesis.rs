@@ -101,29 +101,35 @@ pub struct EpochSettings {
     /// this (where consensus may change its validator set): the first one
     /// after every key was handed over.
     pub boundary_blocks: u32,
+    /// Every this many blocks after an epoch began, the ledger starts a
+    /// refresh of every share by itself (a handover to the same set), so
+    /// that a share leaked once is worthless after at most this long; 0:
+    /// only when the operators propose one.
+    pub refresh_blocks: u64,
 }
 
 impl Default for EpochSettings {
-    /// Boundaries every 64 blocks.
+    /// Boundaries every 64 blocks; no scheduled refresh.
     fn default() -> Self {
-        Self { boundary_blocks: 64 }
+        Self { boundary_blocks: 64, refresh_blocks: 0 }
     }
 }
 
 impl Write for EpochSettings {
     fn write(&self, buf: &mut impl BufMut) {
         self.boundary_blocks.write(buf);
+        self.refresh_blocks.write(buf);
     }
 }
 impl EncodeSize for EpochSettings {
     fn encode_size(&self) -> usize {
-        4
+        4 + 8
     }
 }
 impl Read for EpochSettings {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
-        Ok(Self { boundary_blocks: u32::read(buf)? })
+        Ok(Self { boundary_blocks: u32::read(buf)?, refresh_blocks: u64::read(buf)? })
     }
 }
 
@@ -274,6 +280,12 @@ impl Genesis {
             names.push(verifier.name.as_str());
         }
         self.policy.validate()?;
+        if self.epochs.refresh_blocks != 0 && self.epochs.refresh_blocks < u64::from(self.epochs.boundary_blocks) {
+            return Err(GenesisError::Epochs(
+                "a scheduled refresh must come at most once per epoch boundary interval (refresh_blocks >= boundary_blocks)"
+                    .to_owned(),
+            ));
+        }
         if self.epochs.boundary_blocks < 2 {
             return Err(GenesisError::Epochs(
                 "epoch boundaries must be at least 2 blocks apart (consensus re-proposes each epoch's last block)"

@@ -42,6 +42,8 @@ pub(crate) const META_HANDOVER: &[u8] = b"epoch_handover";
 /// What is left to delete of the last epoch: its public shares and
 /// reshare records.
 const META_PRUNE: &[u8] = b"epoch_prune";
+/// The first height of the epoch in force (absent: 0, the genesis's).
+const META_EPOCH_STARTED: &[u8] = b"epoch_started";
 /// Most keys a reshare batch hands over (a handover's batches are the
 /// DKG's size, and no larger than this or than fits a transaction).
 pub const MAX_RESHARE_BATCH_KEYS: u16 = 512;
@@ -251,6 +253,7 @@ pub(crate) struct HandoverMachine {
     pub(crate) network_id: [u8; 32],
     pub(crate) settings: DkgSettings,
     pub(crate) boundary_blocks: u64,
+    pub(crate) refresh_blocks: u64,
 }
 
 impl HandoverMachine {
@@ -518,10 +521,22 @@ impl HandoverMachine {
     ) -> Result<(Vec<DkgEvent>, bool), LedgerError> {
         let mut events = Vec::new();
         self.prune(overlay, height)?;
+        let current = current_set(overlay, genesis)?;
         let Some(mut handover) = read_handover(overlay)? else {
+            // A scheduled refresh: a handover to the same set, decided by
+            // the ledger itself once the epoch has lasted long enough.
+            let started = parse_counter(overlay.get(Table::Meta, META_EPOCH_STARTED)?)?;
+            if self.refresh_blocks > 0 && height >= started.saturating_add(self.refresh_blocks) {
+                let next = NodeSet { epoch: current.epoch + 1, nodes: current.nodes.clone() };
+                events.push(DkgEvent::RefreshScheduled { epoch: next.epoch });
+                write_handover(
+                    overlay,
+                    &HandoverRecord { next, decided_height: height, stage: HandoverStage::Draining },
+                );
+                return Ok((events, false));
+            }
             return Ok((events, true));
         };
-        let current = current_set(overlay, genesis)?;
         let epoch = handover.next.epoch;
         if handover.stage == HandoverStage::Draining && dkg_idle {
             let keys = parse_counter(overlay.get(Table::Meta, crate::machine::META_NEXT_KEY)?)?;
@@ -598,6 +613,7 @@ impl HandoverMachine {
             let batches = keys.div_ceil(u64::from(batch_keys));
             overlay.put(Table::Meta, META_NODE_SET, handover.next.encode().to_vec());
             overlay.delete(Table::Meta, META_HANDOVER);
+            overlay.put(Table::Meta, META_EPOCH_STARTED, (height + 1).to_be_bytes().to_vec());
             let cursor = PruneCursor { epoch: current.epoch, next_key: 0, keys, next_batch: 0, batches };
             // The new epoch's records stay; the old epoch's go, a bounded
             // number per block (epoch 0's shares are in the key records,

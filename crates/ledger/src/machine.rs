@@ -314,6 +314,7 @@ impl Ledger {
             network_id,
             settings: genesis.dkg,
             boundary_blocks: u64::from(genesis.epochs.boundary_blocks),
+            refresh_blocks: genesis.epochs.refresh_blocks,
         };
         Ok(Self { genesis, network_id, dkg, handover })
     }

@@ -10,7 +10,7 @@ use quorumkey_crypto::k256::elliptic_curve::Generate;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
-use crate::genesis::{DkgSettings, Genesis, GenesisNode, GenesisVerifier};
+use crate::genesis::{DkgSettings, EpochSettings, Genesis, GenesisNode, GenesisVerifier};
 use crate::machine::Ledger;
 use crate::policy::NetworkPolicy;
 use crate::transaction::{SignedTransaction, TransactionBody};
@@ -62,8 +62,14 @@ impl TestNetwork {
     }
 
     /// A network of `n` nodes with the given DKG settings and abuse policy.
-    #[allow(clippy::expect_used, reason = "test kit: the generated genesis is valid by construction")]
     pub fn with_policy(n: u16, seed: u64, dkg: DkgSettings, policy: NetworkPolicy) -> Self {
+        Self::with_epochs(n, seed, dkg, policy, EpochSettings::default())
+    }
+
+    /// A network of `n` nodes with the given DKG, policy and epoch
+    /// settings.
+    #[allow(clippy::expect_used, reason = "test kit: the generated genesis is valid by construction")]
+    pub fn with_epochs(n: u16, seed: u64, dkg: DkgSettings, policy: NetworkPolicy, epochs: EpochSettings) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let node_keys: Vec<ed25519::PrivateKey> =
             (0..n).map(|i| ed25519::PrivateKey::from_seed(seed.wrapping_mul(1000) + u64::from(i))).collect();
@@ -84,8 +90,7 @@ impl TestNetwork {
             owner: compressed(&owner),
             config: test_verifier_config(),
         }];
-        let ledger = Ledger::new(Genesis { dkg, nodes, verifiers, policy, epochs: Default::default() })
-            .expect("valid test genesis");
+        let ledger = Ledger::new(Genesis { dkg, nodes, verifiers, policy, epochs }).expect("valid test genesis");
         Self { ledger, node_keys, owner, secp256k1_keys }
     }
 

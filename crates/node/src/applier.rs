@@ -229,6 +229,9 @@ fn log_dkg_events(height: u64, events: &[DkgEvent]) {
                 metrics::counter!(METRIC_DKG_ABANDONED).increment(1);
                 tracing::warn!(height, batch, reason, "DKG batch abandoned");
             }
+            DkgEvent::RefreshScheduled { epoch } => {
+                tracing::info!(height, epoch, "scheduled refresh of every share decided");
+            }
             DkgEvent::HandoverStarted { epoch, keys, batches } => {
                 tracing::info!(height, epoch, keys, batches, "handover to the next epoch started");
             }

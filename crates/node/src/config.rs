@@ -123,6 +123,9 @@ pub struct NetworkDkg {
     /// comes into force only at a height that is a multiple of this
     /// (default 64).
     pub epoch_boundary_blocks: Option<u32>,
+    /// Every this many blocks of an epoch, the network refreshes every
+    /// share by itself (default 0: only when operators propose it).
+    pub refresh_every_blocks: Option<u64>,
 }
 
 impl NetworkDkg {
@@ -228,6 +231,7 @@ impl NetworkFile {
                     .dkg
                     .epoch_boundary_blocks
                     .unwrap_or(quorumkey_ledger::EpochSettings::default().boundary_blocks),
+                refresh_blocks: self.dkg.refresh_every_blocks.unwrap_or(0),
             },
         };
         genesis.validate().map_err(|e| e.to_string())?;

@@ -485,3 +485,35 @@ fn crashes_losses_and_a_byzantine_dealer() {
         assert!(batches >= 2, "the handover took {batches} batch(es); the test wants several");
     }
 }
+
+/// With `refresh_blocks` in the genesis, the ledger refreshes every share
+/// by itself, epoch after epoch; keys made in between are included.
+#[test]
+fn scheduled_refreshes_run_by_themselves() {
+    let epochs = quorumkey_ledger::EpochSettings { boundary_blocks: 8, refresh_blocks: 40 };
+    let net = TestNetwork::with_epochs(4, 31, small_dkg(4, 8), quorumkey_ledger::testkit::unlimited_policy(), epochs);
+    let mut run = Run::new(4, 0, 31);
+    // The same keys as Run::new made, on a ledger with the schedule.
+    run.net = net;
+    run.state = MemoryState::default();
+    run.state.commit(&run.net.ledger.genesis_outcome(&run.state).unwrap().writes);
+    for (m, machine) in run.machines.iter_mut().enumerate() {
+        let secret = *machine.secp.as_nonzero_scalar();
+        machine.dkg = Some(DkgParticipant::new(&run.net.ledger, m as u16 + 1, secret).unwrap());
+    }
+    let pending = run.run_until(Vec::new(), 200, |run| run.count(|e| matches!(e, DkgEvent::BatchFinished { .. })) >= 2);
+    let old: Vec<BTreeMap<u64, Scalar>> = run.machines.iter().map(|m| m.shares.keys.clone()).collect();
+    let view = LedgerView::new(&run.net.ledger, &run.state);
+    let before: BTreeMap<u64, [u8; 33]> =
+        (0..view.total_keys().unwrap()).map(|k| (k, view.key(k).unwrap().unwrap().public_key)).collect();
+    let pending =
+        run.run_until(pending, 400, |run| run.count(|e| matches!(e, DkgEvent::EpochStarted { epoch: 2, .. })) == 1);
+    run.run_until(pending, 1, |_| true);
+    assert_eq!(run.count(|e| matches!(e, DkgEvent::RefreshScheduled { .. })), 2);
+    check_keys(&run, &[0, 1, 2, 3], &before);
+    for (m, machine) in run.machines.iter().enumerate() {
+        for (key, share) in &old[m] {
+            assert_ne!(machine.shares.keys.get(key), Some(share), "machine {m}'s share of key {key} did not change");
+        }
+    }
+}

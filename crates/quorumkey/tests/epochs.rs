@@ -293,7 +293,8 @@ fn a_refresh_changes_every_share_and_no_key_while_users_log_in() {
         change["nodes"].as_array_mut().unwrap().pop();
         let smaller = dir.path().join("smaller.toml");
         std::fs::write(&smaller, toml::to_string(&change).unwrap()).unwrap();
-        let mut submit = vec!["network", "epoch", "submit", "--proposal", smaller.to_str().unwrap(), "--node", &node_url];
+        let mut submit =
+            vec!["network", "epoch", "submit", "--proposal", smaller.to_str().unwrap(), "--node", &node_url];
         let signatures: Vec<String> = (1..=3)
             .map(|node| {
                 let config = devnet_dir.join(format!("node-{node}")).join("node.toml");
