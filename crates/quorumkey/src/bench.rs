@@ -225,6 +225,11 @@ struct Measured {
     sustained_time: Duration,
     first_failure: Option<String>,
     threshold: usize,
+    /// A refresh of every share: keys handed over, and the time from the
+    /// first reshare batch opened to the last finished.
+    reshare_keys: u64,
+    reshare_time: Duration,
+    reshare_batches: u64,
 }
 
 async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Result<Measured, CommandError> {
@@ -395,6 +400,7 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
     }
     let sustained_time = started.elapsed();
     let floor_after = login_floor(options.nodes)?;
+    let (reshare_keys, reshare_time, reshare_batches) = measure_refresh(devnet).await?;
     new_users.sort();
     logins.sort();
     known_key.sort();
@@ -419,7 +425,56 @@ async fn measure(devnet: &mut Devnet, options: &BenchOptions, pool: u32) -> Resu
         sustained_time,
         first_failure,
         threshold: client.threshold(),
+        reshare_keys,
+        reshare_time,
+        reshare_batches,
     })
+}
+
+/// A refresh of every share, as the operators make one (a proposal for the
+/// same set, signed with 2f + 1 of the devnet's node keys): the keys
+/// handed over, and the time from the handover's start (its keys fixed,
+/// the first batch opened) until every batch finished (the new set then
+/// waits for the next epoch boundary, which is not the handover's work).
+async fn measure_refresh(devnet: &mut Devnet) -> Result<(u64, Duration, u64), CommandError> {
+    use crate::epoch_commands::{propose, sign, submit};
+    let api = devnet.client(1).ok_or(CommandError::Usage("node 1 is missing"))?;
+    let work = tempfile::tempdir().map_err(CommandError::TempDir)?;
+    let proposal_path = work.path().join("refresh.toml");
+    let network_file = devnet.dir().join(quorumkey_node::config::NETWORK_FILE);
+    let proposal = propose(&api, Some(&network_file), &[], &[], &proposal_path).await?;
+    let quorum = proposal.nodes.len() - (proposal.nodes.len() - 1) / 3;
+    let mut signatures = Vec::with_capacity(quorum);
+    for index in 1..=quorum {
+        let node_config = quorumkey_node::run::node_config_path(devnet.dir(), index as u16);
+        signatures.push(sign(&node_config, &proposal, Some(&api)).await?);
+    }
+    eprintln!("refresh: handing every key over to the same five nodes ...");
+    submit(&api, &proposal, &signatures).await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut started: Option<Instant> = None;
+    loop {
+        devnet.check_alive()?;
+        let answer = api.epoch().await?;
+        match answer.handover {
+            Some(handover) if handover.stage == "resharing" => {
+                started.get_or_insert_with(Instant::now);
+            }
+            Some(handover) if handover.stage == "ready" => {
+                let took = started.map_or(Duration::ZERO, |at| at.elapsed());
+                return Ok((handover.keys, took, handover.batches));
+            }
+            Some(_) => {}
+            None if answer.epoch > 0 => {
+                return Err(CommandError::Epoch("the refresh was in force before the bench saw it finish".to_owned()));
+            }
+            None => {}
+        }
+        if Instant::now() > deadline {
+            return Err(CommandError::Epoch("the refresh did not finish within 600 s".to_owned()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The verifier script of the bench: it accepts its one sub-token's user,
@@ -638,6 +693,22 @@ fn report(options: &BenchOptions, batch_keys: u16, measured: &Measured, dkg: &Dk
         measured.dkg_keys,
         measured.dkg_time.as_secs_f64(),
         keys_per_second / dkg_limit
+    );
+    // A refresh's required cryptography per key, all nodes (t = t' from n):
+    // t dealers' commitments to t - 1 coefficients (k·G each), and every
+    // node's check of t dealings of t points each.
+    let n = u32::from(options.nodes);
+    let t = n / 2 + 1;
+    let reshare_per_key = dkg.fixed_base * (t * (t - 1)) + dkg.check_point * (n * t * t);
+    let reshare_rate = measured.reshare_keys as f64 / measured.reshare_time.as_secs_f64().max(1e-9);
+    let reshare_limit = cores / reshare_per_key.as_secs_f64().max(1e-12);
+    println!(
+        "refresh (reshare)       {reshare_rate:.0} keys/s ({} keys in {:.1} s, {} batches)   floor {reshare_limit:.0} keys/s   ratio {:.2}   10,000,000 keys in {:.0} min",
+        measured.reshare_keys,
+        measured.reshare_time.as_secs_f64(),
+        measured.reshare_batches,
+        reshare_rate / reshare_limit,
+        1e7 / reshare_rate.max(1e-9) / 60.0
     );
 }
 

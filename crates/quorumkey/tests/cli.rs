@@ -324,6 +324,7 @@ fn bench_reports_every_figure_with_its_floor() {
         "new user",
         "sustained logins",
         "DKG",
+        "refresh (reshare)",
         "0 failed",
     ] {
         assert!(out.contains(expected), "{expected:?} in:\n{out}");
@@ -331,12 +332,15 @@ fn bench_reports_every_figure_with_its_floor() {
     // Each login figure against the floor and against the least time the
     // cores could do its cryptography in (the two logins, and both with
     // storage); a script login against a jwt login; new users, sustained
-    // logins and the DKG against theirs.
-    assert_eq!(out.matches("ratio ").count(), 10, "{out}");
+    // logins, the DKG and a refresh against theirs.
+    assert_eq!(out.matches("ratio ").count(), 11, "{out}");
     assert_eq!(out.matches("least possible").count(), 3, "{out}");
     let dkg = out.lines().find(|line| line.starts_with("DKG")).unwrap();
     let rate: f64 = dkg.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(rate > 0.0, "the DKG rate was measured: {dkg}");
+    let refresh = out.lines().find(|line| line.starts_with("refresh (reshare)")).unwrap();
+    let rate: f64 = refresh.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(rate > 0.0, "the refresh rate was measured: {refresh}");
 }
 
 /// On a machine without CA certificates (a minimal container), the
