@@ -93,8 +93,11 @@ impl TransactionSubmitter {
 /// The stateful half of admission ([`quorumkey_ledger::Ledger::admit`])
 /// against the latest committed state, as if the next block were made now.
 fn admit(state: &CommittedState, transaction: &SignedTransaction) -> Result<TransactionClass, SubmitError> {
-    if let Some(reason) = state.node_sets().ok().and_then(|sets| set_change_unsupported(&transaction.body, &sets)) {
-        return Err(SubmitError::Refused(Rejection::Epoch(reason)));
+    if matches!(transaction.body, TransactionBody::ProposeEpoch { .. }) {
+        let sets = state.node_sets().map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+        if let Some(reason) = set_change_unsupported(&transaction.body, &sets) {
+            return Err(SubmitError::Refused(Rejection::Epoch(reason)));
+        }
     }
     let class = transaction_class(&transaction.body);
     if class == TransactionClass::Dkg {
