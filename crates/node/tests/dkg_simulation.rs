@@ -9,7 +9,10 @@
 //! least f + 1 dealers (so at least one honest) and none of the excluded
 //! ones, and that every key rebuilds, from every t-subset of the honest
 //! nodes' stored shares, to the recorded public key, with the recorded
-//! public shares matching the stored shares.
+//! public shares matching the stored shares. A refresh of every share
+//! (a handover to the same set) runs on the same stack with a node
+//! crashed in the middle of it: every key keeps its public key, every
+//! share and public share changes, and the honest nodes agree.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -28,8 +31,8 @@ use quorumkey_ledger::{Ledger, LedgerError, LedgerView, Phase, StateRead};
 use quorumkey_node::applier::BlockApplier;
 use quorumkey_node::consensus::application::unix_ms;
 use quorumkey_node::consensus::{
-    BlockLimits, Channels, ConsensusConfig, MempoolLimits, Timing, channel, consensus_namespace, max_message_size,
-    start_consensus,
+    BlockLimits, Channels, ConsensusConfig, MempoolLimits, Timing, TransactionSubmitter, channel, consensus_namespace,
+    max_message_size, start_consensus,
 };
 use quorumkey_node::observability::HealthCell;
 use quorumkey_node::participant_driver::{DkgRole, ParticipantHandles, ParticipantIdentity, run_participant};
@@ -88,6 +91,8 @@ struct Harness {
     dir: PathBuf,
     validators: BTreeMap<usize, Validator>,
     seed: u64,
+    /// Each running validator's transaction submitter.
+    submitters: Arc<std::sync::Mutex<BTreeMap<usize, TransactionSubmitter>>>,
 }
 
 impl Harness {
@@ -137,6 +142,7 @@ impl Harness {
         let blocker = self.oracle.control(self.keys[node].clone());
         let provider = self.oracle.manager();
         let task_applier = applier.clone();
+        let submitters = self.submitters.clone();
         let handle = self.context.child("validator").with_attribute("node", node).spawn(move |context| async move {
             let running = start_consensus(
                 context.child("node"),
@@ -150,6 +156,7 @@ impl Harness {
             .await
             .unwrap();
             let (tip, submitter) = (running.tip.clone(), running.submitter.clone());
+            submitters.lock().unwrap().insert(node, submitter.clone());
             let clock = context.child("clock");
             let handles = ParticipantHandles {
                 state: task_applier.committed_state(),
@@ -164,6 +171,7 @@ impl Harness {
     }
 
     async fn crash(&mut self, node: usize) {
+        self.submitters.lock().unwrap().remove(&node);
         let validator = self.validators.remove(&node).unwrap();
         validator.handle.abort();
         let _ = validator.handle.await;
@@ -198,6 +206,20 @@ fn run(n: u16, seed: u64, byzantine: &[(u16, Behaviour)], restart: Option<u16>, 
     );
     runner.start(|context| async move {
         let network = TestNetwork::with_dkg(n, seed, small_dkg(n, 16));
+        let mut harness = Harness::new(&context, network, n, seed, dir_path).await;
+        let behaviour_of =
+            |index: u16| byzantine.iter().find(|(i, _)| *i == index).map_or(Behaviour::Honest, |(_, b)| *b);
+        for node in 0..usize::from(n) {
+            harness.start(node, behaviour_of(node as u16 + 1)).await;
+        }
+        run_checks(context, harness, n, seed, &byzantine, restart, keys).await;
+    });
+}
+
+impl Harness {
+    /// A simulated network of the `n` nodes of `network` (20 ms links),
+    /// no validator started yet.
+    async fn new(context: &Context, network: TestNetwork, n: u16, seed: u64, dir: PathBuf) -> Self {
         let keys_ed: Vec<ed25519::PublicKey> = network.node_keys.iter().map(|key| key.public_key()).collect();
         let (sim, oracle) = simulated::Network::new_with_peers(
             context.child("network"),
@@ -223,20 +245,30 @@ fn run(n: u16, seed: u64, byzantine: &[(u16, Behaviour)], restart: Option<u16>, 
                 }
             }
         }
-        let mut harness = Harness {
+        Harness {
             context: context.child("harness"),
             oracle,
             network,
             keys: keys_ed,
-            dir: dir_path,
+            dir,
             validators: BTreeMap::new(),
             seed,
-        };
-        let behaviour_of =
-            |index: u16| byzantine.iter().find(|(i, _)| *i == index).map_or(Behaviour::Honest, |(_, b)| *b);
-        for node in 0..usize::from(n) {
-            harness.start(node, behaviour_of(node as u16 + 1)).await;
+            submitters: Arc::default(),
         }
+    }
+}
+
+async fn run_checks(
+    context: Context,
+    mut harness: Harness,
+    n: u16,
+    seed: u64,
+    byzantine: &[(u16, Behaviour)],
+    restart: Option<u16>,
+    keys: u64,
+) {
+    let behaviour_of = |index: u16| byzantine.iter().find(|(i, _)| *i == index).map_or(Behaviour::Honest, |(_, b)| *b);
+    {
         if let Some(index) = restart {
             context.sleep(Duration::from_secs(2)).await;
             harness.crash(usize::from(index) - 1).await;
@@ -289,7 +321,7 @@ fn run(n: u16, seed: u64, byzantine: &[(u16, Behaviour)], restart: Option<u16>, 
             let f = usize::from((n - 1) / 3);
             assert!(record.qualified.len() > f, "batch {batch}: {record:?}");
             assert!(record.qualified.iter().any(|q| honest.contains(q)), "batch {batch}: {record:?}");
-            for (b, behaviour) in &byzantine {
+            for (b, behaviour) in byzantine {
                 if behaviour.excluded() {
                     assert!(!record.qualified.contains(b), "n={n}: {behaviour:?} {b} in {:?}", record.qualified);
                 }
@@ -326,7 +358,7 @@ fn run(n: u16, seed: u64, byzantine: &[(u16, Behaviour)], restart: Option<u16>, 
                 );
             }
         }
-    });
+    }
 }
 
 #[test]
@@ -357,6 +389,144 @@ fn seven_nodes_with_a_malformed_dealer_and_one_that_withholds() {
 }
 
 /// The store options of a test node (a fixed key-encryption key).
+/// Makes keys with the DKG on `n` validators, then refreshes every share
+/// (operators' `ProposeEpoch` for the same set, submitted to node 1), with
+/// node `crash` killed once the handover is resharing and restarted 6 s
+/// later: every node reaches epoch 1 with its new shares, the roots agree,
+/// every public key is what it was, every public share changed, and every
+/// key rebuilds from every t-subset of the new shares.
+fn refresh(n: u16, seed: u64, crash: u16) {
+    let dir = tempfile::Builder::new()
+        .prefix("quorumkey-refresh-sim-")
+        .tempdir_in(if Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "." })
+        .unwrap();
+    let dir_path = dir.path().to_path_buf();
+    let runner = deterministic::Runner::new(
+        deterministic::Config::new().with_seed(seed).with_timeout(Some(Duration::from_secs(900))),
+    );
+    runner.start(|context| async move {
+        let epochs = quorumkey_ledger::EpochSettings { boundary_blocks: 16, refresh_blocks: 0 };
+        let network =
+            TestNetwork::with_epochs(n, seed, small_dkg(n, 16), quorumkey_ledger::testkit::unlimited_policy(), epochs);
+        let mut harness = Harness::new(&context, network, n, seed, dir_path).await;
+        for node in 0..usize::from(n) {
+            harness.start(node, Behaviour::Honest).await;
+        }
+        let all: Vec<usize> = (0..usize::from(n)).collect();
+        let deadline = context.current() + Duration::from_secs(300);
+        while !all.iter().all(|node| harness.finished_keys(*node) >= 32) {
+            assert!(context.current() < deadline, "n={n} seed={seed}: no 32 keys");
+            context.sleep(Duration::from_millis(250)).await;
+        }
+        let first = harness.validators[&0].applier.clone();
+        let before: Vec<quorumkey_ledger::KeyRecord> = {
+            let snapshot = first.store().snapshot().unwrap();
+            let view = LedgerView::new(first.ledger(), &snapshot);
+            (0..view.total_keys().unwrap()).map(|index| view.key(index).unwrap().unwrap()).collect()
+        };
+        // The operators' refresh: the genesis nodes, with addresses.
+        let nodes: Vec<quorumkey_ledger::EpochNode> = harness
+            .network
+            .ledger
+            .genesis()
+            .nodes
+            .iter()
+            .map(|node| quorumkey_ledger::EpochNode {
+                consensus_key: node.consensus_key.clone(),
+                secp256k1_key: node.secp256k1_key,
+                p2p_address: format!("10.0.0.{}:7000", node.index),
+                rpc_url: format!("http://10.0.0.{}:8000", node.index),
+            })
+            .collect();
+        let quorum: Vec<u16> = (1..=(n - (n - 1) / 3)).collect();
+        let proposal =
+            harness.network.operators_tx(&quorum, quorumkey_ledger::TransactionBody::ProposeEpoch { epoch: 1, nodes });
+        let submitter = harness.submitters.lock().unwrap()[&0].clone();
+        submitter.submit(bytes::Bytes::from(proposal)).unwrap();
+        // Crash a node once the handover reshares.
+        loop {
+            let snapshot = first.store().snapshot().unwrap();
+            let handover = first.ledger().epoch_view(&snapshot).handover().unwrap();
+            if handover.is_some_and(|h| matches!(h.stage, quorumkey_ledger::HandoverStage::Resharing { .. })) {
+                break;
+            }
+            assert!(context.current() < deadline, "n={n} seed={seed}: the handover did not start");
+            context.sleep(Duration::from_millis(50)).await;
+        }
+        let crashed = usize::from(crash) - 1;
+        harness.crash(crashed).await;
+        context.sleep(Duration::from_secs(6)).await;
+        harness.start(crashed, Behaviour::Honest).await;
+        // Every node in epoch 1, with its new shares.
+        let deadline = context.current() + Duration::from_secs(300);
+        loop {
+            let done = all.iter().all(|node| {
+                let applier = &harness.validators[node].applier;
+                let snapshot = applier.store().snapshot().unwrap();
+                let epoch = LedgerView::new(applier.ledger(), &snapshot).node_set().unwrap().epoch;
+                epoch == 1 && applier.store().share_epoch().unwrap() == 1
+            });
+            if done {
+                break;
+            }
+            assert!(context.current() < deadline, "n={n} seed={seed}: not every node reached epoch 1");
+            context.sleep(Duration::from_millis(100)).await;
+        }
+        let target = all.iter().map(|node| harness.height(*node)).max().unwrap() + 2;
+        while !all.iter().all(|node| harness.height(*node) >= target) {
+            assert!(context.current() < deadline + Duration::from_secs(60), "nodes did not reach {target}");
+            context.sleep(Duration::from_millis(100)).await;
+        }
+        let roots: Vec<_> = all
+            .iter()
+            .map(|node| harness.validators[node].applier.store().state_root(target).unwrap().unwrap())
+            .collect();
+        assert!(roots.windows(2).all(|w| w[0] == w[1]), "n={n} seed={seed}: roots differ at {target}");
+        let snapshot = first.store().snapshot().unwrap();
+        let view = LedgerView::new(first.ledger(), &snapshot);
+        let t = first.ledger().genesis().threshold();
+        let indexes: Vec<u16> = (1..=n).collect();
+        for (index, old) in before.iter().enumerate() {
+            let index = index as u64;
+            let record = view.key(index).unwrap().unwrap();
+            assert_eq!(record.public_key, old.public_key, "key {index}'s public key");
+            let mut shares = BTreeMap::new();
+            for j in &indexes {
+                assert_ne!(
+                    record.public_shares[usize::from(*j) - 1],
+                    old.public_shares[usize::from(*j) - 1],
+                    "key {index}: node {j}'s public share did not change"
+                );
+                let stored = harness.validators[&(usize::from(*j) - 1)].applier.store().key_share(index).unwrap();
+                let share = scalar_from_bytes(stored.unwrap().as_ref()).unwrap();
+                let recorded = point_from_bytes("share", &record.public_shares[usize::from(*j) - 1]).unwrap();
+                assert_eq!(recorded, generator() * share, "key {index}: node {j}'s new public share");
+                shares.insert(*j, share);
+            }
+            let public_key = point_from_bytes("pk", &record.public_key).unwrap();
+            for subset in subsets(&indexes, t) {
+                let chosen: Vec<Share> =
+                    subset.iter().map(|j| Share { index: u32::from(*j), value: shares[j] }).collect();
+                assert_eq!(
+                    generator() * reconstruct_secret(&chosen).unwrap(),
+                    public_key,
+                    "key {index} from {subset:?}"
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn four_nodes_refresh_every_share_with_a_crash_mid_handover() {
+    refresh(4, 61, 4);
+}
+
+#[test]
+fn five_nodes_refresh_every_share_with_a_crash_mid_handover() {
+    refresh(5, 62, 2);
+}
+
 fn test_store_options() -> quorumkey_store::StoreOptions {
     quorumkey_store::StoreOptions::new(quorumkey_store::Kek::from_bytes(&[0x42; 32]))
 }
