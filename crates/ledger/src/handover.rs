@@ -44,6 +44,9 @@ pub(crate) const META_HANDOVER: &[u8] = b"epoch_handover";
 const META_PRUNE: &[u8] = b"epoch_prune";
 /// The first height of the epoch in force (absent: 0, the genesis's).
 const META_EPOCH_STARTED: &[u8] = b"epoch_started";
+/// The handover that made the epoch in force, with the set before it,
+/// while its records are kept after the boundary ([`LastHandover`]).
+const META_LAST_HANDOVER: &[u8] = b"epoch_last_handover";
 /// Most keys a reshare batch hands over (a handover's batches are the
 /// DKG's size, and no larger than this or than fits a transaction).
 pub const MAX_RESHARE_BATCH_KEYS: u16 = 512;
@@ -188,7 +191,10 @@ pub(crate) fn dealing_bounds() -> ReshareDealingBounds {
     ReshareDealingBounds { max_recipients: MAX_NODES, max_bytes: crate::machine::MAX_TRANSACTION_LEN }
 }
 
-/// What is left to delete of a past epoch.
+/// What is left to delete of a past epoch, from height `not_before` on:
+/// its batches and dealings stay [`RESHARE_DEALING_RETENTION_BLOCKS`]
+/// after the boundary, so that a node whose participant was behind (or
+/// down) at the boundary still stores its shares of the last batches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct PruneCursor {
     epoch: u64,
@@ -196,6 +202,38 @@ struct PruneCursor {
     keys: u64,
     next_batch: u64,
     batches: u64,
+    not_before: u64,
+}
+
+/// The handover that made the epoch in force, and the set before it, kept
+/// until the boundary's grace period ends: what a node needs to store the
+/// shares it had not stored when the new epoch came into force.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastHandover {
+    /// The set that dealt.
+    pub previous: NodeSet,
+    /// The handover, in its ready stage.
+    pub handover: HandoverRecord,
+}
+
+impl Write for LastHandover {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.previous.write(buf);
+        self.handover.write(buf);
+    }
+}
+
+impl EncodeSize for LastHandover {
+    fn encode_size(&self) -> usize {
+        self.previous.encode_size() + self.handover.encode_size()
+    }
+}
+
+impl Read for LastHandover {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self { previous: NodeSet::read(buf)?, handover: HandoverRecord::read(buf)? })
+    }
 }
 
 /// The node set in force in `state`.
@@ -372,6 +410,12 @@ impl HandoverMachine {
                 current.epoch + 1
             ))));
         }
+        if overlay.get(Table::Meta, META_PRUNE)?.is_some() {
+            return Ok(Err(Rejection::Epoch(format!(
+                "epoch {} began less than {RESHARE_DEALING_RETENTION_BLOCKS} blocks ago and its handover's records are still kept; propose again later",
+                current.epoch
+            ))));
+        }
         if let Err(e) = next.validate() {
             return Ok(Err(Rejection::Epoch(e.to_string())));
         }
@@ -526,7 +570,8 @@ impl HandoverMachine {
             // A scheduled refresh: a handover to the same set, decided by
             // the ledger itself once the epoch has lasted long enough.
             let started = parse_counter(overlay.get(Table::Meta, META_EPOCH_STARTED)?)?;
-            if self.refresh_blocks > 0 && height >= started.saturating_add(self.refresh_blocks) {
+            let cleaning = overlay.get(Table::Meta, META_PRUNE)?.is_some();
+            if self.refresh_blocks > 0 && !cleaning && height >= started.saturating_add(self.refresh_blocks) {
                 let next = NodeSet { epoch: current.epoch + 1, nodes: current.nodes.clone() };
                 events.push(DkgEvent::RefreshScheduled { epoch: next.epoch });
                 write_handover(
@@ -614,11 +659,20 @@ impl HandoverMachine {
             overlay.put(Table::Meta, META_NODE_SET, handover.next.encode().to_vec());
             overlay.delete(Table::Meta, META_HANDOVER);
             overlay.put(Table::Meta, META_EPOCH_STARTED, (height + 1).to_be_bytes().to_vec());
-            let cursor = PruneCursor { epoch: current.epoch, next_key: 0, keys, next_batch: 0, batches };
+            let last = LastHandover { previous: current.clone(), handover: handover.clone() };
+            overlay.put(Table::Meta, META_LAST_HANDOVER, last.encode().to_vec());
+            let cursor = PruneCursor {
+                epoch: current.epoch,
+                next_key: 0,
+                keys,
+                next_batch: 0,
+                batches,
+                not_before: height + 1 + RESHARE_DEALING_RETENTION_BLOCKS,
+            };
             // The new epoch's records stay; the old epoch's go, a bounded
             // number per block (epoch 0's shares are in the key records,
             // which the new ones shadow).
-            let mut pending = Vec::with_capacity(40);
+            let mut pending = Vec::with_capacity(56);
             cursor.write(&mut pending, epoch);
             overlay.put(Table::Meta, META_PRUNE, pending);
             events.push(DkgEvent::EpochStarted { epoch, height: height + 1 });
@@ -723,11 +777,14 @@ impl HandoverMachine {
 
     /// Deletes a bounded part of the last epoch's public shares and reshare
     /// records.
-    fn prune<S: StateRead + ?Sized>(&self, overlay: &mut Overlay<'_, S>, _height: u64) -> Result<(), LedgerError> {
+    fn prune<S: StateRead + ?Sized>(&self, overlay: &mut Overlay<'_, S>, height: u64) -> Result<(), LedgerError> {
         let Some(bytes) = overlay.get(Table::Meta, META_PRUNE)? else {
             return Ok(());
         };
         let (mut cursor, new_epoch) = PruneCursor::read(&bytes)?;
+        if height < cursor.not_before {
+            return Ok(());
+        }
         let mut budget = PRUNE_PER_BLOCK;
         while budget > 0 && cursor.next_key < cursor.keys {
             if cursor.epoch > 0 {
@@ -749,8 +806,9 @@ impl HandoverMachine {
         }
         if cursor.next_key >= cursor.keys && cursor.next_batch >= cursor.batches {
             overlay.delete(Table::Meta, META_PRUNE);
+            overlay.delete(Table::Meta, META_LAST_HANDOVER);
         } else {
-            let mut pending = Vec::with_capacity(48);
+            let mut pending = Vec::with_capacity(56);
             cursor.write(&mut pending, new_epoch);
             overlay.put(Table::Meta, META_PRUNE, pending);
         }
@@ -760,21 +818,23 @@ impl HandoverMachine {
 
 impl PruneCursor {
     fn write(&self, buf: &mut Vec<u8>, new_epoch: u64) {
-        for value in [self.epoch, self.next_key, self.keys, self.next_batch, self.batches, new_epoch] {
+        for value in [self.epoch, self.next_key, self.keys, self.next_batch, self.batches, new_epoch, self.not_before] {
             buf.extend_from_slice(&value.to_be_bytes());
         }
     }
 
     fn read(bytes: &[u8]) -> Result<(Self, u64), LedgerError> {
-        if bytes.len() != 48 {
-            return Err(LedgerError::CorruptState("the epoch pruning cursor is not 48 bytes"));
+        if bytes.len() != 56 {
+            return Err(LedgerError::CorruptState("the epoch pruning cursor is not 56 bytes"));
         }
         let at = |i: usize| {
             let mut word = [0u8; 8];
             word.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
             u64::from_be_bytes(word)
         };
-        Ok((Self { epoch: at(0), next_key: at(1), keys: at(2), next_batch: at(3), batches: at(4) }, at(5)))
+        let cursor =
+            Self { epoch: at(0), next_key: at(1), keys: at(2), next_batch: at(3), batches: at(4), not_before: at(6) };
+        Ok((cursor, at(5)))
     }
 }
 
@@ -968,6 +1028,25 @@ impl<S: StateRead + ?Sized> EpochView<'_, S> {
             HandoverStage::Draining => return None,
         };
         self.machine.context(current, &handover.next, keys, batch_keys, batch)
+    }
+
+    /// The handover that made the epoch in force, with the set before it,
+    /// while its records are kept after the boundary.
+    pub fn last_handover(&self) -> Result<Option<LastHandover>, LedgerError> {
+        parse_record(self.meta(META_LAST_HANDOVER)?, &(), "the last handover record does not decode")
+    }
+
+    /// Node `dealer`'s public shares of keys `first..first + count` in
+    /// epoch `epoch` (the one in force, or the one before it while its
+    /// handover's records are kept).
+    pub fn public_shares_in(
+        &self,
+        epoch: u64,
+        dealer: u16,
+        first: u64,
+        count: u16,
+    ) -> Result<Vec<AffinePoint>, LedgerError> {
+        HandoverMachine::old_public_shares(&Overlay::new(self.state), epoch, dealer, first, count)
     }
 
     /// The settings phases run by (the genesis's DKG settings).

@@ -35,7 +35,7 @@ pub mod types;
 pub use dkg::{BatchRecord, DkgEvent, DkgView, Phase};
 pub use epoch::{EpochNode, NodeSet, NodeSetError};
 pub use genesis::{DkgSettings, EpochSettings, Genesis, GenesisError, GenesisNode, GenesisVerifier};
-pub use handover::{EpochView, HandoverRecord, HandoverStage, ReshareBatchRecord, ResharePhase};
+pub use handover::{EpochView, HandoverRecord, HandoverStage, LastHandover, ReshareBatchRecord, ResharePhase};
 pub use machine::{
     BlockOutcome, Effect, Ledger, LedgerError, LedgerView, MAX_TRANSACTION_LEN, NodeSets, Receipt, Rejection,
     TransactionClass, state_root, transaction_class,

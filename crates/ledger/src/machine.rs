@@ -193,6 +193,31 @@ pub enum Rejection {
     },
 }
 
+/// A node signature that does not verify under the node set in force.
+const NODE_SIGNATURE_INVALID: &str = "node signature does not verify";
+/// An operator's signature that does not verify under the node set in force.
+const OPERATOR_SIGNATURE_INVALID: &str = "an operator's signature does not verify";
+/// Fewer operators of the set in force than a decision needs.
+const TOO_FEW_OPERATORS: &str = "fewer than 2f + 1 operators signed";
+
+impl Rejection {
+    /// True if the rejection depends on which node sets are in force: a
+    /// node whose ledger is a block ahead or behind, across an epoch's
+    /// start or a handover's, may judge the same transaction otherwise
+    /// (a signer's index in another set, a response for a handover it has
+    /// not seen). Such a transaction from a peer is dropped, not held
+    /// against the peer.
+    pub fn depends_on_node_sets(&self) -> bool {
+        match self {
+            Self::UnknownNode(_) | Self::Epoch(_) => true,
+            Self::BadAuthorization(reason) => {
+                [NODE_SIGNATURE_INVALID, OPERATOR_SIGNATURE_INVALID, TOO_FEW_OPERATORS].contains(reason)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// What one transaction of a block came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
@@ -444,13 +469,13 @@ impl Ledger {
                 let next = sets.next.as_ref().ok_or(Rejection::Epoch("no handover is under way".to_owned()))?;
                 let node = next.node(*index).ok_or(Rejection::UnknownNode(*index))?;
                 if !transaction.node_signature_valid(&self.network_id, &node.consensus_key) {
-                    return Err(Rejection::BadAuthorization("node signature does not verify"));
+                    return Err(Rejection::BadAuthorization(NODE_SIGNATURE_INVALID));
                 }
             }
             (Authorization::Node { index, .. }, _) if node_transaction => {
                 let node = sets.current.node(*index).ok_or(Rejection::UnknownNode(*index))?;
                 if !transaction.node_signature_valid(&self.network_id, &node.consensus_key) {
-                    return Err(Rejection::BadAuthorization("node signature does not verify"));
+                    return Err(Rejection::BadAuthorization(NODE_SIGNATURE_INVALID));
                 }
             }
             (Authorization::Owner { signature }, _) if !node_transaction => {
@@ -518,12 +543,12 @@ impl Ledger {
                 return Err(Rejection::BadAuthorization("an operator signed twice"));
             }
             if !node.consensus_key.verify(crate::transaction::TX_NAMESPACE, &payload, signature) {
-                return Err(Rejection::BadAuthorization("an operator's signature does not verify"));
+                return Err(Rejection::BadAuthorization(OPERATOR_SIGNATURE_INVALID));
             }
             signers.push(*index);
         }
         if signers.len() < current.operator_quorum() {
-            return Err(Rejection::BadAuthorization("fewer than 2f + 1 operators signed"));
+            return Err(Rejection::BadAuthorization(TOO_FEW_OPERATORS));
         }
         Ok(())
     }

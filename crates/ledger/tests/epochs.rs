@@ -183,6 +183,30 @@ fn an_empty_pool_hands_over_at_the_next_boundary_and_the_new_set_signs() {
         .collect();
     let stale = SignedTransaction::from_operators(body, signatures).encode().to_vec();
     assert_eq!(chain.result(stale), Err(Rejection::Epoch("epoch 1 proposed, but the next epoch is 2".to_owned())));
+    // Epoch 2 waits until the handover's records of epoch 1 are gone (64
+    // blocks after its start, for nodes that were behind at the boundary).
+    let sign_epoch_2 = |chain: &Chain| {
+        let nodes = LedgerView::new(&chain.kit.ledger, &chain.state).node_set().unwrap().nodes;
+        let body = TransactionBody::ProposeEpoch { epoch: 2, nodes };
+        let signatures = [(1u16, &chain.kit.node_keys[0]), (2, &chain.kit.node_keys[2]), (3, &chain.kit.node_keys[3])]
+            .into_iter()
+            .map(|(index, key)| (index, SignedTransaction::operator_signature(&id, &body, key)))
+            .collect();
+        SignedTransaction::from_operators(body, signatures).encode().to_vec()
+    };
+    let early = sign_epoch_2(&chain);
+    assert_eq!(
+        chain.result(early),
+        Err(Rejection::Epoch(
+            "epoch 1 began less than 64 blocks ago and its handover's records are still kept; propose again later"
+                .to_owned()
+        ))
+    );
+    while chain.height < boundary + 64 {
+        chain.apply(&[]);
+    }
+    let later = sign_epoch_2(&chain);
+    assert_eq!(chain.result(later), Ok(Effect::EpochProposed { epoch: 2 }));
 }
 
 #[test]

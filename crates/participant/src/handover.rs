@@ -106,6 +106,19 @@ enum Step {
     Respond,
 }
 
+/// A finished reshare batch, as [`HandoverParticipant::store_finished`]
+/// takes it.
+#[derive(Clone, Copy)]
+struct FinishedBatch<'a> {
+    context: &'a quorumkey_dkg::reshare::ReshareContext,
+    /// The epoch whose public shares the dealers dealt from.
+    old_epoch: u64,
+    epoch: u64,
+    batch: u64,
+    first: u64,
+    count: u16,
+}
+
 /// One node's handover participant.
 pub struct HandoverParticipant {
     secret: NonZeroScalar,
@@ -164,6 +177,7 @@ impl HandoverParticipant {
         let current = view.current()?;
         let mut actions = Vec::new();
         if store.share_epoch() < current.epoch {
+            self.catch_up_before_activation(ledger, state, &current, store, &mut actions, rng)?;
             actions.push(HandoverAction::ActivateEpoch { epoch: current.epoch, index: self.index_in(&current) });
             self.received.clear();
             self.submitted.clear();
@@ -239,7 +253,7 @@ impl HandoverParticipant {
                         continue;
                     }
                     let standing = record.standing();
-                    self.open(ledger, state, &context, epoch, batch, &standing, first, count, me, rng)?;
+                    self.open(ledger, state, &context, current.epoch, epoch, batch, &standing, first, count, me, rng)?;
                     let mut complaints = Vec::new();
                     for dealer in standing {
                         if let Err(fault) = self.opened(epoch, batch, dealer) {
@@ -265,38 +279,95 @@ impl HandoverParticipant {
                     if store.has_next_shares(epoch, batch) || self.sitting_out.contains(&(epoch, batch)) {
                         continue;
                     }
-                    self.open(ledger, state, &context, epoch, batch, &record.qualified, first, count, me, rng)?;
-                    let Some(received) = self.received.get(&(epoch, batch)) else { continue };
-                    let mut mine = Vec::with_capacity(record.qualified.len());
-                    let mut missing = None;
-                    for dealer in &record.qualified {
-                        match received.get(dealer) {
-                            Some(Ok(shares)) => mine.push(shares),
-                            Some(Err(fault)) => missing = Some(format!("dealer {dealer}: {}", fault.describe())),
-                            None => missing = Some(format!("dealer {dealer}'s dealing is no longer kept")),
-                        }
-                    }
-                    match missing {
-                        None => match combine_reshared(context.params(), &mine) {
-                            Ok(shares) => {
-                                actions.push(HandoverAction::StoreNextShares { epoch, batch, first_key: first, shares })
-                            }
-                            Err(e) => actions.push(HandoverAction::Notice(HandoverNotice::SittingOut {
-                                batch,
-                                reason: e.to_string(),
-                            })),
-                        },
-                        Some(reason) => {
-                            self.sitting_out.push((epoch, batch));
-                            actions.push(HandoverAction::Notice(HandoverNotice::SittingOut { batch, reason }));
-                        }
-                    }
-                    self.received.remove(&(epoch, batch));
+                    let finished =
+                        FinishedBatch { context: &context, old_epoch: current.epoch, epoch, batch, first, count };
+                    self.store_finished(ledger, state, &finished, &record.qualified, me, &mut actions, rng)?;
                 }
                 _ => {}
             }
         }
         Ok(actions)
+    }
+
+    /// This node's shares of a finished batch's keys from the qualified
+    /// dealers, to keep for the next epoch (or why it sits the batch out).
+    #[allow(clippy::too_many_arguments)]
+    fn store_finished<S: StateRead + ?Sized, R: CryptoRng + ?Sized>(
+        &mut self,
+        ledger: &Ledger,
+        state: &S,
+        finished: &FinishedBatch<'_>,
+        qualified: &[u16],
+        me: u16,
+        actions: &mut Vec<HandoverAction>,
+        rng: &mut R,
+    ) -> Result<(), LedgerError> {
+        let FinishedBatch { context, old_epoch, epoch, batch, first, count } = *finished;
+        self.open(ledger, state, context, old_epoch, epoch, batch, qualified, first, count, me, rng)?;
+        let Some(received) = self.received.get(&(epoch, batch)) else { return Ok(()) };
+        let mut mine = Vec::with_capacity(qualified.len());
+        let mut missing = None;
+        for dealer in qualified {
+            match received.get(dealer) {
+                Some(Ok(shares)) => mine.push(shares),
+                Some(Err(fault)) => missing = Some(format!("dealer {dealer}: {}", fault.describe())),
+                None => missing = Some(format!("dealer {dealer}'s dealing is no longer kept")),
+            }
+        }
+        match missing {
+            None => match combine_reshared(context.params(), &mine) {
+                Ok(shares) => actions.push(HandoverAction::StoreNextShares { epoch, batch, first_key: first, shares }),
+                Err(e) => {
+                    actions.push(HandoverAction::Notice(HandoverNotice::SittingOut { batch, reason: e.to_string() }))
+                }
+            },
+            Some(reason) => {
+                self.sitting_out.push((epoch, batch));
+                actions.push(HandoverAction::Notice(HandoverNotice::SittingOut { batch, reason }));
+            }
+        }
+        self.received.remove(&(epoch, batch));
+        Ok(())
+    }
+
+    /// Before a new epoch's shares are put in force: the shares of the
+    /// finished batches of the handover that made it which this node has
+    /// not stored yet (its participant was behind, or it was down, at the
+    /// boundary), from the records the ledger keeps a while after it.
+    fn catch_up_before_activation<S: StateRead + ?Sized, R: CryptoRng + ?Sized>(
+        &mut self,
+        ledger: &Ledger,
+        state: &S,
+        current: &NodeSet,
+        store: &dyn HandoverShareStore,
+        actions: &mut Vec<HandoverAction>,
+        rng: &mut R,
+    ) -> Result<(), LedgerError> {
+        let view = ledger.epoch_view(state);
+        let Some(last) = view.last_handover()? else { return Ok(()) };
+        let Some(me) = self.index_in(current) else { return Ok(()) };
+        if last.handover.next.epoch != current.epoch {
+            return Ok(());
+        }
+        let HandoverStage::Ready { keys, batch_keys, oldest_unpruned, .. } = last.handover.stage else {
+            return Ok(());
+        };
+        let epoch = current.epoch;
+        for batch in oldest_unpruned..keys.div_ceil(u64::from(batch_keys)) {
+            if store.has_next_shares(epoch, batch) || self.sitting_out.contains(&(epoch, batch)) {
+                continue;
+            }
+            let Some(record) = view.batch(epoch, batch)? else { continue };
+            let Some(context) = view.context(&last.previous, &last.handover, batch) else { continue };
+            if record.phase != ResharePhase::Finished {
+                continue;
+            }
+            let (first, count) = batch_keys_range(keys, batch_keys, batch);
+            let finished =
+                FinishedBatch { context: &context, old_epoch: last.previous.epoch, epoch, batch, first, count };
+            self.store_finished(ledger, state, &finished, &record.qualified, me, actions, rng)?;
+        }
+        Ok(())
     }
 
     /// Opens and checks, in one multi-scalar multiplication, what the
@@ -307,6 +378,7 @@ impl HandoverParticipant {
         ledger: &Ledger,
         state: &S,
         context: &quorumkey_dkg::reshare::ReshareContext,
+        old_epoch: u64,
         epoch: u64,
         batch: u64,
         dealers: &[u16],
@@ -327,7 +399,7 @@ impl HandoverParticipant {
             let parsed = dealing
                 .parse_accepted(context.params())
                 .map_err(|_| LedgerError::CorruptState("an accepted reshare dealing no longer parses"))?;
-            let old = view.old_public_shares(*dealer, first, count)?;
+            let old = view.public_shares_in(old_epoch, *dealer, first, count)?;
             dealings.push((*dealer, dealing, parsed, old));
         }
         if dealings.is_empty() {

@@ -517,3 +517,40 @@ fn scheduled_refreshes_run_by_themselves() {
         }
     }
 }
+
+/// A node whose participant is down from the moment the last reshare batch
+/// finished until after the new epoch came into force still gets its
+/// shares of that batch: the ledger keeps the handover's records a while
+/// after the boundary, and the node stores them before it puts the new
+/// epoch's shares in force.
+#[test]
+fn a_node_away_at_the_boundary_stores_its_last_shares_before_switching() {
+    let mut run = Run::new(4, 0, 41);
+    let pending = run.run_until(Vec::new(), 200, |run| run.count(|e| matches!(e, DkgEvent::BatchFinished { .. })) >= 2);
+    let view = LedgerView::new(&run.net.ledger, &run.state);
+    let before: BTreeMap<u64, [u8; 33]> =
+        (0..view.total_keys().unwrap()).map(|k| (k, view.key(k).unwrap().unwrap().public_key)).collect();
+    let set = run.node_set(1, &[0, 1, 2, 3]);
+    let mut pending = pending;
+    pending.push(run.net.operators_tx(&[1, 2, 3], TransactionBody::ProposeEpoch { epoch: 1, nodes: set.nodes }));
+    // Node 4 goes down as soon as the last batch opens (it never sees
+    // that batch finish) and stays down past the boundary.
+    let pending = run.run_until(pending, 300, |run| {
+        let opened = run.count(|e| matches!(e, DkgEvent::ReshareBatchOpened { .. }));
+        let batches = run.events.iter().find_map(|e| match e {
+            DkgEvent::HandoverStarted { batches, .. } => Some(*batches as usize),
+            _ => None,
+        });
+        batches.is_some_and(|b| opened == b)
+    });
+    run.machines[3].down = Some((run.height, u64::MAX));
+    let pending =
+        run.run_until(pending, 300, |run| run.count(|e| matches!(e, DkgEvent::EpochStarted { epoch: 1, .. })) == 1);
+    let mut pending = pending;
+    for _ in 0..3 {
+        pending = run.round(pending);
+    }
+    run.machines[3].down = None;
+    run.run_until(pending, 2, |run| run.machines[3].shares.epoch == 1);
+    check_keys(&run, &[0, 1, 2, 3], &before);
+}

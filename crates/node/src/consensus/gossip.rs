@@ -171,6 +171,13 @@ pub(crate) async fn run_gossip<S, R, B>(
                 };
                 let checked = match state.ledger().check_transaction(&message, &sets) {
                     Ok(checked) => checked,
+                    // A peer whose ledger is across an epoch's start or a
+                    // handover's from this node's may send what this node
+                    // cannot check yet (or any more): dropped, not blocked.
+                    Err(rejection) if rejection.depends_on_node_sets() => {
+                        tracing::debug!(%peer, %rejection, "dropped a gossiped transaction this node's node sets refuse");
+                        continue;
+                    }
                     Err(rejection) => {
                         tracing::warn!(%peer, %rejection, "blocking peer: gossiped an invalid transaction");
                         blocker.block(peer);
