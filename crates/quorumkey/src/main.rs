@@ -510,8 +510,8 @@ enum NetworkCommand {
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// The node set: show the epoch in force and a handover's progress,
-    /// and change the set (add, remove or replace nodes, or refresh every
-    /// share) with the signatures of at least 2f + 1 current operators.
+    /// and refresh every share (a handover to the same set) with the
+    /// signatures of at least 2f + 1 current operators.
     #[command(subcommand)]
     Epoch(EpochCommand),
 }
