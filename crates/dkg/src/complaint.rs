@@ -61,6 +61,39 @@ pub(crate) fn complaint_transcript(context: &BatchContext, dealer: u16, recipien
     transcript
 }
 
+/// The part of judging a complaint that the DKG and resharing share: the
+/// complaint names `dealer`, its shared point is `log_G(recipient_key)`
+/// times the dealer's `ephemeral` key (the DLEQ proof, under
+/// `transcript`), and the recipient has a ciphertext. Returns the shared
+/// point and that ciphertext, or the verdict that the complaint is false.
+pub(crate) fn proven_pair<'a>(
+    complaint: &Complaint,
+    dealer: u16,
+    recipient: u16,
+    recipient_key: &Point,
+    ephemeral: &Point,
+    mut transcript: Transcript,
+    ciphertexts: &'a [bytes::Bytes],
+) -> Result<(Point, &'a bytes::Bytes), Verdict> {
+    if complaint.dealer != dealer {
+        return Err(Verdict::ComplaintFalse("the complaint names another dealer"));
+    }
+    let Ok(shared) = point_from_bytes("complaint shared point", &complaint.shared_point) else {
+        return Err(Verdict::ComplaintFalse("the shared point is not a point"));
+    };
+    let Ok(proof) = DleqProof::from_bytes(&complaint.proof) else {
+        return Err(Verdict::ComplaintFalse("the proof does not parse"));
+    };
+    let statement = DleqStatement { base1: generator(), public1: *recipient_key, base2: *ephemeral, public2: shared };
+    if proof.verify(&mut transcript, &statement).is_err() {
+        return Err(Verdict::ComplaintFalse("the proof of the shared point does not verify"));
+    }
+    let Some(ciphertext) = usize::from(recipient).checked_sub(1).and_then(|p| ciphertexts.get(p)) else {
+        return Err(Verdict::ComplaintFalse("no such recipient"));
+    };
+    Ok((shared, ciphertext))
+}
+
 /// Judges `recipient`'s complaint against `dealer`: checks the DLEQ proof
 /// on the revealed shared point, decrypts the recipient's ciphertext with
 /// it, and checks the shares against the commitments (weights derived from
@@ -74,22 +107,18 @@ pub fn adjudicate(
     recipient_key: &Point,
     complaint: &Complaint,
 ) -> Verdict {
-    if complaint.dealer != dealer {
-        return Verdict::ComplaintFalse("the complaint names another dealer");
-    }
-    let Ok(shared) = point_from_bytes("complaint shared point", &complaint.shared_point) else {
-        return Verdict::ComplaintFalse("the shared point is not a point");
-    };
-    let Ok(proof) = DleqProof::from_bytes(&complaint.proof) else {
-        return Verdict::ComplaintFalse("the proof does not parse");
-    };
-    let statement =
-        DleqStatement { base1: generator(), public1: *recipient_key, base2: parsed.ephemeral, public2: shared };
-    if proof.verify(&mut complaint_transcript(context, dealer, recipient), &statement).is_err() {
-        return Verdict::ComplaintFalse("the proof of the shared point does not verify");
-    }
-    let Some(ciphertext) = usize::from(recipient).checked_sub(1).and_then(|p| dealing.ciphertexts.get(p)) else {
-        return Verdict::ComplaintFalse("no such recipient");
+    let transcript = complaint_transcript(context, dealer, recipient);
+    let (shared, ciphertext) = match proven_pair(
+        complaint,
+        dealer,
+        recipient,
+        recipient_key,
+        &parsed.ephemeral,
+        transcript,
+        &dealing.ciphertexts,
+    ) {
+        Ok(found) => found,
+        Err(verdict) => return verdict,
     };
     let shares = match open_shares(context, dealer, recipient, &parsed.ephemeral, &shared, ciphertext) {
         Ok(shares) => shares,

@@ -1,13 +1,12 @@
 //! How the state machine judges a complaint against an old dealer of a
 //! reshare batch: from public data only, the same verdict on every node.
 
-use quorumkey_crypto::dleq::{DleqProof, DleqStatement};
-use quorumkey_crypto::group::{AffinePoint, Point, generator, point_from_bytes};
+use quorumkey_crypto::group::{AffinePoint, Point};
 
 use super::ReshareContext;
 use super::dealing::{ParsedReshareDealing, ReshareDealing, ShareCheck, check_reshare_shares, open_reshare_shares};
 use super::recipient::reshare_complaint_transcript;
-use crate::complaint::{Complaint, Verdict};
+use crate::complaint::{Complaint, Verdict, proven_pair};
 use crate::dealing::ShareFault;
 
 /// Judges new node `recipient`'s complaint against old dealer `dealer`:
@@ -26,22 +25,18 @@ pub fn adjudicate_reshare(
     recipient_key: &Point,
     complaint: &Complaint,
 ) -> Verdict {
-    if complaint.dealer != dealer {
-        return Verdict::ComplaintFalse("the complaint names another dealer");
-    }
-    let Ok(shared) = point_from_bytes("complaint shared point", &complaint.shared_point) else {
-        return Verdict::ComplaintFalse("the shared point is not a point");
-    };
-    let Ok(proof) = DleqProof::from_bytes(&complaint.proof) else {
-        return Verdict::ComplaintFalse("the proof does not parse");
-    };
-    let statement =
-        DleqStatement { base1: generator(), public1: *recipient_key, base2: parsed.ephemeral, public2: shared };
-    if proof.verify(&mut reshare_complaint_transcript(context, dealer, recipient), &statement).is_err() {
-        return Verdict::ComplaintFalse("the proof of the shared point does not verify");
-    }
-    let Some(ciphertext) = usize::from(recipient).checked_sub(1).and_then(|p| dealing.ciphertexts.get(p)) else {
-        return Verdict::ComplaintFalse("no such recipient");
+    let transcript = reshare_complaint_transcript(context, dealer, recipient);
+    let (shared, ciphertext) = match proven_pair(
+        complaint,
+        dealer,
+        recipient,
+        recipient_key,
+        &parsed.ephemeral,
+        transcript,
+        &dealing.ciphertexts,
+    ) {
+        Ok(found) => found,
+        Err(verdict) => return verdict,
     };
     let shares = match open_reshare_shares(context, dealer, recipient, &parsed.ephemeral, &shared, ciphertext) {
         Ok(shares) => shares,
