@@ -245,6 +245,20 @@ pub(crate) fn current_set<S: StateRead + ?Sized>(
         .unwrap_or_else(|| NodeSet::from_genesis(genesis)))
 }
 
+/// The number of the epoch in force, without decoding its nodes (a node
+/// set's encoding starts with its epoch, 8 bytes big-endian): what every
+/// key lookup of a login needs.
+pub(crate) fn current_epoch<S: StateRead + ?Sized>(overlay: &Overlay<'_, S>) -> Result<u64, LedgerError> {
+    match overlay.get(Table::Meta, META_NODE_SET)? {
+        None => Ok(0),
+        Some(bytes) => bytes
+            .get(..8)
+            .and_then(|prefix| <[u8; 8]>::try_from(prefix).ok())
+            .map(u64::from_be_bytes)
+            .ok_or(LedgerError::CorruptState("the node set does not decode")),
+    }
+}
+
 /// The handover under way in `state`, if any.
 pub(crate) fn read_handover<S: StateRead + ?Sized>(
     overlay: &Overlay<'_, S>,
@@ -838,6 +852,14 @@ impl PruneCursor {
     }
 }
 
+/// A batch size as stored: never 0 (batches of keys divide by it).
+fn nonzero_batch(buf: &mut impl Buf) -> Result<u16, CodecError> {
+    match u16::read(buf)? {
+        0 => Err(CodecError::Invalid("handover", "a batch of 0 keys")),
+        keys => Ok(keys),
+    }
+}
+
 impl Write for HandoverStage {
     fn write(&self, buf: &mut impl BufMut) {
         match self {
@@ -878,14 +900,14 @@ impl Read for HandoverStage {
             0 => Ok(Self::Draining),
             1 => Ok(Self::Resharing {
                 keys: u64::read(buf)?,
-                batch_keys: u16::read(buf)?,
+                batch_keys: nonzero_batch(buf)?,
                 next_batch: u64::read(buf)?,
                 oldest_open: u64::read(buf)?,
                 oldest_unpruned: u64::read(buf)?,
             }),
             2 => Ok(Self::Ready {
                 keys: u64::read(buf)?,
-                batch_keys: u16::read(buf)?,
+                batch_keys: nonzero_batch(buf)?,
                 oldest_unpruned: u64::read(buf)?,
                 boundary: u64::read(buf)?,
             }),

@@ -10,7 +10,7 @@ use thiserror::Error;
 use crate::dkg::{DkgEvent, DkgMachine, DkgView};
 use crate::epoch::NodeSet;
 use crate::genesis::{Genesis, GenesisError, MAX_VERIFIER_CONFIG_LEN};
-use crate::handover::{EpochView, HandoverMachine, current_set, key_record, read_handover};
+use crate::handover::{EpochView, HandoverMachine, current_epoch, current_set, key_record, read_handover};
 use crate::lthash::LtHash;
 use crate::policy::NetworkPolicy;
 use crate::state::{Overlay, StateRead, StorageError, Table, WriteSet, read_accumulator, state_key};
@@ -1070,8 +1070,12 @@ impl<'a, S: StateRead + ?Sized> LedgerView<'a, S> {
     /// Its public shares are those of the epoch in force.
     pub fn key(&self, index: u64) -> Result<Option<KeyRecord>, LedgerError> {
         let overlay = Overlay::new(self.state);
-        let epoch = current_set(&overlay, self.genesis)?.epoch;
-        key_record(&overlay, epoch, index)
+        key_record(&overlay, current_epoch(&overlay)?, index)
+    }
+
+    /// The number of the epoch in force (0: the genesis set).
+    pub fn epoch(&self) -> Result<u64, LedgerError> {
+        current_epoch(&Overlay::new(self.state))
     }
 
     /// The pair a key is assigned to.

@@ -158,6 +158,7 @@ fn an_empty_pool_hands_over_at_the_next_boundary_and_the_new_set_signs() {
     assert!(outcome.dkg_events.contains(&DkgEvent::EpochStarted { epoch: 1, height: boundary }), "{outcome:?}");
     let view = LedgerView::new(&chain.kit.ledger, &chain.state);
     assert_eq!(view.node_set().unwrap(), NodeSet { epoch: 1, nodes });
+    assert_eq!(view.epoch().unwrap(), 1, "the epoch read alone agrees with the set");
     // Node 2 of the genesis is out; the newcomer is node 4 and signs.
     let verifier = quorumkey_ledger::testkit::TEST_VERIFIER;
     let by_old_two = chain.kit.assign(2, verifier, "a@example.com");

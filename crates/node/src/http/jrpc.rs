@@ -548,7 +548,7 @@ impl RpcService {
     async fn settled_key_facts(&self, request: &ShareRequest) -> Result<KeyFacts, LoginError> {
         let deadline = Instant::now() + EPOCH_SWITCH_WAIT;
         loop {
-            let epoch = self.with_view(|view| view.node_set().map(|set| set.epoch).map_err(internal))?;
+            let epoch = self.with_view(|view| view.epoch().map_err(internal))?;
             let share_epoch = self.shares.share_epoch().map_err(internal)?;
             if share_epoch >= epoch {
                 return self.key_facts(request);

@@ -175,7 +175,7 @@ async fn status(State(api): State<NodeApi>) -> Json<StatusResponse> {
                 view.total_keys().unwrap_or(0),
                 view.ready_keys().unwrap_or(0),
                 view.pending_assignments().unwrap_or(0),
-                view.node_set().map_or(0, |set| set.epoch),
+                view.epoch().unwrap_or(0),
             )
         })
         .unwrap_or((0, 0, 0, 0));
