@@ -554,3 +554,63 @@ fn a_node_away_at_the_boundary_stores_its_last_shares_before_switching() {
     run.run_until(pending, 2, |run| run.machines[3].shares.epoch == 1);
     check_keys(&run, &[0, 1, 2, 3], &before);
 }
+
+/// A dealer that deals twice in one reshare batch (two different dealings,
+/// both signed by it): the first stands, the second is refused; and a
+/// dealing signed under a current index by a key that is not that node's
+/// (the joining node's) is refused.
+#[test]
+fn a_second_dealing_by_the_same_node_is_refused() {
+    let mut run = Run::new(4, 1, 51);
+    let pending = run.run_until(Vec::new(), 200, |run| run.count(|e| matches!(e, DkgEvent::BatchFinished { .. })) >= 2);
+    let set = run.node_set(1, &[0, 1, 2, 3, 4]);
+    let mut pending = pending;
+    pending.push(run.net.operators_tx(&[1, 2, 3], TransactionBody::ProposeEpoch { epoch: 1, nodes: set.nodes }));
+    // Until reshare batch 0 is open: the nodes' dealings wait in `pending`.
+    let pending =
+        run.run_until(pending, 300, |run| run.net.ledger.epoch_view(&run.state).batch(1, 0).unwrap().is_some());
+    let view = run.net.ledger.epoch_view(&run.state);
+    let current = view.current().unwrap();
+    let handover = view.handover().unwrap().unwrap();
+    assert!(view.batch(1, 0).unwrap().unwrap().dealt.is_empty());
+    let context = view.context(&current, &handover, 0).unwrap();
+    let recipients = handover.next.secp256k1_points().unwrap();
+    let first = context.first_key();
+    let shares: Vec<Scalar> =
+        (first..first + u64::from(context.params().keys())).map(|k| run.machines[0].shares.keys[&k]).collect();
+    let deal = |run: &mut Run| {
+        let dealing = ReshareSecrets::new(*context.params(), &shares, &mut run.rng)
+            .unwrap()
+            .deal(&context, 1, &recipients, &mut run.rng)
+            .unwrap();
+        run.sign(0, 1, TransactionBody::ReshareDeal { epoch: 1, batch: 0, dealing })
+    };
+    let (once, twice) = (deal(&mut run), deal(&mut run));
+    // The joining node (machine 4) signs as current node 2.
+    let dealing = ReshareSecrets::new(*context.params(), &shares, &mut run.rng)
+        .unwrap()
+        .deal(&context, 2, &recipients, &mut run.rng)
+        .unwrap();
+    let impostor = run.sign(4, 2, TransactionBody::ReshareDeal { epoch: 1, batch: 0, dealing });
+    run.height += 1;
+    let outcome =
+        run.net.ledger.apply_block(&run.state, run.height, run.height * 250, &[once, twice, impostor]).unwrap();
+    run.state.commit(&outcome.writes);
+    assert_eq!(outcome.receipts[0].result, Ok(quorumkey_ledger::Effect::ReshareDealingAccepted { epoch: 1, batch: 0 }));
+    assert_eq!(
+        outcome.receipts[1].result,
+        Err(quorumkey_ledger::Rejection::Epoch("node 1 already dealt in reshare batch 0".to_owned()))
+    );
+    assert_eq!(
+        outcome.receipts[2].result,
+        Err(quorumkey_ledger::Rejection::BadAuthorization("node signature does not verify"))
+    );
+    // The handover completes, and every key checks on the new set.
+    let view = LedgerView::new(&run.net.ledger, &run.state);
+    let before: BTreeMap<u64, [u8; 33]> =
+        (0..view.total_keys().unwrap()).map(|k| (k, view.key(k).unwrap().unwrap().public_key)).collect();
+    let pending =
+        run.run_until(pending, 300, |run| run.count(|e| matches!(e, DkgEvent::EpochStarted { epoch: 1, .. })) == 1);
+    run.run_until(pending, 1, |_| true);
+    check_keys(&run, &[0, 1, 2, 3, 4], &before);
+}
