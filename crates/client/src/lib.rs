@@ -276,6 +276,10 @@ pub struct QuorumkeyClient {
 /// How long a node that did not answer is asked after the others.
 const ASK_LAST_FOR: Duration = Duration::from_secs(30);
 
+/// Times a login fetches a key's public shares again on shares that do
+/// not match them (nodes switching to new shares one by one).
+const MAX_PUBLIC_SHARE_REFETCHES: usize = 3;
+
 /// Keys whose checked public data a client keeps.
 const CHECKED_KEY_CACHE: usize = 4096;
 
@@ -837,7 +841,7 @@ impl QuorumkeyClient {
         started: Instant,
     ) -> Result<Login, ClientError> {
         let KnownKey { key, mut checked, took: lookup } = key;
-        let mut refetched = false;
+        let mut refetches = 0;
         let mut timings = LoginTimings { lookup, commitment: committed.took, ..LoginTimings::default() };
         let share_body = |signatures: &[Option<Value>]| {
             let entries: Vec<&Value> = signatures.iter().map(|s| s.as_ref().unwrap_or(&Value::Null)).collect();
@@ -856,7 +860,9 @@ impl QuorumkeyClient {
         let mut pending: FuturesUnordered<NodeCall> = FuturesUnordered::new();
         // Each good share, by position, until the plan names the `t` used.
         let mut shares: Vec<Option<Share>> = vec![None; self.nodes.len()];
-        let mut answers: Vec<Option<ShareRequestResult>> = vec![None; self.nodes.len()];
+        // Each answer that decrypted, with its time, to check again if the
+        // key's public shares turn out to have moved.
+        let mut answers: Vec<Option<(ShareRequestResult, Duration)>> = vec![None; self.nodes.len()];
         let used = loop {
             match committed.plan.poll() {
                 PlanStep::SendReveal { position, signatures } => {
@@ -885,37 +891,42 @@ impl QuorumkeyClient {
                     let mut opened =
                         answer.as_ref().map_err(Clone::clone).and_then(|a| checked.open_share(a, &committed.temp_secret, node));
                     // A share that decrypts but does not match the public
-                    // share the client holds: the network may have moved
-                    // to new shares (a refresh, another epoch) since the
-                    // client fetched them. Fetch them again, once per
-                    // login; check this answer against them, and take back
-                    // the shares counted so far that no longer match (a
-                    // node that had not switched yet), so that the shares
-                    // used are all of one epoch.
-                    if let (Err(reason), Ok(parsed), false) = (&opened, &answer, refetched)
+                    // share the client holds: the network may be moving to
+                    // new shares (a refresh, another epoch), node by node.
+                    // Fetch the public shares again (a few times per login
+                    // at most, while nodes switch); if they moved, check
+                    // every answer so far against them: shares of the
+                    // epoch before no longer count, shares of the new one
+                    // now do, so that the shares used are all of one epoch.
+                    if let (Err(reason), Ok(parsed)) = (&opened, &answer)
                         && reason == key_check::WRONG_SHARE
+                        && refetches < MAX_PUBLIC_SHARE_REFETCHES
                     {
-                        refetched = true;
+                        refetches += 1;
                         if let Ok(fresh) = self.refetch_public_shares(&key).await
                             && fresh.public_shares_differ(&checked)
                         {
                             checked = fresh;
                             opened = checked.open_share(parsed, &committed.temp_secret, node);
                             for earlier in 0..self.nodes.len() {
-                                let Some(earlier_answer) = &answers[earlier] else { continue };
-                                if shares[earlier].is_none() {
-                                    continue;
-                                }
+                                let Some((earlier_answer, earlier_took)) = &answers[earlier] else { continue };
                                 let index = self.nodes[earlier].index;
-                                if let Err(reason) = checked.open_share(earlier_answer, &committed.temp_secret, index) {
-                                    shares[earlier] = None;
-                                    committed.plan.revoke_share(earlier, reason);
+                                match (checked.open_share(earlier_answer, &committed.temp_secret, index), shares[earlier].is_some()) {
+                                    (Err(reason), true) => {
+                                        shares[earlier] = None;
+                                        committed.plan.revoke_share(earlier, reason);
+                                    }
+                                    (Ok(value), false) => {
+                                        shares[earlier] = Some(Share { index: u32::from(index), value });
+                                        committed.plan.reinstate_share(earlier, *earlier_took);
+                                    }
+                                    _ => {}
                                 }
                             }
                         }
                     }
                     if let Ok(parsed) = answer {
-                        answers[position] = Some(parsed);
+                        answers[position] = Some((parsed, took));
                     }
                     let outcome = match opened {
                         Ok(value) => {

@@ -377,6 +377,28 @@ impl LoginPlan {
         self.settle_reveal();
     }
 
+    /// A share counted failed turns out good (the client fetched the key's
+    /// public shares again and it matches them): it counts now, with the
+    /// time its answer took.
+    pub fn reinstate_share(&mut self, position: usize, took: Duration) {
+        if self.phase != Phase::Revealing || self.good_shares.contains(&position) {
+            return;
+        }
+        let (Some(RevealRequest::Answered), Some(report)) =
+            (self.reveals.get(position), self.reports.get_mut(position))
+        else {
+            return;
+        };
+        if !matches!(report.share, Some(Err(_))) {
+            return;
+        }
+        report.share = Some(Ok(took));
+        report.used = true;
+        self.good_shares.push(position);
+        self.failed_shares = self.failed_shares.saturating_sub(1);
+        self.settle_reveal();
+    }
+
     /// The time is `now`: once the hedge is due, every signer not asked
     /// yet is (and every later one will be as soon as it signs).
     pub fn handle_timeout(&mut self, now: Instant) {

@@ -129,6 +129,26 @@ fn a_revoked_share_no_longer_counts_and_asks_the_next_signer() {
     assert_eq!(reports[2].share, Some(Err("of the last epoch".to_owned())));
 }
 
+/// A share counted failed turns out good (it is of the epoch the public
+/// shares, fetched again, now hold): it counts, and can finish the login.
+#[test]
+fn a_reinstated_share_counts_again() {
+    let mut plan = revealing(&[2, 0, 4, 1, 3], Instant::now());
+    drain(&mut plan);
+    share(&mut plan, 2, false);
+    assert_eq!(drain(&mut plan), (vec![(1, 5)], PlanStep::Wait), "a failure asks the next signer");
+    share(&mut plan, 0, true);
+    // Not answered, or already good: nothing changes.
+    plan.reinstate_share(3, MS);
+    plan.reinstate_share(0, MS);
+    plan.reinstate_share(2, MS);
+    share(&mut plan, 4, true);
+    assert_eq!(drain(&mut plan), (vec![], PlanStep::Done { used: vec![0, 2, 4] }));
+    let reports = plan.into_reports();
+    assert!(reports[2].used, "the reinstated share is used");
+    assert_eq!(reports[2].share, Some(Ok(MS)));
+}
+
 #[test]
 fn pending_commitments_are_read_only_when_another_signer_is_needed() {
     let mut plan = revealing(&[2, 0, 4, 1], Instant::now());
