@@ -49,6 +49,7 @@ pub mod kek;
 pub mod login_store;
 pub mod observability;
 pub mod participant_driver;
+pub mod peer_directory;
 pub mod pending_records;
 pub mod provider_http;
 pub mod run;

@@ -24,6 +24,9 @@ use thiserror::Error;
 pub const METRIC_FINALIZED_HEIGHT: &str = "quorumkey_finalized_height";
 /// Histogram: seconds from a block's proposal timestamp to its application here.
 pub(crate) const METRIC_FINALIZATION_LATENCY: &str = "quorumkey_finalization_latency_seconds";
+/// Gauge: the consensus epoch this node's engine runs (heights
+/// `e·L ..= e·L + L − 1`, `L` the genesis's `boundary_blocks`).
+pub(crate) const METRIC_CONSENSUS_EPOCH: &str = "quorumkey_consensus_epoch";
 /// Gauge: transactions waiting in the mempool.
 pub(crate) const METRIC_MEMPOOL_SIZE: &str = "quorumkey_mempool_transactions";
 /// Gauge: peers this node is connected to.

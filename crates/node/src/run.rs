@@ -15,13 +15,11 @@ use std::time::Duration;
 
 use commonware_cryptography::{ChaCha20Poly1305, Signer, ed25519};
 use commonware_p2p::authenticated::lookup;
-use commonware_p2p::{Address, AddressableManager};
 use commonware_runtime::Spawner as _;
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use commonware_stream::cups::{self, Cups};
 use commonware_stream::sake::{self, Sake};
 use commonware_utils::NZUsize;
-use commonware_utils::ordered::Map;
 use quorumkey_crypto::CryptoError;
 use quorumkey_ledger::{GenesisError, Ledger, LedgerError};
 use quorumkey_login::NodeKey;
@@ -48,6 +46,7 @@ use crate::kek::{KekError, load_kek};
 use crate::login_store::LoginStore;
 use crate::observability::{HealthCell, METRIC_LOGIN_LOG_CORRUPT_ENTRIES, Telemetry};
 use crate::participant_driver::{ParticipantHandles, ParticipantIdentity, run_participant};
+use crate::peer_directory::{LookupPeers, MAX_TRACKED_PEERS};
 use crate::provider_http::ProviderClientError;
 use crate::token_verifier::TokenVerifier;
 
@@ -285,9 +284,16 @@ async fn serve(
 ) -> Result<(), NodeError> {
     let index = node.me.index;
     let (channels, oracle) = start_p2p(&context, &node)?;
+    let configured = node
+        .ledger
+        .genesis()
+        .nodes
+        .iter()
+        .zip(&node.network.nodes)
+        .map(|(genesis, entry)| (genesis.consensus_key.clone(), entry.p2p_address));
+    let peer_sets = Box::new(LookupPeers::new(oracle.clone(), configured));
     let config = ConsensusConfig {
         namespace: consensus_namespace(node.ledger.network_id()),
-        participants: node.ledger.genesis().nodes.iter().map(|entry| entry.consensus_key.clone()).collect(),
         signer: node.identity.consensus.clone(),
         partition_prefix: format!("node-{index}"),
         timing: Timing::default(),
@@ -301,6 +307,7 @@ async fn serve(
         channels,
         oracle.clone(),
         oracle,
+        peer_sets,
         applier.clone(),
         |application| application,
     )
@@ -355,19 +362,13 @@ async fn serve(
 type P2pChannels =
     Channels<lookup::Sender<ed25519::PublicKey, cw_tokio::Context>, lookup::Receiver<ed25519::PublicKey>>;
 
-/// Authenticated, encrypted connections to the other validators (every
-/// address from `network.toml`), one channel per consensus stream.
+/// Authenticated, encrypted connections to the other validators, one
+/// channel per consensus stream. Whom it connects to is set by consensus
+/// as it reads the ledger's node sets ([`LookupPeers`]).
 fn start_p2p(
     context: &cw_tokio::Context,
     node: &LoadedNode,
 ) -> Result<(P2pChannels, lookup::Oracle<ed25519::PublicKey>), NodeError> {
-    let genesis = node.ledger.genesis();
-    let addresses: Vec<(ed25519::PublicKey, Address)> = genesis
-        .nodes
-        .iter()
-        .zip(&node.network.nodes)
-        .map(|(genesis, entry)| (genesis.consensus_key.clone(), Address::from(entry.p2p_address)))
-        .collect();
     let namespace = consensus_namespace(node.ledger.network_id());
     let signer = node.identity.consensus.clone();
     let handshake = Cups::<_, ChaCha20Poly1305>::new(
@@ -379,17 +380,15 @@ fn start_p2p(
         },
         cups::Version::V1,
     );
-    let nodes = genesis.nodes.len();
     let p2p_config = lookup::Config::local(
         handshake,
         &namespace,
         node.listen.p2p,
-        NZUsize!(nodes.max(1)),
-        max_message_size(nodes, &BlockLimits::default()),
+        NZUsize!(MAX_TRACKED_PEERS),
+        max_message_size(&BlockLimits::default()),
         NZUsize!(4096),
     );
-    let (mut network, mut oracle) = lookup::Network::new(context.child("p2p"), p2p_config);
-    let _ = oracle.track(0, Map::from_iter_dedup(addresses));
+    let (mut network, oracle) = lookup::Network::new(context.child("p2p"), p2p_config);
     let mut pairs = Vec::with_capacity(channel::ALL.len());
     for ch in channel::ALL {
         pairs.push(network.register(ch, channel::quota(ch)));

@@ -119,7 +119,6 @@ impl Harness {
         let applier = Arc::new(BlockApplier::open(ledger.clone(), &path, health, &test_store_options()).unwrap());
         let config = ConsensusConfig {
             namespace: consensus_namespace(ledger.network_id()),
-            participants: self.keys.clone(),
             signer: self.network.node_keys[node].clone(),
             partition_prefix: format!("node-{node}"),
             timing: Timing::default(),
@@ -150,6 +149,7 @@ impl Harness {
                 channels,
                 blocker,
                 provider,
+                Box::new(StaticPeers),
                 task_applier.clone(),
                 |a| a,
             )
@@ -224,7 +224,7 @@ impl Harness {
         let (sim, oracle) = simulated::Network::new_with_peers(
             context.child("network"),
             simulated::Config {
-                max_size: max_message_size(usize::from(n), &BlockLimits::default()),
+                max_size: max_message_size(&BlockLimits::default()),
                 max_peers_per_set: NZUsize!(usize::from(n)),
                 disconnect_on_block: true,
                 tracked_peer_sets: NZUsize!(1),
@@ -529,4 +529,12 @@ fn five_nodes_refresh_every_share_with_a_crash_mid_handover() {
 
 fn test_store_options() -> quorumkey_store::StoreOptions {
     quorumkey_store::StoreOptions::new(quorumkey_store::Kek::from_bytes(&[0x42; 32]))
+}
+
+/// The simulated network links every node from the start: nothing to
+/// follow when the node sets change.
+struct StaticPeers;
+
+impl quorumkey_node::consensus::PeerSets for StaticPeers {
+    fn follow(&mut self, _: &quorumkey_ledger::NodeSets) {}
 }

@@ -119,6 +119,9 @@ struct Harness {
     timing: Timing,
 }
 
+/// Heights per consensus epoch in these runs.
+const EPOCH_BLOCKS: u64 = 8;
+
 fn store_path(dir: &Path, node: usize) -> PathBuf {
     dir.join(format!("node-{node}.redb"))
 }
@@ -127,7 +130,6 @@ impl Harness {
     fn config(&self, node: usize) -> ConsensusConfig {
         ConsensusConfig {
             namespace: consensus_namespace(self.network.ledger.network_id()),
-            participants: self.keys.clone(),
             signer: self.network.node_keys[node].clone(),
             partition_prefix: format!("node-{node}"),
             timing: self.timing,
@@ -179,12 +181,29 @@ impl Harness {
         let task_applier = applier.clone();
         let handle = self.context.child("validator").with_attribute("node", node).spawn(move |context| async move {
             let running = if byzantine {
-                start_consensus(context.child("node"), config, channels, blocker, provider, task_applier, |inner| {
-                    ForgingProposer { inner, forged, proposals: Arc::default() }
-                })
+                start_consensus(
+                    context.child("node"),
+                    config,
+                    channels,
+                    blocker,
+                    provider,
+                    Box::new(StaticPeers),
+                    task_applier,
+                    |inner| ForgingProposer { inner, forged, proposals: Arc::default() },
+                )
                 .await
             } else {
-                start_consensus(context.child("node"), config, channels, blocker, provider, task_applier, |a| a).await
+                start_consensus(
+                    context.child("node"),
+                    config,
+                    channels,
+                    blocker,
+                    provider,
+                    Box::new(StaticPeers),
+                    task_applier,
+                    |a| a,
+                )
+                .await
             }
             .unwrap();
             let _ = sender.send(running.submitter);
@@ -284,12 +303,20 @@ fn run(n: usize, fault: Fault, seed: u64) {
     );
     let dir_path = dir.path().to_path_buf();
     runner.start(|context| async move {
-        let network = TestNetwork::new(n as u16, seed);
+        // Consensus epochs of 8 blocks: every run crosses many epoch
+        // boundaries (a new engine each) under its fault.
+        let network = TestNetwork::with_epochs(
+            n as u16,
+            seed,
+            quorumkey_ledger::DkgSettings::default_for(n),
+            quorumkey_ledger::testkit::unlimited_policy(),
+            quorumkey_ledger::EpochSettings { boundary_blocks: EPOCH_BLOCKS as u32, refresh_blocks: 0 },
+        );
         let keys: Vec<ed25519::PublicKey> = network.node_keys.iter().map(|key| key.public_key()).collect();
         let (sim, oracle) = simulated::Network::new_with_peers(
             context.child("network"),
             simulated::Config {
-                max_size: max_message_size(n, &BlockLimits::default()),
+                max_size: max_message_size(&BlockLimits::default()),
                 max_peers_per_set: NZUsize!(n),
                 disconnect_on_block: true,
                 tracked_peer_sets: NZUsize!(1),
@@ -421,8 +448,10 @@ fn run(n: usize, fault: Fault, seed: u64) {
             assert_eq!(harness.assignment(node, "forged-user"), None, "seed {seed}");
             assert!(harness.validators[&node].applier.halted().is_none(), "seed {seed}: honest node {node} halted");
         }
+        assert!(target >= 4 * EPOCH_BLOCKS, "seed {seed}: the run crossed fewer than 4 consensus epochs");
         eprintln!(
-            "n={n} {fault:?} seed={seed}: honest nodes agree at height {target} (root {}), {USERS} pairs assigned once each, simulated {:?}",
+            "n={n} {fault:?} seed={seed}: honest nodes agree at height {target} (consensus epoch {}, root {}), {USERS} pairs assigned once each, simulated {:?}",
+            target / EPOCH_BLOCKS,
             hex::encode(roots.iter().next().unwrap()),
             context.current().duration_since(std::time::UNIX_EPOCH).unwrap()
         );
@@ -506,4 +535,12 @@ fn seven_nodes_byzantine_proposer_and_garbage() {
 /// The store options of a test node (a fixed key-encryption key).
 fn test_store_options() -> quorumkey_store::StoreOptions {
     quorumkey_store::StoreOptions::new(quorumkey_store::Kek::from_bytes(&[0x42; 32]))
+}
+
+/// The simulated network links every node from the start: nothing to
+/// follow when the node sets change.
+struct StaticPeers;
+
+impl quorumkey_node::consensus::PeerSets for StaticPeers {
+    fn follow(&mut self, _: &quorumkey_ledger::NodeSets) {}
 }

@@ -19,8 +19,8 @@ use commonware_consensus::marshal::{self, Start};
 use commonware_consensus::simplex::elector::RoundRobin;
 use commonware_consensus::simplex::scheme::ed25519::Scheme;
 use commonware_consensus::simplex::{self, Floor, ForwardPolicy, SkipBudget, SkipPolicy};
-use commonware_consensus::types::{Epoch, FixedEpocher, ViewDelta};
-use commonware_cryptography::certificate::{ConstantProvider, Verifier as _};
+use commonware_consensus::types::{Epocher as _, FixedEpocher, ViewDelta};
+use commonware_cryptography::certificate::Verifier as _;
 use commonware_cryptography::sha256::{Digest, Sha256};
 use commonware_cryptography::{Digested, Digestible, Signer, ed25519};
 use commonware_p2p::{Blocker, Provider, Receiver, Sender};
@@ -29,18 +29,19 @@ use commonware_runtime::buffer::paged::CacheRef;
 use commonware_runtime::{Clock, Handle, Metrics, Spawner, Storage, Supervisor};
 use commonware_storage::archive::immutable;
 use commonware_utils::NonZeroDuration;
-use commonware_utils::ordered::Set;
 use rand_core::CryptoRng;
 use thiserror::Error;
 
 use super::application::{ConsensusContext, LedgerApplication};
 use super::block::{Block, BlockLimits, StateCheckpoint};
-use super::block_feed::{apply_finalized_blocks, finalized_channel};
+use super::block_feed::{EpochBoundaries, PeerSets, apply_finalized_blocks, finalized_channel};
+use super::epochs::{EngineStarter, EpochEngines, epoch_partition, starting_epoch};
 use super::finality_waiters::FinalityWaiters;
 use super::gossip::{TransactionSubmitter, run_gossip, submitter};
 use super::mempool::{Mempool, MempoolLimits};
 use super::peers::{ObservedReceiver, PeerActivity};
 use super::tip::AppliedTip;
+use super::validators::ValidatorSchemes;
 use crate::applier::BlockApplier;
 
 /// The p2p channels, in the order they are registered.
@@ -114,9 +115,8 @@ impl Default for Timing {
 pub struct ConsensusConfig {
     /// Separates this network's signatures from any other's.
     pub namespace: Vec<u8>,
-    /// Every validator's consensus key.
-    pub participants: Vec<ed25519::PublicKey>,
-    /// This validator's consensus key.
+    /// This node's consensus key (the validators of each epoch are the
+    /// ledger's node set in force; a node outside it follows as an observer).
     pub signer: ed25519::PrivateKey,
     /// Prefix of every storage partition (unique per validator when
     /// validators share storage).
@@ -134,9 +134,18 @@ pub struct ConsensusConfig {
 /// Why consensus could not start.
 #[derive(Debug, Error)]
 pub enum ConsensusError {
-    /// The signer's key is not one of the participants.
-    #[error("this node's consensus key is not in the network's validator set")]
-    NotAParticipant,
+    /// The block a restarted epoch builds on is missing from storage.
+    #[error(
+        "consensus storage lacks block {height}, the last of the epoch before the one to resume; \
+         the consensus and ledger stores must be restored together"
+    )]
+    MissingBoundary {
+        /// The block's height.
+        height: u64,
+    },
+    /// The node sets cannot be read from the ledger store.
+    #[error("cannot read the node sets from the ledger store: {0}")]
+    NodeSets(String),
     /// A storage archive could not be opened.
     #[error("cannot open consensus storage `{partition}`: {reason}")]
     Storage {
@@ -175,10 +184,13 @@ pub struct Channels<S, R> {
     pub transactions: (S, R),
 }
 
-/// The largest message any channel carries for `participants` validators.
-pub fn max_message_size(participants: usize, limits: &BlockLimits) -> u32 {
-    let participants = u32::try_from(participants).unwrap_or(u32::MAX);
-    let consensus = simplex::max_payload_size::<Scheme, Digest>(participants);
+/// The largest message any channel carries: for the largest node set a
+/// ledger allows (sets change with epochs, and the limit must never shrink
+/// while blocks that were within it are stored).
+pub fn max_message_size(limits: &BlockLimits) -> u32 {
+    let participants = u32::try_from(quorumkey_ledger::genesis::MAX_NODES).unwrap_or(u32::MAX);
+    // Votes, certificates and the resolver carry an epoch prefix.
+    let consensus = commonware_p2p::utils::mux::prefixed(simplex::max_payload_size::<Scheme, Digest>(participants));
     let blocks = marshal::max_payload_size::<Standard<Block>, Scheme>(participants, limits);
     let transactions = quorumkey_ledger::MAX_TRANSACTION_LEN;
     // Headroom for framing added by wrappers.
@@ -244,10 +256,12 @@ fn archive_config<C>(prefix: &str, name: &str, page_cache: &CacheRef, codec_conf
     }
 }
 
-/// Starts a validator on `context`: consensus, marshal, block broadcast and
-/// backfill, the finalized-block applier and transaction gossip.
-/// `wrap` receives the ledger application and returns the one consensus
-/// uses (the node passes it through; tests wrap it to misbehave).
+/// Starts a validator on `context`: consensus (one simplex engine per
+/// epoch, see [`super::epochs`]), marshal, block broadcast and backfill,
+/// the finalized-block applier and transaction gossip. `peers` is told the
+/// node sets now and whenever they change. `wrap` receives the ledger
+/// application and returns the one consensus uses (the node passes it
+/// through; tests wrap it to misbehave).
 #[allow(clippy::too_many_arguments)]
 pub async fn start_consensus<E, S, R, B, P, A>(
     context: E,
@@ -255,6 +269,7 @@ pub async fn start_consensus<E, S, R, B, P, A>(
     channels: Channels<S, R>,
     blocker: B,
     peer_provider: P,
+    mut peers_to_follow: Box<dyn PeerSets>,
     applier: Arc<BlockApplier>,
     wrap: impl FnOnce(LedgerApplication) -> A,
 ) -> Result<RunningConsensus, ConsensusError>
@@ -267,9 +282,6 @@ where
     A: Application<E, Block = Block, SigningScheme = Scheme, Context = ConsensusContext, Input = ()>,
 {
     let public_key = config.signer.public_key();
-    let participants = Set::from_iter_dedup(config.participants.iter().cloned());
-    let scheme = Scheme::signer(&config.namespace, participants, config.signer.clone())
-        .ok_or(ConsensusError::NotAParticipant)?;
     let prefix = config.partition_prefix.clone();
     let fetch_timeout = NonZeroDuration::new(config.timing.fetch_timeout)
         .unwrap_or(commonware_utils::NZDuration!(Duration::from_secs(2)));
@@ -292,6 +304,19 @@ where
     let mempool = Mempool::new(config.mempool_limits);
     let state = applier.committed_state();
     let (submitter, outbound) = submitter(state.clone(), mempool.clone());
+
+    // The epoch to resume and its validators: the ledger's node set in
+    // force after its applied height. Peers first, so that the nodes of a
+    // set being handed over to are connected too.
+    let epoch_length = NonZeroU64::new(u64::from(applier.ledger().genesis().epochs.boundary_blocks).max(2))
+        .unwrap_or(commonware_utils::NZU64!(64));
+    let epocher = FixedEpocher::new(epoch_length);
+    let sets = state.node_sets().map_err(|error| ConsensusError::NodeSets(error.to_string()))?;
+    peers_to_follow.follow(&sets);
+    let schemes = ValidatorSchemes::new(&config.namespace, config.signer.clone());
+    let first_epoch = starting_epoch(&epocher, applied_height);
+    let first_scheme =
+        schemes.install(first_epoch, sets.current.nodes.iter().map(|node| node.consensus_key.clone()).collect());
 
     // Block broadcast and backfill.
     let (blocks_engine, buffer) = buffered::Engine::new(
@@ -337,13 +362,12 @@ where
     .map_err(|e| ConsensusError::Storage { partition: format!("{prefix}-blocks"), reason: e.to_string() })?;
     let genesis = Block::genesis(&config.namespace, applier.genesis_root());
     let genesis_digest = genesis.digest();
-    let epocher = FixedEpocher::new(commonware_utils::NZU64!(u64::MAX));
     let (marshal_actor, marshal_mailbox, floor) = MarshalActor::init(
         context.child("marshal"),
         finalizations,
         finalized_blocks,
         marshal::Config {
-            provider: ConstantProvider::new(scheme.clone()),
+            provider: schemes.clone(),
             epocher: epocher.clone(),
             start: Start::Genesis(Digested::precomputed(genesis, genesis_digest)),
             partition_prefix: format!("{prefix}-marshal"),
@@ -370,52 +394,80 @@ where
     let (reporter, finalized) = finalized_channel();
     marshal_actor.start(reporter, buffer, backfill);
 
+    // The block the resumed epoch builds on: the last of the epoch before.
+    let first_floor = match first_epoch.previous().and_then(|previous| epocher.last(previous)) {
+        None => genesis_digest,
+        Some(height) => match marshal_mailbox.get_block(height).await {
+            Some(block) => block.digest(),
+            None => return Err(ConsensusError::MissingBoundary { height: height.get() }),
+        },
+    };
+
+    // Consensus: one engine per epoch, all feeding the same marshal.
+    let application = wrap(LedgerApplication::new(
+        state.clone(),
+        mempool.clone(),
+        tip.clone(),
+        config.block_limits,
+        config.timing.heartbeat,
+    ));
+    let inline = Inline::new(context.child("inline"), application, marshal_mailbox.clone(), epocher.clone());
+    let timing = config.timing;
+    let mailbox_size = config.mailbox_size;
+    let engine_context = context.child("simplex");
+    let engine_prefix = prefix.clone();
+    let engine_blocker = blocker.clone();
+    let start_engine: EngineStarter<S> = Box::new(move |epoch, floor, scheme, (votes, certificates, resolver)| {
+        let engine = simplex::Engine::new(
+            engine_context.child("engine").with_attribute("epoch", epoch),
+            simplex::Config {
+                scheme: scheme.as_ref().clone(),
+                elector: RoundRobin::<Sha256>::default(),
+                blocker: engine_blocker.clone(),
+                automaton: inline.clone(),
+                relay: inline.clone(),
+                reporter: inline.clone(),
+                strategy: Sequential,
+                partition: epoch_partition(&engine_prefix, epoch),
+                mailbox_size,
+                epoch,
+                floor: Floor::Genesis(floor),
+                replay_buffer: REPLAY_BUFFER,
+                write_buffer: WRITE_BUFFER,
+                page_cache: page_cache.clone(),
+                leader_timeout: timing.leader_timeout,
+                certification_timeout: timing.certification_timeout,
+                timeout_retry: timing.timeout_retry,
+                view_retention: ViewDelta::new(64),
+                skip: SkipPolicy::Enabled { timeout: timing.skip_timeout, budget: SkipBudget::Participants },
+                fetch_timeout,
+                fetch_retry_delay: Duration::from_millis(100),
+                forward: ForwardPolicy::Disabled,
+                track_historical_votes: false,
+            },
+        );
+        engine.start(votes, certificates, resolver)
+    });
+    let engines = EpochEngines::new(context.child("consensus"), epocher.clone(), marshal_mailbox, prefix, start_engine);
+    let (engine, switch) = engines.start(
+        channels.votes,
+        channels.certificates,
+        channels.resolver,
+        (first_epoch, first_floor, first_scheme),
+    );
+
     // The ledger's tasks.
     let waiters = FinalityWaiters::new(MAX_FINALITY_WAITERS);
+    let boundaries = EpochBoundaries { epocher, schemes, switch, peers: peers_to_follow, followed: sets };
     let (apply_applier, apply_mempool, apply_tip, apply_waiters) =
         (applier.clone(), mempool.clone(), tip.clone(), waiters.clone());
     context.child("applier").spawn(move |context| {
-        apply_finalized_blocks(context, finalized, apply_applier, apply_mempool, apply_tip, apply_waiters)
+        apply_finalized_blocks(context, finalized, apply_applier, apply_mempool, apply_tip, apply_waiters, boundaries)
     });
     let (gossip_sender, gossip_receiver) = channels.transactions;
-    let (gossip_state, gossip_mempool, gossip_blocker) = (state.clone(), mempool.clone(), blocker.clone());
+    let (gossip_state, gossip_mempool, gossip_blocker) = (state, mempool, blocker);
     context.child("gossip").spawn(move |_| {
         run_gossip(gossip_sender, gossip_receiver, gossip_blocker, outbound, gossip_state, gossip_mempool)
     });
-
-    // Consensus.
-    let application =
-        wrap(LedgerApplication::new(state, mempool, tip.clone(), config.block_limits, config.timing.heartbeat));
-    let inline = Inline::new(context.child("inline"), application, marshal_mailbox, epocher);
-    let timing = config.timing;
-    let engine = simplex::Engine::new(
-        context.child("simplex"),
-        simplex::Config {
-            scheme,
-            elector: RoundRobin::<Sha256>::default(),
-            blocker,
-            automaton: inline.clone(),
-            relay: inline.clone(),
-            reporter: inline,
-            strategy: Sequential,
-            partition: format!("{prefix}-simplex"),
-            mailbox_size: config.mailbox_size,
-            epoch: Epoch::zero(),
-            floor: Floor::Genesis(genesis_digest),
-            replay_buffer: REPLAY_BUFFER,
-            write_buffer: WRITE_BUFFER,
-            page_cache,
-            leader_timeout: timing.leader_timeout,
-            certification_timeout: timing.certification_timeout,
-            timeout_retry: timing.timeout_retry,
-            view_retention: ViewDelta::new(64),
-            skip: SkipPolicy::Enabled { timeout: timing.skip_timeout, budget: SkipBudget::Participants },
-            fetch_timeout,
-            fetch_retry_delay: Duration::from_millis(100),
-            forward: ForwardPolicy::Disabled,
-            track_historical_votes: false,
-        },
-    );
-    let engine = engine.start(channels.votes, channels.certificates, channels.resolver);
     Ok(RunningConsensus { submitter, tip, peers, waiters, engine })
 }

@@ -13,19 +13,25 @@
 //! - [`peers`]: which peers this node hears from.
 //! - [`tip`]: the applied height and root, awaitable.
 //! - [`engine`]: the wiring of the commonware components.
+//! - `epochs`: one simplex engine per consensus epoch, switched at each
+//!   epoch's last block.
+//! - `validators`: each epoch's validators, from the ledger's node sets.
 
 pub mod application;
 pub mod block;
 pub mod block_feed;
 pub mod engine;
+pub(crate) mod epochs;
 pub mod finality_waiters;
 pub mod gossip;
 pub mod mempool;
 pub mod peers;
 pub mod tip;
+pub(crate) mod validators;
 
 pub use application::LedgerApplication;
 pub use block::{Block, BlockLimits, StateCheckpoint};
+pub use block_feed::PeerSets;
 pub use engine::{
     Channels, ConsensusConfig, ConsensusError, ConsensusRuntime, RunningConsensus, Timing, channel,
     consensus_namespace, max_message_size, start_consensus,
