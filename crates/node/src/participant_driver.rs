@@ -61,6 +61,27 @@ impl DkgRole for DkgParticipant {
     }
 }
 
+/// The DKG role of a node outside the set in force: a node joining (until
+/// the epoch that adds it comes into force) or one removed. It does
+/// nothing; the handover participant, which runs beside it, deals and
+/// receives the node's part of a handover.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OutsideTheSet;
+
+impl DkgRole for OutsideTheSet {
+    fn on_block(
+        &mut self,
+        _: &Ledger,
+        _: &dyn StateRead,
+        _: u64,
+        _: u64,
+        _: &dyn BatchShareStore,
+        _: &mut dyn CryptoRng,
+    ) -> Result<Vec<DkgAction>, LedgerError> {
+        Ok(Vec::new())
+    }
+}
+
 /// The node's share tables seen as the participant's [`BatchShareStore`].
 struct StoredShares<'a> {
     store: &'a ShareStore,
@@ -170,6 +191,24 @@ pub struct ParticipantIdentity {
     pub secp256k1: NonZeroScalar,
 }
 
+/// This node's index in the set in force and its DKG role there: the
+/// participant under that index, or [`OutsideTheSet`]. A node finds itself
+/// by its consensus key (indexes change with the set).
+pub fn role_in_force(
+    state: &CommittedState,
+    node_key: &ed25519::PublicKey,
+    secp256k1: NonZeroScalar,
+) -> Result<(Option<u16>, Box<dyn DkgRole>), StoreError> {
+    let sets = state.node_sets()?;
+    let position = sets.current.nodes.iter().position(|node| node.consensus_key == *node_key);
+    let index = position.and_then(|position| u16::try_from(position + 1).ok());
+    let Some(index) = index else {
+        return Ok((None, Box::new(OutsideTheSet)));
+    };
+    let participant = DkgParticipant::for_set(&sets.current, index, secp256k1)?;
+    Ok((Some(index), Box::new(participant)))
+}
+
 /// Carries out one action. A storage failure stops the participant (the
 /// node can no longer keep its shares safe); a refused submission is
 /// logged and retried by the participant later.
@@ -258,6 +297,7 @@ fn execute_handover(
                 None => {
                     tracing::warn!(epoch, "epoch in force without this node: every key share it held is deleted");
                     identity.index = None;
+                    *role = Box::new(OutsideTheSet);
                 }
             }
         }

@@ -21,9 +21,8 @@ use commonware_stream::cups::{self, Cups};
 use commonware_stream::sake::{self, Sake};
 use commonware_utils::NZUsize;
 use quorumkey_crypto::CryptoError;
-use quorumkey_ledger::{GenesisError, Ledger, LedgerError};
+use quorumkey_ledger::{GenesisError, Ledger};
 use quorumkey_login::NodeKey;
-use quorumkey_participant::DkgParticipant;
 use quorumkey_store::{NodeStore, StoreError, StoreOptions};
 use thiserror::Error;
 
@@ -45,7 +44,7 @@ use crate::jwks_cache::JwksCache;
 use crate::kek::{KekError, load_kek};
 use crate::login_store::LoginStore;
 use crate::observability::{HealthCell, METRIC_LOGIN_LOG_CORRUPT_ENTRIES, Telemetry};
-use crate::participant_driver::{ParticipantHandles, ParticipantIdentity, run_participant};
+use crate::participant_driver::{ParticipantHandles, ParticipantIdentity, role_in_force, run_participant};
 use crate::peer_directory::{LookupPeers, MAX_TRACKED_PEERS};
 use crate::provider_http::ProviderClientError;
 use crate::token_verifier::TokenVerifier;
@@ -148,7 +147,7 @@ pub enum NodeError {
     Channels,
     /// The DKG participant cannot start on this ledger.
     #[error("cannot start the DKG participant: {0}")]
-    Participant(LedgerError),
+    ParticipantState(StoreError),
     /// The identity-provider client cannot be built.
     #[error(transparent)]
     Providers(#[from] ProviderClientError),
@@ -416,23 +415,22 @@ fn start_dkg(
     applier: &BlockApplier,
     running: &RunningConsensus,
 ) -> Result<commonware_runtime::Handle<()>, NodeError> {
-    let index = node.me.index;
-    let participant = DkgParticipant::new(&node.ledger, index, *node.identity.secp256k1.as_nonzero_scalar())
-        .map_err(NodeError::Participant)?;
-    let identity = ParticipantIdentity {
-        index: Some(index),
-        node_key: node.identity.consensus.clone(),
-        secp256k1: *node.identity.secp256k1.as_nonzero_scalar(),
-    };
+    // Indexes change with the node set: this node's is the one it has in
+    // the set in force now.
+    let secp256k1 = *node.identity.secp256k1.as_nonzero_scalar();
+    let (index, role) = role_in_force(&applier.committed_state(), &node.identity.consensus.public_key(), secp256k1)
+        .map_err(NodeError::ParticipantState)?;
+    let identity = ParticipantIdentity { index, node_key: node.identity.consensus.clone(), secp256k1 };
     let handles = ParticipantHandles {
         state: applier.committed_state(),
         shares: applier.share_store(),
         tip: running.tip.clone(),
         submitter: running.submitter.clone(),
     };
-    Ok(context.child("dkg").shared(true).spawn(move |_| {
-        run_participant(handles, identity, Box::new(participant), quorumkey_crypto::random::os_rng(), wall_clock_ms)
-    }))
+    Ok(context
+        .child("dkg")
+        .shared(true)
+        .spawn(move |_| run_participant(handles, identity, role, quorumkey_crypto::random::os_rng(), wall_clock_ms)))
 }
 
 /// The HTTP surface (`/v1`, `/health`, `/metrics`, `/jrpc`) on the node's

@@ -9,10 +9,12 @@
 //! least f + 1 dealers (so at least one honest) and none of the excluded
 //! ones, and that every key rebuilds, from every t-subset of the honest
 //! nodes' stored shares, to the recorded public key, with the recorded
-//! public shares matching the stored shares. A refresh of every share
-//! (a handover to the same set) runs on the same stack with a node
-//! crashed in the middle of it: every key keeps its public key, every
-//! share and public share changes, and the honest nodes agree.
+//! public shares matching the stored shares. Handovers run on the same
+//! stack with a node crashed in the middle of each: a refresh (the same
+//! set) for n = 4 and 5, a node joining (4 → 5) and a node leaving
+//! (5 → 4). Every key keeps its public key, the new shares match the new
+//! public shares and rebuild every key, a removed node holds nothing, and
+//! consensus then runs on the new validators (epochs of 16 blocks).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -25,6 +27,7 @@ use commonware_p2p::simulated::{self, Link, Oracle};
 use commonware_runtime::{Clock, Handle, Runner as _, Spawner as _, Supervisor as _, deterministic};
 use commonware_utils::{NZUsize, probability};
 use quorumkey_crypto::group::{NonZeroScalar, generator, point_from_bytes, scalar_from_bytes};
+use quorumkey_crypto::k256::elliptic_curve::Generate as _;
 use quorumkey_crypto::shamir::{Share, reconstruct_secret};
 use quorumkey_ledger::testkit::{TestNetwork, small_dkg};
 use quorumkey_ledger::{Ledger, LedgerError, LedgerView, Phase, StateRead};
@@ -35,7 +38,9 @@ use quorumkey_node::consensus::{
     max_message_size, start_consensus,
 };
 use quorumkey_node::observability::HealthCell;
-use quorumkey_node::participant_driver::{DkgRole, ParticipantHandles, ParticipantIdentity, run_participant};
+use quorumkey_node::participant_driver::{
+    DkgRole, ParticipantHandles, ParticipantIdentity, role_in_force, run_participant,
+};
 use quorumkey_participant::testkit::{Behaviour, subsets, tamper};
 use quorumkey_participant::{BatchShareStore, DkgAction, DkgParticipant};
 use rand_chacha::ChaCha20Rng;
@@ -88,6 +93,10 @@ struct Harness {
     oracle: Oracle<ed25519::PublicKey, Context>,
     network: TestNetwork,
     keys: Vec<ed25519::PublicKey>,
+    /// Every node's consensus and secp256k1 keys: the genesis nodes', then
+    /// those of nodes that join later.
+    node_keys: Vec<ed25519::PrivateKey>,
+    secp256k1: Vec<NonZeroScalar>,
     dir: PathBuf,
     validators: BTreeMap<usize, Validator>,
     seed: u64,
@@ -112,31 +121,31 @@ impl Harness {
             backfill: next(),
             transactions: next(),
         };
-        let index = node as u16 + 1;
         let ledger = self.network.ledger.clone();
-        let health = HealthCell::new(index, *ledger.network_id());
+        let health = HealthCell::new(node as u16 + 1, *ledger.network_id());
         let path = self.dir.join(format!("node-{node}.redb"));
         let applier = Arc::new(BlockApplier::open(ledger.clone(), &path, health, &test_store_options()).unwrap());
         let config = ConsensusConfig {
             namespace: consensus_namespace(ledger.network_id()),
-            signer: self.network.node_keys[node].clone(),
+            signer: self.node_keys[node].clone(),
             partition_prefix: format!("node-{node}"),
             timing: Timing::default(),
             block_limits: BlockLimits::default(),
             mempool_limits: MempoolLimits::default(),
             mailbox_size: NZUsize!(1024),
         };
-        let secret = *self.network.secp256k1_keys[node].as_nonzero_scalar();
-        let participant = DkgParticipant::new(&ledger, index, secret).unwrap();
-        let role: Box<dyn DkgRole> = match behaviour {
-            Behaviour::Honest => Box::new(participant),
-            behaviour => Box::new(Misbehaving { inner: participant, behaviour, secret }),
+        let secret = self.secp256k1[node];
+        // Where the node stands in the set in force (a restart after an
+        // epoch change, a node joining or one removed).
+        let (index, role) =
+            role_in_force(&applier.committed_state(), &self.node_keys[node].public_key(), secret).unwrap();
+        let role: Box<dyn DkgRole> = match (behaviour, index) {
+            (Behaviour::Honest, _) | (_, None) => role,
+            (behaviour, Some(index)) => {
+                Box::new(Misbehaving { inner: DkgParticipant::new(&ledger, index, secret).unwrap(), behaviour, secret })
+            }
         };
-        let identity = ParticipantIdentity {
-            index: Some(index),
-            node_key: self.network.node_keys[node].clone(),
-            secp256k1: secret,
-        };
+        let identity = ParticipantIdentity { index, node_key: self.node_keys[node].clone(), secp256k1: secret };
         let rng = ChaCha20Rng::seed_from_u64(self.seed * 100 + node as u64);
         let blocker = self.oracle.control(self.keys[node].clone());
         let provider = self.oracle.manager();
@@ -220,7 +229,29 @@ impl Harness {
     /// A simulated network of the `n` nodes of `network` (20 ms links),
     /// no validator started yet.
     async fn new(context: &Context, network: TestNetwork, n: u16, seed: u64, dir: PathBuf) -> Self {
-        let keys_ed: Vec<ed25519::PublicKey> = network.node_keys.iter().map(|key| key.public_key()).collect();
+        Self::with_joiners(context, network, n, 0, seed, dir).await
+    }
+
+    /// As [`Harness::new`], with `joiners` more nodes (not in the genesis)
+    /// on the network, not started.
+    async fn with_joiners(
+        context: &Context,
+        network: TestNetwork,
+        n: u16,
+        joiners: u16,
+        seed: u64,
+        dir: PathBuf,
+    ) -> Self {
+        let mut node_keys = network.node_keys.clone();
+        let mut secp256k1: Vec<NonZeroScalar> =
+            network.secp256k1_keys.iter().map(|key| *key.as_nonzero_scalar()).collect();
+        let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x6a6f696e);
+        for joiner in 0..u64::from(joiners) {
+            node_keys.push(ed25519::PrivateKey::from_seed(seed.wrapping_mul(1000) + 500 + joiner));
+            secp256k1.push(*quorumkey_crypto::k256::ecdsa::SigningKey::generate_from_rng(&mut rng).as_nonzero_scalar());
+        }
+        let n = n + joiners;
+        let keys_ed: Vec<ed25519::PublicKey> = node_keys.iter().map(|key| key.public_key()).collect();
         let (sim, oracle) = simulated::Network::new_with_peers(
             context.child("network"),
             simulated::Config {
@@ -250,6 +281,8 @@ impl Harness {
             oracle,
             network,
             keys: keys_ed,
+            node_keys,
+            secp256k1,
             dir,
             validators: BTreeMap::new(),
             seed,
@@ -389,18 +422,29 @@ fn seven_nodes_with_a_malformed_dealer_and_one_that_withholds() {
 }
 
 /// The store options of a test node (a fixed key-encryption key).
-/// Makes keys with the DKG on `n` validators, then refreshes every share
-/// (operators' `ProposeEpoch` for the same set, submitted to node 1), with
-/// node `crash` killed once the handover is resharing and restarted 6 s
-/// later: every node reaches epoch 1 with its new shares, the roots agree,
-/// every public key is what it was, every public share changed, and every
-/// key rebuilds from every t-subset of the new shares.
-fn refresh(n: u16, seed: u64, crash: u16) {
+/// Makes keys with the DKG on the `n` genesis validators, then hands every
+/// key over to the node set `next` (harness positions: `0..n` are the
+/// genesis nodes, `n..` nodes that join), proposed by the operators and
+/// submitted to node 1, with node `crash` (a position) killed once the
+/// handover is resharing and restarted 6 s later. Then:
+///
+/// - every node of the next set reaches epoch 1 with its new shares, and
+///   every running node agrees on the state root;
+/// - every public key is what it was, every new public share matches the
+///   share its node stores (and differs from the old one where a node kept
+///   its index), and every key rebuilds from every t-subset of the new set;
+/// - a node removed holds no share;
+/// - consensus runs on the new validators: with every node outside the
+///   next set stopped and f genesis nodes of it crashed, blocks still
+///   finalize, which needs the joined nodes' votes, and when nodes left,
+///   could not happen with the old set.
+fn handover(n: u16, joiners: u16, next: &[usize], seed: u64, crash: usize) {
     let dir = tempfile::Builder::new()
-        .prefix("quorumkey-refresh-sim-")
+        .prefix("quorumkey-handover-sim-")
         .tempdir_in(if Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "." })
         .unwrap();
     let dir_path = dir.path().to_path_buf();
+    let next = next.to_vec();
     let runner = deterministic::Runner::new(
         deterministic::Config::new().with_seed(seed).with_timeout(Some(Duration::from_secs(900))),
     );
@@ -408,13 +452,14 @@ fn refresh(n: u16, seed: u64, crash: u16) {
         let epochs = quorumkey_ledger::EpochSettings { boundary_blocks: 16, refresh_blocks: 0 };
         let network =
             TestNetwork::with_epochs(n, seed, small_dkg(n, 16), quorumkey_ledger::testkit::unlimited_policy(), epochs);
-        let mut harness = Harness::new(&context, network, n, seed, dir_path).await;
-        for node in 0..usize::from(n) {
+        let mut harness = Harness::with_joiners(&context, network, n, joiners, seed, dir_path).await;
+        let everyone: Vec<usize> = (0..usize::from(n + joiners)).collect();
+        for &node in &everyone {
             harness.start(node, Behaviour::Honest).await;
         }
-        let all: Vec<usize> = (0..usize::from(n)).collect();
+        let genesis: Vec<usize> = (0..usize::from(n)).collect();
         let deadline = context.current() + Duration::from_secs(300);
-        while !all.iter().all(|node| harness.finished_keys(*node) >= 32) {
+        while !genesis.iter().all(|node| harness.finished_keys(*node) >= 32) {
             assert!(context.current() < deadline, "n={n} seed={seed}: no 32 keys");
             context.sleep(Duration::from_millis(250)).await;
         }
@@ -424,18 +469,14 @@ fn refresh(n: u16, seed: u64, crash: u16) {
             let view = LedgerView::new(first.ledger(), &snapshot);
             (0..view.total_keys().unwrap()).map(|index| view.key(index).unwrap().unwrap()).collect()
         };
-        // The operators' refresh: the genesis nodes, with addresses.
-        let nodes: Vec<quorumkey_ledger::EpochNode> = harness
-            .network
-            .ledger
-            .genesis()
-            .nodes
+        // The operators' proposal: the next set, with addresses.
+        let nodes: Vec<quorumkey_ledger::EpochNode> = next
             .iter()
-            .map(|node| quorumkey_ledger::EpochNode {
-                consensus_key: node.consensus_key.clone(),
-                secp256k1_key: node.secp256k1_key,
-                p2p_address: format!("10.0.0.{}:7000", node.index),
-                rpc_url: format!("http://10.0.0.{}:8000", node.index),
+            .map(|&node| quorumkey_ledger::EpochNode {
+                consensus_key: harness.node_keys[node].public_key(),
+                secp256k1_key: quorumkey_crypto::group::point_to_bytes(&(generator() * *harness.secp256k1[node])),
+                p2p_address: format!("10.0.0.{}:7000", node + 1),
+                rpc_url: format!("http://10.0.0.{}:8000", node + 1),
             })
             .collect();
         let quorum: Vec<u16> = (1..=(n - (n - 1) / 3)).collect();
@@ -453,14 +494,13 @@ fn refresh(n: u16, seed: u64, crash: u16) {
             assert!(context.current() < deadline, "n={n} seed={seed}: the handover did not start");
             context.sleep(Duration::from_millis(50)).await;
         }
-        let crashed = usize::from(crash) - 1;
-        harness.crash(crashed).await;
+        harness.crash(crash).await;
         context.sleep(Duration::from_secs(6)).await;
-        harness.start(crashed, Behaviour::Honest).await;
-        // Every node in epoch 1, with its new shares.
+        harness.start(crash, Behaviour::Honest).await;
+        // Every node of the next set in epoch 1, with its new shares.
         let deadline = context.current() + Duration::from_secs(300);
         loop {
-            let done = all.iter().all(|node| {
+            let done = next.iter().all(|node| {
                 let applier = &harness.validators[node].applier;
                 let snapshot = applier.store().snapshot().unwrap();
                 let epoch = LedgerView::new(applier.ledger(), &snapshot).node_set().unwrap().epoch;
@@ -472,32 +512,36 @@ fn refresh(n: u16, seed: u64, crash: u16) {
             assert!(context.current() < deadline, "n={n} seed={seed}: not every node reached epoch 1");
             context.sleep(Duration::from_millis(100)).await;
         }
-        let target = all.iter().map(|node| harness.height(*node)).max().unwrap() + 2;
-        while !all.iter().all(|node| harness.height(*node) >= target) {
+        let target = everyone.iter().map(|node| harness.height(*node)).max().unwrap() + 2;
+        while !everyone.iter().all(|node| harness.height(*node) >= target) {
             assert!(context.current() < deadline + Duration::from_secs(60), "nodes did not reach {target}");
             context.sleep(Duration::from_millis(100)).await;
         }
-        let roots: Vec<_> = all
+        let roots: Vec<_> = everyone
             .iter()
             .map(|node| harness.validators[node].applier.store().state_root(target).unwrap().unwrap())
             .collect();
         assert!(roots.windows(2).all(|w| w[0] == w[1]), "n={n} seed={seed}: roots differ at {target}");
         let snapshot = first.store().snapshot().unwrap();
         let view = LedgerView::new(first.ledger(), &snapshot);
-        let t = first.ledger().genesis().threshold();
-        let indexes: Vec<u16> = (1..=n).collect();
+        let t = next.len() / 2 + 1;
+        let indexes: Vec<u16> = (1..=next.len() as u16).collect();
         for (index, old) in before.iter().enumerate() {
             let index = index as u64;
             let record = view.key(index).unwrap().unwrap();
             assert_eq!(record.public_key, old.public_key, "key {index}'s public key");
+            assert_eq!(record.public_shares.len(), next.len(), "key {index}: one public share per node of the set");
             let mut shares = BTreeMap::new();
             for j in &indexes {
-                assert_ne!(
-                    record.public_shares[usize::from(*j) - 1],
-                    old.public_shares[usize::from(*j) - 1],
-                    "key {index}: node {j}'s public share did not change"
-                );
-                let stored = harness.validators[&(usize::from(*j) - 1)].applier.store().key_share(index).unwrap();
+                let node = next[usize::from(*j) - 1];
+                if node == usize::from(*j) - 1 && node < old.public_shares.len() {
+                    assert_ne!(
+                        record.public_shares[usize::from(*j) - 1],
+                        old.public_shares[usize::from(*j) - 1],
+                        "key {index}: node {j}'s public share did not change"
+                    );
+                }
+                let stored = harness.validators[&node].applier.store().key_share(index).unwrap();
                 let share = scalar_from_bytes(stored.unwrap().as_ref()).unwrap();
                 let recorded = point_from_bytes("share", &record.public_shares[usize::from(*j) - 1]).unwrap();
                 assert_eq!(recorded, generator() * share, "key {index}: node {j}'s new public share");
@@ -514,17 +558,68 @@ fn refresh(n: u16, seed: u64, crash: u16) {
                 );
             }
         }
+        let removed: Vec<usize> = everyone.iter().copied().filter(|node| !next.contains(node)).collect();
+        for node in &removed {
+            let store = harness.validators[node].applier.store();
+            assert_eq!(store.key_share_count().unwrap(), 0, "removed node {} still holds shares", node + 1);
+        }
+        // Consensus on the new validators: stop every removed node and f
+        // genesis nodes of the next set. What is left is a quorum of the
+        // new set only if the nodes that joined sign; when nodes left, what
+        // is left is short of the old set's quorum.
+        for node in &removed {
+            harness.crash(*node).await;
+        }
+        let f = (next.len() - 1) / 3;
+        drop(first);
+        for node in next.iter().rev().filter(|node| genesis.contains(node)).take(f).copied().collect::<Vec<_>>() {
+            harness.crash(node).await;
+        }
+        let left: Vec<usize> = next.iter().copied().filter(|node| harness.validators.contains_key(node)).collect();
+        if !removed.is_empty() {
+            let old_quorum = usize::from(n) - (usize::from(n) - 1) / 3;
+            let old_signers = left.iter().filter(|node| genesis.contains(node)).count();
+            assert!(old_signers < old_quorum, "the test must leave the old set short of its quorum");
+        }
+        let from = left.iter().map(|node| harness.height(*node)).max().unwrap();
+        let goal = from + 20;
+        let deadline = context.current() + Duration::from_secs(120);
+        while !left.iter().all(|node| harness.height(*node) >= goal) {
+            assert!(
+                context.current() < deadline,
+                "n={n} seed={seed}: the new validators {left:?} did not finalize 20 more blocks from {from}"
+            );
+            context.sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!(
+            "n={n} -> {} seed={seed}: {} keys handed over; the new validators {left:?} finalized up to {goal}",
+            next.len(),
+            before.len()
+        );
     });
 }
 
+/// A refresh: the same nodes, every share new.
 #[test]
 fn four_nodes_refresh_every_share_with_a_crash_mid_handover() {
-    refresh(4, 61, 4);
+    handover(4, 0, &[0, 1, 2, 3], 61, 3);
 }
 
 #[test]
 fn five_nodes_refresh_every_share_with_a_crash_mid_handover() {
-    refresh(5, 62, 2);
+    handover(5, 0, &[0, 1, 2, 3, 4], 62, 1);
+}
+
+/// 4 → 5: node 5 joins (crashed mid-handover), then signs blocks.
+#[test]
+fn four_nodes_grow_to_five_with_the_joining_node_crashed_mid_handover() {
+    handover(4, 1, &[0, 1, 2, 3, 4], 63, 4);
+}
+
+/// 5 → 4: node 5 leaves, node 2 is crashed mid-handover.
+#[test]
+fn five_nodes_shrink_to_four_with_a_current_node_crashed_mid_handover() {
+    handover(5, 0, &[0, 1, 2, 3], 64, 1);
 }
 
 fn test_store_options() -> quorumkey_store::StoreOptions {

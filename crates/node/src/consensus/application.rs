@@ -88,14 +88,10 @@ impl LedgerApplication {
             if !seen.insert(transaction_hash(transaction)) {
                 return Err("carries the same transaction twice".into());
             }
-            let checked = self
-                .state
+            self.state
                 .ledger()
                 .check_transaction(transaction, &sets)
                 .map_err(|rejection| format!("carries an invalid transaction: {rejection}"))?;
-            if let Some(reason) = super::gossip::set_change_unsupported(&checked.body, &sets) {
-                return Err(format!("carries an epoch proposal this node cannot follow: {reason}"));
-            }
         }
         Ok(())
     }

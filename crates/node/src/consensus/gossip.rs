@@ -17,7 +17,7 @@ use commonware_cryptography::ed25519;
 use commonware_p2p::{Blocker, Receiver, Recipients, Sender};
 use futures::StreamExt;
 use futures::channel::mpsc;
-use quorumkey_ledger::{NodeSets, Rejection, SignedTransaction, TransactionBody, TransactionClass, transaction_class};
+use quorumkey_ledger::{Rejection, SignedTransaction, TransactionClass, transaction_class};
 use thiserror::Error;
 
 use super::mempool::{Admission, Mempool, MempoolError, TransactionHash, transaction_slot};
@@ -93,12 +93,6 @@ impl TransactionSubmitter {
 /// The stateful half of admission ([`quorumkey_ledger::Ledger::admit`])
 /// against the latest committed state, as if the next block were made now.
 fn admit(state: &CommittedState, transaction: &SignedTransaction) -> Result<TransactionClass, SubmitError> {
-    if matches!(transaction.body, TransactionBody::ProposeEpoch { .. }) {
-        let sets = state.node_sets().map_err(|e| SubmitError::Unavailable(e.to_string()))?;
-        if let Some(reason) = set_change_unsupported(&transaction.body, &sets) {
-            return Err(SubmitError::Refused(Rejection::Epoch(reason)));
-        }
-    }
     let class = transaction_class(&transaction.body);
     if class == TransactionClass::Dkg {
         return Ok(class);
@@ -112,24 +106,6 @@ fn admit(state: &CommittedState, transaction: &SignedTransaction) -> Result<Tran
         Ok(Err(rejection)) => Err(SubmitError::Refused(rejection)),
         Err(error) => Err(SubmitError::Unavailable(error.to_string())),
     }
-}
-
-/// Why this node takes no epoch proposal that changes the node set: its
-/// consensus engine runs one validator set for good (the ledger and the
-/// participants hand keys over to a new set, but consensus does not yet
-/// switch validators at the boundary), so such a change would leave the
-/// new set's nodes outside consensus. A refresh (the same nodes, in the
-/// same order) is taken. Honest nodes neither admit nor vote for a block
-/// with such a proposal.
-pub(crate) fn set_change_unsupported(body: &TransactionBody, sets: &NodeSets) -> Option<String> {
-    let TransactionBody::ProposeEpoch { nodes, .. } = body else { return None };
-    let same = nodes.len() == sets.current.nodes.len()
-        && nodes.iter().zip(&sets.current.nodes).all(|(proposed, current)| {
-            proposed.consensus_key == current.consensus_key && proposed.secp256k1_key == current.secp256k1_key
-        });
-    (!same).then(|| {
-        "this node's consensus cannot change its validator set yet: only a refresh (the same nodes in the same order) is taken".to_owned()
-    })
 }
 
 /// Sends accepted transactions to every peer and admits theirs, until the
