@@ -90,13 +90,16 @@ pub enum NodeError {
         /// The network file.
         file: PathBuf,
     },
-    /// The network file lists no node with this node's keys.
-    #[error("{file} lists no node with the keys in {key_dir}: is it the genesis this node enrolled in?")]
+    /// The network file lists no node with this node's keys, and it has
+    /// no enrollment to join with.
+    #[error("{file} lists no node with the keys in {key_dir} (is it the genesis this node enrolled in?), {reason}")]
     NotEnrolled {
         /// The key directory.
         key_dir: PathBuf,
         /// The network file.
         file: PathBuf,
+        /// Why the node cannot join instead.
+        reason: String,
     },
     /// The key files are not the node's keys in the network file.
     #[error("the keys in {key_dir} are not the ones {file} lists for node {index}")]
@@ -193,8 +196,14 @@ pub struct LoadedNode {
     pub ledger: Ledger,
     /// This node's keys.
     pub identity: NodeIdentity,
-    /// This node's entry in the network file.
+    /// This node's entry in the network file; for a node that joins
+    /// through an epoch change (not in the genesis), its own enrollment
+    /// with index 0.
     pub me: NetworkNode,
+    /// Whether this node is not a genesis node: it joins, or joined, by an
+    /// epoch change that the operators signed (`quorumkey network epoch`).
+    /// Its index is the one it has in the node set in force, if any.
+    pub joining: bool,
     /// Where it binds (its `node.toml`'s choice, or what it advertises).
     pub listen: ListenAddresses,
 }
@@ -217,9 +226,21 @@ impl LoadedNode {
                 .find(|node| node.index == index)
                 .ok_or_else(|| NodeError::NotInNetwork { index, file: config.network_file.clone() })?,
             // A node made by `node keygen` finds itself by its keys.
-            None => network.nodes.iter().find(|node| node.consensus_key == consensus_key).ok_or_else(|| {
-                NodeError::NotEnrolled { key_dir: config.key_dir.clone(), file: config.network_file.clone() }
-            })?,
+            None => match network.nodes.iter().find(|node| node.consensus_key == consensus_key) {
+                Some(node) => node,
+                None => {
+                    let me = joining_entry(config_path, &identity).map_err(|reason| NodeError::NotEnrolled {
+                        key_dir: config.key_dir.clone(),
+                        file: config.network_file.clone(),
+                        reason,
+                    })?;
+                    let overrides = ListenOverrides { p2p: config.p2p_listen, rpc: config.rpc_listen };
+                    let listen = overrides
+                        .resolve(me.p2p_address, &me.rpc_url)
+                        .map_err(|reason| NodeError::ListenAddress { file: config_path.to_owned(), reason })?;
+                    return Ok(Self { config, network, ledger, identity, me, joining: true, listen });
+                }
+            },
         }
         .clone();
         if me.consensus_key != consensus_key || me.secp256k1_key != hex::encode(identity.secp256k1_public_bytes()) {
@@ -233,8 +254,37 @@ impl LoadedNode {
         let listen = overrides
             .resolve(me.p2p_address, &me.rpc_url)
             .map_err(|reason| NodeError::ListenAddress { file: config_path.to_owned(), reason })?;
-        Ok(Self { config, network, ledger, identity, me, listen })
+        Ok(Self { config, network, ledger, identity, me, joining: false, listen })
     }
+}
+
+/// The entry of a node not in the genesis: its enrollment (written by
+/// `node keygen` beside its `node.toml`), checked to be signed by this
+/// node's keys. Its index is 0 here: indexes after the genesis are
+/// positions in the node set in force, which the ledger holds.
+fn joining_entry(config_path: &Path, identity: &NodeIdentity) -> Result<NetworkNode, String> {
+    let dir = config_path.parent().unwrap_or(Path::new("."));
+    let path = dir.join(crate::enrollment::ENROLLMENT_FILE);
+    if !path.exists() {
+        return Err(format!(
+            "nor is there an enrollment at {} (a node that joins by an epoch change runs with the enrollment its operator proposed)",
+            path.display()
+        ));
+    }
+    let enrollment = crate::enrollment::Enrollment::load(&path).map_err(|e| e.to_string())?;
+    enrollment.verify().map_err(|e| format!("{}: {e}", path.display()))?;
+    let consensus_key = hex::encode(identity.consensus.public_key().as_ref());
+    let secp256k1_key = hex::encode(identity.secp256k1_public_bytes());
+    if enrollment.consensus_key != consensus_key || enrollment.secp256k1_key != secp256k1_key {
+        return Err(format!("the enrollment at {} is for other keys than this node's", path.display()));
+    }
+    Ok(NetworkNode {
+        index: 0,
+        consensus_key,
+        secp256k1_key,
+        p2p_address: enrollment.p2p_address,
+        rpc_url: enrollment.rpc_url,
+    })
 }
 
 /// Choices for one run of a node, beyond its configuration (the command
@@ -311,6 +361,12 @@ async fn serve(
         |application| application,
     )
     .await?;
+    if node.joining {
+        tracing::warn!(
+            "this node is not in the genesis: it follows consensus as an observer, and serves and signs once an \
+             epoch change its operators signed adds it"
+        );
+    }
     tracing::info!(
         index,
         p2p = %node.me.p2p_address,
@@ -510,9 +566,13 @@ fn attested_description(node: &LoadedNode) -> Result<bytes::Bytes, NodeError> {
     let file = node.config.network_file.clone();
     let mut description =
         node.network.client_description().map_err(|reason| NodeError::Genesis { file: file.clone(), reason })?;
-    description
-        .attest(node.me.index, &node.identity.secp256k1)
-        .map_err(|e| NodeError::Genesis { file: file.clone(), reason: e.to_string() })?;
+    // A node that joined is not among the genesis nodes the description
+    // lists: its attestation could not be checked, so it gives none.
+    if !node.joining {
+        description
+            .attest(node.me.index, &node.identity.secp256k1)
+            .map_err(|e| NodeError::Genesis { file: file.clone(), reason: e.to_string() })?;
+    }
     let json = serde_json::to_vec(&description).map_err(|e| NodeError::Genesis { file, reason: e.to_string() })?;
     Ok(bytes::Bytes::from(json))
 }

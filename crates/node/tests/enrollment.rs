@@ -146,10 +146,29 @@ fn a_node_made_by_keygen_finds_itself_in_the_genesis() {
         assert_eq!(node.me.index, listed.index);
         assert_eq!(node.me.p2p_address, enrollment.p2p_address);
     }
-    // A genesis this node did not enroll in is refused, naming why.
+    // A node not in the genesis runs as one that joins by an epoch change,
+    // from its own enrollment (it follows consensus as an observer until
+    // an epoch change adds it)...
     let stranger = root.path().join("stranger");
-    keygen(&stranger, address(28000), &url(18000), &options()).unwrap();
+    let enrollment = keygen(&stranger, address(28000), &url(18000), &options()).unwrap();
     std::fs::write(stranger.join(NETWORK_FILE), &text).unwrap();
+    let joining = LoadedNode::load(&stranger.join(NODE_CONFIG_FILE)).unwrap();
+    assert!(joining.joining);
+    assert_eq!(joining.me.index, 0);
+    assert_eq!(joining.me.p2p_address, enrollment.p2p_address);
+    // ... and without an enrollment it is refused, naming why.
+    std::fs::remove_file(stranger.join(quorumkey_node::enrollment::ENROLLMENT_FILE)).unwrap();
     let refused = LoadedNode::load(&stranger.join(NODE_CONFIG_FILE)).unwrap_err();
     assert!(matches!(refused, NodeError::NotEnrolled { .. }), "{refused}");
+    assert!(refused.to_string().contains("enrollment"), "{refused}");
+    // An enrollment of other keys is refused too.
+    let other = root.path().join("other");
+    keygen(&other, address(28001), &url(18001), &options()).unwrap();
+    std::fs::copy(
+        other.join(quorumkey_node::enrollment::ENROLLMENT_FILE),
+        stranger.join(quorumkey_node::enrollment::ENROLLMENT_FILE),
+    )
+    .unwrap();
+    let refused = LoadedNode::load(&stranger.join(NODE_CONFIG_FILE)).unwrap_err();
+    assert!(refused.to_string().contains("other keys"), "{refused}");
 }

@@ -4,10 +4,9 @@
 //! new set (`docs/operations.md`, "Changing the node set").
 //!
 //! - `propose`: the next set from the one in force (asked of a node),
-//!   written to a proposal file (the library builds set changes too, with
-//!   nodes added from their enrollments and nodes removed; the command
-//!   proposes refreshes only, since nodes refuse set changes until
-//!   consensus switches validator sets);
+//!   minus the nodes removed, plus the nodes added from their enrollments
+//!   (`node keygen` on the joining operator's machine), written to a
+//!   proposal file; with neither, a refresh of every share;
 //! - `sign`: this operator's signature of a proposal (offline, with its
 //!   node's key);
 //! - `submit`: the proposal with the signatures, to a node, waiting until

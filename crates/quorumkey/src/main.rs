@@ -509,9 +509,10 @@ enum NetworkCommand {
     /// signatures of at least 2f + 1 operators.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// The node set: show the epoch in force and a handover's progress,
-    /// and refresh every share (a handover to the same set) with the
-    /// signatures of at least 2f + 1 current operators.
+    /// The node set: show the epoch in force and a handover's progress;
+    /// add, remove or replace nodes, or refresh every share (a handover to
+    /// the same set), with the signatures of at least 2f + 1 current
+    /// operators.
     #[command(subcommand)]
     Epoch(EpochCommand),
 }
@@ -529,13 +530,20 @@ enum EpochCommand {
         #[command(flatten)]
         target: NodeTarget,
     },
-    /// Write a proposal for the next epoch that refreshes every share
-    /// within the set in force (asked of a node): every key keeps its
-    /// public key, every node gets a new share of it, and shares of the
-    /// epoch before are worthless once it is in force. (Adding, removing
-    /// or replacing nodes waits for consensus to switch its validator set
-    /// at an epoch's boundary; nodes refuse such proposals until then.)
+    /// Write a proposal for the next epoch: the set in force (asked of a
+    /// node) minus the nodes --remove'd, plus the nodes --add'ed from their
+    /// enrollments (a replacement is both). Every key is handed over to
+    /// it: each keeps its public key, each node of the new set gets a new
+    /// share, and shares of the epoch before are worthless once it is in
+    /// force. With neither option, a refresh of every share.
     Propose {
+        /// A joining node's enrollment.toml (written by `quorumkey node
+        /// keygen` on its operator's machine); repeat to add several.
+        #[arg(long = "add", value_name = "ENROLLMENT")]
+        add: Vec<PathBuf>,
+        /// The index (in the epoch in force) of a node to remove; repeat.
+        #[arg(long = "remove", value_name = "INDEX")]
+        remove: Vec<u16>,
         /// network.toml: the addresses of genesis nodes, which the ledger
         /// does not hold (needed while epoch 0 is in force).
         #[arg(long)]
@@ -588,9 +596,9 @@ fn epoch_command(command: EpochCommand) -> Result<(), CommandError> {
                 print!("{}", describe(&runtime()?.block_on(client.epoch())?));
             }
         }
-        EpochCommand::Propose { network_file, out, target } => {
+        EpochCommand::Propose { add, remove, network_file, out, target } => {
             let client = node_client(&target.into())?;
-            let proposal = runtime()?.block_on(propose(&client, network_file.as_deref(), &[], &[], &out))?;
+            let proposal = runtime()?.block_on(propose(&client, network_file.as_deref(), &add, &remove, &out))?;
             let t = proposal.nodes.len() / 2 + 1;
             println!("epoch {} proposed: {} nodes (threshold {t})", proposal.epoch, proposal.nodes.len());
             for (position, node) in proposal.nodes.iter().enumerate() {
