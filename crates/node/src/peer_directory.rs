@@ -27,10 +27,15 @@ use quorumkey_ledger::{EpochNode, NodeSets};
 
 use crate::consensus::PeerSets;
 
-/// The most peers one tracked set can hold: a set in force and the next
-/// one (at most the ledger's largest set each) and the nodes that just
-/// left, this node included.
-pub const MAX_TRACKED_PEERS: usize = 3 * quorumkey_ledger::genesis::MAX_NODES + 1;
+/// The most peers this process tracks when the largest node set it knows
+/// at start has `known` nodes: room for a next set twice that size and
+/// the nodes that left, this node included; at most three of the ledger's
+/// largest sets. The p2p layer allocates every channel's inbound queue for
+/// this many peers up front, so it is not simply the ledger's maximum. A
+/// set beyond it is cut (see [`LookupPeers`]) until the node restarts.
+pub fn peer_limit(known: usize) -> usize {
+    (3 * known + 8).min(3 * quorumkey_ledger::genesis::MAX_NODES + 1)
+}
 
 /// Follows the ledger's node sets on a lookup network.
 pub struct LookupPeers {
@@ -39,6 +44,8 @@ pub struct LookupPeers {
     configured: HashMap<ed25519::PublicKey, SocketAddr>,
     /// Lookup wants each new tracked set under a larger id.
     next_id: u64,
+    /// The most peers in one set ([`peer_limit`]); tracking more panics.
+    max_peers: usize,
     /// The set in force at the last call, and the one before it.
     current: Option<(u64, Vec<EpochNode>)>,
     departed: Vec<EpochNode>,
@@ -51,12 +58,21 @@ impl std::fmt::Debug for LookupPeers {
 }
 
 impl LookupPeers {
-    /// `configured`: the addresses of `network.toml`.
+    /// `configured`: the addresses of `network.toml`; `max_peers`: the
+    /// network's `max_peers_per_set`.
     pub fn new(
         oracle: lookup::Oracle<ed25519::PublicKey>,
         configured: impl IntoIterator<Item = (ed25519::PublicKey, SocketAddr)>,
+        max_peers: usize,
     ) -> Self {
-        Self { oracle, configured: configured.into_iter().collect(), next_id: 0, current: None, departed: Vec::new() }
+        Self {
+            oracle,
+            configured: configured.into_iter().collect(),
+            next_id: 0,
+            max_peers,
+            current: None,
+            departed: Vec::new(),
+        }
     }
 
     fn address(&self, node: &EpochNode) -> Option<Address> {
@@ -95,15 +111,33 @@ impl PeerSets for LookupPeers {
         }
         self.current = Some((epoch, sets.current.nodes.clone()));
         let primary_nodes = sets.current.nodes.iter().chain(sets.next.iter().flat_map(|next| next.nodes.iter()));
-        let primary: Vec<(ed25519::PublicKey, Address)> = primary_nodes
-            .filter_map(|node| self.address(node).map(|address| (node.consensus_key.clone(), address)))
-            .collect();
-        let secondary: Vec<(ed25519::PublicKey, Address)> = self
+        let mut primary: Vec<(ed25519::PublicKey, Address)> = Vec::new();
+        for node in primary_nodes {
+            if !primary.iter().any(|(key, _)| *key == node.consensus_key)
+                && let Some(address) = self.address(node)
+            {
+                primary.push((node.consensus_key.clone(), address));
+            }
+        }
+        let mut secondary: Vec<(ed25519::PublicKey, Address)> = self
             .departed
             .iter()
             .filter(|node| !primary.iter().any(|(key, _)| *key == node.consensus_key))
             .filter_map(|node| self.address(node).map(|address| (node.consensus_key.clone(), address)))
             .collect();
+        // This node counts towards the limit too.
+        let room = self.max_peers.saturating_sub(1);
+        if primary.len() + secondary.len() > room {
+            secondary.truncate(room.saturating_sub(primary.len()));
+            if primary.len() > room {
+                tracing::error!(
+                    wanted = primary.len(),
+                    room,
+                    "the node sets have more nodes than this process can connect to; restart it to connect to all"
+                );
+                primary.truncate(room);
+            }
+        }
         let peers = AddressableTrackedPeers::new(Map::from_iter_dedup(primary), Map::from_iter_dedup(secondary));
         tracing::info!(
             id = self.next_id,

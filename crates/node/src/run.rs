@@ -45,7 +45,7 @@ use crate::kek::{KekError, load_kek};
 use crate::login_store::LoginStore;
 use crate::observability::{HealthCell, METRIC_LOGIN_LOG_CORRUPT_ENTRIES, Telemetry};
 use crate::participant_driver::{ParticipantHandles, ParticipantIdentity, role_in_force, run_participant};
-use crate::peer_directory::{LookupPeers, MAX_TRACKED_PEERS};
+use crate::peer_directory::{LookupPeers, peer_limit};
 use crate::provider_http::ProviderClientError;
 use crate::token_verifier::TokenVerifier;
 
@@ -332,7 +332,12 @@ async fn serve(
     telemetry: Option<Telemetry>,
 ) -> Result<(), NodeError> {
     let index = node.me.index;
-    let (channels, oracle) = start_p2p(&context, &node)?;
+    // The largest peer set this process can track: the sets it knows now
+    // with room for nodes joining and leaving (see `LookupPeers`).
+    let sets = applier.committed_state().node_sets().map_err(NodeError::ParticipantState)?;
+    let known = sets.current.nodes.len().max(sets.next.as_ref().map_or(0, |next| next.nodes.len()));
+    let max_peers = peer_limit(known);
+    let (channels, oracle) = start_p2p(&context, &node, max_peers)?;
     let configured = node
         .ledger
         .genesis()
@@ -340,7 +345,7 @@ async fn serve(
         .iter()
         .zip(&node.network.nodes)
         .map(|(genesis, entry)| (genesis.consensus_key.clone(), entry.p2p_address));
-    let peer_sets = Box::new(LookupPeers::new(oracle.clone(), configured));
+    let peer_sets = Box::new(LookupPeers::new(oracle.clone(), configured, max_peers));
     let config = ConsensusConfig {
         namespace: consensus_namespace(node.ledger.network_id()),
         signer: node.identity.consensus.clone(),
@@ -423,6 +428,7 @@ type P2pChannels =
 fn start_p2p(
     context: &cw_tokio::Context,
     node: &LoadedNode,
+    max_peers: usize,
 ) -> Result<(P2pChannels, lookup::Oracle<ed25519::PublicKey>), NodeError> {
     let namespace = consensus_namespace(node.ledger.network_id());
     let signer = node.identity.consensus.clone();
@@ -435,14 +441,18 @@ fn start_p2p(
         },
         cups::Version::V1,
     );
-    let p2p_config = lookup::Config::local(
+    let mut p2p_config = lookup::Config::local(
         handshake,
         &namespace,
         node.listen.p2p,
-        NZUsize!(MAX_TRACKED_PEERS),
+        std::num::NonZeroUsize::new(max_peers).unwrap_or(NZUsize!(1)),
         max_message_size(&BlockLimits::default()),
         NZUsize!(4096),
     );
+    // `LookupPeers` puts every peer it wants in its newest set (the nodes
+    // that just left included), so one set is all there is to keep; every
+    // channel's inbound queue is allocated for (peers × sets × burst).
+    p2p_config.tracked_peer_sets = NZUsize!(1);
     let (mut network, oracle) = lookup::Network::new(context.child("p2p"), p2p_config);
     let mut pairs = Vec::with_capacity(channel::ALL.len());
     for ch in channel::ALL {
