@@ -9,7 +9,12 @@
 //! - a finished DKG batch's shares stored (`assign_batch_shares`, one
 //!   encryption per key, one durable transaction), per key;
 //! - `rekey` of the whole store (every share decrypted and encrypted again
-//!   in one transaction), per share.
+//!   in one transaction), per share;
+//! - an epoch's activation (`NodeStore::activate_epoch`: next-epoch shares
+//!   stored per reshare batch of 512 replace every key share, in steps of
+//!   `ACTIVATION_CHUNK_KEYS` keys, one durable transaction each), per key,
+//!   and its first transaction (from whose commit reads answer for the
+//!   new epoch).
 //!
 //! Each read figure is the median of 9 rounds over every key. Under
 //! `cargo test` (no `--bench`) it runs a smoke version with fewer keys and
@@ -22,7 +27,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use quorumkey_ledger::testkit::TestNetwork;
-use quorumkey_store::{Kek, NodeStore, rekey};
+use quorumkey_store::{ACTIVATION_CHUNK_KEYS, Kek, NodeStore, rekey};
 use redb::{ReadableDatabase, TableDefinition};
 
 /// Keys in the store (the full benchmark), in batches of 512.
@@ -101,6 +106,32 @@ fn main() {
     let store = NodeStore::open(&path, &net.ledger, &new).unwrap();
     assert_eq!(*store.key_share(keys - 1).unwrap().unwrap(), share(keys - 1));
 
+    // The next epoch's shares, per reshare batch, then their activation.
+    let next_share = |index: u64| {
+        let mut out = share(index);
+        out[31] = 9;
+        out
+    };
+    for batch in 0..keys / BATCH {
+        let shares: Vec<[u8; 32]> = (batch * BATCH..(batch + 1) * BATCH).map(next_share).collect();
+        store.put_next_shares(1, batch, batch * BATCH, &shares).unwrap();
+    }
+    let start = Instant::now();
+    store.start_epoch_activation(1, true).unwrap();
+    let marked = start.elapsed();
+    let paused = Instant::now();
+    assert_eq!(*store.key_share(keys - 1).unwrap().unwrap(), next_share(keys - 1));
+    // Before any move: every share read from its reshare batch's row.
+    let from_rows = median_per_key(BATCH, |index| {
+        black_box(store.key_share(black_box(index)).unwrap());
+    });
+    let start = start + paused.elapsed();
+    assert_eq!(store.activate_epoch(1, true).unwrap(), keys);
+    let activated = start.elapsed();
+    for index in [0, keys / 2, keys - 1] {
+        assert_eq!(*store.key_share(index).unwrap().unwrap(), next_share(index));
+    }
+
     println!("{keys} key shares in batches of {BATCH}");
     println!(
         "read a key share (a login's reveal): {:.1} µs decrypted, {:.1} µs the same entry read raw: encryption adds {:.1} µs",
@@ -116,5 +147,15 @@ fn main() {
         "rekey: {:.2} s for {keys} shares, {:.1} µs per share (one transaction, then compaction)",
         rekeyed.as_secs_f64(),
         micros(rekeyed / keys as u32)
+    );
+    println!(
+        "activate an epoch: {:.2} s for {keys} shares, {:.1} µs per key, in steps of {ACTIVATION_CHUNK_KEYS} keys; its first transaction {:.1} ms",
+        activated.as_secs_f64(),
+        micros(activated / keys as u32),
+        marked.as_secs_f64() * 1e3,
+    );
+    println!(
+        "read a key share during an activation, not moved yet: {:.1} µs (its batch's row of {BATCH} decrypted)",
+        micros(from_rows)
     );
 }

@@ -8,7 +8,9 @@
 //! after a crash the store holds every block it acknowledged and no part of
 //! any other. Two more tables hold this node's secret key shares from the
 //! DKG: per batch while the batch runs, then per key index, encrypted with
-//! the node's key-encryption key (see [`sealed`]). The last two
+//! the node's key-encryption key (see [`sealed`]); during a handover, the
+//! next epoch's shares wait per reshare batch until they replace the key
+//! shares, in bounded steps (see [`activation`]). The last two
 //! hold this node's login records (each token commitment it signed, bound
 //! once to a verifier and a temporary key) and their expiry index. Login
 //! records are made durable by their own write-ahead log next to the
@@ -24,6 +26,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Mutex, RwLock};
 
 use quorumkey_ledger::{BlockOutcome, Ledger, LedgerError, StateRead, StorageError, WriteSet};
@@ -42,11 +45,14 @@ const BATCH_SHARES: TableDefinition<'static, u64, &'static [u8]> = TableDefiniti
 const KEY_SHARES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("key_shares");
 /// Secret: this node's shares of a reshare batch's keys for the next
 /// epoch, by `epoch << 40 | batch`, from their handover until the epoch
-/// is in force (then they replace [`KEY_SHARES`]), encrypted (see
-/// [`sealed`]): the first key's index (8 bytes), then 32 bytes per key.
+/// is in force (then they replace [`KEY_SHARES`], see [`activation`]),
+/// encrypted (see [`sealed`]): the first key's index (8 bytes), then 32
+/// bytes per key. Each row's key range is in
+/// [`activation::NEXT_SHARE_RANGES`].
 const NEXT_SHARES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("next_epoch_shares");
 /// The epoch the shares in [`KEY_SHARES`] are for, in [`STORE_META`]
-/// (absent: 0).
+/// (absent: 0); while an activation runs, the epoch it puts in force (see
+/// [`activation`]).
 const SHARE_EPOCH: &str = "share_epoch";
 /// The key shares as stores made before shares were encrypted kept them:
 /// plain, 32 bytes each (read only to encrypt them, by [`rekey`]).
@@ -75,9 +81,12 @@ const LOGIN_CHECKPOINT_RECORDS: usize = 4096;
 /// in memory (about 13 MB).
 const LOGIN_PENDING_LIMIT: usize = 8 * LOGIN_CHECKPOINT_RECORDS;
 
+mod activation;
 mod login_log;
 mod login_scan;
 mod sealed;
+pub use activation::ACTIVATION_CHUNK_KEYS;
+use activation::{Activation, activation_at, open_read};
 use login_log::{LoginLog, SealFailure};
 pub use sealed::{KEK_LEN, Kek, KekId, SEALED_OVERHEAD};
 use sealed::{SealError, SecretTable};
@@ -319,6 +328,8 @@ pub struct NodeStore {
     /// The records in the logs that redb does not hold yet; readers look
     /// here first.
     pending_logins: RwLock<PendingLogins>,
+    /// Keys an epoch activation step moves or deletes (see [`activation`]).
+    activation_chunk: AtomicUsize,
 }
 
 impl std::fmt::Debug for NodeStore {
@@ -334,7 +345,9 @@ impl NodeStore {
     }
 
     /// Opens the database at `path`, creating it (mode 0600) if absent,
-    /// and writes the genesis state if it is new. Refuses a database of
+    /// writes the genesis state if it is new, and completes an epoch
+    /// activation a crash interrupted (see [`Self::activate_epoch`]; it
+    /// can take a while with millions of keys). Refuses a database of
     /// another network, a key-encryption key other than the one its shares
     /// are encrypted with, a database whose shares are still plain (see
     /// [`rekey`]), and, unless `options` accept it, a login-record log that
@@ -384,6 +397,7 @@ impl NodeStore {
             login_checkpoints: Mutex::new(sealed_login_log_path.exists()),
             sealed_login_log_path,
             pending_logins: RwLock::new(HashMap::new()),
+            activation_chunk: AtomicUsize::new(ACTIVATION_CHUNK_KEYS),
         };
         let snapshot = store.snapshot()?;
         match ledger.height(&snapshot)? {
@@ -401,6 +415,8 @@ impl NodeStore {
         }
         // Only into a database of this network.
         store.replay_login_log(logged)?;
+        // An epoch activation a crash interrupted (see [`activation`]).
+        store.finish_activation()?;
         Ok(store)
     }
 
@@ -775,9 +791,19 @@ impl NodeStore {
     }
 
     /// This node's share of a key (32 bytes, big-endian scalar), if it
-    /// holds one (decrypted into a buffer zeroized on drop).
+    /// holds one (decrypted into a buffer zeroized on drop). While an epoch
+    /// activation runs, the new epoch's share, wherever it is at that step,
+    /// and never the old one's (see [`activation`]).
     pub fn key_share(&self, index: u64) -> Result<Option<Zeroizing<[u8; 32]>>, StoreError> {
-        let Some(table) = self.read_table(KEY_SHARES)? else { return Ok(None) };
+        let txn = self.db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
+        match activation_at(&txn)? {
+            Some(Activation { member: false, .. }) => return Ok(None),
+            Some(Activation { epoch, cursor, .. }) if index >= cursor => {
+                return activation::next_share(&self.kek, &txn, epoch, index);
+            }
+            _ => {}
+        }
+        let Some(table) = open_read(&txn, KEY_SHARES)? else { return Ok(None) };
         let Some(value) = table.get(index).map_err(|e| db_error("read key share")(e.into()))? else {
             return Ok(None);
         };
@@ -796,16 +822,11 @@ impl NodeStore {
     }
 
     /// The epoch this node's key shares are for (0 until a handover's
-    /// epoch came into force).
+    /// epoch came into force; the new one from the start of its
+    /// activation).
     pub fn share_epoch(&self) -> Result<u64, StoreError> {
         let Some(table) = self.read_table(STORE_META)? else { return Ok(0) };
-        let Some(value) = table.get(SHARE_EPOCH).map_err(|e| db_error("read the share epoch")(e.into()))? else {
-            return Ok(0);
-        };
-        <[u8; 8]>::try_from(value.value()).map(u64::from_be_bytes).map_err(|_| StoreError::Open {
-            path: "store_meta".to_owned(),
-            reason: "share_epoch is not 8 bytes".to_owned(),
-        })
+        activation::share_epoch_in(&table)
     }
 
     /// Persists this node's shares of keys `first_key..` for epoch `epoch`
@@ -825,11 +846,15 @@ impl NodeStore {
         }
         let secret = SecretTable::NextShares;
         let entry = sealed::seal(&self.kek, secret, key, &plain).map_err(StoreError::share(secret, key))?;
-        self.write(|txn| {
-            let mut table = txn.open_table(NEXT_SHARES).map_err(|e| db_error("open next shares table")(e.into()))?;
-            table.insert(key, entry.as_slice()).map_err(|e| db_error("write next shares")(e.into()))?;
-            Ok(())
-        })
+        let range = (first_key, shares.len() as u64);
+        if first_key.checked_add(range.1).is_none() {
+            return Err(StoreError::Share {
+                table: secret.name(),
+                key,
+                reason: "its keys run beyond the last key index".to_owned(),
+            });
+        }
+        self.write(|txn| activation::put_row(&self.kek, txn, epoch, batch, range, &entry))
     }
 
     /// Whether this node keeps its shares of reshare batch `batch` for
@@ -840,73 +865,67 @@ impl NodeStore {
         Ok(table.get(key).map_err(|e| db_error("read next shares")(e.into()))?.is_some())
     }
 
-    /// Epoch `epoch` is in force: if this node is a member, its shares for
-    /// it replace every key share it held; if not, it deletes them all. In
-    /// one transaction, with the share epoch. Returns how many key shares
-    /// the node holds now.
-    pub fn activate_epoch(&self, epoch: u64, member: bool) -> Result<u64, StoreError> {
-        let secret = SecretTable::NextShares;
-        let mut entries: Vec<(u64, Vec<u8>)> = Vec::new();
-        if member && let Some(table) = self.read_table(NEXT_SHARES)? {
-            let (low, high) = (next_shares_key(epoch, 0)?, next_shares_key(epoch + 1, 0)?);
-            for entry in table.range(low..high).map_err(|e| db_error("list next shares")(e.into()))? {
-                let (key, value) = entry.map_err(|e| db_error("list next shares")(e.into()))?;
-                let plain = sealed::open(&self.kek, secret, key.value(), value.value())
-                    .map_err(StoreError::share(secret, key.value()))?;
-                if plain.len() < 8 || !(plain.len() - 8).is_multiple_of(32) {
-                    return Err(StoreError::Share {
-                        table: secret.name(),
-                        key: key.value(),
-                        reason: "it is not a first key and 32-byte shares".to_owned(),
-                    });
-                }
-                let mut first = [0u8; 8];
-                first.copy_from_slice(&plain[..8]);
-                let first = u64::from_be_bytes(first);
-                for (offset, share) in plain[8..].chunks_exact(32).enumerate() {
-                    let index = first + offset as u64;
-                    let sealed = sealed::seal(&self.kek, SecretTable::KeyShares, index, share)
-                        .map_err(StoreError::share(SecretTable::KeyShares, index))?;
-                    entries.push((index, sealed));
-                }
-            }
-        }
-        let count = entries.len() as u64;
-        self.write(|txn| {
-            for definition in [KEY_SHARES, BATCH_SHARES, NEXT_SHARES] {
-                txn.delete_table(definition).map_err(|e| db_error("clear a shares table")(e.into()))?;
-            }
-            let mut keys = txn.open_table(KEY_SHARES).map_err(|e| db_error("open key shares table")(e.into()))?;
-            for (index, entry) in &entries {
-                keys.insert(*index, entry.as_slice()).map_err(|e| db_error("write key share")(e.into()))?;
-            }
-            let mut meta = txn.open_table(STORE_META).map_err(|e| db_error("open store meta")(e.into()))?;
-            meta.insert(SHARE_EPOCH, epoch.to_be_bytes().as_slice())
-                .map_err(|e| db_error("write the share epoch")(e.into()))?;
-            Ok(())
-        })?;
-        Ok(count)
-    }
-
-    /// How many key shares this node holds (nothing decrypted).
+    /// How many key shares this node holds (nothing decrypted); while an
+    /// epoch activation runs, how many of the new epoch's (those moved, and
+    /// those in the rows left).
     pub fn key_share_count(&self) -> Result<u64, StoreError> {
-        let Some(table) = self.read_table(KEY_SHARES)? else { return Ok(0) };
-        table.len().map_err(|e| db_error("count key shares")(e.into()))
+        let txn = self.db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
+        match activation_at(&txn)? {
+            Some(Activation { member: false, .. }) => Ok(0),
+            Some(Activation { epoch, moved, .. }) => {
+                let left: u64 = activation::next_share_ranges(&txn, epoch)?.iter().map(|(_, keys)| keys).sum();
+                Ok(moved + left)
+            }
+            None => match open_read(&txn, KEY_SHARES)? {
+                Some(table) => table.len().map_err(|e| db_error("count key shares")(e.into())),
+                None => Ok(0),
+            },
+        }
     }
 
-    /// Whether this node holds a share of key `index` (without decrypting it).
+    /// Whether this node holds a share of key `index` (without decrypting
+    /// it), as [`Self::key_share`] answers.
     pub fn has_key_share(&self, index: u64) -> Result<bool, StoreError> {
-        let Some(table) = self.read_table(KEY_SHARES)? else { return Ok(false) };
+        let txn = self.db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
+        match activation_at(&txn)? {
+            Some(Activation { member: false, .. }) => return Ok(false),
+            Some(Activation { epoch, cursor, .. }) if index >= cursor => {
+                return activation::has_next_share(&txn, epoch, index);
+            }
+            _ => {}
+        }
+        let Some(table) = open_read(&txn, KEY_SHARES)? else { return Ok(false) };
         Ok(table.get(index).map_err(|e| db_error("read key share")(e.into()))?.is_some())
     }
 
-    /// The indexes of the keys this node holds a share of, in order.
+    /// The indexes of the keys this node holds a share of, in order, as
+    /// [`Self::key_share`] answers.
     pub fn key_share_indexes(&self) -> Result<Vec<u64>, StoreError> {
-        let Some(table) = self.read_table(KEY_SHARES)? else { return Ok(Vec::new()) };
+        let txn = self.db.begin_read().map_err(|e| db_error("begin read")(e.into()))?;
+        let activation = activation_at(&txn)?;
+        if activation.is_some_and(|activation| !activation.member) {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
-        for entry in table.iter().map_err(|e| db_error("list key shares")(e.into()))? {
-            let (key, _) = entry.map_err(|e| db_error("list key shares")(e.into()))?;
-            out.push(key.value());
+        if let Some(table) = open_read(&txn, KEY_SHARES)? {
+            // While an activation runs, those below its cursor only.
+            let listed = match activation {
+                Some(activation) => table.range(..activation.cursor),
+                None => table.range::<u64>(..),
+            };
+            for entry in listed.map_err(|e| db_error("list key shares")(e.into()))? {
+                let (key, _) = entry.map_err(|e| db_error("list key shares")(e.into()))?;
+                out.push(key.value());
+            }
+        }
+        if let Some(Activation { epoch, cursor, .. }) = activation {
+            for (first, keys) in activation::next_share_ranges(&txn, epoch)? {
+                if keys > 0 && activation::has_next_share(&txn, epoch, first)? {
+                    out.extend(first.max(cursor)..first.saturating_add(keys));
+                }
+            }
+            out.sort_unstable();
+            out.dedup();
         }
         Ok(out)
     }

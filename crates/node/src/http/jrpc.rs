@@ -540,9 +540,11 @@ impl RpcService {
 
     /// [`Self::key_facts`] once this node's shares are for the epoch in
     /// force. Between the block that puts a new epoch in force and this
-    /// node's participant moving its new shares in (a few milliseconds),
-    /// the ledger's public shares are the new epoch's and the stored share
-    /// the old one's: the answer waits for the move, up to
+    /// node's participant starting to put its new shares in force (one
+    /// small transaction, a few milliseconds, after which the store answers
+    /// with the new shares while it moves them in bounded steps), the
+    /// ledger's public shares are the new epoch's and the stored share the
+    /// old one's: the answer waits for that start, up to
     /// [`EPOCH_SWITCH_WAIT`], rather than refuse a share that is about to
     /// be right.
     async fn settled_key_facts(&self, request: &ShareRequest) -> Result<KeyFacts, LoginError> {
