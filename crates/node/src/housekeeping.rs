@@ -28,6 +28,8 @@ use crate::http::v1::{PEER_WINDOW, wall_clock_ms};
 use crate::login_store::LoginStore;
 use crate::observability::{HealthCell, PeerHealth, too_few_peers};
 use crate::observability::{METRIC_CONNECTED_PEERS, METRIC_LOGIN_RECORD_SWEEPS, METRIC_LOGIN_RECORDS_SWEPT};
+use crate::state::CommittedState;
+use commonware_utils::{Faults as _, N3f1};
 
 /// How often expired login records are swept.
 pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
@@ -42,10 +44,11 @@ pub(crate) struct Chores {
     pub rpc: Arc<RpcService>,
     /// Peer liveness, for the gauge.
     pub peers: PeerActivity,
-    /// The other nodes (index, consensus key).
-    pub peer_set: Vec<(u16, ed25519::PublicKey)>,
-    /// How many of them consensus needs.
-    pub peers_needed: usize,
+    /// The committed state, for the node set in force: the peers watched
+    /// are its other nodes (they change with epochs).
+    pub state: CommittedState,
+    /// This node's consensus key.
+    pub me: ed25519::PublicKey,
     /// Where the peers are shown.
     pub health: HealthCell,
 }
@@ -88,6 +91,29 @@ async fn run(chores: Chores, mut stopped: oneshot::Receiver<()>) {
     }
 }
 
+/// The other nodes of the set in force (index, consensus key) and how many
+/// of them consensus needs: simplex finalizes with a quorum of n − f votes
+/// (f = ⌊(n − 1)/3⌋), this node's own among them if it is in the set.
+fn validator_peers(state: &CommittedState, me: &ed25519::PublicKey) -> Option<(Vec<(u16, ed25519::PublicKey)>, usize)> {
+    let sets = match state.node_sets() {
+        Ok(sets) => sets,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the node set in force to watch its peers");
+            return None;
+        }
+    };
+    let nodes = &sets.current.nodes;
+    let member = nodes.iter().any(|node| node.consensus_key == *me);
+    let peers: Vec<(u16, ed25519::PublicKey)> = nodes
+        .iter()
+        .zip(1u16..)
+        .filter(|(node, _)| node.consensus_key != *me)
+        .map(|(node, index)| (index, node.consensus_key.clone()))
+        .collect();
+    let quorum = N3f1::quorum(nodes.len().max(1)) as usize;
+    Some((peers, quorum.saturating_sub(usize::from(member))))
+}
+
 /// When the node has heard from too few peers since, and when it last
 /// said so in the log.
 #[derive(Debug, Default)]
@@ -102,12 +128,9 @@ const PEER_WARNING_REPEAT: Duration = Duration::from_secs(60);
 impl PeerWatch {
     fn check(&mut self, chores: &Chores, now: Instant) {
         let now_ms = wall_clock_ms();
-        let silent = chores.peers.silent(&chores.peer_set, now_ms, PEER_WINDOW);
-        let peers = PeerHealth {
-            heard: chores.peer_set.len() - silent.len(),
-            needed: chores.peers_needed,
-            total: chores.peer_set.len(),
-        };
+        let Some((peer_set, needed)) = validator_peers(&chores.state, &chores.me) else { return };
+        let silent = chores.peers.silent(&peer_set, now_ms, PEER_WINDOW);
+        let peers = PeerHealth { heard: peer_set.len() - silent.len(), needed, total: peer_set.len() };
         metrics::gauge!(METRIC_CONNECTED_PEERS).set(peers.heard as f64);
         chores.health.peers(peers, &silent);
         if peers.enough() {

@@ -26,8 +26,6 @@ use quorumkey_login::NodeKey;
 use quorumkey_store::{NodeStore, StoreError, StoreOptions};
 use thiserror::Error;
 
-use commonware_utils::{Faults as _, N3f1};
-
 use crate::addresses::{ListenAddresses, ListenOverrides};
 use crate::applier::BlockApplier;
 use crate::config::{ConfigError, NetworkFile, NetworkNode, NodeConfig};
@@ -384,24 +382,12 @@ async fn serve(
     let (login_store, login_task) = LoginStore::start(&applier).map_err(NodeError::LoginStore)?;
     let health_for_chores = health.clone();
     let (server, rpc) = start_http(&node, &applier, &running, health, telemetry, login_store.clone()).await?;
-    let peer_set = node
-        .ledger
-        .genesis()
-        .nodes
-        .iter()
-        .filter(|entry| entry.index != index)
-        .map(|entry| (entry.index, entry.consensus_key.clone()))
-        .collect();
-    // Simplex finalizes with a quorum of n − f votes (f = ⌊(n − 1)/3⌋),
-    // this node's own among them.
-    let nodes = node.ledger.genesis().node_count().max(1);
-    let peers_needed = (N3f1::quorum(nodes) as usize).saturating_sub(1);
     let housekeeping = Housekeeping::start(Chores {
         login_store,
         rpc,
         peers: running.peers.clone(),
-        peer_set,
-        peers_needed,
+        state: applier.committed_state(),
+        me: node.identity.consensus.public_key(),
         health: health_for_chores,
     });
 
