@@ -316,6 +316,23 @@ pub struct NodeConfig {
     /// defaults if absent).
     #[serde(default, skip_serializing_if = "HttpSettings::is_default")]
     pub http: HttpSettings,
+    /// Nodes to dial besides the ledger's node sets, `CONSENSUS_KEY@IP:PORT`
+    /// (the key in hex): what a node joining by an epoch change needs when
+    /// the genesis nodes of `network.toml`, which it dials first while it
+    /// replays the ledger, are gone. They accept it once the epoch change
+    /// that adds it is decided.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bootstrap_peers: Vec<String>,
+}
+
+/// Parses a `bootstrap_peers` entry, `CONSENSUS_KEY@IP:PORT`.
+pub fn parse_bootstrap_peer(entry: &str) -> Result<(ed25519::PublicKey, SocketAddr), String> {
+    let bad = |why: &str| format!("bootstrap peer `{entry}`: {why} (expected CONSENSUS_KEY_HEX@IP:PORT)");
+    let (key, address) = entry.trim().split_once('@').ok_or_else(|| bad("no `@`"))?;
+    let bytes = hex::decode(key).map_err(|_| bad("the key is not hex"))?;
+    let key = ed25519::PublicKey::decode(bytes::Bytes::from(bytes)).map_err(|_| bad("not an ed25519 key"))?;
+    let address = address.parse::<SocketAddr>().map_err(|_| bad("the address is not IP:PORT"))?;
+    Ok((key, address))
 }
 
 /// The `[providers]` section of `node.toml`: how this node reaches the
@@ -645,6 +662,9 @@ impl NodeConfig {
         config.rpc.validate().map_err(|reason| ConfigError::Invalid { path: path.to_owned(), reason })?;
         config.providers.validate().map_err(|reason| ConfigError::Invalid { path: path.to_owned(), reason })?;
         config.http.validate().map_err(|reason| ConfigError::Invalid { path: path.to_owned(), reason })?;
+        for entry in &config.bootstrap_peers {
+            parse_bootstrap_peer(entry).map_err(|reason| ConfigError::Invalid { path: path.to_owned(), reason })?;
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         for field in [&mut config.network_file, &mut config.key_dir, &mut config.data_dir]
             .into_iter()
@@ -692,6 +712,7 @@ pub(crate) fn write_node_dir(
         rpc: settings.rpc.clone(),
         providers: settings.providers.clone(),
         http: settings.http.clone(),
+        bootstrap_peers: Vec::new(),
     };
     let config_path = dir.join(NODE_CONFIG_FILE);
     write_file(&config_path, &to_toml(&config, &config_path)?)?;

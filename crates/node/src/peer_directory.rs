@@ -14,7 +14,9 @@
 //!
 //! A genesis node's address is in `network.toml`; a node that joined later
 //! has its `p2p_address` in the ledger (written by the `ProposeEpoch` that
-//! added it).
+//! added it). The `bootstrap_peers` of `node.toml` are always dialled: a
+//! node that joins replays the ledger from the genesis, and dials the
+//! genesis nodes first, which may be long gone.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,6 +44,8 @@ pub struct LookupPeers {
     oracle: lookup::Oracle<ed25519::PublicKey>,
     /// Genesis nodes' addresses, from `network.toml`.
     configured: HashMap<ed25519::PublicKey, SocketAddr>,
+    /// `bootstrap_peers` of `node.toml`: always dialled.
+    bootstrap: Vec<(ed25519::PublicKey, SocketAddr)>,
     /// Lookup wants each new tracked set under a larger id.
     next_id: u64,
     /// The most peers in one set ([`peer_limit`]); tracking more panics.
@@ -58,16 +62,19 @@ impl std::fmt::Debug for LookupPeers {
 }
 
 impl LookupPeers {
-    /// `configured`: the addresses of `network.toml`; `max_peers`: the
-    /// network's `max_peers_per_set`.
+    /// `configured`: the addresses of `network.toml`; `bootstrap`: the
+    /// `bootstrap_peers` of `node.toml`; `max_peers`: the network's
+    /// `max_peers_per_set`.
     pub fn new(
         oracle: lookup::Oracle<ed25519::PublicKey>,
         configured: impl IntoIterator<Item = (ed25519::PublicKey, SocketAddr)>,
+        bootstrap: Vec<(ed25519::PublicKey, SocketAddr)>,
         max_peers: usize,
     ) -> Self {
         Self {
             oracle,
             configured: configured.into_iter().collect(),
+            bootstrap,
             next_id: 0,
             max_peers,
             current: None,
@@ -117,6 +124,11 @@ impl PeerSets for LookupPeers {
                 && let Some(address) = self.address(node)
             {
                 primary.push((node.consensus_key.clone(), address));
+            }
+        }
+        for (key, address) in &self.bootstrap {
+            if !primary.iter().any(|(known, _)| known == key) {
+                primary.push((key.clone(), Address::from(*address)));
             }
         }
         let mut secondary: Vec<(ed25519::PublicKey, Address)> = self

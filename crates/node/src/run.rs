@@ -334,7 +334,7 @@ async fn serve(
     // with room for nodes joining and leaving (see `LookupPeers`).
     let sets = applier.committed_state().node_sets().map_err(NodeError::ParticipantState)?;
     let known = sets.current.nodes.len().max(sets.next.as_ref().map_or(0, |next| next.nodes.len()));
-    let max_peers = peer_limit(known);
+    let max_peers = peer_limit(known) + node.config.bootstrap_peers.len();
     let (channels, oracle) = start_p2p(&context, &node, max_peers)?;
     let configured = node
         .ledger
@@ -343,7 +343,14 @@ async fn serve(
         .iter()
         .zip(&node.network.nodes)
         .map(|(genesis, entry)| (genesis.consensus_key.clone(), entry.p2p_address));
-    let peer_sets = Box::new(LookupPeers::new(oracle.clone(), configured, max_peers));
+    // Checked when node.toml was loaded.
+    let bootstrap = node
+        .config
+        .bootstrap_peers
+        .iter()
+        .filter_map(|entry| crate::config::parse_bootstrap_peer(entry).ok())
+        .collect();
+    let peer_sets = Box::new(LookupPeers::new(oracle.clone(), configured, bootstrap, max_peers));
     let config = ConsensusConfig {
         namespace: consensus_namespace(node.ledger.network_id()),
         signer: node.identity.consensus.clone(),

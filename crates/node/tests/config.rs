@@ -245,3 +245,33 @@ fn a_node_binds_what_its_operator_chose_or_what_it_advertises() {
         other => panic!("{:?}", other.map(|node| node.listen)),
     }
 }
+
+#[test]
+fn bootstrap_peers_are_checked_when_node_toml_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("net");
+    init_network(&out, &options(1)).unwrap();
+    let path = out.join("node-1").join(NODE_CONFIG_FILE);
+    let written = std::fs::read_to_string(&path).unwrap();
+    let key = "11".repeat(32);
+    // bootstrap_peers is a top-level key: it goes before any [section].
+    let with = |entry: &str| format!("bootstrap_peers = [\"{entry}\"]\n{written}");
+    for (entry, message) in [
+        (format!("{key}127.0.0.1:9000"), "no `@`"),
+        ("zz@127.0.0.1:9000".to_owned(), "the key is not hex"),
+        (format!("{key}@example.com:9000"), "the address is not IP:PORT"),
+        (format!("{}@127.0.0.1:9000", "11".repeat(8)), "not an ed25519 key"),
+    ] {
+        std::fs::write(&path, with(&entry)).unwrap();
+        let error = NodeConfig::load(&path).unwrap_err().to_string();
+        assert!(error.contains(message), "{entry}: {error}");
+    }
+    // A real node key loads.
+    let network = quorumkey_node::config::NetworkFile::load(&out.join("network.toml")).unwrap();
+    let real = format!("{}@127.0.0.1:9000", network.nodes[0].consensus_key);
+    std::fs::write(&path, with(&real)).unwrap();
+    assert_eq!(NodeConfig::load(&path).unwrap().bootstrap_peers, vec![real.clone()]);
+    let (key, address) = quorumkey_node::config::parse_bootstrap_peer(&real).unwrap();
+    assert_eq!(hex::encode(key.as_ref()), network.nodes[0].consensus_key);
+    assert_eq!(address.port(), 9000);
+}
