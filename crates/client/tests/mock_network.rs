@@ -220,6 +220,7 @@ impl MockNetwork {
             attestation: None,
             dev_issuer: None,
             auxiliary: None,
+            node_set: None,
         };
         Self { nodes, network, secret: *secret }
     }
