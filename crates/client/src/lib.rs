@@ -28,6 +28,13 @@
 //! has a timeout; transport errors are retried; every error says which
 //! nodes failed and why.
 //!
+//! The nodes are those of the node set in force as the client last learned
+//! it (`network.json`'s `node_set`, else the genesis nodes). A login that
+//! fails short of nodes on a set the network has left (a node reports a
+//! newer epoch) makes the client move to the newest set that `t` nodes of
+//! a set it trusts attest ([`QuorumkeyClient::refresh_node_set`]) and start
+//! again there, with the same temporary key, at most twice.
+//!
 //! The commitments' and the reveal's decisions (which node to send what
 //! next, given the answers so far and the time) are a sans-IO state
 //! machine, [`login_plan::LoginPlan`], that the async client drives and
@@ -56,13 +63,14 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use login_plan::{CommitOutcome, LoginPlan, PlanStep, ShareOutcome};
+use network_discovery::{MAX_DESCRIPTION_BYTES, TrustedSet, accept_node_set, fetch_node_sets};
 use quorumkey_crypto::group::{NonZeroScalar, PublicKey, public_key_from_xy_hex, public_key_to_xy_hex};
 use quorumkey_crypto::hash::token_commitment_hex;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::shamir::Share;
 use quorumkey_login::commitment::SUB_TOKEN_COMMITMENTS;
 use quorumkey_login::error::NOT_ASSIGNED;
-use quorumkey_login::network::NetworkJson;
+use quorumkey_login::network::{NetworkJson, NodeSetJson};
 use quorumkey_login::reveal::{aggregate_id_token, script_id_token};
 use quorumkey_login::rpc::{RATE_LIMITED, request_body};
 use quorumkey_login::{
@@ -163,6 +171,18 @@ pub enum ClientError {
     /// The key the nodes serve is inconsistent.
     #[error("the key's public data: {0}")]
     Key(String),
+    /// A login failed on the node set the client uses, the nodes report a
+    /// newer epoch, and no newer set could be trusted.
+    #[error("{error}; the nodes report a newer epoch, but its node set could not be trusted: {reason}")]
+    NodeSetMoved {
+        /// The login's failure on the set in use.
+        error: Box<ClientError>,
+        /// Why the newer set was not taken.
+        reason: String,
+    },
+    /// No newer node set could be trusted.
+    #[error(transparent)]
+    NodeSet(#[from] network_discovery::UntrustedNodeSet),
 }
 
 /// A key as the nodes agree on it.
@@ -258,19 +278,108 @@ struct Node {
     public: PublicKey,
 }
 
-/// A client of one network.
-pub struct QuorumkeyClient {
-    network: NetworkJson,
+impl Node {
+    /// A node at `endpoint` (an http or https URL with a host).
+    fn new(index: u16, endpoint: &str, api: &str, public: PublicKey) -> Result<Self, String> {
+        let refused = |why: String| format!("node {index}: endpoint {endpoint:?}: {why}");
+        let url = reqwest::Url::parse(endpoint).map_err(|e| refused(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+            return Err(refused("not an http or https URL with a host".to_owned()));
+        }
+        Ok(Self { index, endpoint: url, api: api.trim_end_matches('/').to_owned(), public })
+    }
+}
+
+/// The node set a client uses: the one in force as it last learned it,
+/// and the next one if it knows it.
+struct NodeView {
+    /// Bumped at each change of the set in force (cached public shares are
+    /// a set's).
+    generation: u64,
+    epoch: u64,
     nodes: Vec<Node>,
     threshold: usize,
     /// Commitment signatures a reveal needs: ⌈(n + t) / 2⌉.
     reveal_quorum: usize,
+    /// The next epoch's set, while a handover runs.
+    next: Option<TrustedSet>,
+    /// When each node (by position) last failed to answer (transport error
+    /// or timeout).
+    unanswered: Arc<std::sync::Mutex<HashMap<usize, Instant>>>,
+}
+
+impl NodeView {
+    /// The set `network` describes: its `node_set` if it has one, else the
+    /// genesis nodes (epoch 0).
+    fn of_network(network: &NetworkJson) -> Result<Self, String> {
+        if let Some(set) = &network.node_set {
+            return Self::of_node_set(set, 0);
+        }
+        let keys = network.node_keys()?;
+        let nodes = network
+            .nodes
+            .iter()
+            .zip(keys)
+            .map(|(node, public)| Node::new(node.index, &node.endpoint, &node.api, public))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::with(0, 0, nodes, network.threshold, None))
+    }
+
+    /// The sets `set` describes, as view `generation`.
+    fn of_node_set(set: &NodeSetJson, generation: u64) -> Result<Self, String> {
+        let keys = set.node_keys()?;
+        let nodes = set
+            .nodes
+            .iter()
+            .zip(keys)
+            .map(|(node, public)| Node::new(node.index, &node.endpoint, &node.api, public))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = set.next.as_ref().map(TrustedSet::of_next).transpose()?;
+        Ok(Self::with(generation, set.epoch, nodes, set.threshold, next))
+    }
+
+    fn with(generation: u64, epoch: u64, nodes: Vec<Node>, threshold: usize, next: Option<TrustedSet>) -> Self {
+        Self {
+            generation,
+            epoch,
+            reveal_quorum: required_signatures(nodes.len(), threshold),
+            nodes,
+            threshold,
+            next,
+            unanswered: Arc::new(std::sync::Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The sets whose nodes the client believes: the one in force, and the
+    /// next one.
+    fn trusted(&self) -> Vec<TrustedSet> {
+        let current = TrustedSet {
+            epoch: self.epoch,
+            threshold: self.threshold,
+            nodes: self.nodes.iter().map(|node| (node.public, node.api.clone())).collect(),
+        };
+        std::iter::once(current).chain(self.next.clone()).collect()
+    }
+
+    /// Whether `other` has the same nodes (keys, in order, and endpoints)
+    /// and threshold.
+    fn same_set(&self, other: &Self) -> bool {
+        self.threshold == other.threshold
+            && self.nodes.len() == other.nodes.len()
+            && self.nodes.iter().zip(&other.nodes).all(|(a, b)| a.public == b.public && a.endpoint == b.endpoint)
+    }
+}
+
+/// A client of one network.
+pub struct QuorumkeyClient {
+    network: NetworkJson,
+    /// The node set in use; replaced when the network moves to another.
+    view: std::sync::RwLock<Arc<NodeView>>,
     http: reqwest::Client,
     options: ClientOptions,
-    /// Checked public data of keys seen (a key's public shares never change).
-    checked_keys: std::sync::Mutex<HashMap<u64, CheckedKey>>,
-    /// When each node last failed to answer (transport error or timeout).
-    unanswered: Arc<std::sync::Mutex<HashMap<usize, Instant>>>,
+    /// Checked public data of keys seen, with the generation of the node
+    /// set they are for (a key's public shares change with the epoch).
+    checked_keys: std::sync::Mutex<HashMap<u64, (u64, CheckedKey)>>,
 }
 
 /// How long a node that did not answer is asked after the others.
@@ -283,13 +392,20 @@ const MAX_PUBLIC_SHARE_REFETCHES: usize = 3;
 /// Keys whose checked public data a client keeps.
 const CHECKED_KEY_CACHE: usize = 4096;
 
+/// Times a login moves to a newer node set and starts again (its
+/// temporary key kept, so that nodes that signed its commitment answer as
+/// before).
+const MAX_NODE_SET_MOVES: usize = 2;
+
 impl std::fmt::Debug for QuorumkeyClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let view = self.view();
         f.debug_struct("QuorumkeyClient")
             .field("network_id", &self.network.network_id)
-            .field("nodes", &self.nodes.len())
-            .field("threshold", &self.threshold)
-            .field("reveal_quorum", &self.reveal_quorum)
+            .field("epoch", &view.epoch)
+            .field("nodes", &view.nodes.len())
+            .field("threshold", &view.threshold)
+            .field("reveal_quorum", &view.reveal_quorum)
             .finish()
     }
 }
@@ -323,37 +439,29 @@ fn shuffled(count: usize) -> Vec<usize> {
 
 impl QuorumkeyClient {
     /// A client of the network `network` describes.
+    /// A client of the network `network` describes, starting from its
+    /// `node_set` if it has one (else the genesis nodes).
     pub fn new(network: NetworkJson, options: ClientOptions) -> Result<Self, ClientError> {
         let invalid = |reason: String| ClientError::Network { path: "<memory>".to_owned(), reason };
-        let keys = network.node_keys().map_err(invalid)?;
-        let nodes: Vec<Node> = network
-            .nodes
-            .iter()
-            .zip(keys)
-            .map(|(node, public)| {
-                let refused =
-                    |why: String| invalid(format!("node {}: endpoint {:?}: {why}", node.index, node.endpoint));
-                let endpoint = reqwest::Url::parse(&node.endpoint).map_err(|e| refused(e.to_string()))?;
-                if !matches!(endpoint.scheme(), "http" | "https") || !endpoint.has_host() {
-                    return Err(refused("not an http or https URL with a host".to_owned()));
-                }
-                Ok(Node { index: node.index, endpoint, api: node.api.trim_end_matches('/').to_owned(), public })
-            })
-            .collect::<Result<_, ClientError>>()?;
+        // The genesis list is checked even when a node set replaces it.
+        network.node_keys().map_err(invalid)?;
+        let view = NodeView::of_network(&network).map_err(invalid)?;
         let http = reqwest::Client::builder()
             .connect_timeout(options.request_timeout)
             .build()
             .map_err(|e| invalid(format!("cannot build an HTTP client: {e}")))?;
         Ok(Self {
-            threshold: network.threshold,
-            reveal_quorum: required_signatures(nodes.len(), network.threshold),
-            nodes,
             network,
+            view: std::sync::RwLock::new(Arc::new(view)),
             http,
             options,
             checked_keys: std::sync::Mutex::new(HashMap::new()),
-            unanswered: Arc::new(std::sync::Mutex::new(HashMap::new())),
         })
+    }
+
+    /// The node set in use.
+    fn view(&self) -> Arc<NodeView> {
+        self.view.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// A client of the network described in the file at `path`.
@@ -367,21 +475,32 @@ impl QuorumkeyClient {
         })
     }
 
-    /// The network description.
+    /// The network description (as given: the node set in use is
+    /// [`Self::epoch`]'s).
     pub fn network(&self) -> &NetworkJson {
         &self.network
     }
 
+    /// The epoch of the node set in use.
+    pub fn epoch(&self) -> u64 {
+        self.view().epoch
+    }
+
+    /// The indexes and JSON-RPC endpoints of the nodes in use.
+    pub fn nodes(&self) -> Vec<(u16, String)> {
+        self.view().nodes.iter().map(|node| (node.index, node.endpoint.to_string())).collect()
+    }
+
     /// Shares needed to rebuild a key.
     pub fn threshold(&self) -> usize {
-        self.threshold
+        self.view().threshold
     }
 
     /// Commitment signatures a login gathers before it reveals the token:
     /// ⌈(n + t) / 2⌉, as every node requires
     /// ([`quorumkey_login::required_signatures`]).
     pub fn reveal_quorum(&self) -> usize {
-        self.reveal_quorum
+        self.view().reveal_quorum
     }
 
     /// One JSON-RPC request to the node at `position`, as its own task:
@@ -391,6 +510,7 @@ impl QuorumkeyClient {
     /// connection. The answer comes with the time since `step`.
     fn send(
         &self,
+        view: &NodeView,
         position: usize,
         body: Bytes,
         timeout: Duration,
@@ -398,8 +518,8 @@ impl QuorumkeyClient {
         on_rate_limit: OnRateLimit,
     ) -> NodeCall {
         let (http, retries) = (self.http.clone(), self.options.retries);
-        let endpoint = self.nodes[position].endpoint.clone();
-        let unanswered = self.unanswered.clone();
+        let endpoint = view.nodes[position].endpoint.clone();
+        let unanswered = view.unanswered.clone();
         let task = tokio::spawn(async move {
             let (answer, rate_limited) = call(&http, &endpoint, body, timeout, retries, on_rate_limit).await;
             if let Ok(mut unanswered) = unanswered.lock() {
@@ -421,9 +541,9 @@ impl QuorumkeyClient {
     /// The nodes in random order, those that did not answer in the last
     /// [`ASK_LAST_FOR`] last: requests go to the first `t` and move down
     /// the list only on failure or after the hedge delay.
-    fn order(&self) -> Vec<usize> {
-        let mut order = shuffled(self.nodes.len());
-        if let Ok(unanswered) = self.unanswered.lock() {
+    fn order(&self, view: &NodeView) -> Vec<usize> {
+        let mut order = shuffled(view.nodes.len());
+        if let Ok(unanswered) = view.unanswered.lock() {
             let now = Instant::now();
             // Stable: random among the answering, random among the others.
             order.sort_by_key(|position| {
@@ -436,6 +556,16 @@ impl QuorumkeyClient {
     /// The key of `verifier_id` at `verifier`, if it has one: `t` nodes
     /// must give the same answer.
     pub async fn lookup(&self, verifier: &str, verifier_id: &str) -> Result<Option<KeyInfo>, ClientError> {
+        self.lookup_in(&self.view(), verifier, verifier_id).await
+    }
+
+    /// [`Self::lookup`] on the nodes of `view`.
+    async fn lookup_in(
+        &self,
+        view: &NodeView,
+        verifier: &str,
+        verifier_id: &str,
+    ) -> Result<Option<KeyInfo>, ClientError> {
         let body = json_bytes(&request_body(
             Method::VerifierLookup,
             json!({ "verifier": verifier, "verifier_id": verifier_id }),
@@ -443,9 +573,10 @@ impl QuorumkeyClient {
         let step = Instant::now();
         // `t` nodes first; another one for each that fails or disagrees,
         // and all of them once the hedge delay passes.
-        let mut others = self.order().into_iter();
-        let ask = |position| self.send(position, body.clone(), self.options.request_timeout, step, OnRateLimit::Answer);
-        let mut pending: FuturesUnordered<NodeCall> = others.by_ref().take(self.threshold).map(ask).collect();
+        let mut others = self.order(view).into_iter();
+        let ask =
+            |position| self.send(view, position, body.clone(), self.options.request_timeout, step, OnRateLimit::Answer);
+        let mut pending: FuturesUnordered<NodeCall> = others.by_ref().take(view.threshold).map(ask).collect();
         let hedge = tokio::time::sleep(self.options.hedge_delay);
         tokio::pin!(hedge);
         // Each distinct answer (a key, or none) and how many nodes gave it.
@@ -460,7 +591,7 @@ impl QuorumkeyClient {
                 }
             };
             let Some(Reply { position, answer, .. }) = next else { break };
-            let node = self.nodes[position].index;
+            let node = view.nodes[position].index;
             let vote = match answer {
                 Answer::Result(result) => match serde_json::from_value::<quorumkey_login::KeyLookupResult>(result) {
                     Ok(found) if found.keys.len() == 1 => Some(found.keys.into_iter().next()),
@@ -478,7 +609,7 @@ impl QuorumkeyClient {
             if let Some(vote) = vote {
                 let count = votes.entry(vote.clone()).or_insert(0);
                 *count += 1;
-                if *count >= self.threshold {
+                if *count >= view.threshold {
                     return match vote {
                         None => Ok(None),
                         Some(key) => self.key_info(&key).map(Some),
@@ -487,7 +618,7 @@ impl QuorumkeyClient {
             }
             // Enough nodes in flight for the leading answer to reach `t`.
             let leading = votes.values().copied().max().unwrap_or(0);
-            while pending.len() + leading < self.threshold {
+            while pending.len() + leading < view.threshold {
                 let Some(position) = others.next() else { break };
                 pending.push(ask(position));
             }
@@ -496,7 +627,7 @@ impl QuorumkeyClient {
         if votes.len() > 1 {
             failures.push(NodeFailure { node: 0, reason: format!("the nodes gave {} different answers", votes.len()) });
         }
-        Err(ClientError::Quorum { step: "lookup", needed: self.threshold, got, failures })
+        Err(ClientError::Quorum { step: "lookup", needed: view.threshold, got, failures })
     }
 
     fn key_info(&self, key: &LookupKey) -> Result<KeyInfo, ClientError> {
@@ -541,8 +672,9 @@ impl QuorumkeyClient {
     pub async fn assign(&self, verifier: &str, verifier_id: &str) -> Result<KeyInfo, ClientError> {
         let body = request_body(Method::KeyAssign, json!({ "verifier": verifier, "verifier_id": verifier_id }));
         let mut failures = Vec::new();
-        for position in self.order() {
-            let node = &self.nodes[position];
+        let view = self.view();
+        for position in self.order(&view) {
+            let node = &view.nodes[position];
             let mut request = body.clone();
             if let Some(authorization) = self.authorize(node, &body).await?
                 && let (Some(object), Ok(Value::Object(fields))) =
@@ -551,7 +683,14 @@ impl QuorumkeyClient {
                 object.extend(fields);
             }
             let Reply { answer, .. } = self
-                .send(position, json_bytes(&request), self.options.assign_timeout, Instant::now(), OnRateLimit::Answer)
+                .send(
+                    &view,
+                    position,
+                    json_bytes(&request),
+                    self.options.assign_timeout,
+                    Instant::now(),
+                    OnRateLimit::Answer,
+                )
                 .await;
             match answer {
                 Answer::Result(_) => {
@@ -593,26 +732,111 @@ impl QuorumkeyClient {
         }
     }
 
+    /// Whether a node of `view` (or of the next set it knows) reports (`GET
+    /// /v1/status`) a later epoch than `view`'s: a hint, checked by
+    /// [`Self::refresh_node_set`] before anything changes (a lying node
+    /// costs one refresh).
+    async fn epoch_moved(&self, view: &NodeView) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Status {
+            #[serde(default)]
+            epoch: u64,
+        }
+        let timeout = self.options.request_timeout;
+        let mut apis: Vec<&str> = Vec::new();
+        let next_apis = view.next.iter().flat_map(|next| next.nodes.iter().map(|(_, api)| api.as_str()));
+        for api in view.nodes.iter().map(|node| node.api.as_str()).chain(next_apis) {
+            if !apis.contains(&api) {
+                apis.push(api);
+            }
+        }
+        let mut pending: FuturesUnordered<_> = apis
+            .into_iter()
+            .map(|api| {
+                let url = format!("{}/v1/status", api.trim_end_matches('/'));
+                async move {
+                    let response = self.http.get(&url).timeout(timeout).send().await.ok()?;
+                    let body = read_capped(response).await.ok()?;
+                    serde_json::from_slice::<Status>(&body).ok().map(|status| status.epoch)
+                }
+            })
+            .collect();
+        while let Some(answer) = pending.next().await {
+            if answer.is_some_and(|epoch| epoch > view.epoch) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Asks the nodes of the sets this client trusts (the set in use, and
+    /// the next one if it knows it) for their node sets (`node_set` in `GET
+    /// /v1/network`), and moves to the newest set in force that `t` nodes
+    /// of a trusted set attest for this network
+    /// ([`network_discovery::accept_node_set`]). Returns whether the set
+    /// in force changed (not only its epoch number, or the next set).
+    /// Logins do this on their own when they fail on a set the network has
+    /// left.
+    pub async fn refresh_node_set(&self) -> Result<bool, ClientError> {
+        let seen = self.view();
+        let trusted = seen.trusted();
+        let answers = fetch_node_sets(
+            &self.http,
+            &self.network.network_id,
+            &trusted,
+            MAX_DESCRIPTION_BYTES,
+            self.options.request_timeout,
+        )
+        .await;
+        let accepted = accept_node_set(&self.network.network_id, &trusted, answers)?;
+        self.adopt(&accepted)
+    }
+
+    /// Uses the node sets `accepted` unless the set in use is newer.
+    fn adopt(&self, accepted: &NodeSetJson) -> Result<bool, ClientError> {
+        let mut current = self.view.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.epoch > accepted.epoch {
+            return Ok(false);
+        }
+        let invalid = |reason: String| {
+            ClientError::NodeSet(network_discovery::UntrustedNodeSet {
+                epoch: current.epoch,
+                details: format!("the attested node set is not usable: {reason}"),
+            })
+        };
+        let mut view = NodeView::of_node_set(accepted, current.generation + 1).map_err(invalid)?;
+        let changed = !current.same_set(&view);
+        if !changed {
+            // Same nodes: keep what the client learned of them.
+            view.generation = current.generation;
+            view.unanswered = current.unanswered.clone();
+        }
+        *current = Arc::new(view);
+        Ok(changed)
+    }
+
     /// The key's public shares as `t` nodes agree on them (all asked at
     /// once), checked, and kept for later logins (a refresh or a new epoch
     /// may change them since: a login that meets a share that does not
     /// match fetches them again, see [`Self::refetch_public_shares`]).
-    async fn public_shares(&self, key: &KeyInfo) -> Result<CheckedKey, ClientError> {
+    async fn public_shares(&self, view: &NodeView, key: &KeyInfo) -> Result<CheckedKey, ClientError> {
         let cached = self.checked_keys.lock().ok().and_then(|cache| cache.get(&key.key_index).cloned());
-        if let Some(checked) = cached.filter(|checked| checked.public_key == key.public_key) {
+        if let Some((_, checked)) = cached
+            .filter(|(generation, checked)| *generation == view.generation && checked.public_key == key.public_key)
+        {
             return Ok(checked);
         }
-        self.refetch_public_shares(key).await
+        self.refetch_public_shares(view, key).await
     }
 
     /// The key's public shares fetched afresh, and kept.
-    async fn refetch_public_shares(&self, key: &KeyInfo) -> Result<CheckedKey, ClientError> {
-        let checked = self.fetch_public_shares(key).await?;
+    async fn refetch_public_shares(&self, view: &NodeView, key: &KeyInfo) -> Result<CheckedKey, ClientError> {
+        let checked = self.fetch_public_shares(view, key).await?;
         if let Ok(mut cache) = self.checked_keys.lock() {
             if cache.len() >= CHECKED_KEY_CACHE {
                 cache.clear();
             }
-            cache.insert(key.key_index, checked.clone());
+            cache.insert(key.key_index, (view.generation, checked.clone()));
         }
         Ok(checked)
     }
@@ -620,7 +844,7 @@ impl QuorumkeyClient {
     /// `GET /v1/keys/{index}` to every node at once; the first public
     /// shares that `t` nodes served and that check out
     /// ([`key_check::PublicShareVotes`]), never one node's alone.
-    async fn fetch_public_shares(&self, key: &KeyInfo) -> Result<CheckedKey, ClientError> {
+    async fn fetch_public_shares(&self, view: &NodeView, key: &KeyInfo) -> Result<CheckedKey, ClientError> {
         #[derive(serde::Deserialize)]
         struct KeyAnswer {
             public_shares: Vec<String>,
@@ -643,18 +867,18 @@ impl QuorumkeyClient {
                 Ok(answer.public_shares)
             }
         };
-        let mut pending: FuturesUnordered<_> = shuffled(self.nodes.len())
+        let mut pending: FuturesUnordered<_> = shuffled(view.nodes.len())
             .into_iter()
             .map(|position| {
-                let node = &self.nodes[position];
+                let node = &view.nodes[position];
                 let request = fetch(node);
                 async move { (node.index, request.await) }
             })
             .collect();
         let mut votes =
-            key_check::PublicShareVotes::new(key.key_index, &key.public_key, self.nodes.len(), self.threshold);
+            key_check::PublicShareVotes::new(key.key_index, &key.public_key, view.nodes.len(), view.threshold);
         // Until an answer has `t` nodes, or none can reach `t` any more.
-        while votes.agreeing() + pending.len() >= self.threshold {
+        while votes.agreeing() + pending.len() >= view.threshold {
             let Some((node, answer)) = pending.next().await else { break };
             if let Some(checked) = votes.add(node, answer) {
                 return Ok(checked);
@@ -662,7 +886,7 @@ impl QuorumkeyClient {
         }
         Err(ClientError::Quorum {
             step: "public shares",
-            needed: self.threshold,
+            needed: view.threshold,
             got: votes.agreeing(),
             failures: votes.failures(),
         })
@@ -755,25 +979,71 @@ impl QuorumkeyClient {
         self.login_with(&LoginRequest::new(verifier, verifier_id, Credential::aggregate(sub_tokens)), Some(key)).await
     }
 
-    /// Every kind of login: the key (looked up unless `known`) and its
-    /// public shares while the commitments run, then the reveal.
+    /// Every kind of login, on the node set in use; when it fails short of
+    /// nodes and the network has moved to another node set since (a node
+    /// reports a newer epoch, [`Self::refresh_node_set`] finds a newer set
+    /// that `t` trusted nodes attest), again on the new set, at most
+    /// [`MAX_NODE_SET_MOVES`] times. Every try commits to the same
+    /// temporary key: a node that signed the commitment before answers
+    /// with that signature again, and a node of the new set signs it.
     async fn login_with(&self, request: &LoginRequest<'_>, known: Option<&KeyInfo>) -> Result<Login, ClientError> {
+        let temp_secret = NonZeroScalar::generate_from_rng(&mut quorumkey_crypto::random::os_rng());
+        let mut view = self.view();
+        let mut moves = 0;
+        loop {
+            let error = match self.login_on(&view, request, known, &temp_secret).await {
+                Ok(login) => return Ok(login),
+                Err(error) => error,
+            };
+            if moves >= MAX_NODE_SET_MOVES || !matches!(error, ClientError::Quorum { .. } | ClientError::Key(_)) {
+                return Err(error);
+            }
+            moves += 1;
+            let latest = self.view();
+            if latest.generation != view.generation {
+                // Another call moved to a newer set meanwhile.
+                view = latest;
+                continue;
+            }
+            if !self.epoch_moved(&view).await {
+                return Err(error);
+            }
+            match self.refresh_node_set().await {
+                Ok(true) => view = self.view(),
+                Ok(false) => return Err(error),
+                Err(refresh) => {
+                    return Err(ClientError::NodeSetMoved { error: Box::new(error), reason: refresh.to_string() });
+                }
+            }
+        }
+    }
+
+    /// One try of a login on the nodes of `view`: the key (looked up
+    /// unless `known`) and its public shares while the commitments run,
+    /// then the reveal.
+    async fn login_on(
+        &self,
+        view: &NodeView,
+        request: &LoginRequest<'_>,
+        known: Option<&KeyInfo>,
+        temp_secret: &NonZeroScalar,
+    ) -> Result<Login, ClientError> {
         let started = Instant::now();
         let key = async {
             let key = match known {
                 Some(key) => key.clone(),
-                None => self.lookup(request.verifier, request.verifier_id).await?.ok_or_else(|| {
+                None => self.lookup_in(view, request.verifier, request.verifier_id).await?.ok_or_else(|| {
                     ClientError::NotAssigned {
                         verifier: request.verifier.to_owned(),
                         verifier_id: request.verifier_id.to_owned(),
                     }
                 })?,
             };
-            let checked = self.public_shares(&key).await?;
+            let checked = self.public_shares(view, &key).await?;
             Ok::<_, ClientError>(KnownKey { key, checked, took: started.elapsed() })
         };
-        let (key, committed) = tokio::join!(key, self.commit(request));
-        self.reveal(request, key?, committed?, started).await
+        let (key, committed) = tokio::join!(key, self.commit(view, request, temp_secret));
+        self.reveal(view, request, key?, committed?, started).await
     }
 
     /// `CommitmentRequest` to every node at once (in random order); returns
@@ -785,26 +1055,32 @@ impl QuorumkeyClient {
     /// refuses over a rate limit is asked again when it says (see
     /// [`OnRateLimit::WaitAndRetry`]). The decisions are the
     /// [`LoginPlan`]'s; this loop sends, checks signatures and waits.
-    async fn commit(&self, request: &LoginRequest<'_>) -> Result<Committed, ClientError> {
-        let temp_secret = NonZeroScalar::generate_from_rng(&mut quorumkey_crypto::random::os_rng());
+    async fn commit(
+        &self,
+        view: &NodeView,
+        request: &LoginRequest<'_>,
+        temp_secret: &NonZeroScalar,
+    ) -> Result<Committed, ClientError> {
+        let temp_secret = *temp_secret;
         let temp_public = PublicKey::from_secret_scalar(&temp_secret);
         let commitment = token_commitment_hex(request.credential.id_token());
         let body = json_bytes(&request_body(Method::Commitment, request.commitment_params(&temp_public)));
         let step = Instant::now();
-        let send =
-            |position| self.send(position, body.clone(), self.options.request_timeout, step, OnRateLimit::WaitAndRetry);
+        let send = |position| {
+            self.send(view, position, body.clone(), self.options.request_timeout, step, OnRateLimit::WaitAndRetry)
+        };
         let plan = LoginPlan::new(
-            self.nodes.iter().map(|node| node.index),
-            self.threshold,
+            view.nodes.iter().map(|node| node.index),
+            view.threshold,
             self.options.hedge_delay,
-            self.order(),
+            self.order(view),
         );
         let mut committed = Committed {
             temp_secret,
             temp_public,
             commitment,
             verifier: request.verifier.to_owned(),
-            signatures: vec![None; self.nodes.len()],
+            signatures: vec![None; view.nodes.len()],
             plan,
             pending: FuturesUnordered::new(),
             took: Duration::ZERO,
@@ -813,7 +1089,7 @@ impl QuorumkeyClient {
             match committed.plan.poll() {
                 PlanStep::SendCommitment { position } => committed.pending.push(send(position)),
                 PlanStep::Wait => match committed.pending.next().await {
-                    Some(reply) => committed.record(&self.nodes, reply),
+                    Some(reply) => committed.record(&view.nodes, reply),
                     None => committed.plan.abandon(),
                 },
                 PlanStep::Failed(shortfall) => return Err(shortfall.into()),
@@ -835,6 +1111,7 @@ impl QuorumkeyClient {
     /// hedge.
     async fn reveal(
         &self,
+        view: &NodeView,
         request: &LoginRequest<'_>,
         key: KnownKey,
         mut committed: Committed,
@@ -854,15 +1131,15 @@ impl QuorumkeyClient {
         let mut carried = committed.plan.signers().len();
         let step = Instant::now();
         let ask = |position: usize, body: &Bytes| {
-            self.send(position, body.clone(), self.options.request_timeout, step, OnRateLimit::Answer)
+            self.send(view, position, body.clone(), self.options.request_timeout, step, OnRateLimit::Answer)
         };
         committed.plan.start_reveal(step);
         let mut pending: FuturesUnordered<NodeCall> = FuturesUnordered::new();
         // Each good share, by position, until the plan names the `t` used.
-        let mut shares: Vec<Option<Share>> = vec![None; self.nodes.len()];
+        let mut shares: Vec<Option<Share>> = vec![None; view.nodes.len()];
         // Each answer that decrypted, with its time, to check again if the
         // key's public shares turn out to have moved.
-        let mut answers: Vec<Option<(ShareRequestResult, Duration)>> = vec![None; self.nodes.len()];
+        let mut answers: Vec<Option<(ShareRequestResult, Duration)>> = vec![None; view.nodes.len()];
         let used = loop {
             match committed.plan.poll() {
                 PlanStep::SendReveal { position, signatures } => {
@@ -882,7 +1159,7 @@ impl QuorumkeyClient {
             let hedge = committed.plan.poll_timeout();
             tokio::select! {
                 Some(Reply { position, answer, took, .. }) = pending.next(), if !pending.is_empty() => {
-                    let node = self.nodes[position].index;
+                    let node = view.nodes[position].index;
                     let answer = match answer {
                         Answer::Result(result) => serde_json::from_value::<ShareRequestResult>(result)
                             .map_err(|e| format!("a malformed share answer: {e}")),
@@ -903,14 +1180,14 @@ impl QuorumkeyClient {
                         && refetches < MAX_PUBLIC_SHARE_REFETCHES
                     {
                         refetches += 1;
-                        if let Ok(fresh) = self.refetch_public_shares(&key).await
+                        if let Ok(fresh) = self.refetch_public_shares(view, &key).await
                             && fresh.public_shares_differ(&checked)
                         {
                             checked = fresh;
                             opened = checked.open_share(parsed, &committed.temp_secret, node);
-                            for earlier in 0..self.nodes.len() {
+                            for earlier in 0..view.nodes.len() {
                                 let Some((earlier_answer, earlier_took)) = &answers[earlier] else { continue };
-                                let index = self.nodes[earlier].index;
+                                let index = view.nodes[earlier].index;
                                 match (checked.open_share(earlier_answer, &committed.temp_secret, index), shares[earlier].is_some()) {
                                     (Err(reason), true) => {
                                         shares[earlier] = None;
@@ -940,7 +1217,7 @@ impl QuorumkeyClient {
                 // Commitments still coming are read (and their signatures
                 // checked) only when another signer is needed.
                 Some(reply) = committed.pending.next(), if committed.plan.needs_commitment_answers() => {
-                    committed.record(&self.nodes, reply);
+                    committed.record(&view.nodes, reply);
                 }
                 () = tokio::time::sleep_until(hedge.unwrap_or(step).into()), if hedge.is_some() => {
                     committed.plan.handle_timeout(Instant::now());

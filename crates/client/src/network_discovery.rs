@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
-use quorumkey_login::network::{DescriptionError, NetworkJson};
+use quorumkey_crypto::group::PublicKey;
+use quorumkey_login::network::{DescriptionError, NetworkJson, NextNodeSetJson, NodeSetJson};
 use thiserror::Error;
 
 /// The largest description a node may send: a genesis at its limits (every
@@ -84,8 +85,13 @@ pub enum DiscoveryError {
 /// A description `t` nodes vouch for.
 #[derive(Debug)]
 pub struct DiscoveredNetwork {
-    /// The description, without any attestation.
+    /// The description, without any attestation; with the node set in
+    /// force if `t` genesis nodes attest the same one.
     pub description: NetworkJson,
+    /// Why the description carries no node set, if it does not (the
+    /// client then starts from the genesis nodes and follows the network
+    /// from there).
+    pub node_set_problem: Option<String>,
     /// The nodes that attested it.
     pub agreeing: Vec<u16>,
     /// The nodes that did not, and why.
@@ -163,9 +169,20 @@ pub async fn discover(
         .collect();
     let mut agreeing = Vec::new();
     let mut failures = BTreeMap::new();
+    let keys = first.node_keys().map_err(|e| description_error(DescriptionError::Invalid(e)))?;
+    let mut node_sets = Vec::new();
     while let Some((index, answer)) = answers.next().await {
-        match answer.map_err(|e| e.to_string()).and_then(|answer| vouches(&first, index, &answer)) {
-            Ok(()) => agreeing.push(index),
+        let vouched = answer.map_err(|e| e.to_string()).and_then(|answer| {
+            vouches(&first, index, &answer)?;
+            Ok(answer)
+        });
+        match vouched {
+            Ok(answer) => {
+                agreeing.push(index);
+                if let Some(key) = keys.get(usize::from(index).saturating_sub(1)) {
+                    node_sets.push((*key, answer.node_set.ok_or_else(|| "no node set".to_owned())));
+                }
+            }
             Err(reason) => {
                 failures.insert(index, reason);
             }
@@ -185,5 +202,237 @@ pub async fn discover(
     }
     let mut description = first;
     description.attestation = None;
-    Ok(DiscoveredNetwork { description, agreeing, failures })
+    // The node set in force, as the genesis nodes attest it.
+    let genesis_set = TrustedSet::of_description(&NetworkJson { node_set: None, ..description.clone() })
+        .map_err(|e| description_error(DescriptionError::Invalid(e)))?;
+    let (node_set, node_set_problem) =
+        match accept_node_set(&description.network_id, std::slice::from_ref(&genesis_set), node_sets) {
+            Ok(set) => (Some(set), None),
+            Err(problem) => (None, Some(problem.to_string())),
+        };
+    description.node_set = node_set;
+    Ok(DiscoveredNetwork { description, node_set_problem, agreeing, failures })
+}
+
+/// Asks every node of the `trusted` sets (each key once, at the API URL
+/// listed for it) for its description of network `network_id` (at most
+/// `limit` bytes, within `timeout`), all at once; returns each node's node
+/// sets or why it gave none, for [`accept_node_set`].
+pub async fn fetch_node_sets(
+    http: &reqwest::Client,
+    network_id: &str,
+    trusted: &[TrustedSet],
+    limit: usize,
+    timeout: Duration,
+) -> Vec<NodeSetAnswer> {
+    let mut asked: Vec<(PublicKey, &str)> = Vec::new();
+    for (key, api) in trusted.iter().flat_map(|set| &set.nodes) {
+        if !asked.iter().any(|(seen, _)| seen == key) {
+            asked.push((*key, api));
+        }
+    }
+    let wanted = network_id.trim_start_matches("0x").to_ascii_lowercase();
+    let mut pending: FuturesUnordered<_> = asked
+        .into_iter()
+        .map(|(key, api)| {
+            let wanted = &wanted;
+            async move {
+                let answer = match tokio::time::timeout(timeout, fetch(http, api, limit)).await {
+                    Err(_) => Err(format!("{api}: no answer within {} ms", timeout.as_millis())),
+                    Ok(Err(error)) => Err(error.to_string()),
+                    Ok(Ok((description, _))) if description.network_id.to_ascii_lowercase() != *wanted => {
+                        Err(format!("{api}: describes network {}, not this one", description.network_id))
+                    }
+                    Ok(Ok((description, _))) => {
+                        description.node_set.ok_or_else(|| format!("{api}: the answer has no node set"))
+                    }
+                };
+                (key, answer)
+            }
+        })
+        .collect();
+    let mut answers = Vec::new();
+    while let Some(answer) = pending.next().await {
+        answers.push(answer);
+    }
+    answers
+}
+
+/// A node set the client believes, by its nodes' keys: the one it uses, or
+/// the next one it learned of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedSet {
+    /// Its epoch.
+    pub epoch: u64,
+    /// Its threshold `t`.
+    pub threshold: usize,
+    /// Each node's secp256k1 key and API URL, by index.
+    pub nodes: Vec<(PublicKey, String)>,
+}
+
+impl TrustedSet {
+    /// The next set a description announces.
+    pub fn of_next(next: &NextNodeSetJson) -> Result<Self, String> {
+        let keys = quorumkey_login::network::NodeSetJson {
+            epoch: next.epoch,
+            threshold: next.threshold,
+            nodes: next.nodes.clone(),
+            next: None,
+            attestation: None,
+        }
+        .node_keys()?;
+        Ok(Self {
+            epoch: next.epoch,
+            threshold: next.threshold,
+            nodes: keys.into_iter().zip(&next.nodes).map(|(key, node)| (key, node.api.clone())).collect(),
+        })
+    }
+
+    /// The set `description` lists: its `node_set` if it has one, else the
+    /// genesis nodes (epoch 0).
+    pub fn of_description(description: &NetworkJson) -> Result<Self, String> {
+        match &description.node_set {
+            Some(set) => Ok(Self {
+                epoch: set.epoch,
+                threshold: set.threshold,
+                nodes: set
+                    .node_keys()?
+                    .into_iter()
+                    .zip(&set.nodes)
+                    .map(|(key, node)| (key, node.api.clone()))
+                    .collect(),
+            }),
+            None => Ok(Self {
+                epoch: 0,
+                threshold: description.threshold,
+                nodes: description
+                    .node_keys()?
+                    .into_iter()
+                    .zip(&description.nodes)
+                    .map(|(key, node)| (key, node.api.clone()))
+                    .collect(),
+            }),
+        }
+    }
+
+    /// How many of `keys` are this set's nodes.
+    fn count(&self, keys: &[PublicKey]) -> usize {
+        self.nodes.iter().filter(|(key, _)| keys.contains(key)).count()
+    }
+
+    /// Whether `keys` are this set's, in order.
+    fn is(&self, keys: &[PublicKey]) -> bool {
+        keys.len() == self.nodes.len() && self.nodes.iter().zip(keys).all(|((mine, _), theirs)| mine == theirs)
+    }
+}
+
+/// Why no node set could be trusted.
+#[derive(Debug, Error)]
+#[error("no newer node set is attested by t nodes of a set this client trusts (epoch {epoch}): {details}")]
+pub struct UntrustedNodeSet {
+    /// The epoch of the set in use.
+    pub epoch: u64,
+    /// What each set got, and why each other answer did not count.
+    pub details: String,
+}
+
+/// A node's answer about the node sets: the key of the node asked (as a
+/// trusted set lists it) and the sets it serves, or why it gave none.
+pub type NodeSetAnswer = (PublicKey, Result<NodeSetJson, String>);
+
+/// The newest node set in force that `t` nodes of a trusted set attest
+/// (without attestation), from the nodes' `answers`; pure.
+///
+/// - An answer counts only if it is attested, for network `network_id`,
+///   by the key of the node that was asked.
+/// - A set in force is accepted when, for a trusted set of the same epoch
+///   or an earlier one, at least its `t` nodes attest it; at a trusted
+///   set's own epoch, only that very set (same keys, same order) is.
+///   With at most `t − 1` faulty nodes in each trusted set, one honest
+///   node vouches for the result: the ledger's set in force, which a set
+///   before it decided.
+/// - The next set the result announces is kept when the same trusted set's
+///   `t` nodes, or `t` nodes of the accepted set, attest it; its boundary
+///   is the latest one those nodes report (it only tells when).
+/// - `trusted`: the set in use first, then the next one if known.
+pub fn accept_node_set(
+    network_id: &str,
+    trusted: &[TrustedSet],
+    answers: Vec<NodeSetAnswer>,
+) -> Result<NodeSetJson, UntrustedNodeSet> {
+    /// One distinct set in force: what it means, its nodes' keys, and each
+    /// node that attests it with its answer.
+    struct Attested {
+        content: Vec<u8>,
+        keys: Vec<PublicKey>,
+        epoch: u64,
+        answers: Vec<(PublicKey, NodeSetJson)>,
+    }
+    let mut problems = Vec::new();
+    let mut groups: Vec<Attested> = Vec::new();
+    for (asked, answer) in answers {
+        let checked = answer.and_then(|set| {
+            let signer = set.attested_by(network_id).map_err(|e| e.to_string())?;
+            if signer != asked {
+                return Err("attested by another key than the node's".to_owned());
+            }
+            Ok((set.current_content().map_err(|e| e.to_string())?, set.node_keys()?, set))
+        });
+        let (content, keys, set) = match checked {
+            Ok(checked) => checked,
+            Err(reason) => {
+                let name = hex::encode(quorumkey_crypto::group::point_to_bytes(&asked.to_projective()));
+                problems.push(format!("node {name}: {reason}"));
+                continue;
+            }
+        };
+        match groups.iter_mut().find(|group| group.content == content) {
+            Some(group) if group.answers.iter().any(|(attestor, _)| attestor == &asked) => {}
+            Some(group) => group.answers.push((asked, set)),
+            None => groups.push(Attested { content, keys, epoch: set.epoch, answers: vec![(asked, set)] }),
+        }
+    }
+    // The newest set a trusted set vouches for, and the set that does.
+    let mut best: Option<(&TrustedSet, &Attested)> = None;
+    for group in &groups {
+        let attestors: Vec<PublicKey> = group.answers.iter().map(|(key, _)| *key).collect();
+        let by = trusted.iter().find(|set| {
+            set.epoch <= group.epoch
+                && (set.epoch < group.epoch || set.is(&group.keys))
+                && set.count(&attestors) >= set.threshold
+        });
+        match by {
+            Some(by) if best.is_none_or(|(_, chosen)| chosen.epoch < group.epoch) => best = Some((by, group)),
+            Some(_) => {}
+            None => problems.push(format!("epoch {}: attested by {} node(s) only", group.epoch, attestors.len())),
+        }
+    }
+    let Some(((by, group), (_, first))) = best.and_then(|best| Some((best, best.1.answers.first()?))) else {
+        let epoch = trusted.first().map_or(0, |set| set.epoch);
+        return Err(UntrustedNodeSet { epoch, details: problems.join("; ") });
+    };
+    let mut accepted = first.clone();
+    accepted.attestation = None;
+    // The next set: grouped by what it means (the boundary aside), kept if
+    // `t` nodes of the vouching set or of the accepted set attest it.
+    let mut nexts: Vec<(Vec<u8>, Vec<PublicKey>, NextNodeSetJson)> = Vec::new();
+    for (attestor, set) in &group.answers {
+        let (Ok(Some(content)), Some(next)) = (set.next_content(), set.next.as_ref()) else { continue };
+        match nexts.iter_mut().find(|(known, _, _)| known == &content) {
+            Some((_, attestors, kept)) => {
+                attestors.push(*attestor);
+                kept.boundary = kept.boundary.max(next.boundary);
+            }
+            None => nexts.push((content, vec![*attestor], next.clone())),
+        }
+    }
+    accepted.next = nexts
+        .into_iter()
+        .filter(|(_, attestors, _)| {
+            by.count(attestors) >= by.threshold
+                || attestors.iter().filter(|key| group.keys.contains(key)).count() >= accepted.threshold
+        })
+        .max_by_key(|(_, attestors, _)| attestors.len())
+        .map(|(_, _, next)| next);
+    Ok(accepted)
 }

@@ -22,12 +22,12 @@ use quorumkey_crypto::group::{NonZeroScalar, PublicKey, Scalar, generator, point
 use quorumkey_crypto::k256::ecdsa::SigningKey;
 use quorumkey_crypto::k256::elliptic_curve::Generate;
 use quorumkey_crypto::shamir::{Share, split};
-use quorumkey_login::network::{NetworkJson, NetworkJsonNode};
+use quorumkey_login::network::{EpochNodeJson, NetworkJson, NetworkJsonNode, NodeSetJson};
 use quorumkey_login::rpc::{RATE_LIMITED, UNAUTHORIZED};
 use quorumkey_login::share::{KeyContext, encrypt_share};
 use quorumkey_login::{
-    CommitmentRequest, KeyLookupResult, LookupKey, Method, NodeKey, RpcError, RpcRequest, RpcResponse, ShareRequest,
-    SignaturePolicy, required_signatures,
+    CommitmentRequest, KeyLookupResult, LoginError, LookupKey, Method, NodeKey, RpcError, RpcRequest, RpcResponse,
+    ShareRequest, SignaturePolicy, required_signatures,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -40,6 +40,14 @@ const KEY_INDEX: u64 = 7;
 /// How a mock node misbehaves.
 #[derive(Clone, Debug, Default)]
 struct Behaviour {
+    /// The epoch `GET /v1/status` reports.
+    epoch: u64,
+    /// Out of the set in force: every JSON-RPC request is refused with
+    /// `-32003`.
+    not_in_set: bool,
+    /// The node sets `GET /v1/network` serves (attested by this node), if
+    /// any.
+    node_set: Option<NodeSetJson>,
     /// Refuse this many more commitments with HTTP 429 and `Retry-After: 1`.
     rate_limit: u32,
     /// Refuse every commitment (an error answer).
@@ -65,6 +73,8 @@ struct MockNode {
     commitment_requests: AtomicU32,
     /// Shares served, and the signatures each reveal carried.
     reveals: Mutex<Vec<usize>>,
+    /// The network's description it serves (set once all nodes started).
+    network: Mutex<Option<NetworkJson>>,
 }
 
 fn now() -> u64 {
@@ -90,6 +100,14 @@ fn refused(data: String) -> RpcError {
 async fn jrpc(State(node): State<Arc<MockNode>>, body: axum::body::Bytes) -> Response {
     let request = RpcRequest::parse(&body).unwrap();
     let id = request.id.clone();
+    let behaviour = node.behaviour.lock().unwrap().clone();
+    if behaviour.not_in_set {
+        if request.method == Method::Commitment {
+            node.commitment_requests.fetch_add(1, Ordering::SeqCst);
+        }
+        let refusal = LoginError::NotInNodeSet { epoch: behaviour.epoch }.to_rpc();
+        return answer(StatusCode::OK, id, Err(refusal));
+    }
     match request.method {
         Method::VerifierLookup => {
             let result = KeyLookupResult { keys: vec![LookupKey::new(KEY_INDEX, &node.public_key)] };
@@ -155,6 +173,20 @@ async fn key_answer(State(node): State<Arc<MockNode>>) -> Response {
     axum::Json(json!({"key_index": KEY_INDEX, "public_shares": public_shares})).into_response()
 }
 
+async fn status_answer(State(node): State<Arc<MockNode>>) -> Response {
+    let epoch = node.behaviour.lock().unwrap().epoch;
+    axum::Json(json!({"epoch": epoch})).into_response()
+}
+
+async fn network_answer(State(node): State<Arc<MockNode>>) -> Response {
+    let mut network = node.network.lock().unwrap().clone().unwrap();
+    network.node_set = node.behaviour.lock().unwrap().node_set.clone();
+    if let Some(set) = network.node_set.as_mut() {
+        set.attest(&network.network_id, &node.key).unwrap();
+    }
+    axum::Json(network).into_response()
+}
+
 fn public_shares_of(shares: &[Share]) -> Vec<String> {
     shares.iter().map(|share| hex::encode(point_to_bytes(&(generator() * share.value)))).collect()
 }
@@ -167,8 +199,14 @@ struct MockNetwork {
 
 impl MockNetwork {
     async fn start(seed: u64) -> Self {
+        let secret = NonZeroScalar::generate_from_rng(&mut ChaCha20Rng::seed_from_u64(seed + 1000));
+        Self::sharing(seed, secret).await
+    }
+
+    /// Nodes of their own (keys from `seed`) holding shares of `secret`:
+    /// another node set of the same network, after a reshare.
+    async fn sharing(seed: u64, secret: NonZeroScalar) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
-        let secret = NonZeroScalar::generate_from_rng(&mut rng);
         let public_key = PublicKey::from_secret_scalar(&secret);
         let shares = split(*secret, THRESHOLD as u32, NODES as u32, &mut rng).unwrap();
         let public_shares = public_shares_of(&shares);
@@ -191,10 +229,13 @@ impl MockNetwork {
                 records: Mutex::new(HashMap::new()),
                 commitment_requests: AtomicU32::new(0),
                 reveals: Mutex::new(Vec::new()),
+                network: Mutex::new(None),
             });
             let router = axum::Router::new()
                 .route("/jrpc", post(jrpc))
                 .route("/v1/keys/{index}", get(key_answer))
+                .route("/v1/status", get(status_answer))
+                .route("/v1/network", get(network_answer))
                 .with_state(node.clone());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let address = listener.local_addr().unwrap();
@@ -220,8 +261,31 @@ impl MockNetwork {
             attestation: None,
             dev_issuer: None,
             auxiliary: None,
+            node_set: None,
         };
+        for node in &nodes {
+            *node.network.lock().unwrap() = Some(network.clone());
+        }
         Self { nodes, network, secret: *secret }
+    }
+
+    /// This network's nodes as the node set of `epoch`.
+    fn node_set(&self, epoch: u64) -> NodeSetJson {
+        let nodes = self
+            .network
+            .nodes
+            .iter()
+            .map(|node| EpochNodeJson {
+                index: node.index,
+                endpoint: node.endpoint.clone(),
+                api: node.api.clone(),
+                pub_key_x: node.pub_key_x.clone(),
+                pub_key_y: node.pub_key_y.clone(),
+                consensus_key: "ab".repeat(32),
+                p2p_address: node.p2p_address.clone(),
+            })
+            .collect();
+        NodeSetJson { epoch, threshold: THRESHOLD, nodes, next: None, attestation: None }
     }
 
     fn client(&self, options: ClientOptions) -> QuorumkeyClient {
@@ -356,4 +420,84 @@ async fn aggregate_logins_commit_to_each_sub_token_and_reveal_them() {
         let records = node.records.lock().unwrap();
         assert!(records.values().any(|(_, subs)| subs.len() == 2) && records.values().any(|(_, subs)| subs.len() == 1));
     }
+}
+
+/// Moves the network from `old`'s nodes to `new`'s (epoch 1): the old
+/// nodes refuse as out of the set in force, and every node reports epoch 1
+/// and serves `served` (each attests its own answer).
+fn move_to(old: &MockNetwork, new: &MockNetwork, served: impl Fn(usize) -> Option<NodeSetJson>) {
+    for (position, node) in old.nodes.iter().enumerate() {
+        let mut behaviour = node.behaviour.lock().unwrap();
+        behaviour.not_in_set = true;
+        behaviour.epoch = 1;
+        behaviour.node_set = served(position);
+    }
+    for node in &new.nodes {
+        let mut behaviour = node.behaviour.lock().unwrap();
+        behaviour.epoch = 1;
+        behaviour.node_set = Some(new.node_set(1));
+    }
+}
+
+#[tokio::test]
+async fn a_login_follows_the_network_to_its_new_node_set() {
+    let old = MockNetwork::start(6).await;
+    let new = MockNetwork::sharing(7, NonZeroScalar::new(old.secret).unwrap()).await;
+    let client = old.client(ClientOptions::default());
+    let login = client.login("app", "alice@example.com", "a.token.one").await.unwrap();
+    assert_eq!(*login.private_key, old.expected_private_key());
+    assert_eq!(client.epoch(), 0);
+
+    // Every key is handed over to five other nodes; the old ones leave.
+    move_to(&old, &new, |_| Some(new.node_set(1)));
+    let login = client.login("app", "alice@example.com", "a.token.two").await.unwrap();
+    assert_eq!(*login.private_key, old.expected_private_key(), "the same key, from the new set's shares");
+    assert_eq!(client.epoch(), 1);
+    let endpoints: Vec<String> = client.nodes().into_iter().map(|(_, endpoint)| endpoint).collect();
+    assert_eq!(endpoints, new.network.nodes.iter().map(|node| node.endpoint.clone()).collect::<Vec<_>>());
+    assert_eq!(login.nodes.iter().filter(|node| node.used).count(), THRESHOLD);
+    // Each old node was asked once more, and refused; the login moved on.
+    for position in 1..=NODES {
+        assert_eq!(old.commitment_requests(position), 2, "old node {position}");
+        assert_eq!(new.commitment_requests(position), 1, "new node {position}");
+    }
+    // The next login goes to the new set straight away.
+    client.login("app", "alice@example.com", "a.token.three").await.unwrap();
+    assert!((1..=NODES).all(|position| old.commitment_requests(position) == 2));
+}
+
+#[tokio::test]
+async fn a_new_set_too_few_trusted_nodes_attest_is_not_followed() {
+    let old = MockNetwork::start(8).await;
+    let new = MockNetwork::sharing(9, NonZeroScalar::new(old.secret).unwrap()).await;
+    let client = old.client(ClientOptions::default());
+    // Only two of the old nodes vouch for the new set (t = 3); the others
+    // serve none, and the new set's own nodes are strangers to the client.
+    move_to(&old, &new, |position| (position < 2).then(|| new.node_set(1)));
+    let error = client.login("app", "alice@example.com", "a.token.one").await.unwrap_err();
+    let ClientError::NodeSetMoved { error: failed, reason } = &error else { panic!("{error}") };
+    assert!(matches!(**failed, ClientError::Quorum { .. }), "{failed}");
+    assert!(reason.contains("epoch 1: attested by 2 node(s) only"), "{reason}");
+    assert!(error.to_string().contains("not in the node set in force (epoch 1)"), "{error}");
+    assert_eq!(client.epoch(), 0, "the client stays where it was");
+    assert!((1..=NODES).all(|position| old.commitment_requests(position) == 1), "one try, no loop");
+    assert!((1..=NODES).all(|position| new.commitment_requests(position) == 0));
+}
+
+#[tokio::test]
+async fn a_node_claiming_a_newer_epoch_costs_one_refresh_and_no_second_try() {
+    let network = MockNetwork::start(10).await;
+    // Two nodes refuse commitments: the login fails on its own. One node
+    // claims epoch 5, but t nodes attest the set in use, unchanged.
+    network.set(4, |b| b.refuse_commitments = true);
+    network.set(5, |b| b.refuse_commitments = true);
+    network.set(1, |b| b.epoch = 5);
+    for node in &network.nodes {
+        node.behaviour.lock().unwrap().node_set = Some(network.node_set(0));
+    }
+    let client = network.client(ClientOptions::default());
+    let error = client.login("app", "alice@example.com", "a.token.one").await.unwrap_err();
+    assert!(matches!(error, ClientError::Quorum { step: "commitment", needed: 4, got: 3, .. }), "{error}");
+    assert_eq!(client.epoch(), 0);
+    assert!((1..=NODES).all(|position| network.commitment_requests(position) == 1), "not tried again");
 }

@@ -38,6 +38,7 @@ fn network(endpoints: &[&str]) -> NetworkJson {
         attestation: None,
         dev_issuer: None,
         auxiliary: None,
+        node_set: None,
     }
 }
 

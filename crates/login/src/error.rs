@@ -4,7 +4,7 @@
 
 use thiserror::Error;
 
-use crate::rpc::{INTERNAL_ERROR, INVALID_PARAMS, RATE_LIMITED, RpcError, UNAUTHORIZED, UNAVAILABLE};
+use crate::rpc::{INTERNAL_ERROR, INVALID_PARAMS, NOT_IN_NODE_SET, RATE_LIMITED, RpcError, UNAUTHORIZED, UNAVAILABLE};
 
 /// The exact text the Torus client looks for before it runs `KeyAssign`.
 pub const NOT_ASSIGNED: &str = "Verifier + VerifierID has not yet been assigned";
@@ -79,6 +79,15 @@ pub enum LoginError {
         "the token stays acceptable longer than this node keeps its commitment (the verifier's settings changed); log in again with a fresh token"
     )]
     OutlivesCommitment,
+    /// This node is not in the node set in force (it was removed, or not
+    /// yet added): it signs no commitment and serves no share.
+    #[error(
+        "this node is not in the node set in force (epoch {epoch}); the network's current nodes are at GET /v1/network"
+    )]
+    NotInNodeSet {
+        /// The epoch in force on this node's ledger.
+        epoch: u64,
+    },
     /// The node cannot serve the request now.
     #[error("{0}")]
     Unavailable(String),
@@ -111,6 +120,7 @@ impl LoginError {
             | Self::TokenRejected { .. }
             | Self::WrongUser
             | Self::OutlivesCommitment => (UNAUTHORIZED, "Unauthorized"),
+            Self::NotInNodeSet { .. } => (NOT_IN_NODE_SET, "Not in node set"),
             Self::Unavailable(_) => (UNAVAILABLE, "Unavailable"),
             Self::RateLimited(_) => (RATE_LIMITED, "Rate limited"),
             Self::Internal(_) => (INTERNAL_ERROR, "Internal error"),

@@ -55,7 +55,9 @@ pub use error::LoginError;
 pub use key_assign::{KeyAssignAuthorization, SignerRequest};
 pub use lookup::{KeyLookupResult, LookupKey, LookupParams};
 pub use records::{LoginRecord, NullifierRecord, RecordWrite, SubTokenRecord};
-pub use reveal::{NodeKey, ShareRequest, SignaturePolicy, check_commitment_signature, required_signatures};
+pub use reveal::{
+    NodeKey, NodeSetKeys, ShareRequest, SignaturePolicy, check_commitment_signature, required_signatures,
+};
 pub use rpc::{Method, RpcError, RpcRequest, RpcResponse};
 pub use share::{ShareKey, ShareRequestResult};
 

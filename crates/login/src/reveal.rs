@@ -71,6 +71,58 @@ pub struct NodeKey {
     pub public: PublicKey,
 }
 
+/// The node set in force as the login rules read it: every node's index
+/// and secp256k1 key, the threshold and the reveal quorum of that set, and
+/// this node's own index in it (by its key: indexes are positions in the
+/// set in force, so they change with the set). A node builds it once per
+/// epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeSetKeys {
+    /// The epoch in force.
+    pub epoch: u64,
+    /// Its nodes, node `j` at position `j - 1`.
+    pub nodes: Vec<NodeKey>,
+    /// Shares needed to rebuild a key in this set.
+    pub threshold: usize,
+    /// Signatures a reveal needs in this set ([`required_signatures`]).
+    pub required: usize,
+    /// This node's index in the set; `None` if it is not in it.
+    pub own_index: Option<u16>,
+}
+
+impl NodeSetKeys {
+    /// The keys of `set`, for the node whose secp256k1 key is `own_key`.
+    /// A key that does not parse (never, in a set the ledger accepted) is
+    /// an internal error.
+    pub fn new(set: &quorumkey_ledger::NodeSet, own_key: &PublicKey) -> Result<Self, LoginError> {
+        let nodes = set
+            .nodes
+            .iter()
+            .zip(1u16..)
+            .map(|(node, index)| {
+                quorumkey_crypto::group::public_key_from_sec1(&node.secp256k1_key)
+                    .map(|public| NodeKey { index, public })
+                    .map_err(|e| LoginError::Internal(format!("node {index} of epoch {}: {e}", set.epoch)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let threshold = set.threshold();
+        Ok(Self {
+            epoch: set.epoch,
+            own_index: nodes.iter().find(|node| &node.public == own_key).map(|node| node.index),
+            required: required_signatures(nodes.len(), threshold),
+            nodes,
+            threshold,
+        })
+    }
+
+    /// This node's index in the set, or the refusal of a node that is not
+    /// in it: it must sign no commitment and serve no share under an
+    /// index it does not have.
+    pub fn member(&self) -> Result<u16, LoginError> {
+        self.own_index.ok_or(LoginError::NotInNodeSet { epoch: self.epoch })
+    }
+}
+
 /// The sub-tokens of an aggregate or script login.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AggregateLogin {

@@ -22,6 +22,9 @@ pub const INTERNAL_ERROR: i64 = -32603;
 pub const UNAUTHORIZED: i64 = -32001;
 /// The node cannot serve the request now (no key yet, halted, timeout).
 pub const UNAVAILABLE: i64 = -32002;
+/// The node is not in the node set in force: the client's list of nodes
+/// is out of date (`GET /v1/network` has the current one).
+pub const NOT_IN_NODE_SET: i64 = -32003;
 /// Too many requests from this client or for this verifier.
 pub const RATE_LIMITED: i64 = -32005;
 

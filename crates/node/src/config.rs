@@ -270,6 +270,7 @@ impl NetworkFile {
             attestation: None,
             dev_issuer: None,
             auxiliary: None,
+            node_set: None,
         })
     }
 }

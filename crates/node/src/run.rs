@@ -20,9 +20,7 @@ use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use commonware_stream::cups::{self, Cups};
 use commonware_stream::sake::{self, Sake};
 use commonware_utils::NZUsize;
-use quorumkey_crypto::CryptoError;
 use quorumkey_ledger::{GenesisError, Ledger};
-use quorumkey_login::NodeKey;
 use quorumkey_store::{NodeStore, StoreError, StoreOptions};
 use thiserror::Error;
 
@@ -34,6 +32,7 @@ use crate::consensus::{
     consensus_namespace, max_message_size, start_consensus,
 };
 use crate::housekeeping::{Chores, Housekeeping};
+use crate::http::description::NetworkDescription;
 use crate::http::jrpc::{LoginKeys, RpcService, RpcStartError};
 use crate::http::server::{FileLimitError, HttpServer, ServerLimits, fit_connections_to_file_limit};
 use crate::http::v1::{NodeApi, wall_clock_ms};
@@ -108,14 +107,6 @@ pub enum NodeError {
         file: PathBuf,
         /// The node.
         index: u16,
-    },
-    /// A node's secp256k1 key in the genesis is not a curve point.
-    #[error("node {index}: secp256k1 key: {source}")]
-    NodeKey {
-        /// The node.
-        index: u16,
-        /// Why.
-        source: CryptoError,
     },
     /// The data directory cannot be made or read.
     #[error("cannot {action} {path}: {source}")]
@@ -502,7 +493,7 @@ async fn start_http(
     telemetry: Option<Telemetry>,
     login_store: LoginStore,
 ) -> Result<(tokio::task::JoinHandle<()>, Arc<RpcService>), NodeError> {
-    let description = attested_description(node)?;
+    let description = Arc::new(attested_description(node)?);
     let api_state = NodeApi {
         index: node.me.index,
         state: applier.committed_state(),
@@ -525,22 +516,10 @@ async fn start_http(
     let provider_client = access.client(providers.jwks_policy().fetch_timeout)?;
     let jwks = Arc::new(JwksCache::with_client(providers.jwks_policy(), &provider_client));
     let tokens = TokenVerifier::with_client(jwks, &provider_client, providers.limits());
-    let login_keys = LoginKeys {
-        node_key: node.identity.secp256k1.clone(),
-        consensus_key: node.identity.consensus.clone(),
-        nodes: node
-            .ledger
-            .genesis()
-            .nodes
-            .iter()
-            .map(|entry| {
-                quorumkey_crypto::group::public_key_from_sec1(&entry.secp256k1_key)
-                    .map(|public| NodeKey { index: entry.index, public })
-                    .map_err(|source| NodeError::NodeKey { index: entry.index, source })
-            })
-            .collect::<Result<_, _>>()?,
-        threshold: node.ledger.genesis().threshold(),
-    };
+    // The other nodes' keys and this node's index come from the node set
+    // in force on the ledger, at each request.
+    let login_keys =
+        LoginKeys { node_key: node.identity.secp256k1.clone(), consensus_key: node.identity.consensus.clone() };
     let rpc = Arc::new(RpcService::new(
         api_state.clone(),
         login_keys,
@@ -564,20 +543,21 @@ async fn start_http(
 }
 
 /// The network's description as this node serves it at `/v1/network`:
-/// with the genesis, attested by this node's secp256k1 key, as JSON.
-fn attested_description(node: &LoadedNode) -> Result<bytes::Bytes, NodeError> {
+/// with the genesis, attested by this node's secp256k1 key, and the node
+/// sets of the committed state at each request.
+fn attested_description(node: &LoadedNode) -> Result<NetworkDescription, NodeError> {
     let file = node.config.network_file.clone();
     let mut description =
         node.network.client_description().map_err(|reason| NodeError::Genesis { file: file.clone(), reason })?;
     // A node that joined is not among the genesis nodes the description
-    // lists: its attestation could not be checked, so it gives none.
+    // lists: its attestation could not be checked, so it gives none (its
+    // `node_set` is attested, by the set in force).
     if !node.joining {
         description
             .attest(node.me.index, &node.identity.secp256k1)
             .map_err(|e| NodeError::Genesis { file: file.clone(), reason: e.to_string() })?;
     }
-    let json = serde_json::to_vec(&description).map_err(|e| NodeError::Genesis { file, reason: e.to_string() })?;
-    Ok(bytes::Bytes::from(json))
+    Ok(NetworkDescription::new(description, node.identity.secp256k1.clone()))
 }
 
 /// Creates the data directory (mode 0700) and its consensus storage

@@ -332,8 +332,13 @@ pub async fn client_config(
         found.description.threshold,
         found.description.nodes.len()
     );
-    let failures: Vec<String> =
+    let mut failures: Vec<String> =
         found.failures.iter().map(|(index, reason)| format!("node {index} did not: {reason}")).collect();
+    match (&found.description.node_set, &found.node_set_problem) {
+        (Some(set), _) => failures.push(format!("node set    epoch {} ({} nodes)", set.epoch, set.nodes.len())),
+        (None, Some(problem)) => failures.push(format!("node set    none written: {problem}")),
+        (None, None) => {}
+    }
     match out {
         Some(path) => {
             crate::operator_commands::write_new_file(path, &text)?;

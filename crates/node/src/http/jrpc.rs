@@ -11,6 +11,13 @@
 //! - `ShareRequest`: the reveal; see `quorumkey_login::reveal` for the
 //!   rule on node signatures.
 //!
+//! The nodes, the threshold, the reveal quorum and this node's own index
+//! are those of the node set in force on the committed ledger at each
+//! request ([`NodeSetKeys`], parsed once per epoch): indexes are positions
+//! in the set in force, so they change with it. A node that is not in the
+//! set in force answers no lookup, signs no commitment, submits no
+//! assignment and serves no share (`-32003`, [`LoginError::NotInNodeSet`]).
+//!
 //! Every answer is JSON-RPC with HTTP 200, except three transport-level
 //! refusals that still carry a JSON-RPC error body: 413 for a body over
 //! [`MAX_BODY_BYTES`], 408 for a body slower than the body timeout, and
@@ -44,8 +51,8 @@ use quorumkey_login::reveal::AggregateLogin;
 use quorumkey_login::share::{KeyContext, encrypt_share};
 use quorumkey_login::{
     CheckedToken, CommitmentRequest, KeyAssignAuthorization, KeyFacts, KeyLookupResult, LoginError, LookupKey,
-    LookupParams, Method, NodeKey, RecordWrite, RevealFacts, RevealStep, RpcError, RpcRequest, RpcResponse,
-    ShareRequest, SignaturePolicy, SignerRequest, decide, required_signatures,
+    LookupParams, Method, NodeSetKeys, RecordWrite, RevealFacts, RevealStep, RpcError, RpcRequest, RpcResponse,
+    ShareRequest, SignaturePolicy, SignerRequest, decide,
 };
 use quorumkey_script::{ScriptInput, SubTokenInput};
 use quorumkey_store::NewLoginRecord;
@@ -128,16 +135,13 @@ struct CachedConfig {
     config: Arc<VerifierConfig>,
 }
 
-/// This node's keys and the network, for the login protocol.
+/// This node's keys, for the login protocol (the other nodes' come from
+/// the node set in force on the ledger).
 pub struct LoginKeys {
     /// secp256k1: commitment signatures.
     pub node_key: SigningKey,
     /// ed25519: the `AssignKey` transactions this node submits.
     pub consensus_key: ed25519::PrivateKey,
-    /// Every node's index and secp256k1 key.
-    pub nodes: Vec<NodeKey>,
-    /// Shares needed to rebuild a key.
-    pub threshold: usize,
 }
 
 /// Why the JSON-RPC service could not start.
@@ -156,7 +160,8 @@ pub struct RpcService {
     api: NodeApi,
     keys: LoginKeys,
     node_public: PublicKey,
-    required: usize,
+    /// The node set in force, parsed once per epoch.
+    node_set: Mutex<Option<Arc<NodeSetKeys>>>,
     tokens: TokenVerifier,
     signer: Option<PublicKey>,
     limits: RateLimits,
@@ -199,7 +204,8 @@ fn to_value<T: serde::Serialize>(value: &T) -> Outcome {
 }
 
 impl RpcService {
-    /// The service of node `api.index` with `keys`, checking tokens with
+    /// The service of the node whose keys are `keys` (its index is the one
+    /// its secp256k1 key has in the node set in force), checking tokens with
     /// `tokens`, keeping its login records in `records` and reading this
     /// node's key shares from `shares`. `settings` gives the limits and the
     /// optional KeyAssign signer (already validated with the node's
@@ -225,7 +231,7 @@ impl RpcService {
         tracing::info!(records = counted, elapsed = ?started.elapsed(), "counted unexpired login records");
         Ok(Self {
             node_public: PublicKey::from(keys.node_key.verifying_key()),
-            required: required_signatures(keys.nodes.len(), keys.threshold),
+            node_set: Mutex::new(None),
             api,
             keys,
             tokens,
@@ -238,11 +244,6 @@ impl RpcService {
             pending,
             scripts: crate::script_runner::ScriptRunner::default(),
         })
-    }
-
-    /// Signatures a reveal needs on this network.
-    pub fn required_signatures(&self) -> usize {
-        self.required
     }
 
     /// The per-address rate limit, which `/v1` shares.
@@ -311,9 +312,45 @@ impl RpcService {
         }
     }
 
-    /// The verifier's parsed configuration (parsed once per update).
-    fn verifier_config(&self, name: &VerifierName) -> Result<Arc<VerifierConfig>, LoginError> {
-        let record = self.with_view(|view| self.verifier_record(view, name))?;
+    /// The node set in force in `view`, as the login rules read it: parsed
+    /// once per epoch (the epoch alone is 8 bytes to read), not per
+    /// request.
+    fn node_set<S: quorumkey_ledger::StateRead + ?Sized>(
+        &self,
+        view: &LedgerView<'_, S>,
+    ) -> Result<Arc<NodeSetKeys>, LoginError> {
+        let epoch = view.epoch().map_err(internal)?;
+        let mut cached = self.node_set.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(keys) = cached.as_ref().filter(|keys| keys.epoch == epoch) {
+            return Ok(keys.clone());
+        }
+        let keys = Arc::new(NodeSetKeys::new(&view.node_set().map_err(internal)?, &self.node_public)?);
+        *cached = Some(keys.clone());
+        Ok(keys)
+    }
+
+    /// The node set in force and this node's index in it, refusing a node
+    /// that is not in it.
+    fn membership<S: quorumkey_ledger::StateRead + ?Sized>(
+        &self,
+        view: &LedgerView<'_, S>,
+    ) -> Result<(Arc<NodeSetKeys>, u16), LoginError> {
+        let keys = self.node_set(view)?;
+        let index = keys.member()?;
+        Ok((keys, index))
+    }
+
+    /// The verifier's parsed configuration (parsed once per update), and
+    /// the node set in force with this node's index in it (refusing a node
+    /// that is not in it), from one view of the ledger.
+    fn login_context(&self, name: &VerifierName) -> Result<(Arc<VerifierConfig>, Arc<NodeSetKeys>, u16), LoginError> {
+        let ((keys, index), record) =
+            self.with_view(|view| Ok((self.membership(view)?, self.verifier_record(view, name)?)))?;
+        Ok((self.parsed_config(name, &record)?, keys, index))
+    }
+
+    /// `record`'s configuration, parsed once per update.
+    fn parsed_config(&self, name: &VerifierName, record: &VerifierRecord) -> Result<Arc<VerifierConfig>, LoginError> {
         let mut configs = self.configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(cached) = configs.get(name)
             && cached.nonce == record.nonce
@@ -341,13 +378,15 @@ impl RpcService {
     }
 
     /// The key assigned to the pair, if one is (not if it waits for the
-    /// pool): its index, public key and this node's public share. The
-    /// caller has checked the verifier.
+    /// pool): its index, public key and the public share of node `own`
+    /// (this node's index in the set in force; `None`: no share wanted).
+    /// The caller has checked the verifier.
     fn assigned_key<S: quorumkey_ledger::StateRead + ?Sized>(
         &self,
         view: &LedgerView<'_, S>,
         verifier: &VerifierName,
         verifier_id: &VerifierId,
+        own: Option<u16>,
     ) -> Result<Option<(u64, PublicKey, Vec<u8>)>, LoginError> {
         let Some(Assignment::Assigned { key_index }) = view.assignment(verifier, verifier_id).map_err(internal)? else {
             return Ok(None);
@@ -358,20 +397,24 @@ impl RpcService {
             .ok_or_else(|| internal(format!("assigned key {key_index} is not in the pool")))?;
         let public_key =
             quorumkey_crypto::group::public_key_from_sec1_named("key", &key.public_key).map_err(internal)?;
+        let Some(own) = own else { return Ok(Some((key_index, public_key, Vec::new()))) };
         let own_share = key
             .public_shares
-            .get(usize::from(self.api.index).saturating_sub(1))
+            .get(usize::from(own).saturating_sub(1))
             .map(|share| share.to_vec())
-            .ok_or_else(|| internal(format!("key {key_index} has no public share for node {}", self.api.index)))?;
+            .ok_or_else(|| internal(format!("key {key_index} has no public share for node {own}")))?;
         Ok(Some((key_index, public_key, own_share)))
     }
 
     /// The lookup answer of the pair (refusing unknown and disabled
-    /// verifiers), if it has a key.
+    /// verifiers), if it has a key. A node out of the set in force answers
+    /// no lookup either: it may no longer follow the ledger, and the
+    /// client must learn the new set.
     fn lookup_result(&self, params: &LookupParams) -> Result<Option<Value>, LoginError> {
         let found = self.with_view(|view| {
+            self.membership(view)?;
             self.verifier_record(view, &params.verifier)?;
-            self.assigned_key(view, &params.verifier, &params.verifier_id)
+            self.assigned_key(view, &params.verifier, &params.verifier_id, None)
         })?;
         match found {
             Some((key_index, public_key, _)) => {
@@ -399,6 +442,9 @@ impl RpcService {
         if let Some(found) = self.lookup_result(&params)? {
             return Ok(found);
         }
+        // The ledger checks the transaction's signer against the set in
+        // force, by its index there.
+        let (_, index) = self.with_view(|view| self.membership(view))?;
         RateLimits::verifier(&self.limits.assignments, &params.verifier)?;
         let deadline = Instant::now() + KEY_ASSIGN_WAIT;
         let body =
@@ -406,7 +452,7 @@ impl RpcService {
         let transaction = SignedTransaction::sign_as_node(
             self.api.state.ledger().network_id(),
             body,
-            self.api.index,
+            index,
             &self.keys.consensus_key,
         )
         .encode();
@@ -447,7 +493,9 @@ impl RpcService {
 
     async fn commitment(&self, client: ClientAddress, params: &Value) -> Outcome {
         let request = CommitmentRequest::parse(params)?;
-        let config = self.verifier_config(&request.verifier)?;
+        // A node out of the set in force signs nothing: its signature
+        // would not count, and the client must learn the new set.
+        let (config, _, _) = self.login_context(&request.verifier)?;
         request.check_kind(config.takes_sub_tokens())?;
         RateLimits::verifier(&self.limits.logins, &request.verifier)?;
         let now = unix_now();
@@ -493,8 +541,9 @@ impl RpcService {
     /// The reveal: gathers what `quorumkey_login::decide` asks for, in its
     /// order, and serves the share it grants.
     async fn share(&self, params: &Value) -> Outcome {
-        let request = ShareRequest::parse(params, self.keys.nodes.len())?;
-        let config = self.verifier_config(&request.verifier)?;
+        let keys = self.with_view(|view| self.node_set(view))?;
+        let request = ShareRequest::parse(params, keys.nodes.len())?;
+        let (config, keys, _) = self.login_context(&request.verifier)?;
         let record = self.records.record(&record_key(&request.commitment)).map_err(internal)?;
         let sub_records = request
             .sub_token_commitments()
@@ -505,8 +554,8 @@ impl RpcService {
         let mut facts = RevealFacts::new(
             &request,
             &config,
-            &self.keys.nodes,
-            self.required,
+            &keys.nodes,
+            keys.required,
             unix_now(),
             self.policy,
             record,
@@ -564,10 +613,13 @@ impl RpcService {
         }
     }
 
-    /// The pair's key and this node's share of it.
+    /// The pair's key and this node's share of it, with this node's public
+    /// share under its index in the set in force.
     fn key_facts(&self, request: &ShareRequest) -> Result<KeyFacts, LoginError> {
-        let Some((key_index, public_key, own_public_share)) =
-            self.with_view(|view| self.assigned_key(view, &request.verifier, &request.verifier_id))?
+        let Some((key_index, public_key, own_public_share)) = self.with_view(|view| {
+            let (_, index) = self.membership(view)?;
+            self.assigned_key(view, &request.verifier, &request.verifier_id, Some(index))
+        })?
         else {
             return Ok(KeyFacts::NotAssigned);
         };

@@ -7,6 +7,8 @@
 //!   limit that `/v1` and `/jrpc` share.
 //! - [`v1`]: the operators' and tools' API (`/v1/...`, `/health`,
 //!   `/metrics`); its wire formats are `quorumkey_login::node_api`.
+//! - [`description`]: what `GET /v1/network` serves (the network's
+//!   description and the node sets on the ledger, attested).
 //! - [`jrpc`]: the clients' JSON-RPC API (`POST /jrpc`, torus.js
 //!   compatible); its messages and checks are the pure `quorumkey_login`.
 
@@ -17,6 +19,7 @@ use axum::Router;
 use crate::observability::{HealthCell, Telemetry};
 
 pub mod client_address;
+pub mod description;
 pub mod jrpc;
 pub mod server;
 pub mod v1;

@@ -54,9 +54,8 @@ pub struct NodeApi {
     /// This node's key shares (counted for `/v1/status`).
     pub shares: crate::state::ShareStore,
     /// `GET /v1/network`: the network's description attested by this
-    /// node, as JSON (made once at start; the description never changes
-    /// while the node runs).
-    pub description: bytes::Bytes,
+    /// node (made once at start) with the node sets on its ledger.
+    pub description: std::sync::Arc<crate::http::description::NetworkDescription>,
 }
 
 /// An error as the API returns it.
@@ -307,9 +306,15 @@ async fn verifier(State(api): State<NodeApi>, Path(name): Path<String>) -> Resul
 
 /// The network's description (the `network.json` shape), with the
 /// genesis and this node's attestation: what `quorumkey network
-/// client-config` collects from t nodes.
-async fn network(State(api): State<NodeApi>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], api.description.clone()).into_response()
+/// client-config` collects from t nodes; and the node sets in force and
+/// next on this node's ledger (`node_set`), attested apart, which clients
+/// follow from epoch to epoch.
+async fn network(State(api): State<NodeApi>) -> Result<Response, ApiError> {
+    let description = api
+        .description
+        .render(&api.state)
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], description).into_response())
 }
 
 /// The whole API: `/health`, `/metrics`, and `/v1/...` (each `/v1` request
