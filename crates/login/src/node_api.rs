@@ -47,7 +47,8 @@ pub struct PolicyResponse {
 /// `GET /v1/status` answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StatusResponse {
-    /// This node's index.
+    /// This node's index in the node set in force (0: not in it, as a
+    /// node joining or removed).
     pub index: u16,
     /// The network id, hex.
     pub network_id: String,

@@ -495,7 +495,7 @@ async fn start_http(
 ) -> Result<(tokio::task::JoinHandle<()>, Arc<RpcService>), NodeError> {
     let description = Arc::new(attested_description(node)?);
     let api_state = NodeApi {
-        index: node.me.index,
+        node_key: node.identity.consensus.public_key(),
         state: applier.committed_state(),
         submitter: running.submitter.clone(),
         tip: running.tip.clone(),

@@ -53,7 +53,7 @@ impl Node {
         let state = applier.committed_state();
         let description = Arc::new(NetworkDescription::new(base, secp.clone()));
         let api = NodeApi {
-            index: 1,
+            node_key: commonware_cryptography::Signer::public_key(&consensus),
             state: state.clone(),
             submitter: submitter(state, Mempool::new(MempoolLimits::default())).0,
             tip: AppliedTip::new(StateCheckpoint { height: 0, state_root: [0; 32] }),

@@ -175,7 +175,7 @@ pub struct RpcService {
 
 impl std::fmt::Debug for RpcService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RpcService").field("index", &self.api.index).finish_non_exhaustive()
+        f.debug_struct("RpcService").field("node_key", &self.api.node_key).finish_non_exhaustive()
     }
 }
 

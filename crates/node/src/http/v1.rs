@@ -39,8 +39,9 @@ pub(crate) const PEER_WINDOW: Duration = Duration::from_secs(10);
 /// What the API reads and writes.
 #[derive(Clone, Debug)]
 pub struct NodeApi {
-    /// This node's index.
-    pub index: u16,
+    /// This node's consensus key: its index is its position in the node
+    /// set in force (`/v1/status` reads it there).
+    pub node_key: commonware_cryptography::ed25519::PublicKey,
     /// The committed ledger state.
     pub state: CommittedState,
     /// Consensus submissions.
@@ -167,19 +168,26 @@ async fn status(State(api): State<NodeApi>) -> Json<StatusResponse> {
     let tip = api.tip.get();
     // The pool counters are informational: a store error reads as zero
     // (the node's health reports the error itself).
-    let (total_keys, ready_keys, pending_assignments, epoch) = api
+    let (total_keys, ready_keys, pending_assignments, epoch, index) = api
         .state
         .read(|view| {
+            let index = view
+                .node_set()
+                .ok()
+                .and_then(|set| set.nodes.iter().position(|node| node.consensus_key == api.node_key))
+                .and_then(|position| u16::try_from(position + 1).ok())
+                .unwrap_or(0);
             (
                 view.total_keys().unwrap_or(0),
                 view.ready_keys().unwrap_or(0),
                 view.pending_assignments().unwrap_or(0),
                 view.epoch().unwrap_or(0),
+                index,
             )
         })
-        .unwrap_or((0, 0, 0, 0));
+        .unwrap_or((0, 0, 0, 0, 0));
     Json(StatusResponse {
-        index: api.index,
+        index,
         network_id: hex::encode(api.state.ledger().network_id()),
         height: tip.height,
         state_root: hex::encode(tip.state_root),
