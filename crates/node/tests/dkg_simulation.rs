@@ -454,13 +454,18 @@ fn handover(n: u16, joiners: u16, next: &[usize], seed: u64, crash: usize) {
             TestNetwork::with_epochs(n, seed, small_dkg(n, 16), quorumkey_ledger::testkit::unlimited_policy(), epochs);
         let mut harness = Harness::with_joiners(&context, network, n, joiners, seed, dir_path).await;
         let everyone: Vec<usize> = (0..usize::from(n + joiners)).collect();
-        for &node in &everyone {
+        let genesis: Vec<usize> = (0..usize::from(n)).collect();
+        for &node in &genesis {
             harness.start(node, Behaviour::Honest).await;
         }
-        let genesis: Vec<usize> = (0..usize::from(n)).collect();
         let deadline = context.current() + Duration::from_secs(300);
         while !genesis.iter().all(|node| harness.finished_keys(*node) >= 32) {
             assert!(context.current() < deadline, "n={n} seed={seed}: no 32 keys");
+            context.sleep(Duration::from_millis(250)).await;
+        }
+        // Let a few consensus epochs go by before anyone joins.
+        while joiners > 0 && harness.height(0) < 3 * 16 + 2 {
+            assert!(context.current() < deadline, "n={n} seed={seed}: no 3 epochs");
             context.sleep(Duration::from_millis(250)).await;
         }
         let first = harness.validators[&0].applier.clone();
@@ -484,6 +489,14 @@ fn handover(n: u16, joiners: u16, next: &[usize], seed: u64, crash: usize) {
             harness.network.operators_tx(&quorum, quorumkey_ledger::TransactionBody::ProposeEpoch { epoch: 1, nodes });
         let submitter = harness.submitters.lock().unwrap()[&0].clone();
         submitter.submit(bytes::Bytes::from(proposal)).unwrap();
+        // The joining nodes start now, with empty stores: each replays the
+        // ledger from the genesis, epoch by epoch (several have gone by),
+        // checking each epoch's blocks with the validators its own state
+        // names.
+        let height_at_join = harness.height(0);
+        for node in everyone.iter().filter(|node| !genesis.contains(node)) {
+            harness.start(*node, Behaviour::Honest).await;
+        }
         // Crash a node once the handover reshares.
         loop {
             let snapshot = first.store().snapshot().unwrap();
@@ -592,7 +605,7 @@ fn handover(n: u16, joiners: u16, next: &[usize], seed: u64, crash: usize) {
             context.sleep(Duration::from_millis(100)).await;
         }
         eprintln!(
-            "n={n} -> {} seed={seed}: {} keys handed over; the new validators {left:?} finalized up to {goal}",
+            "n={n} -> {} seed={seed}: {} keys handed over; joiners started at height {height_at_join}; the new validators {left:?} finalized up to {goal}",
             next.len(),
             before.len()
         );
@@ -610,7 +623,9 @@ fn five_nodes_refresh_every_share_with_a_crash_mid_handover() {
     handover(5, 0, &[0, 1, 2, 3, 4], 62, 1);
 }
 
-/// 4 → 5: node 5 joins (crashed mid-handover), then signs blocks.
+/// 4 → 5: node 5 starts once the change is proposed, replays the ledger
+/// from the genesis across several epochs, joins (crashed mid-handover),
+/// then signs blocks.
 #[test]
 fn four_nodes_grow_to_five_with_the_joining_node_crashed_mid_handover() {
     handover(4, 1, &[0, 1, 2, 3, 4], 63, 4);
