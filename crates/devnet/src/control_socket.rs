@@ -10,6 +10,11 @@
 //! <- {"outcome":"done","message":"node 3 stopped (...)","node":{"index":3,...}}
 //! -> {"command":"start","index":9}
 //! <- {"outcome":"refused","reason":"node 9 does not exist (this devnet has 5 nodes)"}
+//! -> {"command":"add","replace":5}
+//! <- {"outcome":"done","message":"epoch 1 decided at height 212: 5 nodes, node 6 joins as index 5, ...",
+//!     "node":{"index":6,...,"change":{"kind":"joining","epoch":1}}}
+//! -> {"command":"remove","node":2}
+//! <- {"outcome":"refused","reason":"the change to epoch 1 (node 6 replaces node 5) is under way; ..."}
 //! ```
 //!
 //! The supervisor holds an exclusive lock on the devnet directory for as
@@ -71,6 +76,19 @@ pub enum ControlRequest {
         /// The node (from 1).
         index: u16,
     },
+    /// Add a new node to the network by an epoch change, replacing node
+    /// `replace` in the same change if given.
+    Add {
+        /// The node the new one replaces.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replace: Option<u16>,
+    },
+    /// Remove node `node` from the network by an epoch change; its process
+    /// stops once the epoch without it is in force.
+    Remove {
+        /// The node (its number in this devnet).
+        node: u16,
+    },
 }
 
 impl ControlRequest {
@@ -78,7 +96,7 @@ impl ControlRequest {
     pub fn parse(line: &[u8]) -> Result<Self, String> {
         serde_json::from_slice(line).map_err(|error| {
             format!(
-                "not a control request ({error}); send one JSON line: {{\"command\":\"status\"}}, or \"stop\" or \"start\" with an \"index\""
+                "not a control request ({error}); send one JSON line: {{\"command\":\"status\"}}, \"stop\" or \"start\" with an \"index\", \"add\" (with a \"replace\" if any) or \"remove\" with a \"node\""
             )
         })
     }
@@ -130,6 +148,36 @@ pub struct NodeReport {
     pub rpc_url: String,
     /// Its log file.
     pub log: String,
+    /// What it does in the node-set change under way, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<NodeChange>,
+}
+
+/// What a node does in a node-set change under way (`quorumkey devnet-node
+/// add|remove`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NodeChange {
+    /// It was added: an observer until epoch `epoch` is in force.
+    Joining {
+        /// The epoch that has it.
+        epoch: u64,
+    },
+    /// It is being removed: it runs until epoch `epoch` is in force, then
+    /// it is stopped.
+    Leaving {
+        /// The first epoch without it.
+        epoch: u64,
+    },
+}
+
+impl std::fmt::Display for NodeChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Joining { epoch } => write!(f, "joins in epoch {epoch} (handover under way)"),
+            Self::Leaving { epoch } => write!(f, "leaves at epoch {epoch} (handover under way)"),
+        }
+    }
 }
 
 /// Where a node of a running devnet is.
@@ -150,6 +198,13 @@ pub enum NodeState {
         /// Milliseconds until the next attempt.
         next_attempt_in_ms: u64,
     },
+    /// Removed from the network (`quorumkey devnet-node remove`): epoch
+    /// `epoch` is in force without it, its process was stopped and is
+    /// never started again.
+    Removed {
+        /// The first epoch without it.
+        epoch: u64,
+    },
 }
 
 impl std::fmt::Display for NodeState {
@@ -163,6 +218,7 @@ impl std::fmt::Display for NodeState {
                 next_attempt_in_ms / 1000,
                 next_attempt_in_ms % 1000 / 100
             ),
+            Self::Removed { epoch } => write!(f, "removed from the network (epoch {epoch} is in force without it)"),
         }
     }
 }
@@ -505,8 +561,9 @@ pub async fn node_statuses(dir: &Path) -> Result<Vec<NodeReport>, ControlError> 
     }
 }
 
-/// Stops (`stop`) or starts node `index` of the devnet running in `dir`:
-/// what happened and the node's state afterwards.
+/// Stops (`stop`) or starts node `index` of the devnet running in `dir`,
+/// or adds or removes a node: what happened and the node's state
+/// afterwards.
 pub async fn change_node(dir: &Path, request: &ControlRequest) -> Result<(String, NodeReport), ControlError> {
     match send_request(dir, request).await? {
         ControlResponse::Done { message, node } => Ok((message, node)),
@@ -525,6 +582,13 @@ mod tests {
         assert_eq!(ControlRequest::parse(br#"{"command":"status"}"#), Ok(ControlRequest::Status));
         assert_eq!(ControlRequest::parse(br#"{"command":"stop","index":3}"#), Ok(ControlRequest::Stop { index: 3 }));
         assert_eq!(ControlRequest::parse(br#"{"index":9,"command":"start"}"#), Ok(ControlRequest::Start { index: 9 }));
+        assert_eq!(ControlRequest::parse(br#"{"command":"add"}"#), Ok(ControlRequest::Add { replace: None }));
+        assert_eq!(
+            ControlRequest::parse(br#"{"command":"add","replace":5}"#),
+            Ok(ControlRequest::Add { replace: Some(5) })
+        );
+        assert_eq!(ControlRequest::parse(br#"{"command":"remove","node":2}"#), Ok(ControlRequest::Remove { node: 2 }));
+        assert_eq!(serde_json::to_string(&ControlRequest::Add { replace: None }).unwrap(), r#"{"command":"add"}"#);
         for bad in [
             &b""[..],
             b"status",
@@ -537,6 +601,9 @@ mod tests {
             br#"{"command":"reboot"}"#,
             br#"[{"command":"status"}]"#,
             br#"{"command":"status"} trailing"#,
+            br#"{"command":"remove"}"#,
+            br#"{"command":"remove","index":2}"#,
+            br#"{"command":"add","node":2}"#,
         ] {
             let error = ControlRequest::parse(bad).unwrap_err();
             assert!(error.starts_with("not a control request"), "{error}");
@@ -549,6 +616,12 @@ mod tests {
         assert_eq!(NodeState::StoppedOnRequest.to_string(), "stopped on request");
         let waiting = NodeState::RestartingAfterExit { exit: "signal: 9 (SIGKILL)".into(), next_attempt_in_ms: 2_450 };
         assert_eq!(waiting.to_string(), "restarting after exit (signal: 9 (SIGKILL)), next attempt in 2.4 s");
+        assert_eq!(
+            NodeState::Removed { epoch: 3 }.to_string(),
+            "removed from the network (epoch 3 is in force without it)"
+        );
+        assert_eq!(NodeChange::Joining { epoch: 1 }.to_string(), "joins in epoch 1 (handover under way)");
+        assert_eq!(NodeChange::Leaving { epoch: 2 }.to_string(), "leaves at epoch 2 (handover under way)");
         assert_eq!(dir_label(Path::new("devnet")), "devnet/");
         assert_eq!(dir_label(Path::new("/tmp/x/")), "/tmp/x/");
     }

@@ -15,10 +15,14 @@
 //! - [`control_socket`]: how `quorumkey devnet-node` reaches a running
 //!   `quorumkey devnet` (a Unix socket in its directory), and the lock that
 //!   keeps one supervisor per directory.
+//! - [`node_set`]: nodes added to and removed from a running devnet by
+//!   epoch changes (`quorumkey devnet-node add|remove`), and the file that
+//!   remembers them.
 
 pub mod auxiliary;
 pub mod control_socket;
 pub mod dev_issuer;
+pub mod node_set;
 pub mod restart_policy;
 pub mod supervisor;
 

@@ -1,12 +1,13 @@
 //! What `quorumkey devnet` does with a node whose process exits: it
 //! restarts it after a delay that starts at 1 s and doubles with each exit
 //! up to 30 s, back to 1 s once the node has stayed up 60 s. A node stopped
-//! on request stays down until it is started on request. Pure: the caller
-//! passes the time and does the starting and stopping.
+//! on request stays down until it is started on request, and a node removed
+//! from the network (`quorumkey devnet-node remove`) for good. Pure: the
+//! caller passes the time and does the starting and stopping.
 
 use std::time::{Duration, Instant};
 
-use crate::control_socket::{NodeReport, NodeState};
+use crate::control_socket::{NodeChange, NodeReport, NodeState};
 
 /// The delay before the first restart after an exit.
 pub const FIRST_RESTART_DELAY: Duration = Duration::from_secs(1);
@@ -54,6 +55,9 @@ enum Phase {
     /// Its process exited (or could not be started); the next attempt is at
     /// `at`.
     WaitingToRestart { at: Instant, exit: String },
+    /// Removed from the network: epoch `epoch` is in force without it.
+    /// Never started again.
+    Removed { epoch: u64 },
 }
 
 /// One node of a running `quorumkey devnet`, as its supervisor sees it.
@@ -71,6 +75,12 @@ impl SupervisedNode {
         Self { index, phase: Phase::Running { since: now }, restarts: 0, backoff: RestartBackoff::default() }
     }
 
+    /// Node `index`, removed from the network (epoch `epoch` is in force
+    /// without it): never started.
+    pub fn removed_from(index: u16, epoch: u64) -> Self {
+        Self { index, phase: Phase::Removed { epoch }, restarts: 0, backoff: RestartBackoff::default() }
+    }
+
     /// The node's index (from 1).
     pub fn index(&self) -> u16 {
         self.index
@@ -86,6 +96,20 @@ impl SupervisedNode {
         self.phase == Phase::StoppedOnRequest
     }
 
+    /// The epoch in force without it, if it was removed from the network.
+    pub fn removed_in(&self) -> Option<u64> {
+        match self.phase {
+            Phase::Removed { epoch } => Some(epoch),
+            _ => None,
+        }
+    }
+
+    /// It was removed from the network (epoch `epoch` is in force without
+    /// it) and its process stopped: it is never restarted.
+    pub fn mark_removed(&mut self, epoch: u64) {
+        self.phase = Phase::Removed { epoch };
+    }
+
     /// Automatic restarts so far (starts on request do not count).
     pub fn restarts(&self) -> u32 {
         self.restarts
@@ -96,7 +120,7 @@ impl SupervisedNode {
     pub fn exited(&mut self, exit: String, now: Instant) -> Duration {
         let uptime = match self.phase {
             Phase::Running { since } => now.saturating_duration_since(since),
-            Phase::StoppedOnRequest | Phase::WaitingToRestart { .. } => Duration::ZERO,
+            Phase::StoppedOnRequest | Phase::WaitingToRestart { .. } | Phase::Removed { .. } => Duration::ZERO,
         };
         let delay = self.backoff.delay_after_exit(uptime);
         self.phase = Phase::WaitingToRestart { at: now + delay, exit };
@@ -135,12 +159,21 @@ impl SupervisedNode {
                 exit: exit.clone(),
                 next_attempt_in_ms: u64::try_from(at.saturating_duration_since(now).as_millis()).unwrap_or(u64::MAX),
             },
+            Phase::Removed { epoch } => NodeState::Removed { epoch: *epoch },
         }
     }
 
-    /// Its report at `now`, with what only the caller knows.
-    pub fn report(&self, now: Instant, pid: Option<u32>, rpc_url: String, log: String) -> NodeReport {
-        NodeReport { index: self.index, state: self.state(now), pid, restarts: self.restarts, rpc_url, log }
+    /// Its report at `now`, with what only the caller knows (`change`:
+    /// what it does in the node-set change under way).
+    pub fn report(
+        &self,
+        now: Instant,
+        pid: Option<u32>,
+        rpc_url: String,
+        log: String,
+        change: Option<NodeChange>,
+    ) -> NodeReport {
+        NodeReport { index: self.index, state: self.state(now), pid, restarts: self.restarts, rpc_url, log, change }
     }
 }
 
@@ -196,5 +229,20 @@ mod tests {
         assert!(node.is_running());
         assert_eq!(node.restarts(), 0, "a start on request is not an automatic restart");
         assert_eq!(node.exited("exit status: 1".to_owned(), start), FIRST_RESTART_DELAY);
+    }
+
+    #[test]
+    fn a_removed_node_is_never_due() {
+        let start = Instant::now();
+        let mut node = SupervisedNode::running(5, start);
+        assert_eq!(node.removed_in(), None);
+        node.mark_removed(1);
+        assert_eq!(node.removed_in(), Some(1));
+        assert!(!node.is_running() && !node.is_stopped_on_request());
+        assert!(!node.restart_due(start + Duration::from_secs(3600)));
+        assert_eq!(node.state(start), NodeState::Removed { epoch: 1 });
+        let restarted = SupervisedNode::removed_from(5, 2);
+        assert!(!restarted.restart_due(start + Duration::from_secs(3600)));
+        assert_eq!(restarted.state(start).to_string(), "removed from the network (epoch 2 is in force without it)");
     }
 }

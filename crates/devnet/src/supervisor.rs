@@ -13,6 +13,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -21,19 +22,24 @@ use thiserror::Error;
 use tokio::process::{Child, Command};
 
 use quorumkey_client::node_api_client::NodeApiClient;
+use quorumkey_login::node_api::{EpochNodeInfo, EpochResponse};
+use quorumkey_node::addresses::RpcUrl;
 use quorumkey_node::config::NetworkVerifier;
 use quorumkey_node::config::{
     ConfigError, HttpSettings, InitOptions, NETWORK_FILE, NetworkDkg, NetworkFile, NetworkPolicyFile, ProviderSettings,
     RpcSettings, init_network,
 };
+use quorumkey_node::enrollment::{ENROLLMENT_FILE, Enrollment};
 use quorumkey_node::identity::{owner_public_bytes, save_owner_key};
 use quorumkey_node::run::node_config_path;
 
 use crate::control_socket::{
-    ControlCall, ControlError, ControlRequest, ControlResponse, ControlServer, NodeReport, NodeState, SupervisorLock,
-    format_duration_secs,
+    ControlCall, ControlError, ControlRequest, ControlResponse, ControlServer, NodeChange, NodeReport, NodeState,
+    SupervisorLock, format_duration_secs,
 };
 use crate::dev_issuer::{DEV_AUDIENCE, DEV_VERIFIER, dev_verifier_config};
+pub use crate::node_set::{ChangeWatch, CompletedChange, NodeSetChange, Watched};
+use crate::node_set::{NodeSetFile, NodeSetFileError, PendingChange};
 use crate::restart_policy::SupervisedNode;
 pub use quorumkey_login::network::{NetworkJson, NetworkJsonAuxiliary, NetworkJsonDevIssuer, NetworkJsonNode};
 
@@ -93,6 +99,14 @@ pub enum DevnetError {
     /// The network did not become ready in time.
     #[error("the network did not finalize a block within {0:?}; see the node logs in the devnet directory")]
     NotReady(Duration),
+    /// The record of the nodes added and removed could not be read or
+    /// written.
+    #[error(transparent)]
+    NodeSetFile(#[from] NodeSetFileError),
+    /// A node could not be added or removed (the reason says why and what
+    /// to do).
+    #[error("{0}")]
+    Change(String),
 }
 
 /// How to start a devnet.
@@ -212,12 +226,36 @@ fn node_log_path(dir: &Path, index: u16) -> PathBuf {
     dir.join(format!("node-{index}")).join("node.log")
 }
 
+/// One node the devnet made: a genesis node (its number is its genesis
+/// index) or one added since (`node-K`, numbered after them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevnetNode {
+    /// Its number: its directory is `node-<number>`.
+    pub number: u16,
+    /// Its ed25519 consensus key, hex.
+    pub consensus_key: String,
+    /// Its compressed secp256k1 key, hex.
+    pub secp256k1_key: String,
+    /// Where its peers reach it.
+    pub p2p_address: SocketAddr,
+    /// Where clients reach it.
+    pub rpc_url: RpcUrl,
+}
+
 /// A running devnet. Dropping it kills its nodes.
 #[derive(Debug)]
 pub struct Devnet {
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     binary: PathBuf,
-    network: NetworkFile,
+    pub(crate) network: NetworkFile,
+    /// Every node made, by number: the genesis's, then those added.
+    pub(crate) nodes: Vec<DevnetNode>,
+    /// What was added and removed since the genesis.
+    pub(crate) node_set: NodeSetFile,
+    /// The node set in force as a node last told it (`None`: not asked;
+    /// the genesis set is assumed).
+    pub(crate) in_force: Option<EpochResponse>,
+    /// Each node's process, by number (node `k` at `k - 1`).
     children: Vec<Option<Child>>,
     issuer: Option<Child>,
 }
@@ -280,21 +318,70 @@ pub fn prepare_network(options: &DevnetOptions) -> Result<NetworkFile, DevnetErr
     Ok(network)
 }
 
+/// Node `number`'s directory in a devnet directory.
+pub(crate) fn node_dir(dir: &Path, number: u16) -> PathBuf {
+    dir.join(format!("node-{number}"))
+}
+
+/// An added node as its enrollment (in its directory) describes it.
+fn added_node(dir: &Path, number: u16) -> Result<DevnetNode, DevnetError> {
+    let path = node_dir(dir, number).join(ENROLLMENT_FILE);
+    let enrollment = Enrollment::load(&path)?;
+    enrollment.verify().map_err(|e| ConfigError::Invalid { path: path.clone(), reason: e.to_string() })?;
+    Ok(DevnetNode {
+        number,
+        consensus_key: enrollment.consensus_key,
+        secp256k1_key: enrollment.secp256k1_key,
+        p2p_address: enrollment.p2p_address,
+        rpc_url: enrollment.rpc_url,
+    })
+}
+
+/// How long one node may take to answer the devnet's questions about the
+/// epoch.
+pub(crate) const EPOCH_QUESTION_LIMIT: Duration = Duration::from_secs(5);
+
 impl Devnet {
     /// Creates (or reuses) the network in `options.dir` ([`prepare_network`])
-    /// and starts every node.
+    /// and starts every node: the genesis's and those added since, except
+    /// those removed (`node-set.toml`, [`crate::node_set`]).
     pub fn launch(options: &DevnetOptions) -> Result<Self, DevnetError> {
         let network = prepare_network(options)?;
+        let node_set = NodeSetFile::load(&options.dir, network.nodes.len())?;
+        let mut nodes: Vec<DevnetNode> = network
+            .nodes
+            .iter()
+            .map(|node| DevnetNode {
+                number: node.index,
+                consensus_key: node.consensus_key.clone(),
+                secp256k1_key: node.secp256k1_key.clone(),
+                p2p_address: node.p2p_address,
+                rpc_url: node.rpc_url.clone(),
+            })
+            .collect();
+        for &number in &node_set.added {
+            nodes.push(added_node(&options.dir, number)?);
+        }
+        let highest = nodes.iter().map(|node| node.number).max().unwrap_or(0);
         let mut devnet = Self {
             dir: options.dir.clone(),
             binary: options.binary.clone(),
-            children: network.nodes.iter().map(|_| None).collect(),
+            children: (0..highest).map(|_| None).collect(),
             network,
+            nodes,
+            node_set,
+            in_force: None,
             issuer: None,
         };
         devnet.start_dev_issuer()?;
-        for index in 1..=options.nodes {
-            devnet.start_node(index)?;
+        let starting: Vec<u16> = devnet
+            .nodes
+            .iter()
+            .map(|node| node.number)
+            .filter(|&number| devnet.node_set.removed_in(number).is_none())
+            .collect();
+        for number in starting {
+            devnet.start_node(number)?;
         }
         Ok(devnet)
     }
@@ -341,21 +428,65 @@ impl Devnet {
         &self.dir
     }
 
-    /// A client of node `index`.
-    pub fn client(&self, index: u16) -> Option<NodeApiClient> {
-        self.network
-            .nodes
-            .iter()
-            .find(|node| node.index == index)
-            .map(|node| NodeApiClient::new(node.rpc_url.to_string()))
+    /// Every node the devnet made, by number (removed ones too).
+    pub fn nodes(&self) -> &[DevnetNode] {
+        &self.nodes
+    }
+
+    /// The epoch from which node `number` is out of the network, if it was
+    /// removed (it is not started again).
+    pub fn removed_in(&self, number: u16) -> Option<u64> {
+        self.node_set.removed_in(number)
+    }
+
+    /// The change decided whose epoch is not in force yet.
+    pub fn pending_change(&self) -> Option<&PendingChange> {
+        self.node_set.pending.as_ref()
+    }
+
+    /// What node `number` is about to do in the pending change.
+    pub fn node_change(&self, number: u16) -> Option<NodeChange> {
+        let pending = self.node_set.pending.as_ref()?;
+        if pending.added == Some(number) {
+            Some(NodeChange::Joining { epoch: pending.epoch })
+        } else if pending.removed == Some(number) {
+            Some(NodeChange::Leaving { epoch: pending.epoch })
+        } else {
+            None
+        }
+    }
+
+    /// The node set in force as a node last told the devnet (at start and
+    /// after each change; `None` before it asked).
+    pub fn set_in_force(&self) -> Option<&EpochResponse> {
+        self.in_force.as_ref()
+    }
+
+    /// The number of the node with this consensus key (hex).
+    pub(crate) fn number_of(&self, consensus_key: &str) -> Option<u16> {
+        self.nodes.iter().find(|node| node.consensus_key == consensus_key).map(|node| node.number)
+    }
+
+    /// A client of node `number`.
+    pub fn client(&self, number: u16) -> Option<NodeApiClient> {
+        self.nodes.iter().find(|node| node.number == number).map(|node| NodeApiClient::new(node.rpc_url.to_string()))
     }
 
     /// Starts node `index` (again).
     pub fn start_node(&mut self, index: u16) -> Result<(), DevnetError> {
+        if let Some(epoch) = self.node_set.removed_in(index) {
+            return Err(DevnetError::Change(format!(
+                "node {index} was removed from the network (epoch {epoch} is in force without it); it is not started again"
+            )));
+        }
         let config = node_config_path(&self.dir, index);
         let args = ["node".as_ref(), "run".as_ref(), "--config".as_ref(), config.as_os_str()];
         let child = self.spawn_logged(&args, &node_log_path(&self.dir, index))?;
-        if let Some(slot) = self.children.get_mut(usize::from(index) - 1) {
+        let position = usize::from(index).saturating_sub(1);
+        if self.children.len() <= position {
+            self.children.resize_with(position + 1, || None);
+        }
+        if let Some(slot) = self.children.get_mut(position) {
             *slot = Some(child);
         }
         Ok(())
@@ -369,7 +500,8 @@ impl Devnet {
 
     /// Kills node `index` at once (SIGKILL), as a crash would.
     pub async fn kill_node(&mut self, index: u16) {
-        if let Some(Some(mut child)) = self.children.get_mut(usize::from(index) - 1).map(Option::take) {
+        let Some(position) = usize::from(index).checked_sub(1) else { return };
+        if let Some(Some(mut child)) = self.children.get_mut(position).map(Option::take) {
             let _ = child.kill().await;
         }
     }
@@ -378,7 +510,8 @@ impl Devnet {
     /// and writes what it acknowledged), waiting up to `limit` before
     /// killing it; true if it stopped on its own.
     pub async fn stop_node(&mut self, index: u16, limit: Duration) -> bool {
-        let Some(Some(mut child)) = self.children.get_mut(usize::from(index) - 1).map(Option::take) else {
+        let Some(position) = usize::from(index).checked_sub(1) else { return false };
+        let Some(Some(mut child)) = self.children.get_mut(position).map(Option::take) else {
             return false;
         };
         if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
@@ -461,7 +594,9 @@ impl Devnet {
                 if child.is_none() {
                     continue;
                 }
-                let Some(client) = self.client(position as u16 + 1) else { continue };
+                let Some(client) = u16::try_from(position + 1).ok().and_then(|number| self.client(number)) else {
+                    continue;
+                };
                 match client.status().await {
                     Ok(status) if status.height >= height => {}
                     _ => ready = false,
@@ -477,14 +612,21 @@ impl Devnet {
         }
     }
 
-    /// The client description of this network.
+    /// The client description of this network: the nodes of the set in
+    /// force as the devnet last learned it ([`Self::refresh_set_in_force`];
+    /// the genesis set until then), each at its index in that set, with
+    /// its log file.
     pub fn network_json(&self) -> Result<NetworkJson, DevnetError> {
-        let mut description = self
-            .network
-            .client_description()
-            .map_err(|reason| ConfigError::Invalid { path: self.dir.join(NETWORK_FILE), reason })?;
+        let invalid = |reason| ConfigError::Invalid { path: self.dir.join(NETWORK_FILE), reason };
+        let mut description = self.network.client_description().map_err(invalid)?;
         for node in &mut description.nodes {
             node.log = Some(node_log_path(&self.dir, node.index).display().to_string());
+        }
+        if let Some(in_force) = self.in_force.as_ref().filter(|answer| answer.epoch > 0) {
+            let nodes = in_force.nodes.iter().map(|info| self.described_node(info)).collect::<Result<Vec<_>, String>>();
+            description.nodes = nodes.map_err(invalid)?;
+            let count = u32::try_from(description.nodes.len()).unwrap_or(u32::MAX);
+            description.threshold = quorumkey_crypto::shamir::majority_threshold(count) as usize;
         }
         let dev_issuer = dev_issuer_address(&self.network).map(|address| {
             let issuer = format!("http://{address}");
@@ -509,13 +651,101 @@ impl Devnet {
         Ok(description)
     }
 
-    /// Writes `network.json` into the devnet directory.
+    /// A node of the set in force as `network.json` lists it: the ledger's
+    /// addresses (`network.toml`'s for a genesis node the ledger gives
+    /// none), its key, and its log if the devnet runs it.
+    fn described_node(&self, info: &EpochNodeInfo) -> Result<NetworkJsonNode, String> {
+        let listed = self.nodes.iter().find(|node| node.consensus_key == info.consensus_key);
+        let rpc_url = match (info.rpc_url.is_empty(), listed) {
+            (false, _) => RpcUrl::parse(&info.rpc_url).map_err(|e| format!("node {}: {e}", info.index))?,
+            (true, Some(node)) => node.rpc_url.clone(),
+            (true, None) => return Err(format!("node {} of the set in force has no address", info.index)),
+        };
+        let p2p_address = match (info.p2p_address.is_empty(), listed) {
+            (false, _) => info.p2p_address.clone(),
+            (true, Some(node)) => node.p2p_address.to_string(),
+            (true, None) => String::new(),
+        };
+        let key = hex::decode(&info.secp256k1_key)
+            .ok()
+            .and_then(|bytes| quorumkey_crypto::group::public_key_from_sec1(&bytes).ok())
+            .ok_or_else(|| format!("node {}: its secp256k1 key is not a point", info.index))?;
+        let (pub_key_x, pub_key_y) = quorumkey_crypto::group::public_key_to_xy_hex(&key);
+        Ok(NetworkJsonNode {
+            index: info.index,
+            endpoint: rpc_url.endpoint(),
+            api: rpc_url.to_string(),
+            pub_key_x,
+            pub_key_y,
+            p2p_address,
+            log: listed.map(|node| node_log_path(&self.dir, node.number).display().to_string()),
+        })
+    }
+
+    /// Asks the running nodes for the node set in force and remembers the
+    /// answer of the one furthest ahead (what [`Self::network_json`]
+    /// describes).
+    pub async fn refresh_set_in_force(&mut self) -> Result<&EpochResponse, DevnetError> {
+        let (_, answer) = self.ask_epoch(None).await?;
+        Ok(self.in_force.insert(answer))
+    }
+
+    /// `GET /v1/epoch` of every running node (but `except`), each given
+    /// [`EPOCH_QUESTION_LIMIT`]: the answer with the highest height, and a
+    /// client of the node that gave it.
+    pub(crate) async fn ask_epoch(&self, except: Option<u16>) -> Result<(NodeApiClient, EpochResponse), DevnetError> {
+        let mut best: Option<(NodeApiClient, EpochResponse)> = None;
+        let mut failures = Vec::new();
+        for node in &self.nodes {
+            if Some(node.number) == except || self.pid(node.number).is_none() {
+                continue;
+            }
+            let client = NodeApiClient::new(node.rpc_url.to_string());
+            match tokio::time::timeout(EPOCH_QUESTION_LIMIT, client.epoch()).await {
+                Ok(Ok(answer)) => {
+                    if best.as_ref().is_none_or(|(_, known)| answer.height > known.height) {
+                        best = Some((client, answer));
+                    }
+                }
+                Ok(Err(error)) => failures.push(format!("node {}: {error}", node.number)),
+                Err(_) => failures.push(format!("node {}: no answer within {EPOCH_QUESTION_LIMIT:?}", node.number)),
+            }
+        }
+        best.ok_or_else(|| {
+            DevnetError::Change(format!(
+                "no running node told the node set in force (GET /v1/epoch): {}",
+                if failures.is_empty() { "no node runs".to_owned() } else { failures.join("; ") }
+            ))
+        })
+    }
+
+    /// Writes `network.json` into the devnet directory (a new file renamed
+    /// over the old one: a client reading it meanwhile reads one or the
+    /// other whole).
     pub fn write_network_json(&self) -> Result<PathBuf, DevnetError> {
         let path = self.dir.join(NETWORK_JSON);
+        let fresh = self.dir.join(format!(".{NETWORK_JSON}.new"));
         let json = serde_json::to_string_pretty(&self.network_json()?).unwrap_or_default();
-        std::fs::write(&path, json + "\n").map_err(|source| DevnetError::Io { path: path.clone(), source })?;
+        std::fs::write(&fresh, json + "\n")
+            .and_then(|()| std::fs::rename(&fresh, &path))
+            .map_err(|source| DevnetError::Io { path: path.clone(), source })?;
         Ok(path)
     }
+}
+
+impl DevnetNode {
+    /// The port of its API.
+    pub(crate) fn rpc_url_port(&self) -> u16 {
+        self.rpc_url.listen_default().map_or(0, |address| address.port())
+    }
+}
+
+/// What [`run_until_stopped`]'s watch of a pending change saw.
+enum WatchStep {
+    /// The new epoch is in force: `network.json` describes the new set.
+    InForce(EpochResponse),
+    /// The joining and leaving nodes switched too: the change is complete.
+    Switched(Watched),
 }
 
 /// How long a node stopped on request may take to exit after SIGTERM
@@ -583,12 +813,29 @@ pub async fn run_until_stopped(options: &DevnetOptions) -> Result<(), DevnetErro
             return Ok(());
         }
     }
+    // The set in force (the genesis set until nodes are added or
+    // removed): what network.json describes.
+    let epoch = match devnet.refresh_set_in_force().await {
+        Ok(answer) => answer.epoch,
+        Err(error) => {
+            eprintln!("devnet: {error}; network.json describes the genesis set");
+            0
+        }
+    };
     let path = devnet.write_network_json()?;
     let description = devnet.network_json()?;
     println!("network id  {}", description.network_id);
-    println!("threshold   {} of {}", description.threshold, description.nodes.len());
+    println!("threshold   {} of {} (epoch {epoch})", description.threshold, description.nodes.len());
     for node in &description.nodes {
         println!("node {:<3}    {}  log {}", node.index, node.endpoint, node.log.as_deref().unwrap_or("-"));
+    }
+    for node in devnet.nodes() {
+        if let Some(removed) = devnet.removed_in(node.number) {
+            println!("node-{:<3}    removed from the network in epoch {removed}; not started", node.number);
+        }
+    }
+    if let Some(pending) = devnet.pending_change() {
+        println!("change      epoch {}: {pending}; the handover is under way", pending.epoch);
     }
     if let Some(issuer) = &description.dev_issuer {
         println!(
@@ -603,7 +850,7 @@ pub async fn run_until_stopped(options: &DevnetOptions) -> Result<(), DevnetErro
         );
     }
     println!(
-        "control     {}  (quorumkey devnet-node status|stop|start --dir {}; a node that exits is restarted)",
+        "control     {}  (quorumkey devnet-node status|stop|start|add|remove --dir {}; a node that exits is restarted)",
         control.path().display(),
         devnet.dir().display()
     );
@@ -611,23 +858,69 @@ pub async fn run_until_stopped(options: &DevnetOptions) -> Result<(), DevnetErro
     let mut supervision = Supervision::new(devnet, launched);
     let mut tick = tokio::time::interval(SUPERVISION_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The pending change's watch, on its own task (it only asks nodes):
+    // first until its epoch is in force, then until the nodes switched.
+    let mut watch: Option<tokio::task::JoinHandle<WatchStep>> = None;
     let outcome = loop {
-        tokio::select! {
+        if watch.is_none()
+            && let Some(change) = supervision.devnet.change_watch()
+        {
+            let in_force = supervision.devnet.set_in_force().filter(|answer| answer.epoch >= change.pending().epoch);
+            watch = Some(match in_force.cloned() {
+                Some(epoch) => tokio::spawn(async move {
+                    let leaving_shares_deleted = change.wait_switched().await;
+                    WatchStep::Switched(Watched { epoch, leaving_shares_deleted })
+                }),
+                None => tokio::spawn(async move { WatchStep::InForce(change.wait_in_force().await) }),
+            });
+        }
+        let watched = async {
+            match watch.as_mut() {
+                Some(handle) => handle.await,
+                None => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
             biased;
-            () = &mut stop => break Ok(()),
-            _ = tick.tick() => {
+            () = &mut stop => Event::Stop,
+            _ = tick.tick() => Event::Tick,
+            Some(call) = calls.recv() => Event::Call(call),
+            joined = watched => Event::Watched(joined),
+        };
+        match event {
+            Event::Stop => break Ok(()),
+            Event::Tick => {
                 if let Err(error) = supervision.check(Instant::now()) {
                     break Err(error);
                 }
             }
-            Some(call) = calls.recv() => supervision.answer(call).await,
+            Event::Call(call) => supervision.answer(call).await,
+            Event::Watched(joined) => {
+                watch = None;
+                match joined {
+                    Ok(WatchStep::InForce(answer)) => supervision.epoch_in_force(answer),
+                    Ok(WatchStep::Switched(watched)) => supervision.change_in_force(watched).await,
+                    Err(error) => eprintln!("devnet: following the change failed ({error}); following it again"),
+                }
+            }
         }
     };
+    if let Some(handle) = watch {
+        handle.abort();
+    }
     println!("stopping ...");
     // Commands say "no devnet" from here on.
     drop(control);
     supervision.devnet.stop().await;
     outcome
+}
+
+/// What woke [`run_until_stopped`]'s loop.
+enum Event {
+    Stop,
+    Tick,
+    Call(ControlCall),
+    Watched(Result<WatchStep, tokio::task::JoinError>),
 }
 
 /// The running devnet and each node's supervision state, owned by
@@ -639,9 +932,17 @@ struct Supervision {
 }
 
 impl Supervision {
-    /// Supervises `devnet`, whose every node was started by `now`.
+    /// Supervises `devnet`, whose every node but the removed ones was
+    /// started by `now`.
     fn new(devnet: Devnet, now: Instant) -> Self {
-        let nodes = devnet.network().nodes.iter().map(|node| SupervisedNode::running(node.index, now)).collect();
+        let nodes = devnet
+            .nodes()
+            .iter()
+            .map(|node| match devnet.removed_in(node.number) {
+                Some(epoch) => SupervisedNode::removed_from(node.number, epoch),
+                None => SupervisedNode::running(node.number, now),
+            })
+            .collect();
         Self { devnet, nodes }
     }
 
@@ -661,7 +962,9 @@ impl Supervision {
                 let Some(status) = self.devnet.node_exit(index) else { continue };
                 let up = match node.state(now) {
                     NodeState::Running { up_secs } => format!(" after {} up", format_duration_secs(up_secs)),
-                    NodeState::StoppedOnRequest | NodeState::RestartingAfterExit { .. } => String::new(),
+                    NodeState::StoppedOnRequest | NodeState::RestartingAfterExit { .. } | NodeState::Removed { .. } => {
+                        String::new()
+                    }
                 };
                 let delay = node.exited(status.to_string(), now);
                 let log = node_log_path(self.devnet.dir(), index);
@@ -708,8 +1011,102 @@ impl Supervision {
             }
             ControlRequest::Stop { index } => self.stop(index).await,
             ControlRequest::Start { index } => self.start(index),
+            ControlRequest::Add { replace: None } => {
+                let changed = self.devnet.add_node().await;
+                self.changed(changed)
+            }
+            ControlRequest::Add { replace: Some(number) } => {
+                let changed = self.devnet.replace_node(number).await;
+                self.changed(changed)
+            }
+            ControlRequest::Remove { node } => {
+                let changed = self.devnet.remove_node(node).await;
+                self.changed(changed)
+            }
         };
         call.answer(response);
+    }
+
+    /// The answer to an add or a remove; supervises the node added.
+    fn changed(&mut self, changed: Result<NodeSetChange, DevnetError>) -> ControlResponse {
+        let now = Instant::now();
+        // A node the devnet made is supervised even if its start failed
+        // (it is then restarted as any node that exits).
+        for node in self.devnet.nodes() {
+            if !self.nodes.iter().any(|known| known.index() == node.number) {
+                let mut supervised = SupervisedNode::running(node.number, now);
+                if self.devnet.pid(node.number).is_none() {
+                    supervised.exited("could not be started".to_owned(), now);
+                }
+                self.nodes.push(supervised);
+            }
+        }
+        let change = match changed {
+            Ok(change) => change,
+            Err(error) => return ControlResponse::refused(error.to_string()),
+        };
+        let dir_flag = Self::dir_flag(&self.devnet);
+        let epoch = change.epoch;
+        let (number, message) = match (change.added, change.removed) {
+            (Some((number, _)), _) => {
+                let pid = self.devnet.pid(number).map_or_else(|| "-".to_owned(), |pid| pid.to_string());
+                let message = format!(
+                    "{change}; node {number} started (pid {pid}): it syncs the ledger as an observer and signs once epoch {epoch} is in force{}",
+                    change.removed.map_or_else(String::new, |removed| format!(
+                        "; node {removed} runs until then, then it is stopped"
+                    ))
+                );
+                (number, message)
+            }
+            (None, Some(number)) => {
+                (number, format!("{change}; node {number} runs until epoch {epoch} is in force, then it is stopped"))
+            }
+            (None, None) => return ControlResponse::refused("nothing to change"),
+        };
+        eprintln!("devnet: {change} (submitted to {})", change.submitted_to);
+        let message = format!("{message} (`quorumkey devnet-node status {dir_flag}` shows when)");
+        match self.nodes.iter().find(|node| node.index() == number) {
+            Some(node) => ControlResponse::Done { message, node: report(&self.devnet, node, now) },
+            None => ControlResponse::refused(format!("node {number} is not supervised")),
+        }
+    }
+
+    /// The pending change's epoch is in force: `network.json` describes
+    /// the new set.
+    fn epoch_in_force(&mut self, answer: EpochResponse) {
+        let epoch = answer.epoch;
+        let nodes = answer.nodes.len();
+        match self.devnet.epoch_in_force(answer) {
+            Ok(path) => eprintln!("devnet: epoch {epoch} in force ({nodes} nodes); {} describes them", path.display()),
+            Err(error) => eprintln!("devnet: epoch {epoch} in force, but network.json could not be written: {error}"),
+        }
+    }
+
+    /// The nodes switched to the pending change's epoch: the removed node
+    /// is stopped and stays down.
+    async fn change_in_force(&mut self, watched: Watched) {
+        match self.devnet.finish_change(watched).await {
+            Ok(done) => {
+                if let Some(number) = done.removed
+                    && let Some(node) = self.nodes.iter_mut().find(|node| node.index() == number)
+                {
+                    node.mark_removed(done.epoch);
+                }
+                let mut report = format!("devnet: epoch {} in force", done.epoch);
+                if let Some(number) = done.added {
+                    report.push_str(&format!("; node {number} joined"));
+                }
+                if let Some(number) = done.removed {
+                    let shares = match done.removed_shares_deleted {
+                        Some(true) => "it had deleted its shares",
+                        _ => "it did not say it had deleted its shares in time; see its log",
+                    };
+                    report.push_str(&format!("; node {number} removed and stopped ({shares})"));
+                }
+                eprintln!("{report}");
+            }
+            Err(error) => eprintln!("devnet: completing the change failed: {error}"),
+        }
     }
 
     /// Stops node `index` (SIGTERM, killed after [`STOP_ON_REQUEST_LIMIT`])
@@ -720,6 +1117,9 @@ impl Supervision {
         let Some(node) = self.nodes.iter_mut().find(|node| node.index() == index) else {
             return unknown_node(index, count);
         };
+        if let Some(epoch) = node.removed_in() {
+            return removed_node(index, epoch);
+        }
         let stays_down = format!("it stays down until `quorumkey devnet-node start --index {index} {dir_flag}`");
         let message = if node.is_stopped_on_request() {
             format!("node {index} is already stopped on request; {stays_down}")
@@ -751,6 +1151,9 @@ impl Supervision {
         let Some(node) = self.nodes.iter_mut().find(|node| node.index() == index) else {
             return unknown_node(index, count);
         };
+        if let Some(epoch) = node.removed_in() {
+            return removed_node(index, epoch);
+        }
         let now = Instant::now();
         if node.is_running() {
             let pid = self.devnet.pid(index).map_or_else(|| "-".to_owned(), |pid| pid.to_string());
@@ -777,16 +1180,22 @@ fn unknown_node(index: u16, count: usize) -> ControlResponse {
     ControlResponse::refused(format!("node {index} does not exist (this devnet has {count} nodes)"))
 }
 
+/// The refusal of a stop or start of a removed node.
+fn removed_node(index: u16, epoch: u64) -> ControlResponse {
+    ControlResponse::refused(format!(
+        "node {index} was removed from the network (epoch {epoch} is in force without it); it is not started or stopped any more"
+    ))
+}
+
 /// `node`'s report, with what the devnet knows of it.
 fn report(devnet: &Devnet, node: &SupervisedNode, now: Instant) -> NodeReport {
     let index = node.index();
     let rpc_url = devnet
-        .network()
-        .nodes
+        .nodes()
         .iter()
-        .find(|described| described.index == index)
+        .find(|described| described.number == index)
         .map(|described| described.rpc_url.to_string())
         .unwrap_or_default();
     let log = node_log_path(devnet.dir(), index).display().to_string();
-    node.report(now, devnet.pid(index), rpc_url, log)
+    node.report(now, devnet.pid(index), rpc_url, log, devnet.node_change(index))
 }

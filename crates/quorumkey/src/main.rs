@@ -57,7 +57,11 @@ enum Command {
     /// status, log file, the log's last lines) and restarted after 1 s,
     /// doubling to at most 30 s while it keeps exiting (back to 1 s once it
     /// has run 60 s). `quorumkey devnet-node status|stop|start` inspects,
-    /// stops and starts single nodes while it runs, through DIR/control.sock.
+    /// stops and starts single nodes while it runs, and `quorumkey
+    /// devnet-node add|remove` changes the node set by an epoch change,
+    /// through DIR/control.sock. Nodes added are remembered in
+    /// DIR/node-set.toml: a devnet run again on DIR starts them, and leaves
+    /// the removed ones down.
     /// Fatal: the development issuer exiting, or a node exiting before the
     /// first block. One devnet per directory: a second is refused.
     /// Ctrl-C or SIGTERM stops every node.
@@ -77,7 +81,8 @@ enum Command {
     },
     /// Stop, start or show single nodes of a running `quorumkey devnet`
     /// (through its control socket, DIR/control.sock), e.g. to try the
-    /// network's fault tolerance by hand.
+    /// network's fault tolerance by hand; add and remove nodes by epoch
+    /// changes.
     #[command(subcommand)]
     DevnetNode(DevnetNodeCommand),
     /// Run the development OpenID Connect issuer alone (a devnet runs its
@@ -258,9 +263,10 @@ struct DevnetDir {
 /// One node of a running devnet.
 #[derive(Debug, Subcommand)]
 enum DevnetNodeCommand {
-    /// Every node: index, process id, automatic restarts, API URL and
-    /// state: running, stopped on request, or restarting after exit (with
-    /// how it exited and when the next attempt is).
+    /// Every node: number, process id, automatic restarts, API URL and
+    /// state: running, stopped on request, restarting after exit (with how
+    /// it exited and when the next attempt is), or removed from the
+    /// network; and whether it joins or leaves in a change under way.
     Status {
         #[command(flatten)]
         dir: DevnetDir,
@@ -272,8 +278,9 @@ enum DevnetNodeCommand {
     /// it down: it is not restarted until `devnet-node start`. Answers once
     /// it has exited.
     Stop {
-        /// The node (from 1).
-        #[arg(long)]
+        /// The node: its number in the devnet (its directory node-N, as
+        /// `status` lists it).
+        #[arg(long, visible_alias = "node")]
         index: u16,
         #[command(flatten)]
         dir: DevnetDir,
@@ -281,9 +288,55 @@ enum DevnetNodeCommand {
     /// Start a node now (stopped on request, or waiting to restart after
     /// it exited); it catches up from its storage.
     Start {
-        /// The node (from 1).
-        #[arg(long)]
+        /// The node: its number in the devnet (its directory node-N, as
+        /// `status` lists it).
+        #[arg(long, visible_alias = "node")]
         index: u16,
+        #[command(flatten)]
+        dir: DevnetDir,
+    },
+    /// Add a new node to the network by an epoch change (with --replace,
+    /// in place of another).
+    ///
+    /// As operators would: the devnet makes DIR/node-K (K the next number; `node
+    /// keygen` on free ports of 127.0.0.1, network.toml copied beside it),
+    /// proposes the set in force plus the new node, signs the proposal
+    /// with the keys of 2f + 1 nodes of the set in force, submits it, and
+    /// starts the new node once the proposal is decided. The new node
+    /// syncs the ledger as an observer and signs once the new epoch is in
+    /// force (after the handover of every key, at the next multiple of
+    /// the genesis's epoch_boundary_blocks); the devnet then rewrites
+    /// DIR/network.json for the new set. One change at a time: refused
+    /// while a handover runs.
+    Add {
+        /// Remove this node (its number in the devnet) in the same change:
+        /// the new node replaces it.
+        #[arg(long, value_name = "N")]
+        replace: Option<u16>,
+        /// Wait until the new epoch is in force (a progress bar of the
+        /// handover), then print the nodes.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        dir: DevnetDir,
+    },
+    /// Remove a node from the network by an epoch change; it stops once
+    /// the new epoch is in force.
+    ///
+    /// The set in force without it, signed by 2f + 1 of its nodes and
+    /// submitted. The node
+    /// keeps running until the new epoch is in force (its shares are
+    /// handed over to the others), deletes its shares then, and the devnet
+    /// stops it and never starts it again. One change at a time.
+    Remove {
+        /// The node: its number in the devnet (its directory node-N, as
+        /// `status` lists it; not necessarily its index in the epoch in
+        /// force).
+        #[arg(long)]
+        node: u16,
+        /// Wait until the new epoch is in force and the node is stopped.
+        #[arg(long)]
+        wait: bool,
         #[command(flatten)]
         dir: DevnetDir,
     },
@@ -917,6 +970,12 @@ fn run(cli: Cli) -> Result<(), CommandError> {
                 }
                 DevnetNodeCommand::Stop { index, dir } => runtime.block_on(devnet_commands::stop(&dir.dir, index))?,
                 DevnetNodeCommand::Start { index, dir } => runtime.block_on(devnet_commands::start(&dir.dir, index))?,
+                DevnetNodeCommand::Add { replace, wait, dir } => {
+                    runtime.block_on(devnet_commands::add(&dir.dir, replace, wait))?;
+                }
+                DevnetNodeCommand::Remove { node, wait, dir } => {
+                    runtime.block_on(devnet_commands::remove(&dir.dir, node, wait))?;
+                }
             }
         }
         Command::DevIssuer { listen, issuer_url, signer_key, allow_public_bind } => {

@@ -8,14 +8,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use quorumkey_client::node_api_client::NodeApiClient;
 use quorumkey_devnet::control_socket::{CONTROL_SOCKET, NodeReport, NodeState};
 use quorumkey_devnet::supervisor::{NETWORK_JSON, prepare_network};
 use rustix::process::{Pid, Signal, kill_process, test_kill_process};
+use support::supervisor::Supervisor;
 use support::{devnet_options, small_dkg};
 
 const NODES: u16 = 4;
@@ -28,70 +28,6 @@ fn quorumkey(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-/// A `quorumkey devnet` process, its output in files. Dropping it stops it
-/// (SIGTERM, then SIGKILL), so a failing test leaves no node behind.
-struct Supervisor {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Supervisor {
-    fn start(dir: &Path, work: &Path, name: &str) -> Self {
-        let (stdout, stderr) = (work.join(format!("{name}.out")), work.join(format!("{name}.err")));
-        let child = Command::new(env!("CARGO_BIN_EXE_quorumkey"))
-            .args(["devnet", "--nodes", &NODES.to_string(), "--dir", dir.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        Self { child, stdout, stderr }
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Its exit status, waiting up to `limit`.
-    fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn assert_running(&mut self) {
-        assert!(self.child.try_wait().unwrap().is_none(), "the supervisor exited:\n{}", self.stderr());
-    }
-
-    fn signal(&self, signal: Signal) {
-        let _ = kill_process(Pid::from_raw(self.child.id() as i32).unwrap(), signal);
-    }
-}
-
-impl Drop for Supervisor {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            self.signal(Signal::TERM);
-            if self.wait(Duration::from_secs(20)).is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-    }
 }
 
 /// Each node's process id, by index.
@@ -157,7 +93,7 @@ fn the_devnet_command_restarts_crashed_nodes_and_stops_and_starts_them_on_reques
     assert!(!ok && err.contains(&format!("no devnet is running in {dir}/ (its control socket")), "{err}");
 
     // The stale socket does not stop a new supervisor.
-    let mut supervisor = Supervisor::start(&options.dir, work.path(), "devnet");
+    let mut supervisor = Supervisor::start(&options.dir, NODES, work.path(), "devnet");
     let deadline = Instant::now() + Duration::from_secs(120);
     while !options.dir.join(NETWORK_JSON).exists() || !supervisor.stdout().contains("ready:") {
         supervisor.assert_running();
@@ -169,7 +105,7 @@ fn the_devnet_command_restarts_crashed_nodes_and_stops_and_starts_them_on_reques
     // A second supervisor on the same directory is refused, and disturbs
     // nothing.
     let before = status(&dir);
-    let mut second = Supervisor::start(&options.dir, work.path(), "second");
+    let mut second = Supervisor::start(&options.dir, NODES, work.path(), "second");
     let refused = second.wait(Duration::from_secs(20)).expect("the second supervisor exits");
     assert!(!refused.success());
     assert_eq!(

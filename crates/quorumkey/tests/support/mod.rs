@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 pub mod faketime;
 pub mod proxy;
 pub mod raw;
+pub mod supervisor;
 pub mod torusjs;
 
 use commonware_codec::Encode;
