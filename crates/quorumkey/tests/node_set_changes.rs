@@ -4,7 +4,10 @@
 //! 6 (one proposal), then (b) grows to six nodes with a new node 7, while
 //! the Rust client logs users in without a pause (following `network.json`
 //! as the devnet rewrites it) and torus.js 8.0.1 logs users in before,
-//! during and after each change. Afterwards: no login failed, each user
+//! during and after each change. (torus.js 8.0.1 reveals with ⌊n/4⌋·3 + 1
+//! commitment answers: on six nodes that is 4, short of the nodes' reveal
+//! quorum of 5, so there its login is expected to be refused, with that
+//! reason; on five it logs in.) Afterwards: no login failed, each user
 //! always got the same private key, every public key is what it was, every
 //! node of the new set holds a share of every key (its `/v1/status`), the
 //! removed node holds none, a second change is refused while a handover
@@ -135,12 +138,24 @@ impl LoginFailures {
         let answer =
             tokio::task::spawn_blocking(move || torus_js(&file, &verifier_name, &user_id, Some(&token))).await.unwrap();
         let nodes = network.nodes.len();
+        // torus.js 8.0.1 reveals once ⌊n/4⌋·3 + 1 commitment answers came,
+        // with those; the nodes need ⌈(n + t)/2⌉ (docs/api.md, "The reveal
+        // quorum"). For n ≡ 2 or 3 (mod 4) that is fewer, and the nodes
+        // refuse the reveal unless more answers happened to arrive first:
+        // the refusal, and only it, is what is expected then.
+        let waits_for = nodes / 4 * 3 + 1;
+        let short = waits_for < quorumkey_login::required_signatures(nodes, nodes / 2 + 1);
         match answer {
             Ok(answer) => {
                 assert_eq!(answer["login"]["ethAddress"], answer["lookup"]["address"]);
                 if answer["login"]["privKey"].as_str() != Some(hex::encode(expected).as_str()) {
                     self.0.push(format!("torus.js {when}, {user} ({nodes} nodes): another private key"));
                 }
+            }
+            Err(error) if short && error.contains("usable node signatures on this commitment and temporary key") => {
+                eprintln!(
+                    "torus.js {when}, {user} ({nodes} nodes): refused as expected (it reveals with {waits_for} commitment answers): {error}"
+                );
             }
             Err(error) => self.0.push(format!("torus.js {when}, {user} ({nodes} nodes): {error}")),
         }
