@@ -830,6 +830,41 @@ impl QuorumkeyClient {
     }
 
     /// The key's public shares fetched afresh, and kept.
+    /// The reveal's last resort at an epoch boundary: after
+    /// [`EPOCH_SWITCH_PAUSE`], the key's public shares fetched again and
+    /// the same reveal (a node answers it again for the same commitment)
+    /// sent to every node at once. The `t` shares that match those public
+    /// shares, if that many do: all of one epoch, so they rebuild the key.
+    async fn reveal_once_more(
+        &self,
+        view: &NodeView,
+        key: &KeyInfo,
+        body: &Bytes,
+        temp_secret: &NonZeroScalar,
+    ) -> Option<(CheckedKey, Vec<Share>)> {
+        tokio::time::sleep(EPOCH_SWITCH_PAUSE).await;
+        let checked = self.refetch_public_shares(view, key).await.ok()?;
+        let step = Instant::now();
+        let mut pending: FuturesUnordered<NodeCall> = (0..view.nodes.len())
+            .map(|position| {
+                self.send(view, position, body.clone(), self.options.request_timeout, step, OnRateLimit::Answer)
+            })
+            .collect();
+        let mut shares = Vec::with_capacity(view.threshold);
+        while let Some(Reply { position, answer, .. }) = pending.next().await {
+            let Answer::Result(result) = answer else { continue };
+            let Ok(parsed) = serde_json::from_value::<ShareRequestResult>(result) else { continue };
+            let index = view.nodes[position].index;
+            if let Ok(value) = checked.open_share(&parsed, temp_secret, index) {
+                shares.push(Share { index: u32::from(index), value });
+                if shares.len() == view.threshold {
+                    return Some((checked, shares));
+                }
+            }
+        }
+        None
+    }
+
     async fn refetch_public_shares(&self, view: &NodeView, key: &KeyInfo) -> Result<CheckedKey, ClientError> {
         let checked = self.fetch_public_shares(view, key).await?;
         if let Ok(mut cache) = self.checked_keys.lock() {
@@ -1108,7 +1143,10 @@ impl QuorumkeyClient {
     /// every node that signed when the hedge delay passes without `t` good
     /// shares; then the interpolation. The decisions are the
     /// [`LoginPlan`]'s; this loop sends, checks shares and wakes for the
-    /// hedge.
+    /// hedge. If too few shares check out and some decrypted but matched
+    /// no public share the client held (nodes switching epochs one by one
+    /// at a boundary, beyond what refetching the public shares resolved),
+    /// it asks every node once more ([`Self::reveal_once_more`]).
     async fn reveal(
         &self,
         view: &NodeView,
@@ -1119,6 +1157,9 @@ impl QuorumkeyClient {
     ) -> Result<Login, ClientError> {
         let KnownKey { key, mut checked, took: lookup } = key;
         let mut refetches = 0;
+        // Whether a share decrypted but matched no public share the client
+        // held: the network may have been switching epochs node by node.
+        let mut wrong_share_seen = false;
         let mut timings = LoginTimings { lookup, commitment: committed.took, ..LoginTimings::default() };
         let share_body = |signatures: &[Option<Value>]| {
             let entries: Vec<&Value> = signatures.iter().map(|s| s.as_ref().unwrap_or(&Value::Null)).collect();
@@ -1175,6 +1216,9 @@ impl QuorumkeyClient {
                     // every answer so far against them: shares of the
                     // epoch before no longer count, shares of the new one
                     // now do, so that the shares used are all of one epoch.
+                    if opened.as_ref().is_err_and(|reason| reason == key_check::WRONG_SHARE) {
+                        wrong_share_seen = true;
+                    }
                     if let (Err(reason), Ok(parsed)) = (&opened, &answer)
                         && reason == key_check::WRONG_SHARE
                         && refetches < MAX_PUBLIC_SHARE_REFETCHES
@@ -1227,7 +1271,21 @@ impl QuorumkeyClient {
         };
         // Commitment requests still running finish on their own.
         let reports = committed.plan.into_reports();
-        let shares: Vec<Share> = used?.into_iter().filter_map(|position| shares.get_mut(position)?.take()).collect();
+        let shares: Vec<Share> = match used {
+            Ok(used) => used.into_iter().filter_map(|position| shares.get_mut(position)?.take()).collect(),
+            // Too few good shares, some of them of another epoch than the
+            // public shares: ask every node once more, a moment later.
+            Err(shortfall) if wrong_share_seen => {
+                match self.reveal_once_more(view, &key, &body, &committed.temp_secret).await {
+                    Some((fresh, again)) => {
+                        checked = fresh;
+                        again
+                    }
+                    None => return Err(shortfall.into()),
+                }
+            }
+            Err(shortfall) => return Err(shortfall.into()),
+        };
         let secret = checked.rebuild(&shares).map_err(ClientError::Key)?;
         timings.reveal = step.elapsed();
         timings.total = started.elapsed();
@@ -1412,6 +1470,11 @@ enum OnRateLimit {
     /// ⌊(n − t) / 2⌋ of them.
     WaitAndRetry,
 }
+
+/// How long a login waits before it asks every node for its share once
+/// more, when shares of two epochs came (nodes switch within a block or
+/// two of each other).
+const EPOCH_SWITCH_PAUSE: Duration = Duration::from_millis(500);
 
 /// A node's answer to one request.
 struct Reply {

@@ -56,6 +56,9 @@ struct Behaviour {
     public_shares: Option<Vec<String>>,
     /// Wait this long before serving the public shares.
     public_shares_delay: Duration,
+    /// Answer this many more reveals with a share of another sharing (as a
+    /// node still on the epoch before, at a boundary).
+    stale_reveals: u32,
 }
 
 /// A commitment's temporary key and sub-token commitments.
@@ -159,7 +162,14 @@ async fn jrpc(State(node): State<Arc<MockNode>>, body: axum::body::Bytes) -> Res
                 verifier: &reveal.verifier,
                 verifier_id: &reveal.verifier_id,
             };
-            let result = encrypt_share(&node.share, &recorded, &context, &mut quorumkey_crypto::random::os_rng());
+            let stale = {
+                let mut behaviour = node.behaviour.lock().unwrap();
+                let stale = behaviour.stale_reveals > 0;
+                behaviour.stale_reveals = behaviour.stale_reveals.saturating_sub(1);
+                stale
+            };
+            let share = if stale { node.share + Scalar::ONE } else { node.share };
+            let result = encrypt_share(&share, &recorded, &context, &mut quorumkey_crypto::random::os_rng());
             answer(StatusCode::OK, id, Ok(serde_json::to_value(result).unwrap()))
         }
         Method::KeyAssign => answer(StatusCode::OK, id, Err(refused("not in this mock".to_owned()))),
@@ -500,4 +510,31 @@ async fn a_node_claiming_a_newer_epoch_costs_one_refresh_and_no_second_try() {
     assert!(matches!(error, ClientError::Quorum { step: "commitment", needed: 4, got: 3, .. }), "{error}");
     assert_eq!(client.epoch(), 0);
     assert!((1..=NODES).all(|position| network.commitment_requests(position) == 1), "not tried again");
+}
+
+/// At an epoch boundary three of five nodes still answer with a share of
+/// the epoch before while the public shares are already the new ones (and
+/// fetching them again changes nothing): two good shares, three needed.
+/// The client asks every node once more a moment later, by when they
+/// have switched, and logs in. Without that second round the login fails.
+#[tokio::test]
+async fn shares_of_the_epoch_before_are_asked_again_once_the_nodes_switched() {
+    let network = MockNetwork::start(21).await;
+    let client = network.client(ClientOptions::default());
+    for node in 1..=3 {
+        network.set(node, |b| b.stale_reveals = 1);
+    }
+    let login = client.login("app", "carol@example.com", "a.token.stale").await.unwrap();
+    assert_eq!(*login.private_key, network.expected_private_key());
+    // Each node was asked twice at most: once in the login, once more.
+    for node in &network.nodes {
+        assert!(node.reveals.lock().unwrap().len() <= 2);
+    }
+
+    // Nodes that keep serving stale shares do not make it succeed.
+    for node in 1..=3 {
+        network.set(node, |b| b.stale_reveals = 100);
+    }
+    let error = client.login("app", "carol@example.com", "a.token.stale.again").await.unwrap_err();
+    assert!(matches!(error, ClientError::Quorum { step: "reveal", .. }), "{error}");
 }
