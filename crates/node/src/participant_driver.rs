@@ -295,7 +295,13 @@ fn execute_handover(
                     identity.index = Some(index);
                 }
                 None => {
-                    tracing::warn!(epoch, "epoch in force without this node: every key share it held is deleted");
+                    // A node that held no index was never in a set it
+                    // replayed (it joins later): nothing of it was deleted.
+                    if identity.index.is_some() {
+                        tracing::warn!(epoch, "epoch in force without this node: every key share it held is deleted");
+                    } else {
+                        tracing::info!(epoch, "epoch in force without this node (it is not in that set)");
+                    }
                     identity.index = None;
                     *role = Box::new(OutsideTheSet);
                 }
