@@ -711,21 +711,7 @@ mod tests {
 
     /// `/v1/epoch` of the genesis set, as a node answers it (no addresses).
     fn genesis_answer(network: &NetworkFile) -> EpochResponse {
-        let set = NodeSet {
-            epoch: 0,
-            nodes: network
-                .genesis()
-                .unwrap()
-                .nodes
-                .iter()
-                .map(|node| EpochNode {
-                    consensus_key: node.consensus_key.clone(),
-                    secp256k1_key: node.secp256k1_key,
-                    p2p_address: String::new(),
-                    rpc_url: String::new(),
-                })
-                .collect(),
-        };
+        let set = NodeSet::from_genesis(&network.genesis().unwrap());
         EpochResponse { epoch: 0, height: 9, nodes: EpochNodeInfo::from_set(&set), handover: None }
     }
 
