@@ -30,6 +30,7 @@
 //! them, and the node enters the next epoch: one epoch at a time, each
 //! checked with validators read from its own applied state.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use commonware_consensus::marshal::core::Mailbox as MarshalMailbox;
@@ -172,6 +173,11 @@ where
         let Some(mut active) = self.enter(epoch, floor, scheme, channels).await else {
             return;
         };
+        // The peers already asked for this epoch's last finalization: one
+        // hint per peer and epoch. Every vote and certificate of a later
+        // epoch arrives here, and each hint costs marshal a storage read,
+        // so a peer (faulty or just ahead) must not trigger one per message.
+        let mut hinted: HashSet<ed25519::PublicKey> = HashSet::new();
         loop {
             let event = futures::select_biased! {
                 command = commands.next() => Event::Command(command),
@@ -194,6 +200,7 @@ where
                         };
                         // Dropping the old epoch stops its engine.
                         let left = std::mem::replace(&mut active, next).epoch;
+                        hinted.clear();
                         // The write-ahead log of the epoch before `left` goes;
                         // `left`'s own stays one epoch longer, for the record.
                         // Best effort: a crash at the wrong moment can leave
@@ -207,7 +214,11 @@ where
                     }
                     let _ = entered.send(());
                 }
-                Event::Backup(Some((their_epoch, from))) => self.catch_up(active.epoch, their_epoch, from),
+                Event::Backup(Some((their_epoch, from))) => {
+                    if their_epoch > active.epoch.get() && hinted.insert(from.clone()) {
+                        self.catch_up(active.epoch, their_epoch, from);
+                    }
+                }
                 Event::Backup(None) => return,
                 Event::EngineEnded(how) => {
                     tracing::error!(
